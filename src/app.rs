@@ -1,0 +1,252 @@
+//! Wiring: workloads → image references → metadata → series → sinks, once
+//! (`--once`, for a CronJob) or on a schedule (a Deployment).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::discovery::{ClusterSource, FileSource, Source};
+use crate::exposition;
+use crate::inventory::{self, CommonLabels, Snapshot};
+use crate::registry::{Resolver, ResolverConfig};
+use crate::remote_write::Endpoint;
+use crate::schedule::Ticker;
+use crate::server::{self, Shared};
+use crate::telemetry::Telemetry;
+
+/// How long an in-flight tick may go on after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Takes snapshots: discovery, resolution, series.
+pub struct Pipeline {
+    source: Source,
+    resolver: Resolver,
+    common: CommonLabels,
+    concurrency: usize,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Pipeline {
+    pub async fn from_config(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
+        let source = if config.manifests.is_empty() {
+            let cluster = ClusterSource::connect(config.namespaces.clone(), telemetry.clone())
+                .await
+                .context(
+                    "no cluster to read workloads from (use --manifests to read files instead)",
+                )?;
+            Source::Cluster(cluster)
+        } else {
+            Source::Files(FileSource::new(
+                config.manifests.clone(),
+                config.namespaces.clone(),
+                telemetry.clone(),
+            ))
+        };
+        let resolver = Resolver::new(
+            ResolverConfig {
+                platform: config.platform.clone(),
+                cache_duration: config.cache_duration,
+                error_cache_duration: config.error_cache_duration,
+                insecure_registries: config.insecure_registries.clone(),
+                timeout: config.registry_timeout,
+            },
+            telemetry.clone(),
+        );
+        Ok(Pipeline {
+            source,
+            resolver,
+            common: CommonLabels::new(&config.job, &config.external_labels),
+            concurrency: config.resolve_concurrency as usize,
+            telemetry,
+        })
+    }
+
+    /// One complete snapshot. Images that fail to resolve are logged and
+    /// keep their container series with an empty digest.
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let started = Instant::now();
+        let timestamp_ms = chrono::Utc::now().timestamp_millis();
+        let workloads = self
+            .source
+            .snapshot()
+            .await
+            .context("failed to take a snapshot of the workloads")?;
+        let images: HashSet<&str> = workloads
+            .iter()
+            .flat_map(|w| &w.containers)
+            .map(|c| c.image.as_str())
+            .collect();
+        let resolutions: HashMap<String, _> = futures::stream::iter(images)
+            .map(|image| async move { (image.to_owned(), self.resolver.resolve(image).await) })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (image, resolution) in &resolutions {
+            if let Err(e) = resolution {
+                warn!(image, class = e.class.as_str(), error = %e.message, "cannot resolve image; its containers get an empty digest");
+            }
+        }
+        let snapshot = inventory::build(&workloads, &resolutions, &self.common, timestamp_ms);
+        self.telemetry
+            .snapshot_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.telemetry
+            .snapshot_containers
+            .set(snapshot.containers as i64);
+        self.telemetry.snapshot_images.set(snapshot.images as i64);
+        self.telemetry
+            .snapshot_series
+            .set(snapshot.series.len() as i64);
+        info!(
+            workloads = workloads.len(),
+            containers = snapshot.containers,
+            images = snapshot.images,
+            unresolved = resolutions.values().filter(|r| r.is_err()).count(),
+            series = snapshot.series.len(),
+            took = ?started.elapsed(),
+            "snapshot taken"
+        );
+        Ok(snapshot)
+    }
+}
+
+/// Runs the service; the result is the process exit status.
+pub async fn run(config: Config) -> anyhow::Result<bool> {
+    let telemetry = Arc::new(Telemetry::new());
+    let pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
+    let endpoints = if config.dry_run {
+        Vec::new()
+    } else {
+        config
+            .remote_write_urls
+            .iter()
+            .map(|url| {
+                Endpoint::new(
+                    url.clone(),
+                    config.remote_write_timeout,
+                    config.max_series_per_request as usize,
+                    config.remote_write_retry_for,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if config.once {
+        let snapshot = pipeline.snapshot().await?;
+        return Ok(deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await);
+    }
+
+    let omit = CommonLabels::new(&config.job, &config.external_labels)
+        .names()
+        .map(str::to_owned)
+        .collect();
+    let shared = Arc::new(Shared::new(telemetry.clone(), omit));
+    server::serve(config.metrics_address, shared.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on --metrics-address {}",
+                config.metrics_address
+            )
+        })?;
+    if endpoints.is_empty() && !config.dry_run {
+        info!(
+            "no --remote-write-url: serving the inventory on /metrics only, like a scrape exporter"
+        );
+    }
+    let schedule = config.effective_schedule();
+    info!(%schedule, endpoints = endpoints.len(), "starting");
+    let mut ticker = Ticker::new(schedule);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut shutdown => break,
+        }
+        let tick = async {
+            match pipeline.snapshot().await {
+                Ok(snapshot) => {
+                    let snapshot = Arc::new(snapshot);
+                    shared.publish(snapshot.clone());
+                    deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await;
+                }
+                Err(e) => error!(
+                    error = format!("{e:#}"),
+                    "tick failed; the previous snapshot stays on /metrics"
+                ),
+            }
+        };
+        let mut tick = std::pin::pin!(tick);
+        tokio::select! {
+            _ = &mut tick => {}
+            _ = &mut shutdown => {
+                info!(grace = ?SHUTDOWN_GRACE, "shutting down after the push in flight");
+                if tokio::time::timeout(SHUTDOWN_GRACE, tick).await.is_err() {
+                    warn!("the push in flight did not finish in time; exiting anyway");
+                }
+                break;
+            }
+        }
+    }
+    info!("stopped");
+    Ok(true)
+}
+
+/// Prints (dry run) or pushes a snapshot to every endpoint at once, so a
+/// slow endpoint does not delay the others. True when all accepted it.
+async fn deliver(
+    snapshot: &Snapshot,
+    endpoints: &[Endpoint],
+    dry_run: bool,
+    telemetry: &Telemetry,
+) -> bool {
+    if dry_run {
+        let text = exposition::render(&exposition::families(snapshot, &[]));
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`| head`) is not worth a panic.
+        let _ = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush());
+        return true;
+    }
+    let results =
+        futures::future::join_all(endpoints.iter().map(|e| e.push(snapshot, telemetry))).await;
+    let mut all_ok = true;
+    for (endpoint, result) in endpoints.iter().zip(results) {
+        match result {
+            Ok(report) => info!(
+                endpoint = endpoint.name(),
+                requests = report.requests,
+                series = report.series,
+                bytes = report.bytes,
+                "pushed"
+            ),
+            Err(e) => {
+                error!(error = %e, "push failed");
+                all_ok = false;
+            }
+        }
+    }
+    all_ok
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

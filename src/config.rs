@@ -1,0 +1,313 @@
+//! Command-line configuration: one clap struct, every flag with an environment
+//! fallback (`PUSHER_*`) so it can be set from a ConfigMap as easily as from
+//! `args`. Each flag's doc comment is its `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+
+use crate::registry::Platform;
+use crate::schedule::Schedule;
+
+/// Pushes the inventory of container images configured in a Kubernetes
+/// cluster (or in manifest files) to Prometheus remote-write receivers.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+#[command(group(ArgGroup::new("when").args(["interval", "schedule"]).multiple(false)))]
+#[deny(missing_docs)]
+pub struct Config {
+    /// Read workloads from these YAML/JSON files or directories ("-" for stdin)
+    /// instead of a cluster. Multi-document YAML and `kind: List` are understood.
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        env = "PUSHER_MANIFESTS",
+        value_delimiter = ','
+    )]
+    pub manifests: Vec<PathBuf>,
+
+    /// Only read workloads in this namespace (repeatable). Default: all namespaces.
+    #[arg(
+        long = "namespace",
+        value_name = "NAMESPACE",
+        env = "PUSHER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
+    /// The exit code is 0 only if every request was accepted.
+    #[arg(long, env = "PUSHER_ONCE")]
+    pub once: bool,
+
+    /// Print the series in the Prometheus text format to stdout instead of pushing them.
+    #[arg(long, env = "PUSHER_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Time between two snapshots in long-running mode (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Cron expression for when to take snapshots, instead of --interval: five
+    /// fields (minute first) or six (seconds first), e.g. "*/5 * * * *".
+    #[arg(long, value_name = "CRON", env = "PUSHER_SCHEDULE", value_parser = Schedule::parse_cron)]
+    pub schedule: Option<Schedule>,
+
+    /// Remote-write endpoint to push to (repeatable), e.g.
+    /// http://prometheus:9090/api/v1/write. Without one (and without
+    /// --dry-run) the service only serves /metrics, like a scrape exporter.
+    #[arg(
+        long = "remote-write-url",
+        value_name = "URL",
+        env = "PUSHER_REMOTE_WRITE_URL",
+        value_delimiter = ','
+    )]
+    pub remote_write_urls: Vec<reqwest::Url>,
+
+    /// Value of the `job` label on every pushed series.
+    #[arg(
+        long = "job",
+        value_name = "NAME",
+        env = "PUSHER_JOB",
+        default_value = "container-image-pusher"
+    )]
+    pub job: String,
+
+    /// Extra label added to every pushed series (repeatable), e.g. cluster=prod.
+    #[arg(long = "external-label", value_name = "NAME=VALUE", env = "PUSHER_EXTERNAL_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub external_labels: Vec<(String, String)>,
+
+    /// Most series in one remote-write request; larger snapshots are split.
+    #[arg(long, value_name = "N", env = "PUSHER_MAX_SERIES_PER_REQUEST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_series_per_request: u32,
+
+    /// Timeout of one remote-write request.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub remote_write_timeout: Duration,
+
+    /// How long to retry a failed remote-write request (5xx or network error)
+    /// before giving up on that snapshot.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_duration)]
+    pub remote_write_retry_for: Duration,
+
+    /// Address of the local HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PUSHER_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_address: SocketAddr,
+
+    /// How long a tag's digest is trusted before the registry is asked again
+    /// (one HEAD request). Image metadata itself is cached by digest.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_CACHE_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub cache_duration: Duration,
+
+    /// How long a failed image lookup is remembered before it is retried, so a
+    /// broken image does not hammer its registry.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_ERROR_CACHE_DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub error_cache_duration: Duration,
+
+    /// Platform picked from multi-arch images: OS/ARCH[/VARIANT]. Falls back
+    /// to linux/amd64, then to the first image of the index.
+    #[arg(
+        long,
+        value_name = "PLATFORM",
+        env = "PUSHER_PLATFORM",
+        default_value = "linux/amd64"
+    )]
+    pub platform: Platform,
+
+    /// Registry reached over plain HTTP instead of HTTPS, as HOST[:PORT] (repeatable).
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST:PORT",
+        env = "PUSHER_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
+    /// Timeout for resolving one image (all registry requests it needs).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+
+    /// Most images resolved against registries at the same time.
+    #[arg(long, value_name = "N", env = "PUSHER_RESOLVE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub resolve_concurrency: u32,
+
+    /// Log format.
+    #[arg(long, value_enum, env = "PUSHER_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Label names the series already carry: an external label may not replace them.
+const RESERVED_LABELS: &[&str] = &[
+    "__name__",
+    "job",
+    "group",
+    "version",
+    "kind",
+    "namespace",
+    "name",
+    "container",
+    "jsonpath",
+    "image",
+    "digest",
+    "key",
+    "value",
+];
+
+impl Config {
+    /// Checks what clap cannot: combinations of flags and label names.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.once && !self.dry_run && self.remote_write_urls.is_empty() {
+            return Err("--once needs --remote-write-url or --dry-run: there is nowhere to send the snapshot".into());
+        }
+        for (name, _) in &self.external_labels {
+            if RESERVED_LABELS.contains(&name.as_str()) {
+                return Err(format!(
+                    "--external-label {name}=…: {name:?} is a label of the series themselves; pick another name"
+                ));
+            }
+        }
+        let mut names: Vec<&str> = self
+            .external_labels
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("--external-label {} is given twice", w[0]));
+        }
+        Ok(())
+    }
+
+    /// The schedule in effect: --schedule if given, else --interval.
+    pub fn effective_schedule(&self) -> Schedule {
+        self.schedule
+            .clone()
+            .unwrap_or(Schedule::Interval(self.interval))
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+    if d.is_zero() {
+        return Err("a duration of zero is not allowed".into());
+    }
+    Ok(d)
+}
+
+/// Parses NAME=VALUE with a valid Prometheus label name.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if !is_label_name(name) || name.starts_with("__") {
+        return Err(format!(
+            "{name:?} is not a valid label name (letters, digits and _, not starting with a digit or __)"
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!(
+            "label {name} has an empty value, which remote write would drop"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["container-image-pusher"];
+        argv.extend_from_slice(args);
+        let config = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.cache_duration, Duration::from_secs(3600));
+        assert_eq!(c.max_series_per_request, 2000);
+        assert_eq!(c.job, "container-image-pusher");
+        assert_eq!(c.platform.to_string(), "linux/amd64");
+    }
+
+    #[test]
+    fn once_needs_a_destination() {
+        let err = parse(&["--once"]).unwrap_err();
+        assert!(err.contains("--remote-write-url"), "{err}");
+        parse(&["--once", "--dry-run"]).unwrap();
+        parse(&[
+            "--once",
+            "--remote-write-url",
+            "http://localhost:9090/api/v1/write",
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn interval_and_schedule_exclude_each_other() {
+        assert!(parse(&["--interval", "5m", "--schedule", "*/5 * * * *"]).is_err());
+    }
+
+    #[test]
+    fn external_labels_are_validated() {
+        let c = parse(&[
+            "--external-label",
+            "cluster=prod",
+            "--external-label",
+            "region=eu",
+        ])
+        .unwrap();
+        assert_eq!(c.external_labels[0], ("cluster".into(), "prod".into()));
+        assert!(parse(&["--external-label", "cluster"]).is_err());
+        assert!(parse(&["--external-label", "1cluster=x"]).is_err());
+        assert!(parse(&["--external-label", "__name__=x"]).is_err());
+        assert!(parse(&["--external-label", "cluster="]).is_err());
+        assert!(parse(&["--external-label", "namespace=x"])
+            .unwrap_err()
+            .contains("namespace"));
+        assert!(parse(&["--external-label", "a=1", "--external-label", "a=2"]).is_err());
+    }
+
+    #[test]
+    fn durations_are_humane() {
+        assert_eq!(
+            parse(&["--cache-duration", "6h"]).unwrap().cache_duration,
+            Duration::from_secs(6 * 3600)
+        );
+        assert!(parse(&["--interval", "0s"]).is_err());
+        assert!(parse(&["--interval", "soon"]).is_err());
+    }
+}

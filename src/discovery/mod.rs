@@ -1,0 +1,338 @@
+//! Discovery: which containers the cluster is configured to run.
+//!
+//! A [`Source`] yields a snapshot of [`Workload`]s, each with the containers
+//! of its pod spec. The cluster ([`cluster`]) and manifest files ([`files`])
+//! are the two sources; both feed the same extraction, so a workload's
+//! containers and `jsonpath` labels are identical whichever way it was read.
+
+pub mod cluster;
+pub mod files;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+pub use cluster::ClusterSource;
+pub use files::FileSource;
+
+/// The workload kinds whose containers are inventoried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Pod,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Pod,
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::Job,
+        Kind::CronJob,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+        }
+    }
+
+    /// The API group, `""` for the core group, as the upstream exporter labels it.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Pod => "",
+            Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => "apps",
+            Kind::Job | Kind::CronJob => "batch",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        "v1"
+    }
+
+    /// Where the pod spec sits in an object of this kind, in JSONPath.
+    fn pod_spec_path(self) -> &'static str {
+        match self {
+            Kind::Pod => ".spec",
+            Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Job => {
+                ".spec.template.spec"
+            }
+            Kind::CronJob => ".spec.jobTemplate.spec.template.spec",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One object of an inventoried kind, reduced to what the series need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<Container>,
+}
+
+/// One entry of `initContainers`, `containers` or `ephemeralContainers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    /// The image exactly as written in the spec.
+    pub image: String,
+    /// Where the container sits in its object, e.g. `{.spec.template.spec.initContainers[0]}`.
+    pub jsonpath: String,
+}
+
+/// Where a snapshot of workloads comes from.
+pub enum Source {
+    Cluster(ClusterSource),
+    Files(FileSource),
+}
+
+impl Source {
+    /// Reads every workload now. Kinds or files that cannot be read are
+    /// logged and skipped by the sources; an error here means the snapshot
+    /// as a whole cannot be trusted (for example the API server is down).
+    pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+        let mut workloads = match self {
+            Source::Cluster(cluster) => cluster.snapshot().await?,
+            Source::Files(files) => files.snapshot().await?,
+        };
+        // Files may hold one object twice (a directory and a copy of it); the
+        // series identity is kind/namespace/name, so keep one of each.
+        workloads
+            .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+        workloads
+            .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
+        Ok(workloads)
+    }
+}
+
+/// Errors that make a whole snapshot unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("failed to connect to the Kubernetes API: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("failed to list {kind} objects{scope}: {source}")]
+    List {
+        kind: Kind,
+        scope: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to read manifests from {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The kinds that have a pod spec to extract containers from.
+pub(crate) trait HasPodSpec {
+    const KIND: Kind;
+    fn meta(&self) -> &ObjectMeta;
+    fn pod_spec(&self) -> Option<&PodSpec>;
+}
+
+macro_rules! template_kind {
+    ($ty:ty, $kind:expr) => {
+        impl HasPodSpec for $ty {
+            const KIND: Kind = $kind;
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn pod_spec(&self) -> Option<&PodSpec> {
+                self.spec.as_ref()?.template.spec.as_ref()
+            }
+        }
+    };
+}
+
+impl HasPodSpec for Pod {
+    const KIND: Kind = Kind::Pod;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref()
+    }
+}
+
+template_kind!(Deployment, Kind::Deployment);
+template_kind!(StatefulSet, Kind::StatefulSet);
+template_kind!(DaemonSet, Kind::DaemonSet);
+template_kind!(Job, Kind::Job);
+
+impl HasPodSpec for CronJob {
+    const KIND: Kind = Kind::CronJob;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec
+            .as_ref()?
+            .job_template
+            .spec
+            .as_ref()?
+            .template
+            .spec
+            .as_ref()
+    }
+}
+
+/// Reduces an object to its workload: identity plus every container of its
+/// pod spec, in the order init, regular, ephemeral (as the upstream exporter).
+pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workload {
+    let meta = obj.meta();
+    let prefix = K::KIND.pod_spec_path();
+    let mut containers = Vec::new();
+    if let Some(spec) = obj.pod_spec() {
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (&c.name, &c.image));
+        let regular = spec.containers.iter().map(|c| (&c.name, &c.image));
+        let ephemeral = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| (&c.name, &c.image));
+        for (field, entries) in [
+            ("initContainers", init.collect::<Vec<_>>()),
+            ("containers", regular.collect()),
+            ("ephemeralContainers", ephemeral.collect()),
+        ] {
+            for (index, (name, image)) in entries.into_iter().enumerate() {
+                containers.push(Container {
+                    name: name.clone(),
+                    image: image.clone().unwrap_or_default(),
+                    jsonpath: format!("{{{prefix}.{field}[{index}]}}"),
+                });
+            }
+        }
+    }
+    Workload {
+        kind: K::KIND,
+        namespace: meta
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.to_owned()),
+        name: meta.name.clone().unwrap_or_default(),
+        containers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn from_json<K: serde::de::DeserializeOwned>(v: serde_json::Value) -> K {
+        serde_json::from_value(v).expect("valid object")
+    }
+
+    #[test]
+    fn pod_containers_in_upstream_order_with_jsonpaths() {
+        let pod: Pod = from_json(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "initContainers": [{"name": "migrate", "image": "migrate:1"}],
+                "containers": [{"name": "app", "image": "app:1"}, {"name": "sidecar", "image": "proxy:2"}],
+                "ephemeralContainers": [{"name": "debugger", "image": "busybox"}]
+            }
+        }));
+        let w = workload(&pod, "default");
+        assert_eq!(
+            (w.kind, w.namespace.as_str(), w.name.as_str()),
+            (Kind::Pod, "shop", "web")
+        );
+        let got: Vec<_> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.image.as_str(), c.jsonpath.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("migrate", "migrate:1", "{.spec.initContainers[0]}"),
+                ("app", "app:1", "{.spec.containers[0]}"),
+                ("sidecar", "proxy:2", "{.spec.containers[1]}"),
+                ("debugger", "busybox", "{.spec.ephemeralContainers[0]}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn template_kinds_use_the_template_path() {
+        let d: Deployment = from_json(json!({
+            "metadata": {"name": "api"},
+            "spec": {"selector": {}, "template": {"spec": {
+                "initContainers": [{"name": "init", "image": "init:1"}],
+                "containers": [{"name": "api", "image": "api:1"}]
+            }}}
+        }));
+        let w = workload(&d, "default");
+        assert_eq!(
+            w.namespace, "default",
+            "a manifest without namespace lands in the default one"
+        );
+        assert_eq!(
+            w.containers[0].jsonpath,
+            "{.spec.template.spec.initContainers[0]}"
+        );
+        assert_eq!(
+            w.containers[1].jsonpath,
+            "{.spec.template.spec.containers[0]}"
+        );
+        assert_eq!(
+            (Kind::Deployment.group(), Kind::Deployment.version()),
+            ("apps", "v1")
+        );
+    }
+
+    #[test]
+    fn cronjob_uses_the_job_template_path() {
+        let c: CronJob = from_json(json!({
+            "metadata": {"name": "nightly", "namespace": "batch"},
+            "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {
+                "containers": [{"name": "report", "image": "report:1"}]
+            }}}}}
+        }));
+        let w = workload(&c, "default");
+        assert_eq!(
+            w.containers[0].jsonpath,
+            "{.spec.jobTemplate.spec.template.spec.containers[0]}"
+        );
+        assert_eq!(Kind::CronJob.group(), "batch");
+        assert_eq!(Kind::Pod.group(), "");
+    }
+
+    #[test]
+    fn missing_spec_or_image_is_not_a_panic() {
+        let pod: Pod = from_json(json!({"metadata": {"name": "empty"}}));
+        assert!(workload(&pod, "default").containers.is_empty());
+        let job: Job = from_json(json!({"metadata": {"name": "j"}, "spec": {"template": {}}}));
+        assert!(workload(&job, "default").containers.is_empty());
+        let pod: Pod = from_json(
+            json!({"metadata": {"name": "noimage"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(workload(&pod, "default").containers[0].image, "");
+    }
+}

@@ -1,0 +1,387 @@
+//! Inventory: workloads plus image metadata → the series of one snapshot.
+//!
+//! The series keep the names, labels and meaning of the Go
+//! `container-image-exporter`, so existing queries and dashboards work on
+//! pushed data. Each series' label set is stored already encoded as the
+//! labels of a remote-write `TimeSeries` (sorted by name, names unique,
+//! empty values dropped): the form the hot path — pushing every tick —
+//! needs, built once per series. `/metrics` and `--dry-run` decode it back.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+
+use crate::discovery::Workload;
+use crate::registry::Resolution;
+use crate::remote_write::proto;
+
+/// The metric families the pusher writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    ContainerInfo,
+    Annotation,
+    Label,
+    SizeBytes,
+    Created,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [
+        Family::ContainerInfo,
+        Family::Annotation,
+        Family::Label,
+        Family::SizeBytes,
+        Family::Created,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::ContainerInfo => "container_image_container_info",
+            Family::Annotation => "container_image_annotation",
+            Family::Label => "container_image_label",
+            Family::SizeBytes => "container_image_size_bytes",
+            Family::Created => "container_image_created",
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            Family::ContainerInfo => {
+                "Details about containers configured in the cluster, including the image digest resolved by the pusher."
+            }
+            Family::Annotation => "Annotations from the image manifest (and index).",
+            Family::Label => "Labels from the image config.",
+            Family::SizeBytes => "The size of the image in the registry: config plus layers.",
+            Family::Created => "The created date from the image config, as a Unix epoch time.",
+        }
+    }
+}
+
+/// One series of a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub family: Family,
+    /// The encoded `labels` field of a remote-write `TimeSeries`,
+    /// `__name__` included: valid protobuf for a `TimeSeries` without samples.
+    pub labels: Bytes,
+    pub value: f64,
+}
+
+impl Series {
+    /// The labels as (name, value) pairs, sorted by name.
+    pub fn decode_labels(&self) -> Vec<(String, String)> {
+        let ts = proto::TimeSeries::decode(self.labels.clone())
+            .expect("labels were encoded by LabelSet");
+        ts.labels.into_iter().map(|l| (l.name, l.value)).collect()
+    }
+}
+
+/// All series of one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Milliseconds since the Unix epoch, shared by every sample.
+    pub timestamp_ms: i64,
+    pub series: Vec<Series>,
+    pub containers: usize,
+    /// Distinct resolved digests.
+    pub images: usize,
+}
+
+/// Labels added to every series: `job` and `--external-label`s.
+#[derive(Debug, Clone, Default)]
+pub struct CommonLabels(pub Vec<(String, String)>);
+
+impl CommonLabels {
+    pub fn new(job: &str, external: &[(String, String)]) -> Self {
+        let mut labels = vec![("job".to_owned(), job.to_owned())];
+        labels.extend(external.iter().cloned());
+        CommonLabels(labels)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Builds the series of a snapshot. `resolutions` maps each image string to
+/// its metadata; an image missing from it or failed yields an empty digest.
+pub fn build(
+    workloads: &[Workload],
+    resolutions: &HashMap<String, Resolution>,
+    common: &CommonLabels,
+    timestamp_ms: i64,
+) -> Snapshot {
+    let mut series = Vec::new();
+    let mut labels = LabelSet::new(common);
+    let mut containers = 0;
+    let mut images = Vec::new();
+    let mut seen = HashSet::new();
+    for workload in workloads {
+        for container in &workload.containers {
+            containers += 1;
+            let metadata = resolutions
+                .get(&container.image)
+                .and_then(|r| r.as_ref().ok());
+            let digest = metadata.map_or("", |m| m.digest.as_str());
+            if let Some(m) = metadata {
+                if seen.insert(m.digest.as_str()) {
+                    images.push(m);
+                }
+            }
+            labels.start(Family::ContainerInfo);
+            labels.push("group", workload.kind.group());
+            labels.push("version", workload.kind.version());
+            labels.push("kind", workload.kind.as_str());
+            labels.push("namespace", &workload.namespace);
+            labels.push("name", &workload.name);
+            labels.push("container", &container.name);
+            labels.push("jsonpath", &container.jsonpath);
+            labels.push("image", &container.image);
+            labels.push("digest", digest);
+            series.push(labels.finish(1.0));
+        }
+    }
+    for image in &images {
+        for (family, pairs) in [
+            (Family::Annotation, &image.annotations),
+            (Family::Label, &image.labels),
+        ] {
+            for (key, value) in pairs {
+                labels.start(family);
+                labels.push("digest", &image.digest);
+                labels.push("key", key);
+                labels.push("value", value);
+                series.push(labels.finish(1.0));
+            }
+        }
+        labels.start(Family::SizeBytes);
+        labels.push("digest", &image.digest);
+        series.push(labels.finish(image.size as f64));
+        if let Some(created) = image.created {
+            labels.start(Family::Created);
+            labels.push("digest", &image.digest);
+            series.push(labels.finish(created as f64));
+        }
+    }
+    Snapshot {
+        timestamp_ms,
+        series,
+        containers,
+        images: images.len(),
+    }
+}
+
+/// Reusable scratch space for assembling one label set at a time.
+struct LabelSet<'a> {
+    common: &'a CommonLabels,
+    family: Family,
+    pairs: Vec<(&'a str, &'a str)>,
+    buf: BytesMut,
+}
+
+impl<'a> LabelSet<'a> {
+    fn new(common: &'a CommonLabels) -> Self {
+        LabelSet {
+            common,
+            family: Family::ContainerInfo,
+            pairs: Vec::with_capacity(16),
+            buf: BytesMut::new(),
+        }
+    }
+
+    fn start(&mut self, family: Family) {
+        self.family = family;
+        self.pairs.clear();
+        self.pairs.push(("__name__", family.name()));
+        for (name, value) in &self.common.0 {
+            self.pairs.push((name, value));
+        }
+    }
+
+    fn push(&mut self, name: &'a str, value: &'a str) {
+        self.pairs.push((name, value));
+    }
+
+    /// Sorts, drops empty values and encodes. Names are unique by
+    /// construction: config validation forbids external labels that reuse
+    /// a series label, and each family pushes each name once.
+    fn finish(&mut self, value: f64) -> Series {
+        self.pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        debug_assert!(
+            self.pairs.windows(2).all(|w| w[0].0 != w[1].0),
+            "duplicate label names"
+        );
+        for (name, value) in self.pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            encode_label(name, value, &mut self.buf);
+        }
+        Series {
+            family: self.family,
+            labels: self.buf.split().freeze(),
+            value,
+        }
+    }
+}
+
+/// Appends one `Label` as field 1 of a `TimeSeries`, exactly as prost encodes
+/// `TimeSeries { labels: vec![Label { name, value }], .. }`.
+fn encode_label(name: &str, value: &str, buf: &mut BytesMut) {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let field = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+    encode_key(1, WireType::LengthDelimited, buf);
+    encode_varint((field(name) + field(value)) as u64, buf);
+    for (tag, s) in [(1, name), (2, value)] {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(s.len() as u64, buf);
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{Container, Kind};
+    use crate::registry::{ErrorClass, ImageMetadata, ResolveError};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn workload(image: &str) -> Workload {
+        Workload {
+            kind: Kind::Deployment,
+            namespace: "shop".into(),
+            name: "api".into(),
+            containers: vec![Container {
+                name: "api".into(),
+                image: image.into(),
+                jsonpath: "{.spec.template.spec.containers[0]}".into(),
+            }],
+        }
+    }
+
+    fn metadata(digest: &str) -> Arc<ImageMetadata> {
+        Arc::new(ImageMetadata {
+            digest: digest.into(),
+            size: 1234,
+            created: Some(1_700_000_000),
+            labels: BTreeMap::from([
+                ("dev.chainguard.package.main".into(), "static".into()),
+                ("empty".into(), String::new()),
+            ]),
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.base.name".into(),
+                "cgr.dev/chainguard/static".into(),
+            )]),
+        })
+    }
+
+    #[test]
+    fn labels_match_what_prost_encodes() {
+        let common = CommonLabels::new(
+            "container-image-pusher",
+            &[("cluster".into(), "prod".into())],
+        );
+        let resolutions = HashMap::from([("app:1".to_owned(), Ok(metadata("sha256:aa")))]);
+        let snap = build(&[workload("app:1")], &resolutions, &common, 42);
+        let info = &snap.series[0];
+        let expected = proto::TimeSeries {
+            labels: [
+                ("__name__", "container_image_container_info"),
+                ("cluster", "prod"),
+                ("container", "api"),
+                ("digest", "sha256:aa"),
+                ("group", "apps"),
+                ("image", "app:1"),
+                ("job", "container-image-pusher"),
+                ("jsonpath", "{.spec.template.spec.containers[0]}"),
+                ("kind", "Deployment"),
+                ("name", "api"),
+                ("namespace", "shop"),
+                ("version", "v1"),
+            ]
+            .into_iter()
+            .map(|(n, v)| proto::Label {
+                name: n.into(),
+                value: v.into(),
+            })
+            .collect(),
+            samples: vec![],
+        };
+        assert_eq!(
+            info.labels,
+            expected.encode_to_vec(),
+            "byte-identical to prost's encoding"
+        );
+    }
+
+    #[test]
+    fn one_set_of_image_series_per_digest() {
+        let common = CommonLabels::new("j", &[]);
+        let resolutions = HashMap::from([
+            ("a:1".to_owned(), Ok(metadata("sha256:aa"))),
+            ("b:1".to_owned(), Ok(metadata("sha256:aa"))),
+        ]);
+        let snap = build(
+            &[workload("a:1"), workload("b:1")],
+            &resolutions,
+            &common,
+            0,
+        );
+        let count = |f: Family| snap.series.iter().filter(|s| s.family == f).count();
+        assert_eq!(count(Family::ContainerInfo), 2);
+        assert_eq!(count(Family::SizeBytes), 1);
+        assert_eq!(count(Family::Created), 1);
+        assert_eq!(count(Family::Label), 2);
+        assert_eq!(count(Family::Annotation), 1);
+        assert_eq!((snap.containers, snap.images), (2, 1));
+        let empty = snap
+            .series
+            .iter()
+            .find(|s| {
+                s.family == Family::Label && s.decode_labels().iter().any(|(_, v)| v == "empty")
+            })
+            .unwrap();
+        assert!(
+            !empty.decode_labels().iter().any(|(n, _)| n == "value"),
+            "empty values are dropped"
+        );
+    }
+
+    #[test]
+    fn unresolved_images_keep_their_info_series_with_an_empty_digest() {
+        let common = CommonLabels::new("j", &[]);
+        let failed = Err(ResolveError {
+            class: ErrorClass::NotFound,
+            message: "gone".into(),
+        });
+        let resolutions = HashMap::from([("gone:1".to_owned(), failed)]);
+        let snap = build(
+            &[workload("gone:1"), workload("never-resolved:1")],
+            &resolutions,
+            &common,
+            0,
+        );
+        assert_eq!(snap.series.len(), 2);
+        for series in &snap.series {
+            let labels = series.decode_labels();
+            assert!(!labels.iter().any(|(n, _)| n == "digest"));
+            assert!(
+                labels.windows(2).all(|w| w[0].0 < w[1].0),
+                "sorted and unique"
+            );
+        }
+    }
+
+    #[test]
+    fn no_created_means_no_created_series() {
+        let mut m = (*metadata("sha256:bb")).clone();
+        m.created = None;
+        let resolutions = HashMap::from([("c:1".to_owned(), Ok(Arc::new(m)))]);
+        let snap = build(
+            &[workload("c:1")],
+            &resolutions,
+            &CommonLabels::new("j", &[]),
+            0,
+        );
+        assert!(!snap.series.iter().any(|s| s.family == Family::Created));
+    }
+}

@@ -1,0 +1,22 @@
+//! container-image-pusher: tells platform teams which container images their
+//! Kubernetes clusters are configured to run, and pushes that inventory to a
+//! Prometheus remote-write receiver.
+//!
+//! Data flows one way, one module per stage:
+//! [`discovery`] (workloads) → [`registry`] (image metadata) →
+//! [`inventory`] (series) → [`remote_write`] / [`exposition`] (sinks).
+//! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
+//! `/metrics`; [`telemetry`] holds the service's own metrics.
+#![deny(rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod discovery;
+pub mod exposition;
+pub mod inventory;
+pub mod registry;
+pub mod remote_write;
+pub mod schedule;
+pub mod server;
+pub mod telemetry;

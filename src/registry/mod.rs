@@ -1,0 +1,443 @@
+//! Registry: image references → image metadata, asking registries as
+//! little as possible.
+//!
+//! Two caches, both single-flight (concurrent lookups of one key make one
+//! request):
+//! - reference → digest, for tags only, trusted for `--cache-duration` and
+//!   then refreshed with one HEAD request. Digest-pinned references skip it.
+//! - digest → metadata. Content-addressed, so it never goes stale; an entry
+//!   stays while snapshots keep reading it, and the cache is bounded.
+//!
+//! Failures are cached too, for `--error-cache-duration`, so one broken image
+//! does not hammer its registry at every tick.
+
+pub mod manifest;
+pub mod reference;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tokio::io::AsyncWrite;
+use tracing::debug;
+
+pub use manifest::Platform;
+use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
+
+use crate::telemetry::Telemetry;
+
+/// What the series say about one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMetadata {
+    /// The digest the reference points at: the index digest for a multi-arch tag.
+    pub digest: String,
+    /// Config plus layers of the chosen platform's manifest, in bytes.
+    pub size: u64,
+    /// Unix seconds; `None` when the config has no usable `created`.
+    pub created: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    /// Index, then index entry, then manifest annotations; later wins.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Why an image could not be resolved. The class is a metric label, so the
+/// set is small and fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    NotFound,
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    Unavailable,
+    BadFormat,
+    InvalidReference,
+    Timeout,
+    Other,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::BadFormat => "bad_format",
+            ErrorClass::InvalidReference => "invalid_reference",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Other => "other",
+        }
+    }
+}
+
+/// A failed resolution; cloneable so that it can be cached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {message}", class = .class.as_str())]
+pub struct ResolveError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl ResolveError {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        ResolveError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Resolution = Result<Arc<ImageMetadata>, ResolveError>;
+
+/// Settings of a [`Resolver`].
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    pub platform: Platform,
+    pub cache_duration: Duration,
+    pub error_cache_duration: Duration,
+    pub insecure_registries: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Digests are immutable, so metadata may stay as long as it is used; this
+/// bounds how long an image nobody references any more is kept.
+const METADATA_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Bounds memory: about 2 KiB per entry, so well under 100 MB when full.
+const METADATA_CAPACITY: u64 = 50_000;
+const TAG_CAPACITY: u64 = 200_000;
+
+/// Resolves image references to metadata through a registry client and caches.
+pub struct Resolver {
+    client: Client,
+    config: ResolverConfig,
+    tags: Cache<String, Result<String, ResolveError>>,
+    metadata: Cache<String, Resolution>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Resolver {
+    pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Self {
+        let client = Client::new(ClientConfig {
+            protocol: if config.insecure_registries.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(config.insecure_registries.clone())
+            },
+            // Platform choice is ours (see `manifest::choose_platform`): the
+            // client's resolver cannot skip attestations or report the index digest.
+            platform_resolver: None,
+            user_agent: concat!("container-image-pusher/", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(config.timeout),
+            ..ClientConfig::default()
+        });
+        let tags = Cache::builder()
+            .max_capacity(TAG_CAPACITY)
+            .expire_after(Ttl {
+                ok: config.cache_duration,
+                err: config.error_cache_duration,
+                idle: None,
+            })
+            .build();
+        let metadata = Cache::builder()
+            .max_capacity(METADATA_CAPACITY)
+            .expire_after(Ttl {
+                ok: METADATA_IDLE,
+                err: config.error_cache_duration,
+                idle: Some(METADATA_IDLE),
+            })
+            .build();
+        Resolver {
+            client,
+            config,
+            tags,
+            metadata,
+            telemetry,
+        }
+    }
+
+    /// Resolves one image as written in a pod spec.
+    pub async fn resolve(&self, image: &str) -> Resolution {
+        let result = self.resolve_uncounted(image).await;
+        if let Err(e) = &result {
+            self.telemetry
+                .resolve_failures
+                .with_label_values(&[e.class.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    async fn resolve_uncounted(&self, image: &str) -> Resolution {
+        let reference = reference::parse(image)
+            .map_err(|m| ResolveError::new(ErrorClass::InvalidReference, m))?;
+        let digest = match reference.digest() {
+            Some(digest) => digest.to_owned(),
+            None => self.tag_digest(&reference).await?,
+        };
+        let pinned = reference::with_digest(&reference, &digest);
+        let key = pinned.whole();
+        let entry = self
+            .metadata
+            .entry(key)
+            .or_insert_with(async {
+                let fetch = self.fetch_metadata(&pinned, &digest);
+                let result = tokio::time::timeout(self.config.timeout, fetch)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ResolveError::new(
+                            ErrorClass::Timeout,
+                            format!("registry did not answer within {:?}", self.config.timeout),
+                        ))
+                    });
+                result.map(Arc::new)
+            })
+            .await;
+        self.count_lookup("metadata", entry.is_fresh());
+        entry.into_value()
+    }
+
+    /// The digest a tag points at now: one HEAD request per cache period.
+    async fn tag_digest(&self, reference: &Reference) -> Result<String, ResolveError> {
+        let entry = self
+            .tags
+            .entry(reference.whole())
+            .or_insert_with(async {
+                debug!(reference = %reference, "resolving tag");
+                let head = self
+                    .client
+                    .fetch_manifest_digest(reference, &RegistryAuth::Anonymous);
+                match tokio::time::timeout(self.config.timeout, head).await {
+                    Ok(result) => result.map_err(|e| classify(&e, reference)),
+                    Err(_) => Err(ResolveError::new(
+                        ErrorClass::Timeout,
+                        format!(
+                            "registry did not answer within {:?} for {reference}",
+                            self.config.timeout
+                        ),
+                    )),
+                }
+            })
+            .await;
+        self.count_lookup("reference", entry.is_fresh());
+        entry.into_value()
+    }
+
+    fn count_lookup(&self, cache: &str, fresh: bool) {
+        let result = if fresh { "miss" } else { "hit" };
+        self.telemetry
+            .cache_lookups
+            .with_label_values(&[cache, result])
+            .inc();
+    }
+
+    /// GETs the manifest (and, for an index, the chosen platform's manifest)
+    /// and the config of an image pinned by digest.
+    async fn fetch_metadata(
+        &self,
+        pinned: &Reference,
+        digest: &str,
+    ) -> Result<ImageMetadata, ResolveError> {
+        let auth = RegistryAuth::Anonymous;
+        let (body, _) = self
+            .client
+            .pull_manifest_raw(pinned, &auth, manifest::ACCEPTED)
+            .await
+            .map_err(|e| classify(&e, pinned))?;
+        let mut annotations = BTreeMap::new();
+        let (config, layers, image_annotations) =
+            match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
+                Manifest::Image {
+                    config,
+                    layers,
+                    annotations,
+                } => (config, layers, annotations),
+                Manifest::Index {
+                    manifests,
+                    annotations: index_annotations,
+                } => {
+                    let entry =
+                        choose_platform(&manifests, &self.config.platform).ok_or_else(|| {
+                            bad_format(
+                                pinned,
+                                "the index holds no image manifest (only attestations or nothing)",
+                            )
+                        })?;
+                    annotations.extend(index_annotations);
+                    annotations.extend(entry.annotations.clone());
+                    let child = reference::with_digest(pinned, &entry.digest);
+                    let (body, _) = self
+                        .client
+                        .pull_manifest_raw(&child, &auth, manifest::ACCEPTED)
+                        .await
+                        .map_err(|e| classify(&e, &child))?;
+                    match Manifest::parse(&body).map_err(|m| bad_format(&child, m))? {
+                        Manifest::Image {
+                            config,
+                            layers,
+                            annotations,
+                        } => (config, layers, annotations),
+                        Manifest::Index { .. } => {
+                            return Err(bad_format(&child, "an index entry is itself an index"))
+                        }
+                    }
+                }
+            };
+        annotations.extend(image_annotations);
+        if config.size > MAX_DOCUMENT_BYTES as u64 {
+            return Err(bad_format(
+                pinned,
+                format!("image config of {} bytes is too large to read", config.size),
+            ));
+        }
+        let mut buffer = LimitedBuffer::default();
+        self.client
+            .pull_blob(pinned, config.digest.as_str(), &mut buffer)
+            .await
+            .map_err(|e| classify(&e, pinned))?;
+        let image_config = ImageConfig::parse(&buffer.bytes).map_err(|m| bad_format(pinned, m))?;
+        let size = layers
+            .iter()
+            .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
+        Ok(ImageMetadata {
+            digest: digest.to_owned(),
+            size,
+            created: image_config.created_unix(),
+            labels: image_config.labels(),
+            annotations,
+        })
+    }
+}
+
+fn bad_format(reference: &Reference, message: impl std::fmt::Display) -> ResolveError {
+    ResolveError::new(ErrorClass::BadFormat, format!("{reference}: {message}"))
+}
+
+/// Sorts a client error into a class a user can act on.
+fn classify(error: &OciDistributionError, reference: &Reference) -> ResolveError {
+    use OciDistributionError as E;
+    let class = match error {
+        E::ImageManifestNotFoundError(_) => ErrorClass::NotFound,
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => ErrorClass::Unauthorized,
+        E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+            Some(
+                OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound,
+            ) => ErrorClass::NotFound,
+            Some(OciErrorCode::Unauthorized) => ErrorClass::Unauthorized,
+            Some(OciErrorCode::Denied) => ErrorClass::Forbidden,
+            Some(OciErrorCode::Toomanyrequests) => ErrorClass::RateLimited,
+            _ => ErrorClass::Other,
+        },
+        E::ServerError { code, .. } => match code {
+            401 => ErrorClass::Unauthorized,
+            403 => ErrorClass::Forbidden,
+            404 => ErrorClass::NotFound,
+            429 => ErrorClass::RateLimited,
+            500..=599 => ErrorClass::Unavailable,
+            _ => ErrorClass::Other,
+        },
+        E::RequestError(e) if e.is_timeout() => ErrorClass::Timeout,
+        E::RequestError(e) if e.is_connect() => ErrorClass::Unavailable,
+        E::ManifestParsingError(_)
+        | E::VersionedParsingError(_)
+        | E::JsonError(_)
+        | E::ManifestEncodingError(_)
+        | E::UnsupportedMediaTypeError(_)
+        | E::UnsupportedSchemaVersionError(_)
+        | E::DigestError(_)
+        | E::SpecViolationError(_)
+        | E::RegistryNoDigestError => ErrorClass::BadFormat,
+        _ => ErrorClass::Other,
+    };
+    ResolveError::new(class, format!("{reference}: {}", describe(error)))
+}
+
+/// The error and its causes on one line: reqwest hides the useful part
+/// ("connection refused") in its source chain.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Per-entry expiry: successes and failures live for different times, and
+/// metadata entries are kept alive by being read.
+struct Ttl {
+    ok: Duration,
+    err: Duration,
+    idle: Option<Duration>,
+}
+
+impl<K, T, E> moka::Expiry<K, Result<T, E>> for Ttl {
+    fn expire_after_create(&self, _: &K, value: &Result<T, E>, _: Instant) -> Option<Duration> {
+        Some(if value.is_ok() { self.ok } else { self.err })
+    }
+
+    fn expire_after_read(
+        &self,
+        _: &K,
+        value: &Result<T, E>,
+        _: Instant,
+        left: Option<Duration>,
+        _: Instant,
+    ) -> Option<Duration> {
+        match (value, self.idle) {
+            (Ok(_), Some(idle)) => Some(idle),
+            _ => left,
+        }
+    }
+}
+
+/// Collects a blob, refusing to grow past [`MAX_DOCUMENT_BYTES`] whatever the
+/// registry sends.
+#[derive(Default)]
+struct LimitedBuffer {
+    bytes: Vec<u8>,
+}
+
+impl AsyncWrite for LimitedBuffer {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() + buf.len() > MAX_DOCUMENT_BYTES {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "blob is larger than the {MAX_DOCUMENT_BYTES} bytes allowed"
+            ))));
+        }
+        self.bytes.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,142 @@
+//! When snapshots are taken: a fixed interval or a cron expression.
+//!
+//! Ticks never stack. A tick that overruns the next due time is followed by
+//! exactly one immediate tick, which takes the newest snapshot; the missed
+//! ones are dropped, since an inventory is a state and only the newest counts.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+/// A schedule from `--interval` or `--schedule`.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Every so often, the first tick at once.
+    Interval(Duration),
+    /// At the times of a cron expression, in UTC.
+    Cron(Box<cron::Schedule>),
+}
+
+impl Schedule {
+    /// Parses a cron expression of five fields (minute first, as Kubernetes
+    /// CronJobs write it) or six/seven fields (seconds first, as the cron crate does).
+    pub fn parse_cron(expr: &str) -> Result<Schedule, String> {
+        let fields = expr.split_whitespace().count();
+        let normalized = match fields {
+            5 => format!("0 {expr}"),
+            6 | 7 => expr.to_owned(),
+            _ => return Err(format!("{expr:?} has {fields} fields; a cron expression has 5 (minute hour day month weekday) or 6 (with seconds first)")),
+        };
+        let schedule = cron::Schedule::from_str(&normalized)
+            .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))?;
+        if schedule.upcoming(Utc).next().is_none() {
+            return Err(format!("{expr:?} never fires"));
+        }
+        Ok(Schedule::Cron(Box::new(schedule)))
+    }
+
+    /// Time from `now` until the next cron firing; `None` for interval schedules.
+    fn cron_delay(&self, now: DateTime<Utc>) -> Option<Duration> {
+        match self {
+            Schedule::Interval(_) => None,
+            Schedule::Cron(cron) => {
+                let next = cron.after(&now).next()?;
+                Some((next - now).to_std().unwrap_or_default())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Interval(d) => write!(f, "every {}", humantime::format_duration(*d)),
+            Schedule::Cron(c) => write!(f, "cron {:?}", c.source()),
+        }
+    }
+}
+
+/// Yields the moments at which to take a snapshot.
+pub struct Ticker {
+    schedule: Schedule,
+    interval: Option<Interval>,
+}
+
+impl Ticker {
+    /// A ticker whose first interval tick is immediate.
+    pub fn new(schedule: Schedule) -> Self {
+        let interval = match &schedule {
+            Schedule::Interval(period) => {
+                let mut interval = tokio::time::interval_at(Instant::now(), *period);
+                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                Some(interval)
+            }
+            Schedule::Cron(_) => None,
+        };
+        Ticker { schedule, interval }
+    }
+
+    /// Waits for the next tick.
+    pub async fn tick(&mut self) {
+        if let Some(interval) = &mut self.interval {
+            interval.tick().await;
+            return;
+        }
+        match self.schedule.cron_delay(Utc::now()) {
+            Some(delay) => tokio::time::sleep(delay).await,
+            // A schedule that has run out of firings (a past year): never tick again.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn five_field_cron_is_minute_first() {
+        let s = Schedule::parse_cron("*/5 * * * *").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 10, 1, 30).unwrap();
+        assert_eq!(s.cron_delay(now), Some(Duration::from_secs(3 * 60 + 30)));
+    }
+
+    #[test]
+    fn six_field_cron_has_seconds() {
+        let s = Schedule::parse_cron("*/10 * * * * *").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 3).unwrap();
+        assert_eq!(s.cron_delay(now), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn bad_cron_is_a_clear_error() {
+        assert!(Schedule::parse_cron("every five minutes")
+            .unwrap_err()
+            .contains("fields"));
+        assert!(Schedule::parse_cron("61 * * * *")
+            .unwrap_err()
+            .contains("not a valid cron"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interval_ticks_do_not_stack() {
+        let mut ticker = Ticker::new(Schedule::Interval(Duration::from_secs(10)));
+        let start = Instant::now();
+        ticker.tick().await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "first tick is immediate");
+        // A push that takes 35 s overruns three ticks...
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        ticker.tick().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(35),
+            "one catch-up tick at once"
+        );
+        // ...and the next tick is back on the 10 s grid, not a burst of the missed ones.
+        ticker.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
+    }
+}

@@ -1,0 +1,89 @@
+//! The local HTTP endpoint: `/metrics` (the last snapshot plus the service's
+//! own metrics), `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::exposition;
+use crate::inventory::Snapshot;
+use crate::telemetry::Telemetry;
+
+/// What the endpoints show; shared with the tick loop that updates it.
+pub struct Shared {
+    pub telemetry: Arc<Telemetry>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Labels left out of `/metrics` (job and external labels).
+    omit: Vec<String>,
+    ready: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(telemetry: Arc<Telemetry>, omit: Vec<String>) -> Self {
+        Shared {
+            telemetry,
+            snapshot: RwLock::default(),
+            omit,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Publishes a new snapshot; the service is ready once it has one.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        *self.snapshot.write().expect("snapshot lock poisoned") = snapshot;
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn metrics_text(&self) -> String {
+        let snapshot = self
+            .snapshot
+            .read()
+            .expect("snapshot lock poisoned")
+            .clone();
+        let omit: Vec<&str> = self.omit.iter().map(String::as_str).collect();
+        let mut families = exposition::families(&snapshot, &omit);
+        families.extend(self.telemetry.registry.gather());
+        exposition::render(&families)
+    }
+}
+
+/// Binds the address and serves until the process ends.
+pub async fn serve(
+    address: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "local HTTP server stopped");
+        }
+    }))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    // Rendering 100k series takes a while; keep it off the async workers.
+    let text = tokio::task::spawn_blocking(move || shared.metrics_text())
+        .await
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n")
+    }
+}

@@ -1,0 +1,155 @@
+//! The service's own health metrics (`container_image_pusher_*`), served on
+//! `/metrics` next to the inventory. Never labelled with anything secret:
+//! endpoints appear without credentials or query strings.
+
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Every self-metric, registered in one [`Registry`].
+pub struct Telemetry {
+    pub registry: Registry,
+    /// Remote-write requests by endpoint and outcome (`success`, `rejected`, `failed`).
+    pub pushes: IntCounterVec,
+    /// Wall time of pushing one snapshot to one endpoint.
+    pub push_duration: HistogramVec,
+    pub series_sent: IntCounterVec,
+    pub bytes_sent: IntCounterVec,
+    /// Series in snapshots that an endpoint never accepted.
+    pub series_dropped: IntCounterVec,
+    pub last_success: GaugeVec,
+    /// Image resolutions that failed, by error class.
+    pub resolve_failures: IntCounterVec,
+    /// Lookups in the reference and metadata caches, by cache and `hit`/`miss`.
+    pub cache_lookups: IntCounterVec,
+    /// Kinds or manifest documents that could not be read, by kind and reason.
+    pub discovery_errors: IntCounterVec,
+    /// Seconds one snapshot took from discovery to series.
+    pub snapshot_duration: Histogram,
+    pub snapshot_containers: IntGauge,
+    pub snapshot_images: IntGauge,
+    pub snapshot_series: IntGauge,
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(
+                Opts::new(format!("container_image_pusher_{name}"), help),
+                labels,
+            )
+            .expect("valid counter definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(format!("container_image_pusher_{name}"), help)
+                .expect("valid gauge definition");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        let pushes = counter(
+            "pushes_total",
+            "Remote-write requests by endpoint and outcome.",
+            &["endpoint", "outcome"],
+        );
+        let series_sent = counter(
+            "series_sent_total",
+            "Series accepted by a remote-write endpoint.",
+            &["endpoint"],
+        );
+        let bytes_sent = counter(
+            "bytes_sent_total",
+            "Compressed remote-write bytes sent, by endpoint.",
+            &["endpoint"],
+        );
+        let series_dropped = counter(
+            "series_dropped_total",
+            "Series of snapshots that an endpoint did not accept.",
+            &["endpoint"],
+        );
+        let resolve_failures = counter(
+            "resolve_failures_total",
+            "Image resolutions that failed, by error class.",
+            &["class"],
+        );
+        let cache_lookups = counter(
+            "cache_lookups_total",
+            "Registry cache lookups by cache and result.",
+            &["cache", "result"],
+        );
+        let discovery_errors = counter(
+            "discovery_errors_total",
+            "Kinds or manifest documents that could not be read, by kind and reason.",
+            &["kind", "reason"],
+        );
+        let push_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "container_image_pusher_push_duration_seconds",
+                "Time to push one snapshot to one endpoint.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("valid histogram definition");
+        registry
+            .register(Box::new(push_duration.clone()))
+            .expect("metric registered once");
+        let last_success = GaugeVec::new(
+            Opts::new(
+                "container_image_pusher_last_success_timestamp_seconds",
+                "When a snapshot was last accepted completely, by endpoint.",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(last_success.clone()))
+            .expect("metric registered once");
+        let snapshot_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "container_image_pusher_snapshot_duration_seconds",
+                "Time from discovery to series of one snapshot.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+        )
+        .expect("valid histogram definition");
+        registry
+            .register(Box::new(snapshot_duration.clone()))
+            .expect("metric registered once");
+        Telemetry {
+            pushes,
+            push_duration,
+            series_sent,
+            bytes_sent,
+            series_dropped,
+            last_success,
+            resolve_failures,
+            cache_lookups,
+            discovery_errors,
+            snapshot_duration,
+            snapshot_containers: gauge("snapshot_containers", "Containers in the last snapshot."),
+            snapshot_images: gauge(
+                "snapshot_images",
+                "Distinct resolved image digests in the last snapshot.",
+            ),
+            snapshot_series: gauge("snapshot_series", "Series in the last snapshot."),
+            registry,
+        }
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

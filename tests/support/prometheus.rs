@@ -1,0 +1,239 @@
+//! A real Prometheus for tests: Debian's `prometheus` (2.42) on 127.0.0.1
+//! with the remote-write receiver enabled, so the product's remote-write
+//! client is checked against the genuine decoder (snappy, protobuf, label
+//! rules, out-of-order rejection) and the results are read back with PromQL.
+//!
+//! It scrapes nothing (no scrape jobs, a 1h scrape interval), so the only
+//! series are the ones written to [`Prometheus::write_url`]. TSDB data lives
+//! in a tempdir removed on drop.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::process::{free_port, require_binary, ChildGuard};
+
+/// How long Prometheus gets to report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause between two attempts of [`Prometheus::query_until`].
+const QUERY_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A running Prometheus; killed when dropped.
+pub struct Prometheus {
+    url: String,
+    http: reqwest::Client,
+    child: ChildGuard,
+    // Config and TSDB; removed after the child is killed (declaration order).
+    _dir: tempfile::TempDir,
+}
+
+/// One element of an instant-vector result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with the default flags (including the default 5m
+    /// `--query.lookback-delta`).
+    pub async fn start() -> Prometheus {
+        Prometheus::start_with_args(&[]).await
+    }
+
+    /// Starts Prometheus with extra command-line flags appended, e.g.
+    /// `&["--query.lookback-delta=30s"]`.
+    pub async fn start_with_args(extra_args: &[&str]) -> Prometheus {
+        let binary = require_binary("prometheus", "prometheus");
+        let dir = tempfile::Builder::new()
+            .prefix("prometheus-")
+            .tempdir()
+            .expect("create a tempdir for prometheus");
+        let config_path = dir.path().join("prometheus.yml");
+        // No scrape_configs: only remote-written data ends up in the TSDB.
+        std::fs::write(&config_path, "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n")
+            .expect("write the prometheus config");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .args(extra_args);
+        let mut child = ChildGuard::spawn("prometheus", &mut command);
+        if let Err(message) = child
+            .wait_until_http(&format!("{url}/-/ready"), START_TIMEOUT, |status| status.is_success())
+            .await
+        {
+            panic!("{message}");
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the prometheus query client");
+        Prometheus {
+            url,
+            http,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The remote-write receiver endpoint.
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// The Prometheus process's output so far (for failure messages).
+    pub fn logs(&self) -> String {
+        self.child.logs()
+    }
+
+    /// Evaluates `promql` at the current time through `/api/v1/query`.
+    ///
+    /// Panics with Prometheus's error if the query fails. A scalar result
+    /// comes back as one sample with no labels; string and matrix results
+    /// panic (use a range API directly for those).
+    pub async fn query(&self, promql: &str) -> Vec<Sample> {
+        match self.try_query(promql).await {
+            Ok(samples) => samples,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// Like [`Prometheus::query`], but an `Err` instead of a panic.
+    pub async fn try_query(&self, promql: &str) -> Result<Vec<Sample>, String> {
+        let data = self.api_post("/api/v1/query", &[("query", promql)]).await?;
+        parse_query_data(&data).map_err(|e| format!("query {promql:?}: {e} in {data}"))
+    }
+
+    /// Re-runs `promql` until `pred` accepts the samples and returns them;
+    /// panics with the last result (or error) after `timeout`.
+    pub async fn query_until(
+        &self,
+        promql: &str,
+        pred: impl Fn(&[Sample]) -> bool,
+        timeout: Duration,
+    ) -> Vec<Sample> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.try_query(promql).await;
+            if let Ok(samples) = &last {
+                if pred(samples) {
+                    return samples.clone();
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!("query {promql:?} did not satisfy the predicate within {timeout:?}; last result: {last:?}");
+            }
+            tokio::time::sleep(QUERY_POLL_INTERVAL).await;
+        }
+    }
+
+    /// The label sets of every series matching `matcher` (e.g.
+    /// `{__name__=~"container_image.*"}`), via `/api/v1/series`.
+    ///
+    /// Prometheus's default time range for this API is all time, so series
+    /// written with old timestamps are included.
+    pub async fn series(&self, matcher: &str) -> Vec<BTreeMap<String, String>> {
+        let data = match self.api_post("/api/v1/series", &[("match[]", matcher)]).await {
+            Ok(data) => data,
+            Err(message) => panic!("{message}"),
+        };
+        let Some(list) = data.as_array() else {
+            panic!("series {matcher:?}: expected an array, got {data}");
+        };
+        list.iter()
+            .map(|labels| parse_labels(labels).unwrap_or_else(|e| panic!("series {matcher:?}: {e}")))
+            .collect()
+    }
+
+    /// POSTs a form to an API endpoint and returns the `data` member of a
+    /// successful answer, or a message holding the error body.
+    async fn api_post(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_urlencode(form))
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| format!("POST {path}: reading body: {e}"))?;
+        let json: Value =
+            serde_json::from_str(&body).map_err(|e| format!("POST {path} answered {status} with non-JSON ({e}): {body}"))?;
+        if !status.is_success() || json["status"] != "success" {
+            return Err(format!("POST {path} {form:?} answered {status}: {body}"));
+        }
+        Ok(json["data"].clone())
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding (reqwest's `form` feature is
+/// not enabled in this project, but its `Url` does the same encoding).
+fn form_urlencode(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://localhost/").expect("a constant URL parses");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_owned()
+}
+
+fn parse_query_data(data: &Value) -> Result<Vec<Sample>, String> {
+    match data["resultType"].as_str() {
+        Some("vector") => {
+            let items = data["result"].as_array().ok_or("vector result is not an array")?;
+            items
+                .iter()
+                .map(|item| {
+                    Ok(Sample {
+                        labels: parse_labels(&item["metric"])?,
+                        value: parse_sample_value(&item["value"])?,
+                    })
+                })
+                .collect()
+        }
+        Some("scalar") => Ok(vec![Sample {
+            labels: BTreeMap::new(),
+            value: parse_sample_value(&data["result"])?,
+        }]),
+        other => Err(format!("unsupported resultType {other:?}")),
+    }
+}
+
+fn parse_labels(metric: &Value) -> Result<BTreeMap<String, String>, String> {
+    let object = metric.as_object().ok_or_else(|| format!("labels are not an object: {metric}"))?;
+    object
+        .iter()
+        .map(|(name, value)| match value.as_str() {
+            Some(value) => Ok((name.clone(), value.to_owned())),
+            None => Err(format!("label {name} is not a string: {value}")),
+        })
+        .collect()
+}
+
+/// A `[unix_seconds, "value"]` pair; the value is a string so that NaN and
+/// ±Inf survive JSON.
+fn parse_sample_value(pair: &Value) -> Result<f64, String> {
+    let text = pair
+        .get(1)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("sample is not [time, \"value\"]: {pair}"))?;
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => text.parse().map_err(|e| format!("sample value {text:?}: {e}")),
+    }
+}
