@@ -62,7 +62,9 @@ pub struct Config {
         long = "remote-write-url",
         value_name = "URL",
         env = "PUSHER_REMOTE_WRITE_URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        // A URL may carry user:password; --help must not print it.
+        hide_env_values = true
     )]
     pub remote_write_urls: Vec<reqwest::Url>,
 
@@ -130,7 +132,8 @@ pub struct Config {
     )]
     pub insecure_registries: Vec<String>,
 
-    /// Timeout for resolving one image (all registry requests it needs).
+    /// Timeout for one image lookup: the HEAD of a tag, or the manifests and
+    /// config of a digest.
     #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
 

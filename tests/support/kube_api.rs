@@ -161,7 +161,13 @@ impl KubeApi {
     }
 
     /// A real `kube::Client` for this server, built from the same kubeconfig.
+    ///
+    /// kube's rustls connector is built even for plain HTTP, and with both
+    /// `ring` (kube) and `aws-lc-rs` (reqwest) compiled in, rustls cannot
+    /// pick a process-wide crypto provider by itself; so ring is installed
+    /// first (a no-op if the product or another test already installed one).
     pub async fn kube_client(&self) -> kube::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig: kube::config::Kubeconfig =
             serde_yaml::from_str(&self.kubeconfig_yaml()).expect("parse the generated kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())

@@ -1,0 +1,95 @@
+//! CPU cost of one warm tick: series for every container and image, then
+//! remote-write encoding and snappy compression of every batch.
+//!
+//! Run with `cargo bench --bench tick` (defaults: 100k containers over 10k
+//! distinct images) or `cargo bench --bench tick -- CONTAINERS IMAGES RUNS`.
+//! Resolution is taken as already cached: the resolutions map stands for
+//! what the registry caches return on a warm tick.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use container_image_pusher::discovery::{Container, Kind, Workload};
+use container_image_pusher::inventory::{build, CommonLabels};
+use container_image_pusher::registry::{ImageMetadata, Resolution};
+use container_image_pusher::remote_write::{compress, encode};
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let containers = args.first().copied().unwrap_or(100_000);
+    let images = args.get(1).copied().unwrap_or(10_000);
+    let runs = args.get(2).copied().unwrap_or(7);
+
+    let (workloads, resolutions) = fixture(containers, images);
+    let common = CommonLabels::new("container-image-pusher", &[("cluster".into(), "prod-eu-1".into())]);
+
+    let mut build_times = Vec::new();
+    let mut encode_times = Vec::new();
+    let (mut series, mut raw, mut compressed) = (0, 0, 0);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let snapshot = build(&workloads, &resolutions, &common, 1_700_000_000_000);
+        build_times.push(started.elapsed());
+        let started = Instant::now();
+        (raw, compressed) = (0, 0);
+        for batch in snapshot.series.chunks(2000) {
+            let body = encode(batch, snapshot.timestamp_ms);
+            raw += body.len();
+            compressed += compress(&body).expect("compressible").len();
+        }
+        encode_times.push(started.elapsed());
+        series = snapshot.series.len();
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (b, e) = (median(&mut build_times), median(&mut encode_times));
+    println!("containers={containers} images={images} series={series} runs={runs}");
+    println!("build series        median {:>8.1} ms", b.as_secs_f64() * 1e3);
+    println!("encode + compress   median {:>8.1} ms", e.as_secs_f64() * 1e3);
+    println!("tick total          median {:>8.1} ms", (b + e).as_secs_f64() * 1e3);
+    println!("bytes per push      {raw} raw, {compressed} compressed ({:.1}x)", raw as f64 / compressed as f64);
+}
+
+/// Deployments of 3 containers (one init) spread over namespaces, over
+/// `images` distinct images, each with a few labels and annotations.
+fn fixture(containers: usize, images: usize) -> (Vec<Workload>, HashMap<String, Resolution>) {
+    let image = |i: usize| format!("registry.example.com/team-{}/service-{i}:v1.{}", i % 50, i % 7);
+    let resolutions = (0..images)
+        .map(|i| {
+            let metadata = ImageMetadata {
+                digest: format!("sha256:{:064x}", i),
+                size: 20_000_000 + i as u64,
+                created: Some(1_700_000_000 + i as i64),
+                labels: BTreeMap::from([
+                    ("org.opencontainers.image.source".into(), format!("https://github.com/example/service-{i}")),
+                    ("org.opencontainers.image.revision".into(), format!("{:040x}", i)),
+                    ("dev.chainguard.package.main".into(), "static".into()),
+                ]),
+                annotations: BTreeMap::from([("org.opencontainers.image.base.name".into(), "cgr.dev/chainguard/static:latest".into())]),
+            };
+            (image(i), Ok(Arc::new(metadata)))
+        })
+        .collect();
+    let workloads = (0..containers.div_ceil(3))
+        .map(|w| Workload {
+            kind: Kind::Deployment,
+            namespace: format!("namespace-{}", w % 200),
+            name: format!("deployment-{w}"),
+            containers: (0..3)
+                .map(|c| Container {
+                    name: format!("container-{c}"),
+                    image: image((w * 3 + c) % images),
+                    jsonpath: if c == 0 {
+                        "{.spec.template.spec.initContainers[0]}".into()
+                    } else {
+                        format!("{{.spec.template.spec.containers[{}]}}", c - 1)
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    (workloads, resolutions)
+}

@@ -1,0 +1,198 @@
+//! A strict remote-write receiver of our own.
+//!
+//! Real Prometheus is lenient: it sorts labels itself and drops empty
+//! values, so a sloppy sender still "works" against it. This receiver
+//! checks every request byte by byte against the remote-write 1.0 spec —
+//! headers, snappy *block* format, protobuf, label order and uniqueness —
+//! and answers from a script, so tests can play any receiver behaviour.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use container_image_pusher::remote_write::proto::WriteRequest;
+use prost::Message;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (to play a hanging receiver).
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply { status, headers: vec![], body: String::new(), delay: Duration::ZERO }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// What arrived, decoded, with every spec violation found.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    pub request: WriteRequest,
+    pub compressed_len: usize,
+    pub violations: Vec<String>,
+}
+
+impl Received {
+    /// The series as sorted (name, value) label lists with their sample value.
+    pub fn series(&self) -> Vec<(Vec<(String, String)>, f64)> {
+        self.request
+            .timeseries
+            .iter()
+            .map(|ts| {
+                let labels = ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                (labels, ts.samples.first().map_or(f64::NAN, |s| s.value))
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    script: VecDeque<Reply>,
+    /// Answer once the script is used up.
+    fallback: Option<Reply>,
+    received: Vec<Received>,
+}
+
+/// The receiver; clones share state.
+#[derive(Clone)]
+pub struct Receiver {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Receiver {
+    /// Starts on a free loopback port, answering 204 unless scripted.
+    pub async fn start() -> Receiver {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new().route("/{*path}", post(handle)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().expect("listener has an address");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver serves") });
+        Receiver { addr, inner }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// Queues answers for the next requests, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner.lock().unwrap().script.extend(replies);
+    }
+
+    /// The answer once the script is used up (default 204).
+    pub fn set_fallback(&self, reply: Reply) {
+        self.inner.lock().unwrap().fallback = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Panics with every violation found in any request so far.
+    pub fn assert_valid(&self) {
+        let violations: Vec<String> = self.received().iter().flat_map(|r| r.violations.clone()).collect();
+        assert!(violations.is_empty(), "remote-write spec violations:\n{}", violations.join("\n"));
+    }
+}
+
+async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (request, violations) = validate(&headers, &body);
+    let reply = {
+        let mut inner = inner.lock().unwrap();
+        inner.received.push(Received { at: Instant::now(), headers, request, compressed_len: body.len(), violations });
+        inner.script.pop_front().or_else(|| inner.fallback.clone()).unwrap_or_else(|| Reply::status(204))
+    };
+    tokio::time::sleep(reply.delay).await;
+    let mut response = (StatusCode::from_u16(reply.status).expect("valid status"), reply.body).into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::try_from(name).expect("valid header name"),
+            value.parse().expect("valid header value"),
+        );
+    }
+    response
+}
+
+/// Checks one request against the spec; returns what it decoded and what is wrong.
+fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
+    let mut violations = Vec::new();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    for (name, expected) in [
+        ("content-encoding", "snappy"),
+        ("content-type", "application/x-protobuf"),
+        ("x-prometheus-remote-write-version", "0.1.0"),
+    ] {
+        if header(name) != expected {
+            violations.push(format!("header {name} is {:?}, expected {expected:?}", header(name)));
+        }
+    }
+    if !header("user-agent").starts_with("container-image-pusher/") {
+        violations.push(format!("user-agent is {:?}", header("user-agent")));
+    }
+    // The framed format starts with a stream identifier chunk (0xff); the
+    // block format starts with the uncompressed length as a varint.
+    if body.first() == Some(&0xff) {
+        violations.push("body uses the snappy framed format, not the block format".into());
+    }
+    let decoded = match snap::raw::Decoder::new().decompress_vec(body) {
+        Ok(d) => d,
+        Err(e) => {
+            violations.push(format!("body is not snappy block format: {e}"));
+            return (WriteRequest::default(), violations);
+        }
+    };
+    let request = match WriteRequest::decode(decoded.as_slice()) {
+        Ok(r) => r,
+        Err(e) => {
+            violations.push(format!("body is not a WriteRequest: {e}"));
+            return (WriteRequest::default(), violations);
+        }
+    };
+    for ts in &request.timeseries {
+        let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+        if !names.contains(&"__name__") {
+            violations.push(format!("series without __name__: {names:?}"));
+        }
+        if names.windows(2).any(|w| w[0] >= w[1]) {
+            violations.push(format!("labels not sorted by name or not unique: {names:?}"));
+        }
+        if let Some(l) = ts.labels.iter().find(|l| l.value.is_empty() || l.name.is_empty()) {
+            violations.push(format!("empty label name or value: {:?} in {names:?}", l.name));
+        }
+        if ts.samples.len() != 1 {
+            violations.push(format!("series with {} samples: {names:?}", ts.samples.len()));
+        }
+    }
+    (request, violations)
+}
