@@ -16,13 +16,19 @@ use container_image_pusher::registry::{ImageMetadata, Resolution};
 use container_image_pusher::remote_write::{compress, encode};
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let containers = args.first().copied().unwrap_or(100_000);
     let images = args.get(1).copied().unwrap_or(10_000);
     let runs = args.get(2).copied().unwrap_or(7);
 
     let (workloads, resolutions) = fixture(containers, images);
-    let common = CommonLabels::new("container-image-pusher", &[("cluster".into(), "prod-eu-1".into())]);
+    let common = CommonLabels::new(
+        "container-image-pusher",
+        &[("cluster".into(), "prod-eu-1".into())],
+    );
 
     let mut build_times = Vec::new();
     let mut encode_times = Vec::new();
@@ -47,16 +53,34 @@ fn main() {
     };
     let (b, e) = (median(&mut build_times), median(&mut encode_times));
     println!("containers={containers} images={images} series={series} runs={runs}");
-    println!("build series        median {:>8.1} ms", b.as_secs_f64() * 1e3);
-    println!("encode + compress   median {:>8.1} ms", e.as_secs_f64() * 1e3);
-    println!("tick total          median {:>8.1} ms", (b + e).as_secs_f64() * 1e3);
-    println!("bytes per push      {raw} raw, {compressed} compressed ({:.1}x)", raw as f64 / compressed as f64);
+    println!(
+        "build series        median {:>8.1} ms",
+        b.as_secs_f64() * 1e3
+    );
+    println!(
+        "encode + compress   median {:>8.1} ms",
+        e.as_secs_f64() * 1e3
+    );
+    println!(
+        "tick total          median {:>8.1} ms",
+        (b + e).as_secs_f64() * 1e3
+    );
+    println!(
+        "bytes per push      {raw} raw, {compressed} compressed ({:.1}x)",
+        raw as f64 / compressed as f64
+    );
 }
 
 /// Deployments of 3 containers (one init) spread over namespaces, over
 /// `images` distinct images, each with a few labels and annotations.
 fn fixture(containers: usize, images: usize) -> (Vec<Workload>, HashMap<String, Resolution>) {
-    let image = |i: usize| format!("registry.example.com/team-{}/service-{i}:v1.{}", i % 50, i % 7);
+    let image = |i: usize| {
+        format!(
+            "registry.example.com/team-{}/service-{i}:v1.{}",
+            i % 50,
+            i % 7
+        )
+    };
     let resolutions = (0..images)
         .map(|i| {
             let metadata = ImageMetadata {
@@ -64,11 +88,20 @@ fn fixture(containers: usize, images: usize) -> (Vec<Workload>, HashMap<String, 
                 size: 20_000_000 + i as u64,
                 created: Some(1_700_000_000 + i as i64),
                 labels: BTreeMap::from([
-                    ("org.opencontainers.image.source".into(), format!("https://github.com/example/service-{i}")),
-                    ("org.opencontainers.image.revision".into(), format!("{:040x}", i)),
+                    (
+                        "org.opencontainers.image.source".into(),
+                        format!("https://github.com/example/service-{i}"),
+                    ),
+                    (
+                        "org.opencontainers.image.revision".into(),
+                        format!("{:040x}", i),
+                    ),
                     ("dev.chainguard.package.main".into(), "static".into()),
                 ]),
-                annotations: BTreeMap::from([("org.opencontainers.image.base.name".into(), "cgr.dev/chainguard/static:latest".into())]),
+                annotations: BTreeMap::from([(
+                    "org.opencontainers.image.base.name".into(),
+                    "cgr.dev/chainguard/static:latest".into(),
+                )]),
             };
             (image(i), Ok(Arc::new(metadata)))
         })

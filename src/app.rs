@@ -118,6 +118,7 @@ impl Pipeline {
 
 /// Runs the service; the result is the process exit status.
 pub async fn run(config: Config) -> anyhow::Result<bool> {
+    crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
     let endpoints = if config.dry_run {

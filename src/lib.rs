@@ -20,3 +20,9 @@ pub mod remote_write;
 pub mod schedule;
 pub mod server;
 pub mod telemetry;
+
+/// Makes ring the process-wide TLS crypto provider. Every HTTPS client
+/// (kube, oci-client, reqwest) needs one; calling this again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

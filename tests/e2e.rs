@@ -15,8 +15,13 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use support::receiver::{Receiver, Reply};
-use support::{push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Prometheus, PushedImage, Registry};
+#[path = "support/receiver.rs"]
+mod receiver;
+use receiver::{Receiver, Reply};
+use support::{
+    push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Prometheus,
+    PushedImage, Registry,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
 
@@ -25,7 +30,9 @@ fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
 }
 
 fn containers(list: &[(&str, &str)]) -> serde_json::Value {
-    list.iter().map(|(name, image)| json!({"name": name, "image": image})).collect()
+    list.iter()
+        .map(|(name, image)| json!({"name": name, "image": image}))
+        .collect()
 }
 
 fn template(spec: serde_json::Value) -> serde_json::Value {
@@ -39,7 +46,10 @@ fn rfc3339_days_ago(days: i64) -> String {
 /// Runs the pusher to completion and returns (success, stdout, stderr).
 async fn run_pusher(args: &[&str], kubeconfig: Option<&Path>) -> (bool, String, String) {
     let mut command = tokio::process::Command::new(BIN);
-    command.args(args).env("RUST_LOG", "info,container_image_pusher=debug").env_remove("KUBECONFIG");
+    command
+        .args(args)
+        .env("RUST_LOG", "info,container_image_pusher=debug")
+        .env_remove("KUBECONFIG");
     if let Some(path) = kubeconfig {
         command.env("KUBECONFIG", path);
     }
@@ -70,8 +80,14 @@ async fn push_images(reg: &Registry) -> Images {
         &ImageSpec::oci("linux", "amd64")
             .created("2024-01-01T00:00:00Z")
             .label("dev.chainguard.package.main", "static")
-            .label("org.opencontainers.image.source", "https://github.com/example/app")
-            .annotation("org.opencontainers.image.base.name", "cgr.dev/chainguard/static:latest")
+            .label(
+                "org.opencontainers.image.source",
+                "https://github.com/example/app",
+            )
+            .annotation(
+                "org.opencontainers.image.base.name",
+                "cgr.dev/chainguard/static:latest",
+            )
             .layer(vec![1u8; 1000])
             .layer(vec![2u8; 234]),
     )
@@ -80,7 +96,10 @@ async fn push_images(reg: &Registry) -> Images {
         reg,
         "apps/docker",
         Some("1"),
-        &ImageSpec::docker("linux", "amd64").created(&rfc3339_days_ago(2)).label("maintainer", "ops").layer(vec![3u8; 500]),
+        &ImageSpec::docker("linux", "amd64")
+            .created(&rfc3339_days_ago(2))
+            .label("maintainer", "ops")
+            .layer(vec![3u8; 500]),
     )
     .await;
     let multi_amd64 = push_image(
@@ -99,7 +118,10 @@ async fn push_images(reg: &Registry) -> Images {
         reg,
         "apps/multi",
         None,
-        &ImageSpec::oci("linux", "arm64").variant("v8").created("2023-06-01T00:00:00Z").layer(vec![5u8; 9000]),
+        &ImageSpec::oci("linux", "arm64")
+            .variant("v8")
+            .created("2023-06-01T00:00:00Z")
+            .layer(vec![5u8; 9000]),
     )
     .await;
     let attestation = push_attestation(reg, "apps/multi", &multi_amd64.digest).await;
@@ -114,14 +136,26 @@ async fn push_images(reg: &Registry) -> Images {
         "1",
         Format::Oci,
         vec![
-            IndexEntry::Attestation { pushed: attestation, subject_digest: multi_amd64.digest.clone() },
+            IndexEntry::Attestation {
+                pushed: attestation,
+                subject_digest: multi_amd64.digest.clone(),
+            },
             IndexEntry::image(&multi_arm64, "linux", "arm64", Some("v8")),
             amd64_entry,
         ],
-        BTreeMap::from([("precedence".into(), "index".into()), ("from.index".into(), "yes".into())]),
+        BTreeMap::from([
+            ("precedence".into(), "index".into()),
+            ("from.index".into(), "yes".into()),
+        ]),
     )
     .await;
-    let no_created = push_image(reg, "apps/nocreated", Some("1"), &ImageSpec::oci("linux", "amd64").layer(vec![6u8; 10])).await;
+    let no_created = push_image(
+        reg,
+        "apps/nocreated",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(vec![6u8; 10]),
+    )
+    .await;
     let pinned = push_image(
         reg,
         "apps/pinned",
@@ -132,7 +166,14 @@ async fn push_images(reg: &Registry) -> Images {
             .layer(vec![7u8; 77]),
     )
     .await;
-    Images { chainguard, docker, multi, multi_amd64, no_created, pinned }
+    Images {
+        chainguard,
+        docker,
+        multi,
+        multi_amd64,
+        no_created,
+        pinned,
+    }
 }
 
 /// One object of each kind; 8 Pod containers, 6 non-Pod containers.
@@ -184,12 +225,17 @@ fn apply_workloads(api: &KubeApi, reg: &str, images: &Images) {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_the_cluster_inventory_to_prometheus() {
-    let (registry, prometheus, api) = tokio::join!(Registry::start(), Prometheus::start(), KubeApi::start());
+    container_image_pusher::install_crypto_provider();
+    let (registry, prometheus, api) =
+        tokio::join!(Registry::start(), Prometheus::start(), KubeApi::start());
     let receiver = Receiver::start().await;
     let images = push_images(&registry).await;
     let reg = registry.host();
@@ -218,15 +264,32 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     assert!(ok, "the pusher failed:\n{stderr}");
 
     // The LIST followed `continue` tokens.
-    let pod_lists: Vec<_> = api.requests().into_iter().filter(|r| r.path == "/api/v1/pods").collect();
-    assert!(pod_lists.len() >= 3, "pods listed in pages of 2: {pod_lists:?}");
+    let pod_lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/pods")
+        .collect();
+    assert!(
+        pod_lists.len() >= 3,
+        "pods listed in pages of 2: {pod_lists:?}"
+    );
     assert!(pod_lists.iter().all(|r| r.param("limit").is_some()));
-    assert!(pod_lists.iter().skip(1).all(|r| r.param("continue").is_some()));
+    assert!(pod_lists
+        .iter()
+        .skip(1)
+        .all(|r| r.param("continue").is_some()));
 
     // Every container of every kind, with exactly the upstream labels (plus
     // `container`, `job` and the external label); Prometheus drops the empty
     // digest of unresolvable images, as it does for any empty label.
-    let info = |name: &str, container: &str, jsonpath: &str, kind: &str, group: &str, ns: &str, image: &str, digest: &str| {
+    let info = |name: &str,
+                container: &str,
+                jsonpath: &str,
+                kind: &str,
+                group: &str,
+                ns: &str,
+                image: &str,
+                digest: &str| {
         let mut l = labels(&[
             ("__name__", "container_image_container_info"),
             ("cluster", "e2e"),
@@ -252,19 +315,118 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     let multi = format!("{reg}/apps/multi:1");
     let pinned = format!("{reg}/apps/pinned@{}", images.pinned.digest);
     let mut expected = vec![
-        info("web-0", "init", "{.spec.initContainers[0]}", "Pod", "", "shop", &chainguard, &images.chainguard.digest),
-        info("web-0", "app", "{.spec.containers[0]}", "Pod", "", "shop", &multi, &images.multi.digest),
-        info("web-0", "sidecar", "{.spec.containers[1]}", "Pod", "", "shop", &docker, &images.docker.digest),
-        info("web-0", "debugger", "{.spec.ephemeralContainers[0]}", "Pod", "", "shop", &docker, &images.docker.digest),
-        info("api", "migrate", "{.spec.template.spec.initContainers[0]}", "Deployment", "apps", "shop", &format!("{reg}/apps/nocreated:1"), &images.no_created.digest),
-        info("api", "api", "{.spec.template.spec.containers[0]}", "Deployment", "apps", "shop", &chainguard, &images.chainguard.digest),
-        info("db", "db", "{.spec.template.spec.containers[0]}", "StatefulSet", "apps", "data", &pinned, &images.pinned.digest),
-        info("agent", "agent", "{.spec.template.spec.containers[0]}", "DaemonSet", "apps", "kube-system", &docker, &images.docker.digest),
-        info("migrate", "migrate", "{.spec.template.spec.containers[0]}", "Job", "batch", "shop", &format!("{reg}/apps/missing:1"), ""),
-        info("report", "report", "{.spec.jobTemplate.spec.template.spec.containers[0]}", "CronJob", "batch", "shop", &format!("{reg}/apps/Bad:Tag"), ""),
+        info(
+            "web-0",
+            "init",
+            "{.spec.initContainers[0]}",
+            "Pod",
+            "",
+            "shop",
+            &chainguard,
+            &images.chainguard.digest,
+        ),
+        info(
+            "web-0",
+            "app",
+            "{.spec.containers[0]}",
+            "Pod",
+            "",
+            "shop",
+            &multi,
+            &images.multi.digest,
+        ),
+        info(
+            "web-0",
+            "sidecar",
+            "{.spec.containers[1]}",
+            "Pod",
+            "",
+            "shop",
+            &docker,
+            &images.docker.digest,
+        ),
+        info(
+            "web-0",
+            "debugger",
+            "{.spec.ephemeralContainers[0]}",
+            "Pod",
+            "",
+            "shop",
+            &docker,
+            &images.docker.digest,
+        ),
+        info(
+            "api",
+            "migrate",
+            "{.spec.template.spec.initContainers[0]}",
+            "Deployment",
+            "apps",
+            "shop",
+            &format!("{reg}/apps/nocreated:1"),
+            &images.no_created.digest,
+        ),
+        info(
+            "api",
+            "api",
+            "{.spec.template.spec.containers[0]}",
+            "Deployment",
+            "apps",
+            "shop",
+            &chainguard,
+            &images.chainguard.digest,
+        ),
+        info(
+            "db",
+            "db",
+            "{.spec.template.spec.containers[0]}",
+            "StatefulSet",
+            "apps",
+            "data",
+            &pinned,
+            &images.pinned.digest,
+        ),
+        info(
+            "agent",
+            "agent",
+            "{.spec.template.spec.containers[0]}",
+            "DaemonSet",
+            "apps",
+            "kube-system",
+            &docker,
+            &images.docker.digest,
+        ),
+        info(
+            "migrate",
+            "migrate",
+            "{.spec.template.spec.containers[0]}",
+            "Job",
+            "batch",
+            "shop",
+            &format!("{reg}/apps/missing:1"),
+            "",
+        ),
+        info(
+            "report",
+            "report",
+            "{.spec.jobTemplate.spec.template.spec.containers[0]}",
+            "CronJob",
+            "batch",
+            "shop",
+            &format!("{reg}/apps/Bad:Tag"),
+            "",
+        ),
     ];
     for i in 1..=4 {
-        expected.push(info(&format!("web-{i}"), "app", "{.spec.containers[0]}", "Pod", "", "shop", &multi, &images.multi.digest));
+        expected.push(info(
+            &format!("web-{i}"),
+            "app",
+            "{.spec.containers[0]}",
+            "Pod",
+            "",
+            "shop",
+            &multi,
+            &images.multi.digest,
+        ));
     }
     expected.sort();
     let mut got = prometheus.series("container_image_container_info").await;
@@ -272,31 +434,80 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     assert_eq!(got, expected);
 
     // Image series: once per digest, with the index digest for the multi-arch tag.
-    let value = |samples: Vec<support::Sample>| -> Vec<f64> { samples.into_iter().map(|s| s.value).collect() };
-    assert_eq!(value(prometheus.query("count(container_image_size_bytes)").await), [5.0]);
-    let size = |digest: &str| format!("container_image_size_bytes{{digest=\"{digest}\"}}");
-    assert_eq!(value(prometheus.query(&size(&images.multi.digest)).await), [images.multi_amd64.image_size() as f64], "size of the amd64 image of the index");
-    assert_eq!(value(prometheus.query(&size(&images.chainguard.digest)).await), [images.chainguard.image_size() as f64]);
-    assert_eq!(value(prometheus.query(&size(&images.docker.digest)).await), [images.docker.image_size() as f64], "Docker schema 2 works");
-    assert!(prometheus.query(&format!("container_image_created{{digest=\"{}\"}}", images.no_created.digest)).await.is_empty(), "no created, no series");
+    let value = |samples: Vec<support::Sample>| -> Vec<f64> {
+        samples.into_iter().map(|s| s.value).collect()
+    };
     assert_eq!(
-        value(prometheus.query(&format!("container_image_created{{digest=\"{}\"}}", images.chainguard.digest)).await),
-        [chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().timestamp() as f64]
+        value(prometheus.query("count(container_image_size_bytes)").await),
+        [5.0]
     );
-    let label = prometheus.query(&format!("container_image_label{{digest=\"{}\",key=\"dev.chainguard.package.main\"}}", images.chainguard.digest)).await;
+    let size = |digest: &str| format!("container_image_size_bytes{{digest=\"{digest}\"}}");
+    assert_eq!(
+        value(prometheus.query(&size(&images.multi.digest)).await),
+        [images.multi_amd64.image_size() as f64],
+        "size of the amd64 image of the index"
+    );
+    assert_eq!(
+        value(prometheus.query(&size(&images.chainguard.digest)).await),
+        [images.chainguard.image_size() as f64]
+    );
+    assert_eq!(
+        value(prometheus.query(&size(&images.docker.digest)).await),
+        [images.docker.image_size() as f64],
+        "Docker schema 2 works"
+    );
+    assert!(
+        prometheus
+            .query(&format!(
+                "container_image_created{{digest=\"{}\"}}",
+                images.no_created.digest
+            ))
+            .await
+            .is_empty(),
+        "no created, no series"
+    );
+    assert_eq!(
+        value(
+            prometheus
+                .query(&format!(
+                    "container_image_created{{digest=\"{}\"}}",
+                    images.chainguard.digest
+                ))
+                .await
+        ),
+        [chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp() as f64]
+    );
+    let label = prometheus
+        .query(&format!(
+            "container_image_label{{digest=\"{}\",key=\"dev.chainguard.package.main\"}}",
+            images.chainguard.digest
+        ))
+        .await;
     assert_eq!(label[0].labels["value"], "static");
     let annotations: BTreeMap<String, String> = prometheus
-        .query(&format!("container_image_annotation{{digest=\"{}\"}}", images.multi.digest))
+        .query(&format!(
+            "container_image_annotation{{digest=\"{}\"}}",
+            images.multi.digest
+        ))
         .await
         .into_iter()
         .map(|s| (s.labels["key"].clone(), s.labels["value"].clone()))
         .collect();
     assert_eq!(
         annotations,
-        labels(&[("from.entry", "yes"), ("from.index", "yes"), ("from.manifest", "yes"), ("precedence", "manifest")]),
+        labels(&[
+            ("from.entry", "yes"),
+            ("from.index", "yes"),
+            ("from.manifest", "yes"),
+            ("precedence", "manifest")
+        ]),
         "index, then entry, then manifest annotations; later wins"
     );
-    let base = prometheus.query("container_image_annotation{key=\"org.opencontainers.image.base.name\"}").await;
+    let base = prometheus
+        .query("container_image_annotation{key=\"org.opencontainers.image.base.name\"}")
+        .await;
     assert_eq!(base[0].labels["value"], "cgr.dev/chainguard/static:latest");
 
     // The seed README's first query: non-Pod containers on Chainguard.
@@ -329,11 +540,19 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
         )
     >
       86400 * 14"#;
-    let mut old: Vec<String> = prometheus.query(old_images).await.into_iter().map(|s| s.labels["image"].clone()).collect();
+    let mut old: Vec<String> = prometheus
+        .query(old_images)
+        .await
+        .into_iter()
+        .map(|s| s.labels["image"].clone())
+        .collect();
     old.sort();
     let mut want = vec![chainguard.clone(), multi.clone(), pinned.clone()];
     want.sort();
-    assert_eq!(old, want, "the docker image is 2 days old; nocreated has no date");
+    assert_eq!(
+        old, want,
+        "the docker image is 2 days old; nocreated has no date"
+    );
 
     // The same push, checked on the wire: valid requests of at most 7 series
     // that together hold what Prometheus holds.
@@ -341,21 +560,45 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     let received = receiver.received();
     assert!(received.iter().all(|r| r.request.timeseries.len() <= 7));
     let total: usize = received.iter().map(|r| r.request.timeseries.len()).sum();
-    let in_prometheus = prometheus.query("count({__name__=~\"container_image_.+\"})").await;
+    let in_prometheus = prometheus
+        .query("count({__name__=~\"container_image_.+\"})")
+        .await;
     assert_eq!(total as f64, in_prometheus[0].value);
-    let timestamps: std::collections::HashSet<i64> =
-        received.iter().flat_map(|r| r.request.timeseries.iter().map(|ts| ts.samples[0].timestamp)).collect();
+    let timestamps: std::collections::HashSet<i64> = received
+        .iter()
+        .flat_map(|r| {
+            r.request
+                .timeseries
+                .iter()
+                .map(|ts| ts.samples[0].timestamp)
+        })
+        .collect();
     assert_eq!(timestamps.len(), 1, "one timestamp for the whole snapshot");
-    assert!(received.iter().all(|r| r.request.timeseries.iter().all(|ts| ts.labels.iter().any(|l| l.name == "cluster"))));
-    assert!(received[0].request.metadata.iter().any(|m| m.metric_family_name == "container_image_container_info"));
+    assert!(received.iter().all(|r| r
+        .request
+        .timeseries
+        .iter()
+        .all(|ts| ts.labels.iter().any(|l| l.name == "cluster"))));
+    assert!(received[0]
+        .request
+        .metadata
+        .iter()
+        .any(|m| m.metric_family_name == "container_image_container_info"));
 
     // Failures were explained in the log.
-    assert!(stderr.contains("apps/missing:1") && stderr.contains("not_found"), "{stderr}");
-    assert!(stderr.contains("apps/Bad:Tag") && stderr.contains("invalid_reference"), "{stderr}");
+    assert!(
+        stderr.contains("apps/missing:1") && stderr.contains("not_found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apps/Bad:Tag") && stderr.contains("invalid_reference"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
+    container_image_pusher::install_crypto_provider();
     let api = KubeApi::start().await;
     api.apply(&object::<Pod>(json!({
         "metadata": {"name": "p", "namespace": "ns"},
@@ -368,18 +611,30 @@ async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
     api.forbid::<DaemonSet>();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let (ok, stdout, stderr) = run_pusher(&["--once", "--dry-run", "--registry-timeout", "5s"], Some(&kubeconfig)).await;
+    let (ok, stdout, stderr) = run_pusher(
+        &["--once", "--dry-run", "--registry-timeout", "5s"],
+        Some(&kubeconfig),
+    )
+    .await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains(r#"kind="Pod""#), "{stdout}");
     assert!(!stdout.contains(r#"kind="DaemonSet""#), "{stdout}");
-    assert_eq!(stderr.matches("not allowed to list").count(), 1, "logged once: {stderr}");
+    assert_eq!(
+        stderr.matches("not allowed to list").count(),
+        1,
+        "logged once: {stderr}"
+    );
     assert!(stderr.contains("DaemonSet"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
+    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
-    receiver.script([Reply::status(204), Reply::status(400).body("out of order sample")]);
+    receiver.script([
+        Reply::status(204),
+        Reply::status(400).body("out of order sample"),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("pods.yaml");
     let pods: Vec<String> = (0..3)
@@ -387,18 +642,34 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
         .collect();
     std::fs::write(&manifests, pods.join("---\n")).unwrap();
     let (ok, _, stderr) = run_pusher(
-        &["--manifests", manifests.to_str().unwrap(), "--once", "--remote-write-url", &receiver.url(), "--max-series-per-request", "1"],
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--once",
+            "--remote-write-url",
+            &receiver.url(),
+            "--max-series-per-request",
+            "1",
+        ],
         None,
     )
     .await;
     assert!(!ok, "exit status must report the rejected batch");
-    assert!(stderr.contains("400") && stderr.contains("out of order sample"), "{stderr}");
-    assert_eq!(receiver.received().len(), 3, "a 400 is not retried, and the other batches still go out");
+    assert!(
+        stderr.contains("400") && stderr.contains("out of order sample"),
+        "{stderr}"
+    );
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "a 400 is not retried, and the other batches still go out"
+    );
     receiver.assert_valid();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_metrics_health_and_readiness() {
+    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("pod.yaml");
     std::fs::write(&manifests, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: \"127.0.0.1:1/app:1\"}]}\n").unwrap();
@@ -415,13 +686,32 @@ async fn serves_metrics_health_and_readiness() {
         ]),
     );
     let base = format!("http://127.0.0.1:{port}");
-    support::wait_for_http(&format!("{base}/readyz"), Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{e}\n{}", child.logs()));
+    support::wait_for_http(&format!("{base}/readyz"), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", child.logs()));
     child.check_running().unwrap();
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert!(health.status().is_success());
-    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"container_image_container_info{container="c",image="127.0.0.1:1/app:1""#), "{text}");
-    assert!(!text.contains("cluster=\"local\"") && !text.contains("job=\"container-image-pusher\""), "no job/external labels on local /metrics: {text}");
-    assert!(text.contains(r#"container_image_pusher_resolve_failures_total{class="unavailable"}"#), "{text}");
-    assert!(text.contains("container_image_pusher_snapshot_containers 1"), "{text}");
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"container_image_container_info{container="c",image="127.0.0.1:1/app:1""#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cluster=\"local\"") && !text.contains("job=\"container-image-pusher\""),
+        "no job/external labels on local /metrics: {text}"
+    );
+    assert!(
+        text.contains(r#"container_image_pusher_resolve_failures_total{class="unavailable"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("container_image_pusher_snapshot_containers 1"),
+        "{text}"
+    );
 }

@@ -123,6 +123,7 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Self {
+        crate::install_crypto_provider();
         let client = Client::new(ClientConfig {
             protocol: if config.insecure_registries.is_empty() {
                 ClientProtocol::Https

@@ -71,6 +71,7 @@ impl Endpoint {
         max_series_per_request: usize,
         retry_for: Duration,
     ) -> Result<Self, PushError> {
+        crate::install_crypto_provider();
         let name = display_name(&url);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));

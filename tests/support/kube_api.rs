@@ -77,7 +77,10 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of query parameter `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Whether this was a watch (`watch=true` or `watch=1`).
@@ -117,8 +120,12 @@ impl KubeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0 for the kube API test server");
-        let addr = listener.local_addr().expect("local address of the kube API listener");
-        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        let addr = listener
+            .local_addr()
+            .expect("local address of the kube API listener");
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("kube API test server stopped: {e}");
@@ -170,9 +177,12 @@ impl KubeApi {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig: kube::config::Kubeconfig =
             serde_yaml::from_str(&self.kubeconfig_yaml()).expect("parse the generated kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config from the generated kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("kube config from the generated kubeconfig");
         kube::Client::try_from(config).expect("build a kube client for the test server")
     }
 
@@ -201,12 +211,16 @@ impl KubeApi {
     /// Makes get/list/watch of `K` answer 403 Forbidden (open watches go on,
     /// as with a real RBAC change).
     pub fn forbid<K: k8s_openapi::Resource>(&self) {
-        self.lock().collection_mut(ResourceType::of::<K>()).forbidden = true;
+        self.lock()
+            .collection_mut(ResourceType::of::<K>())
+            .forbidden = true;
     }
 
     /// Undoes [`KubeApi::forbid`].
     pub fn allow<K: k8s_openapi::Resource>(&self) {
-        self.lock().collection_mut(ResourceType::of::<K>()).forbidden = false;
+        self.lock()
+            .collection_mut(ResourceType::of::<K>())
+            .forbidden = false;
     }
 
     /// Forgets history, as etcd compaction plus a write elsewhere in the
@@ -255,7 +269,11 @@ impl KubeApi {
         let key = ResourceType::of::<K>().key;
         let mut state = self.lock();
         state.watches.retain(|watch| !watch.events.is_closed());
-        state.watches.iter().filter(|watch| watch.resource == key).count()
+        state
+            .watches
+            .iter()
+            .filter(|watch| watch.resource == key)
+            .count()
     }
 
     /// The current global resourceVersion.
@@ -421,12 +439,14 @@ impl State {
     }
 
     fn collection_mut(&mut self, ty: ResourceType) -> &mut Collection {
-        self.collections.entry(ty.key.clone()).or_insert_with(|| Collection {
-            ty,
-            objects: BTreeMap::new(),
-            last_rv: 0,
-            forbidden: false,
-        })
+        self.collections
+            .entry(ty.key.clone())
+            .or_insert_with(|| Collection {
+                ty,
+                objects: BTreeMap::new(),
+                last_rv: 0,
+                forbidden: false,
+            })
     }
 
     fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
@@ -510,11 +530,18 @@ impl State {
         let rv = self.rv;
         let collection = self.collection_mut(ty);
         let Some(before) = collection.current(&key).cloned() else {
-            panic!("delete of {kind} {}/{} which does not exist", key.namespace, key.name);
+            panic!(
+                "delete of {kind} {}/{} which does not exist",
+                key.namespace, key.name
+            );
         };
         let mut after = before.clone();
         after["metadata"]["resourceVersion"] = json!(rv.to_string());
-        collection.objects.entry(key).or_default().push(Revision { rv, object: None });
+        collection
+            .objects
+            .entry(key)
+            .or_default()
+            .push(Revision { rv, object: None });
         collection.last_rv = rv;
         self.publish(Change {
             rv,
@@ -565,7 +592,10 @@ impl State {
 /// The watch event a change means for one watch, if any. A label change can
 /// move an object into a selector (ADDED) or out of it (DELETED).
 fn watch_event(change: &Change, filter: &Filter, render: Render) -> Option<Value> {
-    let was_in = change.before.as_ref().is_some_and(|before| filter.matches(before));
+    let was_in = change
+        .before
+        .as_ref()
+        .is_some_and(|before| filter.matches(before));
     let is_in = filter.matches(&change.after);
     let event_type = match (change.deleted, was_in, is_in) {
         (true, _, true) => "DELETED",
@@ -579,7 +609,8 @@ fn watch_event(change: &Change, filter: &Filter, render: Render) -> Option<Value
 }
 
 fn now_timestamp() -> Value {
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     serde_json::to_value(now).expect("serialize a timestamp")
 }
 
@@ -603,8 +634,13 @@ impl Filter {
                 return false;
             }
         }
-        self.labels.iter().all(|requirement| requirement.matches(&metadata["labels"]))
-            && self.fields.iter().all(|requirement| requirement.matches(object))
+        self.labels
+            .iter()
+            .all(|requirement| requirement.matches(&metadata["labels"]))
+            && self
+                .fields
+                .iter()
+                .all(|requirement| requirement.matches(object))
     }
 
     fn has_selectors(&self) -> bool {
@@ -628,8 +664,12 @@ impl LabelRequirement {
         match self {
             LabelRequirement::Equals(key, value) => get(key) == Some(value.as_str()),
             LabelRequirement::NotEquals(key, value) => get(key) != Some(value.as_str()),
-            LabelRequirement::In(key, values) => get(key).is_some_and(|v| values.iter().any(|x| x == v)),
-            LabelRequirement::NotIn(key, values) => !get(key).is_some_and(|v| values.iter().any(|x| x == v)),
+            LabelRequirement::In(key, values) => {
+                get(key).is_some_and(|v| values.iter().any(|x| x == v))
+            }
+            LabelRequirement::NotIn(key, values) => {
+                !get(key).is_some_and(|v| values.iter().any(|x| x == v))
+            }
             LabelRequirement::Exists(key) => get(key).is_some(),
             LabelRequirement::NotExists(key) => get(key).is_none(),
         }
@@ -664,7 +704,9 @@ fn parse_label_term(term: &str) -> Result<LabelRequirement, String> {
                 .trim()
                 .strip_prefix('(')
                 .and_then(|rest| rest.strip_suffix(')'))
-                .ok_or_else(|| format!("unable to parse requirement: values of {term:?} need parentheses"))?;
+                .ok_or_else(|| {
+                    format!("unable to parse requirement: values of {term:?} need parentheses")
+                })?;
             let values = values.split(',').map(owned).collect();
             Ok(if *op == "in" {
                 LabelRequirement::In(owned(key), values)
@@ -706,7 +748,10 @@ struct FieldRequirement {
 
 impl FieldRequirement {
     fn matches(&self, object: &Value) -> bool {
-        let actual = self.path.iter().fold(object, |value, key| &value[key.as_str()]);
+        let actual = self
+            .path
+            .iter()
+            .fold(object, |value, key| &value[key.as_str()]);
         // Fields compare as their string form; a missing field is "".
         let actual = match actual {
             Value::String(s) => s.clone(),
@@ -737,18 +782,29 @@ fn supported_fields(ty: &ResourceType) -> &'static [&'static str] {
 }
 
 /// Parses `metadata.name=x,metadata.namespace!=y,type==z`.
-fn parse_field_selector(selector: &str, ty: &ResourceType) -> Result<Vec<FieldRequirement>, String> {
+fn parse_field_selector(
+    selector: &str,
+    ty: &ResourceType,
+) -> Result<Vec<FieldRequirement>, String> {
     let mut requirements = Vec::new();
-    for term in selector.split(',').map(str::trim).filter(|term| !term.is_empty()) {
+    for term in selector
+        .split(',')
+        .map(str::trim)
+        .filter(|term| !term.is_empty())
+    {
         let (field, value, equal) = if let Some((field, value)) = term.split_once("!=") {
             (field, value, false)
-        } else if let Some((field, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        } else if let Some((field, value)) = term.split_once("==").or_else(|| term.split_once('='))
+        {
             (field, value, true)
         } else {
-            return Err(format!("invalid selector: '{selector}'; can't understand '{term}'"));
+            return Err(format!(
+                "invalid selector: '{selector}'; can't understand '{term}'"
+            ));
         };
         let field = field.trim();
-        let known = ["metadata.name", "metadata.namespace"].contains(&field) || supported_fields(ty).contains(&field);
+        let known = ["metadata.name", "metadata.namespace"].contains(&field)
+            || supported_fields(ty).contains(&field);
         if !known {
             return Err(format!("field label not supported: {field}"));
         }
@@ -775,7 +831,10 @@ enum Render {
 
 impl Render {
     fn from_accept(headers: &HeaderMap) -> Render {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if accept.contains("as=PartialObjectMetadata") {
             Render::Metadata
         } else {
@@ -811,7 +870,10 @@ impl Render {
     fn list_type(self, ty: &ResourceType) -> (String, String) {
         match self {
             Render::Full => (ty.api_version.clone(), format!("{}List", ty.kind)),
-            Render::Metadata => ("meta.k8s.io/v1".to_owned(), "PartialObjectMetadataList".to_owned()),
+            Render::Metadata => (
+                "meta.k8s.io/v1".to_owned(),
+                "PartialObjectMetadataList".to_owned(),
+            ),
         }
     }
 
@@ -856,7 +918,11 @@ impl ApiError {
     }
 
     fn not_found_path() -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     fn bad_request(message: impl Into<String>) -> ApiError {
@@ -950,13 +1016,21 @@ struct Target {
 /// The only handler: records the request, then routes by path. Routing by
 /// hand (rather than axum routes) keeps the Kubernetes URL grammar in one
 /// place.
-async fn handle(AxumState(state): AxumState<Shared>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn handle(
+    AxumState(state): AxumState<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let query = parse_query(uri.query().unwrap_or(""));
     lock(&state).requests.push(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
         query: query.clone(),
-        accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        accept: headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     let params = Params(query);
     let result = if method != Method::GET {
@@ -971,18 +1045,29 @@ async fn handle(AxumState(state): AxumState<Shared>, method: Method, uri: Uri, h
     result.unwrap_or_else(ApiError::into_response)
 }
 
-fn route(state: &Shared, path: &str, params: &Params, render: Render) -> Result<Response, ApiError> {
+fn route(
+    state: &Shared,
+    path: &str,
+    params: &Params,
+    render: Render,
+) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segments.as_slice() {
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info())),
-        ["api"] => return Ok(json_response(StatusCode::OK, &json!({ "kind": "APIVersions", "versions": ["v1"] }))),
+        ["api"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({ "kind": "APIVersions", "versions": ["v1"] }),
+            ))
+        }
         ["apis"] => return Ok(json_response(StatusCode::OK, &api_group_list(&lock(state)))),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::not_found_path()),
     };
     if rest.is_empty() {
-        return api_resource_list(&lock(state), group, version).map(|body| json_response(StatusCode::OK, &body));
+        return api_resource_list(&lock(state), group, version)
+            .map(|body| json_response(StatusCode::OK, &body));
     }
     let target = resolve(&lock(state), group, version, rest)?;
     match (&target.name, is_true(params.get("watch"))) {
@@ -1007,7 +1092,9 @@ fn resolve(state: &State, group: &str, version: &str, rest: &[&str]) -> Result<T
         .clone();
     // A namespaced path for a cluster-scoped type, or a namespaced object
     // without its namespace, is no URL a real server serves.
-    if (namespace.is_some() && !ty.namespaced) || (name.is_some() && namespace.is_none() && ty.namespaced) {
+    if (namespace.is_some() && !ty.namespaced)
+        || (name.is_some() && namespace.is_none() && ty.namespaced)
+    {
         return Err(ApiError::not_found_path());
     }
     Ok(Target {
@@ -1022,17 +1109,19 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// A parameter that must parse as a number when present.
     fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         match self.get(name).filter(|value| !value.is_empty()) {
             None => Ok(None),
-            Some(value) => value
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid {name} {value:?}: not a number"))),
+            Some(value) => value.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid {name} {value:?}: not a number"))
+            }),
         }
     }
 }
@@ -1041,7 +1130,10 @@ impl Params {
 /// implements it (axum's `Query` extractor is not enabled in this project).
 fn parse_query(query: &str) -> Vec<(String, String)> {
     match reqwest::Url::parse(&format!("http://localhost/?{query}")) {
-        Ok(url) => url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+        Ok(url) => url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -1052,15 +1144,17 @@ fn is_true(value: Option<&str>) -> bool {
 
 /// The selectors and namespace of a LIST or WATCH.
 fn filter_for(target: &Target, params: &Params) -> Result<Filter, ApiError> {
-    let labels = parse_label_selector(params.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
-    let fields = parse_field_selector(params.get("fieldSelector").unwrap_or(""), &target.ty).map_err(|e| {
-        ApiError::bad_request(format!(
-            "Unable to find {:?} that match label selector {:?}, field selector {:?}: {e}",
-            target.ty.qualified_name(),
-            params.get("labelSelector").unwrap_or(""),
-            params.get("fieldSelector").unwrap_or(""),
-        ))
-    })?;
+    let labels = parse_label_selector(params.get("labelSelector").unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let fields = parse_field_selector(params.get("fieldSelector").unwrap_or(""), &target.ty)
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "Unable to find {:?} that match label selector {:?}, field selector {:?}: {e}",
+                target.ty.qualified_name(),
+                params.get("labelSelector").unwrap_or(""),
+                params.get("fieldSelector").unwrap_or(""),
+            ))
+        })?;
     Ok(Filter {
         namespace: target.namespace.clone(),
         labels,
@@ -1069,9 +1163,16 @@ fn filter_for(target: &Target, params: &Params) -> Result<Filter, ApiError> {
 }
 
 fn check_allowed(state: &State, target: &Target, verb: &str) -> Result<(), ApiError> {
-    let forbidden = state.collections.get(&target.ty.key).is_some_and(|c| c.forbidden);
+    let forbidden = state
+        .collections
+        .get(&target.ty.key)
+        .is_some_and(|c| c.forbidden);
     if forbidden {
-        return Err(ApiError::forbidden(&target.ty, verb, target.namespace.as_deref()));
+        return Err(ApiError::forbidden(
+            &target.ty,
+            verb,
+            target.namespace.as_deref(),
+        ));
     }
     Ok(())
 }
@@ -1085,7 +1186,10 @@ fn get_object(state: &Shared, target: &Target, render: Render) -> Result<Respons
     check_allowed(&state, target, "get")?;
     let name = target.name.as_deref().unwrap_or_default();
     let key = State::object_key(&target.ty, target.namespace.as_deref(), name);
-    let object = state.collections.get(&target.ty.key).and_then(|c| c.current(&key));
+    let object = state
+        .collections
+        .get(&target.ty.key)
+        .and_then(|c| c.current(&key));
     match object {
         Some(object) => Ok(json_response(StatusCode::OK, &render.object(object))),
         None => Err(ApiError::new(
@@ -1093,7 +1197,9 @@ fn get_object(state: &Shared, target: &Target, render: Render) -> Result<Respons
             "NotFound",
             format!("{} \"{name}\" not found", target.ty.qualified_name()),
         )
-        .details(json!({ "name": name, "group": target.ty.key.group, "kind": target.ty.key.plural }))),
+        .details(
+            json!({ "name": name, "group": target.ty.key.group, "kind": target.ty.key.plural }),
+        )),
     }
 }
 
@@ -1106,7 +1212,8 @@ struct ContinueToken {
 
 impl ContinueToken {
     fn encode(&self) -> String {
-        let json = json!({ "rv": self.rv, "namespace": self.after.namespace, "name": self.after.name });
+        let json =
+            json!({ "rv": self.rv, "namespace": self.after.namespace, "name": self.after.name });
         hex::encode(json.to_string())
     }
 
@@ -1133,8 +1240,9 @@ fn list_snapshot(state: &State, params: &Params) -> Result<(u64, Option<ObjectKe
                 "specifying resource version is not allowed when using continue",
             ));
         }
-        let token = ContinueToken::decode(token)
-            .ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {token:?}")))?;
+        let token = ContinueToken::decode(token).ok_or_else(|| {
+            ApiError::bad_request(format!("continue key is not valid: {token:?}"))
+        })?;
         if token.rv < state.compacted_rv {
             return Err(ApiError::new(
                 StatusCode::GONE,
@@ -1160,7 +1268,9 @@ fn list_snapshot(state: &State, params: &Params) -> Result<(u64, Option<ObjectKe
     }
     if rv_param == "0" {
         if rv_match == "Exact" {
-            return Err(ApiError::invalid("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""));
+            return Err(ApiError::invalid(
+                "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
+            ));
         }
         return Ok((state.rv, None)); // "any": the latest will do
     }
@@ -1171,7 +1281,8 @@ fn list_snapshot(state: &State, params: &Params) -> Result<(u64, Option<ObjectKe
         return Err(ApiError::too_large(requested, state.rv));
     }
     // Without a match, a limit makes the resourceVersion exact (legacy rule).
-    let exact = rv_match == "Exact" || (rv_match.is_empty() && params.get("limit").is_some_and(|l| l != "0"));
+    let exact = rv_match == "Exact"
+        || (rv_match.is_empty() && params.get("limit").is_some_and(|l| l != "0"));
     if !exact {
         return Ok((state.rv, None));
     }
@@ -1181,7 +1292,12 @@ fn list_snapshot(state: &State, params: &Params) -> Result<(u64, Option<ObjectKe
     Ok((requested, None))
 }
 
-fn list(state: &Shared, target: &Target, params: &Params, render: Render) -> Result<Response, ApiError> {
+fn list(
+    state: &Shared,
+    target: &Target,
+    params: &Params,
+    render: Render,
+) -> Result<Response, ApiError> {
     let state = lock(state);
     check_allowed(&state, target, "list")?;
     let filter = filter_for(target, params)?;
@@ -1214,8 +1330,12 @@ fn list(state: &Shared, target: &Target, params: &Params, render: Render) -> Res
             metadata["remainingItemCount"] = json!(remaining.len());
         }
     }
-    let items: Vec<Value> = page.iter().map(|(_, object)| render.list_item(object)).collect();
-    let body = json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items });
+    let items: Vec<Value> = page
+        .iter()
+        .map(|(_, object)| render.list_item(object))
+        .collect();
+    let body =
+        json!({ "apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items });
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -1236,12 +1356,19 @@ struct WatchTask {
     out: mpsc::Sender<Result<Bytes, std::io::Error>>,
 }
 
-fn watch(state: &Shared, target: &Target, params: &Params, render: Render) -> Result<Response, ApiError> {
+fn watch(
+    state: &Shared,
+    target: &Target,
+    params: &Params,
+    render: Render,
+) -> Result<Response, ApiError> {
     let send_initial_events = is_true(params.get("sendInitialEvents"));
     let bookmarks = is_true(params.get("allowWatchBookmarks"));
     let rv_param = params.get("resourceVersion").unwrap_or("");
     let rv_match = params.get("resourceVersionMatch").unwrap_or("");
-    let timeout = params.number::<u64>("timeoutSeconds")?.map(Duration::from_secs);
+    let timeout = params
+        .number::<u64>("timeoutSeconds")?
+        .map(Duration::from_secs);
     if send_initial_events && (rv_match != "NotOlderThan" || !bookmarks) {
         return Err(ApiError::invalid(
             "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true",
@@ -1287,7 +1414,11 @@ fn watch(state: &Shared, target: &Target, params: &Params, render: Render) -> Re
         }
         // Replay what happened after the requested resourceVersion.
         start_rv = requested;
-        for change in guard.log.iter().filter(|c| c.rv > requested && c.resource == target.ty.key) {
+        for change in guard
+            .log
+            .iter()
+            .filter(|c| c.rv > requested && c.resource == target.ty.key)
+        {
             if let Some(event) = watch_event(change, &filter, render) {
                 let _ = tx.send(event);
             }
@@ -1318,7 +1449,9 @@ fn watch(state: &Shared, target: &Target, params: &Params, render: Render) -> Re
 /// A 200 response streaming newline-delimited JSON (chunked, since it has no
 /// length).
 fn stream_response(body: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response {
-    let stream = futures::stream::unfold(body, |mut body| async move { body.recv().await.map(|chunk| (chunk, body)) });
+    let stream = futures::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|chunk| (chunk, body))
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
@@ -1328,7 +1461,8 @@ fn stream_response(body: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Respo
 
 fn single_event_stream(event: Value) -> Response {
     let (out, body) = mpsc::channel(1);
-    out.try_send(Ok(event_line(&event))).expect("a fresh channel has room for one event");
+    out.try_send(Ok(event_line(&event)))
+        .expect("a fresh channel has room for one event");
     stream_response(body)
 }
 
@@ -1477,5 +1611,7 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Result<Value,
     } else {
         format!("{group}/{version}")
     };
-    Ok(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }))
+    Ok(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
+    )
 }

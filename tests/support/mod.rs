@@ -14,4 +14,7 @@ pub mod registry;
 pub use kube_api::{ExpiredWatch, KubeApi, RecordedRequest};
 pub use process::{free_port, require_binary, wait_for_http, ChildGuard};
 pub use prometheus::{Prometheus, Sample};
-pub use registry::{push_attestation, push_image, push_index, Descriptor, Format, ImageSpec, IndexEntry, PushedImage, Registry};
+pub use registry::{
+    push_attestation, push_image, push_index, Descriptor, Format, ImageSpec, IndexEntry,
+    PushedImage, Registry,
+};

@@ -84,7 +84,9 @@ impl ChildGuard {
             .expect("create a tempdir for the child's log");
         let log_path = log_dir.path().join("output.log");
         let stdout = File::create(&log_path).expect("create the child's log file");
-        let stderr = stdout.try_clone().expect("duplicate the log file handle for stderr");
+        let stderr = stdout
+            .try_clone()
+            .expect("duplicate the log file handle for stderr");
         let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -187,12 +189,18 @@ pub async fn wait_for_http(url: &str, timeout: Duration) -> Result<(), String> {
     let client = poll_client();
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match probe(&client, url, &|status: reqwest::StatusCode| status.is_success()).await {
+        let last = match probe(&client, url, &|status: reqwest::StatusCode| {
+            status.is_success()
+        })
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            return Err(format!("{url} did not answer 2xx within {timeout:?} (last: {last})"));
+            return Err(format!(
+                "{url} did not answer 2xx within {timeout:?} (last: {last})"
+            ));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }

@@ -54,22 +54,30 @@ impl Prometheus {
             .expect("create a tempdir for prometheus");
         let config_path = dir.path().join("prometheus.yml");
         // No scrape_configs: only remote-written data ends up in the TSDB.
-        std::fs::write(&config_path, "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n")
-            .expect("write the prometheus config");
+        std::fs::write(
+            &config_path,
+            "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n",
+        )
+        .expect("write the prometheus config");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
 
         let mut command = Command::new(binary);
         command
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
             .arg("--log.level=warn")
             .args(extra_args);
         let mut child = ChildGuard::spawn("prometheus", &mut command);
         if let Err(message) = child
-            .wait_until_http(&format!("{url}/-/ready"), START_TIMEOUT, |status| status.is_success())
+            .wait_until_http(&format!("{url}/-/ready"), START_TIMEOUT, |status| {
+                status.is_success()
+            })
             .await
         {
             panic!("{message}");
@@ -148,7 +156,10 @@ impl Prometheus {
     /// Prometheus's default time range for this API is all time, so series
     /// written with old timestamps are included.
     pub async fn series(&self, matcher: &str) -> Vec<BTreeMap<String, String>> {
-        let data = match self.api_post("/api/v1/series", &[("match[]", matcher)]).await {
+        let data = match self
+            .api_post("/api/v1/series", &[("match[]", matcher)])
+            .await
+        {
             Ok(data) => data,
             Err(message) => panic!("{message}"),
         };
@@ -156,7 +167,9 @@ impl Prometheus {
             panic!("series {matcher:?}: expected an array, got {data}");
         };
         list.iter()
-            .map(|labels| parse_labels(labels).unwrap_or_else(|e| panic!("series {matcher:?}: {e}")))
+            .map(|labels| {
+                parse_labels(labels).unwrap_or_else(|e| panic!("series {matcher:?}: {e}"))
+            })
             .collect()
     }
 
@@ -166,15 +179,21 @@ impl Prometheus {
         let response = self
             .http
             .post(format!("{}{path}", self.url))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(form_urlencode(form))
             .send()
             .await
             .map_err(|e| format!("POST {path}: {e}"))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| format!("POST {path}: reading body: {e}"))?;
-        let json: Value =
-            serde_json::from_str(&body).map_err(|e| format!("POST {path} answered {status} with non-JSON ({e}): {body}"))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("POST {path}: reading body: {e}"))?;
+        let json: Value = serde_json::from_str(&body)
+            .map_err(|e| format!("POST {path} answered {status} with non-JSON ({e}): {body}"))?;
         if !status.is_success() || json["status"] != "success" {
             return Err(format!("POST {path} {form:?} answered {status}: {body}"));
         }
@@ -193,7 +212,9 @@ fn form_urlencode(pairs: &[(&str, &str)]) -> String {
 fn parse_query_data(data: &Value) -> Result<Vec<Sample>, String> {
     match data["resultType"].as_str() {
         Some("vector") => {
-            let items = data["result"].as_array().ok_or("vector result is not an array")?;
+            let items = data["result"]
+                .as_array()
+                .ok_or("vector result is not an array")?;
             items
                 .iter()
                 .map(|item| {
@@ -213,7 +234,9 @@ fn parse_query_data(data: &Value) -> Result<Vec<Sample>, String> {
 }
 
 fn parse_labels(metric: &Value) -> Result<BTreeMap<String, String>, String> {
-    let object = metric.as_object().ok_or_else(|| format!("labels are not an object: {metric}"))?;
+    let object = metric
+        .as_object()
+        .ok_or_else(|| format!("labels are not an object: {metric}"))?;
     object
         .iter()
         .map(|(name, value)| match value.as_str() {
@@ -234,6 +257,8 @@ fn parse_sample_value(pair: &Value) -> Result<f64, String> {
         "NaN" => Ok(f64::NAN),
         "+Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => text.parse().map_err(|e| format!("sample value {text:?}: {e}")),
+        _ => text
+            .parse()
+            .map_err(|e| format!("sample value {text:?}: {e}")),
     }
 }

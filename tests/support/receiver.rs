@@ -32,7 +32,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply { status, headers: vec![], body: String::new(), delay: Duration::ZERO }
+        Reply {
+            status,
+            headers: vec![],
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -68,7 +73,11 @@ impl Received {
             .timeseries
             .iter()
             .map(|ts| {
-                let labels = ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                let labels = ts
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
                 (labels, ts.samples.first().map_or(f64::NAN, |s| s.value))
             })
             .collect()
@@ -94,8 +103,12 @@ impl Receiver {
     /// Starts on a free loopback port, answering 204 unless scripted.
     pub async fn start() -> Receiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/{*path}", post(handle)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let app = Router::new()
+            .route("/{*path}", post(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let addr = listener.local_addr().expect("listener has an address");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver serves") });
         Receiver { addr, inner }
@@ -121,20 +134,46 @@ impl Receiver {
 
     /// Panics with every violation found in any request so far.
     pub fn assert_valid(&self) {
-        let violations: Vec<String> = self.received().iter().flat_map(|r| r.violations.clone()).collect();
-        assert!(violations.is_empty(), "remote-write spec violations:\n{}", violations.join("\n"));
+        let violations: Vec<String> = self
+            .received()
+            .iter()
+            .flat_map(|r| r.violations.clone())
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "remote-write spec violations:\n{}",
+            violations.join("\n")
+        );
     }
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (request, violations) = validate(&headers, &body);
     let reply = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received { at: Instant::now(), headers, request, compressed_len: body.len(), violations });
-        inner.script.pop_front().or_else(|| inner.fallback.clone()).unwrap_or_else(|| Reply::status(204))
+        inner.received.push(Received {
+            at: Instant::now(),
+            headers,
+            request,
+            compressed_len: body.len(),
+            violations,
+        });
+        inner
+            .script
+            .pop_front()
+            .or_else(|| inner.fallback.clone())
+            .unwrap_or_else(|| Reply::status(204))
     };
     tokio::time::sleep(reply.delay).await;
-    let mut response = (StatusCode::from_u16(reply.status).expect("valid status"), reply.body).into_response();
+    let mut response = (
+        StatusCode::from_u16(reply.status).expect("valid status"),
+        reply.body,
+    )
+        .into_response();
     for (name, value) in reply.headers {
         response.headers_mut().insert(
             axum::http::HeaderName::try_from(name).expect("valid header name"),
@@ -147,14 +186,23 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
 /// Checks one request against the spec; returns what it decoded and what is wrong.
 fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
     let mut violations = Vec::new();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
     for (name, expected) in [
         ("content-encoding", "snappy"),
         ("content-type", "application/x-protobuf"),
         ("x-prometheus-remote-write-version", "0.1.0"),
     ] {
         if header(name) != expected {
-            violations.push(format!("header {name} is {:?}, expected {expected:?}", header(name)));
+            violations.push(format!(
+                "header {name} is {:?}, expected {expected:?}",
+                header(name)
+            ));
         }
     }
     if !header("user-agent").starts_with("container-image-pusher/") {
@@ -185,13 +233,25 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
             violations.push(format!("series without __name__: {names:?}"));
         }
         if names.windows(2).any(|w| w[0] >= w[1]) {
-            violations.push(format!("labels not sorted by name or not unique: {names:?}"));
+            violations.push(format!(
+                "labels not sorted by name or not unique: {names:?}"
+            ));
         }
-        if let Some(l) = ts.labels.iter().find(|l| l.value.is_empty() || l.name.is_empty()) {
-            violations.push(format!("empty label name or value: {:?} in {names:?}", l.name));
+        if let Some(l) = ts
+            .labels
+            .iter()
+            .find(|l| l.value.is_empty() || l.name.is_empty())
+        {
+            violations.push(format!(
+                "empty label name or value: {:?} in {names:?}",
+                l.name
+            ));
         }
         if ts.samples.len() != 1 {
-            violations.push(format!("series with {} samples: {names:?}", ts.samples.len()));
+            violations.push(format!(
+                "series with {} samples: {names:?}",
+                ts.samples.len()
+            ));
         }
     }
     (request, violations)

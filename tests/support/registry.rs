@@ -89,7 +89,10 @@ impl Registry {
         let config = registry_config(&host, &dir.path().join("storage"), htpasswd.as_deref());
         std::fs::write(&config_path, config).expect("write the registry config");
 
-        let mut child = ChildGuard::spawn("docker-registry", Command::new(binary).arg("serve").arg(&config_path));
+        let mut child = ChildGuard::spawn(
+            "docker-registry",
+            Command::new(binary).arg("serve").arg(&config_path),
+        );
         // /v2/ is the API version check: 200 without auth, 401 with it. Either
         // means the registry is serving.
         let ready = child
@@ -163,7 +166,9 @@ impl Registry {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|value| value.to_str().ok())
-            .unwrap_or_else(|| panic!("blob upload start for {repo} answered without a Location header"))
+            .unwrap_or_else(|| {
+                panic!("blob upload start for {repo} answered without a Location header")
+            })
             .to_owned();
         // The Location may be absolute or relative, and carries its own query
         // (`_state`), so the digest is appended as a proper query pair.
@@ -178,7 +183,8 @@ impl Registry {
             .send()
             .await
             .unwrap_or_else(|e| panic!("finish blob upload to {repo}: {e}"));
-        let finish = expect_status(finish, reqwest::StatusCode::CREATED, "finish blob upload").await;
+        let finish =
+            expect_status(finish, reqwest::StatusCode::CREATED, "finish blob upload").await;
         check_content_digest(&finish, &digest, "blob upload");
         Descriptor {
             media_type: String::new(),
@@ -189,10 +195,19 @@ impl Registry {
 
     /// PUTs a manifest (or index) under `reference` (a tag or a digest) and
     /// returns its digest, after checking the registry computed the same one.
-    pub async fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
         let digest = sha256_digest(body);
         let response = self
-            .request(reqwest::Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .request(
+                reqwest::Method::PUT,
+                &format!("/v2/{repo}/manifests/{reference}"),
+            )
             .header(reqwest::header::CONTENT_TYPE, media_type)
             .body(body.to_vec())
             .send()
@@ -207,7 +222,11 @@ impl Registry {
 /// Writes the registry's own config: filesystem storage in the tempdir,
 /// 127.0.0.1 only, and htpasswd auth only when asked for (Debian's default
 /// `/etc/docker/registry/config.yml` always enables it, so it is not used).
-fn registry_config(host: &str, storage: &std::path::Path, htpasswd: Option<&std::path::Path>) -> String {
+fn registry_config(
+    host: &str,
+    storage: &std::path::Path,
+    htpasswd: Option<&std::path::Path>,
+) -> String {
     let mut config = json!({
         "version": "0.1",
         "log": { "level": "info", "accesslog": { "disabled": true } },
@@ -250,13 +269,20 @@ fn write_htpasswd(dir: &std::path::Path, user: &str, password: &str) -> PathBuf 
     path
 }
 
-async fn expect_status(response: reqwest::Response, expected: reqwest::StatusCode, what: &str) -> reqwest::Response {
+async fn expect_status(
+    response: reqwest::Response,
+    expected: reqwest::StatusCode,
+    what: &str,
+) -> reqwest::Response {
     if response.status() == expected {
         return response;
     }
     let status = response.status();
     let url = response.url().clone();
-    let body = response.text().await.unwrap_or_else(|e| format!("<body unreadable: {e}>"));
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|e| format!("<body unreadable: {e}>"));
     panic!("{what}: {url} answered {status} (expected {expected}): {body}");
 }
 
@@ -417,7 +443,11 @@ impl ImageSpec {
         }
         // Layers are stored as-is, so their "uncompressed" digest is the
         // digest of the bytes themselves.
-        let diff_ids: Vec<String> = self.layers.iter().map(|layer| sha256_digest(layer)).collect();
+        let diff_ids: Vec<String> = self
+            .layers
+            .iter()
+            .map(|layer| sha256_digest(layer))
+            .collect();
         let mut config = json!({
             "architecture": self.architecture,
             "os": self.os,
@@ -459,7 +489,12 @@ impl PushedImage {
 
 /// Pushes the config, the layers and the manifest of `spec`; the manifest goes
 /// under `tag`, or only by digest when `tag` is `None`.
-pub async fn push_image(reg: &Registry, repo: &str, tag: Option<&str>, spec: &ImageSpec) -> PushedImage {
+pub async fn push_image(
+    reg: &Registry,
+    repo: &str,
+    tag: Option<&str>,
+    spec: &ImageSpec,
+) -> PushedImage {
     let config_bytes = serde_json::to_vec(&spec.config()).expect("serialize the image config");
     let config = reg
         .push_blob(repo, &config_bytes)
@@ -467,7 +502,11 @@ pub async fn push_image(reg: &Registry, repo: &str, tag: Option<&str>, spec: &Im
         .with_media_type(spec.format.config_media_type());
     let mut layers = Vec::new();
     for layer in &spec.layers {
-        layers.push(reg.push_blob(repo, layer).await.with_media_type(spec.format.layer_media_type()));
+        layers.push(
+            reg.push_blob(repo, layer)
+                .await
+                .with_media_type(spec.format.layer_media_type()),
+        );
     }
     let mut manifest = json!({
         "schemaVersion": 2,
@@ -479,7 +518,16 @@ pub async fn push_image(reg: &Registry, repo: &str, tag: Option<&str>, spec: &Im
         manifest["annotations"] = json!(spec.annotations);
     }
     let layers_size = layers.iter().map(|layer| layer.size).sum();
-    push_manifest_json(reg, repo, tag, spec.format.manifest_media_type(), &manifest, config.size, layers_size).await
+    push_manifest_json(
+        reg,
+        repo,
+        tag,
+        spec.format.manifest_media_type(),
+        &manifest,
+        config.size,
+        layers_size,
+    )
+    .await
 }
 
 /// Pushes an attestation manifest like BuildKit's (an OCI manifest with an
@@ -493,7 +541,10 @@ pub async fn push_attestation(reg: &Registry, repo: &str, subject_digest: &str) 
         "predicate": {},
     });
     let statement_bytes = serde_json::to_vec(&statement).expect("serialize the in-toto statement");
-    let layer = reg.push_blob(repo, &statement_bytes).await.with_media_type(IN_TOTO_LAYER);
+    let layer = reg
+        .push_blob(repo, &statement_bytes)
+        .await
+        .with_media_type(IN_TOTO_LAYER);
     let config_json = json!({
         "architecture": "unknown",
         "os": "unknown",
@@ -501,16 +552,29 @@ pub async fn push_attestation(reg: &Registry, repo: &str, subject_digest: &str) 
         "rootfs": { "type": "layers", "diff_ids": [layer.digest] },
     });
     let config_bytes = serde_json::to_vec(&config_json).expect("serialize the attestation config");
-    let config = reg.push_blob(repo, &config_bytes).await.with_media_type(OCI_CONFIG);
+    let config = reg
+        .push_blob(repo, &config_bytes)
+        .await
+        .with_media_type(OCI_CONFIG);
     let mut layer_json = layer.to_json();
-    layer_json["annotations"] = json!({ "in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2" });
+    layer_json["annotations"] =
+        json!({ "in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2" });
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": config.to_json(),
         "layers": [layer_json],
     });
-    push_manifest_json(reg, repo, None, OCI_MANIFEST, &manifest, config.size, layer.size).await
+    push_manifest_json(
+        reg,
+        repo,
+        None,
+        OCI_MANIFEST,
+        &manifest,
+        config.size,
+        layer.size,
+    )
+    .await
 }
 
 async fn push_manifest_json(
@@ -552,14 +616,22 @@ pub enum IndexEntry {
     /// A BuildKit-style attestation manifest (see [`push_attestation`]):
     /// platform unknown/unknown, `vnd.docker.reference.type:
     /// attestation-manifest` and `vnd.docker.reference.digest: <subject>`.
-    Attestation { pushed: PushedImage, subject_digest: String },
+    Attestation {
+        pushed: PushedImage,
+        subject_digest: String,
+    },
     /// A descriptor without any `platform` (distribution 2.8.2 accepts it).
     NoPlatform { pushed: PushedImage },
 }
 
 impl IndexEntry {
     /// A platform image entry without annotations.
-    pub fn image(pushed: &PushedImage, os: &str, architecture: &str, variant: Option<&str>) -> IndexEntry {
+    pub fn image(
+        pushed: &PushedImage,
+        os: &str,
+        architecture: &str,
+        variant: Option<&str>,
+    ) -> IndexEntry {
         IndexEntry::Image {
             pushed: pushed.clone(),
             os: os.to_owned(),
@@ -589,7 +661,10 @@ impl IndexEntry {
                 }
                 descriptor
             }
-            IndexEntry::Attestation { pushed, subject_digest } => {
+            IndexEntry::Attestation {
+                pushed,
+                subject_digest,
+            } => {
                 let mut descriptor = pushed.manifest.to_json();
                 descriptor["platform"] = json!({ "architecture": "unknown", "os": "unknown" });
                 descriptor["annotations"] = json!({
@@ -622,5 +697,14 @@ pub async fn push_index(
     if !annotations.is_empty() {
         index["annotations"] = json!(annotations);
     }
-    push_manifest_json(reg, repo, Some(tag), format.index_media_type(), &index, 0, 0).await
+    push_manifest_json(
+        reg,
+        repo,
+        Some(tag),
+        format.index_media_type(),
+        &index,
+        0,
+        0,
+    )
+    .await
 }
