@@ -1,0 +1,396 @@
+//! The resolver against real registries: Debian's `docker-registry` for
+//! caching and platform behaviour (requests counted from its access log),
+//! and a hostile registry of our own for every way a registry can misbehave.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use container_image_pusher::registry::{ErrorClass, Platform, Resolver, ResolverConfig};
+use container_image_pusher::telemetry::Telemetry;
+use support::{push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, Registry};
+
+fn resolver(
+    insecure: &str,
+    cache: Duration,
+    platform: &str,
+    timeout: Duration,
+) -> (Resolver, Arc<Telemetry>) {
+    container_image_pusher::install_crypto_provider();
+    let telemetry = Arc::new(Telemetry::new());
+    let config = ResolverConfig {
+        platform: platform.parse::<Platform>().unwrap(),
+        cache_duration: cache,
+        error_cache_duration: cache,
+        insecure_registries: vec![insecure.to_owned()],
+        timeout,
+    };
+    (Resolver::new(config, telemetry.clone()), telemetry)
+}
+
+/// Requests in the registry's access log with this method and URI (a
+/// prefix when `path` ends with `/`). distribution logs one logfmt line per
+/// request: `http.request.method=HEAD … http.request.uri=/v2/…`.
+fn count(registry: &Registry, method: &str, path: &str) -> usize {
+    registry
+        .logs()
+        .lines()
+        .filter(|line| line.contains(&format!("http.request.method={method} ")))
+        .filter_map(|line| {
+            line.split(" http.request.uri=")
+                .nth(1)?
+                .split(' ')
+                .next()
+                .map(|u| u.trim_matches('"').to_owned())
+        })
+        .filter(|uri| {
+            if path.ends_with('/') {
+                uri.starts_with(path)
+            } else {
+                uri == path
+            }
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
+    let registry = Registry::start().await;
+    let image = push_image(
+        &registry,
+        "apps/a",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64")
+            .created("2024-01-01T00:00:00Z")
+            .layer(vec![1; 10]),
+    )
+    .await;
+    let host = registry.host();
+    let (resolver, telemetry) = resolver(
+        &host,
+        Duration::from_secs(2),
+        "linux/amd64",
+        Duration::from_secs(10),
+    );
+    let reference = format!("{host}/apps/a:1");
+
+    // Twenty concurrent lookups of one tag: single flight.
+    let results = futures::future::join_all((0..20).map(|_| resolver.resolve(&reference))).await;
+    for result in &results {
+        assert_eq!(result.as_ref().expect("resolves").digest, image.digest);
+    }
+    let manifest_by_digest = format!("/v2/apps/a/manifests/{}", image.digest);
+    assert_eq!(
+        count(&registry, "HEAD", "/v2/apps/a/manifests/1"),
+        1,
+        "{}",
+        registry.logs()
+    );
+    assert_eq!(count(&registry, "GET", &manifest_by_digest), 1);
+    assert_eq!(
+        count(&registry, "GET", "/v2/apps/a/blobs/"),
+        1,
+        "config fetched once"
+    );
+
+    // Pinned by digest: no request at all, the metadata is cached by digest.
+    let pinned = resolver
+        .resolve(&format!("{host}/apps/a@{}", image.digest))
+        .await
+        .unwrap();
+    assert_eq!(pinned.digest, image.digest);
+    assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/"), 1);
+
+    // After the cache period: one HEAD, no GET, same answer.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        resolver.resolve(&reference).await.unwrap().digest,
+        image.digest
+    );
+    assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/1"), 2);
+    assert_eq!(
+        count(&registry, "GET", "/v2/apps/a/manifests/"),
+        1,
+        "no second manifest GET"
+    );
+    assert_eq!(
+        count(&registry, "GET", "/v2/apps/a/blobs/"),
+        1,
+        "no second config GET"
+    );
+    let hits = telemetry
+        .cache_lookups
+        .with_label_values(&["metadata", "hit"])
+        .get();
+    assert!(hits >= 20, "metadata cache hits: {hits}");
+}
+
+#[tokio::test]
+async fn failures_are_remembered_for_the_error_cache_duration() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let (resolver, telemetry) = resolver(
+        &host,
+        Duration::from_secs(1),
+        "linux/amd64",
+        Duration::from_secs(10),
+    );
+    let missing = format!("{host}/apps/missing:1");
+    for _ in 0..3 {
+        let err = resolver.resolve(&missing).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::NotFound, "{err}");
+        assert!(
+            err.message.contains("apps/missing:1"),
+            "the error names the image: {err}"
+        );
+    }
+    assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    resolver.resolve(&missing).await.unwrap_err();
+    assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 2);
+    assert_eq!(
+        telemetry
+            .resolve_failures
+            .with_label_values(&["not_found"])
+            .get(),
+        4
+    );
+
+    let invalid = resolver
+        .resolve(&format!("{host}/Apps/UPPER:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.class, ErrorClass::InvalidReference);
+}
+
+#[tokio::test]
+async fn multi_arch_indexes_resolve_to_one_platform() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let amd64 = push_image(
+        &registry,
+        "apps/multi",
+        None,
+        &ImageSpec::oci("linux", "amd64")
+            .label("arch", "amd64")
+            .layer(vec![1; 100]),
+    )
+    .await;
+    let arm64 = push_image(
+        &registry,
+        "apps/multi",
+        None,
+        &ImageSpec::oci("linux", "arm64")
+            .variant("v8")
+            .label("arch", "arm64")
+            .layer(vec![2; 300]),
+    )
+    .await;
+    let attestation = push_attestation(&registry, "apps/multi", &amd64.digest).await;
+    let index = push_index(
+        &registry,
+        "apps/multi",
+        "1",
+        Format::Oci,
+        vec![
+            IndexEntry::Attestation {
+                pushed: attestation,
+                subject_digest: amd64.digest.clone(),
+            },
+            IndexEntry::image(&arm64, "linux", "arm64", Some("v8")),
+            IndexEntry::image(&amd64, "linux", "amd64", None),
+        ],
+        BTreeMap::new(),
+    )
+    .await;
+    let reference = format!("{host}/apps/multi:1");
+    for (platform, want) in [
+        ("linux/amd64", &amd64),
+        ("linux/arm64", &arm64),
+        ("linux/arm64/v8", &arm64),
+        ("linux/s390x", &amd64),
+    ] {
+        let (resolver, _) = resolver(
+            &host,
+            Duration::from_secs(60),
+            platform,
+            Duration::from_secs(10),
+        );
+        let m = resolver.resolve(&reference).await.unwrap();
+        assert_eq!(
+            m.digest, index.digest,
+            "the digest label is the index digest"
+        );
+        assert_eq!(m.size, want.image_size(), "{platform}");
+        assert_eq!(
+            m.labels["arch"],
+            if std::ptr::eq(want, &amd64) {
+                "amd64"
+            } else {
+                "arm64"
+            },
+            "{platform}"
+        );
+    }
+
+    // A Docker manifest list works the same way.
+    let docker = push_image(
+        &registry,
+        "apps/dlist",
+        None,
+        &ImageSpec::docker("linux", "amd64").layer(vec![3; 50]),
+    )
+    .await;
+    push_index(
+        &registry,
+        "apps/dlist",
+        "1",
+        Format::Docker,
+        vec![IndexEntry::image(&docker, "linux", "amd64", None)],
+        BTreeMap::new(),
+    )
+    .await;
+    let (resolver, _) = resolver(
+        &host,
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        resolver
+            .resolve(&format!("{host}/apps/dlist:1"))
+            .await
+            .unwrap()
+            .size,
+        docker.image_size()
+    );
+}
+
+/// Serves whatever the test wants at /v2/{name}/manifests/{ref}: the
+/// hostile registry.
+async fn hostile_registry() -> String {
+    async fn manifest(
+        axum::extract::Path((name, reference)): axum::extract::Path<(String, String)>,
+    ) -> axum::response::Response {
+        let garbage = b"this is not a manifest".to_vec();
+        let digest = |body: &[u8]| {
+            use sha2::Digest;
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)))
+        };
+        let with_digest = |body: Vec<u8>| {
+            let mut headers = HeaderMap::new();
+            headers.insert("Docker-Content-Digest", digest(&body).parse().unwrap());
+            headers.insert(
+                "Content-Type",
+                "application/vnd.oci.image.manifest.v1+json"
+                    .parse()
+                    .unwrap(),
+            );
+            (StatusCode::OK, headers, body).into_response()
+        };
+        match name.as_str() {
+            "garbage" => with_digest(garbage),
+            "huge" => with_digest(vec![b'{'; 6 * 1024 * 1024]),
+            "schema1" => with_digest(br#"{"schemaVersion":1,"name":"schema1","tag":"1","fsLayers":[]}"#.to_vec()),
+            "attestations-only" => with_digest(
+                serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:aaaa", "size": 1,
+                     "platform": {"os": "unknown", "architecture": "unknown"}}]}))
+                .unwrap(),
+            ),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                StatusCode::OK.into_response()
+            }
+            "broken" => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+            "busy" => (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "60")], r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#).into_response(),
+            "private" => (StatusCode::UNAUTHORIZED, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#).into_response(),
+            "denied" => (StatusCode::FORBIDDEN, r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#).into_response(),
+            _ => {
+                let _ = reference;
+                StatusCode::NOT_FOUND.into_response()
+            }
+        }
+    }
+    let app = Router::new().route("/v2/", get(|| async { "{}" })).route(
+        "/v2/{name}/manifests/{reference}",
+        get(manifest).head(manifest),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    host
+}
+
+#[tokio::test]
+async fn hostile_registries_yield_classified_errors_not_panics() {
+    let host = hostile_registry().await;
+    let (resolver, telemetry) = resolver(
+        &host,
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(2),
+    );
+    let garbage_digest = {
+        use sha2::Digest;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(b"this is not a manifest"))
+        )
+    };
+    let cases = [
+        (
+            format!("{host}/garbage@{garbage_digest}"),
+            ErrorClass::BadFormat,
+            "not valid JSON",
+        ),
+        (
+            format!("{host}/garbage:1"),
+            ErrorClass::BadFormat,
+            "not valid JSON",
+        ),
+        (format!("{host}/huge:1"), ErrorClass::BadFormat, "larger"),
+        (
+            format!("{host}/schema1:1"),
+            ErrorClass::BadFormat,
+            "schema 1",
+        ),
+        (
+            format!("{host}/attestations-only:1"),
+            ErrorClass::BadFormat,
+            "no image",
+        ),
+        (format!("{host}/slow:1"), ErrorClass::Timeout, ""),
+        (format!("{host}/broken:1"), ErrorClass::Unavailable, "500"),
+        (format!("{host}/busy:1"), ErrorClass::RateLimited, ""),
+        (format!("{host}/private:1"), ErrorClass::Unauthorized, ""),
+        (format!("{host}/denied:1"), ErrorClass::Forbidden, ""),
+        (format!("{host}/nothing-here:1"), ErrorClass::NotFound, ""),
+        (
+            "127.0.0.1:1/refused:1".to_owned(),
+            ErrorClass::Unavailable,
+            "refused",
+        ),
+    ];
+    // All at once: one slow registry must not hold up the others.
+    let results =
+        futures::future::join_all(cases.iter().map(|(image, _, _)| resolver.resolve(image))).await;
+    for ((image, class, text), result) in cases.iter().zip(results) {
+        let err = result.expect_err(image);
+        assert_eq!(err.class, *class, "{image}: {err}");
+        assert!(err.message.contains(text), "{image}: {err}");
+    }
+    assert_eq!(
+        telemetry
+            .resolve_failures
+            .with_label_values(&["bad_format"])
+            .get(),
+        5
+    );
+}
