@@ -2,7 +2,10 @@
 //! building needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/prometheus/remote.proto"];
+    let files = [
+        "proto/prometheus/remote.proto",
+        "proto/io/prometheus/write/v2/types.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -15,7 +15,7 @@ use crate::discovery::{ClusterSource, FileSource, Source};
 use crate::exposition;
 use crate::inventory::{self, CommonLabels, Snapshot};
 use crate::registry::{Resolver, ResolverConfig};
-use crate::remote_write::Endpoint;
+use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::server::{self, Shared};
 use crate::telemetry::Telemetry;
@@ -124,17 +124,10 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     let endpoints = if config.dry_run {
         Vec::new()
     } else {
-        config
-            .remote_write_urls
-            .iter()
-            .map(|url| {
-                Endpoint::new(
-                    url.clone(),
-                    config.remote_write_timeout,
-                    config.max_series_per_request as usize,
-                    config.remote_write_retry_for,
-                )
-            })
+        let configs = config.endpoints().map_err(anyhow::Error::msg)?;
+        configs
+            .into_iter()
+            .map(Endpoint::new)
             .collect::<Result<Vec<_>, _>>()?
     };
     if config.once {
@@ -162,6 +155,10 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     }
     let schedule = config.effective_schedule();
     info!(%schedule, endpoints = endpoints.len(), "starting");
+    let senders: Vec<Sender> = endpoints
+        .into_iter()
+        .map(|e| Sender::spawn(e, telemetry.clone()))
+        .collect();
     let mut ticker = Ticker::new(schedule);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -169,31 +166,29 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
             _ = ticker.tick() => {}
             _ = &mut shutdown => break,
         }
-        let tick = async {
-            match pipeline.snapshot().await {
-                Ok(snapshot) => {
-                    let snapshot = Arc::new(snapshot);
-                    shared.publish(snapshot.clone());
-                    deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await;
-                }
-                Err(e) => error!(
-                    error = format!("{e:#}"),
-                    "tick failed; the previous snapshot stays on /metrics"
-                ),
-            }
+        let snapshot = tokio::select! {
+            snapshot = pipeline.snapshot() => snapshot,
+            _ = &mut shutdown => break,
         };
-        let mut tick = std::pin::pin!(tick);
-        tokio::select! {
-            _ = &mut tick => {}
-            _ = &mut shutdown => {
-                info!(grace = ?SHUTDOWN_GRACE, "shutting down after the push in flight");
-                if tokio::time::timeout(SHUTDOWN_GRACE, tick).await.is_err() {
-                    warn!("the push in flight did not finish in time; exiting anyway");
+        match snapshot {
+            Ok(snapshot) => {
+                let snapshot = Arc::new(snapshot);
+                shared.publish(snapshot.clone());
+                if config.dry_run {
+                    print_snapshot(&snapshot);
                 }
-                break;
+                for sender in &senders {
+                    sender.send(snapshot.clone());
+                }
             }
+            Err(e) => error!(
+                error = format!("{e:#}"),
+                "tick failed; the previous snapshot stays on /metrics"
+            ),
         }
     }
+    info!(grace = ?SHUTDOWN_GRACE, "shutting down after the pushes in flight");
+    futures::future::join_all(senders.into_iter().map(|s| s.shutdown(SHUTDOWN_GRACE))).await;
     info!("stopped");
     Ok(true)
 }
@@ -207,16 +202,14 @@ async fn deliver(
     telemetry: &Telemetry,
 ) -> bool {
     if dry_run {
-        let text = exposition::render(&exposition::families(snapshot, &[]));
-        let mut stdout = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not worth a panic.
-        let _ = stdout
-            .write_all(text.as_bytes())
-            .and_then(|_| stdout.flush());
+        print_snapshot(snapshot);
         return true;
     }
-    let results =
-        futures::future::join_all(endpoints.iter().map(|e| e.push(snapshot, telemetry))).await;
+    let never = || false;
+    let pushes = endpoints
+        .iter()
+        .map(|e| e.push(snapshot, &[], telemetry, &never));
+    let results = futures::future::join_all(pushes).await;
     let mut all_ok = true;
     for (endpoint, result) in endpoints.iter().zip(results) {
         match result {
@@ -234,6 +227,16 @@ async fn deliver(
         }
     }
     all_ok
+}
+
+/// The snapshot in the text format on stdout, with every pushed label.
+fn print_snapshot(snapshot: &Snapshot) {
+    let text = exposition::render(&exposition::families(snapshot, &[]));
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth a panic.
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

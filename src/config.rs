@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::registry::Platform;
+use crate::remote_write::{parse_header, EndpointConfig, Protocol, RetryPolicy, TlsConfig};
 use crate::schedule::Schedule;
 
 /// Pushes the inventory of container images configured in a Kubernetes
@@ -89,10 +90,99 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub remote_write_timeout: Duration,
 
-    /// How long to retry a failed remote-write request (5xx or network error)
-    /// before giving up on that snapshot.
+    /// How long one remote-write request is retried (5xx, 429, network
+    /// errors) before it is given up.
     #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_duration)]
     pub remote_write_retry_for: Duration,
+
+    /// First wait before retrying a failed request; doubles on each retry.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MIN_BACKOFF", default_value = "30ms", value_parser = parse_duration)]
+    pub retry_min_backoff: Duration,
+
+    /// Longest wait between two retries.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration)]
+    pub retry_max_backoff: Duration,
+
+    /// Retry requests answered 429 Too Many Requests (after Retry-After when
+    /// given); with false they are dropped, as other 4xx are.
+    #[arg(long, value_name = "BOOL", env = "PUSHER_RETRY_ON_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub retry_on_rate_limit: bool,
+
+    /// Remote-write protocol: 1.0, or 2.0 (falls back to 1.0, per endpoint,
+    /// when the receiver does not speak it).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "VERSION",
+        env = "PUSHER_REMOTE_WRITE_PROTOCOL",
+        default_value = "1.0"
+    )]
+    pub remote_write_protocol: Protocol,
+
+    /// Basic-auth user for --remote-write-url endpoints (e.g. a Grafana Cloud
+    /// instance ID); the password comes from --remote-write-password-file.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PUSHER_REMOTE_WRITE_USERNAME",
+        requires = "remote_write_password_file"
+    )]
+    pub remote_write_username: Option<String>,
+
+    /// File holding the basic-auth password or access token; re-read when it changes.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_PASSWORD_FILE",
+        requires = "remote_write_username"
+    )]
+    pub remote_write_password_file: Option<PathBuf>,
+
+    /// File holding a bearer token (e.g. a projected service-account token);
+    /// re-read when it changes.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_BEARER_TOKEN_FILE",
+        conflicts_with = "remote_write_username"
+    )]
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+
+    /// Extra HTTP header on every request (repeatable), e.g.
+    /// 'X-Scope-OrgID: team-a' for Mimir or 'THANOS-TENANT: team-a' for Thanos.
+    #[arg(long = "remote-write-header", value_name = "NAME: VALUE", env = "PUSHER_REMOTE_WRITE_HEADERS", value_delimiter = ',', hide_env_values = true, value_parser = parse_header)]
+    pub remote_write_headers: Vec<(String, String)>,
+
+    /// CA bundle (PEM) trusted for remote-write endpoints, besides the system roots.
+    #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CA_FILE")]
+    pub remote_write_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS with remote-write endpoints.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_CERT_FILE",
+        requires = "remote_write_key_file"
+    )]
+    pub remote_write_cert_file: Option<PathBuf>,
+
+    /// Key (PEM) of --remote-write-cert-file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_KEY_FILE",
+        requires = "remote_write_cert_file"
+    )]
+    pub remote_write_key_file: Option<PathBuf>,
+
+    /// Do not verify remote-write endpoints' TLS certificates. Only for testing.
+    #[arg(long, env = "PUSHER_REMOTE_WRITE_INSECURE_SKIP_VERIFY")]
+    pub remote_write_insecure_skip_verify: bool,
+
+    /// YAML file with one block per endpoint (url, basic_auth, bearer_token_file,
+    /// headers, tls, protocol), for endpoints with different credentials or tenants.
+    #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CONFIG")]
+    pub remote_write_config: Option<PathBuf>,
 
     /// Address of the local HTTP server for /metrics, /healthz and /readyz.
     #[arg(
@@ -175,7 +265,11 @@ const RESERVED_LABELS: &[&str] = &[
 impl Config {
     /// Checks what clap cannot: combinations of flags and label names.
     pub fn validate(&self) -> Result<(), String> {
-        if self.once && !self.dry_run && self.remote_write_urls.is_empty() {
+        if self.once
+            && !self.dry_run
+            && self.remote_write_urls.is_empty()
+            && self.remote_write_config.is_none()
+        {
             return Err("--once needs --remote-write-url or --dry-run: there is nowhere to send the snapshot".into());
         }
         for (name, _) in &self.external_labels {
@@ -194,7 +288,49 @@ impl Config {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("--external-label {} is given twice", w[0]));
         }
+        self.endpoints()?;
         Ok(())
+    }
+
+    /// Every endpoint to push to: the --remote-write-url ones with the
+    /// --remote-write-* settings, then those of --remote-write-config.
+    pub fn endpoints(&self) -> Result<Vec<EndpointConfig>, String> {
+        let template = |url: reqwest::Url| EndpointConfig {
+            url,
+            username: self.remote_write_username.clone(),
+            password_file: self.remote_write_password_file.clone(),
+            bearer_token_file: self.remote_write_bearer_token_file.clone(),
+            headers: self.remote_write_headers.clone(),
+            tls: TlsConfig {
+                ca_file: self.remote_write_ca_file.clone(),
+                cert_file: self.remote_write_cert_file.clone(),
+                key_file: self.remote_write_key_file.clone(),
+                insecure_skip_verify: self.remote_write_insecure_skip_verify,
+            },
+            protocol: self.remote_write_protocol,
+            timeout: self.remote_write_timeout,
+            max_series_per_request: self.max_series_per_request as usize,
+            retry: RetryPolicy {
+                min_backoff: self.retry_min_backoff,
+                max_backoff: self.retry_max_backoff,
+                retry_for: self.remote_write_retry_for,
+                retry_on_rate_limit: self.retry_on_rate_limit,
+            },
+        };
+        let mut endpoints: Vec<EndpointConfig> = self
+            .remote_write_urls
+            .iter()
+            .cloned()
+            .map(template)
+            .collect();
+        for endpoint in &endpoints {
+            endpoint.validate()?;
+        }
+        if let Some(path) = &self.remote_write_config {
+            let defaults = template("http://localhost/".parse().expect("a valid URL"));
+            endpoints.extend(EndpointConfig::from_file(path, &defaults)?);
+        }
+        Ok(endpoints)
     }
 
     /// The schedule in effect: --schedule if given, else --interval.

@@ -17,6 +17,8 @@ pub struct Telemetry {
     pub bytes_sent: IntCounterVec,
     /// Series in snapshots that an endpoint never accepted.
     pub series_dropped: IntCounterVec,
+    /// Snapshots replaced by a newer one before they were pushed.
+    pub snapshots_superseded: IntCounterVec,
     pub last_success: GaugeVec,
     /// Image resolutions that failed, by error class.
     pub resolve_failures: IntCounterVec,
@@ -71,6 +73,11 @@ impl Telemetry {
         let series_dropped = counter(
             "series_dropped_total",
             "Series of snapshots that an endpoint did not accept.",
+            &["endpoint"],
+        );
+        let snapshots_superseded = counter(
+            "snapshots_superseded_total",
+            "Snapshots replaced by a newer one before an endpoint accepted them.",
             &["endpoint"],
         );
         let resolve_failures = counter(
@@ -132,6 +139,7 @@ impl Telemetry {
             series_sent,
             bytes_sent,
             series_dropped,
+            snapshots_superseded,
             last_success,
             resolve_failures,
             cache_lookups,

@@ -1,0 +1,491 @@
+//! One remote-write receiver: batching, auth, and the retry rules of the
+//! spec — 5xx and network errors are retried with exponential backoff and
+//! jitter, 429 honours `Retry-After`, any other 4xx is final.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
+use reqwest::{StatusCode, Url};
+use tracing::{debug, info, warn};
+
+use super::config::{EndpointConfig, Protocol};
+use super::{compress, encode, encode_v2};
+use crate::inventory::{Series, Snapshot};
+use crate::telemetry::Telemetry;
+
+/// How much of an error response body is logged.
+const MAX_LOGGED_BODY: usize = 1024;
+const V1_CONTENT_TYPE: &str = "application/x-protobuf";
+const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+/// A 2.0 receiver reports what it wrote; a 1.x receiver does not (and wrote nothing).
+const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
+
+/// Why a snapshot was not completely accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{endpoint} did not accept {failed} of {batches} requests ({series} series dropped): {last}")]
+    Rejected {
+        endpoint: String,
+        batches: usize,
+        failed: usize,
+        series: usize,
+        last: String,
+    },
+    #[error("{endpoint}: a newer snapshot replaced this one before it was accepted")]
+    Superseded { endpoint: String },
+    #[error("failed to set up the HTTP client for {endpoint}: {message}")]
+    Setup { endpoint: String, message: String },
+}
+
+/// What an accepted snapshot cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PushReport {
+    pub requests: usize,
+    pub series: usize,
+    pub bytes: usize,
+}
+
+/// A receiver and how to talk to it.
+pub struct Endpoint {
+    config: EndpointConfig,
+    /// The URL without credentials or query, for logs and metric labels.
+    name: String,
+    http: reqwest::Client,
+    password: Option<SecretFile>,
+    token: Option<SecretFile>,
+    /// Cleared for good once the receiver shows it does not speak 2.0.
+    use_v2: AtomicBool,
+}
+
+/// Outcome of one request after retries.
+enum Attempt {
+    Accepted,
+    Rejected(String),
+    Superseded,
+    /// The receiver does not speak 2.0: send the batch again as 1.0.
+    FallBack,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Result<Self, PushError> {
+        crate::install_crypto_provider();
+        let name = display_name(&config.url);
+        let setup_error = |message: String| PushError::Setup {
+            endpoint: name.clone(),
+            message,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!(
+                "container-image-pusher/",
+                env!("CARGO_PKG_VERSION")
+            )),
+        );
+        for (header, value) in &config.headers {
+            let header = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|e| setup_error(format!("header {header}: {e}")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|e| setup_error(format!("header {header}: {e}")))?;
+            // Tenant IDs and API keys travel in headers too.
+            value.set_sensitive(true);
+            headers.insert(header, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .danger_accept_invalid_certs(config.tls.insecure_skip_verify);
+        if let Some(ca) = &config.tls.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                setup_error(format!("failed to read CA file {}: {e}", ca.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                setup_error(format!(
+                    "CA file {} holds no valid PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| setup_error(format!("failed to read {}: {e}", cert.display())))?;
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|e| setup_error(format!("failed to read {}: {e}", key.display())))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                setup_error(format!(
+                    "invalid client certificate or key: {}",
+                    e.without_url()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| setup_error(e.without_url().to_string()))?;
+        let password = config.password_file.clone().map(SecretFile::new);
+        let token = config.bearer_token_file.clone().map(SecretFile::new);
+        let use_v2 = AtomicBool::new(config.protocol == Protocol::V2);
+        Ok(Endpoint {
+            config,
+            name,
+            http,
+            password,
+            token,
+            use_v2,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends a snapshot (plus `extra` series, such as stale markers) in
+    /// requests of at most `max_series_per_request` series. Every batch is
+    /// tried even if an earlier one failed, so one rejected batch does not
+    /// lose the rest. `superseded` tells when a newer snapshot is waiting:
+    /// then retrying this one is pointless and the push stops.
+    pub async fn push(
+        &self,
+        snapshot: &Snapshot,
+        extra: &[Series],
+        telemetry: &Telemetry,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> Result<PushReport, PushError> {
+        let started = Instant::now();
+        let mut report = PushReport::default();
+        let (mut failed, mut dropped, mut last_error) = (0, 0, String::new());
+        let all: Vec<&Series> = snapshot.series.iter().chain(extra).collect();
+        let batches: Vec<&[&Series]> = all.chunks(self.config.max_series_per_request).collect();
+        for batch in &batches {
+            let outcome = loop {
+                let v2 = self.use_v2.load(Ordering::Relaxed);
+                let body = if v2 {
+                    encode_v2(&batch[..], snapshot.timestamp_ms)
+                } else {
+                    encode(&batch[..], snapshot.timestamp_ms)
+                };
+                let compressed = match compress(&body) {
+                    Ok(c) => c,
+                    // Only for bodies over snappy's 4 GiB limit; a failure, not a panic.
+                    Err(e) => break (Attempt::Rejected(format!("snappy: {e}")), 0),
+                };
+                let len = compressed.len();
+                match self.send(compressed, v2, superseded).await {
+                    Attempt::FallBack => {
+                        self.use_v2.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                    other => break (other, len),
+                }
+            };
+            match outcome {
+                (Attempt::Accepted, bytes) => {
+                    telemetry
+                        .pushes
+                        .with_label_values(&[&self.name, "success"])
+                        .inc();
+                    report.requests += 1;
+                    report.series += batch.len();
+                    report.bytes += bytes;
+                }
+                (Attempt::Superseded, _) => {
+                    telemetry
+                        .pushes
+                        .with_label_values(&[&self.name, "superseded"])
+                        .inc();
+                    return Err(PushError::Superseded {
+                        endpoint: self.name.clone(),
+                    });
+                }
+                (Attempt::Rejected(reason), _) => {
+                    telemetry
+                        .pushes
+                        .with_label_values(&[&self.name, "failed"])
+                        .inc();
+                    (failed, dropped, last_error) = (failed + 1, dropped + batch.len(), reason);
+                }
+                (Attempt::FallBack, _) => unreachable!("handled in the loop"),
+            }
+        }
+        telemetry
+            .push_duration
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        telemetry
+            .series_sent
+            .with_label_values(&[&self.name])
+            .inc_by(report.series as u64);
+        telemetry
+            .bytes_sent
+            .with_label_values(&[&self.name])
+            .inc_by(report.bytes as u64);
+        if failed > 0 {
+            telemetry
+                .series_dropped
+                .with_label_values(&[&self.name])
+                .inc_by(dropped as u64);
+            return Err(PushError::Rejected {
+                endpoint: self.name.clone(),
+                batches: batches.len(),
+                failed,
+                series: dropped,
+                last: last_error,
+            });
+        }
+        telemetry
+            .last_success
+            .with_label_values(&[&self.name])
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        Ok(report)
+    }
+
+    /// Sends one compressed request, retrying what may be retried.
+    async fn send(
+        &self,
+        body: Vec<u8>,
+        v2: bool,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> Attempt {
+        let retry = &self.config.retry;
+        let deadline = Instant::now() + retry.retry_for;
+        let mut backoff = retry.min_backoff;
+        loop {
+            let request = match self.request(body.clone(), v2) {
+                Ok(r) => r,
+                Err(reason) => {
+                    warn!(endpoint = %self.name, reason, "cannot build the request");
+                    return Attempt::Rejected(reason);
+                }
+            };
+            let (retry_after, reason) = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    if v2 && !response.headers().contains_key(SAMPLES_WRITTEN) {
+                        info!(endpoint = %self.name, "receiver accepted a 2.0 request without reporting what it wrote: it speaks only 1.x; using 1.0 from now on");
+                        return Attempt::FallBack;
+                    }
+                    return Attempt::Accepted;
+                }
+                Ok(response) if v2 && response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    info!(endpoint = %self.name, "receiver does not accept remote-write 2.0 (415); using 1.0 from now on");
+                    return Attempt::FallBack;
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(response.headers());
+                    let text = response_text(response).await;
+                    let reason = format!("HTTP {status}: {text}");
+                    let retryable = status.is_server_error()
+                        || (status == StatusCode::TOO_MANY_REQUESTS && retry.retry_on_rate_limit);
+                    if !retryable {
+                        warn!(endpoint = %self.name, %status, body = %text, "remote write rejected; not retrying");
+                        return Attempt::Rejected(reason);
+                    }
+                    (retry_after, reason)
+                }
+                Err(e) => (None, format!("request failed: {}", describe(e))),
+            };
+            let wait = retry_after.unwrap_or_else(|| jitter(backoff));
+            if Instant::now() + wait > deadline {
+                warn!(endpoint = %self.name, reason, "remote write failed; giving up on this request");
+                return Attempt::Rejected(reason);
+            }
+            if superseded() {
+                debug!(endpoint = %self.name, reason, "remote write failed; a newer snapshot is waiting, so not retrying this one");
+                return Attempt::Superseded;
+            }
+            debug!(endpoint = %self.name, reason, ?wait, "remote write failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(retry.max_backoff);
+        }
+    }
+
+    fn request(&self, body: Vec<u8>, v2: bool) -> Result<reqwest::RequestBuilder, String> {
+        let (content_type, version) = if v2 {
+            (V2_CONTENT_TYPE, "2.0.0")
+        } else {
+            (V1_CONTENT_TYPE, "0.1.0")
+        };
+        let mut request = self
+            .http
+            .post(self.config.url.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header("X-Prometheus-Remote-Write-Version", version)
+            .body(body);
+        if let (Some(user), Some(password)) = (&self.config.username, &self.password) {
+            request = request.basic_auth(user, Some(password.read()?));
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.read()?);
+        }
+        Ok(request)
+    }
+}
+
+/// A credential in a file, re-read when the file changes: projected
+/// service-account tokens and mounted Secrets are rotated in place.
+struct SecretFile {
+    path: PathBuf,
+    cached: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl SecretFile {
+    fn new(path: PathBuf) -> Self {
+        SecretFile {
+            path,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The file's contents without surrounding whitespace. The error names
+    /// the file, never its contents.
+    fn read(&self) -> Result<String, String> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?;
+        let mut cached = self.cached.lock().expect("secret cache poisoned");
+        if let Some((at, secret)) = cached.as_ref() {
+            if *at == modified {
+                return Ok(secret.clone());
+            }
+        }
+        let secret = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?
+            .trim()
+            .to_owned();
+        *cached = Some((modified, secret.clone()));
+        Ok(secret)
+    }
+}
+
+/// `scheme://host[:port]/path`: never userinfo or query, which may hold secrets.
+pub(crate) fn display_name(url: &Url) -> String {
+    let mut name = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        name.push_str(&format!(":{port}"));
+    }
+    name.push_str(url.path());
+    name
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
+        .or(Some(Duration::ZERO))
+}
+
+/// At most [`MAX_LOGGED_BODY`] bytes of the body, on one line.
+async fn response_text(response: reqwest::Response) -> String {
+    let bytes = response.bytes().await.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_BODY)])
+        .trim()
+        .replace('\n', " ");
+    if bytes.len() > MAX_LOGGED_BODY {
+        text.push('…');
+    }
+    text
+}
+
+/// Between half and all of `backoff`, so that many pushers do not retry in step.
+fn jitter(backoff: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(Instant::now()) % 1000;
+    backoff / 2 + backoff.mul_f64(random as f64 / 2000.0)
+}
+
+/// The error and its causes, without the URL (it may carry credentials).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_name_hides_credentials_and_query() {
+        let url: Url = "https://user:secret@mimir.example.com:8443/api/v1/push?token=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            display_name(&url),
+            "https://mimir.example.com:8443/api/v1/push"
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        assert!(retry_after(&headers).unwrap() > Duration::from_secs(25));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_full_backoff() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(100));
+            assert!(
+                j >= Duration::from_millis(50) && j <= Duration::from_millis(100),
+                "{j:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_files_are_reread_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let secret = SecretFile::new(path.clone());
+        assert_eq!(secret.read().unwrap(), "first");
+        std::fs::write(&path, "second").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(secret.read().unwrap(), "second");
+        std::fs::remove_file(&path).unwrap();
+        let err = secret.read().unwrap_err();
+        assert!(err.contains("token") && !err.contains("second"), "{err}");
+    }
+}
