@@ -112,6 +112,12 @@ impl Endpoint {
                     ca.display()
                 ))
             })?;
+            if certs.is_empty() {
+                return Err(setup_error(format!(
+                    "CA file {} holds no PEM certificate",
+                    ca.display()
+                )));
+            }
             builder = builder.tls_certs_merge(certs);
         }
         if let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.key_file) {
@@ -487,5 +493,29 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let err = secret.read().unwrap_err();
         assert!(err.contains("token") && !err.contains("second"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod setup_tests {
+    use super::*;
+    use crate::remote_write::config::tests::defaults;
+
+    #[test]
+    fn unreadable_or_invalid_tls_files_fail_at_start() {
+        let mut config = defaults("https://mimir.example.com/api/v1/push");
+        config.tls.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = Endpoint::new(config.clone())
+            .err()
+            .expect("setup fails")
+            .to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        config.tls.ca_file = Some(ca);
+        assert!(Endpoint::new(config).is_err());
+        Endpoint::new(defaults("https://mimir.example.com/api/v1/push"))
+            .expect("plain HTTPS works");
     }
 }

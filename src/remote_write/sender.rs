@@ -150,6 +150,10 @@ async fn run(endpoint: Endpoint, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry
             }
             Err(e) => {
                 if matches!(e, PushError::Superseded { .. }) {
+                    telemetry
+                        .snapshots_superseded
+                        .with_label_values(&[endpoint.name()])
+                        .inc();
                     info!(
                         endpoint = endpoint.name(),
                         "push abandoned for a newer snapshot"

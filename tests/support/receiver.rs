@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use container_image_pusher::remote_write::proto::WriteRequest;
+use container_image_pusher::remote_write::proto_v2;
 use prost::Message;
 
 /// One scripted answer.
@@ -89,6 +90,8 @@ struct Inner {
     script: VecDeque<Reply>,
     /// Answer once the script is used up.
     fallback: Option<Reply>,
+    /// Accept remote-write 2.0 (and say how much was written, as 2.0 receivers must).
+    speaks_v2: bool,
     received: Vec<Received>,
 }
 
@@ -128,6 +131,11 @@ impl Receiver {
         self.inner.lock().unwrap().fallback = Some(reply);
     }
 
+    /// Makes the receiver accept 2.0 bodies, as Prometheus 3 does.
+    pub fn speak_v2(&self) {
+        self.inner.lock().unwrap().speaks_v2 = true;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
     }
@@ -153,6 +161,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let (request, violations) = validate(&headers, &body);
+    let v2 = is_v2(&headers);
+    let series = request.timeseries.len();
     let reply = {
         let mut inner = inner.lock().unwrap();
         inner.received.push(Received {
@@ -162,11 +172,19 @@ async fn handle(
             compressed_len: body.len(),
             violations,
         });
-        inner
+        let reply = inner
             .script
             .pop_front()
             .or_else(|| inner.fallback.clone())
-            .unwrap_or_else(|| Reply::status(204))
+            .unwrap_or_else(|| Reply::status(204));
+        if v2 && inner.speaks_v2 && (200..300).contains(&reply.status) {
+            reply.header(
+                "X-Prometheus-Remote-Write-Samples-Written",
+                &series.to_string(),
+            )
+        } else {
+            reply
+        }
     };
     tokio::time::sleep(reply.delay).await;
     let mut response = (
@@ -183,7 +201,13 @@ async fn handle(
     response
 }
 
-/// Checks one request against the spec; returns what it decoded and what is wrong.
+fn is_v2(headers: &HeaderMap) -> bool {
+    headers.get("content-type").and_then(|v| v.to_str().ok())
+        == Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")
+}
+
+/// Checks one request against the spec; returns what it decoded (a 2.0
+/// request in the 1.0 shape) and what is wrong.
 fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
     let mut violations = Vec::new();
     let header = |name: &str| {
@@ -193,10 +217,19 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
             .unwrap_or_default()
             .to_owned()
     };
+    let v2 = is_v2(headers);
+    let (content_type, version) = if v2 {
+        (
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "2.0.0",
+        )
+    } else {
+        ("application/x-protobuf", "0.1.0")
+    };
     for (name, expected) in [
         ("content-encoding", "snappy"),
-        ("content-type", "application/x-protobuf"),
-        ("x-prometheus-remote-write-version", "0.1.0"),
+        ("content-type", content_type),
+        ("x-prometheus-remote-write-version", version),
     ] {
         if header(name) != expected {
             violations.push(format!(
@@ -220,7 +253,12 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
             return (WriteRequest::default(), violations);
         }
     };
-    let request = match WriteRequest::decode(decoded.as_slice()) {
+    let request = if v2 {
+        from_v2(&decoded, &mut violations)
+    } else {
+        WriteRequest::decode(decoded.as_slice())
+    };
+    let request = match request {
         Ok(r) => r,
         Err(e) => {
             violations.push(format!("body is not a WriteRequest: {e}"));
@@ -255,4 +293,58 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
         }
     }
     (request, violations)
+}
+
+/// Decodes a 2.0 request into the 1.0 shape, checking the symbols table.
+fn from_v2(body: &[u8], violations: &mut Vec<String>) -> Result<WriteRequest, prost::DecodeError> {
+    use container_image_pusher::remote_write::proto::{Label, Sample, TimeSeries};
+    let request = proto_v2::Request::decode(body)?;
+    if request.symbols.first().map(String::as_str) != Some("") {
+        violations.push("2.0 symbols table does not start with \"\"".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = request.symbols.iter().find(|s| !seen.insert(*s)) {
+        violations.push(format!("2.0 symbol {dup:?} appears twice"));
+    }
+    let symbol = |i: u32| {
+        request
+            .symbols
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<bad ref {i}>"))
+    };
+    let timeseries = request
+        .timeseries
+        .iter()
+        .map(|ts| {
+            if ts.labels_refs.len() % 2 != 0 {
+                violations.push("2.0 labels_refs of odd length".into());
+            }
+            if ts.metadata.as_ref().is_none_or(|m| m.r#type == 0) {
+                violations.push("2.0 series without a metric type".into());
+            }
+            TimeSeries {
+                labels: ts
+                    .labels_refs
+                    .chunks(2)
+                    .map(|p| Label {
+                        name: symbol(p[0]),
+                        value: symbol(*p.get(1).unwrap_or(&0)),
+                    })
+                    .collect(),
+                samples: ts
+                    .samples
+                    .iter()
+                    .map(|s| Sample {
+                        value: s.value,
+                        timestamp: s.timestamp,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(WriteRequest {
+        timeseries,
+        metadata: vec![],
+    })
 }

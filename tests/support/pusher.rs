@@ -1,0 +1,103 @@
+//! Running the real `container-image-pusher` binary from tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::process::{free_port, wait_for_http, ChildGuard};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
+
+/// Runs the pusher to completion; returns (success, exit code, stdout, stderr).
+pub async fn run_once(
+    args: &[&str],
+    kubeconfig: Option<&Path>,
+) -> (bool, Option<i32>, String, String) {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(args)
+        .env("RUST_LOG", "info,container_image_pusher=debug")
+        .env_remove("KUBECONFIG");
+    if let Some(path) = kubeconfig {
+        command.env("KUBECONFIG", path);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the pusher finishes within two minutes")
+        .expect("the pusher binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status.success(),
+        output.status.code(),
+        stdout,
+        stderr,
+    )
+}
+
+/// A long-running pusher, killed on drop.
+pub struct Pusher {
+    pub child: ChildGuard,
+    pub base_url: String,
+}
+
+impl Pusher {
+    /// Starts the pusher in long-running mode with its local server on a
+    /// free port, and waits until it answers /healthz.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Pusher {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .args(["--metrics-address", &address])
+            .env("RUST_LOG", "info,container_image_pusher=debug")
+            .env_remove("KUBECONFIG");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let child = ChildGuard::spawn("container-image-pusher", &mut command);
+        let base_url = format!("http://{address}");
+        if let Err(e) = wait_for_http(&format!("{base_url}/healthz"), Duration::from_secs(30)).await
+        {
+            panic!("{e}\n{}", child.logs());
+        }
+        Pusher { child, base_url }
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base_url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    /// The value of one sample of /metrics, matched by its full text before the value.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// Writes a manifest with one Pod per name (image `127.0.0.1:1/NAME:1`,
+/// which fails fast: nothing listens on port 1) and returns its path.
+pub fn write_pods(dir: &Path, file: &str, names: &[&str]) -> PathBuf {
+    let path = dir.join(file);
+    let pods: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"127.0.0.1:1/{name}:1\"}}]}}\n"
+            )
+        })
+        .collect();
+    // Write then rename, so a pusher reading the file never sees half of it.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, pods.join("---\n")).expect("write manifests");
+    std::fs::rename(&tmp, &path).expect("move manifests into place");
+    path
+}
