@@ -15,9 +15,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-#[path = "support/receiver.rs"]
-mod receiver;
-use receiver::{Receiver, Reply};
+use support::receiver::{Receiver, Reply};
 use support::{
     push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Prometheus,
     PushedImage, Registry,

@@ -2,16 +2,12 @@
 //! strict scripted receiver of our own (checking every request on the
 //! wire), and real Prometheus for the happy path and the 2.0 fallback.
 
-#[path = "support/pusher.rs"]
-mod pusher;
-#[path = "support/receiver.rs"]
-mod receiver;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use pusher::{run_once, write_pods, Pusher};
-use receiver::{Receiver, Reply};
+use support::pusher::{run_once, write_pods, Pusher};
+use support::receiver::{Receiver, Reply};
 use support::Prometheus;
 
 fn pods(dir: &tempfile::TempDir, names: &[&str]) -> String {
@@ -437,7 +433,7 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
     }
 
     // Neither does --help, even with secrets in the environment.
-    let help = std::process::Command::new(pusher::BIN)
+    let help = std::process::Command::new(support::pusher::BIN)
         .arg("--help")
         .env(
             "PUSHER_REMOTE_WRITE_URL",

@@ -20,6 +20,12 @@
 //! `metav1.Status` JSON body. The server is read-only: tests change objects
 //! with [`KubeApi::apply`] and [`KubeApi::delete`], and every request is
 //! recorded for [`KubeApi::requests`].
+//!
+//! The server runs on the tokio runtime of the test that starts it, so the
+//! test must not block that runtime while a client talks to the server (use
+//! `tokio::time::sleep` and `tokio::process`, not their `std` versions): on
+//! `#[tokio::test]`'s default current-thread runtime the server only makes
+//! progress while the test is awaiting.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +40,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+use super::process::install_crypto_provider;
 
 /// How often an open watch that asked for bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
@@ -54,12 +62,17 @@ pub struct KubeApi {
     _server: Arc<ServerTask>,
 }
 
-/// Aborts the accept loop when the last [`KubeApi`] clone goes away.
-struct ServerTask(tokio::task::JoinHandle<()>);
+/// Stops the server when the last [`KubeApi`] clone goes away: no new
+/// connections, and open watch streams end (as when an API server restarts).
+struct ServerTask {
+    accept_loop: tokio::task::JoinHandle<()>,
+    state: Arc<Mutex<State>>,
+}
 
 impl Drop for ServerTask {
     fn drop(&mut self) {
-        self.0.abort();
+        self.accept_loop.abort();
+        lock(&self.state).watches.clear();
     }
 }
 
@@ -95,7 +108,9 @@ pub enum ExpiredWatch {
     /// HTTP 200 and a single `ERROR` event holding a 410 Status, then the
     /// end of the stream: what the real API server (watch cache) does.
     InStreamError,
-    /// HTTP 410 with a Status body.
+    /// HTTP 410 with a Status body. Note that kube-runtime 5's watcher does
+    /// not re-list on this: it retries the same watch (with its backoff)
+    /// forever, which is what a test of this mode would show.
     Http410,
 }
 
@@ -132,9 +147,12 @@ impl KubeApi {
             }
         });
         KubeApi {
-            state,
+            state: state.clone(),
             addr,
-            _server: Arc::new(ServerTask(server)),
+            _server: Arc::new(ServerTask {
+                accept_loop: server,
+                state,
+            }),
         }
     }
 
@@ -168,13 +186,9 @@ impl KubeApi {
     }
 
     /// A real `kube::Client` for this server, built from the same kubeconfig.
-    ///
-    /// kube's rustls connector is built even for plain HTTP, and with both
-    /// `ring` (kube) and `aws-lc-rs` (reqwest) compiled in, rustls cannot
-    /// pick a process-wide crypto provider by itself; so ring is installed
-    /// first (a no-op if the product or another test already installed one).
     pub async fn kube_client(&self) -> kube::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // kube builds its rustls connector even for plain HTTP.
+        install_crypto_provider();
         let kubeconfig: kube::config::Kubeconfig =
             serde_yaml::from_str(&self.kubeconfig_yaml()).expect("parse the generated kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(
@@ -274,6 +288,27 @@ impl KubeApi {
             .iter()
             .filter(|watch| watch.resource == key)
             .count()
+    }
+
+    /// Waits until at least one watch of `K` is open; panics after `timeout`
+    /// listing the requests received, to show what the client did instead.
+    pub async fn wait_for_watch<K: k8s_openapi::Resource>(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.open_watches::<K>() == 0 {
+            if tokio::time::Instant::now() >= deadline {
+                let requests: Vec<String> = self
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
+                    .collect();
+                panic!(
+                    "no watch of {} opened within {timeout:?}; requests so far:\n{}",
+                    K::URL_PATH_SEGMENT,
+                    requests.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The current global resourceVersion.
@@ -526,15 +561,15 @@ impl State {
         let key = State::object_key(&ty, namespace, name);
         let resource = ty.key.clone();
         let kind = ty.kind.clone();
-        self.rv += 1;
-        let rv = self.rv;
-        let collection = self.collection_mut(ty);
-        let Some(before) = collection.current(&key).cloned() else {
+        let Some(before) = self.collection_mut(ty.clone()).current(&key).cloned() else {
             panic!(
                 "delete of {kind} {}/{} which does not exist",
                 key.namespace, key.name
             );
         };
+        self.rv += 1;
+        let rv = self.rv;
+        let collection = self.collection_mut(ty);
         let mut after = before.clone();
         after["metadata"]["resourceVersion"] = json!(rv.to_string());
         collection

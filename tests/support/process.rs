@@ -34,6 +34,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Installs rustls's ring provider as the process default, as the product
+/// does at startup: kube and reqwest build rustls configs even for plain
+/// HTTP, and with no provider chosen they panic. Harmless when one is already
+/// installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The full path of `binary`, searched on `PATH` (then `/usr/sbin` and
 /// `/usr/bin`, which a minimal `PATH` may lack).
 ///
@@ -207,6 +215,7 @@ pub async fn wait_for_http(url: &str, timeout: Duration) -> Result<(), String> {
 }
 
 fn poll_client() -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

@@ -6,6 +6,15 @@
 //! It scrapes nothing (no scrape jobs, a 1h scrape interval), so the only
 //! series are the ones written to [`Prometheus::write_url`]. TSDB data lives
 //! in a tempdir removed on drop.
+//!
+//! What Prometheus 2.42's receiver does (checked by the support self-tests):
+//! - It speaks remote write 1.0 only. A 2.0 request
+//!   (`proto=io.prometheus.write.v2.Request`) is decoded as 1.0, yields no
+//!   series, and is answered 204 with nothing stored: no 415 to trigger a
+//!   sender's fallback.
+//! - An out-of-order sample ("out of order sample") or a different value at
+//!   an existing timestamp ("duplicate sample for timestamp") is answered
+//!   400; resending an identical sample is accepted (204).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -13,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::process::{free_port, require_binary, ChildGuard};
+use super::process::{free_port, install_crypto_provider, require_binary, ChildGuard};
 
 /// How long Prometheus gets to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +91,7 @@ impl Prometheus {
         {
             panic!("{message}");
         }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

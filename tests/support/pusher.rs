@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::process::{free_port, wait_for_http, ChildGuard};
+use super::process::{free_port, wait_for_http, ChildGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
 

@@ -6,20 +6,26 @@
 //! the genuine protocol: content negotiation on `Accept`, `Docker-Content-Digest`,
 //! basic-auth challenges, 404 error bodies.
 //!
-//! What distribution 2.8.2 does that tests should know about:
+//! What distribution 2.8.2 does that tests should know about (checked by the
+//! support self-tests):
 //! - It keeps the exact bytes of a pushed manifest, so unknown fields (such as
-//!   annotations on a Docker manifest list) survive a round trip.
-//! - Pushing an index or manifest list checks that every child manifest is
-//!   already in the repository (push children first, by digest); likewise a
-//!   manifest's config and layer blobs must already be uploaded.
+//!   annotations on a Docker manifest list) survive a round trip, and the
+//!   digest of what GET returns is the digest that was pushed.
+//! - Pushing an index or manifest list whose child manifest is not in the
+//!   repository is refused (400 `MANIFEST_BLOB_UNKNOWN`), and so is a manifest
+//!   whose config or layer blob was not uploaded: push children first.
 //! - An index descriptor needs no `platform`: an entry without one is accepted
-//!   (see [`IndexEntry::NoPlatform`]).
-//! - A GET whose `Accept` lacks the OCI media types is answered 404
-//!   `MANIFEST_UNKNOWN` ("OCI manifest found, but accept header does not
-//!   support OCI manifests") for OCI manifests, and an OCI index; for a Docker
-//!   manifest list without the list type in `Accept` it serves the
-//!   linux/amd64 child instead. Send the full `Accept` list (see
-//!   [`MANIFEST_ACCEPT`]).
+//!   (see [`IndexEntry::NoPlatform`]), as are BuildKit's unknown/unknown
+//!   attestation entries and an `application/vnd.in-toto+json` layer.
+//! - Content negotiation is strict. GET of an OCI manifest or OCI index whose
+//!   `Accept` lacks its media type answers 404 `MANIFEST_UNKNOWN` ("OCI
+//!   manifest found, but accept header does not support OCI manifests", "OCI
+//!   index found, but accept header does not support OCI indexes"). GET of a
+//!   Docker manifest list with only the Docker manifest type in `Accept`
+//!   serves the linux/amd64 child manifest instead (with that child's digest).
+//!   GET of a Docker image manifest or list with no `Accept` at all answers
+//!   400 `MANIFEST_INVALID` (it would convert to schema 1, which this build
+//!   cannot). Send the full `Accept` list (see [`MANIFEST_ACCEPT`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +35,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::process::{free_port, require_binary, ChildGuard};
+use super::process::{free_port, install_crypto_provider, require_binary, ChildGuard};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -103,6 +109,7 @@ impl Registry {
         if let Err(message) = ready {
             panic!("{message}");
         }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -202,6 +209,26 @@ impl Registry {
         media_type: &str,
         body: &[u8],
     ) -> String {
+        match self
+            .try_push_manifest(repo, reference, media_type, body)
+            .await
+        {
+            Ok(digest) => digest,
+            Err((status, body)) => {
+                panic!("push manifest {repo}:{reference}: answered {status}: {body}")
+            }
+        }
+    }
+
+    /// Like [`Registry::push_manifest`], but a refusal comes back as
+    /// `Err((status, error body))`, for tests of what the registry rejects.
+    pub async fn try_push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, (reqwest::StatusCode, String)> {
         let digest = sha256_digest(body);
         let response = self
             .request(
@@ -213,9 +240,16 @@ impl Registry {
             .send()
             .await
             .unwrap_or_else(|e| panic!("push manifest {repo}:{reference}: {e}"));
-        let response = expect_status(response, reqwest::StatusCode::CREATED, "push manifest").await;
+        if response.status() != reqwest::StatusCode::CREATED {
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .unwrap_or_else(|e| format!("<body unreadable: {e}>"));
+            return Err((status, text));
+        }
         check_content_digest(&response, &digest, "manifest push");
-        digest
+        Ok(digest)
     }
 }
 
