@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::discovery::{ClusterSource, FileSource, Source};
 use crate::exposition;
-use crate::inventory::{self, CommonLabels, Snapshot};
+use crate::inventory::{CommonLabels, Inventory, Snapshot};
 use crate::registry::{Resolver, ResolverConfig};
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
@@ -27,7 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub struct Pipeline {
     source: Source,
     resolver: Resolver,
-    common: CommonLabels,
+    inventory: Inventory,
     concurrency: usize,
     telemetry: Arc<Telemetry>,
 }
@@ -61,7 +61,7 @@ impl Pipeline {
         Ok(Pipeline {
             source,
             resolver,
-            common: CommonLabels::new(&config.job, &config.external_labels),
+            inventory: Inventory::new(CommonLabels::new(&config.job, &config.external_labels)),
             concurrency: config.resolve_concurrency as usize,
             telemetry,
         })
@@ -69,7 +69,7 @@ impl Pipeline {
 
     /// One complete snapshot. Images that fail to resolve are logged and
     /// keep their container series with an empty digest.
-    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
         let timestamp_ms = chrono::Utc::now().timestamp_millis();
         let workloads = self
@@ -82,8 +82,9 @@ impl Pipeline {
             .flat_map(|w| &w.containers)
             .map(|c| c.image.as_str())
             .collect();
+        let resolver = &self.resolver;
         let resolutions: HashMap<String, _> = futures::stream::iter(images)
-            .map(|image| async move { (image.to_owned(), self.resolver.resolve(image).await) })
+            .map(|image| async move { (image.to_owned(), resolver.resolve(image).await) })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -92,7 +93,7 @@ impl Pipeline {
                 warn!(image, class = e.class.as_str(), error = %e.message, "cannot resolve image; its containers get an empty digest");
             }
         }
-        let snapshot = inventory::build(&workloads, &resolutions, &self.common, timestamp_ms);
+        let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
         self.telemetry
             .snapshot_duration
             .observe(started.elapsed().as_secs_f64());
@@ -120,7 +121,7 @@ impl Pipeline {
 pub async fn run(config: Config) -> anyhow::Result<bool> {
     crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
-    let pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
+    let mut pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
     let endpoints = if config.dry_run {
         Vec::new()
     } else {

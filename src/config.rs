@@ -231,6 +231,31 @@ pub struct Config {
     #[arg(long, value_name = "N", env = "PUSHER_RESOLVE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub resolve_concurrency: u32,
 
+    /// Coordinate replicas through a coordination.k8s.io Lease: only the
+    /// leader pushes, the others keep their inventory warm and take over
+    /// within --lease-duration.
+    #[arg(long, env = "PUSHER_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PUSHER_LEASE_NAME",
+        default_value = "container-image-pusher"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease. Default: $POD_NAMESPACE, else the service
+    /// account's namespace, else "default".
+    #[arg(long, value_name = "NAMESPACE", env = "PUSHER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a leader's lease lasts without renewal: the longest a
+    /// crashed leader delays the takeover.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
     /// Log format.
     #[arg(long, value_enum, env = "PUSHER_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

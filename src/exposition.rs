@@ -58,7 +58,7 @@ pub fn render(families: &[MetricFamily]) -> String {
 mod tests {
     use super::*;
     use crate::discovery::{Container, Kind, Workload};
-    use crate::inventory::{build, CommonLabels};
+    use crate::inventory::{build_once as build, CommonLabels};
     use std::collections::HashMap;
 
     #[test]

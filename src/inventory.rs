@@ -8,12 +8,13 @@
 //! needs, built once per series. `/metrics` and `--dry-run` decode it back.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use crate::discovery::Workload;
-use crate::registry::Resolution;
+use crate::registry::{ImageMetadata, Resolution};
 use crate::remote_write::proto;
 
 /// The metric families the pusher writes.
@@ -24,15 +25,17 @@ pub enum Family {
     Label,
     SizeBytes,
     Created,
+    ResolveError,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
         Family::SizeBytes,
         Family::Created,
+        Family::ResolveError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Family {
             Family::Label => "container_image_label",
             Family::SizeBytes => "container_image_size_bytes",
             Family::Created => "container_image_created",
+            Family::ResolveError => "container_image_resolve_error",
         }
     }
 
@@ -54,6 +58,9 @@ impl Family {
             Family::Label => "Labels from the image config.",
             Family::SizeBytes => "The size of the image in the registry: config plus layers.",
             Family::Created => "The created date from the image config, as a Unix epoch time.",
+            Family::ResolveError => {
+                "1 for each image that cannot be resolved, with the class of the failure."
+            }
         }
     }
 }
@@ -104,31 +111,137 @@ impl CommonLabels {
     }
 }
 
-/// Builds the series of a snapshot. `resolutions` maps each image string to
-/// its metadata; an image missing from it or failed yields an empty digest.
-pub fn build(
-    workloads: &[Workload],
-    resolutions: &HashMap<String, Resolution>,
-    common: &CommonLabels,
-    timestamp_ms: i64,
-) -> Snapshot {
-    let mut series = Vec::new();
-    let mut labels = LabelSet::new(common);
-    let mut containers = 0;
-    let mut images = Vec::new();
-    let mut seen = HashSet::new();
-    for workload in workloads {
-        for container in &workload.containers {
-            containers += 1;
-            let metadata = resolutions
-                .get(&container.image)
-                .and_then(|r| r.as_ref().ok());
-            let digest = metadata.map_or("", |m| m.digest.as_str());
-            if let Some(m) = metadata {
-                if seen.insert(m.digest.as_str()) {
-                    images.push(m);
+/// Builds snapshots, reusing the encoded label sets of everything that did
+/// not change since the previous one: a workload (same `Arc`, same digests)
+/// or an image (same cached metadata `Arc`) costs no sorting or allocation
+/// on a warm tick.
+pub struct Inventory {
+    common: CommonLabels,
+    /// Keyed by the address of the `Arc<Workload>`; holding the `Arc` keeps
+    /// the address from being reused by another workload.
+    workloads: HashMap<usize, CachedWorkload>,
+    images: HashMap<usize, CachedImage>,
+}
+
+struct CachedWorkload {
+    workload: Arc<Workload>,
+    /// Digest of each container when encoded ("" when unresolved).
+    digests: Vec<String>,
+    labels: Vec<Bytes>,
+}
+
+struct CachedImage {
+    metadata: Arc<ImageMetadata>,
+    series: Vec<Series>,
+}
+
+impl Inventory {
+    pub fn new(common: CommonLabels) -> Self {
+        Inventory {
+            common,
+            workloads: HashMap::new(),
+            images: HashMap::new(),
+        }
+    }
+
+    /// The series of one snapshot. `resolutions` maps each image string to
+    /// its metadata; an image missing from it or failed yields an empty digest.
+    pub fn build(
+        &mut self,
+        workloads: &[Arc<Workload>],
+        resolutions: &HashMap<String, Resolution>,
+        timestamp_ms: i64,
+    ) -> Snapshot {
+        let common = &self.common;
+        let mut series = Vec::new();
+        let mut containers = 0;
+        let metadata = |image: &str| resolutions.get(image).and_then(|r| r.as_ref().ok());
+        let digest = |image: &str| metadata(image).map_or("", |m| m.digest.as_str());
+
+        let mut cached_workloads = HashMap::with_capacity(workloads.len());
+        for workload in workloads {
+            let key = Arc::as_ptr(workload) as usize;
+            let digests = || workload.containers.iter().map(|c| digest(&c.image));
+            let cached = match self.workloads.remove(&key) {
+                Some(c)
+                    if Arc::ptr_eq(&c.workload, workload)
+                        && c.digests.iter().map(String::as_str).eq(digests()) =>
+                {
+                    c
                 }
+                _ => CachedWorkload {
+                    workload: workload.clone(),
+                    digests: digests().map(str::to_owned).collect(),
+                    labels: container_labels(common, workload, digests()),
+                },
+            };
+            containers += workload.containers.len();
+            series.extend(cached.labels.iter().map(|l| Series {
+                family: Family::ContainerInfo,
+                labels: l.clone(),
+                value: 1.0,
+            }));
+            cached_workloads.insert(key, cached);
+        }
+        self.workloads = cached_workloads;
+
+        // One set of image series per digest, in order of first use.
+        let mut seen = HashSet::new();
+        let mut cached_images = HashMap::new();
+        for container in workloads.iter().flat_map(|w| &w.containers) {
+            let Some(image) = metadata(&container.image) else {
+                continue;
+            };
+            if !seen.insert(image.digest.as_str()) {
+                continue;
             }
+            let key = Arc::as_ptr(image) as usize;
+            let cached = match self.images.remove(&key) {
+                Some(c) if Arc::ptr_eq(&c.metadata, image) => c,
+                _ => CachedImage {
+                    metadata: image.clone(),
+                    series: image_series(common, image),
+                },
+            };
+            series.extend(cached.series.iter().cloned());
+            cached_images.insert(key, cached);
+        }
+        let images = cached_images.len();
+        self.images = cached_images;
+
+        // Failing images are few and change often: encoded afresh.
+        let mut failures: Vec<(&str, &'static str)> = resolutions
+            .iter()
+            .filter_map(|(image, r)| Some((image.as_str(), r.as_ref().err()?.class.as_str())))
+            .collect();
+        failures.sort_unstable();
+        let mut labels = LabelSet::new(common);
+        for (image, class) in failures {
+            labels.start(Family::ResolveError);
+            labels.push("image", image);
+            labels.push("class", class);
+            series.push(labels.finish(1.0));
+        }
+        Snapshot {
+            timestamp_ms,
+            series,
+            containers,
+            images,
+        }
+    }
+}
+
+fn container_labels<'a>(
+    common: &'a CommonLabels,
+    workload: &'a Workload,
+    digests: impl Iterator<Item = &'a str>,
+) -> Vec<Bytes> {
+    let mut labels = LabelSet::new(common);
+    workload
+        .containers
+        .iter()
+        .zip(digests)
+        .map(|(container, digest)| {
             labels.start(Family::ContainerInfo);
             labels.push("group", workload.kind.group());
             labels.push("version", workload.kind.version());
@@ -139,37 +252,47 @@ pub fn build(
             labels.push("jsonpath", &container.jsonpath);
             labels.push("image", &container.image);
             labels.push("digest", digest);
+            labels.finish(1.0).labels
+        })
+        .collect()
+}
+
+fn image_series(common: &CommonLabels, image: &ImageMetadata) -> Vec<Series> {
+    let mut labels = LabelSet::new(common);
+    let mut series = Vec::new();
+    for (family, pairs) in [
+        (Family::Annotation, &image.annotations),
+        (Family::Label, &image.labels),
+    ] {
+        for (key, value) in pairs {
+            labels.start(family);
+            labels.push("digest", &image.digest);
+            labels.push("key", key);
+            labels.push("value", value);
             series.push(labels.finish(1.0));
         }
     }
-    for image in &images {
-        for (family, pairs) in [
-            (Family::Annotation, &image.annotations),
-            (Family::Label, &image.labels),
-        ] {
-            for (key, value) in pairs {
-                labels.start(family);
-                labels.push("digest", &image.digest);
-                labels.push("key", key);
-                labels.push("value", value);
-                series.push(labels.finish(1.0));
-            }
-        }
-        labels.start(Family::SizeBytes);
+    labels.start(Family::SizeBytes);
+    labels.push("digest", &image.digest);
+    series.push(labels.finish(image.size as f64));
+    if let Some(created) = image.created {
+        labels.start(Family::Created);
         labels.push("digest", &image.digest);
-        series.push(labels.finish(image.size as f64));
-        if let Some(created) = image.created {
-            labels.start(Family::Created);
-            labels.push("digest", &image.digest);
-            series.push(labels.finish(created as f64));
-        }
+        series.push(labels.finish(created as f64));
     }
-    Snapshot {
-        timestamp_ms,
-        series,
-        containers,
-        images: images.len(),
-    }
+    series
+}
+
+/// A snapshot from plain workloads, for tests of later stages.
+#[cfg(test)]
+pub(crate) fn build_once(
+    workloads: &[Workload],
+    resolutions: &HashMap<String, Resolution>,
+    common: &CommonLabels,
+    timestamp_ms: i64,
+) -> Snapshot {
+    let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
+    Inventory::new(common.clone()).build(&workloads, resolutions, timestamp_ms)
 }
 
 /// Reusable scratch space for assembling one label set at a time.
@@ -244,6 +367,15 @@ mod tests {
     use crate::registry::{ErrorClass, ImageMetadata, ResolveError};
     use std::collections::BTreeMap;
     use std::sync::Arc;
+
+    fn build(
+        workloads: &[Workload],
+        resolutions: &HashMap<String, Resolution>,
+        common: &CommonLabels,
+        ts: i64,
+    ) -> Snapshot {
+        build_once(workloads, resolutions, common, ts)
+    }
 
     fn workload(image: &str) -> Workload {
         Workload {
@@ -360,8 +492,21 @@ mod tests {
             &common,
             0,
         );
-        assert_eq!(snap.series.len(), 2);
-        for series in &snap.series {
+        let (info, errors): (Vec<_>, Vec<_>) = snap
+            .series
+            .iter()
+            .partition(|s| s.family == Family::ContainerInfo);
+        assert_eq!(info.len(), 2);
+        let error_labels = errors[0].decode_labels();
+        assert!(
+            error_labels.contains(&("class".into(), "not_found".into())),
+            "{error_labels:?}"
+        );
+        assert!(
+            error_labels.contains(&("image".into(), "gone:1".into())),
+            "{error_labels:?}"
+        );
+        for series in &info {
             let labels = series.decode_labels();
             assert!(!labels.iter().any(|(n, _)| n == "digest"));
             assert!(
@@ -383,5 +528,51 @@ mod tests {
             0,
         );
         assert!(!snap.series.iter().any(|s| s.family == Family::Created));
+    }
+
+    #[test]
+    fn unchanged_label_sets_are_reused_between_ticks() {
+        let mut inventory = Inventory::new(CommonLabels::new("j", &[]));
+        let workloads = [Arc::new(workload("a:1")), Arc::new(workload("b:1"))];
+        let image = metadata("sha256:aa");
+        let resolutions = HashMap::from([
+            ("a:1".to_owned(), Ok(image.clone())),
+            ("b:1".to_owned(), Ok(image.clone())),
+        ]);
+        let first = inventory.build(&workloads, &resolutions, 1);
+        let second = inventory.build(&workloads, &resolutions, 2);
+        assert_eq!(first.series.len(), second.series.len());
+        for (a, b) in first.series.iter().zip(&second.series) {
+            assert_eq!(
+                a.labels.as_ptr(),
+                b.labels.as_ptr(),
+                "same bytes, not re-encoded"
+            );
+        }
+        // A tag that moved to a new digest is re-encoded; the other container is not.
+        let moved = HashMap::from([
+            ("a:1".to_owned(), Ok(metadata("sha256:bb"))),
+            ("b:1".to_owned(), Ok(image)),
+        ]);
+        let third = inventory.build(&workloads, &moved, 3);
+        assert_ne!(
+            third.series[0].labels.as_ptr(),
+            second.series[0].labels.as_ptr()
+        );
+        assert!(third.series[0]
+            .decode_labels()
+            .contains(&("digest".into(), "sha256:bb".into())));
+        assert_eq!(
+            third.series[1].labels.as_ptr(),
+            second.series[1].labels.as_ptr()
+        );
+        // A replaced object (new Arc, as a watch event gives) is re-encoded.
+        let replaced = [Arc::new(workload("a:1")), workloads[1].clone()];
+        let fourth = inventory.build(&replaced, &moved, 4);
+        assert_ne!(
+            fourth.series[0].labels.as_ptr(),
+            third.series[0].labels.as_ptr()
+        );
+        assert_eq!(fourth.series[0].labels, third.series[0].labels);
     }
 }

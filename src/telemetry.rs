@@ -3,7 +3,8 @@
 //! endpoints appear without credentials or query strings.
 
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Every self-metric, registered in one [`Registry`].
@@ -31,6 +32,12 @@ pub struct Telemetry {
     pub snapshot_containers: IntGauge,
     pub snapshot_images: IntGauge,
     pub snapshot_series: IntGauge,
+    /// Objects held by the watch-fed inventory, by kind.
+    pub watched_objects: IntGaugeVec,
+    /// Registry requests by host, method and status code (`transport` when no answer came).
+    pub registry_requests: IntCounterVec,
+    /// 1 while this replica holds the leader lease (or leader election is off).
+    pub leader: IntGauge,
 }
 
 impl Telemetry {
@@ -95,6 +102,22 @@ impl Telemetry {
             "Kinds or manifest documents that could not be read, by kind and reason.",
             &["kind", "reason"],
         );
+        let registry_requests = counter(
+            "registry_requests_total",
+            "Registry requests by host, method and status code (transport: no HTTP answer).",
+            &["host", "method", "code"],
+        );
+        let watched_objects = IntGaugeVec::new(
+            Opts::new(
+                "container_image_pusher_watched_objects",
+                "Objects held by the watch-fed inventory, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(watched_objects.clone()))
+            .expect("metric registered once");
         let push_duration = HistogramVec::new(
             HistogramOpts::new(
                 "container_image_pusher_push_duration_seconds",
@@ -151,6 +174,12 @@ impl Telemetry {
                 "Distinct resolved image digests in the last snapshot.",
             ),
             snapshot_series: gauge("snapshot_series", "Series in the last snapshot."),
+            watched_objects,
+            registry_requests,
+            leader: gauge(
+                "leader",
+                "1 while this replica pushes (holds the lease, or runs without leader election).",
+            ),
             registry,
         }
     }

@@ -8,6 +8,8 @@
 pub mod cluster;
 pub mod files;
 
+use std::sync::Arc;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
@@ -108,7 +110,7 @@ impl Source {
     /// Reads every workload now. Kinds or files that cannot be read are
     /// logged and skipped by the sources; an error here means the snapshot
     /// as a whole cannot be trusted (for example the API server is down).
-    pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+    pub async fn snapshot(&self) -> Result<Vec<Arc<Workload>>, DiscoveryError> {
         let mut workloads = match self {
             Source::Cluster(cluster) => cluster.snapshot().await?,
             Source::Files(files) => files.snapshot().await?,
@@ -119,7 +121,7 @@ impl Source {
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         workloads
             .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
-        Ok(workloads)
+        Ok(workloads.into_iter().map(Arc::new).collect())
     }
 }
 

@@ -125,7 +125,7 @@ pub fn compress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
 mod tests {
     use super::*;
     use crate::discovery::{Container, Kind, Workload};
-    use crate::inventory::{build, CommonLabels};
+    use crate::inventory::{build_once as build, CommonLabels};
     use std::collections::HashMap;
 
     fn snapshot() -> crate::inventory::Snapshot {
