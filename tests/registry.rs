@@ -124,6 +124,17 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
         1,
         "no second config GET"
     );
+    let requests = |method: &str| {
+        telemetry
+            .registry_requests
+            .with_label_values(&[&host, method, "200"])
+            .get()
+    };
+    assert_eq!(
+        (requests("HEAD"), requests("GET")),
+        (2, 2),
+        "counted by host, method and status"
+    );
     let hits = telemetry
         .cache_lookups
         .with_label_values(&["metadata", "hit"])

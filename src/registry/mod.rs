@@ -215,7 +215,7 @@ impl Resolver {
                     .client
                     .fetch_manifest_digest(reference, &RegistryAuth::Anonymous);
                 match tokio::time::timeout(self.config.timeout, head).await {
-                    Ok(result) => result.map_err(|e| classify(&e, reference)),
+                    Ok(result) => self.counted(reference, "HEAD", result),
                     Err(_) => Err(ResolveError::new(
                         ErrorClass::Timeout,
                         format!(
@@ -228,6 +228,26 @@ impl Resolver {
             .await;
         self.count_lookup("reference", entry.is_fresh());
         entry.into_value()
+    }
+
+    /// Counts a registry request by host, method and status, and classifies
+    /// its error. oci-client hides the response, so the status is inferred
+    /// from the outcome: success is 200, parse failures came with a 200 too.
+    fn counted<T>(
+        &self,
+        reference: &Reference,
+        method: &str,
+        result: Result<T, OciDistributionError>,
+    ) -> Result<T, ResolveError> {
+        let code = match &result {
+            Ok(_) => "200",
+            Err(e) => status_code(e),
+        };
+        self.telemetry
+            .registry_requests
+            .with_label_values(&[reference.resolve_registry(), method, code])
+            .inc();
+        result.map_err(|e| classify(&e, reference))
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
@@ -246,11 +266,11 @@ impl Resolver {
         digest: &str,
     ) -> Result<ImageMetadata, ResolveError> {
         let auth = RegistryAuth::Anonymous;
-        let (body, _) = self
+        let manifest = self
             .client
             .pull_manifest_raw(pinned, &auth, manifest::ACCEPTED)
-            .await
-            .map_err(|e| classify(&e, pinned))?;
+            .await;
+        let (body, _) = self.counted(pinned, "GET", manifest)?;
         let mut annotations = BTreeMap::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
@@ -273,11 +293,11 @@ impl Resolver {
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
                     let child = reference::with_digest(pinned, &entry.digest);
-                    let (body, _) = self
+                    let manifest = self
                         .client
                         .pull_manifest_raw(&child, &auth, manifest::ACCEPTED)
-                        .await
-                        .map_err(|e| classify(&e, &child))?;
+                        .await;
+                    let (body, _) = self.counted(&child, "GET", manifest)?;
                     match Manifest::parse(&body).map_err(|m| bad_format(&child, m))? {
                         Manifest::Image {
                             config,
@@ -298,10 +318,11 @@ impl Resolver {
             ));
         }
         let mut buffer = LimitedBuffer::default();
-        self.client
+        let blob = self
+            .client
             .pull_blob(pinned, config.digest.as_str(), &mut buffer)
-            .await
-            .map_err(|e| classify(&e, pinned))?;
+            .await;
+        self.counted(pinned, "GET", blob)?;
         let image_config = ImageConfig::parse(&buffer.bytes).map_err(|m| bad_format(pinned, m))?;
         let size = layers
             .iter()
@@ -356,10 +377,47 @@ fn classify(error: &OciDistributionError, reference: &Reference) -> ResolveError
         | E::UnsupportedSchemaVersionError(_)
         | E::DigestError(_)
         | E::SpecViolationError(_)
-        | E::RegistryNoDigestError => ErrorClass::BadFormat,
+        | E::RegistryNoDigestError
+        // Only our size-limited buffer fails writes: the blob was too big.
+        | E::IoError(_) => ErrorClass::BadFormat,
         _ => ErrorClass::Other,
     };
     ResolveError::new(class, format!("{reference}: {}", describe(error)))
+}
+
+/// The HTTP status behind a client error, as a metric label.
+fn status_code(error: &OciDistributionError) -> &'static str {
+    use OciDistributionError as E;
+    match error {
+        E::RequestError(_) => "transport",
+        E::ImageManifestNotFoundError(_) => "404",
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => "401",
+        E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
+            Some(OciErrorCode::Unauthorized) => "401",
+            Some(OciErrorCode::Denied) => "403",
+            Some(OciErrorCode::Toomanyrequests) => "429",
+            Some(
+                OciErrorCode::ManifestUnknown
+                | OciErrorCode::NameUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound,
+            ) => "404",
+            _ => "400",
+        },
+        E::ServerError { code, .. } => match code {
+            401 => "401",
+            403 => "403",
+            404 => "404",
+            429 => "429",
+            500 => "500",
+            502 => "502",
+            503 => "503",
+            504 => "504",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        _ => "200",
+    }
 }
 
 /// The error and its causes on one line: reqwest hides the useful part

@@ -127,6 +127,28 @@ impl ChildGuard {
         }
     }
 
+    /// Sends SIGTERM (as Kubernetes does when stopping a pod) and waits up
+    /// to `timeout` for the process to exit; `None` if it did not.
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "could not signal {}",
+            self.name
+        );
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// `Err` with the exit status and logs if the process has already exited.
     pub fn check_running(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
