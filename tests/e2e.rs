@@ -583,6 +583,27 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
         .iter()
         .any(|m| m.metric_family_name == "container_image_container_info"));
 
+    // The README's alert rules: both unresolvable images fire, the inventory is fresh.
+    let mut failing: Vec<(String, String)> = prometheus
+        .query("last_over_time(container_image_resolve_error[30m]) == 1")
+        .await
+        .into_iter()
+        .map(|s| (s.labels["image"].clone(), s.labels["class"].clone()))
+        .collect();
+    failing.sort();
+    assert_eq!(
+        failing,
+        [
+            (
+                format!("{reg}/apps/Bad:Tag"),
+                "invalid_reference".to_owned()
+            ),
+            (format!("{reg}/apps/missing:1"), "not_found".to_owned())
+        ]
+    );
+    let stale = "time() - max by (cluster) (last_over_time(timestamp(container_image_container_info)[2h:1m])) > 1800";
+    assert!(prometheus.query(stale).await.is_empty());
+
     // Failures were explained in the log.
     assert!(
         stderr.contains("apps/missing:1") && stderr.contains("not_found"),
@@ -659,8 +680,8 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
     );
     assert_eq!(
         receiver.received().len(),
-        3,
-        "a 400 is not retried, and the other batches still go out"
+        6,
+        "6 series (3 containers, 3 resolve errors) in 6 requests: the 400 is not retried, the other batches still go out"
     );
     receiver.assert_valid();
 }
