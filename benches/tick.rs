@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, Workload};
 use container_image_pusher::inventory::{CommonLabels, Inventory};
-use container_image_pusher::registry::{ImageMetadata, Resolution};
+use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::remote_write::{compress, encode};
 
 fn main() {
@@ -25,6 +25,7 @@ fn main() {
     let runs = args.get(2).copied().unwrap_or(7);
 
     let (workloads, resolutions) = fixture(containers, images);
+    let resolutions = Resolutions::from(resolutions);
     let common = CommonLabels::new(
         "container-image-pusher",
         &[("cluster".into(), "prod-eu-1".into())],
@@ -144,6 +145,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                         },
                     })
                     .collect(),
+                pull: Default::default(),
             })
         })
         .collect();

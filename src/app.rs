@@ -1,7 +1,7 @@
 //! Wiring: workloads → image references → metadata → series → sinks, once
 //! (`--once`, for a CronJob) or on a schedule (a Deployment).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use crate::config::Config;
 use crate::discovery::{ClusterSource, FileSource, Source};
 use crate::exposition;
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
-use crate::registry::{Resolver, ResolverConfig};
+use crate::pull_secrets::PullSecrets;
+use crate::registry::{Credential, Keyring, Resolutions, Resolver, ResolverConfig};
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::server::{self, Shared};
@@ -26,6 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// Takes snapshots: discovery, resolution, series.
 pub struct Pipeline {
     source: Source,
+    pull_secrets: Arc<PullSecrets>,
     resolver: Resolver,
     inventory: Inventory,
     concurrency: usize,
@@ -34,18 +36,32 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn from_config(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
+        let mut static_keyring = Keyring::default();
+        if let Some(path) = &config.docker_config {
+            let json = std::fs::read(path)
+                .with_context(|| format!("failed to read --docker-config {}", path.display()))?;
+            static_keyring
+                .add_docker_config(&json, "--docker-config")
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("failed to load --docker-config {}", path.display()))?;
+        }
+        let pull_secrets = Arc::new(PullSecrets::new(config.pull_secrets, static_keyring));
         let source = if config.manifests.is_empty() {
-            let cluster = ClusterSource::connect(config.namespaces.clone(), telemetry.clone())
-                .await
-                .context(
-                    "no cluster to read workloads from (use --manifests to read files instead)",
-                )?;
-            Source::Cluster(cluster)
+            let client = kube::Client::try_default().await.context(
+                "no cluster to read workloads from (use --manifests to read files instead)",
+            )?;
+            pull_secrets.watch(client.clone(), &config.namespaces, telemetry.clone());
+            Source::Cluster(ClusterSource::new(
+                client,
+                config.namespaces.clone(),
+                telemetry.clone(),
+            ))
         } else {
             Source::Files(FileSource::new(
                 config.manifests.clone(),
                 config.namespaces.clone(),
                 telemetry.clone(),
+                pull_secrets.clone(),
             ))
         };
         let resolver = Resolver::new(
@@ -55,11 +71,14 @@ impl Pipeline {
                 error_cache_duration: config.error_cache_duration,
                 insecure_registries: config.insecure_registries.clone(),
                 timeout: config.registry_timeout,
+                registry_concurrency: config.registry_concurrency as usize,
+                registry_rps: config.registry_rps,
             },
             telemetry.clone(),
         );
         Ok(Pipeline {
             source,
+            pull_secrets,
             resolver,
             inventory: Inventory::new(CommonLabels::new(&config.job, &config.external_labels)),
             concurrency: config.resolve_concurrency as usize,
@@ -72,26 +91,45 @@ impl Pipeline {
     pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let started = Instant::now();
         let timestamp_ms = chrono::Utc::now().timestamp_millis();
+        // A first snapshot without the pull secrets would report their images unauthorized.
+        self.pull_secrets.wait_ready(Duration::from_secs(30)).await;
         let workloads = self
             .source
             .snapshot()
             .await
             .context("failed to take a snapshot of the workloads")?;
-        let images: HashSet<&str> = workloads
-            .iter()
-            .flat_map(|w| &w.containers)
-            .map(|c| c.image.as_str())
-            .collect();
+
+        // Each image once per credential scope, with the logins that match it.
+        let mut keyrings: HashMap<u64, Keyring> = HashMap::new();
+        let mut lookups: HashMap<(u64, &str), Vec<Credential>> = HashMap::new();
+        for workload in &workloads {
+            let scope = self.pull_secrets.scope(workload);
+            let keyring = keyrings
+                .entry(scope)
+                .or_insert_with(|| self.pull_secrets.keyring(workload));
+            for container in &workload.containers {
+                lookups
+                    .entry((scope, container.image.as_str()))
+                    .or_insert_with(|| PullSecrets::credentials(keyring, &container.image));
+            }
+        }
         let resolver = &self.resolver;
-        let resolutions: HashMap<String, _> = futures::stream::iter(images)
-            .map(|image| async move { (image.to_owned(), resolver.resolve(image).await) })
+        let results: Vec<_> = futures::stream::iter(lookups)
+            .map(|((scope, image), credentials)| async move {
+                let credentials: Vec<&Credential> = credentials.iter().collect();
+                (scope, image, resolver.resolve(image, &credentials).await)
+            })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        for (image, resolution) in &resolutions {
-            if let Err(e) = resolution {
+        let mut resolutions = Resolutions::new(self.pull_secrets.enabled());
+        let mut unresolved = 0;
+        for (scope, image, resolution) in results {
+            if let Err(e) = &resolution {
+                unresolved += 1;
                 warn!(image, class = e.class.as_str(), error = %e.message, "cannot resolve image; its containers get an empty digest");
             }
+            resolutions.insert(scope, image.to_owned(), resolution);
         }
         let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
         self.telemetry
@@ -108,7 +146,7 @@ impl Pipeline {
             workloads = workloads.len(),
             containers = snapshot.containers,
             images = snapshot.images,
-            unresolved = resolutions.values().filter(|r| r.is_err()).count(),
+            unresolved,
             series = snapshot.series.len(),
             took = ?started.elapsed(),
             "snapshot taken"

@@ -222,6 +222,26 @@ pub struct Config {
     )]
     pub insecure_registries: Vec<String>,
 
+    /// Resolve images with the pull secrets of each workload (its pod spec's
+    /// imagePullSecrets and its service account's), as the kubelet does.
+    /// Needs get/list/watch on Secrets and ServiceAccounts; false needs neither.
+    #[arg(long, value_name = "BOOL", env = "PUSHER_PULL_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pull_secrets: bool,
+
+    /// A docker config.json with static credentials for registries that pull
+    /// secrets do not cover.
+    #[arg(long, value_name = "PATH", env = "PUSHER_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+
+    /// Most requests in flight to one registry host.
+    #[arg(long, value_name = "N", env = "PUSHER_REGISTRY_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registry_concurrency: u32,
+
+    /// Requests per second to one registry host (bursts of the same size
+    /// allowed); a 429 pauses that host only.
+    #[arg(long, value_name = "RATE", env = "PUSHER_REGISTRY_RPS", default_value_t = 5.0, value_parser = parse_rate)]
+    pub registry_rps: f64,
+
     /// Timeout for one image lookup: the HEAD of a tag, or the manifests and
     /// config of a digest.
     #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -373,6 +393,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("a duration of zero is not allowed".into());
     }
     Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "{s:?} is not a positive number of requests per second"
+        )),
+    }
 }
 
 /// Parses NAME=VALUE with a valid Prometheus label name.

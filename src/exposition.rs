@@ -72,6 +72,7 @@ mod tests {
                 image: "quote\"me".into(),
                 jsonpath: "{.spec.containers[0]}".into(),
             }],
+            pull: Default::default(),
         }];
         let snap = build(
             &workloads,

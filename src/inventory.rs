@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use crate::discovery::Workload;
-use crate::registry::{ImageMetadata, Resolution};
+use crate::registry::{ImageMetadata, Resolutions};
 use crate::remote_write::proto;
 
 /// The metric families the pusher writes.
@@ -149,19 +149,30 @@ impl Inventory {
     pub fn build(
         &mut self,
         workloads: &[Arc<Workload>],
-        resolutions: &HashMap<String, Resolution>,
+        resolutions: &Resolutions,
         timestamp_ms: i64,
     ) -> Snapshot {
         let common = &self.common;
         let mut series = Vec::new();
         let mut containers = 0;
-        let metadata = |image: &str| resolutions.get(image).and_then(|r| r.as_ref().ok());
-        let digest = |image: &str| metadata(image).map_or("", |m| m.digest.as_str());
+        let metadata = |workload: &Workload, image: &str| {
+            resolutions
+                .get(workload, image)
+                .and_then(|r| r.as_ref().ok())
+        };
+        let digest = |workload: &Workload, image: &str| {
+            metadata(workload, image).map_or("", |m| m.digest.as_str())
+        };
 
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
         for workload in workloads {
             let key = Arc::as_ptr(workload) as usize;
-            let digests = || workload.containers.iter().map(|c| digest(&c.image));
+            let digests = || {
+                workload
+                    .containers
+                    .iter()
+                    .map(|c| digest(workload, &c.image))
+            };
             let cached = match self.workloads.remove(&key) {
                 Some(c)
                     if Arc::ptr_eq(&c.workload, workload)
@@ -188,8 +199,11 @@ impl Inventory {
         // One set of image series per digest, in order of first use.
         let mut seen = HashSet::new();
         let mut cached_images = HashMap::new();
-        for container in workloads.iter().flat_map(|w| &w.containers) {
-            let Some(image) = metadata(&container.image) else {
+        let used = workloads
+            .iter()
+            .flat_map(|w| w.containers.iter().map(move |c| (w, c)));
+        for (workload, container) in used {
+            let Some(image) = metadata(workload, &container.image) else {
                 continue;
             };
             if !seen.insert(image.digest.as_str()) {
@@ -212,9 +226,10 @@ impl Inventory {
         // Failing images are few and change often: encoded afresh.
         let mut failures: Vec<(&str, &'static str)> = resolutions
             .iter()
-            .filter_map(|(image, r)| Some((image.as_str(), r.as_ref().err()?.class.as_str())))
+            .filter_map(|(image, r)| Some((image, r.as_ref().err()?.class.as_str())))
             .collect();
         failures.sort_unstable();
+        failures.dedup();
         let mut labels = LabelSet::new(common);
         for (image, class) in failures {
             labels.start(Family::ResolveError);
@@ -287,12 +302,13 @@ fn image_series(common: &CommonLabels, image: &ImageMetadata) -> Vec<Series> {
 #[cfg(test)]
 pub(crate) fn build_once(
     workloads: &[Workload],
-    resolutions: &HashMap<String, Resolution>,
+    resolutions: &HashMap<String, crate::registry::Resolution>,
     common: &CommonLabels,
     timestamp_ms: i64,
 ) -> Snapshot {
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
-    Inventory::new(common.clone()).build(&workloads, resolutions, timestamp_ms)
+    let resolutions = Resolutions::from(resolutions.clone());
+    Inventory::new(common.clone()).build(&workloads, &resolutions, timestamp_ms)
 }
 
 /// Reusable scratch space for assembling one label set at a time.
@@ -370,7 +386,7 @@ mod tests {
 
     fn build(
         workloads: &[Workload],
-        resolutions: &HashMap<String, Resolution>,
+        resolutions: &HashMap<String, crate::registry::Resolution>,
         common: &CommonLabels,
         ts: i64,
     ) -> Snapshot {
@@ -387,6 +403,7 @@ mod tests {
                 image: image.into(),
                 jsonpath: "{.spec.template.spec.containers[0]}".into(),
             }],
+            pull: Default::default(),
         }
     }
 
@@ -539,6 +556,7 @@ mod tests {
             ("a:1".to_owned(), Ok(image.clone())),
             ("b:1".to_owned(), Ok(image.clone())),
         ]);
+        let resolutions = Resolutions::from(resolutions);
         let first = inventory.build(&workloads, &resolutions, 1);
         let second = inventory.build(&workloads, &resolutions, 2);
         assert_eq!(first.series.len(), second.series.len());
@@ -554,6 +572,7 @@ mod tests {
             ("a:1".to_owned(), Ok(metadata("sha256:bb"))),
             ("b:1".to_owned(), Ok(image)),
         ]);
+        let moved = Resolutions::from(moved);
         let third = inventory.build(&workloads, &moved, 3);
         assert_ne!(
             third.series[0].labels.as_ptr(),

@@ -15,6 +15,8 @@ pub mod config;
 pub mod discovery;
 pub mod exposition;
 pub mod inventory;
+pub mod leader;
+pub mod pull_secrets;
 pub mod registry;
 pub mod remote_write;
 pub mod schedule;

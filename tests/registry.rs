@@ -30,6 +30,8 @@ fn resolver(
         error_cache_duration: cache,
         insecure_registries: vec![insecure.to_owned()],
         timeout,
+        registry_concurrency: 10,
+        registry_rps: 1000.0,
     };
     (Resolver::new(config, telemetry.clone()), telemetry)
 }
@@ -81,7 +83,8 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     let reference = format!("{host}/apps/a:1");
 
     // Twenty concurrent lookups of one tag: single flight.
-    let results = futures::future::join_all((0..20).map(|_| resolver.resolve(&reference))).await;
+    let results =
+        futures::future::join_all((0..20).map(|_| resolver.resolve(&reference, &[]))).await;
     for result in &results {
         assert_eq!(result.as_ref().expect("resolves").digest, image.digest);
     }
@@ -101,7 +104,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
 
     // Pinned by digest: no request at all, the metadata is cached by digest.
     let pinned = resolver
-        .resolve(&format!("{host}/apps/a@{}", image.digest))
+        .resolve(&format!("{host}/apps/a@{}", image.digest), &[])
         .await
         .unwrap();
     assert_eq!(pinned.digest, image.digest);
@@ -110,7 +113,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     // After the cache period: one HEAD, no GET, same answer.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(
-        resolver.resolve(&reference).await.unwrap().digest,
+        resolver.resolve(&reference, &[]).await.unwrap().digest,
         image.digest
     );
     assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/1"), 2);
@@ -154,7 +157,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
     );
     let missing = format!("{host}/apps/missing:1");
     for _ in 0..3 {
-        let err = resolver.resolve(&missing).await.unwrap_err();
+        let err = resolver.resolve(&missing, &[]).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::NotFound, "{err}");
         assert!(
             err.message.contains("apps/missing:1"),
@@ -163,7 +166,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
     }
     assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    resolver.resolve(&missing).await.unwrap_err();
+    resolver.resolve(&missing, &[]).await.unwrap_err();
     assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 2);
     assert_eq!(
         telemetry
@@ -174,7 +177,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
     );
 
     let invalid = resolver
-        .resolve(&format!("{host}/Apps/UPPER:1"))
+        .resolve(&format!("{host}/Apps/UPPER:1"), &[])
         .await
         .unwrap_err();
     assert_eq!(invalid.class, ErrorClass::InvalidReference);
@@ -233,7 +236,7 @@ async fn multi_arch_indexes_resolve_to_one_platform() {
             platform,
             Duration::from_secs(10),
         );
-        let m = resolver.resolve(&reference).await.unwrap();
+        let m = resolver.resolve(&reference, &[]).await.unwrap();
         assert_eq!(
             m.digest, index.digest,
             "the digest label is the index digest"
@@ -275,7 +278,7 @@ async fn multi_arch_indexes_resolve_to_one_platform() {
     );
     assert_eq!(
         resolver
-            .resolve(&format!("{host}/apps/dlist:1"))
+            .resolve(&format!("{host}/apps/dlist:1"), &[])
             .await
             .unwrap()
             .size,
@@ -390,8 +393,12 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
         ),
     ];
     // All at once: one slow registry must not hold up the others.
-    let results =
-        futures::future::join_all(cases.iter().map(|(image, _, _)| resolver.resolve(image))).await;
+    let results = futures::future::join_all(
+        cases
+            .iter()
+            .map(|(image, _, _)| resolver.resolve(image, &[])),
+    )
+    .await;
     for ((image, class, text), result) in cases.iter().zip(results) {
         let err = result.expect_err(image);
         assert_eq!(err.class, *class, "{image}: {err}");

@@ -30,20 +30,13 @@ pub struct ClusterSource {
 }
 
 impl ClusterSource {
-    /// Connects with the in-cluster service account or the current kubeconfig.
-    pub async fn connect(
-        namespaces: Vec<String>,
-        telemetry: Arc<Telemetry>,
-    ) -> Result<Self, DiscoveryError> {
-        let client = Client::try_default()
-            .await
-            .map_err(DiscoveryError::Connect)?;
-        Ok(ClusterSource {
+    pub fn new(client: Client, namespaces: Vec<String>, telemetry: Arc<Telemetry>) -> Self {
+        ClusterSource {
             client,
             namespaces,
             forbidden: Mutex::default(),
             telemetry,
-        })
+        }
     }
 
     pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,6 +19,7 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 
 use super::{workload, DiscoveryError, HasPodSpec, Workload};
+use crate::pull_secrets::PullSecrets;
 use crate::telemetry::Telemetry;
 
 /// Reads workloads from files, again at every snapshot, so a directory kept
@@ -29,25 +30,45 @@ pub struct FileSource {
     /// Standard input can be read only once; later snapshots reuse it.
     stdin: OnceLock<String>,
     telemetry: Arc<Telemetry>,
+    /// Secrets and ServiceAccounts in the files play the cluster's part.
+    pull_secrets: Arc<PullSecrets>,
+}
+
+/// What the files hold that matters: workloads, and what their pull
+/// credentials come from.
+#[derive(Default)]
+struct Parsed {
+    workloads: Vec<Workload>,
+    secrets: Vec<Secret>,
+    accounts: Vec<ServiceAccount>,
 }
 
 impl FileSource {
-    pub fn new(paths: Vec<PathBuf>, namespaces: Vec<String>, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        namespaces: Vec<String>,
+        telemetry: Arc<Telemetry>,
+        pull_secrets: Arc<PullSecrets>,
+    ) -> Self {
         FileSource {
             paths,
             namespaces,
             stdin: OnceLock::new(),
             telemetry,
+            pull_secrets,
         }
     }
 
     pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
-        let mut workloads = Vec::new();
+        let mut parsed = Parsed::default();
         for path in &self.paths {
             for (origin, text) in self.read(path).await? {
-                workloads.extend(self.parse(&origin, &text));
+                self.parse(&origin, &text, &mut parsed);
             }
         }
+        self.pull_secrets
+            .replace_from_files(&parsed.secrets, &parsed.accounts);
+        let mut workloads = parsed.workloads;
         if !self.namespaces.is_empty() {
             workloads.retain(|w| self.namespaces.contains(&w.namespace));
         }
@@ -90,12 +111,11 @@ impl FileSource {
         Ok(contents)
     }
 
-    fn parse(&self, origin: &str, text: &str) -> Vec<Workload> {
-        let mut workloads = Vec::new();
+    fn parse(&self, origin: &str, text: &str, out: &mut Parsed) {
         for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
             match Value::deserialize(document) {
                 Ok(Value::Null) => {} // empty document, e.g. a trailing `---`
-                Ok(value) => self.collect(origin, index, value, &mut workloads),
+                Ok(value) => self.collect(origin, index, value, out),
                 Err(e) => {
                     self.telemetry
                         .discovery_errors
@@ -107,10 +127,9 @@ impl FileSource {
                 }
             }
         }
-        workloads
     }
 
-    fn collect(&self, origin: &str, index: usize, value: Value, out: &mut Vec<Workload>) {
+    fn collect(&self, origin: &str, index: usize, value: Value, out: &mut Parsed) {
         let api_version = value
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -135,6 +154,23 @@ impl FileSource {
                 }
                 return;
             }
+            ("v1", "Secret" | "ServiceAccount") => {
+                let result = if kind == "Secret" {
+                    serde_json::from_value(value).map(|mut s: Secret| {
+                        s.metadata.namespace.get_or_insert_with(|| "default".into());
+                        out.secrets.push(s)
+                    })
+                } else {
+                    serde_json::from_value(value).map(|mut a: ServiceAccount| {
+                        a.metadata.namespace.get_or_insert_with(|| "default".into());
+                        out.accounts.push(a)
+                    })
+                };
+                if let Err(e) = result {
+                    warn!(file = origin, document = index, kind, error = %e, "skipping an object that does not match its kind's schema");
+                }
+                return;
+            }
             ("v1", "Pod") => typed::<Pod>(value),
             ("apps/v1", "Deployment") => typed::<Deployment>(value),
             ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value),
@@ -153,7 +189,7 @@ impl FileSource {
             }
         };
         match parsed {
-            Ok(w) => out.push(w),
+            Ok(w) => out.workloads.push(w),
             Err(e) => {
                 self.telemetry
                     .discovery_errors
@@ -204,8 +240,18 @@ mod tests {
     use super::*;
     use crate::discovery::Kind;
 
+    fn no_secrets() -> Arc<PullSecrets> {
+        Arc::new(PullSecrets::new(true, crate::registry::Keyring::default()))
+    }
+
     fn source() -> FileSource {
-        FileSource::new(vec![], vec![], Arc::new(Telemetry::new()))
+        FileSource::new(vec![], vec![], Arc::new(Telemetry::new()), no_secrets())
+    }
+
+    fn parse(source: &FileSource, origin: &str, text: &str) -> Vec<Workload> {
+        let mut parsed = Parsed::default();
+        source.parse(origin, text, &mut parsed);
+        parsed.workloads
     }
 
     #[test]
@@ -231,7 +277,7 @@ items:
     jobTemplate: {spec: {template: {spec: {containers: [{name: r, image: report}]}}}}
 ---
 "#;
-        let got = source().parse("test.yaml", yaml);
+        let got = parse(&source(), "test.yaml", yaml);
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].kind, got[0].name.as_str()), (Kind::Pod, "a"));
         assert_eq!(
@@ -241,7 +287,10 @@ items:
 
         let json = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
             "spec":{"selector":{},"template":{"spec":{"containers":[{"name":"c","image":"app"}]}}}}"#;
-        assert_eq!(source().parse("test.json", json)[0].kind, Kind::Deployment);
+        assert_eq!(
+            parse(&source(), "test.json", json)[0].kind,
+            Kind::Deployment
+        );
     }
 
     #[test]
@@ -263,7 +312,7 @@ metadata: {name: also-good}
 spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
 "#;
         let s = source();
-        let got = s.parse("test.yaml", yaml);
+        let got = parse(&s, "test.yaml", yaml);
         let names: Vec<_> = got.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(names, ["good", "also-good"]);
         assert_eq!(
@@ -273,7 +322,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
                 .get(),
             1
         );
-        assert!(source().parse("broken.yaml", "kind: [unclosed").is_empty());
+        assert!(parse(&source(), "broken.yaml", "kind: [unclosed").is_empty());
     }
 
     #[tokio::test]
@@ -286,12 +335,18 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
         std::fs::write(dir.path().join("a.yaml"), pod("a", "keep")).unwrap();
         std::fs::write(dir.path().join("sub/b.yml"), pod("b", "drop")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
-        let all = FileSource::new(vec![dir.path().into()], vec![], Arc::new(Telemetry::new()));
+        let all = FileSource::new(
+            vec![dir.path().into()],
+            vec![],
+            Arc::new(Telemetry::new()),
+            no_secrets(),
+        );
         assert_eq!(all.snapshot().await.unwrap().len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
             vec!["keep".into()],
             Arc::new(Telemetry::new()),
+            no_secrets(),
         );
         let got = some.snapshot().await.unwrap();
         assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
@@ -300,6 +355,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
             vec![dir.path().join("nope.yaml")],
             vec![],
             Arc::new(Telemetry::new()),
+            no_secrets(),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");

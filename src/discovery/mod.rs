@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod files;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -88,6 +89,18 @@ pub struct Workload {
     pub namespace: String,
     pub name: String,
     pub containers: Vec<Container>,
+    /// Where its pods get registry credentials from.
+    pub pull: PullConfig,
+}
+
+/// The pod spec's `imagePullSecrets` and service account: with the
+/// account's own pull secrets, what the kubelet pulls this workload's
+/// images with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullConfig {
+    pub secrets: Vec<String>,
+    /// `serviceAccountName`, else `default`.
+    pub service_account: String,
 }
 
 /// One entry of `initContainers`, `containers` or `ephemeralContainers`.
@@ -128,8 +141,6 @@ impl Source {
 /// Errors that make a whole snapshot unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    #[error("failed to connect to the Kubernetes API: {0}")]
-    Connect(#[source] kube::Error),
     #[error("failed to list {kind} objects{scope}: {source}")]
     List {
         kind: Kind,
@@ -238,6 +249,50 @@ pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workl
             .unwrap_or_else(|| default_namespace.to_owned()),
         name: meta.name.clone().unwrap_or_default(),
         containers,
+        pull: obj
+            .pod_spec()
+            .map(pull_config)
+            .unwrap_or_else(|| PullConfig {
+                service_account: "default".into(),
+                ..PullConfig::default()
+            }),
+    }
+}
+
+impl Workload {
+    /// Identifies the credentials its images resolve with: workloads in one
+    /// namespace with the same pull secrets and service account share it.
+    pub fn credential_scope(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.namespace,
+            &self.pull.secrets,
+            &self.pull.service_account,
+        )
+            .hash(&mut hasher);
+        hasher.finish() | 1 // 0 is "no credentials considered"
+    }
+}
+
+fn pull_config(spec: &PodSpec) -> PullConfig {
+    #[allow(deprecated)] // `serviceAccount` is the old spelling; old manifests still use it.
+    let account = spec
+        .service_account_name
+        .as_ref()
+        .or(spec.service_account.as_ref());
+    PullConfig {
+        secrets: spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        service_account: account
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "default".into()),
     }
 }
 
@@ -324,6 +379,23 @@ mod tests {
         );
         assert_eq!(Kind::CronJob.group(), "batch");
         assert_eq!(Kind::Pod.group(), "");
+    }
+
+    #[test]
+    fn pull_secrets_and_service_account() {
+        let d: Deployment = from_json(json!({
+            "metadata": {"name": "api"},
+            "spec": {"selector": {}, "template": {"spec": {
+                "serviceAccountName": "builder",
+                "imagePullSecrets": [{"name": "regcred"}, {"name": "other"}],
+                "containers": [{"name": "api", "image": "api:1"}]
+            }}}
+        }));
+        let pull = workload(&d, "default").pull;
+        assert_eq!(pull.secrets, ["regcred", "other"]);
+        assert_eq!(pull.service_account, "builder");
+        let pod: Pod = from_json(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
+        assert_eq!(workload(&pod, "default").pull.service_account, "default");
     }
 
     #[test]

@@ -11,10 +11,14 @@
 //! Failures are cached too, for `--error-cache-duration`, so one broken image
 //! does not hammer its registry at every tick.
 
+#[cfg(any(feature = "ecr", feature = "gcr", feature = "acr"))]
+pub mod cloud;
+pub mod keyring;
+mod limiter;
 pub mod manifest;
 pub mod reference;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,14 +26,17 @@ use moka::future::Cache;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
 use tokio::io::AsyncWrite;
 use tracing::debug;
 
+pub use keyring::{Credential, Keyring};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 
+use crate::discovery::Workload;
 use crate::telemetry::Telemetry;
+use limiter::HostLimiter;
 
 /// What the series say about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +102,62 @@ impl ResolveError {
 
 pub type Resolution = Result<Arc<ImageMetadata>, ResolveError>;
 
+/// The resolutions of a snapshot's images. An image resolves per
+/// credential scope (see [`Workload::credential_scope`]): the same image may
+/// be readable with one workload's pull secrets and not with another's.
+#[derive(Debug, Default)]
+pub struct Resolutions {
+    scoped: bool,
+    by_scope: HashMap<u64, HashMap<String, Resolution>>,
+}
+
+impl Resolutions {
+    /// `scoped` is false when pull secrets are off: one resolution per image.
+    pub fn new(scoped: bool) -> Self {
+        Resolutions {
+            scoped,
+            by_scope: HashMap::new(),
+        }
+    }
+
+    pub fn scope(&self, workload: &Workload) -> u64 {
+        if self.scoped {
+            workload.credential_scope()
+        } else {
+            0
+        }
+    }
+
+    pub fn insert(&mut self, scope: u64, image: String, resolution: Resolution) {
+        self.by_scope
+            .entry(scope)
+            .or_default()
+            .insert(image, resolution);
+    }
+
+    pub fn get(&self, workload: &Workload, image: &str) -> Option<&Resolution> {
+        self.by_scope.get(&self.scope(workload))?.get(image)
+    }
+
+    /// Every (image, resolution) pair, images repeated across scopes.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Resolution)> {
+        self.by_scope
+            .values()
+            .flatten()
+            .map(|(image, r)| (image.as_str(), r))
+    }
+}
+
+impl From<HashMap<String, Resolution>> for Resolutions {
+    /// Unscoped resolutions, as without pull secrets.
+    fn from(by_image: HashMap<String, Resolution>) -> Self {
+        Resolutions {
+            scoped: false,
+            by_scope: HashMap::from([(0, by_image)]),
+        }
+    }
+}
+
 /// Settings of a [`Resolver`].
 #[derive(Debug, Clone)]
 pub struct ResolverConfig {
@@ -103,6 +166,10 @@ pub struct ResolverConfig {
     pub error_cache_duration: Duration,
     pub insecure_registries: Vec<String>,
     pub timeout: Duration,
+    /// Most requests in flight to one registry host.
+    pub registry_concurrency: usize,
+    /// Requests per second to one registry host (token bucket).
+    pub registry_rps: f64,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -114,30 +181,22 @@ const TAG_CAPACITY: u64 = 200_000;
 
 /// Resolves image references to metadata through a registry client and caches.
 pub struct Resolver {
-    client: Client,
+    /// One client per credential: oci-client keeps the first login it sees
+    /// for a host, so objects with different credentials for one host
+    /// must not share a client. Key 0 is anonymous access.
+    clients: std::sync::Mutex<HashMap<u64, Client>>,
     config: ResolverConfig,
-    tags: Cache<String, Result<String, ResolveError>>,
-    metadata: Cache<String, Resolution>,
+    /// (reference, credential) → digest: a result obtained with one
+    /// object's credentials is never reported for another's.
+    tags: Cache<(String, u64), Result<String, ResolveError>>,
+    metadata: Cache<(String, u64), Resolution>,
+    limiter: HostLimiter,
     telemetry: Arc<Telemetry>,
 }
 
 impl Resolver {
     pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Self {
         crate::install_crypto_provider();
-        let client = Client::new(ClientConfig {
-            protocol: if config.insecure_registries.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(config.insecure_registries.clone())
-            },
-            // Platform choice is ours (see `manifest::choose_platform`): the
-            // client's resolver cannot skip attestations or report the index digest.
-            platform_resolver: None,
-            user_agent: concat!("container-image-pusher/", env!("CARGO_PKG_VERSION")),
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(config.timeout),
-            ..ClientConfig::default()
-        });
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
             .expire_after(Ttl {
@@ -154,18 +213,45 @@ impl Resolver {
                 idle: Some(METADATA_IDLE),
             })
             .build();
+        let limiter = HostLimiter::new(config.registry_concurrency, config.registry_rps);
         Resolver {
-            client,
+            clients: std::sync::Mutex::default(),
             config,
             tags,
             metadata,
+            limiter,
             telemetry,
         }
     }
 
-    /// Resolves one image as written in a pod spec.
-    pub async fn resolve(&self, image: &str) -> Resolution {
-        let result = self.resolve_uncounted(image).await;
+    fn client(&self, credential: u64) -> Client {
+        let mut clients = self.clients.lock().expect("client map poisoned");
+        clients
+            .entry(credential)
+            .or_insert_with(|| {
+                Client::new(ClientConfig {
+                    protocol: if self.config.insecure_registries.is_empty() {
+                        ClientProtocol::Https
+                    } else {
+                        ClientProtocol::HttpsExcept(self.config.insecure_registries.clone())
+                    },
+                    // Platform choice is ours (see `manifest::choose_platform`): the
+                    // client's resolver cannot skip attestations or report the index digest.
+                    platform_resolver: None,
+                    user_agent: concat!("container-image-pusher/", env!("CARGO_PKG_VERSION")),
+                    connect_timeout: Some(Duration::from_secs(10)),
+                    read_timeout: Some(self.config.timeout),
+                    ..ClientConfig::default()
+                })
+            })
+            .clone()
+    }
+
+    /// Resolves one image as written in a pod spec, trying `credentials`
+    /// (the logins that match it, most specific first, as the kubelet
+    /// would) until one is accepted; anonymously when there are none.
+    pub async fn resolve(&self, image: &str, credentials: &[&Credential]) -> Resolution {
+        let result = self.resolve_uncounted(image, credentials).await;
         if let Err(e) = &result {
             self.telemetry
                 .resolve_failures
@@ -175,20 +261,41 @@ impl Resolver {
         result
     }
 
-    async fn resolve_uncounted(&self, image: &str) -> Resolution {
+    async fn resolve_uncounted(&self, image: &str, credentials: &[&Credential]) -> Resolution {
         let reference = reference::parse(image)
             .map_err(|m| ResolveError::new(ErrorClass::InvalidReference, m))?;
+        if credentials.is_empty() {
+            return self.resolve_with(&reference, None).await;
+        }
+        let mut last = None;
+        for credential in credentials {
+            match self.resolve_with(&reference, Some(credential)).await {
+                Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
+                    debug!(image, source = %credential.source, error = %e, "credential refused; trying the next");
+                    last = Some(e);
+                }
+                result => return result,
+            }
+        }
+        Err(last.expect("at least one credential was tried"))
+    }
+
+    async fn resolve_with(
+        &self,
+        reference: &Reference,
+        credential: Option<&Credential>,
+    ) -> Resolution {
         let digest = match reference.digest() {
             Some(digest) => digest.to_owned(),
-            None => self.tag_digest(&reference).await?,
+            None => self.tag_digest(reference, credential).await?,
         };
-        let pinned = reference::with_digest(&reference, &digest);
-        let key = pinned.whole();
+        let pinned = reference::with_digest(reference, &digest);
+        let key = (pinned.whole(), credential.map_or(0, Credential::id));
         let entry = self
             .metadata
             .entry(key)
             .or_insert_with(async {
-                let fetch = self.fetch_metadata(&pinned, &digest);
+                let fetch = self.fetch_metadata(&pinned, &digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)
                     .await
                     .unwrap_or_else(|_| {
@@ -205,17 +312,27 @@ impl Resolver {
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.
-    async fn tag_digest(&self, reference: &Reference) -> Result<String, ResolveError> {
+    async fn tag_digest(
+        &self,
+        reference: &Reference,
+        credential: Option<&Credential>,
+    ) -> Result<String, ResolveError> {
+        let key = (reference.whole(), credential.map_or(0, Credential::id));
         let entry = self
             .tags
-            .entry(reference.whole())
+            .entry(key)
             .or_insert_with(async {
                 debug!(reference = %reference, "resolving tag");
-                let head = self
-                    .client
-                    .fetch_manifest_digest(reference, &RegistryAuth::Anonymous);
+                let client = self.client(credential.map_or(0, Credential::id));
+                let auth = registry_auth(credential);
+                let head = self.request(
+                    reference,
+                    "HEAD",
+                    credential,
+                    client.fetch_manifest_digest(reference, &auth),
+                );
                 match tokio::time::timeout(self.config.timeout, head).await {
-                    Ok(result) => self.counted(reference, "HEAD", result),
+                    Ok(result) => result,
                     Err(_) => Err(ResolveError::new(
                         ErrorClass::Timeout,
                         format!(
@@ -230,24 +347,58 @@ impl Resolver {
         entry.into_value()
     }
 
-    /// Counts a registry request by host, method and status, and classifies
-    /// its error. oci-client hides the response, so the status is inferred
-    /// from the outcome: success is 200, parse failures came with a 200 too.
-    fn counted<T>(
+    /// Runs one registry request within the host's politeness limits,
+    /// counts it by host, method and status, and classifies its error.
+    /// oci-client hides the response, so the status is inferred from the
+    /// outcome: success is 200, and parse failures came with a 200 too.
+    async fn request<T>(
         &self,
         reference: &Reference,
         method: &str,
-        result: Result<T, OciDistributionError>,
+        credential: Option<&Credential>,
+        operation: impl std::future::Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, ResolveError> {
+        let host = reference.resolve_registry();
+        let result = {
+            let _permit = self.limiter.acquire(host).await;
+            operation.await
+        };
         let code = match &result {
             Ok(_) => "200",
             Err(e) => status_code(e),
         };
         self.telemetry
             .registry_requests
-            .with_label_values(&[reference.resolve_registry(), method, code])
+            .with_label_values(&[host, method, code])
             .inc();
-        result.map_err(|e| classify(&e, reference))
+        let Err(error) = result else {
+            return result.map_err(|_| unreachable!());
+        };
+        if code == "429" {
+            self.limiter.back_off(host);
+        }
+        let mut resolve_error = classify(&error, reference);
+        if let (ErrorClass::Unauthorized, Some(credential)) = (resolve_error.class, credential) {
+            // oci-client swallows a failed token exchange and retries
+            // anonymously; ask the token server again for its reason.
+            let client = self.client(credential.id());
+            if let Err(OciDistributionError::AuthenticationFailure(reason)) = client
+                .auth(
+                    reference,
+                    &registry_auth(Some(credential)),
+                    RegistryOperation::Pull,
+                )
+                .await
+            {
+                resolve_error
+                    .message
+                    .push_str(&format!(": {}", reason.trim()));
+            }
+            resolve_error
+                .message
+                .push_str(&format!(" (with credentials from {})", credential.source));
+        }
+        Err(resolve_error)
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
@@ -264,13 +415,12 @@ impl Resolver {
         &self,
         pinned: &Reference,
         digest: &str,
+        credential: Option<&Credential>,
     ) -> Result<ImageMetadata, ResolveError> {
-        let auth = RegistryAuth::Anonymous;
-        let manifest = self
-            .client
-            .pull_manifest_raw(pinned, &auth, manifest::ACCEPTED)
-            .await;
-        let (body, _) = self.counted(pinned, "GET", manifest)?;
+        let auth = registry_auth(credential);
+        let client = self.client(credential.map_or(0, Credential::id));
+        let manifest = client.pull_manifest_raw(pinned, &auth, manifest::ACCEPTED);
+        let (body, _) = self.request(pinned, "GET", credential, manifest).await?;
         let mut annotations = BTreeMap::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
@@ -293,11 +443,8 @@ impl Resolver {
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
                     let child = reference::with_digest(pinned, &entry.digest);
-                    let manifest = self
-                        .client
-                        .pull_manifest_raw(&child, &auth, manifest::ACCEPTED)
-                        .await;
-                    let (body, _) = self.counted(&child, "GET", manifest)?;
+                    let manifest = client.pull_manifest_raw(&child, &auth, manifest::ACCEPTED);
+                    let (body, _) = self.request(&child, "GET", credential, manifest).await?;
                     match Manifest::parse(&body).map_err(|m| bad_format(&child, m))? {
                         Manifest::Image {
                             config,
@@ -318,11 +465,8 @@ impl Resolver {
             ));
         }
         let mut buffer = LimitedBuffer::default();
-        let blob = self
-            .client
-            .pull_blob(pinned, config.digest.as_str(), &mut buffer)
-            .await;
-        self.counted(pinned, "GET", blob)?;
+        let blob = client.pull_blob(pinned, config.digest.as_str(), &mut buffer);
+        self.request(pinned, "GET", credential, blob).await?;
         let image_config = ImageConfig::parse(&buffer.bytes).map_err(|m| bad_format(pinned, m))?;
         let size = layers
             .iter()
@@ -334,6 +478,13 @@ impl Resolver {
             labels: image_config.labels(),
             annotations,
         })
+    }
+}
+
+fn registry_auth(credential: Option<&Credential>) -> RegistryAuth {
+    match credential {
+        Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+        None => RegistryAuth::Anonymous,
     }
 }
 

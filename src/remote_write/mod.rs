@@ -139,6 +139,7 @@ mod tests {
                     image: format!("img:{i}"),
                     jsonpath: "{.spec.containers[0]}".into(),
                 }],
+                pull: Default::default(),
             })
             .collect();
         build(

@@ -1,0 +1,442 @@
+//! Registry credentials per workload, the way the kubelet finds them: the
+//! pod spec's `imagePullSecrets`, then those of its service account, in its
+//! namespace; then the static `--docker-config`.
+//!
+//! Secrets and service accounts come from watch-fed caches (secrets
+//! filtered by type on the server), or from the manifest files, and are
+//! kept parsed: only the logins, never whole objects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tracing::{debug, info, warn};
+
+use crate::discovery::Workload;
+use crate::registry::{Credential, Keyring};
+use crate::telemetry::Telemetry;
+
+const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
+
+type Key = (String, String);
+
+/// Pull secrets and service accounts, and the static docker config.
+pub struct PullSecrets {
+    /// False with `--pull-secrets=false`: only the static config applies.
+    enabled: bool,
+    secrets: RwLock<HashMap<Key, Arc<Keyring>>>,
+    accounts: RwLock<HashMap<Key, Vec<String>>>,
+    static_keyring: Keyring,
+    /// Missing secrets already warned about, so each is logged once.
+    warned: Mutex<HashSet<Key>>,
+    /// Watchers that have not completed their first list yet.
+    pending: AtomicUsize,
+}
+
+impl PullSecrets {
+    pub fn new(enabled: bool, static_keyring: Keyring) -> Self {
+        PullSecrets {
+            enabled,
+            secrets: RwLock::default(),
+            accounts: RwLock::default(),
+            static_keyring,
+            warned: Mutex::default(),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// Identifies the credentials a workload's images resolve with: equal
+    /// scopes get equal credentials, so each (scope, image) is resolved once.
+    pub fn scope(&self, workload: &Workload) -> u64 {
+        if self.enabled {
+            workload.credential_scope()
+        } else {
+            0
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Every login that may apply to the workload, in the kubelet's order.
+    pub fn keyring(&self, workload: &Workload) -> Keyring {
+        let mut keyring = Keyring::default();
+        if self.enabled {
+            let namespace = &workload.namespace;
+            let account_secrets = self
+                .accounts
+                .read()
+                .expect("accounts poisoned")
+                .get(&(namespace.clone(), workload.pull.service_account.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let secrets = self.secrets.read().expect("secrets poisoned");
+            for name in workload.pull.secrets.iter().chain(&account_secrets) {
+                let key = (namespace.clone(), name.clone());
+                match secrets.get(&key) {
+                    Some(k) => keyring.extend(k),
+                    None => {
+                        if self.warned.lock().expect("warned poisoned").insert(key) {
+                            warn!(namespace, secret = name, workload = %workload.name, "pull secret not found (or not a docker config secret); its images are resolved without it");
+                        }
+                    }
+                }
+            }
+        }
+        keyring.extend(&self.static_keyring);
+        keyring
+    }
+
+    /// The logins to try for one image, most specific first.
+    pub fn credentials(keyring: &Keyring, image: &str) -> Vec<Credential> {
+        match crate::registry::reference::parse(image) {
+            Ok(r) => keyring
+                .lookup(r.resolve_registry(), r.repository())
+                .into_iter()
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn put_secret(&self, secret: &Secret) {
+        let (Some(namespace), Some(name)) = (
+            secret.metadata.namespace.clone(),
+            secret.metadata.name.clone(),
+        ) else {
+            return;
+        };
+        let key = (namespace, name);
+        match parse_secret(secret) {
+            Some(Ok(keyring)) => {
+                self.secrets
+                    .write()
+                    .expect("secrets poisoned")
+                    .insert(key.clone(), Arc::new(keyring));
+                self.warned.lock().expect("warned poisoned").remove(&key);
+            }
+            Some(Err(e)) => {
+                warn!(namespace = key.0, secret = key.1, error = %e, "pull secret is not a valid docker config; ignored");
+                self.secrets.write().expect("secrets poisoned").remove(&key);
+            }
+            None => {
+                self.secrets.write().expect("secrets poisoned").remove(&key);
+            }
+        }
+    }
+
+    fn put_account(&self, account: &ServiceAccount) {
+        let (Some(namespace), Some(name)) = (
+            account.metadata.namespace.clone(),
+            account.metadata.name.clone(),
+        ) else {
+            return;
+        };
+        let names = account
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        self.accounts
+            .write()
+            .expect("accounts poisoned")
+            .insert((namespace, name), names);
+    }
+
+    /// Replaces everything with what manifest files hold (they are re-read
+    /// at every snapshot, so deletions count).
+    pub fn replace_from_files(&self, secrets: &[Secret], accounts: &[ServiceAccount]) {
+        self.secrets.write().expect("secrets poisoned").clear();
+        self.accounts.write().expect("accounts poisoned").clear();
+        secrets.iter().for_each(|s| self.put_secret(s));
+        accounts.iter().for_each(|a| self.put_account(a));
+    }
+
+    /// True once every watcher has completed its first list (or given up on it).
+    pub fn is_ready(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits for the first lists, at most `timeout` (a CronJob run must not hang on RBAC).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_ready() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Keeps secrets (of the two docker config types) and service accounts
+    /// current with watchers, in every namespace or the given ones.
+    pub fn watch(
+        self: &Arc<Self>,
+        client: Client,
+        namespaces: &[String],
+        telemetry: Arc<Telemetry>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        for namespace in scopes {
+            for secret_type in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
+                let api: Api<Secret> = api(&client, namespace.as_deref());
+                let config = watcher::Config::default().fields(&format!("type={secret_type}"));
+                self.spawn_watcher(
+                    api,
+                    config,
+                    "Secret",
+                    telemetry.clone(),
+                    |store, s| store.put_secret(s),
+                    |store, s| {
+                        if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
+                            store
+                                .secrets
+                                .write()
+                                .expect("secrets poisoned")
+                                .remove(&(ns.clone(), name.clone()));
+                        }
+                    },
+                );
+            }
+            let api: Api<ServiceAccount> = api(&client, namespace.as_deref());
+            self.spawn_watcher(
+                api,
+                watcher::Config::default(),
+                "ServiceAccount",
+                telemetry.clone(),
+                |store, a| store.put_account(a),
+                |store, a| {
+                    if let (Some(ns), Some(name)) = (&a.metadata.namespace, &a.metadata.name) {
+                        store
+                            .accounts
+                            .write()
+                            .expect("accounts poisoned")
+                            .remove(&(ns.clone(), name.clone()));
+                    }
+                },
+            );
+        }
+    }
+
+    fn spawn_watcher<K>(
+        self: &Arc<Self>,
+        api: Api<K>,
+        config: watcher::Config,
+        kind: &'static str,
+        telemetry: Arc<Telemetry>,
+        apply: fn(&PullSecrets, &K),
+        delete: fn(&PullSecrets, &K),
+    ) where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+            let mut first_list_done = false;
+            let mut forbidden_logged = false;
+            let mut done = |store: &PullSecrets| {
+                if !std::mem::replace(&mut first_list_done, true) {
+                    store.pending.fetch_sub(1, Ordering::AcqRel);
+                }
+            };
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Apply(obj) | Event::InitApply(obj)) => apply(&store, &obj),
+                    Ok(Event::Delete(obj)) => delete(&store, &obj),
+                    Ok(Event::Init) => {}
+                    Ok(Event::InitDone) => {
+                        debug!(kind, "pull-secret cache listed");
+                        done(&store);
+                    }
+                    Err(e) => {
+                        let forbidden = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchFailed(kube::Error::Api(s)) if s.code == 403);
+                        if forbidden {
+                            telemetry
+                                .discovery_errors
+                                .with_label_values(&[kind, "forbidden"])
+                                .inc();
+                            if !std::mem::replace(&mut forbidden_logged, true) {
+                                warn!(kind, "not allowed to read {kind}s for pull secrets; images are resolved without them (grant get/list/watch, or run with --pull-secrets=false)");
+                            }
+                            // Nothing to wait for: let snapshots go on without them.
+                            done(&store);
+                        } else {
+                            info!(kind, error = %e, "pull-secret watch interrupted; retrying");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The logins of a docker config Secret; `None` for other secret types.
+fn parse_secret(secret: &Secret) -> Option<Result<Keyring, String>> {
+    let key = match secret.type_.as_deref()? {
+        DOCKER_CONFIG_JSON => ".dockerconfigjson",
+        DOCKER_CFG => ".dockercfg",
+        _ => return None,
+    };
+    let source = format!(
+        "secret {}/{}",
+        secret.metadata.namespace.as_deref().unwrap_or_default(),
+        secret.metadata.name.as_deref().unwrap_or_default()
+    );
+    // Manifests may carry `stringData` instead of base64 `data`.
+    let empty = BTreeMap::new();
+    let bytes = match secret.data.as_ref().and_then(|d| d.get(key)) {
+        Some(data) => data.0.clone(),
+        None => match secret.string_data.as_ref().unwrap_or(&empty).get(key) {
+            Some(text) => text.clone().into_bytes(),
+            None => return Some(Err(format!("{source} has no {key} key"))),
+        },
+    };
+    let mut keyring = Keyring::default();
+    Some(keyring.add_docker_config(&bytes, &source).map(|_| keyring))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{Kind, PullConfig};
+    use serde_json::json;
+
+    fn secret(ns: &str, name: &str, type_: &str, key: &str, config: serde_json::Value) -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": ns, "name": name},
+            "type": type_,
+            "stringData": {key: config.to_string()}
+        }))
+        .unwrap()
+    }
+
+    fn workload(ns: &str, secrets: &[&str], account: &str) -> Workload {
+        Workload {
+            kind: Kind::Pod,
+            namespace: ns.into(),
+            name: "w".into(),
+            containers: vec![],
+            pull: PullConfig {
+                secrets: secrets.iter().map(|s| s.to_string()).collect(),
+                service_account: account.into(),
+            },
+        }
+    }
+
+    fn users(store: &PullSecrets, w: &Workload, image: &str) -> Vec<String> {
+        PullSecrets::credentials(&store.keyring(w), image)
+            .into_iter()
+            .map(|c| c.username)
+            .collect()
+    }
+
+    #[test]
+    fn pod_secrets_then_service_account_secrets_then_static() {
+        let mut static_keyring = Keyring::default();
+        static_keyring
+            .add_docker_config(
+                br#"{"auths": {"r.example.com": {"username": "static", "password": "s"}}}"#,
+                "--docker-config",
+            )
+            .unwrap();
+        let store = PullSecrets::new(true, static_keyring);
+        let auths =
+            |user: &str| json!({"auths": {"r.example.com": {"username": user, "password": "p"}}});
+        let legacy = json!({"r.example.com": {"username": "legacy", "password": "p"}});
+        let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"namespace": "shop", "name": "builder"}, "imagePullSecrets": [{"name": "sa-cred"}]})).unwrap();
+        store.replace_from_files(
+            &[
+                secret(
+                    "shop",
+                    "pod-cred",
+                    DOCKER_CONFIG_JSON,
+                    ".dockerconfigjson",
+                    auths("pod"),
+                ),
+                secret("shop", "sa-cred", DOCKER_CFG, ".dockercfg", legacy),
+                secret(
+                    "other",
+                    "pod-cred",
+                    DOCKER_CONFIG_JSON,
+                    ".dockerconfigjson",
+                    auths("elsewhere"),
+                ),
+                secret("shop", "opaque", "Opaque", "x", json!({})),
+            ],
+            &[account],
+        );
+        let w = workload("shop", &["pod-cred"], "builder");
+        assert_eq!(
+            users(&store, &w, "r.example.com/app:1"),
+            ["pod", "legacy", "static"]
+        );
+        assert_eq!(
+            users(
+                &store,
+                &workload("other", &[], "default"),
+                "r.example.com/app:1"
+            ),
+            ["static"],
+            "secrets are per namespace"
+        );
+        assert_eq!(
+            users(
+                &store,
+                &workload("shop", &["opaque", "missing"], "default"),
+                "r.example.com/app:1"
+            ),
+            ["static"]
+        );
+        assert!(users(&store, &w, "ghcr.io/app:1").is_empty());
+        assert_ne!(
+            store.scope(&w),
+            store.scope(&workload("other", &["pod-cred"], "builder"))
+        );
+
+        let off = PullSecrets::new(false, Keyring::default());
+        off.replace_from_files(
+            &[secret(
+                "shop",
+                "pod-cred",
+                DOCKER_CONFIG_JSON,
+                ".dockerconfigjson",
+                auths("pod"),
+            )],
+            &[],
+        );
+        assert!(users(&off, &w, "r.example.com/app:1").is_empty());
+        assert_eq!(off.scope(&w), 0);
+    }
+}
