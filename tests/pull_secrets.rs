@@ -1,0 +1,393 @@
+//! Private registries: Debian's `docker-registry` behind htpasswd basic
+//! auth, credentials from pull secrets (read through the Kubernetes API test
+//! server, or from manifest files), service accounts and `--docker-config`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use support::pusher::{run_once, Pusher};
+use support::{push_image, ImageSpec, KubeApi, Registry};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "wonderland-s3cret";
+
+fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
+    serde_json::from_value(value).expect("a valid Kubernetes object")
+}
+
+fn auth(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret for `host`.
+fn config_json_secret(ns: &str, name: &str, host: &str, password: &str) -> serde_json::Value {
+    let config = json!({"auths": {host: {"auth": auth(USER, password)}}}).to_string();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": ns, "name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}
+    })
+}
+
+/// A legacy `kubernetes.io/dockercfg` Secret for `host`, username/password form.
+fn dockercfg_secret(ns: &str, name: &str, host: &str) -> serde_json::Value {
+    let config = json!({format!("http://{host}"): {"username": USER, "password": PASSWORD, "email": "a@example.com"}}).to_string();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": ns, "name": name},
+        "type": "kubernetes.io/dockercfg",
+        "data": {".dockercfg": base64::engine::general_purpose::STANDARD.encode(config)}
+    })
+}
+
+fn pod(
+    ns: &str,
+    name: &str,
+    image: &str,
+    secrets: &[&str],
+    account: Option<&str>,
+) -> serde_json::Value {
+    let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+    if !secrets.is_empty() {
+        spec["imagePullSecrets"] = secrets.iter().map(|s| json!({"name": s})).collect();
+    }
+    if let Some(account) = account {
+        spec["serviceAccountName"] = json!(account);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": ns, "name": name}, "spec": spec})
+}
+
+/// The `digest` label of a pod's container_info line in `--dry-run` output ("" when absent).
+fn digest_of(stdout: &str, name: &str) -> Option<String> {
+    let line = stdout.lines().find(|l| {
+        l.starts_with("container_image_container_info{") && l.contains(&format!("name=\"{name}\""))
+    })?;
+    Some(
+        line.split("digest=\"")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_secrets_from_the_cluster_the_kubelet_way() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
+    let host = registry.host();
+    let image = push_image(
+        &registry,
+        "private/app",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(vec![1; 10]),
+    )
+    .await;
+    let reference = format!("{host}/private/app:1");
+
+    let api = KubeApi::start().await;
+    api.apply(&object::<Secret>(config_json_secret(
+        "shop", "regcred", &host, PASSWORD,
+    )));
+    api.apply(&object::<Secret>(config_json_secret(
+        "wrong",
+        "regcred",
+        &host,
+        "not-the-password",
+    )));
+    api.apply(&object::<Secret>(dockercfg_secret(
+        "legacy", "oldcred", &host,
+    )));
+    api.apply(&object::<Secret>(config_json_secret(
+        "sa", "sa-cred", &host, PASSWORD,
+    )));
+    api.apply(&object::<ServiceAccount>(json!({"metadata": {"namespace": "sa", "name": "builder"}, "imagePullSecrets": [{"name": "sa-cred"}]})));
+    api.apply(&object::<Pod>(pod(
+        "shop",
+        "with-secret",
+        &reference,
+        &["regcred"],
+        None,
+    )));
+    api.apply(&object::<Pod>(pod(
+        "other",
+        "without-secret",
+        &reference,
+        &[],
+        None,
+    )));
+    api.apply(&object::<Pod>(pod(
+        "wrong",
+        "wrong-password",
+        &reference,
+        &["regcred"],
+        None,
+    )));
+    api.apply(&object::<Pod>(pod(
+        "legacy",
+        "dockercfg",
+        &reference,
+        &["oldcred"],
+        None,
+    )));
+    api.apply(&object::<Pod>(pod(
+        "sa",
+        "via-account",
+        &reference,
+        &[],
+        Some("builder"),
+    )));
+    api.apply(&object::<Pod>(pod(
+        "shop",
+        "missing-secret",
+        &reference,
+        &["no-such-secret", "regcred"],
+        None,
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+
+    let (ok, _, stdout, stderr) = run_once(
+        &["--once", "--dry-run", "--insecure-registry", &host],
+        Some(&kubeconfig),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    for name in ["with-secret", "dockercfg", "via-account", "missing-secret"] {
+        assert_eq!(
+            digest_of(&stdout, name).as_deref(),
+            Some(image.digest.as_str()),
+            "{name} resolves\n{stdout}\n{stderr}"
+        );
+    }
+    for name in ["without-secret", "wrong-password"] {
+        assert_eq!(
+            digest_of(&stdout, name).as_deref(),
+            Some(""),
+            "{name} must not borrow another object's result\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(&format!(
+            "container_image_resolve_error{{class=\"unauthorized\",image=\"{reference}\""
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("unauthorized") && stderr.contains("secret wrong/regcred"),
+        "the failure names the credentials' source: {stderr}"
+    );
+    assert!(
+        stderr.contains("no-such-secret"),
+        "a missing secret is a warning: {stderr}"
+    );
+    // Secrets are read through watches (LIST + WATCH), filtered by type on the server, not fetched per object.
+    let secret_requests: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .collect();
+    assert!(
+        secret_requests.iter().all(|r| r
+            .param("fieldSelector")
+            .is_some_and(|f| f.starts_with("type="))),
+        "{secret_requests:?}"
+    );
+    assert!(
+        secret_requests
+            .iter()
+            .all(|r| !r.path.contains("/namespaces/")),
+        "no GET per object: {secret_requests:?}"
+    );
+    for output in [&stdout, &stderr] {
+        assert!(
+            !output.contains(PASSWORD) && !output.contains(&auth(USER, PASSWORD)),
+            "a secret leaked:\n{output}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rights_on_secrets_images_resolve_anonymously() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start().await;
+    let host = registry.host();
+    push_image(
+        &registry,
+        "public/app",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(vec![2; 10]),
+    )
+    .await;
+    let api = KubeApi::start().await;
+    api.apply(&object::<Pod>(pod(
+        "shop",
+        "p",
+        &format!("{host}/public/app:1"),
+        &["regcred"],
+        None,
+    )));
+    api.forbid::<Secret>();
+    api.forbid::<ServiceAccount>();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let started = Instant::now();
+    let (ok, _, stdout, stderr) = run_once(
+        &["--once", "--dry-run", "--insecure-registry", &host],
+        Some(&kubeconfig),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "RBAC denial does not stall the run"
+    );
+    assert!(
+        digest_of(&stdout, "p").is_some_and(|d| d.starts_with("sha256:")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("not allowed to read Secrets"), "{stderr}");
+
+    // And --pull-secrets=false does not even ask.
+    api.clear_requests();
+    let (ok, _, _, stderr) = run_once(
+        &[
+            "--once",
+            "--dry-run",
+            "--insecure-registry",
+            &host,
+            "--pull-secrets=false",
+        ],
+        Some(&kubeconfig),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(!api
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("secrets") || r.path.contains("serviceaccounts")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_period() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
+    let host = registry.host();
+    let image = push_image(
+        &registry,
+        "private/app",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(vec![3; 10]),
+    )
+    .await;
+    let reference = format!("{host}/private/app:1");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Files as a source: the Secret and ServiceAccount sit next to the workloads.
+    let manifests = dir.path().join("all.yaml");
+    let documents = [
+        config_json_secret("shop", "regcred", &host, PASSWORD),
+        pod("shop", "from-files", &reference, &["regcred"], None),
+        pod("other", "no-secret", &reference, &[], None),
+    ];
+    let yaml: Vec<String> = documents
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    std::fs::write(&manifests, yaml.join("---\n")).unwrap();
+    let (ok, _, stdout, stderr) = run_once(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--once",
+            "--dry-run",
+            "--insecure-registry",
+            &host,
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        digest_of(&stdout, "from-files").as_deref(),
+        Some(image.digest.as_str()),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(digest_of(&stdout, "no-secret").as_deref(), Some(""));
+
+    // --docker-config covers every workload.
+    let docker_config = dir.path().join("config.json");
+    std::fs::write(
+        &docker_config,
+        json!({"auths": {&host: {"auth": auth(USER, PASSWORD)}}}).to_string(),
+    )
+    .unwrap();
+    let pods = dir.path().join("pods.yaml");
+    std::fs::write(
+        &pods,
+        serde_yaml::to_string(&pod("other", "static", &reference, &[], None)).unwrap(),
+    )
+    .unwrap();
+    let args = [
+        "--manifests",
+        pods.to_str().unwrap(),
+        "--insecure-registry",
+        &host,
+        "--docker-config",
+        docker_config.to_str().unwrap(),
+    ];
+    let (ok, _, stdout, stderr) =
+        run_once(&[&args[..], &["--once", "--dry-run"]].concat(), None).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        digest_of(&stdout, "static").as_deref(),
+        Some(image.digest.as_str()),
+        "{stderr}"
+    );
+
+    // Long-running with a 1 s cache: after the first fetch, an unchanged tag
+    // costs one HEAD per cache period and no GET.
+    let pusher = Pusher::start(
+        &[
+            &args[..],
+            &["--interval", "300ms", "--cache-duration", "1s"],
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let requests = |text: &str, method: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("container_image_pusher_registry_requests_total{")
+                    && l.contains(&format!("method=\"{method}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = pusher.metrics().await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let after = pusher.metrics().await;
+    assert_eq!(
+        requests(&before, "GET"),
+        2.0,
+        "manifest and config, once:\n{before}"
+    );
+    assert_eq!(
+        requests(&after, "GET"),
+        2.0,
+        "no GET for an unchanged tag:\n{after}"
+    );
+    let heads = requests(&after, "HEAD") - requests(&before, "HEAD");
+    assert!(
+        (1.0..=3.0).contains(&heads),
+        "one HEAD per 1 s cache period over 2.3 s, got {heads}"
+    );
+    assert!(!pusher.child.logs().contains(PASSWORD) && !after.contains(PASSWORD));
+}
