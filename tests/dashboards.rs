@@ -107,6 +107,11 @@ const SELF_METRICS: &[(&str, &[&str])] = &[
         "container_image_pusher_snapshot_duration_seconds_count",
         &[],
     ),
+    (
+        "container_image_pusher_registry_requests_total",
+        &["host", "method", "code"],
+    ),
+    ("container_image_pusher_leader", &[]),
 ];
 
 /// Label values the pusher can produce, for labels with a closed set.
@@ -516,11 +521,18 @@ struct Use<'a> {
     subquery: Option<Duration>,
 }
 
+/// A binary operation that matches vectors on labels.
+struct Join {
+    /// The `on (...)` labels; None for `ignoring (...)`.
+    on: Option<Vec<String>>,
+    /// The `group_left/right (...)` labels, for many-to-one joins.
+    group: Option<Vec<String>>,
+}
+
 #[derive(Default)]
 struct Found<'a> {
     uses: Vec<Use<'a>>,
-    /// (on labels, or None for `ignoring`; group_left/right labels if any)
-    joins: Vec<(Option<Vec<String>>, Option<Vec<String>>)>,
+    joins: Vec<Join>,
     groupings: Vec<Vec<String>>,
 }
 
@@ -554,9 +566,15 @@ fn walk<'a>(
                     _ => None,
                 };
                 match on {
-                    Some((true, labels)) => found.joins.push((Some(labels), group)),
-                    Some((false, _)) => found.joins.push((None, group)),
-                    None if group.is_some() => found.joins.push((Some(vec![]), group)),
+                    Some((true, labels)) => found.joins.push(Join {
+                        on: Some(labels),
+                        group,
+                    }),
+                    Some((false, _)) => found.joins.push(Join { on: None, group }),
+                    None if group.is_some() => found.joins.push(Join {
+                        on: Some(vec![]),
+                        group,
+                    }),
                     None => {}
                 }
             }
@@ -697,7 +715,7 @@ fn queries_read_only_pushed_series_and_their_labels() {
             }
         }
 
-        for (on, group) in &found.joins {
+        for Join { on, group } in &found.joins {
             match on {
                 None => problem("`ignoring` matches on whatever else differs: use on (...)".into()),
                 Some(on) => {

@@ -17,9 +17,13 @@
 //!
 //! Like the real API server, LIST items carry no `apiVersion`/`kind` (only the
 //! list itself does), while GET and WATCH objects carry both. Every error is a
-//! `metav1.Status` JSON body. The server is read-only: tests change objects
-//! with [`KubeApi::apply`] and [`KubeApi::delete`], and every request is
-//! recorded for [`KubeApi::requests`].
+//! `metav1.Status` JSON body. The server is read-only (405) except for
+//! `coordination.k8s.io/v1` Leases, which clients may create (POST, 409
+//! AlreadyExists) and replace (PUT, 409 Conflict on a stale
+//! `metadata.resourceVersion`) for leader election; tests change objects
+//! with [`KubeApi::apply`] and [`KubeApi::delete`], read them with
+//! [`KubeApi::object`], can hold every request with [`KubeApi::pause`], and
+//! every request is recorded for [`KubeApi::requests`].
 //!
 //! The server runs on the tokio runtime of the test that starts it, so the
 //! test must not block that runtime while a client talks to the server (use
@@ -117,10 +121,14 @@ pub enum ExpiredWatch {
 impl KubeApi {
     /// Binds 127.0.0.1 on a free port and serves on a tokio task. Knows the
     /// core/v1 pods, secrets and serviceaccounts; apps/v1 deployments,
-    /// statefulsets and daemonsets; batch/v1 jobs and cronjobs. Other types
-    /// become known when first applied, forbidden or allowed.
+    /// statefulsets and daemonsets; batch/v1 jobs and cronjobs; and the
+    /// writable coordination.k8s.io/v1 leases. Other types become known
+    /// when first applied, forbidden or allowed.
     pub async fn start() -> KubeApi {
-        use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+        use k8s_openapi::api::{
+            apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination,
+            core::v1 as core,
+        };
         let mut state = State::new();
         state.register(ResourceType::of::<core::Pod>());
         state.register(ResourceType::of::<core::Secret>());
@@ -130,6 +138,10 @@ impl KubeApi {
         state.register(ResourceType::of::<apps::DaemonSet>());
         state.register(ResourceType::of::<batch::Job>());
         state.register(ResourceType::of::<batch::CronJob>());
+        state.register(ResourceType::of::<coordination::Lease>());
+        state
+            .collection_mut(ResourceType::of::<coordination::Lease>())
+            .writable = true;
         let state = Arc::new(Mutex::new(state));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -228,6 +240,31 @@ impl KubeApi {
         self.lock()
             .collection_mut(ResourceType::of::<K>())
             .forbidden = true;
+    }
+
+    /// The current version of an object, as GET would return it; `None` if
+    /// it does not exist.
+    pub fn object<K>(&self, namespace: Option<&str>, name: &str) -> Option<K>
+    where
+        K: k8s_openapi::Resource + serde::de::DeserializeOwned,
+    {
+        let ty = ResourceType::of::<K>();
+        let key = State::object_key(&ty, namespace, name);
+        let state = self.lock();
+        let object = state.collections.get(&ty.key)?.current(&key)?.clone();
+        Some(serde_json::from_value(object).expect("a stored object deserializes"))
+    }
+
+    /// Holds every request received from now on (after recording it) until
+    /// [`KubeApi::resume`], as a slow or stuck API server would. Open watch
+    /// streams go on.
+    pub fn pause(&self) {
+        self.lock().gate.send_replace(true);
+    }
+
+    /// Lets held and new requests through again.
+    pub fn resume(&self) {
+        self.lock().gate.send_replace(false);
     }
 
     /// Undoes [`KubeApi::forbid`].
@@ -397,6 +434,8 @@ struct Collection {
     /// resourceVersion of this resource's latest change (bookmarks use it).
     last_rv: u64,
     forbidden: bool,
+    /// Clients may create (POST) and replace (PUT) objects of this type.
+    writable: bool,
 }
 
 impl Collection {
@@ -452,6 +491,8 @@ struct State {
     expired_watch: ExpiredWatch,
     requests: Vec<RecordedRequest>,
     uids_issued: u64,
+    /// True while requests are held ([`KubeApi::pause`]).
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -466,6 +507,7 @@ impl State {
             expired_watch: ExpiredWatch::InStreamError,
             requests: Vec::new(),
             uids_issued: 0,
+            gate: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -481,6 +523,7 @@ impl State {
                 objects: BTreeMap::new(),
                 last_rv: 0,
                 forbidden: false,
+                writable: false,
             })
     }
 
@@ -505,7 +548,8 @@ impl State {
         }
     }
 
-    fn apply(&mut self, ty: ResourceType, mut object: Value) {
+    /// Stores `object` as the next version; returns it as stored.
+    fn apply(&mut self, ty: ResourceType, mut object: Value) -> Value {
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or_else(|| panic!("apply of a {} without metadata.name", ty.kind))
@@ -552,9 +596,10 @@ impl State {
             rv,
             resource,
             before,
-            after: object,
+            after: object.clone(),
             deleted: false,
         });
+        object
     }
 
     fn delete(&mut self, ty: ResourceType, namespace: Option<&str>, name: &str) {
@@ -1056,6 +1101,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let query = parse_query(uri.query().unwrap_or(""));
     lock(&state).requests.push(RecordedRequest {
@@ -1067,17 +1113,163 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     });
+    let mut gate = lock(&state).gate.subscribe();
+    // The sender lives as long as the state, so this only ends when resumed.
+    let _ = gate.wait_for(|paused| !paused).await;
     let params = Params(query);
-    let result = if method != Method::GET {
-        Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("the test API server is read-only; {method} is not supported"),
-        ))
-    } else {
-        route(&state, uri.path(), &params, Render::from_accept(&headers))
+    let result = match method {
+        Method::GET => route(&state, uri.path(), &params, Render::from_accept(&headers)),
+        Method::POST | Method::PUT => write(&state, &method, uri.path(), &body),
+        _ => Err(read_only(&method)),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+fn read_only(method: &Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("the test API server is read-only; {method} is not supported"),
+    )
+}
+
+/// Serves a write: `POST` to a collection (create) or `PUT` to one object
+/// (replace) of a writable type; any other write answers 405.
+fn write(state: &Shared, method: &Method, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
+        _ => return Err(read_only(method)),
+    };
+    let mut guard = lock(state);
+    let target = resolve(&guard, group, version, rest)?;
+    if !guard.collections[&target.ty.key].writable {
+        return Err(read_only(method));
+    }
+    let mut object: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
+    if !object.is_object() || !object["metadata"].is_object() {
+        return Err(ApiError::bad_request(
+            "the request body is not an object with metadata",
+        ));
+    }
+    for (field, expected) in [
+        ("kind", &target.ty.kind),
+        ("apiVersion", &target.ty.api_version),
+    ] {
+        match object[field].as_str() {
+            None | Some("") => object[field] = json!(expected),
+            Some(given) if given == expected => {}
+            Some(given) => {
+                return Err(ApiError::bad_request(format!(
+                    "{field} {given:?} does not match the expected {expected:?}"
+                )))
+            }
+        }
+    }
+    let namespace = target.namespace.as_deref();
+    if let (Some(url), Some(body)) = (namespace, object["metadata"]["namespace"].as_str()) {
+        if url != body && !body.is_empty() {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    let resource = target.ty.qualified_name();
+    match (method, &target.name) {
+        (&Method::POST, None) => {
+            check_allowed(&guard, &target, "create")?;
+            let Some(name) = object["metadata"]["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+            else {
+                return Err(ApiError::invalid(format!(
+                    "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                    target.ty.kind
+                )));
+            };
+            let name = name.to_owned();
+            if object["metadata"]["resourceVersion"]
+                .as_str()
+                .is_some_and(|rv| !rv.is_empty())
+            {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "resourceVersion should not be set on objects to be created",
+                ));
+            }
+            let key = State::object_key(&target.ty, namespace, &name);
+            if guard.collections[&target.ty.key].current(&key).is_some() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("{resource} \"{name}\" already exists"),
+                )
+                .details(status_details(&target.ty, &name)));
+            }
+            let metadata = object["metadata"].as_object_mut().expect("checked above");
+            metadata.insert("namespace".into(), json!(key.namespace));
+            metadata.remove("uid");
+            metadata.remove("creationTimestamp");
+            let stored = guard.apply(target.ty.clone(), object);
+            Ok(json_response(StatusCode::CREATED, &stored))
+        }
+        (&Method::PUT, Some(name)) => {
+            check_allowed(&guard, &target, "update")?;
+            let given = object["metadata"]["name"].as_str().unwrap_or("");
+            if given != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({name})"
+                )));
+            }
+            let key = State::object_key(&target.ty, namespace, name);
+            let Some(current) = guard.collections[&target.ty.key].current(&key) else {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("{resource} \"{name}\" not found"),
+                )
+                .details(status_details(&target.ty, name)));
+            };
+            let conflict = |message: String| {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+                    .details(status_details(&target.ty, name))
+            };
+            let current_rv = current["metadata"]["resourceVersion"].clone();
+            let given_rv = object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            // An update without resourceVersion is unconditional, as the
+            // real server allows for leases.
+            if !given_rv.is_empty() && current_rv.as_str() != Some(given_rv) {
+                return Err(conflict(format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                )));
+            }
+            let current_uid = current["metadata"]["uid"].clone();
+            if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+                if current_uid.as_str() != Some(uid) {
+                    return Err(conflict(format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        current_uid.as_str().unwrap_or("")
+                    )));
+                }
+            }
+            let created = current["metadata"]["creationTimestamp"].clone();
+            let metadata = object["metadata"].as_object_mut().expect("checked above");
+            metadata.insert("namespace".into(), json!(key.namespace));
+            metadata.insert("uid".into(), current_uid);
+            metadata.insert("creationTimestamp".into(), created);
+            let stored = guard.apply(target.ty.clone(), object);
+            Ok(json_response(StatusCode::OK, &stored))
+        }
+        _ => Err(read_only(method)),
+    }
+}
+
+/// The `details` of a Status about one object.
+fn status_details(ty: &ResourceType, name: &str) -> Value {
+    json!({ "name": name, "group": ty.key.group, "kind": ty.key.plural })
 }
 
 fn route(
@@ -1629,12 +1821,18 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Result<Value,
         .map(|collection| &collection.ty)
         .filter(|ty| ty.key.group == group && ty.key.version == version)
         .map(|ty| {
+            let writable = state.collections[&ty.key].writable;
+            let verbs = if writable {
+                json!(["create", "get", "list", "update", "watch"])
+            } else {
+                json!(["get", "list", "watch"])
+            };
             json!({
                 "name": ty.key.plural,
                 "singularName": ty.kind.to_lowercase(),
                 "namespaced": ty.namespaced,
                 "kind": ty.kind,
-                "verbs": ["get", "list", "watch"],
+                "verbs": verbs,
             })
         })
         .collect();
