@@ -21,7 +21,7 @@ use support::{
     PushedImage, Registry,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
+use support::pusher::BIN;
 
 fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
     serde_json::from_value(value).expect("a valid Kubernetes object")
@@ -41,23 +41,10 @@ fn rfc3339_days_ago(days: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
 }
 
-/// Runs the pusher to completion and returns (success, stdout, stderr).
+/// Runs the pusher to completion; returns (success, stdout, stderr).
 async fn run_pusher(args: &[&str], kubeconfig: Option<&Path>) -> (bool, String, String) {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env("RUST_LOG", "info,container_image_pusher=debug")
-        .env_remove("KUBECONFIG");
-    if let Some(path) = kubeconfig {
-        command.env("KUBECONFIG", path);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("the pusher finishes within two minutes")
-        .expect("the pusher binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stdout, stderr)
+    let (ok, _, stdout, stderr) = support::pusher::run_once(args, kubeconfig).await;
+    (ok, stdout, stderr)
 }
 
 /// The images of the scenario, as pushed.

@@ -73,14 +73,6 @@ impl Pusher {
             .await
             .expect("body")
     }
-
-    /// The value of one sample of /metrics, matched by its full text before the value.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
 }
 
 /// Writes a manifest with one Pod per name (image `127.0.0.1:1/NAME:1`,
