@@ -1,21 +1,18 @@
 //! Wiring: workloads → image references → metadata → series → sinks, once
 //! (`--once`, for a CronJob) or on a schedule (a Deployment).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::config::Config;
-use crate::discovery::{ClusterSource, FileSource, Source};
 use crate::exposition;
-use crate::inventory::{CommonLabels, Inventory, Snapshot};
-use crate::pull_secrets::PullSecrets;
-use crate::registry::{Credential, Keyring, Resolutions, Resolver, ResolverConfig};
+use crate::inventory::{CommonLabels, Snapshot};
+use crate::leader::LeaderElection;
+use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::server::{self, Shared};
@@ -23,137 +20,6 @@ use crate::telemetry::Telemetry;
 
 /// How long an in-flight tick may go on after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
-
-/// Takes snapshots: discovery, resolution, series.
-pub struct Pipeline {
-    source: Source,
-    pull_secrets: Arc<PullSecrets>,
-    resolver: Resolver,
-    inventory: Inventory,
-    concurrency: usize,
-    telemetry: Arc<Telemetry>,
-}
-
-impl Pipeline {
-    pub async fn from_config(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
-        let mut static_keyring = Keyring::default();
-        if let Some(path) = &config.docker_config {
-            let json = std::fs::read(path)
-                .with_context(|| format!("failed to read --docker-config {}", path.display()))?;
-            static_keyring
-                .add_docker_config(&json, "--docker-config")
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("failed to load --docker-config {}", path.display()))?;
-        }
-        let pull_secrets = Arc::new(PullSecrets::new(config.pull_secrets, static_keyring));
-        let source = if config.manifests.is_empty() {
-            let client = kube::Client::try_default().await.context(
-                "no cluster to read workloads from (use --manifests to read files instead)",
-            )?;
-            pull_secrets.watch(client.clone(), &config.namespaces, telemetry.clone());
-            Source::Cluster(ClusterSource::new(
-                client,
-                config.namespaces.clone(),
-                telemetry.clone(),
-            ))
-        } else {
-            Source::Files(FileSource::new(
-                config.manifests.clone(),
-                config.namespaces.clone(),
-                telemetry.clone(),
-                pull_secrets.clone(),
-            ))
-        };
-        let resolver = Resolver::new(
-            ResolverConfig {
-                platform: config.platform.clone(),
-                cache_duration: config.cache_duration,
-                error_cache_duration: config.error_cache_duration,
-                insecure_registries: config.insecure_registries.clone(),
-                timeout: config.registry_timeout,
-                registry_concurrency: config.registry_concurrency as usize,
-                registry_rps: config.registry_rps,
-            },
-            telemetry.clone(),
-        );
-        Ok(Pipeline {
-            source,
-            pull_secrets,
-            resolver,
-            inventory: Inventory::new(CommonLabels::new(&config.job, &config.external_labels)),
-            concurrency: config.resolve_concurrency as usize,
-            telemetry,
-        })
-    }
-
-    /// One complete snapshot. Images that fail to resolve are logged and
-    /// keep their container series with an empty digest.
-    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
-        let started = Instant::now();
-        let timestamp_ms = chrono::Utc::now().timestamp_millis();
-        // A first snapshot without the pull secrets would report their images unauthorized.
-        self.pull_secrets.wait_ready(Duration::from_secs(30)).await;
-        let workloads = self
-            .source
-            .snapshot()
-            .await
-            .context("failed to take a snapshot of the workloads")?;
-
-        // Each image once per credential scope, with the logins that match it.
-        let mut keyrings: HashMap<u64, Keyring> = HashMap::new();
-        let mut lookups: HashMap<(u64, &str), Vec<Credential>> = HashMap::new();
-        for workload in &workloads {
-            let scope = self.pull_secrets.scope(workload);
-            let keyring = keyrings
-                .entry(scope)
-                .or_insert_with(|| self.pull_secrets.keyring(workload));
-            for container in &workload.containers {
-                lookups
-                    .entry((scope, container.image.as_str()))
-                    .or_insert_with(|| PullSecrets::credentials(keyring, &container.image));
-            }
-        }
-        let resolver = &self.resolver;
-        let results: Vec<_> = futures::stream::iter(lookups)
-            .map(|((scope, image), credentials)| async move {
-                let credentials: Vec<&Credential> = credentials.iter().collect();
-                (scope, image, resolver.resolve(image, &credentials).await)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        let mut resolutions = Resolutions::new(self.pull_secrets.enabled());
-        let mut unresolved = 0;
-        for (scope, image, resolution) in results {
-            if let Err(e) = &resolution {
-                unresolved += 1;
-                warn!(image, class = e.class.as_str(), error = %e.message, "cannot resolve image; its containers get an empty digest");
-            }
-            resolutions.insert(scope, image.to_owned(), resolution);
-        }
-        let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
-        self.telemetry
-            .snapshot_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.telemetry
-            .snapshot_containers
-            .set(snapshot.containers as i64);
-        self.telemetry.snapshot_images.set(snapshot.images as i64);
-        self.telemetry
-            .snapshot_series
-            .set(snapshot.series.len() as i64);
-        info!(
-            workloads = workloads.len(),
-            containers = snapshot.containers,
-            images = snapshot.images,
-            unresolved,
-            series = snapshot.series.len(),
-            took = ?started.elapsed(),
-            "snapshot taken"
-        );
-        Ok(snapshot)
-    }
-}
 
 /// Runs the service; the result is the process exit status.
 pub async fn run(config: Config) -> anyhow::Result<bool> {
@@ -194,6 +60,23 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     }
     let schedule = config.effective_schedule();
     info!(%schedule, endpoints = endpoints.len(), "starting");
+    let _prefetch = pipeline.spawn_prefetch();
+    let leader = match (config.leader_election, pipeline.client()) {
+        (true, Some(client)) => Some(LeaderElection::start(
+            client.clone(),
+            lease_namespace(&config),
+            config.lease_name.clone(),
+            identity(),
+            config.lease_duration,
+            telemetry.clone(),
+        )),
+        _ => {
+            telemetry.leader.set(1);
+            None
+        }
+    };
+    // A replica that becomes leader pushes at once, not at its next tick.
+    let mut became_leader = leader.as_ref().map(LeaderElection::changes);
     let senders: Vec<Sender> = endpoints
         .into_iter()
         .map(|e| Sender::spawn(e, telemetry.clone()))
@@ -203,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            Some(true) = leader_change(&mut became_leader) => info!("now the leader; pushing"),
             _ = &mut shutdown => break,
         }
         let snapshot = tokio::select! {
@@ -216,8 +100,13 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
                 if config.dry_run {
                     print_snapshot(&snapshot);
                 }
-                for sender in &senders {
-                    sender.send(snapshot.clone());
+                // Followers keep their inventory and caches warm, and push nothing.
+                if leader.as_ref().is_none_or(LeaderElection::is_leader) {
+                    for sender in &senders {
+                        sender.send(snapshot.clone());
+                    }
+                } else {
+                    debug!("not the leader; not pushing");
                 }
             }
             Err(e) => error!(
@@ -228,8 +117,50 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     }
     info!(grace = ?SHUTDOWN_GRACE, "shutting down after the pushes in flight");
     futures::future::join_all(senders.into_iter().map(|s| s.shutdown(SHUTDOWN_GRACE))).await;
+    if let Some(leader) = leader {
+        leader.release().await;
+    }
     info!("stopped");
     Ok(true)
+}
+
+/// The next leadership change, or never without leader election.
+async fn leader_change(changes: &mut Option<tokio::sync::watch::Receiver<bool>>) -> Option<bool> {
+    match changes {
+        Some(rx) => {
+            rx.changed().await.ok()?;
+            Some(*rx.borrow_and_update())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// --lease-namespace, else $POD_NAMESPACE, else the service account's namespace.
+fn lease_namespace(config: &Config) -> String {
+    const SERVICE_ACCOUNT_NAMESPACE: &str =
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    config
+        .lease_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+        })
+        .or_else(|| {
+            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                .ok()
+                .map(|n| n.trim().to_owned())
+        })
+        .unwrap_or_else(|| "default".into())
+}
+
+/// This replica's name in the Lease: the pod name where Kubernetes sets it.
+fn identity() -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| format!("container-image-pusher-{}", std::process::id()))
 }
 
 /// Prints (dry run) or pushes a snapshot to every endpoint at once, so a

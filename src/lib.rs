@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod exposition;
 pub mod inventory;
 pub mod leader;
+pub mod pipeline;
 pub mod pull_secrets;
 pub mod registry;
 pub mod remote_write;

@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use cluster::ClusterSource;
 pub use files::FileSource;
+pub use watch::WatchedCluster;
 
 /// The workload kinds whose containers are inventoried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,7 +116,10 @@ pub struct Container {
 
 /// Where a snapshot of workloads comes from.
 pub enum Source {
+    /// LIST every kind at each snapshot: for `--once`.
     Cluster(ClusterSource),
+    /// Kept current by watches: for the long-running service.
+    Watched(Arc<WatchedCluster>),
     Files(FileSource),
 }
 
@@ -126,6 +130,8 @@ impl Source {
     pub async fn snapshot(&self) -> Result<Vec<Arc<Workload>>, DiscoveryError> {
         let mut workloads = match self {
             Source::Cluster(cluster) => cluster.snapshot().await?,
+            // Already one per object, sorted, and sharing unchanged Arcs.
+            Source::Watched(watched) => return Ok(watched.snapshot()),
             Source::Files(files) => files.snapshot().await?,
         };
         // Files may hold one object twice (a directory and a copy of it); the
