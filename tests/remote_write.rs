@@ -348,7 +348,11 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
         received[0].headers["x-prometheus-remote-write-version"],
         "2.0.0"
     );
-    assert_eq!(received[0].request.timeseries.len(), 2);
+    assert_eq!(
+        received[0].request.timeseries.len(),
+        4,
+        "2 containers and their 2 resolve errors"
+    );
     v2.assert_valid();
 }
 

@@ -1,0 +1,619 @@
+//! Leader election through a `coordination.k8s.io/v1` Lease, so that of
+//! several replicas only one pushes while the others keep warm.
+//!
+//! The protocol is client-go's (`tools/leaderelection`), with `get`,
+//! `create` and `update` only — the verbs the deployed Role grants:
+//! - a candidate reads the Lease every retry period; it creates it when
+//!   missing, and takes it over when it has no holder or its holder has not
+//!   renewed it for `leaseDurationSeconds`. Expiry is measured on the
+//!   candidate's own monotonic clock from when it first saw the current
+//!   version of the Lease, so clock skew between nodes does not matter;
+//! - every write is an update carrying the `resourceVersion` that was read,
+//!   so of two candidates writing at once one gets 409 Conflict and loses;
+//! - the leader renews every `lease_duration / 3`, and stops being leader
+//!   (before any candidate may take over) when it has not renewed for
+//!   `2 × lease_duration / 3`;
+//! - [`LeaderElection::release`] clears the holder, so a candidate takes
+//!   over at its next read instead of waiting for the Lease to expire.
+//!
+//! `leaseTransitions` counts changes of holder.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use kube::Client;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::telemetry::Telemetry;
+
+/// Competes for a Lease; see the module documentation.
+///
+/// Dropping it stops competing without giving the Lease up (as a crash
+/// would: another replica takes over once it expires); call
+/// [`LeaderElection::release`] to hand over at once.
+pub struct LeaderElection {
+    status: Arc<Status>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    lease_duration: Duration,
+    telemetry: Arc<Telemetry>,
+}
+
+impl LeaderElection {
+    /// Starts competing for `namespace/lease_name` as `identity`; returns
+    /// at once. Renews while leader; when the holder stops renewing, another
+    /// candidate takes over within `lease_duration` plus about two retry
+    /// periods (`lease_duration / 7` each). Must be called on a tokio
+    /// runtime.
+    pub fn start(
+        client: Client,
+        namespace: String,
+        lease_name: String,
+        identity: String,
+        lease_duration: Duration,
+        telemetry: Arc<Telemetry>,
+    ) -> LeaderElection {
+        let status = Arc::new(Status {
+            leader: watch::channel(false).0,
+            valid_until: Mutex::new(None),
+        });
+        telemetry.leader.set(0);
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        info!(lease = %format!("{namespace}/{lease_name}"), identity = %identity, ?lease_duration, "competing for the leader lease");
+        let candidate = Candidate {
+            api: Api::namespaced(client, &namespace),
+            name: lease_name,
+            identity,
+            timings: Timings::new(lease_duration),
+            status: status.clone(),
+            telemetry: telemetry.clone(),
+            lease: None,
+            observed: None,
+            renewed: None,
+            holder_seen: None,
+            last_error: None,
+        };
+        LeaderElection {
+            status,
+            shutdown: Some(shutdown),
+            task: Some(tokio::spawn(candidate.run(shutdown_rx))),
+            lease_duration,
+            telemetry,
+        }
+    }
+
+    /// Whether this replica holds the Lease now. Turns false on its own
+    /// once renewals have failed for too long, even before the background
+    /// task notices.
+    pub fn is_leader(&self) -> bool {
+        self.status.is_leader()
+    }
+
+    /// Sees every change of leadership (the value is the new
+    /// [`LeaderElection::is_leader`]).
+    pub fn changes(&self) -> watch::Receiver<bool> {
+        self.status.leader.subscribe()
+    }
+
+    /// Gives the Lease up (so another replica takes over at once) and
+    /// stops competing. Waits at most `lease_duration` for the API.
+    pub async fn release(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(self.lease_duration, &mut task)
+                .await
+                .is_err()
+            {
+                warn!("the Kubernetes API did not answer in time; the lease is left to expire");
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for LeaderElection {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        // Whatever the task was doing, this replica leads no more.
+        self.status.set(None);
+        self.telemetry.leader.set(0);
+    }
+}
+
+/// Leadership as the [`LeaderElection`] handle and the task share it.
+struct Status {
+    leader: watch::Sender<bool>,
+    /// While leader: until when the Lease is certainly ours (the start of
+    /// the last successful write plus the renew deadline).
+    valid_until: Mutex<Option<Instant>>,
+}
+
+impl Status {
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+            && self
+                .valid_until()
+                .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn valid_until(&self) -> Option<Instant> {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Leader until `valid_until`, or not leader (`None`); true when that
+    /// changed leadership.
+    fn set(&self, valid_until: Option<Instant>) -> bool {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = valid_until;
+        let leader = valid_until.is_some();
+        self.leader.send_if_modified(|current| {
+            let changed = *current != leader;
+            *current = leader;
+            changed
+        })
+    }
+}
+
+/// The periods derived from the lease duration, in client-go's ratios
+/// (15 s lease, 10 s renew deadline, 2 s retry period).
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    /// `leaseDurationSeconds` written to the Lease: the duration rounded
+    /// up to whole seconds (at least 1).
+    lease_seconds: i32,
+    /// How long a Lease without `leaseDurationSeconds` lasts.
+    lease_duration: Duration,
+    /// A leader renews this long after its last successful write.
+    renew_interval: Duration,
+    /// A leader that could not renew for this long stops leading. Shorter
+    /// than the lease duration, so it stops before anyone may take over.
+    renew_deadline: Duration,
+    /// How often a candidate reads the Lease, and a failed renewal is retried.
+    retry_period: Duration,
+}
+
+impl Timings {
+    fn new(lease_duration: Duration) -> Timings {
+        let lease_duration = lease_duration.max(Duration::from_millis(100));
+        let seconds = lease_duration.as_secs() + u64::from(lease_duration.subsec_nanos() > 0);
+        Timings {
+            lease_seconds: i32::try_from(seconds.max(1)).unwrap_or(i32::MAX),
+            lease_duration,
+            renew_interval: lease_duration / 3,
+            renew_deadline: lease_duration * 2 / 3,
+            retry_period: lease_duration / 7,
+        }
+    }
+}
+
+/// Why a request to the Lease API failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl CallError {
+    fn status(&self) -> Option<&kube::core::Status> {
+        match self {
+            CallError::Kube(kube::Error::Api(status)) => Some(status),
+            _ => None,
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        self.status().is_some_and(|s| s.is_conflict())
+    }
+}
+
+/// The background task's state.
+struct Candidate {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    timings: Timings,
+    status: Arc<Status>,
+    telemetry: Arc<Telemetry>,
+    /// The Lease as last read or written (its resourceVersion guards the
+    /// next update).
+    lease: Option<Lease>,
+    /// The resourceVersion of the Lease as first seen, and when: the
+    /// Lease expires `leaseDurationSeconds` after that unless it changes.
+    observed: Option<(String, Instant)>,
+    /// While leader: when the last successful acquisition or renewal was
+    /// sent.
+    renewed: Option<Instant>,
+    /// The holder last logged, so each change is logged once.
+    holder_seen: Option<Option<String>>,
+    /// The error streak in progress: its first error (and any different
+    /// one) is logged at warn, repeats at debug.
+    last_error: Option<String>,
+}
+
+impl Candidate {
+    async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
+        loop {
+            let wait = if self.renewed.is_some() {
+                self.renew().await
+            } else {
+                self.try_acquire().await
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                asked = &mut shutdown => {
+                    // A dropped handle (`Err`) is a crash as far as the
+                    // Lease is concerned: nothing is released.
+                    if asked.is_ok() {
+                        self.release().await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One attempt of a candidate; returns how long to wait before the next
+    /// step.
+    async fn try_acquire(&mut self) -> Duration {
+        let retry = self.timings.retry_period;
+        let limit = self.timings.renew_interval;
+        let started = Instant::now();
+        let lease = match call(limit, self.api.get_opt(&self.name)).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                self.failed("read the lease", &error);
+                return retry;
+            }
+        };
+        let Some(lease) = lease else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.identity.clone()),
+                    lease_duration_seconds: Some(self.timings.lease_seconds),
+                    acquire_time: Some(now()),
+                    renew_time: Some(now()),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            match call(limit, self.api.create(&PostParams::default(), &lease)).await {
+                Ok(created) => {
+                    self.succeeded();
+                    self.became_leader(created, started);
+                    return self.timings.renew_interval;
+                }
+                Err(CallError::Kube(kube::Error::Api(status))) if status.is_already_exists() => {
+                    debug!(lease = %self.name, "another candidate created the lease first");
+                    self.succeeded();
+                    return Duration::ZERO;
+                }
+                Err(error) => {
+                    self.failed("create the lease", &error);
+                    return retry;
+                }
+            }
+        };
+        self.succeeded();
+        self.observe(&lease);
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+        self.log_holder(&holder);
+        let ours = holder.as_deref() == Some(self.identity.as_str());
+        if holder.is_some() && !ours && !self.expired(&spec) {
+            return retry;
+        }
+        // Free, expired, or ours from an earlier life of this identity.
+        let mut update = lease.clone();
+        let new_spec = update.spec.get_or_insert_with(LeaseSpec::default);
+        if !ours {
+            new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+            new_spec.acquire_time = Some(now());
+        }
+        new_spec.holder_identity = Some(self.identity.clone());
+        new_spec.lease_duration_seconds = Some(self.timings.lease_seconds);
+        new_spec.renew_time = Some(now());
+        match call(
+            limit,
+            self.api
+                .replace(&self.name, &PostParams::default(), &update),
+        )
+        .await
+        {
+            Ok(written) => {
+                self.succeeded();
+                if let Some(previous) = holder.filter(|_| !ours) {
+                    info!(lease = %self.name, previous = %previous, "took over the lease");
+                }
+                self.became_leader(written, started);
+                self.timings.renew_interval
+            }
+            Err(error) if error.is_conflict() => {
+                debug!(lease = %self.name, "another candidate wrote the lease first");
+                self.succeeded();
+                retry
+            }
+            Err(error) => {
+                self.failed("take the lease", &error);
+                retry
+            }
+        }
+    }
+
+    /// One renewal by the leader; returns how long to wait before the next
+    /// step.
+    async fn renew(&mut self) -> Duration {
+        let started = Instant::now();
+        let renewed = self.renewed.unwrap_or(started);
+        let deadline = renewed + self.timings.renew_deadline;
+        let next_renewal = renewed + self.timings.renew_interval;
+        if started < next_renewal {
+            // Woken early (e.g. right after acquiring): nothing to do yet.
+            return next_renewal - started;
+        }
+        if started >= deadline {
+            self.lost("could not renew the lease in time");
+            return Duration::ZERO;
+        }
+        let Some(mut update) = self.lease.clone() else {
+            self.lost("the lease is unknown");
+            return Duration::ZERO;
+        };
+        let spec = update.spec.get_or_insert_with(LeaseSpec::default);
+        spec.holder_identity = Some(self.identity.clone());
+        spec.lease_duration_seconds = Some(self.timings.lease_seconds);
+        spec.renew_time = Some(now());
+        let result = call(
+            deadline - started,
+            self.api
+                .replace(&self.name, &PostParams::default(), &update),
+        )
+        .await;
+        let retry_period = self.timings.retry_period;
+        let retry = || retry_period.min(deadline.saturating_duration_since(Instant::now()));
+        match result {
+            Ok(written) => {
+                self.succeeded();
+                self.renewed = Some(started);
+                self.lease = Some(written);
+                self.status.set(Some(started + self.timings.renew_deadline));
+                self.timings.renew_interval
+            }
+            Err(error) if error.is_conflict() => {
+                // Written since we last did: still ours only if nobody
+                // took it over.
+                let limit = deadline.saturating_duration_since(Instant::now());
+                match call(limit, self.api.get_opt(&self.name)).await {
+                    Ok(Some(lease)) => {
+                        self.succeeded();
+                        let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                        let still_ours = holder.as_deref() == Some(self.identity.as_str());
+                        self.observe(&lease);
+                        self.lease = Some(lease);
+                        if still_ours {
+                            // Renew again at once, from the version just
+                            // read (still bounded by the deadline).
+                            return Duration::ZERO;
+                        }
+                        self.lost("another replica took the lease over");
+                        self.log_holder(&holder);
+                        Duration::ZERO
+                    }
+                    Ok(None) => {
+                        self.succeeded();
+                        self.lost("the lease was deleted");
+                        Duration::ZERO
+                    }
+                    Err(error) => {
+                        self.failed("read the lease", &error);
+                        retry()
+                    }
+                }
+            }
+            Err(error) => {
+                self.failed("renew the lease", &error);
+                retry()
+            }
+        }
+    }
+
+    /// Clears the holder, so another candidate takes over at its next read.
+    async fn release(&mut self) {
+        if self.renewed.take().is_none() {
+            return;
+        }
+        // Stop acting as leader before anyone else can start.
+        self.set_leader(None);
+        let limit = self.timings.renew_interval;
+        for _ in 0..3 {
+            let Some(mut update) = self.lease.clone() else {
+                return;
+            };
+            let spec = update.spec.get_or_insert_with(LeaseSpec::default);
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.acquire_time = Some(now());
+            spec.renew_time = Some(now());
+            match call(
+                limit,
+                self.api
+                    .replace(&self.name, &PostParams::default(), &update),
+            )
+            .await
+            {
+                Ok(_) => {
+                    info!(lease = %self.name, "released the leader lease");
+                    return;
+                }
+                Err(error) if error.is_conflict() => {
+                    match call(limit, self.api.get_opt(&self.name)).await {
+                        Ok(Some(lease))
+                            if lease
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.holder_identity.as_deref())
+                                == Some(self.identity.as_str()) =>
+                        {
+                            self.lease = Some(lease);
+                        }
+                        // Not ours any more (or gone): nothing to release.
+                        Ok(_) => return,
+                        Err(error) => {
+                            warn!(lease = %self.name, error = %error, "cannot release the lease; it expires on its own");
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    warn!(lease = %self.name, error = %error, "cannot release the lease; it expires on its own");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn became_leader(&mut self, lease: Lease, started: Instant) {
+        let transitions = lease.spec.as_ref().and_then(|s| s.lease_transitions);
+        self.observe(&lease);
+        self.lease = Some(lease);
+        self.renewed = Some(started);
+        self.holder_seen = Some(Some(self.identity.clone()));
+        if self.set_leader(Some(started + self.timings.renew_deadline)) {
+            info!(lease = %self.name, identity = %self.identity, transitions, "became the leader");
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        self.renewed = None;
+        if self.set_leader(None) {
+            info!(lease = %self.name, identity = %self.identity, why, "stopped being the leader");
+        }
+    }
+
+    fn set_leader(&self, valid_until: Option<Instant>) -> bool {
+        let changed = self.status.set(valid_until);
+        self.telemetry.leader.set(i64::from(valid_until.is_some()));
+        changed
+    }
+
+    /// Notes when this version of the Lease was first seen.
+    fn observe(&mut self, lease: &Lease) {
+        let version = lease.metadata.resource_version.clone().unwrap_or_default();
+        if self
+            .observed
+            .as_ref()
+            .is_none_or(|(seen, _)| *seen != version)
+        {
+            self.observed = Some((version, Instant::now()));
+        }
+    }
+
+    /// Whether the Lease as last observed has gone unrenewed for its duration.
+    fn expired(&self, spec: &LeaseSpec) -> bool {
+        let duration = spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.timings.lease_duration, Duration::from_secs);
+        self.observed
+            .as_ref()
+            .is_none_or(|(_, seen)| seen.elapsed() >= duration)
+    }
+
+    fn log_holder(&mut self, holder: &Option<String>) {
+        if self.holder_seen.as_ref() == Some(holder) {
+            return;
+        }
+        match holder {
+            Some(holder) if *holder != self.identity => {
+                info!(lease = %self.name, holder = %holder, "another replica holds the lease; standing by");
+            }
+            _ => debug!(lease = %self.name, ?holder, "lease holder"),
+        }
+        self.holder_seen = Some(holder.clone());
+    }
+
+    fn failed(&mut self, action: &str, error: &CallError) {
+        let text = format!("{action}: {error}");
+        if self.last_error.as_deref() == Some(text.as_str()) {
+            debug!(lease = %self.name, error = %text, "lease API still failing");
+        } else {
+            warn!(lease = %self.name, error = %text, "leader election: cannot reach the lease; retrying");
+        }
+        self.last_error = Some(text);
+    }
+
+    fn succeeded(&mut self) {
+        if self.last_error.take().is_some() {
+            info!(lease = %self.name, "leader election: the lease API answers again");
+        }
+    }
+}
+
+/// Runs one API request with a time limit.
+async fn call<T>(
+    limit: Duration,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, CallError> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(result) => result.map_err(CallError::from),
+        Err(_) => Err(CallError::Timeout(limit)),
+    }
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_follow_client_go_ratios_and_round_the_lease_up() {
+        let t = Timings::new(Duration::from_secs(15));
+        assert_eq!(t.lease_seconds, 15);
+        assert_eq!(t.renew_interval, Duration::from_secs(5));
+        assert_eq!(t.renew_deadline, Duration::from_secs(10));
+        assert!(t.retry_period > Duration::from_secs(2) && t.retry_period < Duration::from_secs(3));
+        let t = Timings::new(Duration::from_millis(1500));
+        assert_eq!(t.lease_seconds, 2, "never shorter than asked for");
+        assert!(t.renew_deadline < t.lease_duration);
+    }
+
+    #[tokio::test]
+    async fn leadership_lapses_at_the_deadline_on_its_own() {
+        let status = Status {
+            leader: watch::channel(false).0,
+            valid_until: Mutex::new(None),
+        };
+        let mut changes = status.leader.subscribe();
+        assert!(status.set(Some(Instant::now() + Duration::from_secs(60))));
+        assert!(status.is_leader());
+        assert!(changes.has_changed().unwrap());
+        changes.borrow_and_update();
+        assert!(!status.set(Some(Instant::now())), "still leader: no change");
+        assert!(!status.is_leader(), "past its deadline");
+        assert!(status.set(None));
+        assert!(!*changes.borrow_and_update());
+    }
+}
