@@ -23,9 +23,11 @@ async fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, so `--dry-run` output on stdout stays clean.
-/// `RUST_LOG` overrides the default level (info).
+/// `RUST_LOG` overrides the default level (info). kube-runtime's watcher
+/// warns at every retry of a forbidden watch; ours says it once.
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime::watcher=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -681,7 +681,10 @@ fn queries_read_only_pushed_series_and_their_labels() {
                 }
                 // Sparse pushes (a CronJob every 15 minutes) need a look-back.
                 let windowed = u.function == Some("last_over_time") && u.range == Some(WINDOW);
-                let sub = exempt && u.subquery == Some(WINDOW);
+                // The freshness panel reads recent samples exactly (a plain
+                // selector under timestamp()) and older ones by subquery.
+                let sub = exempt
+                    && (u.subquery == Some(WINDOW) || (u.subquery.is_none() && u.range.is_none()));
                 if !windowed && !sub {
                     problem(format!(
                         "{name}: not read through last_over_time(...[$window])"

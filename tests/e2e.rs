@@ -570,6 +570,33 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
         .iter()
         .any(|m| m.metric_family_name == "container_image_container_info"));
 
+    // The same two queries as the README rewrites them for pushed data.
+    let per_cluster = r#"100 * count by (cluster) (
+        last_over_time(container_image_container_info{kind!="Pod"}[1h])
+      * on (cluster, digest) group_left (value)
+        last_over_time(container_image_label{key="dev.chainguard.package.main"}[1h])
+    )
+    / count by (cluster) (last_over_time(container_image_container_info{kind!="Pod"}[1h]))"#;
+    let share = prometheus.query(per_cluster).await;
+    assert_eq!(share[0].labels["cluster"], "e2e");
+    assert!(
+        (share[0].value - 100.0 * 2.0 / 6.0).abs() < 1e-9,
+        "{share:?}"
+    );
+    let old_rewritten = r#"time() - (
+          max by (cluster, digest, image) (last_over_time(container_image_container_info[1h]))
+        * on (cluster, digest) group_left ()
+          last_over_time(container_image_created[1h])
+      ) > 86400 * 14"#;
+    let mut old: Vec<String> = prometheus
+        .query(old_rewritten)
+        .await
+        .into_iter()
+        .map(|s| s.labels["image"].clone())
+        .collect();
+    old.sort();
+    assert_eq!(old, want);
+
     // The README's alert rules: both unresolvable images fire, the inventory is fresh.
     let mut failing: Vec<(String, String)> = prometheus
         .query("last_over_time(container_image_resolve_error[30m]) == 1")
@@ -719,5 +746,88 @@ async fn serves_metrics_health_and_readiness() {
     assert!(
         text.contains("container_image_pusher_snapshot_containers 1"),
         "{text}"
+    );
+}
+
+#[path = "dashboard_queries/mod.rs"]
+mod dashboard_queries;
+
+/// Every panel query of every dashboard returns data from a real push (and,
+/// for the pusher-health panels, from scraping the pusher's own /metrics as
+/// the cluster's Prometheus or agent would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_returns_data() {
+    container_image_pusher::install_crypto_provider();
+    let (registry, api) = tokio::join!(Registry::start(), KubeApi::start());
+    let images = push_images(&registry).await;
+    let reg = registry.host();
+    apply_workloads(&api, &reg, &images);
+    // A kind the service account may not list feeds the discovery-errors panel.
+    api.forbid::<k8s_openapi::api::batch::v1::Job>();
+    let rejecting = Receiver::start().await;
+    rejecting.set_fallback(Reply::status(400).body("rejected for the dropped-series panel"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+
+    // Prometheus is told where to scrape before the pusher (which needs
+    // Prometheus' write URL) starts: the pusher's port is chosen up front.
+    let port = support::free_port();
+    let prometheus = Prometheus::start_scraping(
+        "container-image-pusher-metrics",
+        &format!("127.0.0.1:{port}"),
+        &[("cluster", "e2e")],
+    )
+    .await;
+    let write_url = prometheus.write_url();
+    let mut child = support::ChildGuard::spawn(
+        "container-image-pusher",
+        std::process::Command::new(BIN)
+            .args([
+                "--interval",
+                "1s",
+                "--remote-write-url",
+                &write_url,
+                "--remote-write-url",
+                &rejecting.url(),
+                "--insecure-registry",
+                &reg,
+                "--external-label",
+                "cluster=e2e",
+                "--metrics-address",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info"),
+    );
+    // Several ticks and scrapes, so rate() over the self-metrics has data.
+    prometheus
+        .query_until(
+            "count(container_image_pusher_pushes_total)",
+            |s| !s.is_empty(),
+            Duration::from_secs(30),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    child.check_running().unwrap();
+
+    let queries = dashboard_queries::all_panel_queries(&std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards"
+    )));
+    assert!(queries.len() > 50, "{} queries", queries.len());
+    let mut empty = Vec::new();
+    for (dashboard, panel, expr) in &queries {
+        match prometheus.try_query(expr).await {
+            Ok(samples) if !samples.is_empty() => {}
+            Ok(_) => empty.push(format!("{dashboard} / {panel}: no data\n  {expr}")),
+            Err(e) => empty.push(format!("{dashboard} / {panel}: {e}\n  {expr}")),
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{} of {} panel queries failed:\n{}",
+        empty.len(),
+        queries.len(),
+        empty.join("\n")
     );
 }

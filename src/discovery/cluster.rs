@@ -89,7 +89,7 @@ impl ClusterSource {
                         .expect("forbidden set poisoned")
                         .insert(K::KIND)
                     {
-                        warn!(kind = %K::KIND, scope = scope.trim(), message = %status.message,
+                        warn!(kind = %K::KIND, scope = scope.trim(), detail = %status.message,
                             "not allowed to list this kind; its containers are left out of the inventory (grant list on it in the ClusterRole)");
                     } else {
                         debug!(kind = %K::KIND, "still not allowed to list this kind");
