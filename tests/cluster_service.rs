@@ -18,7 +18,9 @@ fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
 }
 
 fn pod(name: &str, image: &str) -> Pod {
-    object(json!({"metadata": {"namespace": "shop", "name": name}, "spec": {"containers": [{"name": "app", "image": image}]}}))
+    object(
+        json!({"metadata": {"namespace": "shop", "name": name}, "spec": {"containers": [{"name": "app", "image": image}]}}),
+    )
 }
 
 fn deployment(name: &str, image: &str) -> Deployment {
@@ -28,14 +30,23 @@ fn deployment(name: &str, image: &str) -> Deployment {
     }))
 }
 
-async fn eventually(prometheus: &Prometheus, pusher: &Pusher, promql: &str, pred: impl Fn(&[support::Sample]) -> bool) {
+async fn eventually(
+    prometheus: &Prometheus,
+    pusher: &Pusher,
+    promql: &str,
+    pred: impl Fn(&[support::Sample]) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let samples = prometheus.query(promql).await;
         if pred(&samples) {
             return;
         }
-        assert!(Instant::now() < deadline, "{promql} never matched, last {samples:?}\n{}", pusher.child.logs());
+        assert!(
+            Instant::now() < deadline,
+            "{promql} never matched, last {samples:?}\n{}",
+            pusher.child.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -50,39 +61,105 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let pusher = Pusher::start(
-        &["--interval", "300ms", "--remote-write-url", &prometheus.write_url(), "--external-label", "cluster=watch"],
+        &[
+            "--interval",
+            "300ms",
+            "--remote-write-url",
+            &prometheus.write_url(),
+            "--external-label",
+            "cluster=watch",
+        ],
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
     .await;
-    let ready = reqwest::get(format!("{}/readyz", pusher.base_url)).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", pusher.base_url))
+        .await
+        .unwrap();
     let _ = ready; // may or may not be ready yet; it must turn ready below
-    eventually(&prometheus, &pusher, "count(container_image_container_info)", |s| s.first().map(|s| s.value) == Some(3.0)).await;
-    let ready = reqwest::get(format!("{}/readyz", pusher.base_url)).await.unwrap();
-    assert!(ready.status().is_success(), "ready after the first lists and push");
+    eventually(
+        &prometheus,
+        &pusher,
+        "count(container_image_container_info)",
+        |s| s.first().map(|s| s.value) == Some(3.0),
+    )
+    .await;
+    let ready = reqwest::get(format!("{}/readyz", pusher.base_url))
+        .await
+        .unwrap();
+    assert!(
+        ready.status().is_success(),
+        "ready after the first lists and push"
+    );
 
     // Between ticks: one added, one image changed, one deleted.
     api.apply(&pod("new", "127.0.0.1:1/new:1"));
     api.apply(&deployment("web", "127.0.0.1:1/web:2"));
     api.delete::<Pod>(Some("shop"), "goes");
-    eventually(&prometheus, &pusher, r#"container_image_container_info{name="new"}"#, |s| s.len() == 1).await;
-    eventually(&prometheus, &pusher, r#"container_image_container_info{name="goes"}"#, |s| s.is_empty()).await;
-    eventually(&prometheus, &pusher, r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#, |s| s.is_empty()).await;
+    eventually(
+        &prometheus,
+        &pusher,
+        r#"container_image_container_info{name="new"}"#,
+        |s| s.len() == 1,
+    )
+    .await;
+    eventually(
+        &prometheus,
+        &pusher,
+        r#"container_image_container_info{name="goes"}"#,
+        |s| s.is_empty(),
+    )
+    .await;
+    eventually(
+        &prometheus,
+        &pusher,
+        r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#,
+        |s| s.is_empty(),
+    )
+    .await;
     eventually(&prometheus, &pusher, r#"container_image_container_info{image="127.0.0.1:1/web:2",kind="Deployment",cluster="watch"}"#, |s| s.len() == 1).await;
 
     // A watch that ends resumes; one whose history expired (410) re-lists,
     // and an object deleted meanwhile goes stale.
     api.close_watches();
     api.apply(&pod("after-close", "127.0.0.1:1/a:1"));
-    eventually(&prometheus, &pusher, r#"container_image_container_info{name="after-close"}"#, |s| s.len() == 1).await;
+    eventually(
+        &prometheus,
+        &pusher,
+        r#"container_image_container_info{name="after-close"}"#,
+        |s| s.len() == 1,
+    )
+    .await;
     api.delete::<Pod>(Some("shop"), "after-close");
     api.compact();
     api.close_watches();
-    eventually(&prometheus, &pusher, r#"container_image_container_info{name="after-close"}"#, |s| s.is_empty()).await;
-    eventually(&prometheus, &pusher, "count(container_image_container_info)", |s| s.first().map(|s| s.value) == Some(3.0)).await;
+    eventually(
+        &prometheus,
+        &pusher,
+        r#"container_image_container_info{name="after-close"}"#,
+        |s| s.is_empty(),
+    )
+    .await;
+    eventually(
+        &prometheus,
+        &pusher,
+        "count(container_image_container_info)",
+        |s| s.first().map(|s| s.value) == Some(3.0),
+    )
+    .await;
 
     // Watches, not a LIST per tick.
-    let lists = api.requests().iter().filter(|r| r.path == "/api/v1/pods" && !r.is_watch()).count();
-    assert!(lists <= 4, "pods were listed {lists} times: the inventory must be watch-fed");
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/pods" && !r.is_watch())
+        .count();
+    assert!(
+        lists <= 4,
+        "pods were listed {lists} times: the inventory must be watch-fed"
+    );
     let metrics = pusher.metrics().await;
-    assert!(metrics.contains("container_image_pusher_watched_objects{kind=\"Pod\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("container_image_pusher_watched_objects{kind=\"Pod\"} 2"),
+        "{metrics}"
+    );
 }

@@ -57,14 +57,21 @@ impl Prometheus {
     /// `&["--query.lookback-delta=30s"]`.
     pub async fn start_with_args(extra_args: &[&str]) -> Prometheus {
         // No scrape_configs: only remote-written data ends up in the TSDB.
-        Prometheus::launch("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n", extra_args).await
+        Prometheus::launch(
+            "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n",
+            extra_args,
+        )
+        .await
     }
 
     /// Starts Prometheus also scraping `target` (host:port) every second as
     /// job `job`, with `labels` added: as a cluster's Prometheus or agent
     /// would scrape the pusher's own /metrics.
     pub async fn start_scraping(job: &str, target: &str, labels: &[(&str, &str)]) -> Prometheus {
-        let labels: String = labels.iter().map(|(k, v)| format!("          {k}: {v:?}\n")).collect();
+        let labels: String = labels
+            .iter()
+            .map(|(k, v)| format!("          {k}: {v:?}\n"))
+            .collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1h\nscrape_configs:\n  - job_name: {job:?}\n    static_configs:\n      - targets: [{target:?}]\n        labels:\n{labels}"
         );
