@@ -163,3 +163,106 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
         "{metrics}"
     );
 }
+
+/// Two replicas with --leader-election: only the leader pushes; when it
+/// dies without releasing the Lease, the other takes over once the lease
+/// expires, and series identity does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_when_the_leader_dies() {
+    container_image_pusher::install_crypto_provider();
+    let api = KubeApi::start().await;
+    let receiver = support::receiver::Receiver::start().await;
+    api.apply(&pod("p", "127.0.0.1:1/p:1"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let replica = |name: &'static str| {
+        let kubeconfig = kubeconfig.clone();
+        let url = receiver.url();
+        async move {
+            Pusher::start(
+                &[
+                    "--interval",
+                    "300ms",
+                    "--remote-write-url",
+                    &url,
+                    "--leader-election",
+                    "--lease-duration",
+                    "2s",
+                    "--lease-namespace",
+                    "monitoring",
+                ],
+                &[
+                    ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                    ("POD_NAME", name),
+                ],
+            )
+            .await
+        }
+    };
+    let mut first = replica("replica-a").await;
+    let second = replica("replica-b").await;
+    let leader_gauge = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("container_image_pusher_leader "))
+            .map(str::to_owned)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (a, b) = (
+            leader_gauge(&first.metrics().await),
+            leader_gauge(&second.metrics().await),
+        );
+        if a.as_deref() == Some("1") && b.as_deref() == Some("0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica-a never led alone: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    support::wait_for_http(
+        &format!("{}/readyz", second.base_url),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("a standby turns ready too (a rollout waits for it)");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = receiver.received().len();
+    assert!(before > 0, "the leader pushes");
+
+    // Crash the leader: SIGKILL, so the Lease is not released.
+    std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(first.child.id().to_string())
+        .status()
+        .unwrap();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(15);
+    while leader_gauge(&second.metrics().await).as_deref() != Some("1") {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never took over\n{}",
+            second.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took_over = killed.elapsed();
+    assert!(
+        took_over < Duration::from_secs(6),
+        "took over after {took_over:?} with a 2 s lease"
+    );
+    let after = receiver.received().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(receiver.received().len() > after, "the new leader pushes");
+    // Same series, whichever replica pushes: no per-replica label.
+    let labels = |i: usize| {
+        receiver.received()[i]
+            .series()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(labels(0), labels(receiver.received().len() - 1));
+    let _ = first.child.check_running();
+}
