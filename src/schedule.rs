@@ -62,6 +62,11 @@ impl std::fmt::Display for Schedule {
 pub struct Ticker {
     schedule: Schedule,
     interval: Option<Interval>,
+    /// Wall-clock time read once, then advanced by tokio's clock: cron
+    /// firings follow the tokio timer they sleep on (and tests can pause it).
+    origin: (Instant, DateTime<Utc>),
+    /// The last cron firing, so one is never taken twice.
+    last: Option<DateTime<Utc>>,
 }
 
 impl Ticker {
@@ -75,7 +80,17 @@ impl Ticker {
             }
             Schedule::Cron(_) => None,
         };
-        Ticker { schedule, interval }
+        Ticker {
+            schedule,
+            interval,
+            origin: (Instant::now(), Utc::now()),
+            last: None,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = Instant::now() - self.origin.0;
+        self.origin.1 + chrono::Duration::from_std(elapsed).unwrap_or_default()
     }
 
     /// Waits for the next tick.
@@ -84,8 +99,14 @@ impl Ticker {
             interval.tick().await;
             return;
         }
-        match self.schedule.cron_delay(Utc::now()) {
-            Some(delay) => tokio::time::sleep(delay).await,
+        let now = self.now();
+        let after = self.last.map_or(now, |last| last.max(now));
+        match self.schedule.cron_delay(after) {
+            Some(delay) => {
+                let delay = delay + (after - now).to_std().unwrap_or_default();
+                tokio::time::sleep(delay).await;
+                self.last = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+            }
             // A schedule that has run out of firings (a past year): never tick again.
             None => std::future::pending().await,
         }
@@ -119,6 +140,42 @@ mod tests {
         assert!(Schedule::parse_cron("61 * * * *")
             .unwrap_err()
             .contains("not a valid cron"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cron_ticks_follow_the_expression_and_do_not_stack() {
+        let mut ticker = Ticker::new(Schedule::parse_cron("*/10 * * * * *").unwrap());
+        let mut fired = Vec::new();
+        for _ in 0..3 {
+            ticker.tick().await;
+            fired.push(ticker.now());
+        }
+        for at in &fired {
+            assert_eq!(
+                at.timestamp() % 10,
+                0,
+                "fires on multiples of 10 s: {fired:?}"
+            );
+        }
+        assert_eq!((fired[1] - fired[0]).num_seconds(), 10);
+        assert_eq!((fired[2] - fired[1]).num_seconds(), 10);
+        // A push that takes 25 s overruns two firings: the next tick is the
+        // next firing after now, not a burst of the missed ones.
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let before = ticker.now();
+        ticker.tick().await;
+        let waited = ticker.now() - before;
+        assert!(
+            waited.num_milliseconds() > 0 && waited.num_seconds() <= 10,
+            "{waited:?}"
+        );
+        let again = ticker.now();
+        ticker.tick().await;
+        assert_eq!(
+            (ticker.now() - again).num_seconds(),
+            10,
+            "then on the grid again"
+        );
     }
 
     #[tokio::test(start_paused = true)]
