@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster, Workload};
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
 use crate::pull_secrets::PullSecrets;
+use crate::registry::cloud::CloudCredentials;
 use crate::registry::{Credential, Keyring, Resolution, Resolutions, Resolver, ResolverConfig};
 use crate::telemetry::Telemetry;
 
@@ -31,6 +32,8 @@ pub struct Pipeline {
     /// The cluster's client, for leader election; `None` with `--manifests`.
     client: Option<kube::Client>,
     pull_secrets: Arc<PullSecrets>,
+    /// Logins for ECR, Artifact Registry/GCR and ACR from the pod's identity.
+    cloud: Arc<CloudCredentials>,
     resolver: Arc<Resolver>,
     inventory: Inventory,
     concurrency: usize,
@@ -95,6 +98,7 @@ impl Pipeline {
             source,
             client,
             pull_secrets,
+            cloud: Arc::new(CloudCredentials::from_env()),
             resolver: Arc::new(resolver),
             inventory: Inventory::new(CommonLabels::new(&config.job, &config.external_labels)),
             concurrency: config.resolve_concurrency as usize,
@@ -129,7 +133,7 @@ impl Pipeline {
         let mut resolutions = Resolutions::new(self.pull_secrets.enabled());
         let mut unresolved = 0;
         for (scope, image, resolution) in
-            resolve_all(&self.resolver, lookups, self.concurrency).await
+            resolve_all(&self.resolver, &self.cloud, lookups, self.concurrency).await
         {
             if let Err(e) = &resolution {
                 unresolved += 1;
@@ -171,6 +175,7 @@ impl Pipeline {
             self.pull_secrets.clone(),
             self.resolver.clone(),
         );
+        let cloud = self.cloud.clone();
         let concurrency = self.concurrency;
         Some(tokio::spawn(async move {
             let mut changes = watched.changes();
@@ -189,7 +194,7 @@ impl Pipeline {
                     .collect();
                 if !fresh.is_empty() {
                     let count = fresh.len();
-                    resolve_all(&resolver, fresh, concurrency).await;
+                    resolve_all(&resolver, &cloud, fresh, concurrency).await;
                     tracing::debug!(count, "resolved new image references ahead of the tick");
                 }
                 known = current;
@@ -230,15 +235,22 @@ fn credential_lookups(
         .collect()
 }
 
+/// Resolves each lookup; a cloud registry's ambient login is tried after
+/// the pull secrets and static credentials, as the kubelet's credential
+/// providers come after pull secrets.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
+    cloud: &Arc<CloudCredentials>,
     lookups: Vec<(u64, String, Vec<Credential>)>,
     concurrency: usize,
 ) -> Vec<(u64, String, Resolution)> {
     futures::stream::iter(lookups)
-        .map(|(scope, image, credentials)| {
-            let resolver = resolver.clone();
+        .map(|(scope, image, mut credentials)| {
+            let (resolver, cloud) = (resolver.clone(), cloud.clone());
             async move {
+                if let Some(login) = cloud_login(&cloud, &image).await {
+                    credentials.push(login);
+                }
                 let credentials: Vec<&Credential> = credentials.iter().collect();
                 let resolution = resolver.resolve(&image, &credentials).await;
                 (scope, image, resolution)
@@ -247,4 +259,23 @@ async fn resolve_all(
         .buffer_unordered(concurrency)
         .collect()
         .await
+}
+
+/// The ambient-identity login for an image in a cloud registry. A failure
+/// (off that cloud, say) leaves the image to the other credentials and to
+/// anonymous access: public images there need no token.
+async fn cloud_login(cloud: &CloudCredentials, image: &str) -> Option<Credential> {
+    let reference = crate::registry::reference::parse(image).ok()?;
+    let host = reference.resolve_registry();
+    match cloud.login(host).await? {
+        Ok(login) => Some(Credential {
+            username: login.username,
+            password: login.password,
+            source: format!("the pod's cloud identity for {host}"),
+        }),
+        Err(e) => {
+            tracing::debug!(host, error = %e, "no cloud registry login; trying without");
+            None
+        }
+    }
 }

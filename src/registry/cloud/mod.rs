@@ -17,6 +17,12 @@
 //! in logs or errors: an error body that echoes one has it replaced by
 //! `<redacted>`.
 
+// Shared helpers some providers do not use when built alone.
+#![cfg_attr(
+    not(all(feature = "ecr", feature = "gcr", feature = "acr")),
+    allow(dead_code)
+)]
+
 #[cfg(feature = "acr")]
 pub mod acr;
 #[cfg(feature = "ecr")]
@@ -30,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tracing::debug;
+use tracing::{debug, trace, Instrument};
 
 /// Username/password for a registry, as `docker login` would use them.
 #[derive(Clone, PartialEq, Eq)]
@@ -653,10 +659,13 @@ impl<T: Clone> TokenCache<T> {
                     refresh_at,
                 }
             }
-            Err(failure) => Cached {
-                value: Err(failure),
-                refresh_at: now + context.error_ttl,
-            },
+            Err(failure) => {
+                debug!(token = self.what, key, error = ?failure, "token request failed");
+                Cached {
+                    value: Err(failure),
+                    refresh_at: now + context.error_ttl,
+                }
+            }
         };
         let value = entry.value.clone();
         *cached = Some(entry);
@@ -743,15 +752,22 @@ impl CloudCredentials {
         let host = RegistryHost::parse(registry_host);
         let backend = self.backend_for(&host)?;
         let provider = backend.provider();
-        debug!(provider = provider.as_str(), host = %host.given, "cloud registry login");
-        let result = match backend {
-            #[cfg(feature = "ecr")]
-            Backend::Ecr(ecr) => ecr.login(&self.context, &host).await,
-            #[cfg(feature = "gcr")]
-            Backend::Google(google) => google.login(&self.context).await,
-            #[cfg(feature = "acr")]
-            Backend::Acr(acr) => acr.login(&self.context, &host).await,
+        // Token fetches and refreshes log at debug inside this span, so
+        // they name the provider and the registry they were made for.
+        let span =
+            tracing::debug_span!("cloud_login", provider = provider.as_str(), host = %host.given);
+        let login = async {
+            trace!("cloud registry login");
+            match backend {
+                #[cfg(feature = "ecr")]
+                Backend::Ecr(ecr) => ecr.login(&self.context, &host).await,
+                #[cfg(feature = "gcr")]
+                Backend::Google(google) => google.login(&self.context).await,
+                #[cfg(feature = "acr")]
+                Backend::Acr(acr) => acr.login(&self.context, &host).await,
+            }
         };
+        let result = login.instrument(span).await;
         Some(result.map_err(|failure| failure.into_error(provider, &host.given)))
     }
 }
