@@ -30,27 +30,6 @@ fn deployment(name: &str, image: &str) -> Deployment {
     }))
 }
 
-async fn eventually(
-    prometheus: &Prometheus,
-    pusher: &Pusher,
-    promql: &str,
-    pred: impl Fn(&[support::Sample]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let samples = prometheus.query(promql).await;
-        if pred(&samples) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{promql} never matched, last {samples:?}\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_changes_reach_prometheus_with_stale_markers() {
     container_image_pusher::install_crypto_provider();
@@ -76,13 +55,11 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
         .await
         .unwrap();
     let _ = ready; // may or may not be ready yet; it must turn ready below
-    eventually(
-        &prometheus,
-        &pusher,
-        "count(container_image_container_info)",
-        |s| s.first().map(|s| s.value) == Some(3.0),
-    )
-    .await;
+    pusher
+        .wait_for_query(&prometheus, "count(container_image_container_info)", |s| {
+            s.first().map(|s| s.value) == Some(3.0)
+        })
+        .await;
     let ready = reqwest::get(format!("{}/readyz", pusher.base_url))
         .await
         .unwrap();
@@ -95,57 +72,55 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
     api.apply(&pod("new", "127.0.0.1:1/new:1"));
     api.apply(&deployment("web", "127.0.0.1:1/web:2"));
     api.delete::<Pod>(Some("shop"), "goes");
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{name="new"}"#,
-        |s| s.len() == 1,
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{name="goes"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
-    eventually(&prometheus, &pusher, r#"container_image_container_info{image="127.0.0.1:1/web:2",kind="Deployment",cluster="watch"}"#, |s| s.len() == 1).await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{name="new"}"#,
+            |s| s.len() == 1,
+        )
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{name="goes"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
+    pusher.wait_for_query(&prometheus, r#"container_image_container_info{image="127.0.0.1:1/web:2",kind="Deployment",cluster="watch"}"#, |s| s.len() == 1).await;
 
     // A watch that ends resumes; one whose history expired (410) re-lists,
     // and an object deleted meanwhile goes stale.
     api.close_watches();
     api.apply(&pod("after-close", "127.0.0.1:1/a:1"));
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{name="after-close"}"#,
-        |s| s.len() == 1,
-    )
-    .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{name="after-close"}"#,
+            |s| s.len() == 1,
+        )
+        .await;
     api.delete::<Pod>(Some("shop"), "after-close");
     api.compact();
     api.close_watches();
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{name="after-close"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        "count(container_image_container_info)",
-        |s| s.first().map(|s| s.value) == Some(3.0),
-    )
-    .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{name="after-close"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
+    pusher
+        .wait_for_query(&prometheus, "count(container_image_container_info)", |s| {
+            s.first().map(|s| s.value) == Some(3.0)
+        })
+        .await;
 
     // Watches, not a LIST per tick.
     let lists = api

@@ -8,28 +8,6 @@ use std::time::{Duration, Instant};
 use support::pusher::{write_pods, Pusher};
 use support::Prometheus;
 
-/// Polls an instant query until `pred` holds, or panics with the pusher's log.
-async fn eventually(
-    prometheus: &Prometheus,
-    pusher: &Pusher,
-    promql: &str,
-    pred: impl Fn(&[support::Sample]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let samples = prometheus.query(promql).await;
-        if pred(&samples) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{promql} never matched, last {samples:?}\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly() {
     container_image_pusher::install_crypto_provider();
@@ -50,20 +28,18 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         &[],
     )
     .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        "count(container_image_container_info)",
-        |s| s.first().map(|s| s.value) == Some(2.0),
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_resolve_error{class="unavailable"}"#,
-        |s| s.len() == 2,
-    )
-    .await;
+    pusher
+        .wait_for_query(&prometheus, "count(container_image_container_info)", |s| {
+            s.first().map(|s| s.value) == Some(2.0)
+        })
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_resolve_error{class="unavailable"}"#,
+            |s| s.len() == 2,
+        )
+        .await;
 
     // GitOps-style change: one pod removed, the other's image changed (the
     // pods are written with image 127.0.0.1:1/NAME:1, so renaming changes it).
@@ -76,34 +52,34 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
 
     // Prometheus' lookback is 5 minutes: only a stale marker makes the old
     // series vanish from instant queries within seconds.
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{name="remove"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{image="127.0.0.1:1/keep:1"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_container_info{image="127.0.0.1:1/keep:2",cluster="test"}"#,
-        |s| s.len() == 1,
-    )
-    .await;
-    eventually(
-        &prometheus,
-        &pusher,
-        r#"container_image_resolve_error{image="127.0.0.1:1/remove:1"}"#,
-        |s| s.is_empty(),
-    )
-    .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{name="remove"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{image="127.0.0.1:1/keep:1"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_container_info{image="127.0.0.1:1/keep:2",cluster="test"}"#,
+            |s| s.len() == 1,
+        )
+        .await;
+    pusher
+        .wait_for_query(
+            &prometheus,
+            r#"container_image_resolve_error{image="127.0.0.1:1/remove:1"}"#,
+            |s| s.is_empty(),
+        )
+        .await;
     // The data is still there for range queries: staleness ends a series, it does not delete it.
     let history = prometheus
         .query(r#"count_over_time(container_image_container_info{name="remove"}[5m])"#)

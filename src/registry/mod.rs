@@ -533,7 +533,10 @@ fn classify(error: &OciDistributionError, reference: &Reference) -> ResolveError
         | E::IoError(_) => ErrorClass::BadFormat,
         _ => ErrorClass::Other,
     };
-    ResolveError::new(class, format!("{reference}: {}", describe(error)))
+    ResolveError::new(
+        class,
+        format!("{reference}: {}", crate::describe_error(error)),
+    )
 }
 
 /// The HTTP status behind a client error, as a metric label.
@@ -569,22 +572,6 @@ fn status_code(error: &OciDistributionError) -> &'static str {
         },
         _ => "200",
     }
-}
-
-/// The error and its causes on one line: reqwest hides the useful part
-/// ("connection refused") in its source chain.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Per-entry expiry: successes and failures live for different times, and

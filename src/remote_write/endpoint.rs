@@ -298,7 +298,13 @@ impl Endpoint {
                     }
                     (retry_after, reason)
                 }
-                Err(e) => (None, format!("request failed: {}", describe(e))),
+                Err(e) => (
+                    None,
+                    format!(
+                        "request failed: {}",
+                        crate::describe_error(&e.without_url())
+                    ),
+                ),
             };
             let wait = retry_after.unwrap_or_else(|| jitter(backoff));
             if Instant::now() + wait > deadline {
@@ -413,18 +419,6 @@ fn jitter(backoff: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};
     let random = RandomState::new().hash_one(Instant::now()) % 1000;
     backoff / 2 + backoff.mul_f64(random as f64 / 2000.0)
-}
-
-/// The error and its causes, without the URL (it may carry credentials).
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

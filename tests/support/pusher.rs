@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::process::{free_port, wait_for_http, ChildGuard};
+use super::prometheus::{Prometheus, Sample};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
 
@@ -63,6 +64,29 @@ impl Pusher {
             panic!("{e}\n{}", child.logs());
         }
         Pusher { child, base_url }
+    }
+
+    /// Polls an instant query until `pred` holds; panics with the pusher's
+    /// log (which tells why) after 20 s.
+    pub async fn wait_for_query(
+        &self,
+        prometheus: &Prometheus,
+        promql: &str,
+        pred: impl Fn(&[Sample]) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let samples = prometheus.query(promql).await;
+            if pred(&samples) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{promql} never matched, last {samples:?}\n{}",
+                self.child.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn metrics(&self) -> String {

@@ -397,7 +397,7 @@ impl Context {
             }
             builder
                 .build()
-                .map_err(|e| format!("cannot build an HTTP client: {}", describe(&e)))
+                .map_err(|e| format!("cannot build an HTTP client: {}", crate::describe_error(&e)))
         };
         Context {
             http: build(true),
@@ -439,7 +439,7 @@ pub(crate) async fn send(
 ) -> Result<Vec<u8>, Failure> {
     let transport = |e: reqwest::Error| Failure::Transport {
         endpoint: endpoint.to_owned(),
-        message: redact(&describe(&e.without_url()), secrets),
+        message: redact(&crate::describe_error(&e.without_url()), secrets),
     };
     let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
@@ -523,21 +523,6 @@ pub(crate) fn display_url(url: &reqwest::Url) -> String {
 pub(crate) fn parse_url(url: &str, what: &str) -> Result<reqwest::Url, Failure> {
     reqwest::Url::parse(url)
         .map_err(|e| Failure::Credentials(format!("invalid {what} {url:?}: {e}")))
-}
-
-/// The error and its causes on one line.
-pub(crate) fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// `application/x-www-form-urlencoded`, every byte but the unreserved ones
