@@ -129,8 +129,8 @@ impl Pipeline {
             .snapshot()
             .await
             .context("failed to take a snapshot of the workloads")?;
-        let lookups = credential_lookups(&self.pull_secrets, &workloads);
-        let mut resolutions = Resolutions::new(self.pull_secrets.enabled());
+        let mut resolutions = Resolutions::new();
+        let lookups = credential_lookups(&self.pull_secrets, &workloads, Some(&mut resolutions));
         let mut unresolved = 0;
         for (scope, image, resolution) in
             resolve_all(&self.resolver, &self.cloud, lookups, self.concurrency).await
@@ -185,7 +185,7 @@ impl Pipeline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 changes.borrow_and_update();
                 let workloads = watched.snapshot();
-                let lookups = credential_lookups(&pull_secrets, &workloads);
+                let lookups = credential_lookups(&pull_secrets, &workloads, None);
                 let current: HashSet<(u64, String)> =
                     lookups.iter().map(|(s, i, _)| (*s, i.clone())).collect();
                 let fresh: Vec<_> = lookups
@@ -203,15 +203,20 @@ impl Pipeline {
     }
 }
 
-/// Every (credential scope, image) of the workloads, with the logins to try.
+/// Every (credential scope, image) of the workloads, with the logins to
+/// try; records each workload's scope in `resolutions` when given.
 fn credential_lookups(
     pull_secrets: &PullSecrets,
     workloads: &[Arc<Workload>],
+    mut resolutions: Option<&mut Resolutions>,
 ) -> Vec<(u64, String, Vec<Credential>)> {
     let mut keyrings: HashMap<u64, Keyring> = HashMap::new();
     let mut lookups: HashMap<u64, HashMap<String, Vec<Credential>>> = HashMap::new();
     for workload in workloads {
         let scope = pull_secrets.scope(workload);
+        if let Some(resolutions) = resolutions.as_deref_mut() {
+            resolutions.set_scope(workload, scope);
+        }
         let keyring = keyrings
             .entry(scope)
             .or_insert_with(|| pull_secrets.keyring(workload));
@@ -265,8 +270,10 @@ async fn resolve_all(
 /// (off that cloud, say) leaves the image to the other credentials and to
 /// anonymous access: public images there need no token.
 async fn cloud_login(cloud: &CloudCredentials, image: &str) -> Option<Credential> {
-    let reference = crate::registry::reference::parse(image).ok()?;
-    let host = reference.resolve_registry();
+    // Cheap test first: cloud registry hosts always have a dot, and most
+    // images are not in one.
+    let (host, _) = image.split_once('/')?;
+    cloud.provider_for(host)?;
     match cloud.login(host).await? {
         Ok(login) => Some(Credential {
             username: login.username,

@@ -7,6 +7,7 @@
 //! kept parsed: only the logins, never whole objects.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -54,12 +55,38 @@ impl PullSecrets {
 
     /// Identifies the credentials a workload's images resolve with: equal
     /// scopes get equal credentials, so each (scope, image) is resolved once.
+    /// Workloads that name no pull secret at all — most of a cluster — share
+    /// scope 0, whatever their namespace.
     pub fn scope(&self, workload: &Workload) -> u64 {
-        if self.enabled {
-            workload.credential_scope()
-        } else {
-            0
+        if !self.enabled {
+            return 0;
         }
+        let account_secrets = self.account_secrets(workload);
+        if workload.pull.secrets.is_empty() && account_secrets.is_empty() {
+            return 0;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (
+            &workload.namespace,
+            &workload.pull.secrets,
+            &account_secrets,
+        )
+            .hash(&mut hasher);
+        hasher.finish() | 1
+    }
+
+    /// The pull secrets of the workload's service account.
+    fn account_secrets(&self, workload: &Workload) -> Vec<String> {
+        let key = (
+            workload.namespace.clone(),
+            workload.pull.service_account.clone(),
+        );
+        self.accounts
+            .read()
+            .expect("accounts poisoned")
+            .get(&key)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn enabled(&self) -> bool {
@@ -71,13 +98,7 @@ impl PullSecrets {
         let mut keyring = Keyring::default();
         if self.enabled {
             let namespace = &workload.namespace;
-            let account_secrets = self
-                .accounts
-                .read()
-                .expect("accounts poisoned")
-                .get(&(namespace.clone(), workload.pull.service_account.clone()))
-                .cloned()
-                .unwrap_or_default();
+            let account_secrets = self.account_secrets(workload);
             let secrets = self.secrets.read().expect("secrets poisoned");
             for name in workload.pull.secrets.iter().chain(&account_secrets) {
                 let key = (namespace.clone(), name.clone());
@@ -97,6 +118,9 @@ impl PullSecrets {
 
     /// The logins to try for one image, most specific first.
     pub fn credentials(keyring: &Keyring, image: &str) -> Vec<Credential> {
+        if keyring.is_empty() {
+            return Vec::new();
+        }
         match crate::registry::reference::parse(image) {
             Ok(r) => keyring
                 .lookup(r.resolve_registry(), r.repository())

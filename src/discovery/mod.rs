@@ -265,22 +265,6 @@ pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workl
     }
 }
 
-impl Workload {
-    /// Identifies the credentials its images resolve with: workloads in one
-    /// namespace with the same pull secrets and service account share it.
-    pub fn credential_scope(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
-            &self.namespace,
-            &self.pull.secrets,
-            &self.pull.service_account,
-        )
-            .hash(&mut hasher);
-        hasher.finish() | 1 // 0 is "no credentials considered"
-    }
-}
-
 fn pull_config(spec: &PodSpec) -> PullConfig {
     #[allow(deprecated)] // `serviceAccount` is the old spelling; old manifests still use it.
     let account = spec

@@ -103,29 +103,32 @@ impl ResolveError {
 pub type Resolution = Result<Arc<ImageMetadata>, ResolveError>;
 
 /// The resolutions of a snapshot's images. An image resolves per
-/// credential scope (see [`Workload::credential_scope`]): the same image may
-/// be readable with one workload's pull secrets and not with another's.
+/// credential scope: the same image may be readable with one workload's pull
+/// secrets and not with another's. Workloads not listed are in scope 0.
 #[derive(Debug, Default)]
 pub struct Resolutions {
-    scoped: bool,
+    /// Scope of each workload, by the address of its `Arc<Workload>` data.
+    scopes: HashMap<usize, u64>,
     by_scope: HashMap<u64, HashMap<String, Resolution>>,
 }
 
 impl Resolutions {
-    /// `scoped` is false when pull secrets are off: one resolution per image.
-    pub fn new(scoped: bool) -> Self {
-        Resolutions {
-            scoped,
-            by_scope: HashMap::new(),
+    pub fn new() -> Self {
+        Resolutions::default()
+    }
+
+    pub fn set_scope(&mut self, workload: &Workload, scope: u64) {
+        if scope != 0 {
+            self.scopes
+                .insert(workload as *const Workload as usize, scope);
         }
     }
 
-    pub fn scope(&self, workload: &Workload) -> u64 {
-        if self.scoped {
-            workload.credential_scope()
-        } else {
-            0
-        }
+    fn scope(&self, workload: &Workload) -> u64 {
+        self.scopes
+            .get(&(workload as *const Workload as usize))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn insert(&mut self, scope: u64, image: String, resolution: Resolution) {
@@ -152,7 +155,7 @@ impl From<HashMap<String, Resolution>> for Resolutions {
     /// Unscoped resolutions, as without pull secrets.
     fn from(by_image: HashMap<String, Resolution>) -> Self {
         Resolutions {
-            scoped: false,
+            scopes: HashMap::new(),
             by_scope: HashMap::from([(0, by_image)]),
         }
     }
