@@ -39,17 +39,32 @@ fn every_promql_snippet_in_the_readme_parses() {
 /// public registries are out of reach, so digests stay empty; the series do not.)
 #[tokio::test]
 async fn the_no_cluster_demo_prints_the_example_workloads() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let demo = "cargo run --release -- --manifests examples/workloads.yaml --once --dry-run";
-    assert!(readme.contains(demo), "the README's demo command changed; update this test");
+    assert!(
+        readme.contains(demo),
+        "the README's demo command changed; update this test"
+    );
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_container-image-pusher"))
-        .args(["--manifests", "examples/workloads.yaml", "--once", "--dry-run", "--registry-timeout", "5s"])
+        .args([
+            "--manifests",
+            "examples/workloads.yaml",
+            "--once",
+            "--dry-run",
+            "--registry-timeout",
+            "5s",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .await
         .expect("the pusher runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for (kind, name) in [
         ("Deployment", "web"),
         ("Deployment", "api"),
@@ -59,12 +74,20 @@ async fn the_no_cluster_demo_prints_the_example_workloads() {
         ("Pod", "debug-me"),
     ] {
         assert!(
-            stdout.lines().any(|l| l.starts_with("container_image_container_info{")
-                && l.contains(&format!("kind=\"{kind}\""))
-                && l.contains(&format!("name=\"{name}\""))),
+            stdout
+                .lines()
+                .any(|l| l.starts_with("container_image_container_info{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains(&format!("name=\"{name}\""))),
             "{kind} {name} missing:\n{stdout}"
         );
     }
-    assert!(stdout.contains("jsonpath=\"{.spec.ephemeralContainers[0]}\""), "{stdout}");
-    assert!(stdout.contains("job=\"container-image-pusher\""), "{stdout}");
+    assert!(
+        stdout.contains("jsonpath=\"{.spec.ephemeralContainers[0]}\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("job=\"container-image-pusher\""),
+        "{stdout}"
+    );
 }
