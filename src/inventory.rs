@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use prost::encoding::encoded_len_varint;
 use prost::Message;
 
 use crate::discovery::Workload;
@@ -125,8 +126,9 @@ pub struct Inventory {
 
 struct CachedWorkload {
     workload: Arc<Workload>,
-    /// Digest of each container when encoded ("" when unresolved).
-    digests: Vec<String>,
+    /// The metadata each container's labels were encoded with (`None` when
+    /// unresolved); compared by pointer, so a warm tick allocates nothing.
+    images: Vec<Option<Arc<ImageMetadata>>>,
     labels: Vec<Bytes>,
 }
 
@@ -160,30 +162,38 @@ impl Inventory {
                 .get(workload, image)
                 .and_then(|r| r.as_ref().ok())
         };
-        let digest = |workload: &Workload, image: &str| {
-            metadata(workload, image).map_or("", |m| m.digest.as_str())
-        };
 
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
         for workload in workloads {
             let key = Arc::as_ptr(workload) as usize;
-            let digests = || {
+            let images = || {
                 workload
                     .containers
                     .iter()
-                    .map(|c| digest(workload, &c.image))
+                    .map(|c| metadata(workload, &c.image))
+            };
+            let same = |a: &Option<Arc<ImageMetadata>>, b: Option<&Arc<ImageMetadata>>| match (a, b)
+            {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
             };
             let cached = match self.workloads.remove(&key) {
                 Some(c)
                     if Arc::ptr_eq(&c.workload, workload)
-                        && c.digests.iter().map(String::as_str).eq(digests()) =>
+                        && c.images.len() == workload.containers.len()
+                        && c.images.iter().zip(images()).all(|(a, b)| same(a, b)) =>
                 {
                     c
                 }
                 _ => CachedWorkload {
                     workload: workload.clone(),
-                    digests: digests().map(str::to_owned).collect(),
-                    labels: container_labels(common, workload, digests()),
+                    images: images().map(|m| m.cloned()).collect(),
+                    labels: container_labels(
+                        common,
+                        workload,
+                        images().map(|m| m.map_or("", |m| m.digest.as_str())),
+                    ),
                 },
             };
             containers += workload.containers.len();
@@ -316,7 +326,6 @@ struct LabelSet<'a> {
     common: &'a CommonLabels,
     family: Family,
     pairs: Vec<(&'a str, &'a str)>,
-    buf: BytesMut,
 }
 
 impl<'a> LabelSet<'a> {
@@ -325,7 +334,6 @@ impl<'a> LabelSet<'a> {
             common,
             family: Family::ContainerInfo,
             pairs: Vec::with_capacity(16),
-            buf: BytesMut::new(),
         }
     }
 
@@ -351,24 +359,36 @@ impl<'a> LabelSet<'a> {
             self.pairs.windows(2).all(|w| w[0].0 != w[1].0),
             "duplicate label names"
         );
-        for (name, value) in self.pairs.iter().filter(|(_, v)| !v.is_empty()) {
-            encode_label(name, value, &mut self.buf);
+        let labels = || self.pairs.iter().filter(|(_, v)| !v.is_empty());
+        // Exactly sized: these buffers live as long as their series, and a
+        // growing shared buffer would keep up to twice the bytes alive.
+        let len = labels()
+            .map(|(n, v)| 1 + encoded_len_varint(label_len(n, v) as u64) + label_len(n, v))
+            .sum();
+        let mut buf = BytesMut::with_capacity(len);
+        for (name, value) in labels() {
+            encode_label(name, value, &mut buf);
         }
         Series {
             family: self.family,
-            labels: self.buf.split().freeze(),
+            labels: buf.freeze(),
             value,
         }
     }
 }
 
+/// Encoded length of a `Label { name, value }` message body.
+fn label_len(name: &str, value: &str) -> usize {
+    let field = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+    field(name) + field(value)
+}
+
 /// Appends one `Label` as field 1 of a `TimeSeries`, exactly as prost encodes
 /// `TimeSeries { labels: vec![Label { name, value }], .. }`.
 fn encode_label(name: &str, value: &str, buf: &mut BytesMut) {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-    let field = |s: &str| 1 + encoded_len_varint(s.len() as u64) + s.len();
+    use prost::encoding::{encode_key, encode_varint, WireType};
     encode_key(1, WireType::LengthDelimited, buf);
-    encode_varint((field(name) + field(value)) as u64, buf);
+    encode_varint(label_len(name, value) as u64, buf);
     for (tag, s) in [(1, name), (2, value)] {
         encode_key(tag, WireType::LengthDelimited, buf);
         encode_varint(s.len() as u64, buf);
