@@ -14,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod discovery;
 pub mod exposition;
+pub mod http;
 pub mod inventory;
 pub mod leader;
 pub mod pipeline;

@@ -89,8 +89,13 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         "{history:?}"
     );
 
-    // Self-metrics on /metrics.
-    let metrics = pusher.metrics().await;
+    // Self-metrics on /metrics. A tag is a cache hit from its second tick on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = pusher.metrics().await;
+    while !metrics.contains(r#"cache="reference",result="hit""#) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = pusher.metrics().await;
+    }
     for expected in [
         "container_image_pusher_pushes_total{endpoint=",
         "container_image_pusher_push_duration_seconds_bucket{endpoint=",

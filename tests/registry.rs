@@ -22,13 +22,22 @@ fn resolver(
     platform: &str,
     timeout: Duration,
 ) -> (Resolver, Arc<Telemetry>) {
+    resolver_for(&[insecure], cache, platform, timeout)
+}
+
+fn resolver_for(
+    insecure: &[&str],
+    cache: Duration,
+    platform: &str,
+    timeout: Duration,
+) -> (Resolver, Arc<Telemetry>) {
     container_image_pusher::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let config = ResolverConfig {
         platform: platform.parse::<Platform>().unwrap(),
         cache_duration: cache,
         error_cache_duration: cache,
-        insecure_registries: vec![insecure.to_owned()],
+        insecure_registries: insecure.iter().map(|h| h.to_string()).collect(),
         timeout,
         registry_concurrency: 10,
         registry_rps: 1000.0,
@@ -323,7 +332,6 @@ async fn hostile_registry() -> String {
                 StatusCode::OK.into_response()
             }
             "broken" => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
-            "busy" => (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "60")], r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#).into_response(),
             "private" => (StatusCode::UNAUTHORIZED, r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#).into_response(),
             "denied" => (StatusCode::FORBIDDEN, r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#).into_response(),
             _ => {
@@ -382,9 +390,12 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
         ),
         (format!("{host}/slow:1"), ErrorClass::Timeout, ""),
         (format!("{host}/broken:1"), ErrorClass::Unavailable, "500"),
-        (format!("{host}/busy:1"), ErrorClass::RateLimited, ""),
-        (format!("{host}/private:1"), ErrorClass::Unauthorized, ""),
-        (format!("{host}/denied:1"), ErrorClass::Forbidden, ""),
+        (
+            format!("{host}/private:1"),
+            ErrorClass::Unauthorized,
+            "anonymously",
+        ),
+        (format!("{host}/denied:1"), ErrorClass::Forbidden, "403"),
         (format!("{host}/nothing-here:1"), ErrorClass::NotFound, ""),
         (
             "127.0.0.1:1/refused:1".to_owned(),
@@ -411,4 +422,233 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
             .get(),
         5
     );
+}
+
+/// A registry of our own that counts what it is asked; `answer` decides.
+async fn stand_in(
+    answer: impl Fn(&axum::http::Request<axum::body::Body>, usize) -> axum::response::Response
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    let app = Router::new().fallback(move |request: axum::http::Request<axum::body::Body>| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let response = answer(&request, n);
+        async move { response }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (host, requests)
+}
+
+#[tokio::test]
+async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // The first request gets 429 with Retry-After: 2, every later one 404.
+    let (busy, busy_requests) = stand_in(|_, n| {
+        if n == 0 {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("Retry-After", "2")],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            )
+                .into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        }
+    })
+    .await;
+    let (calm, calm_requests) = stand_in(|_, _| StatusCode::NOT_FOUND.into_response()).await;
+    let (resolver, telemetry) = resolver_for(
+        &[&busy, &calm],
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(5),
+    );
+
+    let err = resolver
+        .resolve(&format!("{busy}/a:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::RateLimited, "{err}");
+    assert!(
+        err.message.contains("429") && err.message.contains("2s"),
+        "{err}"
+    );
+
+    let err = resolver
+        .resolve(&format!("{busy}/b:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::RateLimited, "{err}");
+    assert!(err.message.contains("rate limiting"), "{err}");
+    assert_eq!(busy_requests.load(SeqCst), 1, "no request during the pause");
+
+    let err = resolver
+        .resolve(&format!("{calm}/c:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.class,
+        ErrorClass::NotFound,
+        "another host is not paused: {err}"
+    );
+    assert_eq!(calm_requests.load(SeqCst), 1);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let err = resolver
+        .resolve(&format!("{busy}/d:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.class,
+        ErrorClass::NotFound,
+        "asked again after Retry-After: {err}"
+    );
+    assert_eq!(busy_requests.load(SeqCst), 2);
+
+    let requests = |code: &str| {
+        telemetry
+            .registry_requests
+            .with_label_values(&[busy.as_str(), "HEAD", code])
+            .get()
+    };
+    assert_eq!((requests("429"), requests("404")), (1, 1));
+}
+
+#[tokio::test]
+async fn bearer_tokens_from_the_registry_token_server() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    let digest = |body: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)));
+    let config = br#"{"architecture":"amd64","os":"linux","created":"2026-01-02T03:04:05Z","config":{"Labels":{"team":"payments"}}}"#.to_vec();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"layer"), "size": 1000}]
+    }))
+    .unwrap();
+    let (manifest_digest, config_digest) = (digest(&manifest), digest(&config));
+    let tokens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let host = Arc::new(std::sync::OnceLock::<String>::new());
+    let (registry, _) = stand_in({
+        let (tokens, host) = (tokens.clone(), host.clone());
+        let (manifest, config) = (manifest.clone(), config.clone());
+        let (manifest_digest, config_digest) = (manifest_digest.clone(), config_digest.clone());
+        move |request, _| {
+            let path = request.uri().path();
+            let authorization = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if path == "/token" {
+                let login = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+                let query = request.uri().query().unwrap_or("");
+                if authorization != format!("Basic {login}") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        r#"{"details":"incorrect username or password"}"#,
+                    )
+                        .into_response();
+                }
+                assert!(
+                    query.contains("scope=repository%3Ateam%2Fapp%3Apull"),
+                    "{query}"
+                );
+                assert!(query.contains("service=stand-in"), "{query}");
+                let n = tokens.fetch_add(1, SeqCst);
+                return serde_json::json!({"token": format!("token-{n}"), "expires_in": 300})
+                    .to_string()
+                    .into_response();
+            }
+            if !authorization.starts_with("Bearer token-") {
+                let challenge = format!(
+                    r#"Bearer realm="http://{}/token",service="stand-in""#,
+                    host.get().unwrap()
+                );
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [("WWW-Authenticate", challenge)],
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                )
+                    .into_response();
+            }
+            let oci = [
+                ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                ("Docker-Content-Digest", manifest_digest.as_str()),
+            ];
+            match path {
+                "/v2/team/app/manifests/1" | "/v2/team/app/manifests/2" => {
+                    (oci, manifest.clone()).into_response()
+                }
+                p if p == format!("/v2/team/app/manifests/{manifest_digest}") => {
+                    (oci, manifest.clone()).into_response()
+                }
+                p if p == format!("/v2/team/app/blobs/{config_digest}") => {
+                    config.clone().into_response()
+                }
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    })
+    .await;
+    host.set(registry.clone()).unwrap();
+    let (resolver, _) = resolver_for(
+        &[&registry],
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(5),
+    );
+    let login = |password: &str| container_image_pusher::registry::Credential {
+        username: "alice".into(),
+        password: password.into(),
+        source: format!("secret shop/{password}"),
+    };
+
+    let right = login("s3cret");
+    let image = resolver
+        .resolve(&format!("{registry}/team/app:1"), &[&right])
+        .await
+        .expect("resolves with a token");
+    assert_eq!(image.digest, manifest_digest);
+    assert_eq!(
+        image.labels.get("team").map(String::as_str),
+        Some("payments")
+    );
+    resolver
+        .resolve(&format!("{registry}/team/app:2"), &[&right])
+        .await
+        .expect("another tag of the repository");
+    assert_eq!(tokens.load(SeqCst), 1, "one token serves the repository");
+
+    let wrong = login("guess");
+    let err = resolver
+        .resolve(&format!("{registry}/team/app:1"), &[&wrong])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Unauthorized, "{err}");
+    assert!(
+        err.message.contains("incorrect username or password"),
+        "{err}"
+    );
+    assert!(err.message.contains("secret shop/guess"), "{err}");
+    assert!(
+        !err.message.contains("s3cret") && !err.message.contains("token-"),
+        "{err}"
+    );
+
+    let err = resolver
+        .resolve(&format!("{registry}/team/app:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Unauthorized, "{err}");
+    assert!(err.message.contains("anonymously"), "{err}");
 }

@@ -1,6 +1,10 @@
 //! Politeness towards registries, per host: a bound on requests in flight,
 //! a token-bucket rate, and a pause after a 429 — so one busy registry
 //! slows only its own lookups, and Docker Hub's rate limits are respected.
+//!
+//! During a pause, lookups for that host fail at once as rate limited
+//! instead of queueing: a `--once` run still pushes everything else in
+//! time, and the failures are retried after `--error-cache-duration`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +13,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// How long a host is left alone after answering 429. oci-client does not
-/// expose `Retry-After`, so the pause doubles on each 429 in a row instead.
+/// How long a host is left alone after a 429 without `Retry-After`: doubling
+/// on each 429 in a row. `Retry-After` wins, up to [`MAX_PAUSE`] (Docker Hub
+/// may name hours; an inventory hours old is worse than a retry).
 const FIRST_PAUSE: Duration = Duration::from_secs(10);
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 
@@ -61,15 +66,18 @@ impl HostLimiter {
             .clone()
     }
 
-    /// Waits for a slot at `host`; the request may run while the permit lives.
-    pub(crate) async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+    /// Waits for a slot at `host`; the request may run while the permit
+    /// lives. A paused host gives no slot: the error is how long it stays paused.
+    pub(crate) async fn acquire(&self, host: &str) -> Result<OwnedSemaphorePermit, Duration> {
         let host = self.host(host);
+        host.paused_for()?;
         let permit = host
             .in_flight
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore never closed");
+        host.paused_for()?;
         let start = {
             let mut state = host.state.lock().expect("limiter poisoned");
             let now = Instant::now();
@@ -78,22 +86,45 @@ impl HostLimiter {
                 .checked_sub(self.interval * (self.burst - 1))
                 .unwrap_or(now)
                 .max(now);
-            let start = state.paused_until.map_or(earliest, |p| p.max(earliest));
-            state.next = state.next.max(now).max(start) + self.interval;
-            start
+            state.next = state.next.max(now).max(earliest) + self.interval;
+            earliest
         };
         tokio::time::sleep_until(start).await;
-        permit
+        Ok(permit)
     }
 
-    /// The host answered 429: leave it alone for a while, longer each time in a row.
-    pub(crate) fn back_off(&self, host: &str) {
+    /// The host answered 429: leave it alone for `retry_after`, or, without
+    /// one, for a while that grows with each 429 in a row. Returns the pause.
+    pub(crate) fn back_off(&self, host: &str, retry_after: Option<Duration>) -> Duration {
         let host = self.host(host);
         let mut state = host.state.lock().expect("limiter poisoned");
-        let pause = state.pause;
+        let pause = match retry_after {
+            Some(wait) => wait.min(MAX_PAUSE),
+            None => {
+                let pause = state.pause;
+                state.pause = (pause * 2).min(MAX_PAUSE);
+                pause
+            }
+        };
         state.paused_until = Some(Instant::now() + pause);
-        state.pause = (pause * 2).min(MAX_PAUSE);
-        tracing::warn!(?pause, "registry is rate limiting; pausing requests to it");
+        pause
+    }
+
+    /// The host answered: the next 429 without `Retry-After` starts the
+    /// doubling afresh.
+    pub(crate) fn answered(&self, host: &str) {
+        let host = self.host(host);
+        host.state.lock().expect("limiter poisoned").pause = FIRST_PAUSE;
+    }
+}
+
+impl Host {
+    fn paused_for(&self) -> Result<(), Duration> {
+        let state = self.state.lock().expect("limiter poisoned");
+        match state.paused_until {
+            Some(until) if until > Instant::now() => Err(until - Instant::now()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -106,16 +137,16 @@ mod tests {
         let limiter = HostLimiter::new(10, 5.0);
         let start = Instant::now();
         for _ in 0..5 {
-            drop(limiter.acquire("a").await);
+            drop(limiter.acquire("a").await.unwrap());
         }
         assert_eq!(start.elapsed(), Duration::ZERO, "a burst of 5 goes at once");
-        drop(limiter.acquire("a").await);
+        drop(limiter.acquire("a").await.unwrap());
         assert_eq!(
             start.elapsed(),
             Duration::from_millis(200),
             "then 5 per second"
         );
-        drop(limiter.acquire("b").await);
+        drop(limiter.acquire("b").await.unwrap());
         assert_eq!(
             start.elapsed(),
             Duration::from_millis(200),
@@ -137,17 +168,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_only_that_host_longer_each_time() {
+    async fn a_429_pauses_only_that_host_for_retry_after_or_longer_each_time() {
         let limiter = HostLimiter::new(10, 1000.0);
-        limiter.back_off("busy");
-        let start = Instant::now();
-        drop(limiter.acquire("other").await);
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        drop(limiter.acquire("busy").await);
-        assert_eq!(start.elapsed(), FIRST_PAUSE);
-        limiter.back_off("busy");
-        let again = Instant::now();
-        drop(limiter.acquire("busy").await);
-        assert_eq!(again.elapsed(), FIRST_PAUSE * 2);
+        let pause = limiter.back_off("busy", Some(Duration::from_secs(2)));
+        assert_eq!(pause, Duration::from_secs(2));
+        assert!(
+            limiter.acquire("other").await.is_ok(),
+            "another host is not paused"
+        );
+        assert_eq!(
+            limiter.acquire("busy").await.err(),
+            Some(Duration::from_secs(2)),
+            "no request during the pause"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(limiter.acquire("busy").await.is_ok(), "the pause is over");
+
+        assert_eq!(limiter.back_off("busy", None), FIRST_PAUSE);
+        assert_eq!(limiter.back_off("busy", None), FIRST_PAUSE * 2);
+        assert_eq!(
+            limiter.back_off("busy", Some(Duration::from_secs(86_400))),
+            MAX_PAUSE
+        );
+        limiter.answered("busy");
+        assert_eq!(limiter.back_off("busy", None), FIRST_PAUSE);
     }
 }

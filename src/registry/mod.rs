@@ -11,6 +11,7 @@
 //! Failures are cached too, for `--error-cache-duration`, so one broken image
 //! does not hammer its registry at every tick.
 
+mod client;
 #[cfg(any(feature = "ecr", feature = "gcr", feature = "acr"))]
 pub mod cloud;
 pub mod keyring;
@@ -23,11 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
-use tokio::io::AsyncWrite;
+use oci_client::Reference;
 use tracing::debug;
 
 pub use keyring::{Credential, Keyring};
@@ -36,7 +33,7 @@ use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 
 use crate::discovery::Workload;
 use crate::telemetry::Telemetry;
-use limiter::HostLimiter;
+use client::{ClientSettings, RegistryClient};
 
 /// What the series say about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,16 +181,12 @@ const TAG_CAPACITY: u64 = 200_000;
 
 /// Resolves image references to metadata through a registry client and caches.
 pub struct Resolver {
-    /// One client per credential: oci-client keeps the first login it sees
-    /// for a host, so objects with different credentials for one host
-    /// must not share a client. Key 0 is anonymous access.
-    clients: std::sync::Mutex<HashMap<u64, Client>>,
+    client: RegistryClient,
     config: ResolverConfig,
     /// (reference, credential) → digest: a result obtained with one
     /// object's credentials is never reported for another's.
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
-    limiter: HostLimiter,
     telemetry: Arc<Telemetry>,
 }
 
@@ -216,38 +209,22 @@ impl Resolver {
                 idle: Some(METADATA_IDLE),
             })
             .build();
-        let limiter = HostLimiter::new(config.registry_concurrency, config.registry_rps);
+        let client = RegistryClient::new(
+            ClientSettings {
+                insecure: config.insecure_registries.clone(),
+                timeout: config.timeout,
+                concurrency: config.registry_concurrency,
+                requests_per_second: config.registry_rps,
+            },
+            telemetry.clone(),
+        );
         Resolver {
-            clients: std::sync::Mutex::default(),
+            client,
             config,
             tags,
             metadata,
-            limiter,
             telemetry,
         }
-    }
-
-    fn client(&self, credential: u64) -> Client {
-        let mut clients = self.clients.lock().expect("client map poisoned");
-        clients
-            .entry(credential)
-            .or_insert_with(|| {
-                Client::new(ClientConfig {
-                    protocol: if self.config.insecure_registries.is_empty() {
-                        ClientProtocol::Https
-                    } else {
-                        ClientProtocol::HttpsExcept(self.config.insecure_registries.clone())
-                    },
-                    // Platform choice is ours (see `manifest::choose_platform`): the
-                    // client's resolver cannot skip attestations or report the index digest.
-                    platform_resolver: None,
-                    user_agent: concat!("container-image-pusher/", env!("CARGO_PKG_VERSION")),
-                    connect_timeout: Some(Duration::from_secs(10)),
-                    read_timeout: Some(self.config.timeout),
-                    ..ClientConfig::default()
-                })
-            })
-            .clone()
     }
 
     /// Resolves one image as written in a pod spec, trying `credentials`
@@ -326,14 +303,7 @@ impl Resolver {
             .entry(key)
             .or_insert_with(async {
                 debug!(reference = %reference, "resolving tag");
-                let client = self.client(credential.map_or(0, Credential::id));
-                let auth = registry_auth(credential);
-                let head = self.request(
-                    reference,
-                    "HEAD",
-                    credential,
-                    client.fetch_manifest_digest(reference, &auth),
-                );
+                let head = self.client.manifest_digest(reference, credential);
                 match tokio::time::timeout(self.config.timeout, head).await {
                     Ok(result) => result,
                     Err(_) => Err(ResolveError::new(
@@ -348,60 +318,6 @@ impl Resolver {
             .await;
         self.count_lookup("reference", entry.is_fresh());
         entry.into_value()
-    }
-
-    /// Runs one registry request within the host's politeness limits,
-    /// counts it by host, method and status, and classifies its error.
-    /// oci-client hides the response, so the status is inferred from the
-    /// outcome: success is 200, and parse failures came with a 200 too.
-    async fn request<T>(
-        &self,
-        reference: &Reference,
-        method: &str,
-        credential: Option<&Credential>,
-        operation: impl std::future::Future<Output = Result<T, OciDistributionError>>,
-    ) -> Result<T, ResolveError> {
-        let host = reference.resolve_registry();
-        let result = {
-            let _permit = self.limiter.acquire(host).await;
-            operation.await
-        };
-        let code = match &result {
-            Ok(_) => "200",
-            Err(e) => status_code(e),
-        };
-        self.telemetry
-            .registry_requests
-            .with_label_values(&[host, method, code])
-            .inc();
-        let Err(error) = result else {
-            return result.map_err(|_| unreachable!());
-        };
-        if code == "429" {
-            self.limiter.back_off(host);
-        }
-        let mut resolve_error = classify(&error, reference);
-        if let (ErrorClass::Unauthorized, Some(credential)) = (resolve_error.class, credential) {
-            // oci-client swallows a failed token exchange and retries
-            // anonymously; ask the token server again for its reason.
-            let client = self.client(credential.id());
-            if let Err(OciDistributionError::AuthenticationFailure(reason)) = client
-                .auth(
-                    reference,
-                    &registry_auth(Some(credential)),
-                    RegistryOperation::Pull,
-                )
-                .await
-            {
-                resolve_error
-                    .message
-                    .push_str(&format!(": {}", reason.trim()));
-            }
-            resolve_error
-                .message
-                .push_str(&format!(" (with credentials from {})", credential.source));
-        }
-        Err(resolve_error)
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
@@ -420,10 +336,7 @@ impl Resolver {
         digest: &str,
         credential: Option<&Credential>,
     ) -> Result<ImageMetadata, ResolveError> {
-        let auth = registry_auth(credential);
-        let client = self.client(credential.map_or(0, Credential::id));
-        let manifest = client.pull_manifest_raw(pinned, &auth, manifest::ACCEPTED);
-        let (body, _) = self.request(pinned, "GET", credential, manifest).await?;
+        let body = self.client.manifest(pinned, digest, credential).await?;
         let mut annotations = BTreeMap::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
@@ -446,8 +359,10 @@ impl Resolver {
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
                     let child = reference::with_digest(pinned, &entry.digest);
-                    let manifest = client.pull_manifest_raw(&child, &auth, manifest::ACCEPTED);
-                    let (body, _) = self.request(&child, "GET", credential, manifest).await?;
+                    let body = self
+                        .client
+                        .manifest(&child, &entry.digest, credential)
+                        .await?;
                     match Manifest::parse(&body).map_err(|m| bad_format(&child, m))? {
                         Manifest::Image {
                             config,
@@ -467,10 +382,8 @@ impl Resolver {
                 format!("image config of {} bytes is too large to read", config.size),
             ));
         }
-        let mut buffer = LimitedBuffer::default();
-        let blob = client.pull_blob(pinned, config.digest.as_str(), &mut buffer);
-        self.request(pinned, "GET", credential, blob).await?;
-        let image_config = ImageConfig::parse(&buffer.bytes).map_err(|m| bad_format(pinned, m))?;
+        let blob = self.client.blob(pinned, &config.digest, credential).await?;
+        let image_config = ImageConfig::parse(&blob).map_err(|m| bad_format(pinned, m))?;
         let size = layers
             .iter()
             .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
@@ -484,97 +397,8 @@ impl Resolver {
     }
 }
 
-fn registry_auth(credential: Option<&Credential>) -> RegistryAuth {
-    match credential {
-        Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-        None => RegistryAuth::Anonymous,
-    }
-}
-
 fn bad_format(reference: &Reference, message: impl std::fmt::Display) -> ResolveError {
     ResolveError::new(ErrorClass::BadFormat, format!("{reference}: {message}"))
-}
-
-/// Sorts a client error into a class a user can act on.
-fn classify(error: &OciDistributionError, reference: &Reference) -> ResolveError {
-    use OciDistributionError as E;
-    let class = match error {
-        E::ImageManifestNotFoundError(_) => ErrorClass::NotFound,
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => ErrorClass::Unauthorized,
-        E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
-            Some(
-                OciErrorCode::ManifestUnknown
-                | OciErrorCode::NameUnknown
-                | OciErrorCode::BlobUnknown
-                | OciErrorCode::NotFound,
-            ) => ErrorClass::NotFound,
-            Some(OciErrorCode::Unauthorized) => ErrorClass::Unauthorized,
-            Some(OciErrorCode::Denied) => ErrorClass::Forbidden,
-            Some(OciErrorCode::Toomanyrequests) => ErrorClass::RateLimited,
-            _ => ErrorClass::Other,
-        },
-        E::ServerError { code, .. } => match code {
-            401 => ErrorClass::Unauthorized,
-            403 => ErrorClass::Forbidden,
-            404 => ErrorClass::NotFound,
-            429 => ErrorClass::RateLimited,
-            500..=599 => ErrorClass::Unavailable,
-            _ => ErrorClass::Other,
-        },
-        E::RequestError(e) if e.is_timeout() => ErrorClass::Timeout,
-        E::RequestError(e) if e.is_connect() => ErrorClass::Unavailable,
-        E::ManifestParsingError(_)
-        | E::VersionedParsingError(_)
-        | E::JsonError(_)
-        | E::ManifestEncodingError(_)
-        | E::UnsupportedMediaTypeError(_)
-        | E::UnsupportedSchemaVersionError(_)
-        | E::DigestError(_)
-        | E::SpecViolationError(_)
-        | E::RegistryNoDigestError
-        // Only our size-limited buffer fails writes: the blob was too big.
-        | E::IoError(_) => ErrorClass::BadFormat,
-        _ => ErrorClass::Other,
-    };
-    ResolveError::new(
-        class,
-        format!("{reference}: {}", crate::describe_error(error)),
-    )
-}
-
-/// The HTTP status behind a client error, as a metric label.
-fn status_code(error: &OciDistributionError) -> &'static str {
-    use OciDistributionError as E;
-    match error {
-        E::RequestError(_) => "transport",
-        E::ImageManifestNotFoundError(_) => "404",
-        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => "401",
-        E::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
-            Some(OciErrorCode::Unauthorized) => "401",
-            Some(OciErrorCode::Denied) => "403",
-            Some(OciErrorCode::Toomanyrequests) => "429",
-            Some(
-                OciErrorCode::ManifestUnknown
-                | OciErrorCode::NameUnknown
-                | OciErrorCode::BlobUnknown
-                | OciErrorCode::NotFound,
-            ) => "404",
-            _ => "400",
-        },
-        E::ServerError { code, .. } => match code {
-            401 => "401",
-            403 => "403",
-            404 => "404",
-            429 => "429",
-            500 => "500",
-            502 => "502",
-            503 => "503",
-            504 => "504",
-            400..=499 => "4xx",
-            _ => "5xx",
-        },
-        _ => "200",
-    }
 }
 
 /// Per-entry expiry: successes and failures live for different times, and
@@ -602,42 +426,5 @@ impl<K, T, E> moka::Expiry<K, Result<T, E>> for Ttl {
             (Ok(_), Some(idle)) => Some(idle),
             _ => left,
         }
-    }
-}
-
-/// Collects a blob, refusing to grow past [`MAX_DOCUMENT_BYTES`] whatever the
-/// registry sends.
-#[derive(Default)]
-struct LimitedBuffer {
-    bytes: Vec<u8>,
-}
-
-impl AsyncWrite for LimitedBuffer {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.bytes.len() + buf.len() > MAX_DOCUMENT_BYTES {
-            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
-                "blob is larger than the {MAX_DOCUMENT_BYTES} bytes allowed"
-            ))));
-        }
-        self.bytes.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
 };
 use reqwest::{StatusCode, Url};
 use tracing::{debug, info, warn};
@@ -287,8 +287,8 @@ impl Endpoint {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = retry_after(response.headers());
-                    let text = response_text(response).await;
+                    let retry_after = crate::http::retry_after(response.headers());
+                    let text = crate::http::body_excerpt(response, MAX_LOGGED_BODY).await;
                     let reason = format!("HTTP {status}: {text}");
                     let retryable = status.is_server_error()
                         || (status == StatusCode::TOO_MANY_REQUESTS && retry.retry_on_rate_limit);
@@ -389,31 +389,6 @@ pub(crate) fn display_name(url: &Url) -> String {
     name
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (date.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
-        .or(Some(Duration::ZERO))
-}
-
-/// At most [`MAX_LOGGED_BODY`] bytes of the body, on one line.
-async fn response_text(response: reqwest::Response) -> String {
-    let bytes = response.bytes().await.unwrap_or_default();
-    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_BODY)])
-        .trim()
-        .replace('\n', " ");
-    if bytes.len() > MAX_LOGGED_BODY {
-        text.push('…');
-    }
-    text
-}
-
 /// Between half and all of `backoff`, so that many pushers do not retry in step.
 fn jitter(backoff: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};
@@ -434,27 +409,6 @@ mod tests {
             display_name(&url),
             "https://mimir.example.com:8443/api/v1/push"
         );
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(
-            retry_after(&headers),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
-        assert!(retry_after(&headers).unwrap() > Duration::from_secs(25));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

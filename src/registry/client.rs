@@ -1,0 +1,720 @@
+//! The three reads of the OCI distribution API the pusher makes — HEAD of a
+//! manifest, GET of a manifest, GET of a blob — with the registry's auth
+//! challenge answered (Basic, or a Bearer token from its token server).
+//!
+//! References are oci-client's, but the requests are ours: oci-client hides
+//! the response, so `Retry-After` and the registry's error message are lost;
+//! its HEAD quietly becomes a GET when the HEAD fails, and Docker Hub counts
+//! GETs against pull limits; it keeps the first login it saw for a host; a
+//! failed token exchange turns into an anonymous retry; and it buffers
+//! manifests whole before any size check. Here every HTTP request is
+//! counted by its real status, bodies are read with a bound, and content
+//! fetched by digest is verified against it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::future::Cache;
+use oci_client::Reference;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use sha2::Digest as _;
+
+use super::keyring::Credential;
+use super::limiter::HostLimiter;
+use super::manifest::MAX_DOCUMENT_BYTES;
+use super::{ErrorClass, ResolveError};
+use crate::http::{self, ReadError};
+use crate::telemetry::Telemetry;
+
+/// Token answers are small; anything bigger is not a token.
+const MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// How much of an error body is kept for the message.
+const MAX_ERROR_BYTES: usize = 1024;
+/// The spec's default token lifetime, when the token server names none.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_TOKENS: u64 = 10_000;
+
+/// Settings of a [`RegistryClient`].
+pub(crate) struct ClientSettings {
+    /// Hosts (`HOST[:PORT]`) spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// For one HTTP request, body included.
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub requests_per_second: f64,
+}
+
+pub(crate) struct RegistryClient {
+    http: Result<reqwest::Client, String>,
+    insecure: Vec<String>,
+    /// How each host asked to be authenticated, learnt from its first 401.
+    challenges: Mutex<HashMap<String, Challenge>>,
+    /// Bearer tokens by (host, repository, credential id), kept for their
+    /// lifetime; one token request however many lookups need it at once.
+    tokens: Cache<(String, String, u64), Token>,
+    limiter: HostLimiter,
+    telemetry: Arc<Telemetry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+#[derive(Clone)]
+struct Token {
+    header: HeaderValue,
+    lifetime: Duration,
+}
+
+/// One read: what is asked of which repository, with which login.
+struct Request<'a> {
+    method: Method,
+    reference: &'a Reference,
+    /// `manifests/<tag or digest>` or `blobs/<digest>`.
+    path: String,
+    accept: Option<&'a str>,
+    credential: Option<&'a Credential>,
+}
+
+impl Request<'_> {
+    fn host(&self) -> &str {
+        self.reference.resolve_registry()
+    }
+
+    fn token_key(&self) -> (String, String, u64) {
+        (
+            self.host().to_owned(),
+            self.reference.repository().to_owned(),
+            self.credential.map_or(0, Credential::id),
+        )
+    }
+
+    fn fail(&self, class: ErrorClass, what: impl std::fmt::Display) -> ResolveError {
+        ResolveError::new(class, format!("{}: {what}", self.reference))
+    }
+}
+
+impl RegistryClient {
+    pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Self {
+        crate::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "container-image-pusher/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(Duration::from_secs(10).min(settings.timeout))
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot build the registry HTTP client: {}",
+                    crate::describe_error(&e)
+                )
+            });
+        RegistryClient {
+            http,
+            insecure: settings.insecure,
+            challenges: Mutex::default(),
+            tokens: Cache::builder()
+                .max_capacity(MAX_TOKENS)
+                .expire_after(TokenExpiry)
+                .build(),
+            limiter: HostLimiter::new(settings.concurrency, settings.requests_per_second),
+            telemetry,
+        }
+    }
+
+    /// The digest a tag points at now, from a HEAD request. A registry that
+    /// does not say (no `Docker-Content-Digest`) costs a GET instead.
+    pub(crate) async fn manifest_digest(
+        &self,
+        reference: &Reference,
+        credential: Option<&Credential>,
+    ) -> Result<String, ResolveError> {
+        let tag = reference.tag().unwrap_or("latest");
+        let mut request = Request {
+            method: Method::HEAD,
+            reference,
+            path: format!("manifests/{tag}"),
+            accept: Some(ACCEPT_MANIFESTS),
+            credential,
+        };
+        let response = self.send(&request).await?;
+        if let Some(digest) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            return check_digest_syntax(digest).map_err(|m| request.fail(ErrorClass::BadFormat, m));
+        }
+        request.method = Method::GET;
+        let response = self.send(&request).await?;
+        let body = read(&request, response).await?;
+        Ok(format!("sha256:{}", hex(&sha2::Sha256::digest(&body))))
+    }
+
+    /// The manifest (or index) `digest` names, verified against it.
+    pub(crate) async fn manifest(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Bytes, ResolveError> {
+        self.get_verified(Request {
+            method: Method::GET,
+            reference,
+            path: format!("manifests/{digest}"),
+            accept: Some(ACCEPT_MANIFESTS),
+            credential,
+        })
+        .await
+    }
+
+    /// The blob `digest` names (an image config), verified against it.
+    pub(crate) async fn blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Bytes, ResolveError> {
+        self.get_verified(Request {
+            method: Method::GET,
+            reference,
+            path: format!("blobs/{digest}"),
+            accept: None,
+            credential,
+        })
+        .await
+    }
+
+    async fn get_verified(&self, request: Request<'_>) -> Result<Bytes, ResolveError> {
+        let response = self.send(&request).await?;
+        let body = read(&request, response).await?;
+        let digest = request.path.split_once('/').map_or("", |(_, d)| d);
+        verify(&body, digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
+        Ok(body)
+    }
+
+    /// Sends `request`, answering an auth challenge once: the first request
+    /// to a host goes out without credentials and learns from its 401 how
+    /// the host wants them; later ones carry them from the start.
+    async fn send(&self, request: &Request<'_>) -> Result<reqwest::Response, ResolveError> {
+        let mut answered_challenge = false;
+        loop {
+            let authorization = self.authorization(request).await?;
+            let response = self.send_once(request, authorization.clone()).await?;
+            if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
+                if let Some(challenge) = parse_challenge(response.headers()) {
+                    let retry = match (&challenge, &authorization) {
+                        // The host wants a login we do not have, or refused ours.
+                        (Challenge::Basic, None) => request.credential.is_some(),
+                        (Challenge::Basic, Some(_)) => false,
+                        // A token may have expired early or lack the scope.
+                        (Challenge::Bearer { .. }, _) => true,
+                    };
+                    self.tokens.invalidate(&request.token_key()).await;
+                    self.challenges
+                        .lock()
+                        .expect("challenges poisoned")
+                        .insert(request.host().to_owned(), challenge);
+                    if retry {
+                        answered_challenge = true;
+                        continue;
+                    }
+                }
+            }
+            return self.check(request, response).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        authorization: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, ResolveError> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| request.fail(ErrorClass::Other, e))?;
+        let host = request.host();
+        let scheme = if self.insecure.iter().any(|h| h == host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{host}/v2/{}/{}",
+            request.reference.repository(),
+            request.path
+        );
+        let mut builder = http.request(request.method.clone(), &url);
+        if let Some(accept) = request.accept {
+            builder = builder.header(ACCEPT, accept);
+        }
+        if let Some(authorization) = authorization {
+            builder = builder.header(AUTHORIZATION, authorization);
+        }
+        let result = {
+            let _permit = self.limiter.acquire(host).await.map_err(|pause| {
+                request.fail(
+                    ErrorClass::RateLimited,
+                    format!("{host} is rate limiting; no requests to it for another {pause:.0?}"),
+                )
+            })?;
+            builder.send().await
+        };
+        self.count(host, request.method.as_str(), result.as_ref().ok());
+        result.map_err(|e| transport_error(request, &e))
+    }
+
+    fn count(&self, host: &str, method: &str, response: Option<&reqwest::Response>) {
+        let code = response.map_or("transport", |r| status_label(r.status()));
+        self.telemetry
+            .registry_requests
+            .with_label_values(&[host, method, code])
+            .inc();
+    }
+
+    /// Turns an error answer into a [`ResolveError`] that says what the
+    /// registry said, and pauses a host that asks for it.
+    async fn check(
+        &self,
+        request: &Request<'_>,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, ResolveError> {
+        let host = request.host();
+        let status = response.status();
+        if status.is_success() {
+            self.limiter.answered(host);
+            return Ok(response);
+        }
+        let retry_after = http::retry_after(response.headers());
+        let challenge_error = challenge_error(response.headers());
+        let body = http::body_excerpt(response, MAX_ERROR_BYTES).await;
+        let (code, said) = registry_message(&body);
+        let class = match (status, code.as_deref()) {
+            (_, Some("TOOMANYREQUESTS")) | (StatusCode::TOO_MANY_REQUESTS, _) => {
+                ErrorClass::RateLimited
+            }
+            (StatusCode::UNAUTHORIZED, _) => ErrorClass::Unauthorized,
+            (_, Some("DENIED")) | (StatusCode::FORBIDDEN, _) => ErrorClass::Forbidden,
+            (StatusCode::NOT_FOUND, _) => ErrorClass::NotFound,
+            (s, _) if s.is_server_error() => ErrorClass::Unavailable,
+            _ => ErrorClass::Other,
+        };
+        let mut message = format!("{} {} answered {status}", request.method, request.path);
+        for detail in [challenge_error, said].into_iter().flatten() {
+            message.push_str(": ");
+            message.push_str(&detail);
+        }
+        if class == ErrorClass::RateLimited
+            || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some())
+        {
+            let pause = self.limiter.back_off(host, retry_after);
+            tracing::warn!(
+                host,
+                ?pause,
+                ?retry_after,
+                "registry is rate limiting; pausing requests to it"
+            );
+            message.push_str(&format!("; pausing requests to {host} for {pause:.0?}"));
+        }
+        if class == ErrorClass::Unauthorized {
+            message.push_str(&match request.credential {
+                Some(c) => format!(" (with credentials from {})", c.source),
+                None => format!(
+                    " (anonymously: no pull secret or docker config has a login for {host})"
+                ),
+            });
+        }
+        Err(request.fail(class, message))
+    }
+
+    /// What to send in `Authorization` to this host for this repository.
+    async fn authorization(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<Option<HeaderValue>, ResolveError> {
+        let challenge = self
+            .challenges
+            .lock()
+            .expect("challenges poisoned")
+            .get(request.host())
+            .cloned();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(request.credential.map(basic)),
+            Some(Challenge::Bearer { realm, service }) => self
+                .tokens
+                .try_get_with(
+                    request.token_key(),
+                    self.fetch_token(request, &realm, service.as_deref()),
+                )
+                .await
+                .map(|token| Some(token.header))
+                .map_err(|e| (*e).clone()),
+        }
+    }
+
+    /// Asks the token server the registry named for a pull token for the
+    /// repository, with the login when there is one.
+    async fn fetch_token(
+        &self,
+        request: &Request<'_>,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<Token, ResolveError> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| request.fail(ErrorClass::Other, e))?;
+        let token_error = |what: String| {
+            let class = if what.contains("answered 401") || what.contains("answered 403") {
+                ErrorClass::Unauthorized
+            } else {
+                ErrorClass::Unavailable
+            };
+            let from = request.credential.map_or_else(
+                || "anonymously".to_owned(),
+                |c| format!("with credentials from {}", c.source),
+            );
+            request.fail(class, format!("token server {realm} ({from}): {what}"))
+        };
+        let scope = format!("repository:{}:pull", request.reference.repository());
+        let mut query = vec![("scope", scope.as_str())];
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        let mut builder = http.get(realm).query(&query);
+        if let Some(credential) = request.credential {
+            builder = builder.header(AUTHORIZATION, basic(credential));
+        }
+        let realm_host = reqwest::Url::parse(realm)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let result = builder.send().await;
+        self.count(&realm_host, "GET", result.as_ref().ok());
+        let response = result.map_err(|e| token_error(crate::describe_error(&e.without_url())))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = http::body_excerpt(response, MAX_ERROR_BYTES).await;
+            let said = registry_message(&body).1.unwrap_or(body);
+            return Err(token_error(format!("answered {status}: {said}")));
+        }
+        let body = http::read_limited(response, MAX_TOKEN_BYTES)
+            .await
+            .map_err(|e| token_error(e.to_string()))?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| token_error(format!("the answer is not a token: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_error("the answer holds no token".to_owned()))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| token_error("the token is not a valid header value".to_owned()))?;
+        header.set_sensitive(true);
+        let lifetime = answer
+            .expires_in
+            .filter(|&s| s > 0)
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+        Ok(Token {
+            header,
+            // Renewed a little early, so a token does not expire in flight.
+            lifetime: lifetime * 9 / 10,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+struct TokenExpiry;
+
+impl moka::Expiry<(String, String, u64), Token> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _: &(String, String, u64),
+        token: &Token,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(token.lifetime)
+    }
+}
+
+/// Every manifest type we read (`manifest::ACCEPTED`, checked by a test).
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+fn basic(credential: &Credential) -> HeaderValue {
+    use base64::Engine as _;
+    let login = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", credential.username, credential.password));
+    let mut header =
+        HeaderValue::from_str(&format!("Basic {login}")).expect("base64 is a valid header value");
+    header.set_sensitive(true);
+    header
+}
+
+async fn read(request: &Request<'_>, response: reqwest::Response) -> Result<Bytes, ResolveError> {
+    http::read_limited(response, MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge { .. } => {
+                request.fail(ErrorClass::BadFormat, format!("{}: {e}", request.path))
+            }
+            ReadError::Transport(t) => transport_error(request, &t),
+        })
+}
+
+fn transport_error(request: &Request<'_>, error: &reqwest::Error) -> ResolveError {
+    let class = if error.is_timeout() {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::Unavailable
+    };
+    request.fail(
+        class,
+        format!(
+            "{} {}: {}",
+            request.method,
+            request.path,
+            crate::describe_error(error)
+        ),
+    )
+}
+
+/// A status as a metric label: the codes registries use, and classes for
+/// the rest so a hostile registry cannot grow the label set.
+fn status_label(status: StatusCode) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "200", "307", "400", "401", "403", "404", "429", "500", "502", "503", "504",
+    ];
+    let code = status.as_str();
+    KNOWN
+        .into_iter()
+        .find(|k| *k == code)
+        .unwrap_or(match status.as_u16() {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        })
+}
+
+/// `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`.
+fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
+    let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?.trim();
+    let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = challenge_params(params);
+    Some(Challenge::Bearer {
+        realm: params.get("realm")?.clone(),
+        service: params.get("service").cloned(),
+    })
+}
+
+/// The `error` and `error_description` of a Bearer challenge, which say why
+/// a token was refused (a HEAD answer has no body to say it).
+fn challenge_error(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
+    let params = challenge_params(value.split_once(' ')?.1);
+    let error = params.get("error")?;
+    Some(match params.get("error_description") {
+        Some(description) => format!("{error} ({description})"),
+        None => error.clone(),
+    })
+}
+
+/// `key="value", key=value` pairs; quoted values may hold commas.
+fn challenge_params(text: &str) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remainder) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').unwrap_or(quoted.len());
+                (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        params.insert(key, value.trim().to_owned());
+        rest = remainder.trim_start().trim_start_matches(',');
+    }
+    params
+}
+
+/// The first error of a registry's JSON error body, as (code, "CODE: message"),
+/// or the body itself when it is not one.
+fn registry_message(body: &str) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if body.is_empty() {
+        return (None, None);
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(envelope) => match envelope.errors.into_iter().next() {
+            Some(entry) => {
+                let code = entry.code.map(|c| c.to_ascii_uppercase());
+                let text = match (&code, entry.message) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.clone(),
+                    (None, Some(m)) => m,
+                    (None, None) => body.to_owned(),
+                };
+                (code, Some(text))
+            }
+            None => (None, Some(body.to_owned())),
+        },
+        Err(_) => (None, Some(body.to_owned())),
+    }
+}
+
+fn check_digest_syntax(digest: &str) -> Result<String, String> {
+    match digest.split_once(':') {
+        Some((algorithm, hex))
+            if !algorithm.is_empty()
+                && !hex.is_empty()
+                && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(digest.to_owned())
+        }
+        _ => Err(format!("the registry named an invalid digest {digest:?}")),
+    }
+}
+
+/// Content fetched by digest must hash to it; algorithms we cannot compute
+/// are taken on trust.
+fn verify(body: &[u8], digest: &str) -> Result<(), String> {
+    let actual = match digest.split_once(':') {
+        Some(("sha256", _)) => format!("sha256:{}", hex(&sha2::Sha256::digest(body))),
+        Some(("sha512", _)) => format!("sha512:{}", hex(&sha2::Sha512::digest(body))),
+        _ => return Ok(()),
+    };
+    if actual == digest {
+        Ok(())
+    } else {
+        Err(format!(
+            "the registry sent content whose digest is {actual}, not {digest}"
+        ))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(challenge: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(WWW_AUTHENTICATE, challenge.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn challenges_as_registries_send_them() {
+        assert_eq!(
+            parse_challenge(&headers(r#"Basic realm="Registry Realm""#)),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(
+            parse_challenge(&headers(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull,push""#
+            )),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(&headers(
+                r#"bearer realm=https://t.example/token, service=reg"#
+            )),
+            Some(Challenge::Bearer {
+                realm: "https://t.example/token".into(),
+                service: Some("reg".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(&headers("Bearer service=x")),
+            None,
+            "no realm"
+        );
+        assert_eq!(parse_challenge(&headers("Negotiate abc")), None);
+        assert_eq!(
+            challenge_error(&headers(
+                r#"Bearer realm="r",error="insufficient_scope",error_description="no access""#
+            )),
+            Some("insufficient_scope (no access)".into())
+        );
+    }
+
+    #[test]
+    fn registry_messages_from_error_bodies() {
+        assert_eq!(
+            registry_message(
+                r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#
+            ),
+            (
+                Some("DENIED".into()),
+                Some("DENIED: requested access to the resource is denied".into())
+            )
+        );
+        assert_eq!(
+            registry_message("upstream exploded"),
+            (None, Some("upstream exploded".into()))
+        );
+        assert_eq!(registry_message(""), (None, None));
+    }
+
+    #[test]
+    fn content_is_verified_against_its_digest() {
+        let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(b"{}")));
+        assert_eq!(verify(b"{}", &digest), Ok(()));
+        assert!(verify(b"{ }", &digest).unwrap_err().contains("not sha256:"));
+        assert_eq!(verify(b"anything", "blake3:abc"), Ok(()));
+        assert!(check_digest_syntax("sha256:ab12").is_ok());
+        assert!(check_digest_syntax("sha256:").is_err());
+        assert!(check_digest_syntax("<html>").is_err());
+    }
+
+    #[test]
+    fn accept_header_names_every_accepted_type() {
+        let named: Vec<&str> = ACCEPT_MANIFESTS.split(", ").collect();
+        assert_eq!(named, crate::registry::manifest::ACCEPTED);
+    }
+}
