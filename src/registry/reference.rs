@@ -1,11 +1,39 @@
 //! Image references as written in pod specs, normalised the way the
 //! container runtime reads them (`nginx` is `docker.io/library/nginx:latest`).
 
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
 use oci_client::Reference;
+
+/// Images are parsed per container at every tick, and oci-client parses
+/// with a large regex whose per-thread match caches (a few MB each) pile up
+/// when many threads parse at once: parsed references are remembered while
+/// in use, and new ones are parsed one at a time.
+static PARSED: LazyLock<moka::sync::Cache<String, Result<Reference, String>>> =
+    LazyLock::new(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(3600))
+            .build()
+    });
+static PARSING: Mutex<()> = Mutex::new(());
 
 /// Parses an image string from a pod spec. Leading/trailing whitespace is an
 /// error, as it is for the kubelet; so is an empty string.
 pub fn parse(image: &str) -> Result<Reference, String> {
+    if let Some(parsed) = PARSED.get(image) {
+        return parsed;
+    }
+    let parsed = {
+        let _one_at_a_time = PARSING.lock().unwrap_or_else(|e| e.into_inner());
+        parse_uncached(image)
+    };
+    PARSED.insert(image.to_owned(), parsed.clone());
+    parsed
+}
+
+fn parse_uncached(image: &str) -> Result<Reference, String> {
     if image.is_empty() {
         return Err("the image is empty".into());
     }
