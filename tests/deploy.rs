@@ -662,12 +662,12 @@ fn pods_run_restricted() {
                 );
                 assert_eq!(
                     quantity(&resources.requests, "memory").as_deref(),
-                    Some("64Mi"),
+                    Some("128Mi"),
                     "{container}"
                 );
                 assert_eq!(
                     quantity(&resources.limits, "memory").as_deref(),
-                    Some("256Mi"),
+                    Some("512Mi"),
                     "{container}"
                 );
                 // No CPU limit: CFS throttling would stretch a cold start.

@@ -60,6 +60,13 @@ pub(crate) struct RegistryClient {
     telemetry: Arc<Telemetry>,
 }
 
+/// What a GET by digest fetches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Content {
+    Manifest,
+    Blob,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Challenge {
     Basic,
@@ -162,44 +169,28 @@ impl RegistryClient {
         Ok(format!("sha256:{}", hex(&sha2::Sha256::digest(&body))))
     }
 
-    /// The manifest (or index) `digest` names, verified against it.
-    pub(crate) async fn manifest(
+    /// The manifest (or index) or the blob (an image config) that `digest`
+    /// names, verified against it.
+    pub(crate) async fn fetch(
         &self,
         reference: &Reference,
+        content: Content,
         digest: &str,
         credential: Option<&Credential>,
     ) -> Result<Bytes, ResolveError> {
-        self.get_verified(Request {
+        let (path, accept) = match content {
+            Content::Manifest => (format!("manifests/{digest}"), Some(ACCEPT_MANIFESTS)),
+            Content::Blob => (format!("blobs/{digest}"), None),
+        };
+        let request = Request {
             method: Method::GET,
             reference,
-            path: format!("manifests/{digest}"),
-            accept: Some(ACCEPT_MANIFESTS),
+            path,
+            accept,
             credential,
-        })
-        .await
-    }
-
-    /// The blob `digest` names (an image config), verified against it.
-    pub(crate) async fn blob(
-        &self,
-        reference: &Reference,
-        digest: &str,
-        credential: Option<&Credential>,
-    ) -> Result<Bytes, ResolveError> {
-        self.get_verified(Request {
-            method: Method::GET,
-            reference,
-            path: format!("blobs/{digest}"),
-            accept: None,
-            credential,
-        })
-        .await
-    }
-
-    async fn get_verified(&self, request: Request<'_>) -> Result<Bytes, ResolveError> {
+        };
         let response = self.send(&request).await?;
         let body = read(&request, response).await?;
-        let digest = request.path.split_once('/').map_or("", |(_, d)| d);
         verify(&body, digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
         Ok(body)
     }

@@ -33,7 +33,7 @@ use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 
 use crate::discovery::Workload;
 use crate::telemetry::Telemetry;
-use client::{ClientSettings, RegistryClient};
+use client::{ClientSettings, Content, RegistryClient};
 
 /// What the series say about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +336,10 @@ impl Resolver {
         digest: &str,
         credential: Option<&Credential>,
     ) -> Result<ImageMetadata, ResolveError> {
-        let body = self.client.manifest(pinned, digest, credential).await?;
+        let body = self
+            .client
+            .fetch(pinned, Content::Manifest, digest, credential)
+            .await?;
         let mut annotations = BTreeMap::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
@@ -361,7 +364,7 @@ impl Resolver {
                     let child = reference::with_digest(pinned, &entry.digest);
                     let body = self
                         .client
-                        .manifest(&child, &entry.digest, credential)
+                        .fetch(&child, Content::Manifest, &entry.digest, credential)
                         .await?;
                     match Manifest::parse(&body).map_err(|m| bad_format(&child, m))? {
                         Manifest::Image {
@@ -382,7 +385,10 @@ impl Resolver {
                 format!("image config of {} bytes is too large to read", config.size),
             ));
         }
-        let blob = self.client.blob(pinned, &config.digest, credential).await?;
+        let blob = self
+            .client
+            .fetch(pinned, Content::Blob, &config.digest, credential)
+            .await?;
         let image_config = ImageConfig::parse(&blob).map_err(|m| bad_format(pinned, m))?;
         let size = layers
             .iter()
