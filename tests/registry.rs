@@ -319,6 +319,14 @@ async fn hostile_registry() -> String {
         };
         match name.as_str() {
             "garbage" => with_digest(garbage),
+            // No Docker-Content-Digest: the digest comes from a GET instead.
+            "undigested" => (StatusCode::OK, garbage).into_response(),
+            // Whatever is asked for, the same manifest: wrong for any digest but its own.
+            "substituted" => {
+                let mut response = with_digest(garbage);
+                response.headers_mut().insert("Docker-Content-Digest", format!("sha256:{}", "0".repeat(64)).parse().unwrap());
+                response
+            }
             "huge" => with_digest(vec![b'{'; 6 * 1024 * 1024]),
             "schema1" => with_digest(br#"{"schemaVersion":1,"name":"schema1","tag":"1","fsLayers":[]}"#.to_vec()),
             "attestations-only" => with_digest(
@@ -377,6 +385,16 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
             ErrorClass::BadFormat,
             "not valid JSON",
         ),
+        (
+            format!("{host}/undigested:1"),
+            ErrorClass::BadFormat,
+            "not valid JSON",
+        ),
+        (
+            format!("{host}/substituted:1"),
+            ErrorClass::BadFormat,
+            "whose digest is sha256:",
+        ),
         (format!("{host}/huge:1"), ErrorClass::BadFormat, "larger"),
         (
             format!("{host}/schema1:1"),
@@ -420,7 +438,7 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
             .resolve_failures
             .with_label_values(&["bad_format"])
             .get(),
-        5
+        7
     );
 }
 
