@@ -201,7 +201,7 @@ async fn deliver(
 
 /// The snapshot in the text format on stdout, with every pushed label.
 fn print_snapshot(snapshot: &Snapshot) {
-    let text = exposition::render(&exposition::families(snapshot, &[]));
+    let text = exposition::render(snapshot, &[], &[]);
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not worth a panic.
     let _ = stdout

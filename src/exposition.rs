@@ -1,57 +1,95 @@
 //! The Prometheus text exposition format, for `/metrics` and `--dry-run`,
 //! written by the prometheus crate's encoder.
 
-use std::collections::BTreeMap;
-
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
-use crate::inventory::{Family, Snapshot};
+use crate::inventory::{Family, Series, Snapshot};
 
-/// The snapshot's series as metric families. Labels named in `omit` are
-/// left out: `/metrics` drops `job` and the external labels, which the
-/// scraping Prometheus would otherwise rename to `exported_job` and so on.
-pub fn families(snapshot: &Snapshot, omit: &[&str]) -> Vec<MetricFamily> {
-    let mut by_family: BTreeMap<Family, Vec<Metric>> = BTreeMap::new();
-    for series in &snapshot.series {
-        let labels = series
-            .decode_labels()
-            .into_iter()
-            .filter(|(name, _)| name != "__name__" && !omit.contains(&name.as_str()))
-            .map(|(name, value)| {
-                let mut pair = LabelPair::default();
-                pair.set_name(name);
-                pair.set_value(value);
-                pair
-            })
+/// Series handed to the encoder at a time. Its per-metric structures cost
+/// several hundred bytes a series, so a snapshot of 160k series is only
+/// ever held in that form a chunk at a time; the text is what remains.
+const CHUNK: usize = 4096;
+
+/// The snapshot's series, then `extra` (the pusher's own metrics), in the
+/// text format. Labels named in `omit` are left out: `/metrics` drops `job`
+/// and the external labels, which the scraping Prometheus would otherwise
+/// rename to `exported_job` and so on.
+pub fn render(snapshot: &Snapshot, omit: &[&str], extra: &[MetricFamily]) -> String {
+    // A series' text is about as long as its encoded labels, so this is
+    // close to the final size and the buffer is never copied to grow.
+    let estimate = snapshot.series.iter().map(|s| s.labels.len() + 16).sum();
+    let mut out = Vec::with_capacity(estimate);
+    for family in Family::ALL {
+        let series: Vec<&Series> = snapshot
+            .series
+            .iter()
+            .filter(|s| s.family == family)
             .collect();
-        let mut gauge = Gauge::default();
-        gauge.set_value(series.value);
-        let mut metric = Metric::default();
-        metric.set_label(labels);
-        metric.set_gauge(gauge);
-        by_family.entry(series.family).or_default().push(metric);
+        for (i, chunk) in series.chunks(CHUNK).enumerate() {
+            let text = encode(&[metric_family(family, chunk, omit)]);
+            // A family is one group in the text format: its HELP and TYPE
+            // lines come once, before its first chunk.
+            let body = if i == 0 {
+                &text[..]
+            } else {
+                skip_lines(&text, 2)
+            };
+            out.extend_from_slice(body);
+        }
     }
-    by_family
-        .into_iter()
-        .map(|(family, metrics)| {
-            let mut mf = MetricFamily::default();
-            mf.set_name(family.name().to_owned());
-            mf.set_help(family.help().to_owned());
-            mf.set_field_type(MetricType::GAUGE);
-            mf.set_metric(metrics);
-            mf
-        })
-        .collect()
+    out.extend_from_slice(&encode(extra));
+    String::from_utf8(out).expect("the text encoder writes UTF-8")
 }
 
-/// Renders metric families in the text format.
-pub fn render(families: &[MetricFamily]) -> String {
+fn metric_family(family: Family, series: &[&Series], omit: &[&str]) -> MetricFamily {
+    let metrics = series
+        .iter()
+        .map(|series| {
+            let labels = series
+                .decode_labels()
+                .into_iter()
+                .filter(|(name, _)| name != "__name__" && !omit.contains(&name.as_str()))
+                .map(|(name, value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(name);
+                    pair.set_value(value);
+                    pair
+                })
+                .collect();
+            let mut gauge = Gauge::default();
+            gauge.set_value(series.value);
+            let mut metric = Metric::default();
+            metric.set_label(labels);
+            metric.set_gauge(gauge);
+            metric
+        })
+        .collect();
+    let mut mf = MetricFamily::default();
+    mf.set_name(family.name().to_owned());
+    mf.set_help(family.help().to_owned());
+    mf.set_field_type(MetricType::GAUGE);
+    mf.set_metric(metrics);
+    mf
+}
+
+fn encode(families: &[MetricFamily]) -> Vec<u8> {
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(families, &mut out)
         .expect("text encoding into memory cannot fail");
-    String::from_utf8(out).expect("the text encoder writes UTF-8")
+    out
+}
+
+fn skip_lines(text: &[u8], lines: usize) -> &[u8] {
+    let mut rest = text;
+    for _ in 0..lines {
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => rest = &rest[end + 1..],
+            None => return &[],
+        }
+    }
+    rest
 }
 
 #[cfg(test)]
@@ -80,7 +118,7 @@ mod tests {
             &CommonLabels::new("pusher", &[("cluster".into(), "a".into())]),
             0,
         );
-        let full = render(&families(&snap, &[]));
+        let full = render(&snap, &[], &[]);
         assert!(
             full.contains("# TYPE container_image_container_info gauge"),
             "{full}"
@@ -93,11 +131,47 @@ mod tests {
             full.contains(r#"image="quote\"me""#),
             "label values are escaped: {full}"
         );
-        let local = render(&families(&snap, &["job", "cluster"]));
+        let local = render(&snap, &["job", "cluster"], &[]);
         assert!(
             !local.contains("job=") && !local.contains("cluster="),
             "{local}"
         );
         assert!(local.contains(r#"container_image_container_info{container="c",image="quote\"me",jsonpath="{.spec.containers[0]}",kind="Pod",name="p",namespace="ns",version="v1"} 1"#), "{local}");
+    }
+
+    #[test]
+    fn a_family_bigger_than_a_chunk_is_one_group() {
+        let workloads: Vec<Workload> = (0..CHUNK + 10)
+            .map(|i| Workload {
+                kind: Kind::Pod,
+                namespace: "ns".into(),
+                name: format!("p{i}"),
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: "nginx".into(),
+                    jsonpath: "{.spec.containers[0]}".into(),
+                }],
+                pull: Default::default(),
+            })
+            .collect();
+        let snap = build(
+            &workloads,
+            &HashMap::new(),
+            &CommonLabels::new("pusher", &[]),
+            0,
+        );
+        let text = render(&snap, &[], &[]);
+        assert_eq!(
+            text.matches("# TYPE container_image_container_info gauge")
+                .count(),
+            1
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("container_image_container_info{"))
+                .count(),
+            CHUNK + 10
+        );
+        assert!(text.ends_with("\n"));
     }
 }

@@ -47,9 +47,7 @@ impl Shared {
             .expect("snapshot lock poisoned")
             .clone();
         let omit: Vec<&str> = self.omit.iter().map(String::as_str).collect();
-        let mut families = exposition::families(&snapshot, &omit);
-        families.extend(self.telemetry.registry.gather());
-        exposition::render(&families)
+        exposition::render(&snapshot, &omit, &self.telemetry.registry.gather())
     }
 }
 
