@@ -26,7 +26,8 @@ pub mod server;
 pub mod telemetry;
 
 /// Makes ring the process-wide TLS crypto provider. Every HTTPS client
-/// (kube, oci-client, reqwest) needs one; calling this again is harmless.
+/// (kube, and reqwest for registries and remote write) needs one; calling
+/// this again is harmless.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
