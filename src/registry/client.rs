@@ -189,6 +189,9 @@ impl RegistryClient {
             accept,
             credential,
         };
+        // The digest comes from a manifest the registry sent: it must not
+        // steer the request anywhere but to content by digest.
+        check_digest_syntax(digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
         let response = self.send(&request).await?;
         let body = read(&request, response).await?;
         verify(&body, digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
@@ -596,6 +599,9 @@ fn check_digest_syntax(digest: &str) -> Result<String, String> {
     match digest.split_once(':') {
         Some((algorithm, hex))
             if !algorithm.is_empty()
+                && algorithm.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)
+                })
                 && !hex.is_empty()
                 && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
@@ -701,6 +707,8 @@ mod tests {
         assert!(check_digest_syntax("sha256:ab12").is_ok());
         assert!(check_digest_syntax("sha256:").is_err());
         assert!(check_digest_syntax("<html>").is_err());
+        assert!(check_digest_syntax("sha256:../../v2/other/blobs").is_err());
+        assert!(check_digest_syntax("a/../b:ff").is_err());
     }
 
     #[test]
