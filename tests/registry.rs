@@ -538,28 +538,142 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
     assert_eq!((requests("429"), requests("404")), (1, 1));
 }
 
+/// An OCI image small enough to serve from a stand-in registry.
+struct TinyImage {
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    manifest_digest: String,
+    config_digest: String,
+}
+
+impl TinyImage {
+    fn new() -> Self {
+        let digest = |body: &[u8]| support::sha256_digest(body);
+        let config = br#"{"architecture":"amd64","os":"linux","created":"2026-01-02T03:04:05Z","config":{"Labels":{"team":"payments"}}}"#.to_vec();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"layer"), "size": 1000}]
+        }))
+        .unwrap();
+        TinyImage {
+            manifest_digest: digest(&manifest),
+            config_digest: digest(&config),
+            manifest,
+            config,
+        }
+    }
+
+    /// The image at `/v2/{repository}/…`, by tag `1` or `2` or by digest.
+    fn serve(&self, repository: &str, path: &str) -> axum::response::Response {
+        let oci = [
+            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+            ("Docker-Content-Digest", self.manifest_digest.as_str()),
+        ];
+        let manifests = format!("/v2/{repository}/manifests/");
+        if let Some(reference) = path.strip_prefix(&manifests) {
+            if ["1", "2", self.manifest_digest.as_str()].contains(&reference) {
+                return (oci, self.manifest.clone()).into_response();
+            }
+        }
+        if path == format!("/v2/{repository}/blobs/{}", self.config_digest) {
+            return self.config.clone().into_response();
+        }
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_mirror_answers_the_mirrors_challenge_without_our_login() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let image = Arc::new(TinyImage::new());
+    // The mirror wants a token for its own repository name, from its own
+    // token server, and must never see the login meant for the registry.
+    let leaked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mirror_host = Arc::new(std::sync::OnceLock::<String>::new());
+    let (mirror, _) = stand_in({
+        let (image, leaked, mirror_host) = (image.clone(), leaked.clone(), mirror_host.clone());
+        move |request, _| {
+            let path = request.uri().path();
+            let authorization = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if authorization.starts_with("Basic") {
+                leaked.store(true, SeqCst);
+            }
+            if path == "/token" {
+                let query = request.uri().query().unwrap_or("");
+                assert!(
+                    query.contains("scope=repository%3Aprod%2Fteam%2Fapp%3Apull"),
+                    "{query}"
+                );
+                return r#"{"token":"mirror-token"}"#.into_response();
+            }
+            if authorization != "Bearer mirror-token" {
+                let challenge = format!(
+                    r#"Bearer realm="http://{}/token",service="mirror""#,
+                    mirror_host.get().unwrap()
+                );
+                return (StatusCode::UNAUTHORIZED, [("WWW-Authenticate", challenge)])
+                    .into_response();
+            }
+            image.serve("prod/team/app", path)
+        }
+    })
+    .await;
+    mirror_host.set(mirror.clone()).unwrap();
+    let (registry, registry_requests) = stand_in({
+        let mirror = mirror.clone();
+        move |request, _| {
+            let rest = request.uri().path().strip_prefix("/v2/").unwrap_or("");
+            let location = format!("http://{mirror}/v2/prod/{rest}");
+            (StatusCode::TEMPORARY_REDIRECT, [("Location", location)]).into_response()
+        }
+    })
+    .await;
+    let (resolver, _) = resolver_for(
+        &[&registry, &mirror],
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(5),
+    );
+    let login = container_image_pusher::registry::Credential {
+        username: "alice".into(),
+        password: "s3cret".into(),
+        source: "secret shop/regcred".into(),
+    };
+    let resolved = resolver
+        .resolve(&format!("{registry}/team/app:1"), &[&login])
+        .await
+        .expect("resolves through the mirror");
+    assert_eq!(resolved.digest, image.manifest_digest);
+    assert_eq!(
+        resolved.labels.get("team").map(String::as_str),
+        Some("payments")
+    );
+    assert!(
+        registry_requests.load(SeqCst) >= 3,
+        "HEAD, manifest and config each asked the registry first"
+    );
+    assert!(
+        !leaked.load(SeqCst),
+        "the registry's login reached the mirror"
+    );
+}
+
 #[tokio::test]
 async fn bearer_tokens_from_the_registry_token_server() {
     use base64::Engine as _;
-    use sha2::Digest as _;
     use std::sync::atomic::Ordering::SeqCst;
 
-    let digest = |body: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)));
-    let config = br#"{"architecture":"amd64","os":"linux","created":"2026-01-02T03:04:05Z","config":{"Labels":{"team":"payments"}}}"#.to_vec();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"layer"), "size": 1000}]
-    }))
-    .unwrap();
-    let (manifest_digest, config_digest) = (digest(&manifest), digest(&config));
+    let image = Arc::new(TinyImage::new());
     let tokens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let host = Arc::new(std::sync::OnceLock::<String>::new());
     let (registry, _) = stand_in({
-        let (tokens, host) = (tokens.clone(), host.clone());
-        let (manifest, config) = (manifest.clone(), config.clone());
-        let (manifest_digest, config_digest) = (manifest_digest.clone(), config_digest.clone());
+        let (tokens, host, image) = (tokens.clone(), host.clone(), image.clone());
         move |request, _| {
             let path = request.uri().path();
             let authorization = request
@@ -599,22 +713,7 @@ async fn bearer_tokens_from_the_registry_token_server() {
                 )
                     .into_response();
             }
-            let oci = [
-                ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-                ("Docker-Content-Digest", manifest_digest.as_str()),
-            ];
-            match path {
-                "/v2/team/app/manifests/1" | "/v2/team/app/manifests/2" => {
-                    (oci, manifest.clone()).into_response()
-                }
-                p if p == format!("/v2/team/app/manifests/{manifest_digest}") => {
-                    (oci, manifest.clone()).into_response()
-                }
-                p if p == format!("/v2/team/app/blobs/{config_digest}") => {
-                    config.clone().into_response()
-                }
-                _ => StatusCode::NOT_FOUND.into_response(),
-            }
+            image.serve("team/app", path)
         }
     })
     .await;
@@ -632,13 +731,13 @@ async fn bearer_tokens_from_the_registry_token_server() {
     };
 
     let right = login("s3cret");
-    let image = resolver
+    let resolved = resolver
         .resolve(&format!("{registry}/team/app:1"), &[&right])
         .await
         .expect("resolves with a token");
-    assert_eq!(image.digest, manifest_digest);
+    assert_eq!(resolved.digest, image.manifest_digest);
     assert_eq!(
-        image.labels.get("team").map(String::as_str),
+        resolved.labels.get("team").map(String::as_str),
         Some("payments")
     );
     resolver

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::future::Cache;
 use oci_client::Reference;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -97,18 +97,35 @@ impl Request<'_> {
         self.reference.resolve_registry()
     }
 
-    fn token_key(&self) -> (String, String, u64) {
-        (
-            self.host().to_owned(),
-            self.reference.repository().to_owned(),
-            self.credential.map_or(0, Credential::id),
-        )
-    }
-
     fn fail(&self, class: ErrorClass, what: impl std::fmt::Display) -> ResolveError {
         ResolveError::new(class, format!("{}: {what}", self.reference))
     }
 }
+
+/// Where a request goes: the registry, or a host it redirected to (a
+/// mirror, a CDN). Credentials go only to the registry they are for.
+struct Target<'a> {
+    url: reqwest::Url,
+    /// `host[:port]`, as registries and keyrings name hosts.
+    host: String,
+    /// The repository the URL names, for a token's scope.
+    repository: String,
+    credential: Option<&'a Credential>,
+}
+
+impl Target<'_> {
+    fn token_key(&self) -> (String, String, u64) {
+        (
+            self.host.clone(),
+            self.repository.clone(),
+            self.credential.map_or(0, Credential::id),
+        )
+    }
+}
+
+/// Redirects followed for one request; registries use one (to a regional
+/// mirror or a blob store).
+const MAX_REDIRECTS: usize = 5;
 
 impl RegistryClient {
     pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Self {
@@ -120,6 +137,8 @@ impl RegistryClient {
             ))
             .connect_timeout(Duration::from_secs(10).min(settings.timeout))
             .timeout(settings.timeout)
+            // Followed by `send`, which answers each host's own auth challenge.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 format!(
@@ -198,59 +217,83 @@ impl RegistryClient {
         Ok(body)
     }
 
-    /// Sends `request`, answering an auth challenge once: the first request
-    /// to a host goes out without credentials and learns from its 401 how
-    /// the host wants them; later ones carry them from the start.
+    /// Sends `request`, answering an auth challenge once per host and
+    /// following redirects: the first request to a host goes out without
+    /// credentials and learns from its 401 how the host wants them; later
+    /// ones carry them from the start.
     async fn send(&self, request: &Request<'_>) -> Result<reqwest::Response, ResolveError> {
-        let mut answered_challenge = false;
-        loop {
-            let authorization = self.authorization(request).await?;
-            let response = self.send_once(request, authorization.clone()).await?;
-            if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
-                if let Some(challenge) = parse_challenge(response.headers()) {
-                    let retry = match (&challenge, &authorization) {
-                        // The host wants a login we do not have, or refused ours.
-                        (Challenge::Basic, None) => request.credential.is_some(),
-                        (Challenge::Basic, Some(_)) => false,
-                        // A token may have expired early or lack the scope.
-                        (Challenge::Bearer { .. }, _) => true,
-                    };
-                    self.tokens.invalidate(&request.token_key()).await;
-                    self.challenges
-                        .lock()
-                        .expect("challenges poisoned")
-                        .insert(request.host().to_owned(), challenge);
-                    if retry {
-                        answered_challenge = true;
-                        continue;
-                    }
-                }
-            }
-            return self.check(request, response).await;
-        }
-    }
-
-    async fn send_once(
-        &self,
-        request: &Request<'_>,
-        authorization: Option<HeaderValue>,
-    ) -> Result<reqwest::Response, ResolveError> {
-        let http = self
-            .http
-            .as_ref()
-            .map_err(|e| request.fail(ErrorClass::Other, e))?;
         let host = request.host();
         let scheme = if self.insecure.iter().any(|h| h == host) {
             "http"
         } else {
             "https"
         };
-        let url = format!(
-            "{scheme}://{host}/v2/{}/{}",
-            request.reference.repository(),
-            request.path
-        );
-        let mut builder = http.request(request.method.clone(), &url);
+        let repository = request.reference.repository();
+        let url = format!("{scheme}://{host}/v2/{repository}/{}", request.path);
+        let mut target = Target {
+            url: reqwest::Url::parse(&url)
+                .map_err(|e| request.fail(ErrorClass::InvalidReference, format!("{url}: {e}")))?,
+            host: host.to_owned(),
+            repository: repository.to_owned(),
+            credential: request.credential,
+        };
+        let mut answered_challenge = false;
+        let mut redirects = 0;
+        loop {
+            let authorization = self.authorization(request, &target).await?;
+            let response = self
+                .send_once(request, &target, authorization.clone())
+                .await?;
+            let status = response.status();
+            if status.is_redirection() && redirects < MAX_REDIRECTS {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| target.url.join(l).ok());
+                if let Some(url) = location {
+                    redirects += 1;
+                    answered_challenge = false;
+                    target = redirected(request, url);
+                    continue;
+                }
+            }
+            if status == StatusCode::UNAUTHORIZED && !answered_challenge {
+                if let Some(challenge) = parse_challenge(response.headers()) {
+                    let retry = match (&challenge, &authorization) {
+                        // The host wants a login we do not have, or refused ours.
+                        (Challenge::Basic, None) => target.credential.is_some(),
+                        (Challenge::Basic, Some(_)) => false,
+                        // A token may have expired early or lack the scope.
+                        (Challenge::Bearer { .. }, _) => true,
+                    };
+                    self.tokens.invalidate(&target.token_key()).await;
+                    self.challenges
+                        .lock()
+                        .expect("challenges poisoned")
+                        .insert(target.host.clone(), challenge);
+                    if retry {
+                        answered_challenge = true;
+                        continue;
+                    }
+                }
+            }
+            return self.check(request, &target, response).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        target: &Target<'_>,
+        authorization: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, ResolveError> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| request.fail(ErrorClass::Other, e))?;
+        let host = target.host.as_str();
+        let mut builder = http.request(request.method.clone(), target.url.clone());
         if let Some(accept) = request.accept {
             builder = builder.header(ACCEPT, accept);
         }
@@ -283,9 +326,10 @@ impl RegistryClient {
     async fn check(
         &self,
         request: &Request<'_>,
+        target: &Target<'_>,
         response: reqwest::Response,
     ) -> Result<reqwest::Response, ResolveError> {
-        let host = request.host();
+        let host = target.host.as_str();
         let status = response.status();
         if status.is_success() {
             self.limiter.answered(host);
@@ -323,7 +367,7 @@ impl RegistryClient {
             message.push_str(&format!("; pausing requests to {host} for {pause:.0?}"));
         }
         if class == ErrorClass::Unauthorized {
-            message.push_str(&match request.credential {
+            message.push_str(&match target.credential {
                 Some(c) => format!(" (with credentials from {})", c.source),
                 None => format!(
                     " (anonymously: no pull secret or docker config has a login for {host})"
@@ -333,25 +377,26 @@ impl RegistryClient {
         Err(request.fail(class, message))
     }
 
-    /// What to send in `Authorization` to this host for this repository.
+    /// What to send in `Authorization` to the target's host for its repository.
     async fn authorization(
         &self,
         request: &Request<'_>,
+        target: &Target<'_>,
     ) -> Result<Option<HeaderValue>, ResolveError> {
         let challenge = self
             .challenges
             .lock()
             .expect("challenges poisoned")
-            .get(request.host())
+            .get(&target.host)
             .cloned();
         match challenge {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(request.credential.map(basic)),
+            Some(Challenge::Basic) => Ok(target.credential.map(basic)),
             Some(Challenge::Bearer { realm, service }) => self
                 .tokens
                 .try_get_with(
-                    request.token_key(),
-                    self.fetch_token(request, &realm, service.as_deref()),
+                    target.token_key(),
+                    self.fetch_token(request, target, &realm, service.as_deref()),
                 )
                 .await
                 .map(|token| Some(token.header))
@@ -364,6 +409,7 @@ impl RegistryClient {
     async fn fetch_token(
         &self,
         request: &Request<'_>,
+        target: &Target<'_>,
         realm: &str,
         service: Option<&str>,
     ) -> Result<Token, ResolveError> {
@@ -377,19 +423,19 @@ impl RegistryClient {
             } else {
                 ErrorClass::Unavailable
             };
-            let from = request.credential.map_or_else(
+            let from = target.credential.map_or_else(
                 || "anonymously".to_owned(),
                 |c| format!("with credentials from {}", c.source),
             );
             request.fail(class, format!("token server {realm} ({from}): {what}"))
         };
-        let scope = format!("repository:{}:pull", request.reference.repository());
+        let scope = format!("repository:{}:pull", target.repository);
         let mut query = vec![("scope", scope.as_str())];
         if let Some(service) = service {
             query.push(("service", service));
         }
         let mut builder = http.get(realm).query(&query);
-        if let Some(credential) = request.credential {
+        if let Some(credential) = target.credential {
             builder = builder.header(AUTHORIZATION, basic(credential));
         }
         let realm_host = reqwest::Url::parse(realm)
@@ -452,6 +498,35 @@ impl moka::Expiry<(String, String, u64), Token> for TokenExpiry {
 
 /// Every manifest type we read (`manifest::ACCEPTED`, checked by a test).
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// The target a redirect leads to. The repository is read from the new
+/// URL (`/v2/<name>/manifests/…` or `/blobs/…`), as a mirror may name it
+/// differently; logins stay with the registry they are for.
+fn redirected<'a>(request: &Request<'a>, url: reqwest::Url) -> Target<'a> {
+    let host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    let repository = url
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|rest| {
+            rest.rsplit_once("/manifests/")
+                .or_else(|| rest.rsplit_once("/blobs/"))
+        })
+        .map_or_else(
+            || request.reference.repository().to_owned(),
+            |(name, _)| name.to_owned(),
+        );
+    let credential = request.credential.filter(|_| host == request.host());
+    Target {
+        url,
+        host,
+        repository,
+        credential,
+    }
+}
 
 fn basic(credential: &Credential) -> HeaderValue {
     use base64::Engine as _;
