@@ -538,6 +538,15 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
     assert_eq!((requests("429"), requests("404")), (1, 1));
 }
 
+/// The `Authorization` header a stand-in was sent, or "".
+fn authorization(request: &axum::http::Request<axum::body::Body>) -> &str {
+    request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// An OCI image small enough to serve from a stand-in registry.
 struct TinyImage {
     manifest: Vec<u8>,
@@ -596,11 +605,7 @@ async fn a_redirect_to_a_mirror_answers_the_mirrors_challenge_without_our_login(
         let (image, leaked, mirror_host) = (image.clone(), leaked.clone(), mirror_host.clone());
         move |request, _| {
             let path = request.uri().path();
-            let authorization = request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let authorization = authorization(request);
             if authorization.starts_with("Basic") {
                 leaked.store(true, SeqCst);
             }
@@ -676,11 +681,7 @@ async fn bearer_tokens_from_the_registry_token_server() {
         let (tokens, host, image) = (tokens.clone(), host.clone(), image.clone());
         move |request, _| {
             let path = request.uri().path();
-            let authorization = request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let authorization = authorization(request);
             if path == "/token" {
                 let login = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
                 let query = request.uri().query().unwrap_or("");
