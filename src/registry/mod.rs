@@ -12,7 +12,6 @@
 //! does not hammer its registry at every tick.
 
 mod client;
-#[cfg(any(feature = "ecr", feature = "gcr", feature = "acr"))]
 pub mod cloud;
 pub mod keyring;
 mod limiter;

@@ -743,16 +743,16 @@ impl CloudCredentials {
             tracing::debug_span!("cloud_login", provider = provider.as_str(), host = %host.given);
         let login = async {
             trace!("cloud registry login");
-            match backend {
+            match *backend {
                 #[cfg(feature = "ecr")]
-                Backend::Ecr(ecr) => ecr.login(&self.context, &host).await,
+                Backend::Ecr(ref ecr) => ecr.login(&self.context, &host).await,
                 #[cfg(feature = "gcr")]
-                Backend::Google(google) => google.login(&self.context).await,
+                Backend::Google(ref google) => google.login(&self.context).await,
                 #[cfg(feature = "acr")]
-                Backend::Acr(acr) => acr.login(&self.context, &host).await,
+                Backend::Acr(ref acr) => acr.login(&self.context, &host).await,
             }
         };
-        let result = login.instrument(span).await;
+        let result: Result<Login, Failure> = login.instrument(span).await;
         Some(result.map_err(|failure| failure.into_error(provider, &host.given)))
     }
 }
@@ -769,6 +769,11 @@ impl Backend {
         }
     }
 
+    // Built with no provider, there is no variant to match the host against.
+    #[cfg_attr(
+        not(any(feature = "ecr", feature = "gcr", feature = "acr")),
+        allow(unused_variables)
+    )]
     fn matches(&self, host: &RegistryHost) -> bool {
         match *self {
             #[cfg(feature = "ecr")]
