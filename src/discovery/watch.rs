@@ -492,7 +492,7 @@ mod tests {
                 .unwrap();
                 workload(&ds, "default")
             }
-            other => unimplemented!("{other}"),
+            other => panic!("these tests build Pods and DaemonSets only, not {other}"),
         }
     }
 

@@ -337,14 +337,7 @@ mod tests {
 
     #[test]
     fn settings_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = super::super::tests::env;
         let workload = AcrSettings::from_lookup(&env(&[
             (
                 "AZURE_FEDERATED_TOKEN_FILE",
