@@ -6,7 +6,8 @@
 //! [`discovery`] (workloads) → [`registry`] (image metadata) →
 //! [`inventory`] (series) → [`remote_write`] / [`exposition`] (sinks).
 //! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
-//! `/metrics`; [`telemetry`] holds the service's own metrics.
+//! `/metrics`; [`telemetry`] holds the service's own metrics and
+//! [`readiness`] what `/readyz` answers.
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod inventory;
 pub mod leader;
 pub mod pipeline;
 pub mod pull_secrets;
+pub mod readiness;
 pub mod registry;
 pub mod remote_write;
 pub mod schedule;

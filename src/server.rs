@@ -2,7 +2,6 @@
 //! own metrics), `/healthz` and `/readyz`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
@@ -13,6 +12,7 @@ use axum::Router;
 
 use crate::exposition;
 use crate::inventory::Snapshot;
+use crate::readiness::FIRST_SNAPSHOT;
 use crate::telemetry::Telemetry;
 
 /// What the endpoints show; shared with the tick loop that updates it.
@@ -21,7 +21,6 @@ pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Labels left out of `/metrics` (job and external labels).
     omit: Vec<String>,
-    ready: AtomicBool,
 }
 
 impl Shared {
@@ -30,14 +29,14 @@ impl Shared {
             telemetry,
             snapshot: RwLock::default(),
             omit,
-            ready: AtomicBool::new(false),
         }
     }
 
-    /// Publishes a new snapshot; the service is ready once it has one.
+    /// Publishes a new snapshot; the first one clears the
+    /// [`FIRST_SNAPSHOT`] readiness condition.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
         *self.snapshot.write().expect("snapshot lock poisoned") = snapshot;
-        self.ready.store(true, Ordering::Release);
+        self.telemetry.readiness.clear(FIRST_SNAPSHOT);
     }
 
     fn metrics_text(&self) -> String {
@@ -78,10 +77,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text)
 }
 
+/// 200 `ready`, or 503 with one `condition: reason` line per failing condition.
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    if shared.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n")
+    let failing = shared.telemetry.readiness.failing();
+    if failing.is_empty() {
+        return (StatusCode::OK, "ready\n".to_owned());
     }
+    let text = failing
+        .iter()
+        .map(|(condition, reason)| format!("{condition}: {reason}\n"))
+        .collect();
+    (StatusCode::SERVICE_UNAVAILABLE, text)
 }

@@ -2,6 +2,7 @@
 //! `/metrics` next to the inventory. Never labelled with anything secret:
 //! endpoints appear without credentials or query strings.
 
+use crate::readiness::Readiness;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -38,6 +39,9 @@ pub struct Telemetry {
     pub registry_requests: IntCounterVec,
     /// 1 while this replica holds the leader lease (or leader election is off).
     pub leader: IntGauge,
+    /// What `/readyz` answers: every part of the service records its failing
+    /// conditions here.
+    pub readiness: Readiness,
 }
 
 impl Telemetry {
@@ -181,6 +185,7 @@ impl Telemetry {
                 "1 while this replica pushes (holds the lease, or runs without leader election).",
             ),
             registry,
+            readiness: Readiness::default(),
         }
     }
 }
