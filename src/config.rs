@@ -38,6 +38,19 @@ pub struct Config {
     )]
     pub namespaces: Vec<String>,
 
+    /// How long a kind's watch may fail before /readyz reports the replica
+    /// not ready, and how long a kind the API refuses (403) keeps its last
+    /// known workloads before they leave the inventory and their series end
+    /// (an API server that is starting refuses for a moment).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_GRACE_PERIOD", default_value = "60s", value_parser = parse_duration)]
+    pub watch_grace_period: Duration,
+
+    /// How long one watch request stays open before it is re-opened; a
+    /// revoked list/watch permission is noticed when it is (the API server
+    /// checks RBAC when a watch opens, not on an open one).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub watch_timeout: Duration,
+
     /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
     /// The exit code is 0 only if every request was accepted.
     #[arg(long, env = "PUSHER_ONCE")]

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::discovery::watch::WatchOptions;
 use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster, Workload};
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
 use crate::pull_secrets::PullSecrets;
@@ -66,9 +67,15 @@ impl Pipeline {
                     telemetry.clone(),
                 ))
             } else {
+                let options = WatchOptions {
+                    grace_period: config.watch_grace_period,
+                    max_backoff: WatchOptions::max_backoff_for(config.interval),
+                    watch_timeout: config.watch_timeout,
+                };
                 Source::Watched(Arc::new(WatchedCluster::start(
                     client.clone(),
                     namespaces,
+                    options,
                     telemetry.clone(),
                 )))
             };

@@ -35,6 +35,11 @@ pub struct Telemetry {
     pub snapshot_series: IntGauge,
     /// Objects held by the watch-fed inventory, by kind.
     pub watched_objects: IntGaugeVec,
+    /// 1 while a kind's list or watch fails and its last known objects are
+    /// served; 0 once a list of it completes.
+    pub inventory_stale: IntGaugeVec,
+    /// When a list or watch event of a kind last came from the API server.
+    pub watch_last_heard: GaugeVec,
     /// Registry requests by host, method and status code (`transport` when no answer came).
     pub registry_requests: IntCounterVec,
     /// 1 while this replica holds the leader lease (or leader election is off).
@@ -122,6 +127,28 @@ impl Telemetry {
         registry
             .register(Box::new(watched_objects.clone()))
             .expect("metric registered once");
+        let inventory_stale = IntGaugeVec::new(
+            Opts::new(
+                "container_image_pusher_inventory_stale",
+                "1 while a kind cannot be listed or watched and its last known objects are served, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(inventory_stale.clone()))
+            .expect("metric registered once");
+        let watch_last_heard = GaugeVec::new(
+            Opts::new(
+                "container_image_pusher_watch_last_heard_timestamp_seconds",
+                "When a list or watch event of a kind last came from the API server, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(watch_last_heard.clone()))
+            .expect("metric registered once");
         let push_duration = HistogramVec::new(
             HistogramOpts::new(
                 "container_image_pusher_push_duration_seconds",
@@ -179,6 +206,8 @@ impl Telemetry {
             ),
             snapshot_series: gauge("snapshot_series", "Series in the last snapshot."),
             watched_objects,
+            inventory_stale,
+            watch_last_heard,
             registry_requests,
             leader: gauge(
                 "leader",
