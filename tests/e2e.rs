@@ -3,6 +3,8 @@
 //! images this test pushes, and Debian's `prometheus` receiving the push.
 //! Assertions go through Prometheus' query API with the PromQL a user would
 //! write, and through a strict receiver that checks the bytes on the wire.
+//! The scenario and its assertions are `support::fixture`, which
+//! tests/receivers.rs runs against Prometheus 3 and VictoriaMetrics too.
 
 mod support;
 
