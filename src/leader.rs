@@ -347,8 +347,8 @@ struct Failure {
     error: CallError,
 }
 
-impl Failure {
-    fn new(action: &'static str, verb: &'static str, error: CallError) -> Step {
+impl Step {
+    fn failed(action: &'static str, verb: &'static str, error: CallError) -> Step {
         Step::Failed(Failure {
             action,
             verb,
@@ -435,7 +435,7 @@ impl Candidate {
         let started = Instant::now();
         let lease = match call(limit, self.api.get_opt(&self.name)).await {
             Ok(lease) => lease,
-            Err(error) => return Failure::new("read the lease", "get", error),
+            Err(error) => return Step::failed("read the lease", "get", error),
         };
         let Some(lease) = lease else {
             let lease = Lease {
@@ -461,7 +461,7 @@ impl Candidate {
                     debug!(lease = %self.path, "another candidate created the lease first");
                     Step::Answered(Duration::ZERO)
                 }
-                Err(error) => Failure::new("create the lease", "create", error),
+                Err(error) => Step::failed("create the lease", "create", error),
             };
         };
         self.observe(&lease);
@@ -500,7 +500,7 @@ impl Candidate {
                 debug!(lease = %self.path, "another candidate wrote the lease first");
                 Step::Answered(retry)
             }
-            Err(error) => Failure::new("take the lease", "update", error),
+            Err(error) => Step::failed("take the lease", "update", error),
         }
     }
 
@@ -561,10 +561,10 @@ impl Candidate {
                         self.lost("the lease was deleted");
                         Step::Answered(Duration::ZERO)
                     }
-                    Err(error) => Failure::new("read the lease", "get", error),
+                    Err(error) => Step::failed("read the lease", "get", error),
                 }
             }
-            Err(error) => Failure::new("renew the lease", "update", error),
+            Err(error) => Step::failed("renew the lease", "update", error),
         }
     }
 
