@@ -436,8 +436,21 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let before = pusher.metrics().await;
+    // The first fetch, however slow the machine (a fixed 800 ms was not
+    // always enough on a loaded one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        let text = pusher.metrics().await;
+        if requests(&text, "GET") >= 2.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the image was never fetched:\n{text}\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let after = pusher.metrics().await;
     assert_eq!(
