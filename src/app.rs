@@ -11,7 +11,7 @@ use tracing::{debug, error, info};
 use crate::config::Config;
 use crate::exposition;
 use crate::inventory::{CommonLabels, Snapshot};
-use crate::leader::LeaderElection;
+use crate::leader::{self, LeaderElection};
 use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
@@ -62,14 +62,19 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     info!(%schedule, endpoints = endpoints.len(), "starting");
     let _prefetch = pipeline.spawn_prefetch();
     let leader = match (config.leader_election, pipeline.client()) {
-        (true, Some(client)) => Some(LeaderElection::start(
-            client.clone(),
-            lease_namespace(&config),
-            config.lease_name.clone(),
-            identity(),
-            config.lease_duration,
-            telemetry.clone(),
-        )),
+        (true, Some(client)) => {
+            let namespace =
+                leader::lease_namespace_of_this_process(config.lease_namespace.as_deref(), client);
+            info!(namespace = %namespace.name, from = namespace.source, "the leader lease's namespace");
+            Some(LeaderElection::start(
+                client.clone(),
+                namespace.name,
+                config.lease_name.clone(),
+                leader::identity_of_this_process(),
+                config.lease_duration,
+                telemetry.clone(),
+            ))
+        }
         _ => {
             telemetry.leader.set(1);
             None
@@ -133,34 +138,6 @@ async fn leader_change(changes: &mut Option<tokio::sync::watch::Receiver<bool>>)
         }
         None => std::future::pending().await,
     }
-}
-
-/// --lease-namespace, else $POD_NAMESPACE, else the service account's namespace.
-fn lease_namespace(config: &Config) -> String {
-    const SERVICE_ACCOUNT_NAMESPACE: &str =
-        "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-    config
-        .lease_namespace
-        .clone()
-        .or_else(|| {
-            std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|n| !n.is_empty())
-        })
-        .or_else(|| {
-            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-                .ok()
-                .map(|n| n.trim().to_owned())
-        })
-        .unwrap_or_else(|| "default".into())
-}
-
-/// This replica's name in the Lease: the pod name where Kubernetes sets it.
-fn identity() -> String {
-    ["POD_NAME", "HOSTNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-        .unwrap_or_else(|| format!("container-image-pusher-{}", std::process::id()))
 }
 
 /// Prints (dry run) or pushes a snapshot to every endpoint at once, so a

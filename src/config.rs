@@ -267,7 +267,9 @@ pub struct Config {
     pub lease_name: String,
 
     /// Namespace of the Lease. Default: $POD_NAMESPACE, else the service
-    /// account's namespace, else "default".
+    /// account's namespace, else the kubeconfig context's namespace, else
+    /// "default". The service account needs get, create and update on
+    /// leases there.
     #[arg(long, value_name = "NAMESPACE", env = "PUSHER_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
 
