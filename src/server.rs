@@ -282,3 +282,68 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallLimit<S> {
         self.track(cx, poll)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_takes_nothing_is_disconnected_a_slow_one_is_not() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut server = StallLimit::new(server, WRITE_STALL_TIMEOUT);
+        let error = server.write_all(&[0; 1 << 20]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut server = StallLimit::new(server, WRITE_STALL_TIMEOUT);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 1024];
+            let mut total = 0;
+            loop {
+                tokio::time::sleep(WRITE_STALL_TIMEOUT / 2).await;
+                match client.read(&mut buf).await.unwrap() {
+                    0 => return total,
+                    n => total += n,
+                }
+            }
+        });
+        server.write_all(&[0; 16 * 1024]).await.unwrap();
+        server.shutdown().await.unwrap();
+        assert_eq!(reader.await.unwrap(), 16 * 1024);
+    }
+
+    fn snapshot(pod: &str) -> Arc<Snapshot> {
+        use crate::discovery::{Container, Kind, Workload};
+        use crate::inventory::{build_once, CommonLabels};
+        let workloads = [Workload {
+            kind: Kind::Pod,
+            namespace: "ns".into(),
+            name: pod.into(),
+            containers: vec![Container {
+                name: "c".into(),
+                image: "nginx".into(),
+                jsonpath: "{.spec.containers[0]}".into(),
+            }],
+            pull: Default::default(),
+        }];
+        let labels = CommonLabels::new("pusher", &[]);
+        Arc::new(build_once(&workloads, &Default::default(), &labels, 0))
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_rendered_once_for_every_reader() {
+        let shared = Arc::new(Shared::new(Arc::new(Telemetry::new()), vec![]));
+        shared.publish(snapshot("first"));
+        let first = shared.inventory_text().await;
+        let again = shared.inventory_text().await;
+        assert!(first.ends_with(b"} 1\n"), "{first:?}");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, shared");
+        shared.publish(snapshot("second"));
+        let second = shared.inventory_text().await;
+        assert!(
+            String::from_utf8_lossy(&second).contains(r#"name="second""#),
+            "rendered anew: {second:?}"
+        );
+    }
+}
