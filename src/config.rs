@@ -39,7 +39,8 @@ pub struct Config {
     pub namespaces: Vec<String>,
 
     /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
-    /// The exit code is 0 only if every request was accepted.
+    /// The exit code is 0 only if every request was accepted, 3 if they
+    /// were but manifests input had to be skipped.
     #[arg(long, env = "PUSHER_ONCE")]
     pub once: bool,
 

@@ -39,6 +39,9 @@ pub struct Telemetry {
     pub registry_requests: IntCounterVec,
     /// 1 while this replica holds the leader lease (or leader election is off).
     pub leader: IntGauge,
+    /// Connections to the local server closed at once because
+    /// [`crate::server::MAX_CONNECTIONS`] were open.
+    pub http_connections_refused: prometheus::IntCounter,
     /// What `/readyz` answers: every part of the service records its failing
     /// conditions here.
     pub readiness: Readiness,
@@ -160,7 +163,16 @@ impl Telemetry {
         registry
             .register(Box::new(snapshot_duration.clone()))
             .expect("metric registered once");
+        let http_connections_refused = prometheus::IntCounter::new(
+            "container_image_pusher_http_connections_refused_total",
+            "Connections to /metrics, /healthz and /readyz closed at once because too many were open.",
+        )
+        .expect("valid counter definition");
+        registry
+            .register(Box::new(http_connections_refused.clone()))
+            .expect("metric registered once");
         Telemetry {
+            http_connections_refused,
             pushes,
             push_duration,
             series_sent,

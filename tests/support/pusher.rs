@@ -117,3 +117,64 @@ pub fn write_pods(dir: &Path, file: &str, names: &[&str]) -> PathBuf {
     std::fs::rename(&tmp, &path).expect("move manifests into place");
     path
 }
+
+/// Runs the pusher to completion with `stdin` as its standard input;
+/// returns (exit code, stderr).
+pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info,container_image_pusher=debug")
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the pusher binary runs");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input
+        .write_all(stdin)
+        .await
+        .expect("write the pusher's stdin");
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the pusher finishes within two minutes")
+        .expect("the pusher's output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Writes `count` Pods that all run `image`, named `NAME_PREFIX-i`, in one
+/// multi-document file; a long prefix makes a large `/metrics` page.
+pub fn write_many_pods(
+    dir: &Path,
+    file: &str,
+    name_prefix: &str,
+    count: usize,
+    image: &str,
+) -> PathBuf {
+    let path = dir.join(file);
+    let mut text = String::new();
+    for i in 0..count {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name_prefix}-{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+        ));
+    }
+    std::fs::write(&path, text).expect("write manifests");
+    path
+}
+
+/// Resident memory of process `pid`, from /proc (VmRSS), in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"));
+    kib * 1024
+}
