@@ -10,7 +10,10 @@ mod config;
 mod endpoint;
 mod sender;
 
-pub use config::{parse_header, EndpointConfig, Protocol, RetryPolicy, TlsConfig};
+pub use config::{
+    parse_header, parse_url, EndpointConfig, FlagError, Header, Protocol, PushUrl, RetryPolicy,
+    SecretValueParser, TlsConfig, LONGEST_WAIT,
+};
 pub use endpoint::{Endpoint, PushError, PushReport};
 pub use sender::{Sender, STALE_NAN};
 
