@@ -388,7 +388,9 @@ impl Endpoint {
                         ),
                     });
                 }
-                tokio::time::sleep(pause).await;
+                if sleep_unless_superseded(pause, superseded).await {
+                    return Attempt::Superseded(failure);
+                }
             }
             self.end_pause();
             let request = match self.request(body.clone(), v2) {
@@ -458,7 +460,9 @@ impl Endpoint {
                 return Attempt::Superseded(failure);
             }
             debug!(endpoint = %self.name, reason = failure.reason, ?wait, "remote write failed; retrying");
-            tokio::time::sleep(wait).await;
+            if sleep_unless_superseded(wait, superseded).await {
+                return Attempt::Superseded(failure);
+            }
             backoff = backoff.saturating_mul(2).min(retry.max_backoff);
             last = Some(failure);
         }
@@ -506,9 +510,14 @@ impl Endpoint {
         }
     }
 
-    /// A receiver's error text with our own secrets blanked out, should it
-    /// echo a header or credential back.
-    fn redact(&self, mut text: String) -> String {
+    /// A receiver's error text fit for a log line: control characters
+    /// (terminal escapes, forged line breaks) replaced, and our own secrets
+    /// blanked out, should it echo a header or credential back.
+    fn redact(&self, text: String) -> String {
+        let mut text: String = text
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
         let secrets = self
             .config
             .headers
@@ -599,6 +608,23 @@ fn jitter(backoff: Duration) -> Duration {
     let backoff = backoff.min(LONGEST_WAIT);
     let random = RandomState::new().hash_one(Instant::now()) % 1000;
     (backoff / 2).saturating_add(backoff.mul_f64(random as f64 / 2000.0))
+}
+
+/// Sleeps for `wait`, but gives up (true) as soon as a newer snapshot is
+/// waiting: retrying or waiting out a pause for an old one is pointless.
+async fn sleep_unless_superseded(wait: Duration, superseded: &(dyn Fn() -> bool + Sync)) -> bool {
+    const STEP: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        if superseded() {
+            return true;
+        }
+        tokio::time::sleep(left.min(STEP)).await;
+    }
 }
 
 /// Whole milliseconds, for log lines.
@@ -744,6 +770,10 @@ mod setup_tests {
         assert_eq!(
             endpoint.redact("bad token bearer-secret-123 for key key-secret-456 (tenant a)".into()),
             "bad token *** for key *** (tenant a)"
+        );
+        assert_eq!(
+            endpoint.redact("red \u{1b}[31m\r\nforged".into()),
+            "red \u{fffd}[31m\u{fffd}\u{fffd}forged"
         );
     }
 

@@ -334,8 +334,17 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
         let line = log.record(result.as_ref().err().map(class), Instant::now());
         match result {
             Ok(report) => {
-                // Every tick's success is news only once.
-                if std::mem::take(&mut first) {
+                if let Some(LogLine::Recovered { failed, lasted }) = line {
+                    info!(
+                        endpoint = name,
+                        failed_pushes = failed,
+                        lasted = %humantime::format_duration(round(lasted)),
+                        series = report.series,
+                        stale = stale.len(),
+                        "pushing again: the receiver accepted a snapshot"
+                    );
+                } else if first {
+                    // Every tick's success is news only once.
                     info!(
                         endpoint = name,
                         requests = report.requests,
@@ -354,15 +363,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                     );
                 }
                 telemetry.readiness.clear(&condition(&name));
-                if let Some(LogLine::Recovered { failed, lasted }) = line {
-                    info!(
-                        endpoint = name,
-                        failed_pushes = failed,
-                        lasted = %humantime::format_duration(round(lasted)),
-                        series = report.series,
-                        "pushing again: the receiver accepted a snapshot"
-                    );
-                }
+                first = false;
             }
             Err(e) => {
                 if matches!(e, PushError::Superseded { .. }) {
