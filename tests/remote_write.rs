@@ -302,7 +302,7 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
     receiver.script([Reply::status(415)]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let _pusher = Pusher::start(
+    let pusher = Pusher::start(
         &[
             "--manifests",
             &manifests,
@@ -316,7 +316,10 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until(&pusher, Duration::from_secs(15), "3 requests", || async {
+        receiver.received().len() >= 3
+    })
+    .await;
     let versions: Vec<String> = receiver
         .received()
         .iter()
@@ -327,7 +330,6 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
                 .to_owned()
         })
         .collect();
-    assert!(versions.len() >= 3, "{versions:?}");
     assert_eq!(versions[0], "2.0.0");
     assert!(versions[1..].iter().all(|v| v == "0.1.0"), "{versions:?}");
     receiver.assert_valid();
@@ -477,17 +479,29 @@ async fn a_rotated_bearer_token_is_picked_up() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let tokens = || -> Vec<String> {
+        receiver
+            .received()
+            .iter()
+            .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_until(&pusher, Duration::from_secs(15), "a first push", || async {
+        !tokens().is_empty()
+    })
+    .await;
     // Rotated as the kubelet does: a new file moved into place.
     let next = dir.path().join("token.new");
     std::fs::write(&next, "second-token").unwrap();
     std::fs::rename(&next, &token).unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let tokens: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
-        .collect();
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "a push with the new token",
+        || async { tokens().last().is_some_and(|t| t == "Bearer second-token") },
+    )
+    .await;
+    let tokens = tokens();
     assert_eq!(
         tokens.first().map(String::as_str),
         Some("Bearer first-token")
