@@ -935,7 +935,9 @@ async fn malformed_remote_write_settings_are_refused_without_echoing_secrets() {
     .unwrap();
     let (bad_url, bad_headers) = (bad_url.to_str().unwrap(), bad_headers.to_str().unwrap());
     let good = "http://127.0.0.1:1/api/v1/write";
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str, &str)> = vec![
+    // Args, environment, the secret, what the message must name.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--remote-write-url", "http://u:SECRET-1@[::1"],
             vec![],

@@ -74,7 +74,8 @@ pub enum FailureClass {
     ServerError,
     /// 429.
     RateLimited,
-    /// The receiver asked for a pause longer than the retry window.
+    /// A pause the receiver asked for earlier (`Retry-After`) is still in
+    /// force, so the request was not sent.
     Paused,
     /// No HTTP answer: refused connection, timeout, TLS.
     Network,
