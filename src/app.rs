@@ -155,7 +155,8 @@ async fn deliver(
     let never = || false;
     let pushes = endpoints.iter().map(|e| async move {
         // Nothing to remember: a one-shot run marks nothing stale later.
-        e.push(snapshot, &[], telemetry, &never, &mut |_| {}).await
+        e.push(snapshot, &[], telemetry, &never, &mut |_, _| {})
+            .await
     });
     let results = futures::future::join_all(pushes).await;
     let mut all_ok = true;

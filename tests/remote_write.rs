@@ -857,6 +857,71 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
 }
 
 #[tokio::test]
+async fn stale_markers_refused_for_good_are_not_sent_again() {
+    use container_image_pusher::remote_write::STALE_NAN;
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    // A receiver that will never take a NaN, such as some hosted stores.
+    receiver.answer_by(|request| {
+        let stale = request
+            .timeseries
+            .iter()
+            .any(|ts| ts.samples.iter().any(|s| s.value.to_bits() == STALE_NAN));
+        stale.then(|| Reply::status(400).body("NaN values are not supported"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "200ms",
+            "--remote-write-url",
+            &receiver.url(),
+            "--max-series-per-request",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let held = endpoint_metric("held_series", &receiver);
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "2 series held",
+        || async { pusher.metric(&held).await == Some(2.0) },
+    )
+    .await;
+    let stale_requests = || {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.series().iter().any(|(_, v)| v.to_bits() == STALE_NAN))
+            .count()
+    };
+    write_pods(dir.path(), "pods.yaml", &["b"]);
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "a's stale markers refused",
+        || async { stale_requests() == 2 },
+    )
+    .await;
+    let seen = receiver.received().len();
+    wait_until(&pusher, Duration::from_secs(15), "5 more ticks", || async {
+        receiver.received().len() >= seen + 10
+    })
+    .await;
+    assert_eq!(
+        stale_requests(),
+        2,
+        "a refused marker is not repeated at every tick"
+    );
+    assert_eq!(pusher.metric(&held).await, Some(2.0), "b's series only");
+}
+
+#[tokio::test]
 async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
     container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;

@@ -115,6 +115,16 @@ struct Failure {
     reason: String,
 }
 
+/// What became of one batch, when that is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The receiver took it (2xx).
+    Accepted,
+    /// The receiver refused it for good (a 4xx other than 429): the same
+    /// series sent again would be refused again.
+    Refused,
+}
+
 /// What an accepted snapshot cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PushReport {
@@ -243,16 +253,17 @@ impl Endpoint {
     /// requests of at most `max_series_per_request` series. Every batch is
     /// tried even if an earlier one failed, so one rejected batch does not
     /// lose the rest. `superseded` tells when a newer snapshot is waiting:
-    /// then retrying this one is pointless and the push stops. `accepted`
-    /// is called with each batch the receiver accepted, so the caller knows
-    /// what the receiver holds even when the push as a whole failed.
+    /// then retrying this one is pointless and the push stops. `settled`
+    /// is called with each batch the receiver accepted or refused for good,
+    /// so the caller knows what the receiver holds even when the push as a
+    /// whole failed.
     pub async fn push(
         &self,
         snapshot: &Snapshot,
         extra: &[Series],
         telemetry: &Telemetry,
         superseded: &(dyn Fn() -> bool + Sync),
-        accepted: &mut (dyn FnMut(&[&Series]) + Send),
+        settled: &mut (dyn FnMut(&[&Series], Settled) + Send),
     ) -> Result<PushReport, PushError> {
         let started = Instant::now();
         let mut report = PushReport::default();
@@ -297,7 +308,7 @@ impl Endpoint {
                     report.requests += 1;
                     report.series += batch.len();
                     report.bytes += bytes;
-                    accepted(batch);
+                    settled(batch, Settled::Accepted);
                 }
                 (Attempt::Superseded(failure), _) => {
                     telemetry
@@ -311,6 +322,9 @@ impl Endpoint {
                     });
                 }
                 (Attempt::Rejected(failure), _) => {
+                    if matches!(failure.class, FailureClass::Refused(_)) {
+                        settled(batch, Settled::Refused);
+                    }
                     telemetry
                         .pushes
                         .with_label_values(&[&self.name, "failed"])

@@ -14,7 +14,7 @@ pub use config::{
     parse_header, parse_url, EndpointConfig, FlagError, Header, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
-pub use endpoint::{Endpoint, PushError, PushReport};
+pub use endpoint::{Endpoint, PushError, PushReport, Settled};
 pub use sender::{Sender, STALE_NAN};
 
 use std::borrow::Borrow;

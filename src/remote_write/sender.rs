@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::endpoint::FailureClass;
-use super::{Endpoint, PushError};
+use super::{Endpoint, PushError, Settled};
 use crate::inventory::{Family, Series, Snapshot};
 use crate::telemetry::Telemetry;
 
@@ -313,18 +313,25 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
             .collect();
         let superseded = || mailbox.waiting();
         // Only what the receiver accepted changes what it holds: a series
-        // it took is held, a stale marker it took releases its series.
-        let mut accept = |batch: &[&Series]| {
+        // it took is held, a stale marker it took releases its series. A
+        // stale marker it refuses for good is not sent again (the series
+        // goes stale by Prometheus' lookback), or every push would repeat
+        // it, and the set would grow with churn.
+        let mut settle = |batch: &[&Series], settled: Settled| {
             for series in batch {
-                if series.value.to_bits() == STALE_NAN {
-                    held.remove(&series.labels);
-                } else {
-                    held.insert(series.labels.clone(), series.family);
+                match (settled, series.value.to_bits() == STALE_NAN) {
+                    (Settled::Accepted, false) => {
+                        held.insert(series.labels.clone(), series.family);
+                    }
+                    (_, true) => {
+                        held.remove(&series.labels);
+                    }
+                    (Settled::Refused, false) => {}
                 }
             }
         };
         let result = endpoint
-            .push(&snapshot, &stale, &telemetry, &superseded, &mut accept)
+            .push(&snapshot, &stale, &telemetry, &superseded, &mut settle)
             .await;
         telemetry
             .held_series
