@@ -171,9 +171,11 @@ async fn deliver(
         return true;
     }
     let never = || false;
-    let pushes = endpoints
-        .iter()
-        .map(|e| e.push(snapshot, &[], telemetry, &never));
+    let pushes = endpoints.iter().map(|e| async move {
+        // Nothing to remember: a one-shot run marks nothing stale later.
+        e.push(snapshot, &[], telemetry, &never, &mut |_, _| {})
+            .await
+    });
     let results = futures::future::join_all(pushes).await;
     let mut all_ok = true;
     for (endpoint, result) in endpoints.iter().zip(results) {

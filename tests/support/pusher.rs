@@ -14,13 +14,24 @@ pub async fn run_once(
     args: &[&str],
     kubeconfig: Option<&Path>,
 ) -> (bool, Option<i32>, String, String) {
+    let kubeconfig = kubeconfig.map(|p| p.to_str().expect("a UTF-8 kubeconfig path"));
+    let envs: Vec<(&str, &str)> = kubeconfig.map(|p| ("KUBECONFIG", p)).into_iter().collect();
+    run_with_env(args, &envs).await
+}
+
+/// [`run_once`] with extra environment variables (they win over the
+/// defaults, e.g. `RUST_LOG=trace`).
+pub async fn run_with_env(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (bool, Option<i32>, String, String) {
     let mut command = tokio::process::Command::new(BIN);
     command
         .args(args)
         .env("RUST_LOG", "info,container_image_pusher=debug")
         .env_remove("KUBECONFIG");
-    if let Some(path) = kubeconfig {
-        command.env("KUBECONFIG", path);
+    for (name, value) in envs {
+        command.env(name, value);
     }
     let output = tokio::time::timeout(Duration::from_secs(120), command.output())
         .await
@@ -87,6 +98,24 @@ impl Pusher {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The value of one self-metric sample (the whole line up to the value,
+    /// e.g. `container_image_pusher_held_series{endpoint="…"}`), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// GET /readyz: the status code and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        let response = reqwest::get(format!("{}/readyz", self.base_url))
+            .await
+            .expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
     }
 
     pub async fn metrics(&self) -> String {
