@@ -39,6 +39,9 @@ pub struct PullSecrets {
     warned: Mutex<HashSet<Key>>,
     /// Watchers that have not completed their first list yet.
     pending: AtomicUsize,
+    /// Watchers the API currently refuses (403): the first refusal is
+    /// warned about and the last recovery noted, once for all of them.
+    refused: AtomicUsize,
 }
 
 impl PullSecrets {
@@ -50,6 +53,7 @@ impl PullSecrets {
             static_keyring,
             warned: Mutex::default(),
             pending: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
         }
     }
 
@@ -256,6 +260,26 @@ impl PullSecrets {
         }
     }
 
+    /// A watcher's list or watch was refused (403) after being allowed (or
+    /// at its start). Of several watchers (two secret types and service
+    /// accounts, per namespace), only the first refusal is worth a warning.
+    fn note_refused(&self, kind: &'static str) {
+        if self.refused.fetch_add(1, Ordering::AcqRel) == 0 {
+            warn!(refused = kind, "not allowed to read pull secrets (Secrets and ServiceAccounts); images are resolved without them (grant get/list/watch on both, or run with --pull-secrets=false)");
+        }
+    }
+
+    /// A refused watcher got an answer again; said once, when none is
+    /// refused any more.
+    fn note_allowed(&self, kind: &'static str) {
+        if self.refused.fetch_sub(1, Ordering::AcqRel) == 1 {
+            info!(
+                last = kind,
+                "allowed to read pull secrets again; images resolve with them from now on"
+            );
+        }
+    }
+
     fn spawn_watcher<K>(
         self: &Arc<Self>,
         api: Api<K>,
@@ -278,13 +302,16 @@ impl PullSecrets {
         tokio::spawn(async move {
             let mut stream = watcher::watcher(api, config).default_backoff().boxed();
             let mut first_list_done = false;
-            let mut forbidden_logged = false;
+            let mut refused = false;
             let mut done = |store: &PullSecrets| {
                 if !std::mem::replace(&mut first_list_done, true) {
                     store.pending.fetch_sub(1, Ordering::AcqRel);
                 }
             };
             while let Some(event) = stream.next().await {
+                if event.is_ok() && std::mem::take(&mut refused) {
+                    store.note_allowed(kind);
+                }
                 match event {
                     Ok(Event::Apply(obj) | Event::InitApply(obj)) => apply(&store, &obj),
                     Ok(Event::Delete(obj)) => delete(&store, &obj),
@@ -300,8 +327,8 @@ impl PullSecrets {
                                 .discovery_errors
                                 .with_label_values(&[kind, "forbidden"])
                                 .inc();
-                            if !std::mem::replace(&mut forbidden_logged, true) {
-                                warn!(kind, "not allowed to read {kind}s for pull secrets; images are resolved without them (grant get/list/watch, or run with --pull-secrets=false)");
+                            if !std::mem::replace(&mut refused, true) {
+                                store.note_refused(kind);
                             }
                             // Nothing to wait for: let snapshots go on without them.
                             done(&store);

@@ -251,7 +251,12 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
         digest_of(&stdout, "p").is_some_and(|d| d.starts_with("sha256:")),
         "{stdout}"
     );
-    assert!(stderr.contains("not allowed to read Secrets"), "{stderr}");
+    // One warning, not one per secret type and one for ServiceAccounts.
+    assert_eq!(
+        stderr.matches("not allowed to read pull secrets").count(),
+        1,
+        "{stderr}"
+    );
 
     // And --pull-secrets=false does not even ask.
     api.clear_requests();
@@ -271,6 +276,67 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
         .requests()
         .iter()
         .any(|r| r.path.contains("secrets") || r.path.contains("serviceaccounts")));
+}
+
+/// A long-running pusher watching two namespaces has six pull-secret
+/// watchers (two secret types and ServiceAccounts, per namespace), all
+/// refused and retried: one warning, and one line when they are allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_pull_secrets_are_one_warning_and_allowed_again_one_line() {
+    container_image_pusher::install_crypto_provider();
+    let api = KubeApi::start().await;
+    api.apply(&object::<Pod>(pod(
+        "shop",
+        "p",
+        "127.0.0.1:1/app:1",
+        &["regcred"],
+        None,
+    )));
+    api.forbid::<Secret>();
+    api.forbid::<ServiceAccount>();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let pusher = Pusher::start(
+        &["--interval", "300ms", "--namespace", "shop,other"],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    let requests = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.path.contains("/secrets") || r.path.contains("/serviceaccounts"))
+            .count()
+    };
+    let warnings = |logs: &str| logs.matches("not allowed to read pull secrets").count();
+    let allowed = |logs: &str| logs.matches("allowed to read pull secrets again").count();
+    // Every watcher refused at least twice.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while requests() < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "the watchers are not retried\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = pusher.child.logs();
+    assert_eq!(warnings(&logs), 1, "{logs}");
+    assert_eq!(allowed(&logs), 0, "{logs}");
+
+    api.allow::<Secret>();
+    api.allow::<ServiceAccount>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while allowed(&pusher.child.logs()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never allowed again\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = pusher.child.logs();
+    assert_eq!(warnings(&logs), 1, "{logs}");
+    assert_eq!(allowed(&logs), 1, "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,8 +436,21 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let before = pusher.metrics().await;
+    // The first fetch, however slow the machine (a fixed 800 ms was not
+    // always enough on a loaded one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        let text = pusher.metrics().await;
+        if requests(&text, "GET") >= 2.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the image was never fetched:\n{text}\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let after = pusher.metrics().await;
     assert_eq!(
