@@ -1125,3 +1125,69 @@ async fn a_login_never_goes_to_a_plain_http_token_server_on_another_host() {
         "a secret leaked: {stderr}"
     );
 }
+
+/// Numbers a registry makes up: layer sizes whose sum overflows a u64, and
+/// a `Retry-After` of u64::MAX seconds. They saturate; nothing panics.
+#[tokio::test]
+async fn absurd_numbers_from_a_registry_saturate() {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let config_digest = support::sha256_digest(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": support::sha256_digest(b"a"), "size": u64::MAX},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": support::sha256_digest(b"b"), "size": u64::MAX}
+        ]
+    }))
+    .unwrap();
+    let manifest_digest = support::sha256_digest(&manifest);
+    let (huge, _) = stand_in({
+        let manifest_digest = manifest_digest.clone();
+        move |request, _| {
+            if request.uri().path().contains("/blobs/") {
+                return config.clone().into_response();
+            }
+            (
+                [
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", manifest_digest.as_str()),
+                ],
+                manifest.clone(),
+            )
+                .into_response()
+        }
+    })
+    .await;
+    let (flooded, _) = stand_in(|_, _| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("Retry-After", "18446744073709551615")],
+        )
+            .into_response()
+    })
+    .await;
+    let (resolver, _) = resolver_for(
+        &[&huge, &flooded],
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(5),
+    );
+    let resolved = resolver
+        .resolve(&format!("{huge}/big:1"), &[])
+        .await
+        .expect("resolves");
+    assert_eq!(resolved.digest, manifest_digest);
+    assert_eq!(resolved.size, u64::MAX, "the sum saturates");
+
+    let err = resolver
+        .resolve(&format!("{flooded}/a:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::RateLimited, "{err}");
+    assert!(
+        err.message.contains("for 300s"),
+        "paused 5 minutes at most: {err}"
+    );
+}
