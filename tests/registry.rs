@@ -361,11 +361,13 @@ async fn hostile_registry() -> String {
 #[tokio::test]
 async fn hostile_registries_yield_classified_errors_not_panics() {
     let host = hostile_registry().await;
+    // Long enough for a HEAD and a GET on a loaded machine (2 s was not);
+    // the slow registry sleeps far longer.
     let (resolver, telemetry) = resolver(
         &host,
         Duration::from_secs(60),
         "linux/amd64",
-        Duration::from_secs(2),
+        Duration::from_secs(6),
     );
     let garbage_digest = {
         use sha2::Digest;
