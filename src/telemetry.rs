@@ -32,6 +32,9 @@ pub struct Telemetry {
     pub cache_lookups: IntCounterVec,
     /// Kinds or manifest documents that could not be read, by kind and reason.
     pub discovery_errors: IntCounterVec,
+    /// Image labels and annotations left out or cut by the per-image
+    /// limits, by reason (`inventory::DropReason`).
+    pub labels_dropped: IntCounterVec,
     /// Seconds one snapshot took from discovery to series.
     pub snapshot_duration: Histogram,
     pub snapshot_containers: IntGauge,
@@ -134,6 +137,11 @@ impl Telemetry {
             "Kinds or manifest documents that could not be read, by kind and reason.",
             &["kind", "reason"],
         );
+        let labels_dropped = counter(
+            "labels_dropped_total",
+            "Image labels and annotations left out of the series, or cut, by the per-image limits, by reason.",
+            &["reason"],
+        );
         let registry_requests = counter(
             "registry_requests_total",
             "Registry requests by host, method and status code (transport: no HTTP answer).",
@@ -232,6 +240,7 @@ impl Telemetry {
             resolve_failures,
             cache_lookups,
             discovery_errors,
+            labels_dropped,
             snapshot_duration,
             snapshot_containers: gauge("snapshot_containers", "Containers in the last snapshot."),
             snapshot_images: gauge(
