@@ -2,16 +2,17 @@
 //! (`--once`, for a CronJob) or on a schedule (a Deployment).
 
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::exposition;
 use crate::inventory::{CommonLabels, Snapshot};
-use crate::leader::LeaderElection;
+use crate::leader::{self, LeaderElection};
 use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
@@ -21,8 +22,13 @@ use crate::telemetry::Telemetry;
 /// How long an in-flight tick may go on after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
+/// Exit status of `--once` when every endpoint accepted the snapshot but
+/// some manifests input was skipped: the data pushed is incomplete, and a
+/// retry of the Job would read the same input.
+pub const EXIT_INPUT_SKIPPED: u8 = 3;
+
 /// Runs the service; the result is the process exit status.
-pub async fn run(config: Config) -> anyhow::Result<bool> {
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let mut pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
@@ -37,7 +43,19 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     };
     if config.once {
         let snapshot = pipeline.snapshot().await?;
-        return Ok(deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await);
+        if !deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await {
+            return Ok(ExitCode::FAILURE);
+        }
+        let skipped = pipeline.skipped_input();
+        if skipped > 0 {
+            warn!(
+                skipped,
+                exit_status = EXIT_INPUT_SKIPPED,
+                "pushed, but manifests input was skipped (logged above)"
+            );
+            return Ok(ExitCode::from(EXIT_INPUT_SKIPPED));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
 
     let omit = CommonLabels::new(&config.job, &config.external_labels)
@@ -62,14 +80,19 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     info!(%schedule, endpoints = endpoints.len(), "starting");
     let _prefetch = pipeline.spawn_prefetch();
     let leader = match (config.leader_election, pipeline.client()) {
-        (true, Some(client)) => Some(LeaderElection::start(
-            client.clone(),
-            lease_namespace(&config),
-            config.lease_name.clone(),
-            identity(),
-            config.lease_duration,
-            telemetry.clone(),
-        )),
+        (true, Some(client)) => {
+            let namespace =
+                leader::lease_namespace_of_this_process(config.lease_namespace.as_deref(), client);
+            info!(namespace = %namespace.name, from = namespace.source, "the leader lease's namespace");
+            Some(LeaderElection::start(
+                client.clone(),
+                namespace.name,
+                config.lease_name.clone(),
+                leader::identity_of_this_process(),
+                config.lease_duration,
+                telemetry.clone(),
+            ))
+        }
         _ => {
             telemetry.leader.set(1);
             None
@@ -121,7 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         leader.release().await;
     }
     info!("stopped");
-    Ok(true)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The next leadership change, or never without leader election.
@@ -133,34 +156,6 @@ async fn leader_change(changes: &mut Option<tokio::sync::watch::Receiver<bool>>)
         }
         None => std::future::pending().await,
     }
-}
-
-/// --lease-namespace, else $POD_NAMESPACE, else the service account's namespace.
-fn lease_namespace(config: &Config) -> String {
-    const SERVICE_ACCOUNT_NAMESPACE: &str =
-        "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-    config
-        .lease_namespace
-        .clone()
-        .or_else(|| {
-            std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|n| !n.is_empty())
-        })
-        .or_else(|| {
-            std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-                .ok()
-                .map(|n| n.trim().to_owned())
-        })
-        .unwrap_or_else(|| "default".into())
-}
-
-/// This replica's name in the Lease: the pod name where Kubernetes sets it.
-fn identity() -> String {
-    ["POD_NAME", "HOSTNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
-        .unwrap_or_else(|| format!("container-image-pusher-{}", std::process::id()))
 }
 
 /// Prints (dry run) or pushes a snapshot to every endpoint at once, so a
@@ -176,9 +171,11 @@ async fn deliver(
         return true;
     }
     let never = || false;
-    let pushes = endpoints
-        .iter()
-        .map(|e| e.push(snapshot, &[], telemetry, &never));
+    let pushes = endpoints.iter().map(|e| async move {
+        // Nothing to remember: a one-shot run marks nothing stale later.
+        e.push(snapshot, &[], telemetry, &never, &mut |_, _| {})
+            .await
+    });
     let results = futures::future::join_all(pushes).await;
     let mut all_ok = true;
     for (endpoint, result) in endpoints.iter().zip(results) {

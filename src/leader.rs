@@ -17,6 +17,13 @@
 //!   over at its next read instead of waiting for the Lease to expire.
 //!
 //! `leaseTransitions` counts changes of holder.
+//!
+//! A request the API refuses (403) is a permission problem, not an outage:
+//! a replica that may not write its Lease can never lead, so it is logged as
+//! such once, fails the [`READINESS_CONDITION`] readiness condition until a
+//! step of the protocol succeeds again, and is retried with a capped
+//! exponential backoff (as is an unreachable API) rather than every retry
+//! period.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -31,6 +38,83 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::telemetry::Telemetry;
+
+/// The readiness condition failing while the API refuses this replica the
+/// Lease: a pusher that can never push is not ready.
+pub const READINESS_CONDITION: &str = "leader-election";
+
+/// Where a pod's service account namespace is mounted.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The namespace of the Lease, and where it came from (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseNamespace {
+    pub name: String,
+    pub source: &'static str,
+}
+
+/// The Lease's namespace in client-go's order: `--lease-namespace`, else
+/// `$POD_NAMESPACE`, else the in-cluster service account's namespace, else
+/// the namespace of the client's configuration (the kubeconfig context's,
+/// which `kube` makes "default" when the context names none). Empty values
+/// count as absent.
+pub fn lease_namespace(
+    flag: Option<&str>,
+    pod_namespace: Option<&str>,
+    service_account: Option<&str>,
+    client_default: &str,
+) -> LeaseNamespace {
+    [
+        (flag, "--lease-namespace"),
+        (pod_namespace, "$POD_NAMESPACE"),
+        (service_account, "the service account"),
+    ]
+    .into_iter()
+    .find_map(|(value, source)| {
+        let name = value.map(str::trim).filter(|n| !n.is_empty())?;
+        Some(LeaseNamespace {
+            name: name.to_owned(),
+            source,
+        })
+    })
+    .unwrap_or_else(|| LeaseNamespace {
+        name: client_default.to_owned(),
+        source: "the kubeconfig context",
+    })
+}
+
+/// [`lease_namespace`] from this process's environment, service account
+/// mount and Kubernetes client.
+pub fn lease_namespace_of_this_process(flag: Option<&str>, client: &Client) -> LeaseNamespace {
+    let pod_namespace = std::env::var("POD_NAMESPACE").ok();
+    let service_account = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
+    lease_namespace(
+        flag,
+        pod_namespace.as_deref(),
+        service_account.as_deref(),
+        client.default_namespace(),
+    )
+}
+
+/// This replica's name in the Lease: the pod name where Kubernetes sets it
+/// (`$POD_NAME`, else `$HOSTNAME`), else one unique on this host.
+pub fn identity(pod_name: Option<&str>, hostname: Option<&str>, pid: u32) -> String {
+    [pod_name, hostname]
+        .into_iter()
+        .flatten()
+        .find(|n| !n.is_empty())
+        .map_or_else(|| format!("container-image-pusher-{pid}"), str::to_owned)
+}
+
+/// [`identity`] from this process's environment.
+pub fn identity_of_this_process() -> String {
+    let var = |name| std::env::var(name).ok();
+    identity(
+        var("POD_NAME").as_deref(),
+        var("HOSTNAME").as_deref(),
+        std::process::id(),
+    )
+}
 
 /// Competes for a Lease; see the module documentation.
 ///
@@ -68,6 +152,8 @@ impl LeaderElection {
         info!(lease = %format!("{namespace}/{lease_name}"), identity = %identity, ?lease_duration, "competing for the leader lease");
         let candidate = Candidate {
             api: Api::namespaced(client, &namespace),
+            path: format!("{namespace}/{lease_name}"),
+            namespace,
             name: lease_name,
             identity,
             timings: Timings::new(lease_duration),
@@ -77,7 +163,8 @@ impl LeaderElection {
             observed: None,
             renewed: None,
             holder_seen: None,
-            last_error: None,
+            problem: None,
+            failures: 0,
         };
         LeaderElection {
             status,
@@ -185,6 +272,10 @@ struct Timings {
     renew_deadline: Duration,
     /// How often a candidate reads the Lease, and a failed renewal is retried.
     retry_period: Duration,
+    /// The longest wait between two attempts of a candidate the API keeps
+    /// refusing or not answering: long enough not to hammer the API (and
+    /// the log) for hours, short enough that a fixed Role is noticed soon.
+    max_backoff: Duration,
 }
 
 impl Timings {
@@ -197,7 +288,17 @@ impl Timings {
             renew_interval: lease_duration / 3,
             renew_deadline: lease_duration * 2 / 3,
             retry_period: lease_duration / 7,
+            max_backoff: lease_duration * 2,
         }
+    }
+
+    /// The wait after `failures` failed steps in a row: the retry period,
+    /// doubled for each failure after the first, at most `max_backoff`.
+    fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.retry_period
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
     }
 }
 
@@ -221,11 +322,56 @@ impl CallError {
     fn is_conflict(&self) -> bool {
         self.status().is_some_and(|s| s.is_conflict())
     }
+
+    fn is_forbidden(&self) -> bool {
+        self.status().is_some_and(|s| s.code == 403)
+    }
+}
+
+/// The outcome of one step of the protocol.
+enum Step {
+    /// The API answered every request as the protocol expects (conflicts
+    /// included); the next step is due after this long.
+    Answered(Duration),
+    /// Nothing was asked of the API (too early to renew, or leadership
+    /// just lapsed).
+    Idle(Duration),
+    /// A request failed.
+    Failed(Failure),
+}
+
+/// A failed request: what was being done, with which verb, and the answer.
+struct Failure {
+    action: &'static str,
+    verb: &'static str,
+    error: CallError,
+}
+
+impl Step {
+    fn failed(action: &'static str, verb: &'static str, error: CallError) -> Step {
+        Step::Failed(Failure {
+            action,
+            verb,
+            error,
+        })
+    }
+}
+
+/// What keeps failing, so each change is logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Problem {
+    /// The API refuses this verb on the Lease (RBAC).
+    Forbidden { verb: &'static str },
+    /// No answer, or an error other than 403.
+    Unreachable,
 }
 
 /// The background task's state.
 struct Candidate {
     api: Api<Lease>,
+    /// `namespace/name`, as logs show the Lease.
+    path: String,
+    namespace: String,
     name: String,
     identity: String,
     timings: Timings,
@@ -242,18 +388,31 @@ struct Candidate {
     renewed: Option<Instant>,
     /// The holder last logged, so each change is logged once.
     holder_seen: Option<Option<String>>,
-    /// The error streak in progress: its first error (and any different
-    /// one) is logged at warn, repeats at debug.
-    last_error: Option<String>,
+    /// The problem in progress: logged at warn when it starts or changes,
+    /// repeats at debug.
+    problem: Option<Problem>,
+    /// Failed steps since the API last answered, for the backoff.
+    failures: u32,
 }
 
 impl Candidate {
     async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
         loop {
-            let wait = if self.renewed.is_some() {
+            let step = if self.renewed.is_some() {
                 self.renew().await
             } else {
                 self.try_acquire().await
+            };
+            let wait = match step {
+                Step::Answered(wait) => {
+                    self.answered();
+                    wait
+                }
+                Step::Idle(wait) => wait,
+                Step::Failed(failure) => {
+                    self.failed(&failure);
+                    self.retry_after_failure()
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -269,18 +428,14 @@ impl Candidate {
         }
     }
 
-    /// One attempt of a candidate; returns how long to wait before the next
-    /// step.
-    async fn try_acquire(&mut self) -> Duration {
+    /// One attempt of a candidate.
+    async fn try_acquire(&mut self) -> Step {
         let retry = self.timings.retry_period;
         let limit = self.timings.renew_interval;
         let started = Instant::now();
         let lease = match call(limit, self.api.get_opt(&self.name)).await {
             Ok(lease) => lease,
-            Err(error) => {
-                self.failed("read the lease", &error);
-                return retry;
-            }
+            Err(error) => return Step::failed("read the lease", "get", error),
         };
         let Some(lease) = lease else {
             let lease = Lease {
@@ -297,31 +452,25 @@ impl Candidate {
                     ..LeaseSpec::default()
                 }),
             };
-            match call(limit, self.api.create(&PostParams::default(), &lease)).await {
+            return match call(limit, self.api.create(&PostParams::default(), &lease)).await {
                 Ok(created) => {
-                    self.succeeded();
                     self.became_leader(created, started);
-                    return self.timings.renew_interval;
+                    Step::Answered(self.timings.renew_interval)
                 }
                 Err(CallError::Kube(kube::Error::Api(status))) if status.is_already_exists() => {
-                    debug!(lease = %self.name, "another candidate created the lease first");
-                    self.succeeded();
-                    return Duration::ZERO;
+                    debug!(lease = %self.path, "another candidate created the lease first");
+                    Step::Answered(Duration::ZERO)
                 }
-                Err(error) => {
-                    self.failed("create the lease", &error);
-                    return retry;
-                }
-            }
+                Err(error) => Step::failed("create the lease", "create", error),
+            };
         };
-        self.succeeded();
         self.observe(&lease);
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         self.log_holder(&holder);
         let ours = holder.as_deref() == Some(self.identity.as_str());
         if holder.is_some() && !ours && !self.expired(&spec) {
-            return retry;
+            return Step::Answered(retry);
         }
         // Free, expired, or ours from an earlier life of this identity.
         let mut update = lease.clone();
@@ -341,43 +490,37 @@ impl Candidate {
         .await
         {
             Ok(written) => {
-                self.succeeded();
                 if let Some(previous) = holder.filter(|_| !ours) {
-                    info!(lease = %self.name, previous = %previous, "took over the lease");
+                    info!(lease = %self.path, previous = %previous, "took over the lease");
                 }
                 self.became_leader(written, started);
-                self.timings.renew_interval
+                Step::Answered(self.timings.renew_interval)
             }
             Err(error) if error.is_conflict() => {
-                debug!(lease = %self.name, "another candidate wrote the lease first");
-                self.succeeded();
-                retry
+                debug!(lease = %self.path, "another candidate wrote the lease first");
+                Step::Answered(retry)
             }
-            Err(error) => {
-                self.failed("take the lease", &error);
-                retry
-            }
+            Err(error) => Step::failed("take the lease", "update", error),
         }
     }
 
-    /// One renewal by the leader; returns how long to wait before the next
-    /// step.
-    async fn renew(&mut self) -> Duration {
+    /// One renewal by the leader.
+    async fn renew(&mut self) -> Step {
         let started = Instant::now();
         let renewed = self.renewed.unwrap_or(started);
         let deadline = renewed + self.timings.renew_deadline;
         let next_renewal = renewed + self.timings.renew_interval;
         if started < next_renewal {
             // Woken early (e.g. right after acquiring): nothing to do yet.
-            return next_renewal - started;
+            return Step::Idle(next_renewal - started);
         }
         if started >= deadline {
             self.lost("could not renew the lease in time");
-            return Duration::ZERO;
+            return Step::Idle(Duration::ZERO);
         }
         let Some(mut update) = self.lease.clone() else {
             self.lost("the lease is unknown");
-            return Duration::ZERO;
+            return Step::Idle(Duration::ZERO);
         };
         let spec = update.spec.get_or_insert_with(LeaseSpec::default);
         spec.holder_identity = Some(self.identity.clone());
@@ -389,15 +532,12 @@ impl Candidate {
                 .replace(&self.name, &PostParams::default(), &update),
         )
         .await;
-        let retry_period = self.timings.retry_period;
-        let retry = || retry_period.min(deadline.saturating_duration_since(Instant::now()));
         match result {
             Ok(written) => {
-                self.succeeded();
                 self.renewed = Some(started);
                 self.lease = Some(written);
                 self.status.set(Some(started + self.timings.renew_deadline));
-                self.timings.renew_interval
+                Step::Answered(self.timings.renew_interval)
             }
             Err(error) if error.is_conflict() => {
                 // Written since we last did: still ours only if nobody
@@ -405,35 +545,26 @@ impl Candidate {
                 let limit = deadline.saturating_duration_since(Instant::now());
                 match call(limit, self.api.get_opt(&self.name)).await {
                     Ok(Some(lease)) => {
-                        self.succeeded();
                         let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
                         let still_ours = holder.as_deref() == Some(self.identity.as_str());
                         self.observe(&lease);
                         self.lease = Some(lease);
-                        if still_ours {
-                            // Renew again at once, from the version just
-                            // read (still bounded by the deadline).
-                            return Duration::ZERO;
+                        if !still_ours {
+                            self.lost("another replica took the lease over");
+                            self.log_holder(&holder);
                         }
-                        self.lost("another replica took the lease over");
-                        self.log_holder(&holder);
-                        Duration::ZERO
+                        // When still ours, renew again at once from the
+                        // version just read (still bounded by the deadline).
+                        Step::Answered(Duration::ZERO)
                     }
                     Ok(None) => {
-                        self.succeeded();
                         self.lost("the lease was deleted");
-                        Duration::ZERO
+                        Step::Answered(Duration::ZERO)
                     }
-                    Err(error) => {
-                        self.failed("read the lease", &error);
-                        retry()
-                    }
+                    Err(error) => Step::failed("read the lease", "get", error),
                 }
             }
-            Err(error) => {
-                self.failed("renew the lease", &error);
-                retry()
-            }
+            Err(error) => Step::failed("renew the lease", "update", error),
         }
     }
 
@@ -462,7 +593,7 @@ impl Candidate {
             .await
             {
                 Ok(_) => {
-                    info!(lease = %self.name, "released the leader lease");
+                    info!(lease = %self.path, "released the leader lease");
                     return;
                 }
                 Err(error) if error.is_conflict() => {
@@ -479,13 +610,13 @@ impl Candidate {
                         // Not ours any more (or gone): nothing to release.
                         Ok(_) => return,
                         Err(error) => {
-                            warn!(lease = %self.name, error = %error, "cannot release the lease; it expires on its own");
+                            warn!(lease = %self.path, error = %error, "cannot release the lease; it expires on its own");
                             return;
                         }
                     }
                 }
                 Err(error) => {
-                    warn!(lease = %self.name, error = %error, "cannot release the lease; it expires on its own");
+                    warn!(lease = %self.path, error = %error, "cannot release the lease; it expires on its own");
                     return;
                 }
             }
@@ -499,14 +630,14 @@ impl Candidate {
         self.renewed = Some(started);
         self.holder_seen = Some(Some(self.identity.clone()));
         if self.set_leader(Some(started + self.timings.renew_deadline)) {
-            info!(lease = %self.name, identity = %self.identity, transitions, "became the leader");
+            info!(lease = %self.path, identity = %self.identity, transitions, "became the leader");
         }
     }
 
     fn lost(&mut self, why: &str) {
         self.renewed = None;
         if self.set_leader(None) {
-            info!(lease = %self.name, identity = %self.identity, why, "stopped being the leader");
+            info!(lease = %self.path, identity = %self.identity, why, "stopped being the leader");
         }
     }
 
@@ -545,26 +676,79 @@ impl Candidate {
         }
         match holder {
             Some(holder) if *holder != self.identity => {
-                info!(lease = %self.name, holder = %holder, "another replica holds the lease; standing by");
+                info!(lease = %self.path, holder = %holder, "another replica holds the lease; standing by");
             }
-            _ => debug!(lease = %self.name, ?holder, "lease holder"),
+            _ => debug!(lease = %self.path, ?holder, "lease holder"),
         }
         self.holder_seen = Some(holder.clone());
     }
 
-    fn failed(&mut self, action: &str, error: &CallError) {
-        let text = format!("{action}: {error}");
-        if self.last_error.as_deref() == Some(text.as_str()) {
-            debug!(lease = %self.name, error = %text, "lease API still failing");
+    fn failed(&mut self, failure: &Failure) {
+        self.failures = self.failures.saturating_add(1);
+        let problem = if failure.error.is_forbidden() {
+            Problem::Forbidden { verb: failure.verb }
         } else {
-            warn!(lease = %self.name, error = %text, "leader election: cannot reach the lease; retrying");
+            Problem::Unreachable
+        };
+        let error = format!("{}: {}", failure.action, failure.error);
+        if self.problem == Some(problem) {
+            debug!(lease = %self.path, error = %error, retry_in = ?self.backoff(), "lease API still failing");
+            return;
         }
-        self.last_error = Some(text);
+        self.problem = Some(problem);
+        match problem {
+            Problem::Forbidden { verb } => {
+                warn!(
+                    lease = %self.path,
+                    error = %error,
+                    "leader election: not allowed to {verb} the lease, so this replica cannot lead; \
+                     grant get, create and update on leases in namespace {} (or name another with --lease-namespace)",
+                    self.namespace
+                );
+                self.telemetry.readiness.fail(
+                    READINESS_CONDITION,
+                    format!(
+                        "not allowed to {verb} the lease {}, so this replica cannot lead: {}",
+                        self.path, failure.error
+                    ),
+                );
+            }
+            // A readiness failure for a refusal stays until a step
+            // succeeds: an outage proves nothing about permissions.
+            Problem::Unreachable => {
+                warn!(lease = %self.path, error = %error, "leader election: cannot reach the lease API; retrying");
+            }
+        }
     }
 
-    fn succeeded(&mut self) {
-        if self.last_error.take().is_some() {
-            info!(lease = %self.name, "leader election: the lease API answers again");
+    /// After a failed step: a leader retries within its renew deadline, a
+    /// candidate backs off exponentially.
+    fn retry_after_failure(&self) -> Duration {
+        match self.renewed {
+            Some(renewed) => {
+                let deadline = renewed + self.timings.renew_deadline;
+                self.timings
+                    .retry_period
+                    .min(deadline.saturating_duration_since(Instant::now()))
+            }
+            None => self.backoff(),
+        }
+    }
+
+    fn backoff(&self) -> Duration {
+        self.timings.backoff(self.failures)
+    }
+
+    fn answered(&mut self) {
+        self.failures = 0;
+        let allowed_again = self.telemetry.readiness.clear(READINESS_CONDITION);
+        if self.problem.take().is_none() {
+            return;
+        }
+        if allowed_again {
+            info!(lease = %self.path, "leader election: allowed to use the lease again");
+        } else {
+            info!(lease = %self.path, "leader election: the lease API answers again");
         }
     }
 }
@@ -598,6 +782,50 @@ mod tests {
         let t = Timings::new(Duration::from_millis(1500));
         assert_eq!(t.lease_seconds, 2, "never shorter than asked for");
         assert!(t.renew_deadline < t.lease_duration);
+    }
+
+    #[test]
+    fn a_refused_candidate_backs_off_exponentially_up_to_twice_the_lease() {
+        let t = Timings::new(Duration::from_secs(14));
+        let waits: Vec<u64> = (1..=7).map(|n| t.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 28, 28, 28]);
+        assert_eq!(t.backoff(u32::MAX), Duration::from_secs(28));
+    }
+
+    #[test]
+    fn the_lease_namespace_comes_from_the_first_source_that_names_one() {
+        let ns = |flag, pod, account, client| {
+            let found = lease_namespace(flag, pod, account, client);
+            (found.name, found.source)
+        };
+        let all = ns(Some("flag"), Some("pod"), Some("account\n"), "context");
+        assert_eq!(all, ("flag".into(), "--lease-namespace"));
+        assert_eq!(
+            ns(None, Some("pod"), Some("account\n"), "context"),
+            ("pod".into(), "$POD_NAMESPACE")
+        );
+        // The mounted file ends with a newline on some clusters.
+        assert_eq!(
+            ns(None, None, Some("account\n"), "context"),
+            ("account".into(), "the service account")
+        );
+        // Outside a pod (issue 12): the kubeconfig context, not "default".
+        assert_eq!(
+            ns(None, None, None, "container-image-pusher"),
+            ("container-image-pusher".into(), "the kubeconfig context")
+        );
+        assert_eq!(
+            ns(Some(""), Some(" "), Some(""), "default"),
+            ("default".into(), "the kubeconfig context"),
+            "empty values count as absent"
+        );
+    }
+
+    #[test]
+    fn the_identity_is_the_pod_name_where_there_is_one() {
+        assert_eq!(identity(Some("pod-1"), Some("host"), 7), "pod-1");
+        assert_eq!(identity(Some(""), Some("host"), 7), "host");
+        assert_eq!(identity(None, None, 7), "container-image-pusher-7");
     }
 
     #[tokio::test]

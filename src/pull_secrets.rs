@@ -37,19 +37,28 @@ pub struct PullSecrets {
     static_keyring: Keyring,
     /// Missing secrets already warned about, so each is logged once.
     warned: Mutex<HashSet<Key>>,
+    /// Secrets already warned about for over-long locations (they are
+    /// parsed again at every change, and every tick from files).
+    warned_refused: Mutex<HashSet<Key>>,
     /// Watchers that have not completed their first list yet.
     pending: AtomicUsize,
+    /// Watchers the API currently refuses (403): the first refusal is
+    /// warned about and the last recovery noted, once for all of them.
+    refused: AtomicUsize,
 }
 
 impl PullSecrets {
     pub fn new(enabled: bool, static_keyring: Keyring) -> Self {
+        warn_refused(&static_keyring, "--docker-config");
         PullSecrets {
             enabled,
             secrets: RwLock::default(),
             accounts: RwLock::default(),
             static_keyring,
             warned: Mutex::default(),
+            warned_refused: Mutex::default(),
             pending: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
         }
     }
 
@@ -141,6 +150,13 @@ impl PullSecrets {
         let key = (namespace, name);
         match parse_secret(secret) {
             Some(Ok(keyring)) => {
+                let mut warned = self.warned_refused.lock().expect("warned poisoned");
+                if keyring.refused_locations() == 0 {
+                    warned.remove(&key);
+                } else if warned.insert(key.clone()) {
+                    warn_refused(&keyring, &format!("secret {}/{}", key.0, key.1));
+                }
+                drop(warned);
                 self.secrets
                     .write()
                     .expect("secrets poisoned")
@@ -256,6 +272,26 @@ impl PullSecrets {
         }
     }
 
+    /// A watcher's list or watch was refused (403) after being allowed (or
+    /// at its start). Of several watchers (two secret types and service
+    /// accounts, per namespace), only the first refusal is worth a warning.
+    fn note_refused(&self, kind: &'static str) {
+        if self.refused.fetch_add(1, Ordering::AcqRel) == 0 {
+            warn!(refused = kind, "not allowed to read pull secrets (Secrets and ServiceAccounts); images are resolved without them (grant get/list/watch on both, or run with --pull-secrets=false)");
+        }
+    }
+
+    /// A refused watcher got an answer again; said once, when none is
+    /// refused any more.
+    fn note_allowed(&self, kind: &'static str) {
+        if self.refused.fetch_sub(1, Ordering::AcqRel) == 1 {
+            info!(
+                last = kind,
+                "allowed to read pull secrets again; images resolve with them from now on"
+            );
+        }
+    }
+
     fn spawn_watcher<K>(
         self: &Arc<Self>,
         api: Api<K>,
@@ -278,13 +314,16 @@ impl PullSecrets {
         tokio::spawn(async move {
             let mut stream = watcher::watcher(api, config).default_backoff().boxed();
             let mut first_list_done = false;
-            let mut forbidden_logged = false;
+            let mut refused = false;
             let mut done = |store: &PullSecrets| {
                 if !std::mem::replace(&mut first_list_done, true) {
                     store.pending.fetch_sub(1, Ordering::AcqRel);
                 }
             };
             while let Some(event) = stream.next().await {
+                if event.is_ok() && std::mem::take(&mut refused) {
+                    store.note_allowed(kind);
+                }
                 match event {
                     Ok(Event::Apply(obj) | Event::InitApply(obj)) => apply(&store, &obj),
                     Ok(Event::Delete(obj)) => delete(&store, &obj),
@@ -300,8 +339,8 @@ impl PullSecrets {
                                 .discovery_errors
                                 .with_label_values(&[kind, "forbidden"])
                                 .inc();
-                            if !std::mem::replace(&mut forbidden_logged, true) {
-                                warn!(kind, "not allowed to read {kind}s for pull secrets; images are resolved without them (grant get/list/watch, or run with --pull-secrets=false)");
+                            if !std::mem::replace(&mut refused, true) {
+                                store.note_refused(kind);
                             }
                             // Nothing to wait for: let snapshots go on without them.
                             done(&store);
@@ -323,6 +362,20 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Says that a docker config had locations too long to match (never what
+/// they were: a tenant wrote them, and one is a kilobyte or more).
+fn warn_refused(keyring: &Keyring, source: &str) {
+    let refused = keyring.refused_locations();
+    if refused > 0 {
+        warn!(
+            source,
+            refused,
+            limit = crate::registry::keyring::MAX_LOCATION_BYTES,
+            "docker config has locations longer than the limit; they are ignored"
+        );
     }
 }
 

@@ -43,6 +43,9 @@ const PULL_SECRETS: &str = "pull-secrets";
 const SERVICE_MONITOR: &str = "service-monitor";
 const BASIC_AUTH: &str = "remote-write-basic-auth";
 const BEARER_TOKEN: &str = "remote-write-bearer-token";
+/// Adds a resource and changes nothing else, so it is rendered once per
+/// overlay rather than in every combination.
+const PROMETHEUS_RULE: &str = "prometheus-rule";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -329,6 +332,12 @@ fn renders() -> &'static [Render] {
                     dir,
                 });
             }
+            jobs.push(Job {
+                name: format!("overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE}"),
+                overlay: Some(overlay),
+                components: vec![SERVICE_MONITOR, PROMETHEUS_RULE],
+                dir: None,
+            });
         }
         let render = |job: &Job| Render {
             name: job.name.clone(),
@@ -451,6 +460,8 @@ fn check_document(doc: &Value) -> Result<(), String> {
         // No Rust type for the operator's CRD: checked field by field in
         // `service_monitor_scrapes_only_the_self_metrics`.
         ("monitoring.coreos.com/v1", "ServiceMonitor") => Ok(()),
+        // Likewise, in `prometheus_rule_carries_the_shipped_rules`.
+        ("monitoring.coreos.com/v1", "PrometheusRule") => Ok(()),
         _ => Err(format!(
             "{api_version} {kind} is not a kind this test knows: add it to check_document"
         )),
@@ -1319,6 +1330,46 @@ fn service_monitor_scrapes_only_the_self_metrics() {
             "{what}"
         );
     }
+}
+
+/// The rendered PrometheusRule holds exactly the groups of the shipped rules
+/// file (which `cargo test --test rules` checks with promtool): Kustomize
+/// leaves them as they are.
+#[test]
+fn prometheus_rule_carries_the_shipped_rules() {
+    let path = repo().join("deploy/rules/container-image-pusher.rules.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let rules: Value = serde_yaml::from_str(&text).expect("the rules file is YAML");
+    let mut rendered_somewhere = false;
+    for render in renders() {
+        let what = &render.name;
+        let found: Vec<&Value> = render
+            .docs
+            .iter()
+            .filter(|d| d["kind"] == "PrometheusRule")
+            .collect();
+        assert_eq!(
+            found.len(),
+            usize::from(render.has(PROMETHEUS_RULE)),
+            "{what}"
+        );
+        let Some(rule) = found.first() else {
+            continue;
+        };
+        rendered_somewhere = true;
+        assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1", "{what}");
+        assert_eq!(rule["metadata"]["name"], NAME, "{what}");
+        assert_eq!(
+            rule["spec"],
+            serde_json::json!({"groups": rules["groups"]}),
+            "{what}: spec is not the rules file's groups"
+        );
+    }
+    assert!(
+        rendered_somewhere,
+        "no rendering has the {PROMETHEUS_RULE} component"
+    );
 }
 
 // ---------------------------------------------------------------------------

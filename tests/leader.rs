@@ -2,17 +2,23 @@
 //! process, against the Kubernetes API test server's Leases through the
 //! real kube client: one leader at a time, release hands over at once, a
 //! crashed leader is replaced once its lease expires, a leader whose lease
-//! was taken steps down.
+//! was taken steps down. Then the pusher binary under RBAC that refuses the
+//! Lease (issue 12): outside a pod, and with a Role lacking `update`.
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use container_image_pusher::leader::LeaderElection;
 use container_image_pusher::telemetry::Telemetry;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
+use serde_json::Value;
+use support::pusher::Pusher;
+use support::receiver::Receiver;
 use support::KubeApi;
 use tokio::time::Instant;
 
@@ -342,4 +348,320 @@ async fn the_test_server_refuses_stale_and_duplicate_lease_writes() {
         matches!(&refused, Err(kube::Error::Api(s)) if s.code == 405),
         "{refused:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The pusher binary when RBAC refuses the Lease
+// ---------------------------------------------------------------------------
+
+/// What the pusher shows from outside at one moment.
+struct Observed {
+    ready: bool,
+    readyz: String,
+    leader: Option<String>,
+    logs: String,
+}
+
+async fn observe(pusher: &Pusher) -> Observed {
+    let response = reqwest::get(format!("{}/readyz", pusher.base_url))
+        .await
+        .expect("GET /readyz");
+    let ready = response.status().is_success();
+    let readyz = response.text().await.expect("the /readyz body");
+    let leader = pusher
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("container_image_pusher_leader "))
+        .map(str::to_owned);
+    Observed {
+        ready,
+        readyz,
+        leader,
+        logs: pusher.child.logs(),
+    }
+}
+
+/// Polls until `done` holds; panics with the last observation and the log
+/// after `timeout`.
+async fn wait_for(
+    pusher: &Pusher,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&Observed) -> bool,
+) -> Observed {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let observed = observe(pusher).await;
+        if done(&observed) {
+            return observed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}: ready {}, /readyz {:?}, leader {:?}\n{}",
+            observed.ready,
+            observed.readyz,
+            observed.leader,
+            observed.logs
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Lines of a `--log-format json` log at `level` (any level with `None`)
+/// whose message contains `needle`.
+fn log_lines(logs: &str, level: Option<&str>, needle: &str) -> usize {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| level.is_none_or(|level| line["level"] == level))
+        .filter(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(needle))
+        })
+        .count()
+}
+
+/// The test server's kubeconfig, with `namespace` as its context's.
+fn kubeconfig_in(api: &KubeApi, dir: &Path, namespace: &str) -> PathBuf {
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&api.kubeconfig_yaml()).expect("parse the kubeconfig");
+    config["contexts"][0]["context"]["namespace"] = namespace.into();
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write the kubeconfig");
+    path
+}
+
+fn lease_requests(api: &KubeApi, method: &str) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.contains("/leases"))
+        .count()
+}
+
+async fn start_pusher(api: &KubeApi, receiver: &Receiver, dir: &Path, args: &[&str]) -> Pusher {
+    container_image_pusher::install_crypto_provider();
+    api.apply(
+        &serde_json::from_value::<Pod>(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "127.0.0.1:1/p:1"}]},
+        }))
+        .unwrap(),
+    );
+    let kubeconfig = kubeconfig_in(api, dir, "container-image-pusher");
+    let url = receiver.url();
+    let mut all = vec![
+        "--interval",
+        "300ms",
+        "--remote-write-url",
+        &url,
+        "--leader-election",
+        "--lease-duration",
+        "1s",
+        "--log-format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    Pusher::start(
+        &all,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            // Not in a pod: no namespace from the downward API (an empty
+            // value counts as unset).
+            ("POD_NAMESPACE", ""),
+            ("POD_NAME", "replica-a"),
+        ],
+    )
+    .await
+}
+
+/// Issue 12, item 5: outside a pod the Lease went to `default`, was refused,
+/// and the replica stayed ready while it could never push, warning that it
+/// "cannot reach the lease".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_pod_a_refused_lease_fails_readiness_until_it_is_allowed() {
+    let api = KubeApi::start().await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    api.forbid::<Lease>();
+    let pusher = start_pusher(&api, &receiver, dir.path(), &[]).await;
+
+    let refused = wait_for(
+        &pusher,
+        "/readyz fails for the lease alone",
+        Duration::from_secs(20),
+        |o| !o.ready && o.readyz.starts_with("leader-election:") && o.readyz.lines().count() == 1,
+    )
+    .await;
+    assert!(
+        refused
+            .readyz
+            .contains("not allowed to get the lease container-image-pusher/container-image-pusher"),
+        "{}",
+        refused.readyz
+    );
+    assert!(refused.readyz.contains("forbidden"), "{}", refused.readyz);
+    // The kubeconfig context's namespace, not "default".
+    let paths: Vec<String> = api.requests().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.contains("/namespaces/container-image-pusher/leases/")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("/namespaces/default/leases")),
+        "{paths:?}"
+    );
+
+    // Retried, yet warned about once, and never leading.
+    let before = lease_requests(&api, "GET");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lease_requests(&api, "GET") < before + 3 {
+        assert!(Instant::now() < deadline, "the lease is not retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = observe(&pusher).await;
+    assert!(!refused.ready);
+    assert_eq!(refused.leader.as_deref(), Some("0"));
+    assert_eq!(
+        log_lines(&refused.logs, Some("WARN"), "not allowed to get the lease"),
+        1,
+        "{}",
+        refused.logs
+    );
+    assert_eq!(log_lines(&refused.logs, None, "cannot reach the lease"), 0);
+    assert!(
+        receiver.received().is_empty(),
+        "a replica that never led pushed"
+    );
+
+    api.allow::<Lease>();
+    let allowed = wait_for(
+        &pusher,
+        "ready and leading once the lease is allowed",
+        Duration::from_secs(20),
+        |o| o.ready && o.leader.as_deref() == Some("1"),
+    )
+    .await;
+    assert!(api
+        .object::<Lease>(Some("container-image-pusher"), LEASE)
+        .is_some());
+    assert_eq!(
+        log_lines(
+            &allowed.logs,
+            Some("INFO"),
+            "allowed to use the lease again"
+        ),
+        1,
+        "{}",
+        allowed.logs
+    );
+    assert_eq!(
+        log_lines(&allowed.logs, Some("WARN"), "not allowed to"),
+        1,
+        "{}",
+        allowed.logs
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() {
+        assert!(Instant::now() < deadline, "the new leader never pushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 12, item 6: with a Role lacking `update` the pusher created the
+/// Lease, led, lost it, then logged "answers again" and "cannot reach the
+/// lease" every retry period, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_update_on_leases_backs_off_and_says_so_once() {
+    let api = KubeApi::start().await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    api.forbid_verb::<Lease>("update");
+    let pusher = start_pusher(
+        &api,
+        &receiver,
+        dir.path(),
+        &["--lease-namespace", "monitoring"],
+    )
+    .await;
+
+    let lost = wait_for(
+        &pusher,
+        "the lease is lost and readiness says why",
+        Duration::from_secs(20),
+        |o| {
+            !o.ready
+                && o.readyz
+                    .contains("not allowed to update the lease monitoring/container-image-pusher")
+                && log_lines(&o.logs, Some("INFO"), "stopped being the leader") == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        log_lines(&lost.logs, Some("INFO"), "became the leader"),
+        1,
+        "it created the lease and led"
+    );
+    assert!(api.object::<Lease>(Some("monitoring"), LEASE).is_some());
+    assert_eq!(lost.leader.as_deref(), Some("0"));
+
+    // The period of the next few attempts to take the lease back: each is
+    // refused; without a backoff they came every retry period (1 s / 7).
+    let attempts = 4;
+    let started = Instant::now();
+    let before = lease_requests(&api, "PUT");
+    let deadline = started + Duration::from_secs(30);
+    while lease_requests(&api, "PUT") < before + attempts {
+        assert!(Instant::now() < deadline, "the lease is not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let period = started.elapsed();
+    assert!(
+        period >= Duration::from_secs(3),
+        "{attempts} refused attempts within {period:?}: no backoff"
+    );
+    let refused = observe(&pusher).await;
+    let new_lines =
+        |needle: &str| log_lines(&refused.logs, None, needle) - log_lines(&lost.logs, None, needle);
+    assert_eq!(new_lines("not allowed to"), 0, "{}", refused.logs);
+    assert_eq!(new_lines("answers again"), 0, "{}", refused.logs);
+    assert!(
+        new_lines("lease API still failing") <= attempts + 1,
+        "{}",
+        refused.logs
+    );
+    assert_eq!(
+        log_lines(
+            &refused.logs,
+            Some("WARN"),
+            "not allowed to update the lease"
+        ),
+        1
+    );
+    assert!(!refused.ready);
+    assert_eq!(refused.leader.as_deref(), Some("0"));
+
+    api.allow_verb::<Lease>("update");
+    let allowed = wait_for(
+        &pusher,
+        "ready and leading once update is allowed",
+        Duration::from_secs(20),
+        |o| o.ready && o.leader.as_deref() == Some("1"),
+    )
+    .await;
+    assert_eq!(
+        log_lines(
+            &allowed.logs,
+            Some("INFO"),
+            "allowed to use the lease again"
+        ),
+        1,
+        "{}",
+        allowed.logs
+    );
+    assert_eq!(log_lines(&allowed.logs, Some("WARN"), "not allowed to"), 1);
 }

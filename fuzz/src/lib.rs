@@ -7,16 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use base64::Engine as _;
+use clap::Parser as _;
+use container_image_pusher::config::Config;
 use container_image_pusher::discovery::files::FileSource;
 use container_image_pusher::discovery::{Container, Kind, PullConfig, Workload};
 use container_image_pusher::pull_secrets::PullSecrets;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
 use container_image_pusher::registry::{reference, Keyring, Platform};
-use container_image_pusher::remote_write::{EndpointConfig, Protocol, RetryPolicy, TlsConfig};
 use container_image_pusher::telemetry::Telemetry;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use sha2::Digest as _;
@@ -192,29 +192,17 @@ pub fn manifests_file(data: &[u8]) {
     }
 }
 
-/// A `--remote-write-config` file.
+/// A `--remote-write-config` file, read as start-up reads it (its defaults
+/// from the flags).
 pub fn remote_write_config(data: &[u8]) {
     let file = ScratchFile::new("endpoints.yaml", data);
-    let defaults = EndpointConfig {
-        url: "http://127.0.0.1:9090/api/v1/write"
-            .parse()
-            .expect("a valid URL"),
-        username: None,
-        password_file: None,
-        bearer_token_file: None,
-        headers: vec![],
-        tls: TlsConfig::default(),
-        protocol: Protocol::V1,
-        timeout: Duration::from_secs(10),
-        max_series_per_request: 1000,
-        retry: RetryPolicy {
-            min_backoff: Duration::from_millis(30),
-            max_backoff: Duration::from_secs(5),
-            retry_for: Duration::from_secs(60),
-            retry_on_rate_limit: true,
-        },
-    };
-    if let Ok(endpoints) = EndpointConfig::from_file(&file.path, &defaults) {
+    let config = Config::try_parse_from([
+        "container-image-pusher".as_ref(),
+        "--remote-write-config".as_ref(),
+        file.path.as_os_str(),
+    ])
+    .expect("the flags parse");
+    if let Ok(endpoints) = config.endpoints() {
         for endpoint in endpoints {
             let _ = endpoint.validate();
         }

@@ -10,7 +10,7 @@
 //!   `resourceVersionMatch`;
 //! - WATCH from a `resourceVersion` (replaying history), with bookmarks,
 //!   `timeoutSeconds`, streaming lists (`sendInitialEvents`) and selectors;
-//! - GET of one object; `403 Forbidden` per resource; `410 Gone` after
+//! - GET of one object; `403 Forbidden` per resource or per verb; `410 Gone` after
 //!   [`KubeApi::compact`]; streams ended by [`KubeApi::close_watches`];
 //! - metadata-only responses (`Accept: …;as=PartialObjectMetadata…`) for
 //!   `kube`'s `metadata_watcher` / `list_metadata`.
@@ -31,7 +31,7 @@
 //! `#[tokio::test]`'s default current-thread runtime the server only makes
 //! progress while the test is awaiting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -493,6 +493,8 @@ struct State {
     uids_issued: u64,
     /// True while requests are held ([`KubeApi::pause`]).
     gate: tokio::sync::watch::Sender<bool>,
+    /// Verbs refused per resource ([`KubeApi::forbid_verb`]).
+    denied_verbs: BTreeSet<(ResourceKey, String)>,
 }
 
 impl State {
@@ -508,6 +510,7 @@ impl State {
             requests: Vec::new(),
             uids_issued: 0,
             gate: tokio::sync::watch::channel(false).0,
+            denied_verbs: BTreeSet::new(),
         }
     }
 
@@ -1393,7 +1396,8 @@ fn check_allowed(state: &State, target: &Target, verb: &str) -> Result<(), ApiEr
     let forbidden = state
         .collections
         .get(&target.ty.key)
-        .is_some_and(|c| c.forbidden);
+        .is_some_and(|c| c.forbidden)
+        || verb_denied(state, target, verb);
     if forbidden {
         return Err(ApiError::forbidden(
             &target.ty,
@@ -1847,4 +1851,30 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Result<Value,
     Ok(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
     )
+}
+
+// ---------------------------------------------------------------------------
+// RBAC per verb
+// ---------------------------------------------------------------------------
+
+impl KubeApi {
+    /// Makes `verb` (get, list, watch, create or update) on `K` answer 403
+    /// Forbidden while the other verbs go on working, as a Role that lacks
+    /// one verb does.
+    pub fn forbid_verb<K: k8s_openapi::Resource>(&self, verb: &str) {
+        let key = ResourceType::of::<K>().key;
+        self.lock().denied_verbs.insert((key, verb.to_owned()));
+    }
+
+    /// Undoes [`KubeApi::forbid_verb`].
+    pub fn allow_verb<K: k8s_openapi::Resource>(&self, verb: &str) {
+        let key = ResourceType::of::<K>().key;
+        self.lock().denied_verbs.remove(&(key, verb.to_owned()));
+    }
+}
+
+fn verb_denied(state: &State, target: &Target, verb: &str) -> bool {
+    state
+        .denied_verbs
+        .contains(&(target.ty.key.clone(), verb.to_owned()))
 }

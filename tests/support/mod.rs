@@ -1,23 +1,29 @@
 //! Test support shared by the integration tests: an emulated Kubernetes API
 //! server, real Debian `docker-registry` and `prometheus` daemons started
-//! per test on free 127.0.0.1 ports, a strict scripted remote-write
-//! receiver, and helpers to run the pusher binary itself.
+//! per test on free 127.0.0.1 ports, newer peers from Debian sid (Prometheus
+//! 3, VictoriaMetrics, promtool: `peers`), a strict scripted remote-write
+//! receiver, the end-to-end scenario (`fixture`), and helpers to run the
+//! pusher binary itself.
 //!
 //! Include it from a test crate with `mod support;`. Each test uses a subset,
 //! hence `dead_code` and `unused_imports` (for the re-exports) are allowed.
 #![allow(dead_code, unused_imports)]
 
+pub mod fixture;
 pub mod kube_api;
+pub mod peers;
 pub mod process;
 pub mod prometheus;
 pub mod pusher;
 pub mod receiver;
 pub mod registry;
+pub mod victoria_metrics;
 
 pub use kube_api::{ExpiredWatch, KubeApi, RecordedRequest};
 pub use process::{free_port, install_crypto_provider, require_binary, wait_for_http, ChildGuard};
-pub use prometheus::{Prometheus, Sample};
+pub use prometheus::{Prometheus, QueryApi, Sample};
 pub use registry::{
     push_attestation, push_image, push_index, sha256_digest, Descriptor, Format, ImageSpec,
     IndexEntry, PushedImage, Registry,
 };
+pub use victoria_metrics::VictoriaMetrics;

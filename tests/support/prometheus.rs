@@ -2,6 +2,12 @@
 //! with the remote-write receiver enabled, so the product's remote-write
 //! client is checked against the genuine decoder (snappy, protobuf, label
 //! rules, out-of-order rejection) and the results are read back with PromQL.
+//! [`Prometheus::start_binary`] starts another build instead, such as
+//! Prometheus 3 from `super::peers`.
+//!
+//! The query client, [`QueryApi`], is shared with every store that speaks
+//! Prometheus' HTTP API (VictoriaMetrics too), so one set of assertions
+//! reads them all.
 //!
 //! It scrapes nothing (no scrape jobs, a 1h scrape interval), so the only
 //! series are the ones written to [`Prometheus::write_url`]. TSDB data lives
@@ -17,6 +23,8 @@
 //!   400; resending an identical sample is accepted (204).
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,13 +38,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between two attempts of [`Prometheus::query_until`].
 const QUERY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A running Prometheus; killed when dropped.
+/// A running Prometheus; killed when dropped. Queried through its
+/// [`QueryApi`] (`prometheus.query(...)`).
 pub struct Prometheus {
-    url: String,
-    http: reqwest::Client,
+    api: QueryApi,
     child: ChildGuard,
     // Config and TSDB; removed after the child is killed (declaration order).
     _dir: tempfile::TempDir,
+}
+
+/// A client of Prometheus' HTTP query API (`/api/v1/query`,
+/// `/api/v1/series`) at one base URL.
+pub struct QueryApi {
+    url: String,
+    http: reqwest::Client,
 }
 
 /// One element of an instant-vector result.
@@ -56,8 +71,17 @@ impl Prometheus {
     /// Starts Prometheus with extra command-line flags appended, e.g.
     /// `&["--query.lookback-delta=30s"]`.
     pub async fn start_with_args(extra_args: &[&str]) -> Prometheus {
+        let binary = require_binary("prometheus", "prometheus");
+        Prometheus::start_binary(&binary, extra_args).await
+    }
+
+    /// Starts the Prometheus program `binary` (any version from 2.33 on),
+    /// receiving remote write and scraping nothing, with `extra_args`
+    /// appended to the flags.
+    pub async fn start_binary(binary: &Path, extra_args: &[&str]) -> Prometheus {
         // No scrape_configs: only remote-written data ends up in the TSDB.
         Prometheus::launch(
+            binary,
             "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n",
             extra_args,
         )
@@ -75,11 +99,11 @@ impl Prometheus {
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1h\nscrape_configs:\n  - job_name: {job:?}\n    static_configs:\n      - targets: [{target:?}]\n        labels:\n{labels}"
         );
-        Prometheus::launch(&config, &[]).await
+        let binary = require_binary("prometheus", "prometheus");
+        Prometheus::launch(&binary, &config, &[]).await
     }
 
-    async fn launch(config: &str, extra_args: &[&str]) -> Prometheus {
-        let binary = require_binary("prometheus", "prometheus");
+    async fn launch(binary: &Path, config: &str, extra_args: &[&str]) -> Prometheus {
         let dir = tempfile::Builder::new()
             .prefix("prometheus-")
             .tempdir()
@@ -109,32 +133,46 @@ impl Prometheus {
         {
             panic!("{message}");
         }
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("build the prometheus query client");
         Prometheus {
-            url,
-            http,
+            api: QueryApi::new(url),
             child,
             _dir: dir,
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.url.clone()
-    }
-
     /// The remote-write receiver endpoint.
     pub fn write_url(&self) -> String {
-        format!("{}/api/v1/write", self.url)
+        format!("{}/api/v1/write", self.api.url)
     }
 
     /// The Prometheus process's output so far (for failure messages).
     pub fn logs(&self) -> String {
         self.child.logs()
+    }
+}
+
+impl Deref for Prometheus {
+    type Target = QueryApi;
+
+    fn deref(&self) -> &QueryApi {
+        &self.api
+    }
+}
+
+impl QueryApi {
+    /// A client of the API served at `url` (`http://HOST:PORT`, no path).
+    pub fn new(url: String) -> QueryApi {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the query API client");
+        QueryApi { url, http }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.url.clone()
     }
 
     /// Evaluates `promql` at the current time through `/api/v1/query`.
