@@ -71,8 +71,9 @@ pub(crate) enum Content {
     Blob,
 }
 
+/// How a host asked to be authenticated (its `WWW-Authenticate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Challenge {
+pub enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -80,8 +81,9 @@ enum Challenge {
     },
 }
 
+/// A Bearer token and how long it may be used.
 #[derive(Clone)]
-struct Token {
+pub struct Token {
     header: HeaderValue,
     lifetime: Duration,
 }
@@ -466,21 +468,28 @@ impl RegistryClient {
         let body = http::read_limited(response, MAX_TOKEN_BYTES)
             .await
             .map_err(|e| token_error(e.to_string()))?;
-        let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|e| token_error(format!("the answer is not a token: {e}")))?;
-        let token = answer
-            .token
-            .or(answer.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| token_error("the answer holds no token".to_owned()))?;
-        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| token_error("the token is not a valid header value".to_owned()))?;
-        header.set_sensitive(true);
-        Ok(Token {
-            header,
-            lifetime: token_lifetime(answer.expires_in.as_ref()),
-        })
+        token_from_answer(&body).map_err(token_error)
     }
+}
+
+/// The token in a token server's answer (`token` or `access_token`, and
+/// `expires_in`). The entry point for its untrusted bytes, public for the
+/// fuzz targets.
+pub fn token_from_answer(body: &[u8]) -> Result<Token, String> {
+    let answer: TokenAnswer =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not a token: {e}"))?;
+    let token = answer
+        .token
+        .or(answer.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "the answer holds no token".to_owned())?;
+    let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token is not a valid header value".to_owned())?;
+    header.set_sensitive(true);
+    Ok(Token {
+        header,
+        lifetime: token_lifetime(answer.expires_in.as_ref()),
+    })
 }
 
 /// Whether the login for the registry at `registry` (`host[:port]`, reached
@@ -635,8 +644,10 @@ fn status_label(status: StatusCode) -> &'static str {
         })
 }
 
-/// `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`.
-fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
+/// `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`. The
+/// entry point for a registry's untrusted `WWW-Authenticate`, public for
+/// the fuzz targets.
+pub fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
     let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?.trim();
     let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("basic") {
@@ -653,8 +664,9 @@ fn parse_challenge(headers: &HeaderMap) -> Option<Challenge> {
 }
 
 /// The `error` and `error_description` of a Bearer challenge, which say why
-/// a token was refused (a HEAD answer has no body to say it).
-fn challenge_error(headers: &HeaderMap) -> Option<String> {
+/// a token was refused (a HEAD answer has no body to say it). Public for
+/// the fuzz targets.
+pub fn challenge_error(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
     let params = challenge_params(value.split_once(' ')?.1);
     let error = params.get("error")?;
@@ -722,16 +734,17 @@ fn registry_message(body: &str) -> (Option<String>, Option<String>) {
 }
 
 /// A digest a registry named (in `Docker-Content-Digest`, or in a manifest
-/// it sent), if it is one content can be verified against.
-fn check_digest_syntax(digest: &str) -> Result<String, String> {
+/// it sent), if it is one content can be verified against. The entry point
+/// for those untrusted bytes, public for the fuzz targets.
+pub fn check_digest_syntax(digest: &str) -> Result<String, String> {
     check_digest(digest)
         .map(|()| digest.to_owned())
         .map_err(|e| format!("the registry named {e}"))
 }
 
 /// Content fetched by digest must hash to it; a digest we cannot compute is
-/// refused, never taken on trust.
-fn verify(body: &[u8], digest: &str) -> Result<(), String> {
+/// refused, never taken on trust. Public for the fuzz targets.
+pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
     check_digest(digest)?;
     let actual = match digest.split_once(':') {
         Some(("sha512", _)) => format!("sha512:{}", hex(&sha2::Sha512::digest(body))),

@@ -11,7 +11,7 @@
 //! Failures are cached too, for `--error-cache-duration`, so one broken image
 //! does not hammer its registry at every tick.
 
-mod client;
+pub mod client;
 pub mod cloud;
 pub mod keyring;
 mod limiter;

@@ -1,0 +1,278 @@
+//! What each fuzz target does with its input: the bytes go in where a peer,
+//! a tenant or a file would put them, through the same functions the
+//! service calls. Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/`)
+//! and by `tests/fuzz_regressions.rs`, which replays the seeds and every
+//! input a target once failed on with the stable toolchain.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use clap::Parser as _;
+use container_image_pusher::config::Config;
+use container_image_pusher::discovery::files::FileSource;
+use container_image_pusher::discovery::{Container, Kind, PullConfig, Workload};
+use container_image_pusher::pull_secrets::PullSecrets;
+use container_image_pusher::registry::client;
+use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
+use container_image_pusher::registry::{reference, Keyring, Platform};
+use container_image_pusher::telemetry::Telemetry;
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use sha2::Digest as _;
+
+/// What a fuzz target does with one input.
+pub type Target = fn(&[u8]);
+
+/// Every target by name (the name of its `fuzz_targets/` file and of its
+/// `corpus/` and `regressions/` directories).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("reference", reference),
+    ("manifest", manifest),
+    ("challenge", challenge),
+    ("token", token),
+    ("retry_after", retry_after),
+    ("keyring", keyring),
+    ("manifests_file", manifests_file),
+    ("remote_write_config", remote_write_config),
+];
+
+/// An image as a pod spec names it.
+pub fn reference(data: &[u8]) {
+    let Ok(image) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = reference::parse(image) else {
+        return;
+    };
+    // What the resolver asks the registry for.
+    let _ = (parsed.resolve_registry(), parsed.repository(), parsed.tag());
+    let pinned = reference::with_digest(&parsed, &format!("sha256:{}", "0".repeat(64)));
+    let _ = pinned.whole();
+}
+
+/// A manifest, index or image config, and the digests a registry names:
+/// the first line is a `Docker-Content-Digest`, the rest the body sent for it.
+pub fn manifest(data: &[u8]) {
+    let (digest, body) = split_at_newline(data);
+    if let Ok(manifest) = Manifest::parse(body) {
+        let descriptors = match &manifest {
+            Manifest::Index { manifests, .. } => {
+                for wanted in ["linux/amd64", "linux/arm64/v8", "windows/amd64"] {
+                    let wanted: Platform = wanted.parse().expect("a valid platform");
+                    let _ = choose_platform(manifests, &wanted);
+                }
+                manifests.iter().collect::<Vec<_>>()
+            }
+            Manifest::Image { config, layers, .. } => {
+                std::iter::once(config).chain(layers).collect()
+            }
+        };
+        // Digests named in a manifest are fetched next.
+        for descriptor in descriptors {
+            let _ = client::check_digest_syntax(&descriptor.digest);
+        }
+    }
+    if let Ok(config) = ImageConfig::parse(body) {
+        let _ = config.created_unix();
+        let _ = config.labels();
+    }
+    let Ok(digest) = std::str::from_utf8(digest) else {
+        return;
+    };
+    if client::check_digest_syntax(digest).is_ok() && client::verify(body, digest).is_ok() {
+        let sha256 = format!("sha256:{}", hex(&sha2::Sha256::digest(body)));
+        let sha512 = format!("sha512:{}", hex(&sha2::Sha512::digest(body)));
+        assert!(
+            digest == sha256 || digest == sha512,
+            "content was accepted for {digest:?}, which is not its digest ({sha256})"
+        );
+    }
+}
+
+/// A registry's `WWW-Authenticate`.
+pub fn challenge(data: &[u8]) {
+    let Some(headers) = header(WWW_AUTHENTICATE, data) else {
+        return;
+    };
+    let _ = client::parse_challenge(&headers);
+    let _ = client::challenge_error(&headers);
+}
+
+/// A token server's answer.
+pub fn token(data: &[u8]) {
+    let _ = client::token_from_answer(data);
+}
+
+/// A registry's or a remote-write receiver's `Retry-After` (both read it
+/// with the same function).
+pub fn retry_after(data: &[u8]) {
+    let Some(headers) = header(RETRY_AFTER, data) else {
+        return;
+    };
+    let _ = container_image_pusher::http::retry_after(&headers);
+}
+
+/// A docker config — a tenant's pull secret (`.dockerconfigjson` or
+/// `.dockercfg`) or the static `--docker-config` — and an image to find a
+/// login for: the first byte picks where the config goes, the last line is
+/// the image, the rest the config.
+pub fn keyring(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let (config, image) = match rest.iter().rposition(|&b| b == b'\n') {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &b""[..]),
+    };
+    let Ok(image) = std::str::from_utf8(image) else {
+        return;
+    };
+    let mut static_keyring = Keyring::default();
+    let secret_type = match selector % 3 {
+        0 => "kubernetes.io/dockerconfigjson",
+        1 => "kubernetes.io/dockercfg",
+        _ => {
+            let _ = static_keyring.add_docker_config(config, "--docker-config");
+            ""
+        }
+    };
+    let store = PullSecrets::new(true, static_keyring);
+    if !secret_type.is_empty() {
+        let key = if selector % 3 == 0 {
+            ".dockerconfigjson"
+        } else {
+            ".dockercfg"
+        };
+        let secret = serde_json::json!({
+            "metadata": {"namespace": "tenant", "name": "regcred"},
+            "type": secret_type,
+            "data": {key: base64::engine::general_purpose::STANDARD.encode(config)},
+        });
+        let secret = serde_json::from_value(secret).expect("a valid Secret");
+        store.replace_from_files(&[secret], &[]);
+    }
+    let workload = Workload {
+        kind: Kind::Pod,
+        namespace: "tenant".into(),
+        name: "pod".into(),
+        containers: vec![Container {
+            name: "c".into(),
+            image: image.into(),
+            jsonpath: "{.spec.containers[0]}".into(),
+        }],
+        pull: PullConfig {
+            secrets: vec!["regcred".into()],
+            service_account: "default".into(),
+        },
+    };
+    let _ = store.scope(&workload);
+    let _ = PullSecrets::credentials(&store.keyring(&workload), image);
+}
+
+/// A file given to `--manifests`, read the way every snapshot reads it,
+/// with the pull secrets it holds applied to its workloads' images.
+pub fn manifests_file(data: &[u8]) {
+    let file = ScratchFile::new("manifests.yaml", data);
+    let pull_secrets = Arc::new(PullSecrets::new(true, Keyring::default()));
+    let source = FileSource::new(
+        vec![file.path.clone()],
+        vec![],
+        telemetry(),
+        pull_secrets.clone(),
+    );
+    let Ok(workloads) = runtime().block_on(source.snapshot()) else {
+        return;
+    };
+    for workload in &workloads {
+        let keyring = pull_secrets.keyring(workload);
+        for container in &workload.containers {
+            let _ = PullSecrets::credentials(&keyring, &container.image);
+        }
+    }
+}
+
+/// A `--remote-write-config` file, read as start-up reads it (its defaults
+/// from the flags).
+pub fn remote_write_config(data: &[u8]) {
+    let file = ScratchFile::new("endpoints.yaml", data);
+    let config = Config::try_parse_from([
+        "container-image-pusher".as_ref(),
+        "--remote-write-config".as_ref(),
+        file.path.as_os_str(),
+    ])
+    .expect("the flags parse");
+    if let Ok(endpoints) = config.endpoints() {
+        for endpoint in endpoints {
+            let _ = endpoint.validate();
+        }
+    }
+}
+
+/// (first line, rest); the whole input is the rest when there is no newline.
+fn split_at_newline(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (&b""[..], data),
+    }
+}
+
+fn header(name: reqwest::header::HeaderName, value: &[u8]) -> Option<HeaderMap> {
+    let value = HeaderValue::from_bytes(value).ok()?;
+    let mut headers = HeaderMap::new();
+    headers.insert(name, value);
+    Some(headers)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One service's worth of metrics, shared by every input: a registry per
+/// input would cost more than the parsing under test.
+fn telemetry() -> Arc<Telemetry> {
+    static TELEMETRY: OnceLock<Arc<Telemetry>> = OnceLock::new();
+    TELEMETRY.get_or_init(|| Arc::new(Telemetry::new())).clone()
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// The input as a file, under a fresh name each time (nothing may take it
+/// for a file it has already read), removed when dropped.
+struct ScratchFile {
+    path: PathBuf,
+}
+
+impl ScratchFile {
+    fn new(name: &str, data: &[u8]) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        // Memory, not the disk, where there is one: a file per input.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        let path = dir.join(format!(
+            "container-image-pusher-fuzz-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, data).expect("the input written to a scratch file");
+        ScratchFile { path }
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
