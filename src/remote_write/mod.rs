@@ -8,6 +8,7 @@
 
 mod config;
 mod endpoint;
+pub mod otlp;
 mod sender;
 
 pub use config::{parse_header, EndpointConfig, Protocol, RetryPolicy, TlsConfig};
