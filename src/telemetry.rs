@@ -22,6 +22,9 @@ pub struct Telemetry {
     /// Snapshots replaced by a newer one before they were pushed.
     pub snapshots_superseded: IntCounterVec,
     pub last_success: GaugeVec,
+    /// Data points an OTLP receiver accepted the request of but rejected
+    /// (its partial success), by endpoint.
+    pub otlp_rejected_points: IntCounterVec,
     /// Image resolutions that failed, by error class.
     pub resolve_failures: IntCounterVec,
     /// Lookups in the reference and metadata caches, by cache and `hit`/`miss`.
@@ -89,6 +92,11 @@ impl Telemetry {
         let snapshots_superseded = counter(
             "snapshots_superseded_total",
             "Snapshots replaced by a newer one before an endpoint accepted them.",
+            &["endpoint"],
+        );
+        let otlp_rejected_points = counter(
+            "otlp_rejected_data_points_total",
+            "Data points an OTLP receiver rejected in requests it otherwise accepted (partial success).",
             &["endpoint"],
         );
         let resolve_failures = counter(
@@ -168,6 +176,7 @@ impl Telemetry {
             series_dropped,
             snapshots_superseded,
             last_success,
+            otlp_rejected_points,
             resolve_failures,
             cache_lookups,
             discovery_errors,

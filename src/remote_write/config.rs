@@ -10,6 +10,9 @@
 //!   - url: https://prometheus-prod-01.grafana.net/api/prom/push
 //!     basic_auth: {username: "123456", password_file: /secrets/grafana-cloud-token}
 //!     protocol: "2.0"
+//!   - url: https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/metrics
+//!     basic_auth: {username: "123456", password_file: /secrets/grafana-cloud-token}
+//!     protocol: otlp
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -30,6 +33,12 @@ pub enum Protocol {
     #[serde(rename = "2.0")]
     #[value(name = "2.0")]
     V2,
+    /// OTLP/HTTP with protobuf bodies (`ExportMetricsServiceRequest`), for
+    /// OpenTelemetry collectors and OTLP-only backends: set per endpoint
+    /// (`protocol: otlp`, or `--otlp-url`), never for remote-write URLs.
+    #[serde(rename = "otlp")]
+    #[value(skip)]
+    Otlp,
 }
 
 /// How failed requests are retried.
@@ -57,6 +66,9 @@ pub struct EndpointConfig {
     pub timeout: Duration,
     pub max_series_per_request: usize,
     pub retry: RetryPolicy,
+    /// Labels every series carries (`job`, the external labels): OTLP sends
+    /// them once per request, as resource attributes.
+    pub resource_labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -228,6 +240,7 @@ pub(crate) mod tests {
                 retry_for: Duration::from_secs(30),
                 retry_on_rate_limit: true,
             },
+            resource_labels: vec!["job".into()],
         }
     }
 
@@ -270,11 +283,14 @@ endpoints:
     bearer_token_file: /var/run/secrets/token
     protocol: "2.0"
     tls: {ca_file: /etc/ca.pem, insecure_skip_verify: false}
+  - url: http://otel-collector:4318/v1/metrics
+    protocol: otlp
 "#,
         )
         .unwrap();
         let got = EndpointConfig::from_file(&path, &defaults("http://unused")).unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2].protocol, Protocol::Otlp);
         assert_eq!(
             got[0].headers,
             [("X-Scope-OrgID".to_owned(), "team-a".to_owned())]

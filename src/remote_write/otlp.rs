@@ -30,17 +30,26 @@ use crate::inventory::{Family, Series};
 pub mod proto {
     pub mod common {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.common.v1.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.common.v1.rs"
+            ));
         }
     }
     pub mod resource {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.resource.v1.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.resource.v1.rs"
+            ));
         }
     }
     pub mod metrics {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.metrics.v1.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.metrics.v1.rs"
+            ));
         }
     }
     pub mod collector {
@@ -128,10 +137,7 @@ pub fn encode<S: Borrow<Series>>(
         .into_iter()
         .map(|(resource, families)| ResourceMetrics {
             resource: Some(Resource {
-                attributes: resource
-                    .into_iter()
-                    .map(|(k, v)| key_value(k, v))
-                    .collect(),
+                attributes: resource.into_iter().map(|(k, v)| key_value(k, v)).collect(),
                 dropped_attributes_count: 0,
             }),
             scope_metrics: vec![ScopeMetrics {
@@ -292,10 +298,7 @@ mod tests {
             assert_eq!(point.time_unix_nano, 1_700_000_000_123_000_000);
             assert_eq!(point.start_time_unix_nano, 0);
             assert_eq!(point.flags, 0);
-            assert_eq!(
-                point.value,
-                Some(number_data_point::Value::AsDouble(1.0))
-            );
+            assert_eq!(point.value, Some(number_data_point::Value::AsDouble(1.0)));
         }
     }
 
@@ -439,7 +442,11 @@ mod tests {
             "a warning with nothing rejected"
         );
         assert_eq!(partial_success(&response(0, "")), None, "empty is success");
-        assert_eq!(partial_success(&response(-7, "")), None, "negative is nothing");
+        assert_eq!(
+            partial_success(&response(-7, "")),
+            None,
+            "negative is nothing"
+        );
         assert_eq!(partial_success(b""), None);
         assert_eq!(partial_success(b"{\"partialSuccess\":{}}"), None);
         assert_eq!(partial_success(&[0xff; 16]), None);
