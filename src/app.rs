@@ -2,11 +2,12 @@
 //! (`--once`, for a CronJob) or on a schedule (a Deployment).
 
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::exposition;
@@ -21,8 +22,13 @@ use crate::telemetry::Telemetry;
 /// How long an in-flight tick may go on after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
+/// Exit status of `--once` when every endpoint accepted the snapshot but
+/// some manifests input was skipped: the data pushed is incomplete, and a
+/// retry of the Job would read the same input.
+pub const EXIT_INPUT_SKIPPED: u8 = 3;
+
 /// Runs the service; the result is the process exit status.
-pub async fn run(config: Config) -> anyhow::Result<bool> {
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let mut pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
@@ -37,7 +43,19 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
     };
     if config.once {
         let snapshot = pipeline.snapshot().await?;
-        return Ok(deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await);
+        if !deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await {
+            return Ok(ExitCode::FAILURE);
+        }
+        let skipped = pipeline.skipped_input();
+        if skipped > 0 {
+            warn!(
+                skipped,
+                exit_status = EXIT_INPUT_SKIPPED,
+                "pushed, but manifests input was skipped (logged above)"
+            );
+            return Ok(ExitCode::from(EXIT_INPUT_SKIPPED));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
 
     let omit = CommonLabels::new(&config.job, &config.external_labels)
@@ -126,7 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         leader.release().await;
     }
     info!("stopped");
-    Ok(true)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The next leadership change, or never without leader election.
@@ -153,9 +171,11 @@ async fn deliver(
         return true;
     }
     let never = || false;
-    let pushes = endpoints
-        .iter()
-        .map(|e| e.push(snapshot, &[], telemetry, &never));
+    let pushes = endpoints.iter().map(|e| async move {
+        // Nothing to remember: a one-shot run marks nothing stale later.
+        e.push(snapshot, &[], telemetry, &never, &mut |_, _| {})
+            .await
+    });
     let results = futures::future::join_all(pushes).await;
     let mut all_ok = true;
     for (endpoint, result) in endpoints.iter().zip(results) {

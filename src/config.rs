@@ -10,7 +10,10 @@ use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::inventory::CommonLabels;
 use crate::registry::Platform;
-use crate::remote_write::{parse_header, EndpointConfig, Protocol, RetryPolicy, TlsConfig};
+use crate::remote_write::{
+    parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
+    SecretValueParser, TlsConfig, LONGEST_WAIT,
+};
 use crate::schedule::Schedule;
 
 /// Pushes the inventory of container images configured in a Kubernetes
@@ -40,7 +43,8 @@ pub struct Config {
     pub namespaces: Vec<String>,
 
     /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
-    /// The exit code is 0 only if every request was accepted.
+    /// The exit code is 0 only if every request was accepted, 3 if they
+    /// were but manifests input had to be skipped.
     #[arg(long, env = "PUSHER_ONCE")]
     pub once: bool,
 
@@ -65,10 +69,11 @@ pub struct Config {
         value_name = "URL",
         env = "PUSHER_REMOTE_WRITE_URL",
         value_delimiter = ',',
-        // A URL may carry user:password; --help must not print it.
-        hide_env_values = true
+        // A URL may carry user:password; neither --help nor an error may print it.
+        hide_env_values = true,
+        value_parser = SecretValueParser(parse_url)
     )]
-    pub remote_write_urls: Vec<reqwest::Url>,
+    pub remote_write_urls: Vec<PushUrl>,
 
     /// Value of the `job` label on every pushed series.
     #[arg(
@@ -87,22 +92,28 @@ pub struct Config {
     #[arg(long, value_name = "N", env = "PUSHER_MAX_SERIES_PER_REQUEST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_series_per_request: u32,
 
-    /// Timeout of one remote-write request.
-    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// Timeout of one remote-write request (at most 1 day).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_push_duration)]
     pub remote_write_timeout: Duration,
 
     /// How long one remote-write request is retried (5xx, 429, network
-    /// errors) before it is given up.
-    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_duration)]
+    /// errors) before it is given up (at most 1 day).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_push_duration)]
     pub remote_write_retry_for: Duration,
 
     /// First wait before retrying a failed request; doubles on each retry.
-    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MIN_BACKOFF", default_value = "30ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MIN_BACKOFF", default_value = "30ms", value_parser = parse_push_duration)]
     pub retry_min_backoff: Duration,
 
-    /// Longest wait between two retries.
-    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration)]
+    /// Longest wait between two retries (at most 1 day).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_push_duration)]
     pub retry_max_backoff: Duration,
+
+    /// Longest pause a receiver can impose with Retry-After: no request goes
+    /// to it until the pause ends (the newest snapshot waits), but a longer
+    /// Retry-After is cut to this (at most 1 day).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_PAUSE", default_value = "5m", value_parser = parse_push_duration)]
+    pub retry_max_pause: Duration,
 
     /// Retry requests answered 429 Too Many Requests (after Retry-After when
     /// given); with false they are dropped, as other 4xx are.
@@ -151,8 +162,8 @@ pub struct Config {
 
     /// Extra HTTP header on every request (repeatable), e.g.
     /// 'X-Scope-OrgID: team-a' for Mimir or 'THANOS-TENANT: team-a' for Thanos.
-    #[arg(long = "remote-write-header", value_name = "NAME: VALUE", env = "PUSHER_REMOTE_WRITE_HEADERS", value_delimiter = ',', hide_env_values = true, value_parser = parse_header)]
-    pub remote_write_headers: Vec<(String, String)>,
+    #[arg(long = "remote-write-header", value_name = "NAME: VALUE", env = "PUSHER_REMOTE_WRITE_HEADERS", value_delimiter = ',', hide_env_values = true, value_parser = SecretValueParser(parse_header))]
+    pub remote_write_headers: Vec<Header>,
 
     /// CA bundle (PEM) trusted for remote-write endpoints, besides the system roots.
     #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CA_FILE")]
@@ -196,10 +207,11 @@ pub struct Config {
         value_name = "URL",
         env = "PUSHER_OTLP_URL",
         value_delimiter = ',',
-        // A URL may carry user:password; --help must not print it.
-        hide_env_values = true
+        // A URL may carry user:password; neither --help nor an error may print it.
+        hide_env_values = true,
+        value_parser = SecretValueParser(parse_url)
     )]
-    pub otlp_urls: Vec<reqwest::Url>,
+    pub otlp_urls: Vec<PushUrl>,
 
     /// Address of the local HTTP server for /metrics, /healthz and /readyz.
     #[arg(
@@ -360,7 +372,7 @@ impl Config {
     /// Every endpoint to push to: the --remote-write-url and --otlp-url ones
     /// with the --remote-write-* settings, then those of --remote-write-config.
     pub fn endpoints(&self) -> Result<Vec<EndpointConfig>, String> {
-        let template = |url: reqwest::Url| EndpointConfig {
+        let template = |PushUrl(url)| EndpointConfig {
             url,
             username: self.remote_write_username.clone(),
             password_file: self.remote_write_password_file.clone(),
@@ -380,6 +392,7 @@ impl Config {
                 max_backoff: self.retry_max_backoff,
                 retry_for: self.remote_write_retry_for,
                 retry_on_rate_limit: self.retry_on_rate_limit,
+                max_pause: self.retry_max_pause,
             },
             resource_labels: CommonLabels::new(&self.job, &self.external_labels)
                 .names()
@@ -400,7 +413,7 @@ impl Config {
             endpoint.validate()?;
         }
         if let Some(path) = &self.remote_write_config {
-            let defaults = template("http://localhost/".parse().expect("a valid URL"));
+            let defaults = template(PushUrl("http://localhost/".parse().expect("a valid URL")));
             endpoints.extend(EndpointConfig::from_file(path, &defaults)?);
         }
         Ok(endpoints)
@@ -419,6 +432,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
     if d.is_zero() {
         return Err("a duration of zero is not allowed".into());
+    }
+    Ok(d)
+}
+
+/// A remote-write duration: bounded, so that no wait or deadline built
+/// from it can overflow (`500000000000y` parses, and used to panic).
+fn parse_push_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > LONGEST_WAIT {
+        return Err(format!(
+            "{s:?} is longer than the {} allowed",
+            humantime::format_duration(LONGEST_WAIT)
+        ));
     }
     Ok(d)
 }
@@ -560,5 +586,47 @@ mod tests {
         );
         assert!(parse(&["--interval", "0s"]).is_err());
         assert!(parse(&["--interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn remote_write_durations_are_bounded() {
+        assert_eq!(
+            parse(&[]).unwrap().retry_max_pause,
+            Duration::from_secs(300)
+        );
+        for flag in [
+            "--remote-write-retry-for",
+            "--remote-write-timeout",
+            "--retry-max-backoff",
+            "--retry-max-pause",
+        ] {
+            let err = parse(&[flag, "500000000000y"]).unwrap_err();
+            assert!(err.contains(flag) && err.contains("1day"), "{err}");
+            parse(&[flag, "1d"]).unwrap();
+        }
+    }
+
+    #[test]
+    fn malformed_remote_write_flags_do_not_echo_secrets() {
+        for args in [
+            ["--remote-write-url", "http://u:PASSWORD@[::1"],
+            ["--remote-write-header", "X-Api-Key PASSWORD"],
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(args[0]), "{err}");
+            assert!(!err.contains("PASSWORD"), "{err}");
+        }
+        let c = parse(&[
+            "--remote-write-url",
+            "https://u:PASSWORD@mimir.example.com/push",
+            "--remote-write-header",
+            "X-Api-Key: PASSWORD",
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("mimir.example.com") && !debug.contains("PASSWORD"),
+            "{debug}"
+        );
     }
 }

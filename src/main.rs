@@ -13,8 +13,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match app::run(config).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "exiting");
             ExitCode::FAILURE

@@ -106,6 +106,11 @@ impl Pipeline {
         })
     }
 
+    /// Manifest documents and files the last snapshot had to leave out.
+    pub fn skipped_input(&self) -> usize {
+        self.source.skipped_input()
+    }
+
     pub fn client(&self) -> Option<&kube::Client> {
         self.client.as_ref()
     }

@@ -22,6 +22,10 @@ pub struct Telemetry {
     /// Snapshots replaced by a newer one before they were pushed.
     pub snapshots_superseded: IntCounterVec,
     pub last_success: GaugeVec,
+    /// Series an endpoint accepted and still holds: what is marked stale when gone.
+    pub held_series: IntGaugeVec,
+    /// Push tasks that ended unexpectedly and were restarted, by endpoint.
+    pub sender_restarts: IntCounterVec,
     /// Data points an OTLP receiver accepted the request of but rejected
     /// (its partial success), by endpoint.
     pub otlp_rejected_points: IntCounterVec,
@@ -42,6 +46,9 @@ pub struct Telemetry {
     pub registry_requests: IntCounterVec,
     /// 1 while this replica holds the leader lease (or leader election is off).
     pub leader: IntGauge,
+    /// Connections to the local server closed at once because
+    /// [`crate::server::MAX_CONNECTIONS`] were open.
+    pub http_connections_refused: prometheus::IntCounter,
     /// What `/readyz` answers: every part of the service records its failing
     /// conditions here.
     pub readiness: Readiness,
@@ -94,6 +101,22 @@ impl Telemetry {
             "Snapshots replaced by a newer one before an endpoint accepted them.",
             &["endpoint"],
         );
+        let sender_restarts = counter(
+            "sender_restarts_total",
+            "Push tasks that ended unexpectedly (a panic) and were restarted, by endpoint.",
+            &["endpoint"],
+        );
+        let held_series = IntGaugeVec::new(
+            Opts::new(
+                "container_image_pusher_held_series",
+                "Series an endpoint accepted and still holds (marked stale once gone), by endpoint.",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(held_series.clone()))
+            .expect("metric registered once");
         let otlp_rejected_points = counter(
             "otlp_rejected_data_points_total",
             "Data points an OTLP receiver rejected in requests it otherwise accepted (partial success).",
@@ -168,7 +191,16 @@ impl Telemetry {
         registry
             .register(Box::new(snapshot_duration.clone()))
             .expect("metric registered once");
+        let http_connections_refused = prometheus::IntCounter::new(
+            "container_image_pusher_http_connections_refused_total",
+            "Connections to /metrics, /healthz and /readyz closed at once because too many were open.",
+        )
+        .expect("valid counter definition");
+        registry
+            .register(Box::new(http_connections_refused.clone()))
+            .expect("metric registered once");
         Telemetry {
+            http_connections_refused,
             pushes,
             push_duration,
             series_sent,
@@ -176,6 +208,8 @@ impl Telemetry {
             series_dropped,
             snapshots_superseded,
             last_success,
+            held_series,
+            sender_restarts,
             otlp_rejected_points,
             resolve_failures,
             cache_lookups,

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::pusher::{run_once, write_pods, Pusher};
+use support::pusher::{run_once, run_with_env, write_pods, Pusher};
 use support::receiver::{Receiver, Reply};
 use support::Prometheus;
 
@@ -302,7 +302,7 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
     receiver.script([Reply::status(415)]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let _pusher = Pusher::start(
+    let pusher = Pusher::start(
         &[
             "--manifests",
             &manifests,
@@ -316,7 +316,10 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until(&pusher, Duration::from_secs(15), "3 requests", || async {
+        receiver.received().len() >= 3
+    })
+    .await;
     let versions: Vec<String> = receiver
         .received()
         .iter()
@@ -327,7 +330,6 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
                 .to_owned()
         })
         .collect();
-    assert!(versions.len() >= 3, "{versions:?}");
     assert_eq!(versions[0], "2.0.0");
     assert!(versions[1..].iter().all(|v| v == "0.1.0"), "{versions:?}");
     receiver.assert_valid();
@@ -477,17 +479,29 @@ async fn a_rotated_bearer_token_is_picked_up() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let tokens = || -> Vec<String> {
+        receiver
+            .received()
+            .iter()
+            .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_until(&pusher, Duration::from_secs(15), "a first push", || async {
+        !tokens().is_empty()
+    })
+    .await;
     // Rotated as the kubelet does: a new file moved into place.
     let next = dir.path().join("token.new");
     std::fs::write(&next, "second-token").unwrap();
     std::fs::rename(&next, &token).unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let tokens: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
-        .collect();
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "a push with the new token",
+        || async { tokens().last().is_some_and(|t| t == "Bearer second-token") },
+    )
+    .await;
+    let tokens = tokens();
     assert_eq!(
         tokens.first().map(String::as_str),
         Some("Bearer first-token")
@@ -569,4 +583,536 @@ async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
     assert_eq!(a.received()[0].headers["x-scope-orgid"], "team-a");
     assert_eq!(b.received()[0].headers["thanos-tenant"], "team-b");
     assert!(!a.received()[0].headers.contains_key("thanos-tenant"));
+}
+
+/// Polls `done` every 50 ms until it holds; panics with `what` and the
+/// pusher's log after `within`.
+async fn wait_until<F, Fut>(pusher: &Pusher, within: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}:\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The metric series of one endpoint, e.g. `held_series` →
+/// `container_image_pusher_held_series{endpoint="http://…/api/v1/write"}`.
+fn endpoint_metric(name: &str, receiver: &Receiver) -> String {
+    format!(
+        "container_image_pusher_{name}{{endpoint=\"{}\"}}",
+        receiver.url()
+    )
+}
+
+fn count_lines(logs: &str, pred: impl Fn(&str) -> bool) -> usize {
+    logs.lines().filter(|l| pred(l)).count()
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    receiver.set_fallback(
+        Reply::status(429)
+            .header("Retry-After", "18446744073709551615")
+            .body("slow down"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let (ok, code, _, stderr) = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
+    assert!(
+        !ok && code == Some(1),
+        "a failed push, not a crash: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("429") && stderr.contains("outlasts the retry window"),
+        "says why: {stderr}"
+    );
+    assert_eq!(receiver.received().len(), 1, "no request during the pause");
+
+    // The flag that used to panic the same way is refused at start.
+    let url = receiver.url();
+    let args = once_args(
+        &manifests,
+        &url,
+        &["--remote-write-retry-for", "500000000000y"],
+    );
+    let (ok, code, _, stderr) = run_once(&args, None).await;
+    assert!(!ok && code == Some(2), "a usage error: {stderr}");
+    assert!(
+        stderr.contains("--remote-write-retry-for") && stderr.contains("1day"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// Starts a long-running pusher at 200 ms ticks against a receiver that
+/// answers its first request 429 with `retry_after`, then 204; returns the
+/// pusher (and its manifests' directory) once the receiver has seen the
+/// first push after the pause, and
+/// checks what is common to every such pause: one request during it, the
+/// newest snapshot after it, one log line at each end, ready throughout.
+async fn pause_and_resume(
+    retry_after: &str,
+    max_pause: &str,
+) -> (Pusher, Receiver, tempfile::TempDir) {
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::status(429)
+        .header("Retry-After", retry_after)
+        .body("slow down")]);
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["old"]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "200ms",
+            "--remote-write-url",
+            &receiver.url(),
+            "--retry-max-pause",
+            max_pause,
+        ],
+        &[],
+    )
+    .await;
+    wait_until(&pusher, Duration::from_secs(15), "a first push", || async {
+        !receiver.received().is_empty()
+    })
+    .await;
+    write_pods(dir.path(), "pods.yaml", &["newest"]);
+    wait_until(
+        &pusher,
+        Duration::from_secs(5),
+        "ready during the pause",
+        || async { pusher.readyz().await.0 == 200 },
+    )
+    .await;
+    wait_until(
+        &pusher,
+        Duration::from_secs(30),
+        "a push after the pause",
+        || async { receiver.received().len() >= 2 },
+    )
+    .await;
+    let received = receiver.received();
+    let pause: Duration = humantime::parse_duration(max_pause).unwrap();
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= pause - Duration::from_millis(100),
+        "no request during the {max_pause} pause, the next after {gap:?}"
+    );
+    assert!(
+        received[1]
+            .series()
+            .iter()
+            .any(|(labels, _)| labels.iter().any(|(_, v)| v == "newest")),
+        "the newest snapshot waited and landed: {:?}\n{}",
+        received[1].series(),
+        pusher.child.logs()
+    );
+    let logs = pusher.child.logs();
+    assert_eq!(
+        count_lines(&logs, |l| l.contains("asked for a pause")),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        count_lines(&logs, |l| l.contains("pause is over")),
+        1,
+        "{logs}"
+    );
+    assert_eq!(pusher.readyz().await.0, 200, "{logs}");
+    receiver.assert_valid();
+    (pusher, receiver, dir)
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_any_clock_pauses_the_sender_which_lives_on() {
+    let (mut pusher, receiver, _manifests) = pause_and_resume("18446744073709551615", "2s").await;
+    pusher.child.check_running().unwrap();
+    assert_eq!(
+        pusher
+            .metric(&endpoint_metric("sender_restarts_total", &receiver))
+            .await
+            .unwrap_or(0.0),
+        0.0,
+        "the push task never died"
+    );
+    assert!(!pusher.child.logs().contains("panicked"));
+}
+
+#[tokio::test]
+async fn a_receivers_pause_holds_pushes_across_ticks_up_to_the_ceiling() {
+    // An hour asked, three seconds granted by --retry-max-pause; at 200 ms
+    // ticks that used to be 15 requests.
+    let (pusher, receiver, _manifests) = pause_and_resume("3600", "3s").await;
+    let seen = receiver.received().len();
+    wait_until(
+        &pusher,
+        Duration::from_secs(10),
+        "pushing at every tick again",
+        || async { receiver.received().len() >= seen + 3 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
+    use container_image_pusher::remote_write::STALE_NAN;
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a", "b", "c"]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "200ms",
+            "--remote-write-url",
+            &receiver.url(),
+            "--retry-max-backoff",
+            "100ms",
+            "--remote-write-retry-for",
+            "1s",
+        ],
+        &[],
+    )
+    .await;
+    let held = endpoint_metric("held_series", &receiver);
+    // Three containers: an info series and a resolve error each.
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "6 series held",
+        || async { pusher.metric(&held).await == Some(6.0) },
+    )
+    .await;
+    receiver.set_fallback(Reply::status(503));
+    let outage_started = receiver.received().len();
+    // The cluster churns through 30 containers while the receiver is down.
+    for round in 0..10 {
+        let names: Vec<String> = (0..3).map(|i| format!("churn-{round}-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        write_pods(dir.path(), "pods.yaml", &names);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    write_pods(dir.path(), "pods.yaml", &["final"]);
+    wait_until(
+        &pusher,
+        Duration::from_secs(10),
+        "pushes of the newest snapshot failing",
+        || async {
+            receiver.received().iter().skip(outage_started).any(|r| {
+                r.series()
+                    .iter()
+                    .any(|(l, _)| l.iter().any(|(_, v)| v == "final"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        pusher.metric(&held).await,
+        Some(6.0),
+        "a failed push adds nothing to what the receiver holds"
+    );
+    receiver.set_fallback(Reply::status(204));
+    let recovered = receiver.received().len();
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "2 series held after recovery",
+        || async { pusher.metric(&held).await == Some(2.0) },
+    )
+    .await;
+    let mut stale: Vec<String> = receiver
+        .received()
+        .iter()
+        .skip(recovered)
+        .flat_map(|r| r.series())
+        .filter(|(_, v)| v.to_bits() == STALE_NAN)
+        .map(|(labels, _)| format!("{labels:?}"))
+        .collect();
+    stale.sort();
+    stale.dedup();
+    assert_eq!(
+        stale.len(),
+        6,
+        "stale markers only for the accepted series of a, b and c: {stale:#?}"
+    );
+    assert!(stale.iter().all(|s| !s.contains("churn")), "{stale:#?}");
+    receiver.assert_valid();
+}
+
+#[tokio::test]
+async fn stale_markers_refused_for_good_are_not_sent_again() {
+    use container_image_pusher::remote_write::STALE_NAN;
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    // A receiver that will never take a NaN, such as some hosted stores.
+    receiver.answer_by(|request| {
+        let stale = request
+            .timeseries
+            .iter()
+            .any(|ts| ts.samples.iter().any(|s| s.value.to_bits() == STALE_NAN));
+        stale.then(|| Reply::status(400).body("NaN values are not supported"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "200ms",
+            "--remote-write-url",
+            &receiver.url(),
+            "--max-series-per-request",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let held = endpoint_metric("held_series", &receiver);
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "2 series held",
+        || async { pusher.metric(&held).await == Some(2.0) },
+    )
+    .await;
+    let stale_requests = || {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.series().iter().any(|(_, v)| v.to_bits() == STALE_NAN))
+            .count()
+    };
+    write_pods(dir.path(), "pods.yaml", &["b"]);
+    wait_until(
+        &pusher,
+        Duration::from_secs(15),
+        "a's stale markers refused",
+        || async { stale_requests() == 2 },
+    )
+    .await;
+    let seen = receiver.received().len();
+    wait_until(&pusher, Duration::from_secs(15), "5 more ticks", || async {
+        receiver.received().len() >= seen + 10
+    })
+    .await;
+    assert_eq!(
+        stale_requests(),
+        2,
+        "a refused marker is not repeated at every tick"
+    );
+    assert_eq!(pusher.metric(&held).await, Some(2.0), "b's series only");
+}
+
+#[tokio::test]
+async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    receiver.set_fallback(Reply::status(400).body("out of order sample"));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "200ms",
+            "--remote-write-url",
+            &receiver.url(),
+        ],
+        &[],
+    )
+    .await;
+    wait_until(
+        &pusher,
+        Duration::from_secs(20),
+        "10 refused pushes",
+        || async { receiver.received().len() >= 10 },
+    )
+    .await;
+    receiver.set_fallback(Reply::status(204));
+    wait_until(
+        &pusher,
+        Duration::from_secs(10),
+        "a recovery line",
+        || async { pusher.child.logs().contains("pushing again") },
+    )
+    .await;
+    let logs = pusher.child.logs();
+    let about_the_receiver = |l: &str| l.contains(&receiver.url()) || l.contains("out of order");
+    assert_eq!(
+        count_lines(&logs, |l| about_the_receiver(l)
+            && (l.contains("WARN") || l.contains("ERROR"))),
+        1,
+        "one warning for 10 refused pushes:\n{logs}"
+    );
+    assert!(logs.contains("out of order sample"), "the warning says why");
+    assert_eq!(
+        count_lines(&logs, |l| l.contains("pushing again")),
+        1,
+        "{logs}"
+    );
+    assert!(
+        pusher
+            .metric(&format!(
+                "container_image_pusher_pushes_total{{endpoint=\"{}\",outcome=\"failed\"}}",
+                receiver.url()
+            ))
+            .await
+            .unwrap()
+            >= 10.0,
+        "the metrics count every failure"
+    );
+}
+
+#[tokio::test]
+async fn malformed_remote_write_settings_are_refused_without_echoing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let bad_url = dir.path().join("bad-url.yaml");
+    std::fs::write(
+        &bad_url,
+        "endpoints:\n  - url: \"http://u:SECRET-3@[::1\"\n",
+    )
+    .unwrap();
+    let bad_headers = dir.path().join("bad-headers.yaml");
+    std::fs::write(
+        &bad_headers,
+        "endpoints:\n  - url: http://127.0.0.1:1/api/v1/write\n    headers: \"X-Api-Key: SECRET-4\"\n",
+    )
+    .unwrap();
+    let (bad_url, bad_headers) = (bad_url.to_str().unwrap(), bad_headers.to_str().unwrap());
+    let good = "http://127.0.0.1:1/api/v1/write";
+    // Args, environment, the secret, what the message must name.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["--remote-write-url", "http://u:SECRET-1@[::1"],
+            vec![],
+            "SECRET-1",
+            "--remote-write-url",
+        ),
+        (
+            vec![
+                "--remote-write-url",
+                good,
+                "--remote-write-header",
+                "X-Api-Key SECRET-2",
+            ],
+            vec![],
+            "SECRET-2",
+            "--remote-write-header",
+        ),
+        (
+            vec!["--remote-write-config", bad_url],
+            vec![],
+            "SECRET-3",
+            "bad-url.yaml",
+        ),
+        (
+            vec!["--remote-write-config", bad_headers],
+            vec![],
+            "SECRET-4",
+            "bad-headers.yaml",
+        ),
+        (
+            vec![],
+            vec![("PUSHER_REMOTE_WRITE_URL", "https://u:SECRET-5@[::1/push")],
+            "SECRET-5",
+            "--remote-write-url",
+        ),
+        (
+            vec!["--remote-write-url", good],
+            vec![("PUSHER_REMOTE_WRITE_HEADERS", "X-Api-Key SECRET-6")],
+            "SECRET-6",
+            "--remote-write-header",
+        ),
+    ];
+    for (args, mut envs, secret, named) in cases {
+        let mut all = vec!["--manifests", &manifests, "--once"];
+        all.extend(args);
+        envs.push(("RUST_LOG", "trace"));
+        let (ok, code, stdout, stderr) = run_with_env(&all, &envs).await;
+        assert!(!ok && code == Some(2), "{secret}: usage error: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{secret}: the message names {named}: {stderr}"
+        );
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked: {stdout}{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn credentials_stay_out_of_trace_logs_even_when_the_receiver_echoes_them() {
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    receiver.set_fallback(
+        Reply::status(401).body("unknown key X-Api-Key=SECRET-KEY-7 for basic SECRET-PASS-8"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let password = dir.path().join("password");
+    std::fs::write(&password, "SECRET-PASS-8\n").unwrap();
+    let url = receiver.url().replace("http://", "http://u:SECRET-URL-9@");
+    let args = once_args(
+        &manifests,
+        &url,
+        &[
+            "--remote-write-header",
+            "X-Api-Key: SECRET-KEY-7",
+            "--remote-write-username",
+            "u",
+            "--remote-write-password-file",
+            password.to_str().unwrap(),
+        ],
+    );
+    let (ok, code, stdout, stderr) = run_with_env(&args, &[("RUST_LOG", "trace")]).await;
+    assert!(!ok && code == Some(1), "{stderr}");
+    assert!(stderr.contains("unknown key X-Api-Key=***"), "{stderr}");
+    for secret in ["SECRET-KEY-7", "SECRET-PASS-8", "SECRET-URL-9"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked at trace level"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_with_the_tenant_headers() {
+    container_image_pusher::install_crypto_provider();
+    let (receiver, elsewhere) = (Receiver::start().await, Receiver::start().await);
+    receiver.set_fallback(Reply::status(307).header("Location", &elsewhere.url()));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let url = receiver.url();
+    let args = once_args(
+        &manifests,
+        &url,
+        &["--remote-write-header", "X-Scope-OrgID: team-a"],
+    );
+    let (ok, code, _, stderr) = run_once(&args, None).await;
+    assert!(!ok && code == Some(1), "{stderr}");
+    assert!(stderr.contains("307"), "{stderr}");
+    assert_eq!(receiver.received().len(), 1, "a 3xx is final");
+    assert!(elsewhere.received().is_empty(), "nothing went elsewhere");
 }

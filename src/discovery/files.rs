@@ -3,44 +3,122 @@
 //! Accepts what `kubectl apply -f` accepts for our kinds: YAML (one or many
 //! documents) or JSON, single objects or `kind: List`, from files, directories
 //! (recursively, `*.yaml`, `*.yml`, `*.json`) or `-` for standard input.
-//! A document that cannot be understood is logged and skipped; the rest of
-//! the snapshot still counts.
+//!
+//! Files are untrusted (any team can add one to a GitOps repository), so a
+//! bad one costs only itself: each document is cut out of the stream and
+//! parsed on its own, under limits of depth, alias expansion and size, and
+//! one that is not UTF-8, not YAML, over a limit or not its kind's schema is
+//! skipped, logged once and counted in `discovery_errors_total`; the rest
+//! of the snapshot still counts. A file is parsed again only when its
+//! content changes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
-use tracing::{debug, warn};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
 
 use super::{workload, DiscoveryError, HasPodSpec, Workload};
 use crate::pull_secrets::PullSecrets;
 use crate::telemetry::Telemetry;
 
+/// Deepest nesting of a document's collections. Kubernetes objects nest
+/// about 20 deep (a CronJob's node affinity, `managedFields`, in a List);
+/// `[[[[…` thousands deep only costs parse time.
+const MAX_DEPTH: usize = 64;
+
+/// Most events a document's aliases may replay (and anchors record): a few
+/// hundred in hand-written manifests that share an `env` block, millions in
+/// an alias bomb, whose expansion is what costs memory.
+const MAX_ALIAS_EVENTS: usize = 100_000;
+
 /// Reads workloads from files, again at every snapshot, so a directory kept
 /// in sync by GitOps tooling behaves like a cluster.
 pub struct FileSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     paths: Vec<PathBuf>,
     namespaces: Vec<String>,
     /// Standard input can be read only once; later snapshots reuse it.
-    stdin: OnceLock<String>,
+    stdin: OnceLock<Arc<ManifestFile>>,
+    /// The last reading of every file, so an unchanged file is not parsed again.
+    files: Mutex<HashMap<PathBuf, FileState>>,
+    /// Documents and files skipped in the last snapshot.
+    skipped: AtomicUsize,
     telemetry: Arc<Telemetry>,
     /// Secrets and ServiceAccounts in the files play the cluster's part.
     pull_secrets: Arc<PullSecrets>,
 }
 
-/// What the files hold that matters: workloads, and what their pull
-/// credentials come from.
-#[derive(Default)]
-struct Parsed {
-    workloads: Vec<Workload>,
-    secrets: Vec<Secret>,
-    accounts: Vec<ServiceAccount>,
+/// What was last seen at a path.
+enum FileState {
+    Parsed {
+        digest: [u8; 32],
+        content: Arc<ManifestFile>,
+    },
+    /// Listed but not readable, with the error (logged when it started).
+    Unreadable(String),
+}
+
+/// What one manifests file holds that matters: workloads, what their pull
+/// credentials come from, and the documents that had to be skipped.
+#[derive(Debug, Default)]
+pub struct ManifestFile {
+    pub workloads: Vec<Workload>,
+    pub secrets: Vec<Secret>,
+    pub accounts: Vec<ServiceAccount>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A document, or an object in a List, that was left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Position of the document in the file, from 0.
+    pub document: usize,
+    pub reason: SkipReason,
+    /// What was wrong, never the document's content (it may be a Secret).
+    pub detail: String,
+}
+
+/// Why input was skipped: the `reason` label of `discovery_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The file could not be read at all.
+    Unreadable,
+    NotUtf8,
+    /// Not YAML or JSON.
+    Unparsable,
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// Aliases that expand beyond [`MAX_ALIAS_EVENTS`].
+    AliasExpansion,
+    /// More nodes, events or scalar bytes than any document of its size can hold.
+    TooLarge,
+    /// Valid YAML that is not a valid object of its kind.
+    InvalidObject,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Unreadable => "unreadable",
+            SkipReason::NotUtf8 => "not_utf8",
+            SkipReason::Unparsable => "unparsable",
+            SkipReason::TooDeep => "too_deep",
+            SkipReason::AliasExpansion => "alias_expansion",
+            SkipReason::TooLarge => "too_large",
+            SkipReason::InvalidObject => "invalid_object",
+        }
+    }
 }
 
 impl FileSource {
@@ -51,153 +129,430 @@ impl FileSource {
         pull_secrets: Arc<PullSecrets>,
     ) -> Self {
         FileSource {
-            paths,
-            namespaces,
-            stdin: OnceLock::new(),
-            telemetry,
-            pull_secrets,
+            inner: Arc::new(Inner {
+                paths,
+                namespaces,
+                stdin: OnceLock::new(),
+                files: Mutex::new(HashMap::new()),
+                skipped: AtomicUsize::new(0),
+                telemetry,
+                pull_secrets,
+            }),
         }
     }
 
     pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
-        let mut parsed = Parsed::default();
+        // Reading and parsing is blocking work of unbounded length. On a
+        // thread of its own (not the runtime's blocking pool, which the
+        // runtime waits for when it shuts down) a SIGTERM in the middle of
+        // a large file is not delayed by it.
+        let inner = self.inner.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("manifests".into())
+            .spawn(move || {
+                let _ = tx.send(inner.snapshot());
+            })
+            .map_err(DiscoveryError::Thread)?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(DiscoveryError::Thread(std::io::Error::other(
+                "the manifests reader thread ended without an answer",
+            ))),
+        }
+    }
+
+    /// Documents and files skipped in the last snapshot.
+    pub fn skipped(&self) -> usize {
+        self.inner.skipped.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+        let mut contents = Vec::new();
+        let mut skipped = 0;
+        // Rebuilt at every snapshot, so files that are gone are forgotten.
+        let mut known = std::mem::take(&mut *self.lock_files());
+        let mut seen = HashMap::with_capacity(known.len());
         for path in &self.paths {
-            for (origin, text) in self.read(path).await? {
-                self.parse(&origin, &text, &mut parsed);
+            for (origin, content) in self.read(path, &mut known, &mut seen)? {
+                for s in &content.skipped {
+                    self.count(s.reason);
+                }
+                skipped += content.skipped.len();
+                contents.push((origin, content));
             }
         }
-        self.pull_secrets
-            .replace_from_files(&parsed.secrets, &parsed.accounts);
-        let mut workloads = parsed.workloads;
+        *self.lock_files() = seen;
+        self.skipped.store(skipped, Ordering::Relaxed);
+        let secrets: Vec<Secret> = contents
+            .iter()
+            .flat_map(|(_, c)| c.secrets.iter().cloned())
+            .collect();
+        let accounts: Vec<ServiceAccount> = contents
+            .iter()
+            .flat_map(|(_, c)| c.accounts.iter().cloned())
+            .collect();
+        self.pull_secrets.replace_from_files(&secrets, &accounts);
+        let mut workloads: Vec<Workload> = contents
+            .iter()
+            .flat_map(|(_, c)| c.workloads.iter().cloned())
+            .collect();
         if !self.namespaces.is_empty() {
             workloads.retain(|w| self.namespaces.contains(&w.namespace));
         }
         Ok(workloads)
     }
 
+    fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FileState>> {
+        // Only one snapshot reads at a time; a poisoned map is still whole.
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, reason: SkipReason) {
+        self.telemetry
+            .discovery_errors
+            .with_label_values(&["manifest", reason.as_str()])
+            .inc();
+    }
+
     /// Returns (name for messages, contents) of every file behind `path`.
-    async fn read(&self, path: &Path) -> Result<Vec<(String, String)>, DiscoveryError> {
+    /// Only a `path` that cannot be listed at all is an error: the snapshot
+    /// would lose every workload in it.
+    /// `known` holds what the last snapshot read; what this one reads goes
+    /// into `seen`.
+    fn read(
+        &self,
+        path: &Path,
+        known: &mut HashMap<PathBuf, FileState>,
+        seen: &mut HashMap<PathBuf, FileState>,
+    ) -> Result<Vec<(String, Arc<ManifestFile>)>, DiscoveryError> {
         let read_error = |source| DiscoveryError::Read {
             path: path.display().to_string(),
             source,
         };
         if path == Path::new("-") {
-            if self.stdin.get().is_none() {
-                let mut text = String::new();
-                tokio::io::stdin()
-                    .read_to_string(&mut text)
-                    .await
-                    .map_err(read_error)?;
-                let _ = self.stdin.set(text);
+            if let Some(content) = self.stdin.get() {
+                return Ok(vec![("<stdin>".into(), content.clone())]);
             }
-            return Ok(vec![(
-                "<stdin>".into(),
-                self.stdin.get().cloned().unwrap_or_default(),
-            )]);
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(read_error)?;
+            let content = Arc::new(parse_manifests(&bytes));
+            log_skipped("<stdin>", &content.skipped);
+            let content = self.stdin.get_or_init(|| content).clone();
+            return Ok(vec![("<stdin>".into(), content)]);
         }
         let mut files = Vec::new();
         collect_files(path, &mut files).map_err(read_error)?;
         let mut contents = Vec::with_capacity(files.len());
         for file in files {
-            let text =
-                tokio::fs::read_to_string(&file)
-                    .await
-                    .map_err(|source| DiscoveryError::Read {
-                        path: file.display().to_string(),
-                        source,
-                    })?;
-            contents.push((file.display().to_string(), text));
+            let origin = file.display().to_string();
+            // A file listed under two paths is parsed once.
+            let previous = seen.remove(&file).or_else(|| known.remove(&file));
+            let state = match std::fs::read(&file) {
+                Ok(bytes) => {
+                    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                    match previous {
+                        Some(FileState::Parsed {
+                            digest: known_digest,
+                            content,
+                        }) if known_digest == digest => FileState::Parsed { digest, content },
+                        previous => {
+                            let content = Arc::new(parse_manifests(&bytes));
+                            let was_bad = match &previous {
+                                Some(FileState::Parsed { content, .. }) => {
+                                    !content.skipped.is_empty()
+                                }
+                                Some(FileState::Unreadable(_)) => true,
+                                None => false,
+                            };
+                            if content.skipped.is_empty() && was_bad {
+                                info!(file = origin, "manifests file read without problems again");
+                            }
+                            log_skipped(&origin, &content.skipped);
+                            FileState::Parsed { digest, content }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    if !matches!(&previous, Some(FileState::Unreadable(known)) if *known == error) {
+                        warn!(
+                            file = origin,
+                            error, "skipping a manifests file that cannot be read"
+                        );
+                    }
+                    FileState::Unreadable(error)
+                }
+            };
+            match &state {
+                FileState::Parsed { content, .. } => contents.push((origin, content.clone())),
+                FileState::Unreadable(error) => contents.push((
+                    origin,
+                    Arc::new(ManifestFile {
+                        skipped: vec![Skipped {
+                            document: 0,
+                            reason: SkipReason::Unreadable,
+                            detail: error.clone(),
+                        }],
+                        ..ManifestFile::default()
+                    }),
+                )),
+            }
+            seen.insert(file, state);
         }
         Ok(contents)
     }
+}
 
-    fn parse(&self, origin: &str, text: &str, out: &mut Parsed) {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            match Value::deserialize(document) {
-                Ok(Value::Null) => {} // empty document, e.g. a trailing `---`
-                Ok(value) => self.collect(origin, index, value, out),
-                Err(e) => {
-                    self.telemetry
-                        .discovery_errors
-                        .with_label_values(&["manifest", "unparsable"])
-                        .inc();
-                    warn!(file = origin, document = index, error = %e, "skipping a document that is not valid YAML or JSON");
-                    // The YAML stream cannot be resynchronised after a syntax error.
-                    break;
-                }
+fn log_skipped(origin: &str, skipped: &[Skipped]) {
+    for s in skipped {
+        warn!(
+            file = origin,
+            document = s.document,
+            reason = s.reason.as_str(),
+            error = s.detail,
+            "skipping a manifests document"
+        );
+    }
+}
+
+/// Parses one manifests file's bytes: every document on its own, so one
+/// that is bad (not UTF-8, not YAML, too deep, an alias bomb, not its
+/// kind's schema) costs only itself. Touches no filesystem; this is what
+/// the fuzz target feeds.
+pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
+    let mut out = ManifestFile::default();
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    for (index, document) in split_documents(bytes).into_iter().enumerate() {
+        let skip = |reason, detail: String| Skipped {
+            document: index,
+            reason,
+            detail,
+        };
+        let text = match std::str::from_utf8(document) {
+            Ok(text) => text,
+            Err(e) => {
+                out.skipped.push(skip(
+                    SkipReason::NotUtf8,
+                    format!("invalid UTF-8 at byte {} of the document", e.valid_up_to()),
+                ));
+                continue;
+            }
+        };
+        if is_empty_document(text) {
+            continue;
+        }
+        match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
+            Ok(Value::Null) => {} // e.g. a document of comments only
+            Ok(value) => collect(index, value, &mut out),
+            Err(e) => {
+                let (reason, detail) = classify(&e);
+                out.skipped.push(skip(reason, detail));
             }
         }
     }
+    out
+}
 
-    fn collect(&self, origin: &str, index: usize, value: Value, out: &mut Parsed) {
-        let api_version = value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let kind = value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let parsed = match (api_version.as_str(), kind.as_str()) {
-            (_, "List")
-            | (
-                _,
-                "PodList" | "DeploymentList" | "StatefulSetList" | "DaemonSetList" | "JobList"
-                | "CronJobList",
-            ) => {
-                if let Some(Value::Array(items)) = value.get("items") {
-                    for item in items.clone() {
-                        self.collect(origin, index, item, out);
+/// The parser's limits for a document of `len` bytes: room for anything
+/// that length can spell out, nothing for amplification.
+fn options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    // A node or event takes at least a byte of input; a List of thousands
+    // of objects is one legitimate large document.
+    budget.max_events = budget.max_events.max(len.saturating_mul(2));
+    budget.max_nodes = budget.max_nodes.max(len);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    budget.max_recorded_anchor_events = MAX_ALIAS_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    // The error would quote the document, which may be a Secret.
+    options.with_snippet = false;
+    // As serde_yaml and YAML 1.2 read untyped values: `yes` and `0755` stay
+    // strings, which is what the Kubernetes schemas expect of them.
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options
+}
+
+fn classify(error: &serde_saphyr::Error) -> (SkipReason, String) {
+    use serde_saphyr::budget::BudgetBreach;
+    use serde_saphyr::granit_parser::ErrorKind;
+    use serde_saphyr::localizer::ExternalMessageSource;
+    use serde_saphyr::Error as E;
+    let mut inner = error.without_snippet();
+    while let E::AliasError { error, .. } = inner {
+        inner = error.without_snippet();
+    }
+    let reason = match inner {
+        E::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { .. } => SkipReason::TooDeep,
+            BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::AliasAnchorRatio { .. }
+            | BudgetBreach::RecordedAnchorEvents { .. }
+            | BudgetBreach::RecordedAnchorBytes { .. }
+            | BudgetBreach::MergeKeys { .. } => SkipReason::AliasExpansion,
+            _ => SkipReason::TooLarge,
+        },
+        // The scanner's own limit on flow nesting (`[[[[…`).
+        E::ExternalMessage { source, .. }
+            if matches!(&**source, ExternalMessageSource::Parser(e)
+                if matches!(e.kind(), ErrorKind::RecursionLimitExceeded)) =>
+        {
+            SkipReason::TooDeep
+        }
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => SkipReason::AliasExpansion,
+        _ => SkipReason::Unparsable,
+    };
+    (reason, error.to_string())
+}
+
+/// Cuts a YAML stream into its documents at `---` and `...` lines. YAML
+/// forbids these markers at the start of a line inside any node, so this
+/// is where a parser would cut too, and a document the parser chokes on
+/// does not take the ones after it down with it.
+fn split_documents(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    // Whether the current document has more than directives and comments,
+    // which belong to the `---` that follows them.
+    let mut has_content = false;
+    let mut offset = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let line_start = offset;
+        offset += line.len();
+        if is_marker(line, b"---") {
+            if has_content {
+                documents.push(&bytes[start..line_start]);
+                start = line_start;
+            }
+            // `--- {a: 1}` and `--- |` carry content on the marker line.
+            has_content = true;
+        } else if is_marker(line, b"...") {
+            documents.push(&bytes[start..offset]);
+            start = offset;
+            has_content = false;
+        } else if !is_blank_or_comment(line) && !line.starts_with(b"%") {
+            has_content = true;
+        }
+    }
+    if start < bytes.len() {
+        documents.push(&bytes[start..]);
+    }
+    documents
+}
+
+fn is_marker(line: &[u8], marker: &[u8]) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.first().is_none_or(|b| b" \t\r\n".contains(b)))
+}
+
+fn is_blank_or_comment(line: &[u8]) -> bool {
+    match line.iter().position(|b| !b" \t\r\n".contains(b)) {
+        None => true,
+        Some(i) => line[i] == b'#',
+    }
+}
+
+/// Markers, directives, comments and blank lines only: nothing to parse.
+fn is_empty_document(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.as_bytes();
+        is_blank_or_comment(line)
+            || line.starts_with(b"%")
+            || (is_marker(line, b"---") && is_blank_or_comment(&line[3..]))
+            || is_marker(line, b"...")
+    })
+}
+
+fn collect(index: usize, value: Value, out: &mut ManifestFile) {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    // serde_json's messages quote the offending value, which may be a
+    // secret (a Secret's data, an env value): say where, not what.
+    let invalid = |e: serde_json::Error| Skipped {
+        document: index,
+        reason: SkipReason::InvalidObject,
+        detail: format!(
+            "{api_version} {kind} {name:?} does not match its kind's schema ({:?} error)",
+            e.classify()
+        ),
+    };
+    let parsed = match (api_version.as_str(), kind.as_str()) {
+        (_, "List")
+        | (
+            _,
+            "PodList" | "DeploymentList" | "StatefulSetList" | "DaemonSetList" | "JobList"
+            | "CronJobList",
+        ) => {
+            if let Value::Object(mut map) = value {
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    for item in items {
+                        collect(index, item, out);
                     }
                 }
-                return;
             }
-            ("v1", "Secret" | "ServiceAccount") => {
-                let result = if kind == "Secret" {
-                    serde_json::from_value(value).map(|mut s: Secret| {
-                        s.metadata.namespace.get_or_insert_with(|| "default".into());
-                        out.secrets.push(s)
-                    })
-                } else {
-                    serde_json::from_value(value).map(|mut a: ServiceAccount| {
-                        a.metadata.namespace.get_or_insert_with(|| "default".into());
-                        out.accounts.push(a)
-                    })
-                };
-                if let Err(e) = result {
-                    warn!(file = origin, document = index, kind, error = %e, "skipping an object that does not match its kind's schema");
-                }
-                return;
-            }
-            ("v1", "Pod") => typed::<Pod>(value),
-            ("apps/v1", "Deployment") => typed::<Deployment>(value),
-            ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value),
-            ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
-            ("batch/v1", "Job") => typed::<Job>(value),
-            ("batch/v1", "CronJob") => typed::<CronJob>(value),
-            _ => {
-                debug!(
-                    file = origin,
-                    document = index,
-                    api_version,
-                    kind,
-                    "not an inventoried kind; ignored"
-                );
-                return;
-            }
-        };
-        match parsed {
-            Ok(w) => out.workloads.push(w),
-            Err(e) => {
-                self.telemetry
-                    .discovery_errors
-                    .with_label_values(&["manifest", "invalid_object"])
-                    .inc();
-                warn!(file = origin, document = index, kind, error = %e, "skipping an object that does not match its kind's schema");
-            }
+            return;
         }
+        ("v1", "Secret") => {
+            match serde_json::from_value::<Secret>(value) {
+                Ok(mut s) => {
+                    s.metadata.namespace.get_or_insert_with(|| "default".into());
+                    out.secrets.push(s);
+                }
+                Err(e) => out.skipped.push(invalid(e)),
+            }
+            return;
+        }
+        ("v1", "ServiceAccount") => {
+            match serde_json::from_value::<ServiceAccount>(value) {
+                Ok(mut a) => {
+                    a.metadata.namespace.get_or_insert_with(|| "default".into());
+                    out.accounts.push(a);
+                }
+                Err(e) => out.skipped.push(invalid(e)),
+            }
+            return;
+        }
+        ("v1", "Pod") => typed::<Pod>(value),
+        ("apps/v1", "Deployment") => typed::<Deployment>(value),
+        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value),
+        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
+        ("batch/v1", "Job") => typed::<Job>(value),
+        ("batch/v1", "CronJob") => typed::<CronJob>(value),
+        _ => {
+            debug!(
+                document = index,
+                api_version, kind, "not an inventoried kind; ignored"
+            );
+            return;
+        }
+    };
+    match parsed {
+        Ok(w) => out.workloads.push(w),
+        Err(e) => out.skipped.push(invalid(e)),
     }
 }
 
@@ -244,14 +599,23 @@ mod tests {
         Arc::new(PullSecrets::new(true, crate::registry::Keyring::default()))
     }
 
-    fn source() -> FileSource {
-        FileSource::new(vec![], vec![], Arc::new(Telemetry::new()), no_secrets())
+    fn parse(text: &str) -> Vec<Workload> {
+        parse_manifests(text.as_bytes()).workloads
     }
 
-    fn parse(source: &FileSource, origin: &str, text: &str) -> Vec<Workload> {
-        let mut parsed = Parsed::default();
-        source.parse(origin, text, &mut parsed);
-        parsed.workloads
+    fn names(file: &ManifestFile) -> Vec<&str> {
+        file.workloads.iter().map(|w| w.name.as_str()).collect()
+    }
+
+    fn reasons(file: &ManifestFile) -> Vec<(usize, &'static str)> {
+        file.skipped
+            .iter()
+            .map(|s| (s.document, s.reason.as_str()))
+            .collect()
+    }
+
+    fn pod(name: &str) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n")
     }
 
     #[test]
@@ -277,7 +641,7 @@ items:
     jobTemplate: {spec: {template: {spec: {containers: [{name: r, image: report}]}}}}
 ---
 "#;
-        let got = parse(&source(), "test.yaml", yaml);
+        let got = parse(yaml);
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].kind, got[0].name.as_str()), (Kind::Pod, "a"));
         assert_eq!(
@@ -287,10 +651,7 @@ items:
 
         let json = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
             "spec":{"selector":{},"template":{"spec":{"containers":[{"name":"c","image":"app"}]}}}}"#;
-        assert_eq!(
-            parse(&source(), "test.json", json)[0].kind,
-            Kind::Deployment
-        );
+        assert_eq!(parse(json)[0].kind, Kind::Deployment);
     }
 
     #[test]
@@ -311,18 +672,104 @@ kind: Deployment
 metadata: {name: also-good}
 spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
 "#;
-        let s = source();
-        let got = parse(&s, "test.yaml", yaml);
-        let names: Vec<_> = got.iter().map(|w| w.name.as_str()).collect();
-        assert_eq!(names, ["good", "also-good"]);
+        let file = parse_manifests(yaml.as_bytes());
+        assert_eq!(names(&file), ["good", "also-good"]);
+        assert_eq!(reasons(&file), [(1, "invalid_object")]);
+        let broken = parse_manifests(b"kind: [unclosed");
+        assert_eq!(reasons(&broken), [(0, "unparsable")]);
+        assert!(broken.workloads.is_empty());
+    }
+
+    #[test]
+    fn a_bad_document_costs_only_itself() {
+        let mut text = Vec::new();
+        text.extend_from_slice(pod("first").as_bytes());
+        text.extend_from_slice(b"---\nkind: [unclosed\n---\n");
+        text.extend_from_slice(pod("after-syntax-error").as_bytes());
+        text.extend_from_slice(b"---\nmetadata: {name: \"\xff\xfe\"}\n---\n");
+        text.extend_from_slice(pod("after-non-utf8").as_bytes());
+        let file = parse_manifests(&text);
         assert_eq!(
-            s.telemetry
-                .discovery_errors
-                .with_label_values(&["manifest", "invalid_object"])
-                .get(),
-            1
+            names(&file),
+            ["first", "after-syntax-error", "after-non-utf8"]
         );
-        assert!(parse(&source(), "broken.yaml", "kind: [unclosed").is_empty());
+        assert_eq!(reasons(&file), [(1, "unparsable"), (3, "not_utf8")]);
+        assert!(
+            !file.skipped[1].detail.contains('\u{fffd}'),
+            "{:?}",
+            file.skipped
+        );
+    }
+
+    #[test]
+    fn deep_nesting_and_alias_bombs_are_skipped_quickly() {
+        let started = std::time::Instant::now();
+        let deep = format!("{}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        let block_deep: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        // Eleven levels of ten aliases each: 10^12 nodes once expanded.
+        let mut bomb = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..12 {
+            let refs = vec![format!("*l{}", level - 1); 10].join(", ");
+            bomb.push_str(&format!("l{level}: &l{level} [{refs}]\n"));
+        }
+        let text = [
+            pod("before"),
+            deep,
+            pod("between"),
+            block_deep,
+            pod("after-block"),
+            bomb,
+            pod("last"),
+        ]
+        .join("---\n");
+        let file = parse_manifests(text.as_bytes());
+        assert_eq!(names(&file), ["before", "between", "after-block", "last"]);
+        assert_eq!(
+            reasons(&file),
+            [(1, "too_deep"), (3, "too_deep"), (5, "alias_expansion")]
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shared_anchors_and_yaml_1_2_scalars_still_work() {
+        let yaml = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shared, namespace: "0755", labels: {on: yes}}
+spec:
+  selector: {}
+  template:
+    spec:
+      containers:
+      - &c {name: a, image: "app:1", env: [{name: E, value: yes}]}
+      - <<: *c
+        name: b
+"#;
+        let file = parse_manifests(yaml.as_bytes());
+        assert!(file.skipped.is_empty(), "{:?}", file.skipped);
+        let w = &file.workloads[0];
+        let got: Vec<_> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.image.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "app:1"), ("b", "app:1")]);
+        assert_eq!(w.namespace, "0755");
+    }
+
+    #[test]
+    fn documents_are_cut_at_markers_only_at_line_starts() {
+        let text = b"%YAML 1.2\n---\na: 1\n...\n# c\n--- {b: 2}\nc: \"x\n --- y\"\n---\r\nd: 4\n";
+        let docs: Vec<&[u8]> = split_documents(text);
+        assert_eq!(
+            docs,
+            [
+                &b"%YAML 1.2\n---\na: 1\n...\n"[..],
+                &b"# c\n--- {b: 2}\nc: \"x\n --- y\"\n"[..],
+                &b"---\r\nd: 4\n"[..],
+            ]
+        );
     }
 
     #[tokio::test]
@@ -359,5 +806,58 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_file_is_skipped_counted_and_parsed_again_only_when_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), pod("a")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), b"\xff\xfe not UTF-8").unwrap();
+        std::fs::write(dir.path().join("c.json"), pod("c")).unwrap();
+        let telemetry = Arc::new(Telemetry::new());
+        let source = FileSource::new(
+            vec![dir.path().into()],
+            vec![],
+            telemetry.clone(),
+            no_secrets(),
+        );
+        let not_utf8 = || {
+            telemetry
+                .discovery_errors
+                .with_label_values(&["manifest", "not_utf8"])
+                .get()
+        };
+        let parsed = |name: &str| match &source.inner.lock_files()[&dir.path().join(name)] {
+            FileState::Parsed { content, .. } => content.clone(),
+            FileState::Unreadable(e) => panic!("{name} unreadable: {e}"),
+        };
+        let names = |workloads: Vec<Workload>| -> Vec<String> {
+            workloads.into_iter().map(|w| w.name).collect()
+        };
+        assert_eq!(names(source.snapshot().await.unwrap()), ["a", "c"]);
+        assert_eq!((source.skipped(), not_utf8()), (1, 1));
+        let first = parsed("a.yaml");
+        assert_eq!(names(source.snapshot().await.unwrap()), ["a", "c"]);
+        assert_eq!(
+            (source.skipped(), not_utf8()),
+            (1, 2),
+            "counted at every snapshot while it is bad"
+        );
+        assert!(
+            Arc::ptr_eq(&first, &parsed("a.yaml")),
+            "an unchanged file is not parsed again"
+        );
+
+        std::fs::write(dir.path().join("a.yaml"), pod("a2")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), pod("b")).unwrap();
+        assert_eq!(names(source.snapshot().await.unwrap()), ["a2", "b", "c"]);
+        assert_eq!((source.skipped(), not_utf8()), (0, 2));
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        assert_eq!(names(source.snapshot().await.unwrap()), ["a2", "c"]);
+        assert_eq!(
+            source.inner.lock_files().len(),
+            2,
+            "removed files are forgotten"
+        );
     }
 }

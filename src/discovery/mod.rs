@@ -144,6 +144,17 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Manifest documents and files left out of the last snapshot because
+    /// they could not be read; 0 for a cluster.
+    pub fn skipped_input(&self) -> usize {
+        match self {
+            Source::Files(files) => files.skipped(),
+            Source::Cluster(_) | Source::Watched(_) => 0,
+        }
+    }
+}
+
 /// Errors that make a whole snapshot unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -154,6 +165,8 @@ pub enum DiscoveryError {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to start the thread that reads manifests: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("failed to read manifests from {path}: {source}")]
     Read {
         path: String,

@@ -15,11 +15,18 @@
 //!     protocol: otlp
 //! ```
 
+use std::ffi::OsStr;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
+
+/// The longest any remote-write duration may be (timeout, backoff, retry
+/// window, pause): longer values are refused at start, and every wait is
+/// clamped to it, so no arithmetic on an instant can overflow.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Which remote-write message to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -50,17 +57,20 @@ pub struct RetryPolicy {
     pub retry_for: Duration,
     /// Whether a 429 is retried (honouring Retry-After) or dropped.
     pub retry_on_rate_limit: bool,
+    /// The longest pause a receiver's `Retry-After` can impose: a broken
+    /// header must not silence the pusher for days.
+    pub max_pause: Duration,
 }
 
 /// Everything needed to talk to one endpoint. Secrets are files, read when
 /// used, so rotated credentials are picked up without a restart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct EndpointConfig {
     pub url: Url,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub bearer_token_file: Option<PathBuf>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<Header>,
     pub tls: TlsConfig,
     pub protocol: Protocol,
     pub timeout: Duration,
@@ -69,6 +79,146 @@ pub struct EndpointConfig {
     /// Labels every series carries (`job`, the external labels): OTLP sends
     /// them once per request, as resource attributes.
     pub resource_labels: Vec<String>,
+}
+
+/// The URL without userinfo or query, header values hidden: a config
+/// printed with `{:?}` (in a panic, a log line) leaks no secret.
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("url", &PushUrl(self.url.clone()))
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field("headers", &self.headers)
+            .field("tls", &self.tls)
+            .field("protocol", &self.protocol)
+            .field("timeout", &self.timeout)
+            .field("max_series_per_request", &self.max_series_per_request)
+            .field("retry", &self.retry)
+            .field("resource_labels", &self.resource_labels)
+            .finish()
+    }
+}
+
+/// A `--remote-write-url`: its `Debug` form shows neither userinfo nor
+/// query, which may hold credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushUrl(pub Url);
+
+impl fmt::Debug for PushUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", super::endpoint::display_name(&self.0))
+    }
+}
+
+/// An extra HTTP header; its `Debug` form hides the value (API keys and
+/// tenant tokens travel in headers).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ***", self.name)
+    }
+}
+
+/// A command-line value that was refused. The message never repeats the
+/// value as given: it may carry a password or an API key.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    #[error("{shown} is not a URL ({reason})")]
+    Url { shown: String, reason: String },
+    #[error("{0}")]
+    Header(String),
+}
+
+/// A clap value parser whose errors are built from `parse`'s message only:
+/// clap's own error for a refused value quotes the value, secrets included.
+#[derive(Clone, Copy)]
+pub struct SecretValueParser<T>(pub fn(&str) -> Result<T, FlagError>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for SecretValueParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg.map(ToString::to_string).unwrap_or_default();
+        let refuse = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {flag}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the value is not UTF-8".into()))?;
+        (self.0)(text).map_err(|e| refuse(e.to_string()))
+    }
+}
+
+/// Parses a `--remote-write-url`; a malformed one is described without its
+/// userinfo or query.
+pub fn parse_url(s: &str) -> Result<PushUrl, FlagError> {
+    s.parse::<Url>().map(PushUrl).map_err(|e| FlagError::Url {
+        shown: redact_url_text(s),
+        reason: e.to_string(),
+    })
+}
+
+/// A URL that may not parse, fit for an error message: everything up to the
+/// last `@` (userinfo) and everything from `?` or `#` on is replaced, and
+/// text that does not even look like `scheme://…` is not shown at all.
+pub(crate) fn redact_url_text(s: &str) -> String {
+    let hidden = || "the value (not shown: it does not start with scheme://)".to_owned();
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return hidden();
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return hidden();
+    }
+    // Userinfo first: a password may itself hold `?` or `#`.
+    let rest = match rest.rfind('@') {
+        Some(i) => format!("***{}", &rest[i..]),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.find(['?', '#']) {
+        Some(i) => format!("{}?…", &rest[..i]),
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
+/// A serde error about a file that may hold secrets, with every quoted
+/// string in it (serde quotes the values it could not use) blanked out.
+pub(crate) fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if quoted {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -102,26 +252,33 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-scrape-timeout-seconds",
 ];
 
-/// A `Name: value` header from the command line.
-pub fn parse_header(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not a header like 'X-Scope-OrgID: team-a'"))?;
+/// A `Name: value` header from the command line. Errors never repeat the
+/// value, nor a name that is not a valid one (it may be a misplaced value).
+pub fn parse_header(s: &str) -> Result<Header, FlagError> {
+    let (name, value) = s.split_once(':').ok_or_else(|| {
+        FlagError::Header(
+            "not a header like 'X-Scope-OrgID: team-a': there is no ':' between name and value (the text is not shown: it may hold a secret)".into(),
+        )
+    })?;
     let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-    check_header(&name, &value)?;
-    Ok((name, value))
+    check_header(&name, &value).map_err(FlagError::Header)?;
+    Ok(Header { name, value })
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), String> {
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!(
+            "a header name ({} characters, not shown: it may hold a secret) is not valid: it must be letters, digits and -",
+            name.chars().count()
+        ));
+    }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(format!(
             "header {name} is set by the pusher itself and cannot be overridden (use the auth settings for Authorization)"
         ));
     }
-    reqwest::header::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("{name:?} is not a valid header name"))?;
     reqwest::header::HeaderValue::from_str(value)
-        .map_err(|_| format!("the value of header {name} is not valid"))?;
+        .map_err(|_| format!("the value of header {name} is not valid (not shown)"))?;
     Ok(())
 }
 
@@ -161,20 +318,28 @@ impl EndpointConfig {
     ) -> Result<Vec<EndpointConfig>, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-        let file: File = serde_yaml::from_str(&text)
-            .map_err(|e| format!("{} is not a valid endpoints file: {e}", path.display()))?;
+        let file: File = serde_yaml::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not a valid endpoints file: {}",
+                path.display(),
+                redact_quoted(&e.to_string())
+            )
+        })?;
         file.endpoints
             .into_iter()
             .map(|e| {
-                let url = e.url.parse::<Url>().map_err(|err| {
-                    format!("{}: {:?} is not a URL: {err}", path.display(), e.url)
-                })?;
+                let PushUrl(url) =
+                    parse_url(&e.url).map_err(|err| format!("{}: {err}", path.display()))?;
                 let config = EndpointConfig {
                     url,
                     username: e.basic_auth.as_ref().map(|b| b.username.clone()),
                     password_file: e.basic_auth.map(|b| b.password_file),
                     bearer_token_file: e.bearer_token_file,
-                    headers: e.headers.into_iter().collect(),
+                    headers: e
+                        .headers
+                        .into_iter()
+                        .map(|(name, value)| Header { name, value })
+                        .collect(),
                     tls: e.tls,
                     protocol: e.protocol.unwrap_or(defaults.protocol),
                     ..defaults.clone()
@@ -209,11 +374,26 @@ impl EndpointConfig {
                 "{endpoint}: a client certificate needs both a cert file and a key file"
             ));
         }
-        for (name, value) in &self.headers {
+        for Header { name, value } in &self.headers {
             check_header(name, value).map_err(|m| format!("{endpoint}: {m}"))?;
         }
         if self.retry.min_backoff > self.retry.max_backoff {
             return Err("the minimum retry backoff is larger than the maximum".into());
+        }
+        let longest = [
+            ("timeout", self.timeout),
+            ("retry window", self.retry.retry_for),
+            ("maximum retry backoff", self.retry.max_backoff),
+            ("longest pause", self.retry.max_pause),
+        ]
+        .into_iter()
+        .find(|(_, d)| *d > LONGEST_WAIT);
+        if let Some((what, d)) = longest {
+            return Err(format!(
+                "{endpoint}: a {what} of {} is longer than the {} allowed",
+                humantime::format_duration(d),
+                humantime::format_duration(LONGEST_WAIT)
+            ));
         }
         Ok(())
     }
@@ -239,6 +419,7 @@ pub(crate) mod tests {
                 max_backoff: Duration::from_secs(5),
                 retry_for: Duration::from_secs(30),
                 retry_on_rate_limit: true,
+                max_pause: Duration::from_secs(300),
             },
             resource_labels: vec!["job".into()],
         }
@@ -255,15 +436,19 @@ pub(crate) mod tests {
             assert!(
                 parse_header(reserved)
                     .unwrap_err()
+                    .to_string()
                     .contains("cannot be overridden"),
                 "{reserved}"
             );
         }
         assert_eq!(
             parse_header("X-Scope-OrgID: team-a").unwrap(),
-            ("X-Scope-OrgID".into(), "team-a".into())
+            Header {
+                name: "X-Scope-OrgID".into(),
+                value: "team-a".into()
+            }
         );
-        assert_eq!(parse_header("THANOS-TENANT:t1").unwrap().1, "t1");
+        assert_eq!(parse_header("THANOS-TENANT:t1").unwrap().value, "t1");
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("Bad Name: x").is_err());
     }
@@ -293,7 +478,10 @@ endpoints:
         assert_eq!(got[2].protocol, Protocol::Otlp);
         assert_eq!(
             got[0].headers,
-            [("X-Scope-OrgID".to_owned(), "team-a".to_owned())]
+            [Header {
+                name: "X-Scope-OrgID".into(),
+                value: "team-a".into()
+            }]
         );
         assert_eq!(got[0].username.as_deref(), Some("team-a"));
         assert_eq!(got[1].protocol, Protocol::V2);
@@ -320,6 +508,90 @@ endpoints:
         )
         .unwrap();
         assert!(EndpointConfig::from_file(&path, &defaults("http://unused")).is_err());
+    }
+
+    #[test]
+    fn malformed_urls_are_described_without_credentials_or_query() {
+        for (given, shown) in [
+            ("http://u:PASSWORD@[::1", "http://***@[::1"),
+            ("https://u:pa/ss?#@host:99999/x", "https://***@host:99999/x"),
+            (
+                "http://host:99999/push?token=PASSWORD",
+                "http://host:99999/push?…",
+            ),
+            ("PASSWORD", "not shown"),
+            ("u-PASSWORD@[::1]x://h", "not shown"),
+        ] {
+            let err = parse_url(given).unwrap_err().to_string();
+            assert!(err.contains(shown), "{given}: {err}");
+            assert!(!err.contains("PASSWORD") && !err.contains("pa/ss"), "{err}");
+        }
+        assert_eq!(
+            parse_url("https://u:p@h/x").unwrap().0.as_str(),
+            "https://u:p@h/x"
+        );
+    }
+
+    #[test]
+    fn header_errors_never_repeat_a_value() {
+        for given in [
+            "X-Api-Key SECRET",
+            "X-Api-Key SECRET: x",
+            "X-Api-Key: SECRET\u{7f}",
+        ] {
+            let err = parse_header(given).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{given}: {err}");
+        }
+        assert!(parse_header("X-Api-Key: SECRET\u{7f}")
+            .unwrap_err()
+            .to_string()
+            .contains("X-Api-Key"));
+    }
+
+    #[test]
+    fn debug_forms_hide_credentials() {
+        let mut c = defaults("https://USER:PASSWORD@mimir.example.com/push?token=TOKEN");
+        c.headers = vec![parse_header("X-Api-Key: SECRET").unwrap()];
+        let debug = format!("{c:?} {:?}", PushUrl(c.url.clone()));
+        assert!(debug.contains("mimir.example.com/push"), "{debug}");
+        assert!(debug.contains("X-Api-Key"), "{debug}");
+        for secret in ["USER", "PASSWORD", "TOKEN", "SECRET"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn file_errors_blank_the_values_serde_quotes() {
+        assert_eq!(
+            redact_quoted(r#"headers: invalid type: string "X-Api-Key: SECRET", expected a map"#),
+            r#"headers: invalid type: string "…", expected a map"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("endpoints.yaml");
+        for text in [
+            "endpoints:\n  - url: http://x\n    headers: \"X-Api-Key: SECRET\"\n",
+            "endpoints:\n  - url: \"http://u:SECRET@[::1\"\n",
+            "endpoints:\n  - url: http://x\n    headers: {\"X-Api-Key SECRET\": v}\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = EndpointConfig::from_file(&path, &defaults("http://unused")).unwrap_err();
+            assert!(
+                err.contains("endpoints.yaml") && !err.contains("SECRET"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        let mut c = defaults("https://x/api/v1/push");
+        c.retry.retry_for = Duration::from_secs(500_000_000_000 * 31_557_600);
+        assert!(c.validate().unwrap_err().contains("retry window"));
+        let mut c = defaults("https://x/api/v1/push");
+        c.retry.max_pause = LONGEST_WAIT + Duration::from_secs(1);
+        assert!(c.validate().unwrap_err().contains("pause"));
+        c.retry.max_pause = LONGEST_WAIT;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! with exponential backoff and jitter, 429 honours `Retry-After`, any other
 //! 4xx is final. The two protocols differ only in how a batch is encoded and
 //! compressed and in what an answer means; the rest is shared.
+//!
+//! Whatever the receiver answers is untrusted: bodies are read to at most
+//! 1 KiB (and stripped of our own secrets should it echo them), redirects
+//! are not followed (they would carry tenant headers elsewhere), and a
+//! `Retry-After` becomes a pause of the whole endpoint, clamped to
+//! `--retry-max-pause`, with no arithmetic on instants that can overflow.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +21,7 @@ use reqwest::header::{
 use reqwest::{StatusCode, Url};
 use tracing::{debug, info, warn};
 
-use super::config::{EndpointConfig, Protocol};
+use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
 use super::otlp::{self, PartialSuccess};
 use super::{compress, encode, encode_v2};
 use crate::inventory::{Series, Snapshot};
@@ -35,18 +41,95 @@ const MAX_OTLP_RESPONSE: usize = 64 * 1024;
 /// Why a snapshot was not completely accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("{endpoint} did not accept {failed} of {batches} requests ({series} series dropped): {last}")]
+    #[error("{endpoint} did not accept {failed} of {batches} requests ({series} series dropped): {first}")]
     Rejected {
         endpoint: String,
         batches: usize,
         failed: usize,
         series: usize,
+        /// The class of the first failed request: the root cause.
+        class: FailureClass,
+        first: String,
+    },
+    #[error("{endpoint}: a newer snapshot replaced this one before it was accepted (it had failed: {last})")]
+    Superseded {
+        endpoint: String,
+        class: FailureClass,
         last: String,
     },
-    #[error("{endpoint}: a newer snapshot replaced this one before it was accepted")]
-    Superseded { endpoint: String },
     #[error("failed to set up the HTTP client for {endpoint}: {message}")]
     Setup { endpoint: String, message: String },
+}
+
+impl PushError {
+    /// What kind of failure it was, for logging changes rather than repeats.
+    pub fn class(&self) -> Option<FailureClass> {
+        match self {
+            PushError::Rejected { class, .. } | PushError::Superseded { class, .. } => Some(*class),
+            PushError::Setup { .. } => None,
+        }
+    }
+}
+
+/// Kinds of failure an operator tells apart: one rejected request is like
+/// the next, a change of kind (400 → 5xx → network) is news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// A status the receiver will answer again to the same request (4xx, 3xx).
+    Refused(u16),
+    /// 5xx.
+    ServerError,
+    /// 429.
+    RateLimited,
+    /// A pause the receiver asked for earlier (`Retry-After`) is still in
+    /// force, so the request was not sent.
+    Paused,
+    /// No HTTP answer: refused connection, timeout, TLS.
+    Network,
+    /// The request could not be built (an unreadable credentials file).
+    Local,
+}
+
+impl FailureClass {
+    fn of(status: StatusCode) -> FailureClass {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            FailureClass::RateLimited
+        } else if status.is_server_error() {
+            FailureClass::ServerError
+        } else {
+            FailureClass::Refused(status.as_u16())
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureClass::Refused(status) => write!(f, "HTTP {status}"),
+            FailureClass::ServerError => f.write_str("HTTP 5xx"),
+            FailureClass::RateLimited => f.write_str("HTTP 429"),
+            FailureClass::Paused => f.write_str("paused by the receiver"),
+            FailureClass::Network => f.write_str("network"),
+            FailureClass::Local => f.write_str("local"),
+        }
+    }
+}
+
+/// One failed request: its kind and what the receiver (or the network) said.
+#[derive(Debug, Clone)]
+struct Failure {
+    class: FailureClass,
+    reason: String,
+}
+
+/// What became of one batch, when that is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The receiver took it (2xx).
+    Accepted,
+    /// The receiver refused it for good (a 4xx other than 429): the same
+    /// series sent again would be refused again.
+    Refused,
 }
 
 /// What an accepted snapshot cost.
@@ -67,6 +150,9 @@ pub struct Endpoint {
     token: Option<SecretFile>,
     /// Cleared for good once the receiver shows it does not speak 2.0.
     use_v2: AtomicBool,
+    /// End of the pause the receiver asked for with `Retry-After`; kept
+    /// until the first request after it, which logs that it is over.
+    pause: Mutex<Option<Instant>>,
     /// The receiver's last OTLP partial success, logged when it changes.
     partial: Mutex<Option<PartialSuccess>>,
 }
@@ -82,8 +168,8 @@ enum Wire {
 /// Outcome of one request after retries.
 enum Attempt {
     Accepted,
-    Rejected(String),
-    Superseded,
+    Rejected(Failure),
+    Superseded(Failure),
     /// The receiver does not speak 2.0: send the batch again as 1.0.
     FallBack,
 }
@@ -110,7 +196,11 @@ impl Endpoint {
                 env!("CARGO_PKG_VERSION")
             )),
         );
-        for (header, value) in &config.headers {
+        for Header {
+            name: header,
+            value,
+        } in &config.headers
+        {
             let header = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|e| setup_error(format!("header {header}: {e}")))?;
             let mut value = HeaderValue::from_str(value)
@@ -123,6 +213,9 @@ impl Endpoint {
             .default_headers(headers)
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            // A redirect would carry the tenant headers to wherever the
+            // receiver points; a 3xx is a failure to fix in the URL.
+            .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(config.tls.insecure_skip_verify);
         if let Some(ca) = &config.tls.ca_file {
             let pem = std::fs::read(ca).map_err(|e| {
@@ -170,6 +263,7 @@ impl Endpoint {
             password,
             token,
             use_v2,
+            pause: Mutex::new(None),
             partial: Mutex::new(None),
         })
     }
@@ -182,17 +276,22 @@ impl Endpoint {
     /// requests of at most `max_series_per_request` series. Every batch is
     /// tried even if an earlier one failed, so one rejected batch does not
     /// lose the rest. `superseded` tells when a newer snapshot is waiting:
-    /// then retrying this one is pointless and the push stops.
+    /// then retrying this one is pointless and the push stops. `settled`
+    /// is called with each batch the receiver accepted or refused for good,
+    /// so the caller knows what the receiver holds even when the push as a
+    /// whole failed.
     pub async fn push(
         &self,
         snapshot: &Snapshot,
         extra: &[Series],
         telemetry: &Telemetry,
         superseded: &(dyn Fn() -> bool + Sync),
+        settled: &mut (dyn FnMut(&[&Series], Settled) + Send),
     ) -> Result<PushReport, PushError> {
         let started = Instant::now();
         let mut report = PushReport::default();
-        let (mut failed, mut dropped, mut last_error) = (0, 0, String::new());
+        let (mut failed, mut dropped) = (0, 0);
+        let mut first_failure: Option<Failure> = None;
         let all: Vec<&Series> = snapshot.series.iter().chain(extra).collect();
         let batches: Vec<&[&Series]> = all.chunks(self.config.max_series_per_request).collect();
         for batch in &batches {
@@ -213,7 +312,13 @@ impl Endpoint {
                 };
                 let compressed = match compressed {
                     Ok(c) => c,
-                    Err(reason) => break (Attempt::Rejected(reason), 0),
+                    Err(reason) => {
+                        let failure = Failure {
+                            class: FailureClass::Local,
+                            reason,
+                        };
+                        break (Attempt::Rejected(failure), 0);
+                    }
                 };
                 let len = compressed.len();
                 match self
@@ -236,22 +341,29 @@ impl Endpoint {
                     report.requests += 1;
                     report.series += batch.len();
                     report.bytes += bytes;
+                    settled(batch, Settled::Accepted);
                 }
-                (Attempt::Superseded, _) => {
+                (Attempt::Superseded(failure), _) => {
                     telemetry
                         .pushes
                         .with_label_values(&[&self.name, "superseded"])
                         .inc();
                     return Err(PushError::Superseded {
                         endpoint: self.name.clone(),
+                        class: failure.class,
+                        last: failure.reason,
                     });
                 }
-                (Attempt::Rejected(reason), _) => {
+                (Attempt::Rejected(failure), _) => {
+                    if matches!(failure.class, FailureClass::Refused(_)) {
+                        settled(batch, Settled::Refused);
+                    }
                     telemetry
                         .pushes
                         .with_label_values(&[&self.name, "failed"])
                         .inc();
-                    (failed, dropped, last_error) = (failed + 1, dropped + batch.len(), reason);
+                    (failed, dropped) = (failed + 1, dropped + batch.len());
+                    first_failure.get_or_insert(failure);
                 }
                 (Attempt::FallBack, _) => unreachable!("handled in the loop"),
             }
@@ -268,7 +380,7 @@ impl Endpoint {
             .bytes_sent
             .with_label_values(&[&self.name])
             .inc_by(report.bytes as u64);
-        if failed > 0 {
+        if let Some(first) = first_failure {
             telemetry
                 .series_dropped
                 .with_label_values(&[&self.name])
@@ -278,7 +390,8 @@ impl Endpoint {
                 batches: batches.len(),
                 failed,
                 series: dropped,
-                last: last_error,
+                class: first.class,
+                first: first.reason,
             });
         }
         telemetry
@@ -296,7 +409,10 @@ impl Endpoint {
         }
     }
 
-    /// Sends one compressed request of `points` series, retrying what may be retried.
+    /// Sends one compressed request of `points` series, retrying what may
+    /// be retried within the retry window. Waits are compared with what is
+    /// left of the window by saturating arithmetic: a receiver's number can
+    /// shorten a retry, never overflow one.
     async fn send(
         &self,
         body: Vec<u8>,
@@ -307,17 +423,46 @@ impl Endpoint {
     ) -> Attempt {
         let v2 = wire == Wire::V2;
         let retry = &self.config.retry;
-        let deadline = Instant::now() + retry.retry_for;
+        let started = Instant::now();
         let mut backoff = retry.min_backoff;
+        let mut last: Option<Failure> = None;
         loop {
+            if let Some(pause) = self.pause_left() {
+                let failure = last.clone().unwrap_or_else(|| Failure {
+                    class: FailureClass::Paused,
+                    reason: "the receiver asked for a pause (Retry-After)".into(),
+                });
+                if superseded() {
+                    return Attempt::Superseded(failure);
+                }
+                if started.elapsed().saturating_add(pause) > retry.retry_for {
+                    debug!(endpoint = %self.name, reason = failure.reason, "the receiver's pause outlasts the retry window; giving up on this request");
+                    return Attempt::Rejected(Failure {
+                        class: failure.class,
+                        reason: format!(
+                            "{}; the receiver's pause (Retry-After, {} left) outlasts the retry window of {}",
+                            failure.reason,
+                            humantime::format_duration(round(pause)),
+                            humantime::format_duration(retry.retry_for)
+                        ),
+                    });
+                }
+                if sleep_unless_superseded(pause, superseded).await {
+                    return Attempt::Superseded(failure);
+                }
+            }
+            self.end_pause();
             let request = match self.request(body.clone(), wire) {
                 Ok(r) => r,
                 Err(reason) => {
-                    warn!(endpoint = %self.name, reason, "cannot build the request");
-                    return Attempt::Rejected(reason);
+                    debug!(endpoint = %self.name, reason, "cannot build the request");
+                    return Attempt::Rejected(Failure {
+                        class: FailureClass::Local,
+                        reason,
+                    });
                 }
             };
-            let (retry_after, reason) = match request.send().await {
+            let failure = match request.send().await {
                 Ok(response) if response.status().is_success() && wire == Wire::Otlp => {
                     self.partial_success(response, points, telemetry).await;
                     return Attempt::Accepted;
@@ -337,43 +482,125 @@ impl Endpoint {
                     let status = response.status();
                     let retry_after = crate::http::retry_after(response.headers());
                     let text = if wire == Wire::Otlp {
-                        otlp_error(response).await
+                        self.redact(otlp_error(response).await)
                     } else {
-                        crate::http::body_excerpt(response, MAX_LOGGED_BODY).await
+                        self.redact(crate::http::body_excerpt(response, MAX_LOGGED_BODY).await)
                     };
-                    let reason = format!("HTTP {status}: {text}");
+                    let failure = Failure {
+                        class: FailureClass::of(status),
+                        reason: format!("HTTP {status}: {text}"),
+                    };
                     let retryable = match status {
                         StatusCode::TOO_MANY_REQUESTS => retry.retry_on_rate_limit,
                         _ if wire == Wire::Otlp => otlp::retryable(status),
                         _ => status.is_server_error(),
                     };
                     if !retryable {
-                        warn!(endpoint = %self.name, %status, body = %text, "remote write rejected; not retrying");
-                        return Attempt::Rejected(reason);
+                        debug!(endpoint = %self.name, %status, body = %text, "remote write rejected; not retrying");
+                        return Attempt::Rejected(failure);
                     }
-                    (retry_after, reason)
+                    if let Some(asked) = retry_after {
+                        self.pause_for(asked, &failure);
+                    }
+                    failure
                 }
-                Err(e) => (
-                    None,
-                    format!(
+                Err(e) => Failure {
+                    class: FailureClass::Network,
+                    reason: format!(
                         "request failed: {}",
                         crate::describe_error(&e.without_url())
                     ),
-                ),
+                },
             };
-            let wait = retry_after.unwrap_or_else(|| jitter(backoff));
-            if Instant::now() + wait > deadline {
-                warn!(endpoint = %self.name, reason, "remote write failed; giving up on this request");
-                return Attempt::Rejected(reason);
+            // A pause longer than the backoff is waited for (or given up on)
+            // at the top of the loop; a shorter one is a floor on the backoff,
+            // so `Retry-After: 0` cannot make the retries spin.
+            let wait = jitter(backoff);
+            if self.pause_left().is_some_and(|p| p > wait) {
+                last = Some(failure);
+                continue;
+            }
+            if started.elapsed().saturating_add(wait) > retry.retry_for {
+                debug!(endpoint = %self.name, reason = failure.reason, "remote write failed; giving up on this request");
+                return Attempt::Rejected(failure);
             }
             if superseded() {
-                debug!(endpoint = %self.name, reason, "remote write failed; a newer snapshot is waiting, so not retrying this one");
-                return Attempt::Superseded;
+                debug!(endpoint = %self.name, reason = failure.reason, "remote write failed; a newer snapshot is waiting, so not retrying this one");
+                return Attempt::Superseded(failure);
             }
-            debug!(endpoint = %self.name, reason, ?wait, "remote write failed; retrying");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(retry.max_backoff);
+            debug!(endpoint = %self.name, reason = failure.reason, ?wait, "remote write failed; retrying");
+            if sleep_unless_superseded(wait, superseded).await {
+                return Attempt::Superseded(failure);
+            }
+            backoff = backoff.saturating_mul(2).min(retry.max_backoff);
+            last = Some(failure);
         }
+    }
+
+    /// How much of the receiver's pause is left, if one is in force.
+    pub fn pause_left(&self) -> Option<Duration> {
+        let until = (*self.pause.lock().expect("pause poisoned"))?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Starts (or extends) a pause the receiver asked for, cut to
+    /// `--retry-max-pause`; logs when a pause starts, not when it is extended.
+    fn pause_for(&self, asked: Duration, failure: &Failure) {
+        let pause = asked.min(self.config.retry.max_pause).min(LONGEST_WAIT);
+        let now = Instant::now();
+        let Some(until) = now.checked_add(pause).filter(|_| !pause.is_zero()) else {
+            return;
+        };
+        let mut slot = self.pause.lock().expect("pause poisoned");
+        match *slot {
+            Some(current) if current >= until => {}
+            Some(_) => *slot = Some(until),
+            None => {
+                *slot = Some(until);
+                warn!(
+                    endpoint = %self.name,
+                    reason = failure.reason,
+                    asked = %humantime::format_duration(round(asked.min(LONGEST_WAIT))),
+                    pause = %humantime::format_duration(round(pause)),
+                    "the receiver asked for a pause (Retry-After): no requests to it until the pause ends (at most --retry-max-pause); the newest snapshot waits"
+                );
+            }
+        }
+    }
+
+    /// Forgets a pause that is over, saying so once.
+    fn end_pause(&self) {
+        let mut slot = self.pause.lock().expect("pause poisoned");
+        if slot.is_some_and(|until| until <= Instant::now()) {
+            *slot = None;
+            info!(endpoint = %self.name, "the receiver's pause is over; pushing again");
+        }
+    }
+
+    /// A receiver's error text fit for a log line: control characters
+    /// (terminal escapes, forged line breaks) replaced, and our own secrets
+    /// blanked out, should it echo a header or credential back.
+    fn redact(&self, text: String) -> String {
+        let mut text: String = text
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+        let secrets = self
+            .config
+            .headers
+            .iter()
+            .map(|h| h.value.clone())
+            .chain(self.password.as_ref().and_then(|p| p.read().ok()))
+            .chain(self.token.as_ref().and_then(|t| t.read().ok()));
+        for secret in secrets {
+            // A one-letter tenant is no secret, and blanking it would garble the text.
+            if secret.len() >= 4 && text.contains(&secret) {
+                text = text.replace(&secret, "***");
+            }
+        }
+        text
     }
 
     fn request(&self, body: Vec<u8>, wire: Wire) -> Result<reqwest::RequestBuilder, String> {
@@ -413,7 +640,7 @@ impl Endpoint {
         let partial = otlp::partial_success(&body).map(|mut p| {
             // A receiver cannot reject more than it was sent.
             p.rejected_data_points = p.rejected_data_points.min(points as u64);
-            p.message = one_line(&p.message);
+            p.message = self.redact(one_line(&p.message));
             p
         });
         if let Some(p) = &partial {
@@ -440,7 +667,7 @@ impl Endpoint {
 }
 
 /// The message of an OTLP error answer (a `google.rpc.Status`), else the
-/// body as text.
+/// body as text; on one line, at most `MAX_LOGGED_BODY` bytes.
 async fn otlp_error(response: reqwest::Response) -> String {
     match crate::http::read_limited(response, MAX_OTLP_RESPONSE).await {
         Ok(body) => otlp::status_message(&body)
@@ -513,8 +740,31 @@ pub(crate) fn display_name(url: &Url) -> String {
 /// Between half and all of `backoff`, so that many pushers do not retry in step.
 fn jitter(backoff: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};
+    let backoff = backoff.min(LONGEST_WAIT);
     let random = RandomState::new().hash_one(Instant::now()) % 1000;
-    backoff / 2 + backoff.mul_f64(random as f64 / 2000.0)
+    (backoff / 2).saturating_add(backoff.mul_f64(random as f64 / 2000.0))
+}
+
+/// Sleeps for `wait`, but gives up (true) as soon as a newer snapshot is
+/// waiting: retrying or waiting out a pause for an old one is pointless.
+async fn sleep_unless_superseded(wait: Duration, superseded: &(dyn Fn() -> bool + Sync)) -> bool {
+    const STEP: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    loop {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        if superseded() {
+            return true;
+        }
+        tokio::time::sleep(left.min(STEP)).await;
+    }
+}
+
+/// Whole milliseconds, for log lines.
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64)
 }
 
 #[cfg(test)]
@@ -569,6 +819,98 @@ mod tests {
 mod setup_tests {
     use super::*;
     use crate::remote_write::config::tests::defaults;
+
+    fn failure() -> Failure {
+        Failure {
+            class: FailureClass::RateLimited,
+            reason: "HTTP 429".into(),
+        }
+    }
+
+    #[test]
+    fn absurd_waits_saturate_instead_of_overflowing() {
+        let endpoint = Endpoint::new(defaults("http://127.0.0.1:1/api/v1/write")).unwrap();
+        assert_eq!(endpoint.pause_left(), None);
+        // Retry-After: 18446744073709551615, and the largest Duration there is.
+        for asked in [Duration::from_secs(u64::MAX), Duration::MAX] {
+            endpoint.pause_for(asked, &failure());
+            let left = endpoint.pause_left().expect("a pause is in force");
+            assert!(
+                left <= Duration::from_secs(300),
+                "cut to max_pause: {left:?}"
+            );
+            assert!(left > Duration::from_secs(290), "{left:?}");
+        }
+        assert!(jitter(Duration::MAX) <= LONGEST_WAIT);
+        assert!(jitter(Duration::MAX) >= LONGEST_WAIT / 2);
+        assert_eq!(round(Duration::MAX), Duration::from_millis(u64::MAX));
+    }
+
+    #[test]
+    fn a_pause_is_extended_not_shortened_and_zero_is_none() {
+        let endpoint = Endpoint::new(defaults("http://127.0.0.1:1/api/v1/write")).unwrap();
+        endpoint.pause_for(Duration::ZERO, &failure());
+        assert_eq!(endpoint.pause_left(), None, "Retry-After: 0 is no pause");
+        endpoint.pause_for(Duration::from_secs(100), &failure());
+        endpoint.pause_for(Duration::from_secs(10), &failure());
+        assert!(endpoint.pause_left().unwrap() > Duration::from_secs(90));
+        endpoint.pause_for(Duration::from_secs(200), &failure());
+        assert!(endpoint.pause_left().unwrap() > Duration::from_secs(190));
+        endpoint.end_pause();
+        assert!(endpoint.pause_left().is_some(), "not over yet");
+    }
+
+    #[test]
+    fn failure_classes_tell_refusals_errors_and_rate_limits_apart() {
+        assert_eq!(
+            FailureClass::of(StatusCode::BAD_REQUEST),
+            FailureClass::Refused(400)
+        );
+        assert_eq!(
+            FailureClass::of(StatusCode::TEMPORARY_REDIRECT),
+            FailureClass::Refused(307)
+        );
+        assert_eq!(
+            FailureClass::of(StatusCode::BAD_GATEWAY),
+            FailureClass::ServerError
+        );
+        assert_eq!(
+            FailureClass::of(StatusCode::SERVICE_UNAVAILABLE),
+            FailureClass::of(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        assert_eq!(
+            FailureClass::of(StatusCode::TOO_MANY_REQUESTS),
+            FailureClass::RateLimited
+        );
+    }
+
+    #[test]
+    fn a_receiver_echoing_our_secrets_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "bearer-secret-123\n").unwrap();
+        let mut config = defaults("http://127.0.0.1:1/api/v1/write");
+        config.headers = vec![
+            Header {
+                name: "X-Api-Key".into(),
+                value: "key-secret-456".into(),
+            },
+            Header {
+                name: "X-Scope-OrgID".into(),
+                value: "a".into(),
+            },
+        ];
+        config.bearer_token_file = Some(token);
+        let endpoint = Endpoint::new(config).unwrap();
+        assert_eq!(
+            endpoint.redact("bad token bearer-secret-123 for key key-secret-456 (tenant a)".into()),
+            "bad token *** for key *** (tenant a)"
+        );
+        assert_eq!(
+            endpoint.redact("red \u{1b}[31m\r\nforged".into()),
+            "red \u{fffd}[31m\u{fffd}\u{fffd}forged"
+        );
+    }
 
     #[test]
     fn unreadable_or_invalid_tls_files_fail_at_start() {

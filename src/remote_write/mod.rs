@@ -11,8 +11,11 @@ mod endpoint;
 pub mod otlp;
 mod sender;
 
-pub use config::{parse_header, EndpointConfig, Protocol, RetryPolicy, TlsConfig};
-pub use endpoint::{Endpoint, PushError, PushReport};
+pub use config::{
+    parse_header, parse_url, EndpointConfig, FlagError, Header, Protocol, PushUrl, RetryPolicy,
+    SecretValueParser, TlsConfig, LONGEST_WAIT,
+};
+pub use endpoint::{Endpoint, PushError, PushReport, Settled};
 pub use sender::{Sender, STALE_NAN};
 
 use std::borrow::Borrow;

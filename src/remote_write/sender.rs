@@ -4,29 +4,42 @@
 //! Each sender holds at most one waiting snapshot; a newer one replaces it,
 //! and a push stuck in retries gives way to it. So a slow or failing
 //! endpoint delays no other, and a long outage costs no memory: when the
-//! receiver comes back, the newest snapshot lands.
+//! receiver comes back, the newest snapshot lands. A pause the receiver
+//! asks for (`Retry-After`) holds every push until it ends, across ticks.
 //!
-//! The sender also remembers which series the endpoint holds, so that a
-//! series that disappears (pod deleted, tag moved, label removed) is sent
-//! once more as a stale marker and vanishes from queries at once instead of
-//! lingering for Prometheus' 5-minute lookback.
+//! The sender also remembers which series the endpoint holds — those it
+//! accepted, nothing else — so that a series that disappears (pod deleted,
+//! tag moved, label removed) is sent once more as a stale marker and
+//! vanishes from queries at once instead of lingering for Prometheus'
+//! 5-minute lookback. A failed push adds nothing to that set, so an outage
+//! with churn costs no memory either.
+//!
+//! The push task is supervised: should it end (a panic), it is restarted
+//! with an ERROR line, `container_image_pusher_sender_restarts_total`, and
+//! the readiness condition `sender:<endpoint>` failing until the next push
+//! is accepted. Failures are logged when they start, change kind or end,
+//! and summarised every [`SUMMARY_EVERY`] while they last.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::{Endpoint, PushError};
+use super::endpoint::FailureClass;
+use super::{Endpoint, PushError, Settled};
 use crate::inventory::{Family, Series, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// Prometheus' staleness marker: a NaN with this exact bit pattern.
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// How often a failure that goes on is summarised in the log.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
 
 /// A slot for one snapshot: putting a new one in replaces the old.
 #[derive(Default)]
@@ -34,6 +47,8 @@ struct Mailbox {
     slot: Mutex<Option<Arc<Snapshot>>>,
     notify: Notify,
     closed: AtomicBool,
+    /// Wakes a sender waiting out a receiver's pause at shutdown.
+    closing: Notify,
 }
 
 impl Mailbox {
@@ -65,9 +80,30 @@ impl Mailbox {
         }
     }
 
+    /// The waiting snapshot, if any, without waiting for one.
+    fn try_take(&self) -> Option<Arc<Snapshot>> {
+        self.slot.lock().expect("mailbox poisoned").take()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sleeps for `pause`; false when the mailbox was closed meanwhile.
+    async fn sleep_unless_closed(&self, pause: Duration) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = self.closing.notified() => false,
+        }
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
+        self.closing.notify_one();
     }
 }
 
@@ -83,7 +119,17 @@ impl Sender {
     pub fn spawn(endpoint: Endpoint, telemetry: Arc<Telemetry>) -> Sender {
         let mailbox = Arc::new(Mailbox::default());
         let name = endpoint.name().to_owned();
-        let task = tokio::spawn(run(endpoint, mailbox.clone(), telemetry.clone()));
+        let endpoint = Arc::new(endpoint);
+        let start = {
+            let (mailbox, telemetry) = (mailbox.clone(), telemetry.clone());
+            move || tokio::spawn(run(endpoint.clone(), mailbox.clone(), telemetry.clone()))
+        };
+        let task = tokio::spawn(supervise(
+            name.clone(),
+            mailbox.clone(),
+            telemetry.clone(),
+            start,
+        ));
         Sender {
             name,
             mailbox,
@@ -102,7 +148,8 @@ impl Sender {
         }
     }
 
-    /// Lets the push in flight (and a waiting snapshot) finish, for at most `grace`.
+    /// Lets the push in flight (and a waiting snapshot) finish, for at most
+    /// `grace`; a snapshot held back by a receiver's pause is not pushed.
     pub async fn shutdown(self, grace: Duration) {
         self.mailbox.close();
         if tokio::time::timeout(grace, self.task).await.is_err() {
@@ -114,14 +161,146 @@ impl Sender {
     }
 }
 
-async fn run(endpoint: Endpoint, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry>) {
-    // Series the endpoint may hold, by encoded label set: what to mark stale.
+/// The readiness condition of one endpoint's sender.
+fn condition(endpoint: &str) -> String {
+    format!("sender:{endpoint}")
+}
+
+/// Runs the push task started by `start` until the mailbox closes; a task
+/// that ends before (a panic: the push loop itself never returns early) is
+/// restarted, counted, and fails readiness until a push is accepted again.
+/// A restarted task has forgotten which series the endpoint holds, so those
+/// that disappear meanwhile go stale by Prometheus' lookback instead of by
+/// marker, as after a restart of the process.
+async fn supervise(
+    name: String,
+    mailbox: Arc<Mailbox>,
+    telemetry: Arc<Telemetry>,
+    start: impl Fn() -> JoinHandle<()>,
+) {
+    loop {
+        let why = match start().await {
+            Ok(()) if mailbox.is_closed() => return,
+            Ok(()) => "it returned".to_owned(),
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                format!("it panicked: {message}")
+            }
+            Err(e) => format!("it was cancelled: {e}"),
+        };
+        error!(
+            endpoint = name,
+            why, "the push task ended unexpectedly; restarting it"
+        );
+        telemetry.sender_restarts.with_label_values(&[&name]).inc();
+        telemetry.readiness.fail(
+            &condition(&name),
+            format!("the push task ended ({why}) and was restarted; ready again once a push is accepted"),
+        );
+        if mailbox.is_closed() {
+            return;
+        }
+    }
+}
+
+/// What the log says about a run of failures: its start, a change of
+/// kind, a periodic summary, its end. Everything else is debug.
+#[derive(Debug, PartialEq)]
+enum LogLine {
+    Started,
+    Changed { from: FailureClass },
+    Summary { failed: u64 },
+    Recovered { failed: u64, lasted: Duration },
+}
+
+/// A run of failed pushes to one endpoint.
+struct Failing {
+    class: FailureClass,
+    since: Instant,
+    failed: u64,
+    summarised_at: Instant,
+    failed_since_summary: u64,
+}
+
+#[derive(Default)]
+struct FailureLog {
+    failing: Option<Failing>,
+}
+
+impl FailureLog {
+    /// Records a push outcome at `now`: `None` for success, else the class
+    /// of the failure. Returns the line to log, if any.
+    fn record(&mut self, failure: Option<FailureClass>, now: Instant) -> Option<LogLine> {
+        let Some(class) = failure else {
+            let failing = self.failing.take()?;
+            return Some(LogLine::Recovered {
+                failed: failing.failed,
+                lasted: now.saturating_duration_since(failing.since),
+            });
+        };
+        let Some(failing) = &mut self.failing else {
+            self.failing = Some(Failing {
+                class,
+                since: now,
+                failed: 1,
+                summarised_at: now,
+                failed_since_summary: 0,
+            });
+            return Some(LogLine::Started);
+        };
+        failing.failed = failing.failed.saturating_add(1);
+        failing.failed_since_summary = failing.failed_since_summary.saturating_add(1);
+        if failing.class != class {
+            let from = std::mem::replace(&mut failing.class, class);
+            return Some(LogLine::Changed { from });
+        }
+        if now.saturating_duration_since(failing.summarised_at) >= SUMMARY_EVERY {
+            let failed = std::mem::take(&mut failing.failed_since_summary);
+            failing.summarised_at = now;
+            return Some(LogLine::Summary { failed });
+        }
+        None
+    }
+}
+
+async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry>) {
+    let name = endpoint.name().to_owned();
+    // Series the endpoint holds (it accepted them), by encoded label set:
+    // what to mark stale once they are gone.
     let mut held: HashMap<Bytes, Family> = HashMap::new();
-    while let Some(snapshot) = mailbox.take().await {
-        let current: HashMap<Bytes, Family> = snapshot
+    let mut log = FailureLog::default();
+    let mut first = true;
+    while let Some(mut snapshot) = mailbox.take().await {
+        if let Some(pause) = endpoint.pause_left() {
+            debug!(
+                endpoint = name,
+                ?pause,
+                "waiting for the receiver's pause to end"
+            );
+            if !mailbox.sleep_unless_closed(pause).await {
+                info!(
+                    endpoint = name,
+                    "shutting down during the receiver's pause; the waiting snapshot is not pushed"
+                );
+                return;
+            }
+            if let Some(newer) = mailbox.try_take() {
+                telemetry
+                    .snapshots_superseded
+                    .with_label_values(&[&name])
+                    .inc();
+                snapshot = newer;
+            }
+        }
+        let current: HashMap<&Bytes, Family> = snapshot
             .series
             .iter()
-            .map(|s| (s.labels.clone(), s.family))
+            .map(|s| (&s.labels, s.family))
             .collect();
         let stale: Vec<Series> = held
             .iter()
@@ -133,38 +312,203 @@ async fn run(endpoint: Endpoint, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry
             })
             .collect();
         let superseded = || mailbox.waiting();
-        match endpoint
-            .push(&snapshot, &stale, &telemetry, &superseded)
-            .await
-        {
+        // Only what the receiver accepted changes what it holds: a series
+        // it took is held, a stale marker it took releases its series. A
+        // stale marker it refuses for good is not sent again (the series
+        // goes stale by Prometheus' lookback), or every push would repeat
+        // it, and the set would grow with churn.
+        let mut settle = |batch: &[&Series], settled: Settled| {
+            for series in batch {
+                match (settled, series.value.to_bits() == STALE_NAN) {
+                    (Settled::Accepted, false) => {
+                        held.insert(series.labels.clone(), series.family);
+                    }
+                    (_, true) => {
+                        held.remove(&series.labels);
+                    }
+                    (Settled::Refused, false) => {}
+                }
+            }
+        };
+        let result = endpoint
+            .push(&snapshot, &stale, &telemetry, &superseded, &mut settle)
+            .await;
+        telemetry
+            .held_series
+            .with_label_values(&[&name])
+            .set(held.len() as i64);
+        let class = |e: &PushError| e.class().unwrap_or(FailureClass::Local);
+        let line = log.record(result.as_ref().err().map(class), Instant::now());
+        match result {
             Ok(report) => {
-                info!(
-                    endpoint = endpoint.name(),
-                    requests = report.requests,
-                    series = report.series,
-                    stale = stale.len(),
-                    bytes = report.bytes,
-                    "pushed"
-                );
-                held = current;
+                if let Some(LogLine::Recovered { failed, lasted }) = line {
+                    info!(
+                        endpoint = name,
+                        failed_pushes = failed,
+                        lasted = %humantime::format_duration(round(lasted)),
+                        series = report.series,
+                        stale = stale.len(),
+                        "pushing again: the receiver accepted a snapshot"
+                    );
+                } else if first {
+                    // Every tick's success is news only once.
+                    info!(
+                        endpoint = name,
+                        requests = report.requests,
+                        series = report.series,
+                        bytes = report.bytes,
+                        "first push accepted; later ones are logged at debug level"
+                    );
+                } else {
+                    debug!(
+                        endpoint = name,
+                        requests = report.requests,
+                        series = report.series,
+                        stale = stale.len(),
+                        bytes = report.bytes,
+                        "pushed"
+                    );
+                }
+                telemetry.readiness.clear(&condition(&name));
+                first = false;
             }
             Err(e) => {
                 if matches!(e, PushError::Superseded { .. }) {
                     telemetry
                         .snapshots_superseded
-                        .with_label_values(&[endpoint.name()])
+                        .with_label_values(&[&name])
                         .inc();
-                    info!(
-                        endpoint = endpoint.name(),
-                        "push abandoned for a newer snapshot"
-                    );
-                } else {
-                    error!(error = %e, "push failed");
                 }
-                // Some batches may have landed: keep everything that might be
-                // held, so it is marked stale once it really is gone.
-                held.extend(current);
+                match line {
+                    Some(LogLine::Started) => {
+                        warn!(endpoint = name, error = %e, "pushes are failing; logging again when this changes or ends, with a summary every 10m")
+                    }
+                    Some(LogLine::Changed { from }) => {
+                        warn!(endpoint = name, error = %e, was = %from, "pushes are now failing differently")
+                    }
+                    Some(LogLine::Summary { failed }) => {
+                        warn!(endpoint = name, failed_pushes = failed, last_error = %e, "pushes still failing (summary of the last 10m)")
+                    }
+                    _ => debug!(endpoint = name, error = %e, "push failed"),
+                }
             }
         }
+    }
+}
+
+/// Whole seconds, for log lines.
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn failures_are_logged_when_they_start_change_and_end() {
+        let mut log = FailureLog::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(log.record(None, at(0)), None, "success is no news");
+        let refused = Some(FailureClass::Refused(400));
+        assert_eq!(log.record(refused, at(1)), Some(LogLine::Started));
+        for tick in 2..100 {
+            assert_eq!(log.record(refused, at(tick)), None, "tick {tick}");
+        }
+        assert_eq!(
+            log.record(Some(FailureClass::ServerError), at(100)),
+            Some(LogLine::Changed {
+                from: FailureClass::Refused(400)
+            })
+        );
+        assert_eq!(
+            log.record(Some(FailureClass::Network), at(101)),
+            Some(LogLine::Changed {
+                from: FailureClass::ServerError
+            })
+        );
+        for tick in 102..601 {
+            assert_eq!(log.record(Some(FailureClass::Network), at(tick)), None);
+        }
+        assert_eq!(
+            log.record(Some(FailureClass::Network), at(601)),
+            Some(LogLine::Summary { failed: 600 })
+        );
+        assert_eq!(log.record(Some(FailureClass::Network), at(602)), None);
+        assert_eq!(
+            log.record(None, at(611)),
+            Some(LogLine::Recovered {
+                failed: 602,
+                lasted: Duration::from_secs(610)
+            })
+        );
+        assert_eq!(log.record(None, at(612)), None);
+        assert_eq!(log.record(refused, at(613)), Some(LogLine::Started));
+    }
+
+    #[tokio::test]
+    async fn a_push_task_that_panics_is_restarted_and_fails_readiness() {
+        let mailbox = Arc::new(Mailbox::default());
+        let telemetry = Arc::new(Telemetry::new());
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = {
+            let (mailbox, starts) = (mailbox.clone(), starts.clone());
+            move || {
+                let (mailbox, pushed) = (mailbox.clone(), pushed_tx.clone());
+                let first = starts.fetch_add(1, Ordering::SeqCst) == 0;
+                tokio::spawn(async move {
+                    while let Some(snapshot) = mailbox.take().await {
+                        assert!(!first, "the first task dies on its first snapshot");
+                        pushed.send(snapshot.timestamp_ms).unwrap();
+                    }
+                })
+            }
+        };
+        let supervisor = tokio::spawn(supervise(
+            "http://r/push".into(),
+            mailbox.clone(),
+            telemetry.clone(),
+            start,
+        ));
+        let snapshot = |timestamp_ms| {
+            Arc::new(Snapshot {
+                timestamp_ms,
+                ..Default::default()
+            })
+        };
+        mailbox.put(snapshot(1));
+        // The first snapshot died with the task; the next one is pushed.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while starts.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the task is restarted");
+        mailbox.put(snapshot(2));
+        assert_eq!(pushed_rx.recv().await, Some(2));
+        assert_eq!(
+            telemetry
+                .sender_restarts
+                .with_label_values(&["http://r/push"])
+                .get(),
+            1
+        );
+        let failing = telemetry.readiness.failing();
+        assert!(
+            failing
+                .iter()
+                .any(|(c, r)| c == "sender:http://r/push" && r.contains("panicked")),
+            "{failing:?}"
+        );
+        mailbox.close();
+        tokio::time::timeout(Duration::from_secs(5), supervisor)
+            .await
+            .expect("the supervisor ends with the mailbox")
+            .unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "no restart at shutdown");
     }
 }

@@ -85,8 +85,13 @@ impl Received {
     }
 }
 
+/// Picks the answer from what a request holds; `None` leaves it to the script.
+type Rule = Arc<dyn Fn(&WriteRequest) -> Option<Reply> + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
+    /// Consulted first: answers by content (e.g. refuse stale markers).
+    rule: Option<Rule>,
     script: VecDeque<Reply>,
     /// Answer once the script is used up.
     fallback: Option<Reply>,
@@ -131,6 +136,12 @@ impl Receiver {
         self.inner.lock().unwrap().fallback = Some(reply);
     }
 
+    /// Answers requests `rule` picks a reply for by that reply, before the
+    /// script and the fallback.
+    pub fn answer_by(&self, rule: impl Fn(&WriteRequest) -> Option<Reply> + Send + Sync + 'static) {
+        self.inner.lock().unwrap().rule = Some(Arc::new(rule));
+    }
+
     /// Makes the receiver accept 2.0 bodies, as Prometheus 3 does.
     pub fn speak_v2(&self) {
         self.inner.lock().unwrap().speaks_v2 = true;
@@ -165,6 +176,7 @@ async fn handle(
     let series = request.timeseries.len();
     let reply = {
         let mut inner = inner.lock().unwrap();
+        let by_rule = inner.rule.as_ref().and_then(|rule| rule(&request));
         inner.received.push(Received {
             at: Instant::now(),
             headers,
@@ -172,9 +184,8 @@ async fn handle(
             compressed_len: body.len(),
             violations,
         });
-        let reply = inner
-            .script
-            .pop_front()
+        let reply = by_rule
+            .or_else(|| inner.script.pop_front())
             .or_else(|| inner.fallback.clone())
             .unwrap_or_else(|| Reply::status(204));
         if v2 && inner.speaks_v2 && (200..300).contains(&reply.status) {
