@@ -192,7 +192,8 @@ pub struct Config {
     pub remote_write_insecure_skip_verify: bool,
 
     /// YAML file with one block per endpoint (url, basic_auth, bearer_token_file,
-    /// headers, tls, protocol), for endpoints with different credentials or tenants.
+    /// headers, tls, protocol: 1.0, 2.0 or otlp), for endpoints with different
+    /// credentials, tenants or protocols.
     #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CONFIG")]
     pub remote_write_config: Option<PathBuf>,
 
