@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, Workload};
-use container_image_pusher::inventory::{CommonLabels, Inventory};
+use container_image_pusher::inventory::{CommonLabels, ImageLimits, Inventory};
 use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::remote_write::{compress, encode};
+use container_image_pusher::telemetry::Telemetry;
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -33,7 +34,8 @@ fn main() {
 
     // The first tick encodes every label set; later ticks over an unchanged
     // inventory reuse them. Both are reported.
-    let mut inventory = Inventory::new(common);
+    let dropped = Telemetry::new().labels_dropped;
+    let mut inventory = Inventory::new(common, ImageLimits::default(), dropped);
     let started = Instant::now();
     let first = inventory.build(&workloads, &resolutions, 1_700_000_000_000);
     let cold = started.elapsed();

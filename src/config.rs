@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::inventory::CommonLabels;
+use crate::inventory::{self, CommonLabels, ImageLimits};
 use crate::registry::Platform;
 use crate::remote_write::{
     parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
@@ -41,6 +41,19 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
+
+    /// How long a kind's watch may fail before /readyz reports the replica
+    /// not ready, and how long a kind the API refuses (403) keeps its last
+    /// known workloads before they leave the inventory and their series end
+    /// (an API server that is starting refuses for a moment).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_GRACE_PERIOD", default_value = "60s", value_parser = parse_duration)]
+    pub watch_grace_period: Duration,
+
+    /// How long one watch request stays open before it is re-opened; a
+    /// revoked list/watch permission is noticed when it is (the API server
+    /// checks RBAC when a watch opens, not on an open one).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub watch_timeout: Duration,
 
     /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
     /// The exit code is 0 only if every request was accepted, 3 if they
@@ -85,8 +98,37 @@ pub struct Config {
     pub job: String,
 
     /// Extra label added to every pushed series (repeatable), e.g. cluster=prod.
+    /// The name may not be one the series carry themselves (job, image,
+    /// class, ...).
     #[arg(long = "external-label", value_name = "NAME=VALUE", env = "PUSHER_EXTERNAL_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub external_labels: Vec<(String, String)>,
+
+    /// Most container_image_label series per image: beyond it, the first
+    /// labels by key (byte order) are kept and the rest counted as dropped.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PUSHER_MAX_LABELS_PER_IMAGE",
+        default_value_t = 128
+    )]
+    pub max_labels_per_image: u32,
+
+    /// Most container_image_annotation series per image: beyond it, the
+    /// first annotations by key (byte order) are kept and the rest counted
+    /// as dropped.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PUSHER_MAX_ANNOTATIONS_PER_IMAGE",
+        default_value_t = 128
+    )]
+    pub max_annotations_per_image: u32,
+
+    /// Longest key or value (bytes) of an image label or annotation. A longer
+    /// value is cut at a character boundary and ends in "…" (within the
+    /// limit); a label or annotation with a longer key is dropped.
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_LENGTH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_label_value_length: u32,
 
     /// Most series in one remote-write request; larger snapshots are split.
     #[arg(long, value_name = "N", env = "PUSHER_MAX_SERIES_PER_REQUEST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -322,23 +364,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Label names the series already carry: an external label may not replace them.
-const RESERVED_LABELS: &[&str] = &[
-    "__name__",
-    "job",
-    "group",
-    "version",
-    "kind",
-    "namespace",
-    "name",
-    "container",
-    "jsonpath",
-    "image",
-    "digest",
-    "key",
-    "value",
-];
-
 impl Config {
     /// Checks what clap cannot: combinations of flags and label names.
     pub fn validate(&self) -> Result<(), String> {
@@ -350,22 +375,8 @@ impl Config {
         {
             return Err("--once needs --remote-write-url, --otlp-url or --dry-run: there is nowhere to send the snapshot".into());
         }
-        for (name, _) in &self.external_labels {
-            if RESERVED_LABELS.contains(&name.as_str()) {
-                return Err(format!(
-                    "--external-label {name}=…: {name:?} is a label of the series themselves; pick another name"
-                ));
-            }
-        }
-        let mut names: Vec<&str> = self
-            .external_labels
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("--external-label {} is given twice", w[0]));
-        }
+        inventory::check_external_labels(&self.external_labels)
+            .map_err(|e| format!("--external-label: {e}"))?;
         self.endpoints()?;
         Ok(())
     }
@@ -420,6 +431,15 @@ impl Config {
         Ok(endpoints)
     }
 
+    /// What one image may add to a snapshot.
+    pub fn image_limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_labels: self.max_labels_per_image as usize,
+            max_annotations: self.max_annotations_per_image as usize,
+            max_value_length: self.max_label_value_length as usize,
+        }
+    }
+
     /// The schedule in effect: --schedule if given, else --interval.
     pub fn effective_schedule(&self) -> Schedule {
         self.schedule
@@ -459,28 +479,17 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses NAME=VALUE with a valid Prometheus label name.
+/// Parses NAME=VALUE; the names are checked together, by `validate`.
 fn parse_label(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
-    if !is_label_name(name) || name.starts_with("__") {
-        return Err(format!(
-            "{name:?} is not a valid label name (letters, digits and _, not starting with a digit or __)"
-        ));
-    }
     if value.is_empty() {
         return Err(format!(
             "label {name} has an empty value, which remote write would drop"
         ));
     }
     Ok((name.to_owned(), value.to_owned()))
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -576,7 +585,50 @@ mod tests {
         assert!(parse(&["--external-label", "namespace=x"])
             .unwrap_err()
             .contains("namespace"));
-        assert!(parse(&["--external-label", "a=1", "--external-label", "a=2"]).is_err());
+        assert!(
+            parse(&["--external-label", "a=1", "--external-label", "a=2"])
+                .unwrap_err()
+                .contains("given twice")
+        );
+        assert!(parse(&["--external-label", "job=x"])
+            .unwrap_err()
+            .contains("--job"));
+        assert!(parse(&["--external-label", "cluster-name=x"])
+            .unwrap_err()
+            .contains("not a valid label name"));
+    }
+
+    #[test]
+    fn an_external_label_named_like_a_series_label_names_its_family() {
+        let err = parse(&["--external-label", "class=prod"]).unwrap_err();
+        assert!(
+            err.contains("\"class\"") && err.contains("container_image_resolve_error"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn image_limits() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.image_limits(), ImageLimits::default());
+        let c = parse(&[
+            "--max-labels-per-image",
+            "0",
+            "--max-annotations-per-image",
+            "5",
+            "--max-label-value-length",
+            "64",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.image_limits(),
+            ImageLimits {
+                max_labels: 0,
+                max_annotations: 5,
+                max_value_length: 64
+            }
+        );
+        assert!(parse(&["--max-label-value-length", "3"]).is_err());
     }
 
     #[test]

@@ -140,6 +140,63 @@ mod tests {
     }
 
     #[test]
+    fn local_metrics_show_each_family_its_own_labels_only() {
+        use crate::registry::{ErrorClass, ImageMetadata, ResolveError};
+        use std::sync::Arc;
+        let container = |image: &str| Container {
+            name: "c".into(),
+            image: image.into(),
+            jsonpath: "{.spec.containers[0]}".into(),
+        };
+        let workloads = [Workload {
+            kind: Kind::Deployment,
+            namespace: "ns".into(),
+            name: "d".into(),
+            containers: vec![container("app:1"), container("gone:1")],
+            pull: Default::default(),
+        }];
+        let image = ImageMetadata {
+            digest: "sha256:aa".into(),
+            size: 1,
+            created: Some(1),
+            labels: [("l".into(), "v".into())].into(),
+            annotations: [("a".into(), "v".into())].into(),
+        };
+        let gone = ResolveError {
+            class: ErrorClass::NotFound,
+            message: "gone".into(),
+        };
+        let resolutions = HashMap::from([
+            ("app:1".to_owned(), Ok(Arc::new(image))),
+            ("gone:1".to_owned(), Err(gone)),
+        ]);
+        let common = CommonLabels::new("pusher", &[("cluster".into(), "a".into())]);
+        let snap = build(&workloads, &resolutions, &common, 0);
+        let omit: Vec<&str> = common.names().collect();
+        let text = render(&snap, &omit, &[]);
+        let mut seen = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, rest) = line.split_once('{').expect("every series has labels");
+            let family = Family::ALL
+                .into_iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{line}"));
+            seen.push(family);
+            let labels = rest.rsplit_once('}').unwrap().0;
+            for pair in labels.split("\",") {
+                let label = pair.split_once('=').unwrap().0;
+                assert!(
+                    family.label_names().contains(&label),
+                    "{label} on {}: {line}",
+                    family.name()
+                );
+            }
+        }
+        seen.dedup();
+        assert_eq!(seen, Family::ALL, "{text}");
+    }
+
+    #[test]
     fn a_family_bigger_than_a_chunk_is_one_group() {
         let workloads: Vec<Workload> = (0..CHUNK + 10)
             .map(|i| Workload {

@@ -6,11 +6,20 @@
 //! labels of a remote-write `TimeSeries` (sorted by name, names unique,
 //! empty values dropped): the form the hot path — pushing every tick —
 //! needs, built once per series. `/metrics` and `--dry-run` decode it back.
+//!
+//! Which label names each family carries is written down once, in
+//! [`Family::label_names`]: the builders zip their values with it, and
+//! [`check_external_labels`] refuses every name in it, so no series can
+//! carry a name twice (a receiver rejects the whole batch if one does).
+//! What an image adds comes from its registry and is bounded by
+//! [`ImageLimits`].
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use prometheus::IntCounterVec;
 use prost::encoding::encoded_len_varint;
 use prost::Message;
 
@@ -64,6 +73,148 @@ impl Family {
             }
         }
     }
+
+    /// The family's own label names, in the order its builder gives their
+    /// values; every series also carries `__name__` and the
+    /// [`CommonLabels`]. The one table of label names: builders, external
+    /// label validation and the tests of uniqueness all read it.
+    pub const fn label_names(self) -> &'static [&'static str] {
+        match self {
+            Family::ContainerInfo => &[
+                "group",
+                "version",
+                "kind",
+                "namespace",
+                "name",
+                "container",
+                "jsonpath",
+                "image",
+                "digest",
+            ],
+            Family::Annotation | Family::Label => &["digest", "key", "value"],
+            Family::SizeBytes | Family::Created => &["digest"],
+            Family::ResolveError => &["image", "class"],
+        }
+    }
+}
+
+/// The metric name label, on every series.
+pub const NAME_LABEL: &str = "__name__";
+/// The label `--job` sets, on every pushed series.
+pub const JOB_LABEL: &str = "job";
+
+/// Why an `--external-label` name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExternalLabelError {
+    #[error("{0:?} is not a valid label name (letters, digits and _, not starting with a digit)")]
+    Invalid(String),
+    #[error("{0:?} starts with __, which Prometheus reserves for its own labels")]
+    Reserved(String),
+    #[error("{0:?} is the job label, set with --job")]
+    Job(String),
+    #[error("{name:?} is a label of {families}; a series may not carry a name twice, so pick another name")]
+    FamilyLabel { name: String, families: String },
+    #[error("{0:?} is given twice")]
+    Duplicate(String),
+}
+
+/// Checks external label names against the Prometheus label grammar and
+/// against every name a series already carries: a duplicate name makes a
+/// receiver reject the whole batch.
+pub fn check_external_labels(labels: &[(String, String)]) -> Result<(), ExternalLabelError> {
+    let mut seen = HashSet::new();
+    for (name, _) in labels {
+        let mut chars = name.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ExternalLabelError::Invalid(name.clone()));
+        }
+        if name.starts_with("__") {
+            return Err(ExternalLabelError::Reserved(name.clone()));
+        }
+        if name == JOB_LABEL {
+            return Err(ExternalLabelError::Job(name.clone()));
+        }
+        let families: Vec<&str> = Family::ALL
+            .into_iter()
+            .filter(|f| f.label_names().contains(&name.as_str()))
+            .map(Family::name)
+            .collect();
+        if !families.is_empty() {
+            return Err(ExternalLabelError::FamilyLabel {
+                name: name.clone(),
+                families: families.join(", "),
+            });
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ExternalLabelError::Duplicate(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// What one image may add to a snapshot. Its config and manifests come
+/// from a registry: without bounds one config of 4 MiB adds 300k series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Most `container_image_label` series per image.
+    pub max_labels: usize,
+    /// Most `container_image_annotation` series per image.
+    pub max_annotations: usize,
+    /// Longest `key` or `value` in bytes. Longer values are cut (the cut
+    /// marked with [`TRUNCATED`]); longer keys drop their entry, as a cut
+    /// key would name a label the image does not have.
+    pub max_value_length: usize,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits {
+            max_labels: 128,
+            max_annotations: 128,
+            max_value_length: 1024,
+        }
+    }
+}
+
+/// Ends a value cut to `max_value_length`, within that length.
+pub const TRUNCATED: &str = "…";
+
+/// Why a label or annotation of an image was dropped or cut, the `reason`
+/// of `container_image_pusher_labels_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Beyond `max_labels` (the first ones by key are kept).
+    TooManyLabels,
+    /// Beyond `max_annotations` (the first ones by key are kept).
+    TooManyAnnotations,
+    /// Value cut to `max_value_length`; the series is still sent.
+    ValueTooLong,
+    /// Key longer than `max_value_length`: the entry is dropped.
+    KeyTooLong,
+    /// Empty key: it would be sent without a `key` label.
+    EmptyKey,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 5] = [
+        DropReason::TooManyLabels,
+        DropReason::TooManyAnnotations,
+        DropReason::ValueTooLong,
+        DropReason::KeyTooLong,
+        DropReason::EmptyKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::TooManyLabels => "too_many_labels",
+            DropReason::TooManyAnnotations => "too_many_annotations",
+            DropReason::ValueTooLong => "value_too_long",
+            DropReason::KeyTooLong => "key_too_long",
+            DropReason::EmptyKey => "empty_key",
+        }
+    }
 }
 
 /// One series of a snapshot.
@@ -102,7 +253,7 @@ pub struct CommonLabels(pub Vec<(String, String)>);
 
 impl CommonLabels {
     pub fn new(job: &str, external: &[(String, String)]) -> Self {
-        let mut labels = vec![("job".to_owned(), job.to_owned())];
+        let mut labels = vec![(JOB_LABEL.to_owned(), job.to_owned())];
         labels.extend(external.iter().cloned());
         CommonLabels(labels)
     }
@@ -118,6 +269,10 @@ impl CommonLabels {
 /// on a warm tick.
 pub struct Inventory {
     common: CommonLabels,
+    limits: ImageLimits,
+    /// `container_image_pusher_labels_dropped_total`, by [`DropReason`]:
+    /// counted when an image's series are built, not at every tick.
+    dropped: IntCounterVec,
     /// Keyed by the address of the `Arc<Workload>`; holding the `Arc` keeps
     /// the address from being reused by another workload.
     workloads: HashMap<usize, CachedWorkload>,
@@ -141,9 +296,15 @@ struct CachedImage {
 }
 
 impl Inventory {
-    pub fn new(common: CommonLabels) -> Self {
+    pub fn new(common: CommonLabels, limits: ImageLimits, dropped: IntCounterVec) -> Self {
+        // Every reason at 0 from the start, so a rate over it is defined.
+        for reason in DropReason::ALL {
+            dropped.with_label_values(&[reason.as_str()]);
+        }
         Inventory {
             common,
+            limits,
+            dropped,
             workloads: HashMap::new(),
             images: HashMap::new(),
             last_len: 0,
@@ -228,7 +389,7 @@ impl Inventory {
                 Some(c) if Arc::ptr_eq(&c.metadata, image) => c,
                 _ => CachedImage {
                     metadata: image.clone(),
-                    series: image_series(common, image),
+                    series: image_series(common, image, &self.limits, &self.dropped),
                 },
             };
             series.extend(cached.series.iter().cloned());
@@ -246,10 +407,7 @@ impl Inventory {
         failures.dedup();
         let mut labels = LabelSet::new(common);
         for (image, class) in failures {
-            labels.start(Family::ResolveError);
-            labels.push("image", image);
-            labels.push("class", class);
-            series.push(labels.finish(1.0));
+            series.push(labels.series(Family::ResolveError, &[image, class], 1.0));
         }
         self.last_len = series.len();
         if series.capacity() > series.len() + series.len() / 16 {
@@ -275,45 +433,106 @@ fn container_labels<'a>(
         .iter()
         .zip(digests)
         .map(|(container, digest)| {
-            labels.start(Family::ContainerInfo);
-            labels.push("group", workload.kind.group());
-            labels.push("version", workload.kind.version());
-            labels.push("kind", workload.kind.as_str());
-            labels.push("namespace", &workload.namespace);
-            labels.push("name", &workload.name);
-            labels.push("container", &container.name);
-            labels.push("jsonpath", &container.jsonpath);
-            labels.push("image", &container.image);
-            labels.push("digest", digest);
-            labels.finish(1.0).labels
+            let values = [
+                workload.kind.group(),
+                workload.kind.version(),
+                workload.kind.as_str(),
+                &workload.namespace,
+                &workload.name,
+                &container.name,
+                &container.jsonpath,
+                &container.image,
+                digest,
+            ];
+            labels.series(Family::ContainerInfo, &values, 1.0).labels
         })
         .collect()
 }
 
-fn image_series(common: &CommonLabels, image: &ImageMetadata) -> Vec<Series> {
+fn image_series(
+    common: &CommonLabels,
+    image: &ImageMetadata,
+    limits: &ImageLimits,
+    dropped: &IntCounterVec,
+) -> Vec<Series> {
+    let mut counts: HashMap<DropReason, u64> = HashMap::new();
+    let annotations = bounded_pairs(
+        &image.annotations,
+        limits.max_annotations,
+        DropReason::TooManyAnnotations,
+        limits.max_value_length,
+        &mut counts,
+    );
+    let image_labels = bounded_pairs(
+        &image.labels,
+        limits.max_labels,
+        DropReason::TooManyLabels,
+        limits.max_value_length,
+        &mut counts,
+    );
+    for (reason, count) in counts {
+        dropped.with_label_values(&[reason.as_str()]).inc_by(count);
+    }
+
     let mut labels = LabelSet::new(common);
-    let mut series = Vec::new();
+    let mut series = Vec::with_capacity(annotations.len() + image_labels.len() + 2);
     for (family, pairs) in [
-        (Family::Annotation, &image.annotations),
-        (Family::Label, &image.labels),
+        (Family::Annotation, &annotations),
+        (Family::Label, &image_labels),
     ] {
         for (key, value) in pairs {
-            labels.start(family);
-            labels.push("digest", &image.digest);
-            labels.push("key", key);
-            labels.push("value", value);
-            series.push(labels.finish(1.0));
+            series.push(labels.series(family, &[&image.digest, key, value.as_ref()], 1.0));
         }
     }
-    labels.start(Family::SizeBytes);
-    labels.push("digest", &image.digest);
-    series.push(labels.finish(image.size as f64));
+    series.push(labels.series(Family::SizeBytes, &[&image.digest], image.size as f64));
     if let Some(created) = image.created {
-        labels.start(Family::Created);
-        labels.push("digest", &image.digest);
-        series.push(labels.finish(created as f64));
+        series.push(labels.series(Family::Created, &[&image.digest], created as f64));
     }
     series
+}
+
+/// The key/value pairs of one image that become series: the first `max`
+/// by key (byte order, as the map is sorted) among those with a usable
+/// key, values cut to `max_length`. What is left out or cut is added to
+/// `counts`.
+fn bounded_pairs<'a>(
+    pairs: &'a std::collections::BTreeMap<String, String>,
+    max: usize,
+    over: DropReason,
+    max_length: usize,
+    counts: &mut HashMap<DropReason, u64>,
+) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut count = |reason| *counts.entry(reason).or_default() += 1;
+    let mut kept = Vec::with_capacity(pairs.len().min(max));
+    for (key, value) in pairs {
+        if key.is_empty() {
+            count(DropReason::EmptyKey);
+        } else if key.len() > max_length {
+            count(DropReason::KeyTooLong);
+        } else if kept.len() >= max {
+            count(over);
+        } else {
+            let value = truncate(value, max_length);
+            if let Cow::Owned(_) = value {
+                count(DropReason::ValueTooLong);
+            }
+            kept.push((key.as_str(), value));
+        }
+    }
+    kept
+}
+
+/// `value` if it fits in `max` bytes, else its longest prefix that ends
+/// on a character boundary and leaves room for [`TRUNCATED`], marked so.
+fn truncate(value: &str, max: usize) -> Cow<'_, str> {
+    if value.len() <= max {
+        return Cow::Borrowed(value);
+    }
+    let mut end = max.saturating_sub(TRUNCATED.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{TRUNCATED}", &value[..end]))
 }
 
 /// A snapshot from plain workloads, for tests of later stages.
@@ -326,7 +545,12 @@ pub(crate) fn build_once(
 ) -> Snapshot {
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
     let resolutions = Resolutions::from(resolutions.clone());
-    Inventory::new(common.clone()).build(&workloads, &resolutions, timestamp_ms)
+    let dropped = crate::telemetry::Telemetry::new().labels_dropped;
+    Inventory::new(common.clone(), ImageLimits::default(), dropped).build(
+        &workloads,
+        &resolutions,
+        timestamp_ms,
+    )
 }
 
 /// Reusable scratch space for assembling one label set at a time.
@@ -345,22 +569,30 @@ impl<'a> LabelSet<'a> {
         }
     }
 
-    fn start(&mut self, family: Family) {
+    /// One series of `family`, its label values given in the order of
+    /// [`Family::label_names`].
+    fn series(&mut self, family: Family, values: &[&'a str], value: f64) -> Series {
+        let names = family.label_names();
+        assert_eq!(
+            names.len(),
+            values.len(),
+            "one value per label name of {}",
+            family.name()
+        );
         self.family = family;
         self.pairs.clear();
-        self.pairs.push(("__name__", family.name()));
+        self.pairs.push((NAME_LABEL, family.name()));
         for (name, value) in &self.common.0 {
             self.pairs.push((name, value));
         }
-    }
-
-    fn push(&mut self, name: &'a str, value: &'a str) {
-        self.pairs.push((name, value));
+        self.pairs
+            .extend(names.iter().copied().zip(values.iter().copied()));
+        self.finish(value)
     }
 
     /// Sorts, drops empty values and encodes. Names are unique by
-    /// construction: config validation forbids external labels that reuse
-    /// a series label, and each family pushes each name once.
+    /// construction: [`check_external_labels`] refuses external labels
+    /// that reuse a series label, and each family's names are distinct.
     fn finish(&mut self, value: f64) -> Series {
         self.pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         debug_assert!(
@@ -577,7 +809,11 @@ mod tests {
 
     #[test]
     fn unchanged_label_sets_are_reused_between_ticks() {
-        let mut inventory = Inventory::new(CommonLabels::new("j", &[]));
+        let mut inventory = Inventory::new(
+            CommonLabels::new("j", &[]),
+            ImageLimits::default(),
+            crate::telemetry::Telemetry::new().labels_dropped,
+        );
         let workloads = [Arc::new(workload("a:1")), Arc::new(workload("b:1"))];
         let image = metadata("sha256:aa");
         let resolutions = HashMap::from([
@@ -621,5 +857,212 @@ mod tests {
             third.series[0].labels.as_ptr()
         );
         assert_eq!(fourth.series[0].labels, third.series[0].labels);
+    }
+
+    #[test]
+    fn no_family_can_carry_a_label_name_twice() {
+        let external = [("cluster".to_owned(), "a".to_owned())];
+        check_external_labels(&external).unwrap();
+        let common = CommonLabels::new("j", &external);
+        for family in Family::ALL {
+            let mut names: Vec<&str> = vec![NAME_LABEL];
+            names.extend(common.names());
+            names.extend(family.label_names());
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), count, "{} repeats a name", family.name());
+            // No external label can add one of its names again.
+            for name in family.label_names() {
+                let err = check_external_labels(&[(name.to_string(), "x".into())]).unwrap_err();
+                assert!(
+                    matches!(&err, ExternalLabelError::FamilyLabel { families, .. } if families.contains(family.name())),
+                    "{name}: {err}"
+                );
+            }
+        }
+        for name in [NAME_LABEL, "__anything"] {
+            assert_eq!(
+                check_external_labels(&[(name.into(), "x".into())]),
+                Err(ExternalLabelError::Reserved(name.into()))
+            );
+        }
+        assert_eq!(
+            check_external_labels(&[(JOB_LABEL.into(), "x".into())]),
+            Err(ExternalLabelError::Job(JOB_LABEL.into()))
+        );
+        for name in ["", "1a", "a-b", "a.b", "é"] {
+            assert_eq!(
+                check_external_labels(&[(name.into(), "x".into())]),
+                Err(ExternalLabelError::Invalid(name.into()))
+            );
+        }
+        assert_eq!(
+            check_external_labels(&[("region".into(), "a".into()), ("region".into(), "b".into())]),
+            Err(ExternalLabelError::Duplicate("region".into()))
+        );
+    }
+
+    #[test]
+    fn every_series_has_its_family_labels_once_and_sorted() {
+        let external = [
+            ("cluster".to_owned(), "prod".to_owned()),
+            ("a_first".to_owned(), "x".to_owned()),
+        ];
+        let common = CommonLabels::new("j", &external);
+        let failed = Err(ResolveError {
+            class: ErrorClass::Unauthorized,
+            message: "no".into(),
+        });
+        let mut image = (*metadata("sha256:aa")).clone();
+        image.labels.retain(|_, v| !v.is_empty());
+        let resolutions = HashMap::from([
+            ("app:1".to_owned(), Ok(Arc::new(image))),
+            ("private:1".to_owned(), failed),
+        ]);
+        let snap = build(
+            &[workload("app:1"), workload("private:1")],
+            &resolutions,
+            &common,
+            0,
+        );
+        let families: HashSet<Family> = snap.series.iter().map(|s| s.family).collect();
+        assert_eq!(families.len(), Family::ALL.len(), "every family is built");
+        for series in &snap.series {
+            let labels = series.decode_labels();
+            assert!(
+                labels.windows(2).all(|w| w[0].0 < w[1].0),
+                "names sorted and unique, as remote write requires: {labels:?}"
+            );
+            let mut expected: Vec<&str> = vec![NAME_LABEL];
+            expected.extend(common.names());
+            expected.extend(series.family.label_names());
+            // The unresolved container's empty digest is not sent.
+            if labels.iter().any(|(n, v)| n == "image" && v == "private:1") {
+                expected.retain(|n| *n != "digest");
+            }
+            expected.sort_unstable();
+            let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, expected, "{}", series.family.name());
+        }
+    }
+
+    fn dropped(counter: &IntCounterVec, reason: DropReason) -> u64 {
+        counter.with_label_values(&[reason.as_str()]).get()
+    }
+
+    #[test]
+    fn one_image_adds_a_bounded_number_of_series() {
+        let long_value = "é".repeat(50 * 1024); // 100 KiB, two bytes a char
+        let mut image = (*metadata("sha256:aa")).clone();
+        image.labels = (0..5000)
+            .map(|i| (format!("label.{i:05}"), format!("v{i}")))
+            .collect();
+        image
+            .labels
+            .insert("label.00002".into(), long_value.clone());
+        image.labels.insert(String::new(), "empty key".into());
+        image.labels.insert("k".repeat(2000), "long key".into());
+        image.annotations = (0..300)
+            .map(|i| (format!("annotation.{i:03}"), "v".into()))
+            .collect();
+        let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
+        let limits = ImageLimits::default();
+        let mut inventory =
+            Inventory::new(CommonLabels::new("j", &[]), limits, dropped_total.clone());
+        let workloads = [Arc::new(workload("app:1"))];
+        let resolutions =
+            Resolutions::from(HashMap::from([("app:1".to_owned(), Ok(Arc::new(image)))]));
+        let snap = inventory.build(&workloads, &resolutions, 0);
+
+        let of = |family: Family| -> Vec<Vec<(String, String)>> {
+            snap.series
+                .iter()
+                .filter(|s| s.family == family)
+                .map(Series::decode_labels)
+                .collect()
+        };
+        let value_of = |labels: &[(String, String)], name: &str| {
+            labels
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let labels = of(Family::Label);
+        let keys: Vec<String> = labels.iter().map(|l| value_of(l, "key")).collect();
+        let first: Vec<String> = (0..128).map(|i| format!("label.{i:05}")).collect();
+        assert_eq!(keys, first, "the first 128 keys in byte order");
+        let cut = value_of(&labels[2], "value");
+        assert!(cut.len() <= limits.max_value_length, "{}", cut.len());
+        assert!(cut.ends_with(TRUNCATED));
+        assert!(long_value.starts_with(cut.trim_end_matches(TRUNCATED)));
+        assert_eq!(of(Family::Annotation).len(), 128);
+        assert_eq!(of(Family::ContainerInfo).len(), 1);
+        assert_eq!(of(Family::SizeBytes).len(), 1);
+        assert_eq!(of(Family::Created).len(), 1);
+
+        assert_eq!(
+            dropped(&dropped_total, DropReason::TooManyLabels),
+            5000 - 128
+        );
+        assert_eq!(
+            dropped(&dropped_total, DropReason::TooManyAnnotations),
+            300 - 128
+        );
+        assert_eq!(dropped(&dropped_total, DropReason::ValueTooLong), 1);
+        assert_eq!(dropped(&dropped_total, DropReason::KeyTooLong), 1);
+        assert_eq!(dropped(&dropped_total, DropReason::EmptyKey), 1);
+
+        // Counted when the image's series are built, not at every tick.
+        inventory.build(&workloads, &resolutions, 1);
+        assert_eq!(
+            dropped(&dropped_total, DropReason::TooManyLabels),
+            5000 - 128
+        );
+    }
+
+    #[test]
+    fn limits_of_zero_keep_no_labels_and_the_other_series() {
+        let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
+        let limits = ImageLimits {
+            max_labels: 0,
+            max_annotations: 0,
+            max_value_length: 64,
+        };
+        let mut inventory =
+            Inventory::new(CommonLabels::new("j", &[]), limits, dropped_total.clone());
+        let resolutions = Resolutions::from(HashMap::from([(
+            "app:1".to_owned(),
+            Ok(metadata("sha256:aa")),
+        )]));
+        let snap = inventory.build(&[Arc::new(workload("app:1"))], &resolutions, 0);
+        let families: Vec<Family> = snap.series.iter().map(|s| s.family).collect();
+        assert_eq!(
+            families,
+            [Family::ContainerInfo, Family::SizeBytes, Family::Created]
+        );
+        assert_eq!(dropped(&dropped_total, DropReason::TooManyLabels), 2);
+        assert_eq!(dropped(&dropped_total, DropReason::TooManyAnnotations), 1);
+        // Every reason is there from the start.
+        assert_eq!(dropped(&dropped_total, DropReason::ValueTooLong), 0);
+        use prometheus::core::Collector;
+        assert_eq!(
+            dropped_total.collect()[0].get_metric().len(),
+            DropReason::ALL.len()
+        );
+    }
+
+    #[test]
+    fn values_are_cut_at_a_character_boundary_within_the_limit() {
+        assert_eq!(truncate("short", 16), "short");
+        assert_eq!(truncate("exactly-16-bytes", 16), "exactly-16-bytes");
+        assert_eq!(truncate("seventeen bytes!!", 16), "seventeen byt…");
+        // "é" is two bytes: a cut inside one moves back to its start.
+        let long = "é".repeat(20);
+        let cut = truncate(&long, 16);
+        assert_eq!(cut, format!("{}…", "é".repeat(6)));
+        assert!(cut.len() <= 16);
+        assert!(matches!(truncate("x", 1), Cow::Borrowed(_)));
     }
 }

@@ -6,7 +6,7 @@
 //! references are resolved as they appear, off the tick path, so a tick
 //! over a warm cache asks no registry anything.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,15 +16,21 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::discovery::watch::WatchOptions;
 use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster, Workload};
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
 use crate::pull_secrets::PullSecrets;
 use crate::registry::cloud::CloudCredentials;
-use crate::registry::{Credential, Keyring, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::registry::{
+    Credential, ErrorClass, Keyring, Resolution, Resolutions, Resolver, ResolverConfig,
+};
 use crate::telemetry::Telemetry;
 
 /// How long the first snapshot waits for the first lists of watches.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the log sums up the images that still cannot be resolved.
+const FAILURE_SUMMARY_EVERY: Duration = Duration::from_secs(600);
 
 /// Takes snapshots: discovery, resolution, series.
 pub struct Pipeline {
@@ -36,6 +42,7 @@ pub struct Pipeline {
     cloud: Arc<CloudCredentials>,
     resolver: Arc<Resolver>,
     inventory: Inventory,
+    failures: FailureLog,
     concurrency: usize,
     telemetry: Arc<Telemetry>,
 }
@@ -66,9 +73,15 @@ impl Pipeline {
                     telemetry.clone(),
                 ))
             } else {
+                let options = WatchOptions {
+                    grace_period: config.watch_grace_period,
+                    max_backoff: WatchOptions::max_backoff_for(config.interval),
+                    watch_timeout: config.watch_timeout,
+                };
                 Source::Watched(Arc::new(WatchedCluster::start(
                     client.clone(),
                     namespaces,
+                    options,
                     telemetry.clone(),
                 )))
             };
@@ -100,7 +113,12 @@ impl Pipeline {
             pull_secrets,
             cloud: Arc::new(CloudCredentials::from_env()),
             resolver: Arc::new(resolver),
-            inventory: Inventory::new(CommonLabels::new(&config.job, &config.external_labels)),
+            inventory: Inventory::new(
+                CommonLabels::new(&config.job, &config.external_labels),
+                config.image_limits(),
+                telemetry.labels_dropped.clone(),
+            ),
+            failures: FailureLog::default(),
             concurrency: config.resolve_concurrency as usize,
             telemetry,
         })
@@ -136,14 +154,13 @@ impl Pipeline {
             .context("failed to take a snapshot of the workloads")?;
         let mut resolutions = Resolutions::new();
         let lookups = credential_lookups(&self.pull_secrets, &workloads, Some(&mut resolutions));
+        let results = resolve_all(&self.resolver, &self.cloud, lookups, self.concurrency).await;
+        for note in self.failures.update(&results, Instant::now()) {
+            note.log();
+        }
         let mut unresolved = 0;
-        for (scope, image, resolution) in
-            resolve_all(&self.resolver, &self.cloud, lookups, self.concurrency).await
-        {
-            if let Err(e) = &resolution {
-                unresolved += 1;
-                warn!(image, class = e.class.as_str(), error = %e.message, "cannot resolve image; its containers get an empty digest");
-            }
+        for (scope, image, resolution) in results {
+            unresolved += usize::from(resolution.is_err());
             resolutions.insert(scope, image, resolution);
         }
         let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
@@ -205,6 +222,151 @@ impl Pipeline {
                 known = current;
             }
         }))
+    }
+}
+
+/// What the log has said about images that cannot be resolved. Failures
+/// are cached and their metrics carry the rest, so a failure is logged
+/// when it starts, when its class changes and when it ends, and all are
+/// summed up every [`FAILURE_SUMMARY_EVERY`] while any lasts. Holds only
+/// the failing images of the last snapshot.
+#[derive(Default)]
+struct FailureLog {
+    /// Class of each failing image, by credential scope.
+    failing: HashMap<u64, HashMap<String, ErrorClass>>,
+    /// When failures were last summed up, or began; `None` while none fail.
+    last_summary: Option<Instant>,
+}
+
+/// One thing [`FailureLog`] has to say.
+#[derive(Debug, PartialEq)]
+enum FailureNote<'a> {
+    Started {
+        image: &'a str,
+        class: ErrorClass,
+        message: &'a str,
+    },
+    Changed {
+        image: &'a str,
+        previous: ErrorClass,
+        class: ErrorClass,
+        message: &'a str,
+    },
+    Ended {
+        image: &'a str,
+        previous: ErrorClass,
+    },
+    Summary {
+        failing: usize,
+        /// `class=count` pairs, in class order.
+        by_class: String,
+    },
+}
+
+impl FailureLog {
+    /// Compares one snapshot's resolutions with the previous one's; images
+    /// no longer in the inventory are forgotten silently.
+    fn update<'r>(
+        &mut self,
+        results: &'r [(u64, String, Resolution)],
+        now: Instant,
+    ) -> Vec<FailureNote<'r>> {
+        let mut notes = Vec::new();
+        let mut failing: HashMap<u64, HashMap<String, ErrorClass>> = HashMap::new();
+        for (scope, image, resolution) in results {
+            let before = self
+                .failing
+                .get(scope)
+                .and_then(|images| images.get(image))
+                .copied();
+            match (resolution, before) {
+                (Ok(_), None) => {}
+                (Ok(_), Some(previous)) => notes.push(FailureNote::Ended { image, previous }),
+                (Err(e), before) => {
+                    match before {
+                        None => notes.push(FailureNote::Started {
+                            image,
+                            class: e.class,
+                            message: &e.message,
+                        }),
+                        Some(previous) if previous != e.class => notes.push(FailureNote::Changed {
+                            image,
+                            previous,
+                            class: e.class,
+                            message: &e.message,
+                        }),
+                        Some(_) => {}
+                    }
+                    failing
+                        .entry(*scope)
+                        .or_default()
+                        .insert(image.clone(), e.class);
+                }
+            }
+        }
+        self.failing = failing;
+        if self.failing.is_empty() {
+            self.last_summary = None;
+        } else {
+            let last = *self.last_summary.get_or_insert(now);
+            if now.saturating_duration_since(last) >= FAILURE_SUMMARY_EVERY {
+                notes.push(self.summary());
+                self.last_summary = Some(now);
+            }
+        }
+        notes
+    }
+
+    fn summary(&self) -> FailureNote<'static> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for class in self.failing.values().flat_map(HashMap::values) {
+            *counts.entry(class.as_str()).or_default() += 1;
+        }
+        FailureNote::Summary {
+            failing: counts.values().sum(),
+            by_class: counts
+                .iter()
+                .map(|(class, n)| format!("{class}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+impl FailureNote<'_> {
+    fn log(&self) {
+        match self {
+            FailureNote::Started {
+                image,
+                class,
+                message,
+            } => warn!(
+                image,
+                class = class.as_str(),
+                error = message,
+                "cannot resolve image; its containers get an empty digest (logged again when this changes)"
+            ),
+            FailureNote::Changed {
+                image,
+                previous,
+                class,
+                message,
+            } => warn!(
+                image,
+                class = class.as_str(),
+                previous = previous.as_str(),
+                error = message,
+                "image still cannot be resolved, for another reason"
+            ),
+            FailureNote::Ended { image, previous } => {
+                info!(image, previous = previous.as_str(), "image resolves again")
+            }
+            FailureNote::Summary { failing, by_class } => warn!(
+                failing,
+                by_class = by_class.as_str(),
+                "images still cannot be resolved (see container_image_resolve_error)"
+            ),
+        }
     }
 }
 
@@ -289,5 +451,138 @@ async fn cloud_login(cloud: &CloudCredentials, image: &str) -> Option<Credential
             tracing::debug!(host, error = %e, "no cloud registry login; trying without");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ImageMetadata, ResolveError};
+
+    fn failed(scope: u64, image: &str, class: ErrorClass) -> (u64, String, Resolution) {
+        let error = ResolveError {
+            class,
+            message: format!("{image} failed"),
+        };
+        (scope, image.to_owned(), Err(error))
+    }
+
+    fn resolved(scope: u64, image: &str) -> (u64, String, Resolution) {
+        let metadata = ImageMetadata {
+            digest: "sha256:aa".into(),
+            size: 1,
+            created: None,
+            labels: Default::default(),
+            annotations: Default::default(),
+        };
+        (scope, image.to_owned(), Ok(Arc::new(metadata)))
+    }
+
+    #[test]
+    fn a_failure_is_logged_when_it_starts_changes_and_ends() {
+        let mut log = FailureLog::default();
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let first = [
+            failed(0, "gone:1", ErrorClass::NotFound),
+            resolved(0, "ok:1"),
+        ];
+        assert_eq!(
+            log.update(&first, at(0)),
+            [FailureNote::Started {
+                image: "gone:1",
+                class: ErrorClass::NotFound,
+                message: "gone:1 failed"
+            }]
+        );
+        for tick in 1..100 {
+            assert_eq!(log.update(&first, at(tick)), [], "tick {tick}");
+        }
+        let changed = [
+            failed(0, "gone:1", ErrorClass::Unauthorized),
+            resolved(0, "ok:1"),
+        ];
+        assert_eq!(
+            log.update(&changed, at(100)),
+            [FailureNote::Changed {
+                image: "gone:1",
+                previous: ErrorClass::NotFound,
+                class: ErrorClass::Unauthorized,
+                message: "gone:1 failed"
+            }]
+        );
+        let back = [resolved(0, "gone:1"), resolved(0, "ok:1")];
+        assert_eq!(
+            log.update(&back, at(101)),
+            [FailureNote::Ended {
+                image: "gone:1",
+                previous: ErrorClass::Unauthorized
+            }]
+        );
+        assert_eq!(log.update(&back, at(102)), []);
+    }
+
+    #[test]
+    fn failures_are_summed_up_while_they_last() {
+        let mut log = FailureLog::default();
+        let start = Instant::now();
+        let failing = [
+            failed(0, "a:1", ErrorClass::NotFound),
+            failed(0, "b:1", ErrorClass::NotFound),
+            failed(7, "a:1", ErrorClass::Unauthorized),
+        ];
+        assert_eq!(log.update(&failing, start).len(), 3);
+        let every = FAILURE_SUMMARY_EVERY;
+        assert_eq!(log.update(&failing, start + every / 2), []);
+        let summary = FailureNote::Summary {
+            failing: 3,
+            by_class: "not_found=2 unauthorized=1".into(),
+        };
+        assert_eq!(log.update(&failing, start + every), [summary]);
+        assert_eq!(log.update(&failing, start + every * 3 / 2), []);
+        assert_eq!(log.update(&failing, start + every * 2).len(), 1);
+        // Nothing failing: no summary, and the next failure starts afresh.
+        assert_eq!(log.update(&[], start + every * 5), []);
+        assert_eq!(log.update(&failing[..1], start + every * 6).len(), 1);
+        assert_eq!(log.update(&failing[..1], start + every * 6 + every / 2), []);
+    }
+
+    #[test]
+    fn images_that_left_the_inventory_are_forgotten() {
+        let mut log = FailureLog::default();
+        let now = Instant::now();
+        let images: Vec<_> = (0..1000)
+            .map(|i| failed(0, &format!("gone:{i}"), ErrorClass::NotFound))
+            .collect();
+        assert_eq!(log.update(&images, now).len(), 1000);
+        let one = [failed(0, "other:1", ErrorClass::NotFound)];
+        assert_eq!(log.update(&one, now).len(), 1);
+        assert_eq!(log.failing.values().map(HashMap::len).sum::<usize>(), 1);
+        // Back in the inventory, still failing: it starts again.
+        assert_eq!(log.update(&images[..1], now).len(), 1);
+    }
+
+    #[test]
+    fn each_credential_scope_is_its_own_failure() {
+        let mut log = FailureLog::default();
+        let now = Instant::now();
+        let both = [
+            failed(1, "private:1", ErrorClass::Unauthorized),
+            resolved(2, "private:1"),
+        ];
+        assert_eq!(log.update(&both, now).len(), 1);
+        assert_eq!(log.update(&both, now), []);
+        let swapped = [
+            resolved(1, "private:1"),
+            failed(2, "private:1", ErrorClass::Unauthorized),
+        ];
+        let notes = log.update(&swapped, now);
+        assert!(
+            matches!(
+                notes[..],
+                [FailureNote::Ended { .. }, FailureNote::Started { .. }]
+            ),
+            "{notes:?}"
+        );
     }
 }

@@ -37,6 +37,9 @@ pub struct PullSecrets {
     static_keyring: Keyring,
     /// Missing secrets already warned about, so each is logged once.
     warned: Mutex<HashSet<Key>>,
+    /// Secrets already warned about for over-long locations (they are
+    /// parsed again at every change, and every tick from files).
+    warned_refused: Mutex<HashSet<Key>>,
     /// Watchers that have not completed their first list yet.
     pending: AtomicUsize,
     /// Watchers the API currently refuses (403): the first refusal is
@@ -46,12 +49,14 @@ pub struct PullSecrets {
 
 impl PullSecrets {
     pub fn new(enabled: bool, static_keyring: Keyring) -> Self {
+        warn_refused(&static_keyring, "--docker-config");
         PullSecrets {
             enabled,
             secrets: RwLock::default(),
             accounts: RwLock::default(),
             static_keyring,
             warned: Mutex::default(),
+            warned_refused: Mutex::default(),
             pending: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
         }
@@ -145,6 +150,13 @@ impl PullSecrets {
         let key = (namespace, name);
         match parse_secret(secret) {
             Some(Ok(keyring)) => {
+                let mut warned = self.warned_refused.lock().expect("warned poisoned");
+                if keyring.refused_locations() == 0 {
+                    warned.remove(&key);
+                } else if warned.insert(key.clone()) {
+                    warn_refused(&keyring, &format!("secret {}/{}", key.0, key.1));
+                }
+                drop(warned);
                 self.secrets
                     .write()
                     .expect("secrets poisoned")
@@ -350,6 +362,20 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Says that a docker config had locations too long to match (never what
+/// they were: a tenant wrote them, and one is a kilobyte or more).
+fn warn_refused(keyring: &Keyring, source: &str) {
+    let refused = keyring.refused_locations();
+    if refused > 0 {
+        warn!(
+            source,
+            refused,
+            limit = crate::registry::keyring::MAX_LOCATION_BYTES,
+            "docker config has locations longer than the limit; they are ignored"
+        );
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Telemetry {
     pub cache_lookups: IntCounterVec,
     /// Kinds or manifest documents that could not be read, by kind and reason.
     pub discovery_errors: IntCounterVec,
+    /// Image labels and annotations left out or cut by the per-image
+    /// limits, by reason (`inventory::DropReason`).
+    pub labels_dropped: IntCounterVec,
     /// Seconds one snapshot took from discovery to series.
     pub snapshot_duration: Histogram,
     pub snapshot_containers: IntGauge,
@@ -42,6 +45,11 @@ pub struct Telemetry {
     pub snapshot_series: IntGauge,
     /// Objects held by the watch-fed inventory, by kind.
     pub watched_objects: IntGaugeVec,
+    /// 1 while a kind's list or watch fails and its last known objects are
+    /// served; 0 once a list of it completes.
+    pub inventory_stale: IntGaugeVec,
+    /// When a list or watch event of a kind last came from the API server.
+    pub watch_last_heard: GaugeVec,
     /// Registry requests by host, method and status code (`transport` when no answer came).
     pub registry_requests: IntCounterVec,
     /// 1 while this replica holds the leader lease (or leader election is off).
@@ -137,6 +145,11 @@ impl Telemetry {
             "Kinds or manifest documents that could not be read, by kind and reason.",
             &["kind", "reason"],
         );
+        let labels_dropped = counter(
+            "labels_dropped_total",
+            "Image labels and annotations left out of the series, or cut, by the per-image limits, by reason.",
+            &["reason"],
+        );
         let registry_requests = counter(
             "registry_requests_total",
             "Registry requests by host, method and status code (transport: no HTTP answer).",
@@ -152,6 +165,28 @@ impl Telemetry {
         .expect("valid gauge definition");
         registry
             .register(Box::new(watched_objects.clone()))
+            .expect("metric registered once");
+        let inventory_stale = IntGaugeVec::new(
+            Opts::new(
+                "container_image_pusher_inventory_stale",
+                "1 while a kind cannot be listed or watched and its last known objects are served, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(inventory_stale.clone()))
+            .expect("metric registered once");
+        let watch_last_heard = GaugeVec::new(
+            Opts::new(
+                "container_image_pusher_watch_last_heard_timestamp_seconds",
+                "When a list or watch event of a kind last came from the API server, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(watch_last_heard.clone()))
             .expect("metric registered once");
         let push_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -214,6 +249,7 @@ impl Telemetry {
             resolve_failures,
             cache_lookups,
             discovery_errors,
+            labels_dropped,
             snapshot_duration,
             snapshot_containers: gauge("snapshot_containers", "Containers in the last snapshot."),
             snapshot_images: gauge(
@@ -222,6 +258,8 @@ impl Telemetry {
             ),
             snapshot_series: gauge("snapshot_series", "Series in the last snapshot."),
             watched_objects,
+            inventory_stale,
+            watch_last_heard,
             registry_requests,
             leader: gauge(
                 "leader",

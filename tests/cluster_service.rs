@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -240,4 +240,235 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
     };
     assert_eq!(labels(0), labels(receiver.received().len() - 1));
     let _ = first.child.check_running();
+}
+
+fn daemon_set(name: &str, image: &str) -> DaemonSet {
+    object(json!({
+        "metadata": {"namespace": "kube-system", "name": name},
+        "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "agent", "image": image}]}}}
+    }))
+}
+
+/// `/readyz`: the status code and the body (the failing conditions).
+async fn readyz(pusher: &Pusher) -> (u16, String) {
+    let response = reqwest::get(format!("{}/readyz", pusher.base_url))
+        .await
+        .expect("GET /readyz");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Polls `/metrics` until it has the exact `line`; panics with the
+/// pusher's log after 20 s.
+async fn wait_for_metric_line(pusher: &Pusher, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = pusher.metrics().await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never had {line:?}:\n{metrics}\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The API server is killed and comes back with an empty watch cache and a
+/// moment of 403 for DaemonSets: while it is down every series stays (no
+/// stale markers), `/metrics` says which kinds are stale and `/readyz`
+/// fails once that outlasts the grace period; once it is back, a
+/// Deployment created right then reaches Prometheus within two ticks and
+/// one deleted during the outage is gone, the DaemonSet never left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
+    container_image_pusher::install_crypto_provider();
+    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    api.apply(&pod("web", "127.0.0.1:1/web:1"));
+    api.apply(&deployment("gone", "127.0.0.1:1/gone:1"));
+    api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let interval = Duration::from_secs(3);
+    let pusher = Pusher::start(
+        &[
+            "--interval",
+            "3s",
+            "--watch-grace-period",
+            "4s",
+            "--remote-write-url",
+            &prometheus.write_url(),
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    let count = "count(container_image_container_info)";
+    pusher
+        .wait_for_query(&prometheus, count, |s| {
+            s.first().map(|s| s.value) == Some(3.0)
+        })
+        .await;
+    wait_for_metric_line(
+        &pusher,
+        r#"container_image_pusher_inventory_stale{kind="Deployment"} 0"#,
+    )
+    .await;
+    assert_eq!(readyz(&pusher).await.0, 200);
+
+    api.stop();
+    wait_for_metric_line(
+        &pusher,
+        r#"container_image_pusher_inventory_stale{kind="Deployment"} 1"#,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = readyz(&pusher).await;
+        if status == 503 {
+            assert!(body.contains("inventory: "), "{body}");
+            assert!(body.contains("not refreshed"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed {status} while the API server was down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // More than a tick into the outage: the stale inventory was pushed again
+    // as it was.
+    assert_eq!(
+        prometheus.query(count).await.first().map(|s| s.value),
+        Some(3.0)
+    );
+
+    api.delete::<Deployment>(Some("shop"), "gone");
+    api.forbid_while_starting::<DaemonSet>(Duration::from_millis(1500));
+    api.start_again().await;
+    let back = Instant::now();
+    api.apply(&deployment("new", "127.0.0.1:1/new:1"));
+    loop {
+        let agent = prometheus
+            .query(r#"container_image_container_info{kind="DaemonSet"}"#)
+            .await;
+        assert_eq!(
+            agent.len(),
+            1,
+            "the DaemonSet's series ended during a brief 403"
+        );
+        let new = prometheus
+            .query(r#"container_image_container_info{name="new"}"#)
+            .await;
+        let gone = prometheus
+            .query(r#"container_image_container_info{name="gone"}"#)
+            .await;
+        if new.len() == 1 && gone.is_empty() {
+            break;
+        }
+        assert!(
+            back.elapsed() < 2 * interval,
+            "not current {:?} after the API server came back\n{}",
+            back.elapsed(),
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "current {:?} after the API server came back",
+        back.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz(&pusher).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again: {:?}",
+            readyz(&pusher).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_metric_line(
+        &pusher,
+        r#"container_image_pusher_inventory_stale{kind="DaemonSet"} 0"#,
+    )
+    .await;
+}
+
+/// list/watch on DaemonSets revoked while running: the open watch goes on
+/// until it times out (`--watch-timeout`), the re-opened one is refused,
+/// and after `--watch-grace-period` the DaemonSet's series end, while
+/// `/metrics` says why and the replica stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
+    container_image_pusher::install_crypto_provider();
+    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    api.apply(&pod("web", "127.0.0.1:1/web:1"));
+    api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let pusher = Pusher::start(
+        &[
+            "--interval",
+            "300ms",
+            "--watch-timeout",
+            "1s",
+            "--watch-grace-period",
+            "2s",
+            "--remote-write-url",
+            &prometheus.write_url(),
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    let agent = r#"container_image_container_info{kind="DaemonSet"}"#;
+    pusher
+        .wait_for_query(&prometheus, agent, |s| s.len() == 1)
+        .await;
+    api.wait_for_watch::<DaemonSet>(Duration::from_secs(20))
+        .await;
+
+    api.forbid::<DaemonSet>();
+    wait_for_metric_line(
+        &pusher,
+        r#"container_image_pusher_inventory_stale{kind="DaemonSet"} 1"#,
+    )
+    .await;
+    let refused = Instant::now();
+    pusher
+        .wait_for_query(&prometheus, agent, |s| s.is_empty())
+        .await;
+    assert!(
+        refused.elapsed() >= Duration::from_millis(1500),
+        "the series ended before the grace period was over"
+    );
+    let metrics = pusher.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"container_image_pusher_discovery_errors_total{kind="DaemonSet",reason="forbidden"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"container_image_pusher_watched_objects{kind="DaemonSet"} 0"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        prometheus
+            .query(r#"container_image_container_info{kind="Pod"}"#)
+            .await
+            .len(),
+        1,
+        "the other kinds go on"
+    );
+    assert_eq!(
+        readyz(&pusher).await.0,
+        200,
+        "a refused kind does not make the replica unready"
+    );
+
+    api.allow::<DaemonSet>();
+    pusher
+        .wait_for_query(&prometheus, agent, |s| s.len() == 1)
+        .await;
 }

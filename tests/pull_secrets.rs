@@ -470,3 +470,130 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
     );
     assert!(!pusher.child.logs().contains(PASSWORD) && !after.contains(PASSWORD));
 }
+
+/// The reproducer: an `auths` key of forty stars before `z:1`, and a
+/// pod pulling `localhost:1/x/y:1` with it, made one lookup run for minutes.
+/// Next to it, a key of 2 KiB (refused, with one warning naming the secret)
+/// and the real login for a private registry, which must still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pull_secret_patterns_cost_no_time_and_spare_the_other_logins() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
+    let host = registry.host();
+    let image = push_image(
+        &registry,
+        "private/app",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(vec![4; 10]),
+    )
+    .await;
+    let forty_stars = format!("{}z:1", "*".repeat(40));
+    let overlong = format!("{}z:1", "*".repeat(2048));
+    let config = json!({"auths": {
+        &forty_stars: {"auth": auth(USER, "hostile-1")},
+        &overlong: {"auth": auth(USER, "hostile-2")},
+        &host: {"auth": auth(USER, PASSWORD)},
+    }})
+    .to_string();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": "shop", "name": "evil"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config}
+    });
+    let documents = [
+        secret,
+        pod("shop", "hostile", "localhost:1/x/y:1", &["evil"], None),
+        pod(
+            "shop",
+            "private",
+            &format!("{host}/private/app:1"),
+            &["evil"],
+            None,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("all.yaml");
+    let yaml: Vec<String> = documents
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    std::fs::write(&manifests, yaml.join("---\n")).unwrap();
+    let args = [
+        "--manifests",
+        manifests.to_str().unwrap(),
+        "--insecure-registry",
+        &host,
+    ];
+
+    let started = Instant::now();
+    let (ok, _, stdout, stderr) =
+        run_once(&[&args[..], &["--once", "--dry-run"]].concat(), None).await;
+    let took = started.elapsed();
+    assert!(ok, "{stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "one lookup used to take minutes; took {took:?}\n{stderr}"
+    );
+    assert_eq!(
+        digest_of(&stdout, "private").as_deref(),
+        Some(image.digest.as_str()),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "container_image_resolve_error{class=\"unavailable\",image=\"localhost:1/x/y:1\""
+        ),
+        "{stdout}"
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("locations longer than the limit"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("secret shop/evil"), "{}", warnings[0]);
+    assert!(
+        !stderr.contains(&"*".repeat(64)),
+        "the refused location is not repeated"
+    );
+
+    // Long-running, the files are read again at every tick: still one warning.
+    let pusher = Pusher::start(
+        &[
+            &args[..],
+            &["--interval", "200ms", "--error-cache-duration", "100ms"],
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = pusher.metrics().await;
+        let attempts: f64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("container_image_pusher_registry_requests_total{")
+                    && l.contains("host=\"localhost:1\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if attempts >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = pusher.child.logs();
+    assert_eq!(
+        logs.matches("locations longer than the limit").count(),
+        1,
+        "{logs}"
+    );
+    for output in [&stdout, &stderr, &logs] {
+        assert!(
+            !output.contains(PASSWORD) && !output.contains("hostile-1"),
+            "a secret leaked:\n{output}"
+        );
+    }
+}

@@ -361,11 +361,13 @@ async fn hostile_registry() -> String {
 #[tokio::test]
 async fn hostile_registries_yield_classified_errors_not_panics() {
     let host = hostile_registry().await;
+    // Long enough for a HEAD and a GET on a loaded machine (2 s was not);
+    // the slow registry sleeps far longer.
     let (resolver, telemetry) = resolver(
         &host,
         Duration::from_secs(60),
         "linux/amd64",
-        Duration::from_secs(2),
+        Duration::from_secs(6),
     );
     let garbage_digest = {
         use sha2::Digest;
@@ -769,4 +771,425 @@ async fn bearer_tokens_from_the_registry_token_server() {
         .unwrap_err();
     assert_eq!(err.class, ErrorClass::Unauthorized, "{err}");
     assert!(err.message.contains("anonymously"), "{err}");
+}
+
+/// The pusher binary, once, over one Pod per (name, image) — pull secrets
+/// from `secrets` (name → docker config JSON) in the same namespace —
+/// pushing to a strict receiver. Returns whether it exited 0, its log, and
+/// every series the receiver accepted.
+async fn push_once(
+    pods: &[(&str, &str, Option<&str>)],
+    secrets: &[(&str, String)],
+    insecure: &[&str],
+) -> (bool, String, Vec<(Vec<(String, String)>, f64)>) {
+    use support::receiver::Receiver;
+    container_image_pusher::install_crypto_provider();
+    let receiver = Receiver::start().await;
+    let mut documents: Vec<serde_json::Value> = secrets
+        .iter()
+        .map(|(name, config)| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"namespace": "ns", "name": name},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": config}
+            })
+        })
+        .collect();
+    for (name, image, secret) in pods {
+        let mut spec = serde_json::json!({"containers": [{"name": "c", "image": image}]});
+        if let Some(secret) = secret {
+            spec["imagePullSecrets"] = serde_json::json!([{"name": secret}]);
+        }
+        documents.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": "ns", "name": name},
+            "spec": spec
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("pods.yaml");
+    let yaml: Vec<String> = documents
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    std::fs::write(&manifests, yaml.join("---\n")).unwrap();
+    let url = receiver.url();
+    let mut args = vec![
+        "--manifests",
+        manifests.to_str().unwrap(),
+        "--once",
+        "--remote-write-url",
+        &url,
+        "--registry-timeout",
+        "5s",
+    ];
+    for host in insecure {
+        args.extend(["--insecure-registry", host]);
+    }
+    let (ok, _, _, stderr) = support::pusher::run_once(&args, None).await;
+    receiver.assert_valid();
+    let series = receiver
+        .received()
+        .iter()
+        .flat_map(|r| r.series())
+        .collect();
+    (ok, stderr, series)
+}
+
+/// The label sets of the pushed series of `metric` that carry every one of `labels`.
+fn pushed<'a>(
+    series: &'a [(Vec<(String, String)>, f64)],
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a [(String, String)]> {
+    let has = |set: &[(String, String)], name: &str, value: &str| {
+        set.iter().any(|(n, v)| n == name && v == value)
+    };
+    series
+        .iter()
+        .map(|(set, _)| set.as_slice())
+        .filter(|set| has(set, "__name__", metric) && labels.iter().all(|(n, v)| has(set, n, v)))
+        .collect()
+}
+
+/// The `digest` label of the container_info series of pod `name` ("" when absent).
+fn pushed_digest(series: &[(Vec<(String, String)>, f64)], name: &str) -> String {
+    let info = pushed(series, "container_image_container_info", &[("name", name)]);
+    assert_eq!(info.len(), 1, "one container_info for {name}: {series:?}");
+    info[0]
+        .iter()
+        .find(|(n, _)| n == "digest")
+        .map_or_else(String::new, |(_, v)| v.clone())
+}
+
+/// A stand-in registry that hands out tokens from its own token server,
+/// naming for each repository a different absurd `expires_in`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_server_naming_absurd_lifetimes_costs_no_image() {
+    let image = Arc::new(TinyImage::new());
+    let lifetimes = [
+        ("forever", "18446744073709551615"),
+        ("huge", "1e300"),
+        ("negative", "-9223372036854775808"),
+        ("zero", "0"),
+        ("words", "\"until the heat death\""),
+    ];
+    let host = Arc::new(std::sync::OnceLock::<String>::new());
+    let (registry, _) = stand_in({
+        let (image, host) = (image.clone(), host.clone());
+        move |request, _| {
+            let path = request.uri().path();
+            if path == "/token" {
+                let query = request.uri().query().unwrap_or("");
+                let (_, expires_in) = lifetimes
+                    .iter()
+                    .find(|(repository, _)| query.contains(&format!("%3A{repository}%3A")))
+                    .expect("a known repository");
+                return format!(r#"{{"token":"t","expires_in":{expires_in}}}"#).into_response();
+            }
+            if authorization(request) != "Bearer t" {
+                let challenge = format!(r#"Bearer realm="http://{}/token""#, host.get().unwrap());
+                return (StatusCode::UNAUTHORIZED, [("WWW-Authenticate", challenge)])
+                    .into_response();
+            }
+            let repository = path
+                .trim_start_matches("/v2/")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            image.serve(repository, path)
+        }
+    })
+    .await;
+    host.set(registry.clone()).unwrap();
+    let (calm, _) = stand_in({
+        let image = image.clone();
+        move |request, _| image.serve("calm", request.uri().path())
+    })
+    .await;
+    let mut pods: Vec<(String, String)> = lifetimes
+        .iter()
+        .map(|(repository, _)| (repository.to_string(), format!("{registry}/{repository}:1")))
+        .collect();
+    pods.push(("calm".into(), format!("{calm}/calm:1")));
+    let pods: Vec<(&str, &str, Option<&str>)> = pods
+        .iter()
+        .map(|(name, image)| (name.as_str(), image.as_str(), None))
+        .collect();
+
+    let (ok, stderr, series) = push_once(&pods, &[], &[&registry, &calm]).await;
+    assert!(ok, "exits 0 (it used to panic with exit 101): {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for (name, _, _) in &pods {
+        assert_eq!(
+            pushed_digest(&series, name),
+            image.manifest_digest,
+            "{name}\n{stderr}"
+        );
+    }
+    assert_eq!(
+        pushed(
+            &series,
+            "container_image_label",
+            &[("digest", &image.manifest_digest), ("key", "team")]
+        )
+        .len(),
+        1
+    );
+}
+
+/// A registry naming digests of an algorithm nobody can verify: in
+/// `Docker-Content-Digest` and in a manifest's config descriptor. None of
+/// it is believed; pods pinned to such digests are invalid references (as
+/// for the container runtime); the other image is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_of_unknown_algorithms_are_bad_format_and_cost_only_their_image() {
+    let image = Arc::new(TinyImage::new());
+    let forged_config =
+        br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"forged":"yes"}}}"#.to_vec();
+    let forged_config_digest = format!("evil:{}", "ab".repeat(32));
+    let forged_manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": forged_config_digest, "size": forged_config.len()},
+        "layers": []
+    }))
+    .unwrap();
+    let forged_manifest_sha256 = support::sha256_digest(&forged_manifest);
+    let evil_manifest_digest = format!("evil:{}", "cd".repeat(32));
+    let (registry, _) = stand_in({
+        let image = image.clone();
+        let evil_manifest_digest = evil_manifest_digest.clone();
+        move |request, _| {
+            let path = request.uri().path();
+            let manifest = |digest: &str| {
+                (
+                    [
+                        ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                        ("Docker-Content-Digest", digest),
+                    ],
+                    forged_manifest.clone(),
+                )
+                    .into_response()
+            };
+            if path.ends_with(&format!("/blobs/{forged_config_digest}")) {
+                return forged_config.clone().into_response();
+            }
+            match path {
+                "/v2/header/manifests/1" => manifest(&evil_manifest_digest),
+                "/v2/config/manifests/1" => manifest(&forged_manifest_sha256),
+                p if p.contains("/manifests/") && !p.starts_with("/v2/good/") => {
+                    manifest(&evil_manifest_digest)
+                }
+                p => image.serve("good", p),
+            }
+        }
+    })
+    .await;
+    let pinned = format!("{registry}/pinned@{evil_manifest_digest}");
+    let upper = format!("{registry}/pinned@sha256:{}", "AB".repeat(32));
+    let header = format!("{registry}/header:1");
+    let config = format!("{registry}/config:1");
+    let good = format!("{registry}/good:1");
+    let pods = [
+        ("header", header.as_str(), None),
+        ("config", config.as_str(), None),
+        ("pinned", pinned.as_str(), None),
+        ("upper", upper.as_str(), None),
+        ("good", good.as_str(), None),
+    ];
+    let (ok, stderr, series) = push_once(&pods, &[], &[&registry]).await;
+    assert!(ok, "{stderr}");
+    for (i, (name, reference, _)) in pods[..4].iter().enumerate() {
+        let class = if i < 2 {
+            "bad_format"
+        } else {
+            "invalid_reference"
+        };
+        assert_eq!(pushed_digest(&series, name), "", "{name}\n{stderr}");
+        assert_eq!(
+            pushed(
+                &series,
+                "container_image_resolve_error",
+                &[("image", reference), ("class", class)]
+            )
+            .len(),
+            1,
+            "{name}: {series:?}\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("is not a sha256 or sha512 digest"),
+        "the log says why: {stderr}"
+    );
+    for (set, _) in &series {
+        for (name, value) in set {
+            assert!(
+                !(name == "digest" && value.starts_with("evil:")) && value != "forged",
+                "{name}={value} was pushed"
+            );
+        }
+    }
+    assert_eq!(pushed_digest(&series, "good"), image.manifest_digest);
+    assert_eq!(
+        pushed(
+            &series,
+            "container_image_label",
+            &[("digest", &image.manifest_digest), ("key", "team")]
+        )
+        .len(),
+        1
+    );
+}
+
+/// A registry whose Bearer challenge names a plain-HTTP token server on
+/// another host:port: the login for the registry is not sent there, and
+/// the image is unauthorized; anonymous pulls of the same registry still
+/// get their token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_never_goes_to_a_plain_http_token_server_on_another_host() {
+    use base64::Engine as _;
+    const PASSWORD: &str = "never-in-clear";
+    let image = Arc::new(TinyImage::new());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (token_server, token_requests) = stand_in({
+        let seen = seen.clone();
+        move |request, _| {
+            seen.lock().unwrap().push(authorization(request).to_owned());
+            r#"{"token":"t"}"#.into_response()
+        }
+    })
+    .await;
+    let (registry, _) = stand_in({
+        let (image, token_server) = (image.clone(), token_server.clone());
+        move |request, _| {
+            if authorization(request) != "Bearer t" {
+                let challenge = format!(r#"Bearer realm="http://{token_server}/token""#);
+                return (StatusCode::UNAUTHORIZED, [("WWW-Authenticate", challenge)])
+                    .into_response();
+            }
+            image.serve("team/app", request.uri().path())
+        }
+    })
+    .await;
+    let (calm, _) = stand_in({
+        let image = image.clone();
+        move |request, _| image.serve("calm", request.uri().path())
+    })
+    .await;
+    let login = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"));
+    let config = serde_json::json!({"auths": {&registry: {"auth": &login}}}).to_string();
+    let reference = format!("{registry}/team/app:1");
+    let calm_reference = format!("{calm}/calm:1");
+    let pods = [
+        ("with-login", reference.as_str(), Some("regcred")),
+        ("anonymous", reference.as_str(), None),
+        ("calm", calm_reference.as_str(), Some("regcred")),
+    ];
+    let (ok, stderr, series) = push_once(&pods, &[("regcred", config)], &[&registry, &calm]).await;
+    assert!(ok, "{stderr}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        token_requests.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the anonymous pull asked for its token"
+    );
+    assert!(
+        seen.iter().all(String::is_empty),
+        "the token server saw {seen:?}"
+    );
+    assert_eq!(pushed_digest(&series, "with-login"), "", "{stderr}");
+    assert_eq!(
+        pushed(
+            &series,
+            "container_image_resolve_error",
+            &[("image", &reference), ("class", "unauthorized")]
+        )
+        .len(),
+        1,
+        "{series:?}"
+    );
+    assert!(
+        stderr.contains("plain HTTP on another host") && stderr.contains("secret ns/regcred"),
+        "the log says why and whose login: {stderr}"
+    );
+    assert_eq!(pushed_digest(&series, "anonymous"), image.manifest_digest);
+    assert_eq!(pushed_digest(&series, "calm"), image.manifest_digest);
+    for (set, _) in &series {
+        assert!(
+            !set.iter()
+                .any(|(_, v)| v.contains(PASSWORD) || v.contains(&login)),
+            "{set:?}"
+        );
+    }
+    assert!(
+        !stderr.contains(PASSWORD) && !stderr.contains(&login),
+        "a secret leaked: {stderr}"
+    );
+}
+
+/// Numbers a registry makes up: layer sizes whose sum overflows a u64, and
+/// a `Retry-After` of u64::MAX seconds. They saturate; nothing panics.
+#[tokio::test]
+async fn absurd_numbers_from_a_registry_saturate() {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let config_digest = support::sha256_digest(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": support::sha256_digest(b"a"), "size": u64::MAX},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": support::sha256_digest(b"b"), "size": u64::MAX}
+        ]
+    }))
+    .unwrap();
+    let manifest_digest = support::sha256_digest(&manifest);
+    let (huge, _) = stand_in({
+        let manifest_digest = manifest_digest.clone();
+        move |request, _| {
+            if request.uri().path().contains("/blobs/") {
+                return config.clone().into_response();
+            }
+            (
+                [
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", manifest_digest.as_str()),
+                ],
+                manifest.clone(),
+            )
+                .into_response()
+        }
+    })
+    .await;
+    let (flooded, _) = stand_in(|_, _| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("Retry-After", "18446744073709551615")],
+        )
+            .into_response()
+    })
+    .await;
+    let (resolver, _) = resolver_for(
+        &[&huge, &flooded],
+        Duration::from_secs(60),
+        "linux/amd64",
+        Duration::from_secs(5),
+    );
+    let resolved = resolver
+        .resolve(&format!("{huge}/big:1"), &[])
+        .await
+        .expect("resolves");
+    assert_eq!(resolved.digest, manifest_digest);
+    assert_eq!(resolved.size, u64::MAX, "the sum saturates");
+
+    let err = resolver
+        .resolve(&format!("{flooded}/a:1"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::RateLimited, "{err}");
+    assert!(
+        err.message.contains("for 300s"),
+        "paused 5 minutes at most: {err}"
+    );
 }

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_image_pusher::discovery::watch::WatchedCluster;
+use container_image_pusher::discovery::watch::{WatchOptions, WatchedCluster, STALE_INVENTORY};
 use container_image_pusher::discovery::{Kind, Workload};
 use container_image_pusher::telemetry::Telemetry;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -64,12 +64,28 @@ fn init_logs() {
 }
 
 async fn start(api: &KubeApi, namespaces: &[&str]) -> (WatchedCluster, Arc<Telemetry>) {
+    start_with(api, namespaces, OPTIONS).await
+}
+
+/// Retries within a second; a grace period no test outlasts by accident.
+const OPTIONS: WatchOptions = WatchOptions {
+    grace_period: Duration::from_secs(3600),
+    max_backoff: Duration::from_secs(1),
+    watch_timeout: Duration::from_secs(290),
+};
+
+async fn start_with(
+    api: &KubeApi,
+    namespaces: &[&str],
+    options: WatchOptions,
+) -> (WatchedCluster, Arc<Telemetry>) {
     init_logs();
     container_image_pusher::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let cluster = WatchedCluster::start(
         api.kube_client().await,
         namespaces.iter().map(|ns| ns.to_string()).collect(),
+        options,
         telemetry.clone(),
     );
     (cluster, telemetry)
@@ -536,4 +552,236 @@ async fn only_the_given_namespaces_are_watched() {
     })
     .await;
     assert!(image_of(&cluster, Kind::Pod, "other").is_none());
+}
+
+fn stale(telemetry: &Telemetry, kind: &str) -> i64 {
+    telemetry.inventory_stale.with_label_values(&[kind]).get()
+}
+
+fn inventory_failing(telemetry: &Telemetry) -> Option<String> {
+    telemetry
+        .readiness
+        .failing()
+        .into_iter()
+        .find(|(condition, _)| condition == STALE_INVENTORY)
+        .map(|(_, reason)| reason)
+}
+
+/// A restart long enough for kube-runtime's default backoff to have grown
+/// past 6 s: the watchers keep every object while the server is down, say
+/// they are stale, and are current again within two retries (`max_backoff`
+/// 1 s) once it answers — objects created and deleted across the restart
+/// included — though every resumed watch gets 410.
+#[tokio::test]
+async fn after_a_restart_the_inventory_is_current_as_soon_as_the_server_answers() {
+    let api = KubeApi::start().await;
+    api.apply(&pod("shop", "web", "web:1"));
+    api.apply(&deployment("shop", "gone", "gone:1"));
+    api.apply(&daemon_set("kube-system", "agent", "agent:1"));
+    let options = WatchOptions {
+        grace_period: Duration::from_secs(3),
+        ..OPTIONS
+    };
+    let (cluster, telemetry) = start_with(&api, &[], options).await;
+    eventually("ready", || cluster.is_ready()).await;
+    api.wait_for_watch::<Deployment>(TIMEOUT).await;
+
+    api.stop();
+    eventually("every kind is stale", || {
+        ["Pod", "Deployment", "DaemonSet"]
+            .iter()
+            .all(|kind| stale(&telemetry, kind) == 1)
+    })
+    .await;
+    eventually("not ready once stale past the grace period", || {
+        inventory_failing(&telemetry).is_some_and(|r| r.contains("Deployment not refreshed"))
+    })
+    .await;
+    assert_eq!(
+        ids(&cluster.snapshot()).len(),
+        3,
+        "a stale inventory keeps its objects"
+    );
+    // What happened while it was down.
+    api.delete::<Deployment>(Some("shop"), "gone");
+    // An outage of several failed attempts: kube-runtime's default backoff
+    // would have grown to 6.4 s by now.
+    eventually("several attempts failed", || {
+        telemetry
+            .discovery_errors
+            .with_label_values(&["Deployment", "error"])
+            .get()
+            >= 5
+    })
+    .await;
+    api.forbid_while_starting::<DaemonSet>(Duration::from_millis(1500));
+    api.start_again().await;
+    let back = tokio::time::Instant::now();
+    api.apply(&deployment("shop", "new", "new:1"));
+    eventually(
+        "the new deployment shows and the deleted one is gone",
+        || {
+            let snapshot = cluster.snapshot();
+            find(&snapshot, Kind::Deployment, "new").is_some()
+                && find(&snapshot, Kind::Deployment, "gone").is_none()
+        },
+    )
+    .await;
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "current {took:?} after the server came back; kube-runtime's default backoff took 10 s or more"
+    );
+    assert!(
+        find(&cluster.snapshot(), Kind::DaemonSet, "agent").is_some(),
+        "the 403 while starting does not drop the daemon set"
+    );
+    eventually("every kind is current and the replica ready", || {
+        Kind::ALL.iter().all(|k| stale(&telemetry, k.as_str()) == 0)
+            && inventory_failing(&telemetry).is_none()
+    })
+    .await;
+}
+
+/// The test server restarts like a real one: open watches are cut, the
+/// port refuses connections while it is down, and a watch resumed from
+/// before the restart gets the watch cache's 410 "too old resource
+/// version" as an ERROR event.
+#[tokio::test]
+async fn the_test_server_restarts_with_an_empty_watch_cache() {
+    use futures::StreamExt;
+    use kube::api::{Api, WatchEvent, WatchParams};
+    let api = KubeApi::start().await;
+    api.apply(&pod("shop", "web", "web:1"));
+    let client = api.kube_client().await;
+    let pods: Api<Pod> = Api::all(client);
+    let rv = api.resource_version();
+    let mut open = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.stop();
+    let cut = tokio::time::timeout(TIMEOUT, open.next()).await.unwrap();
+    assert!(
+        !matches!(
+            cut,
+            Some(Ok(WatchEvent::Added(_) | WatchEvent::Modified(_)))
+        ),
+        "the open watch ends: {cut:?}"
+    );
+    assert!(pods.list(&Default::default()).await.is_err(), "down");
+    api.start_again().await;
+    let mut resumed = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match resumed.next().await {
+        Some(Ok(WatchEvent::Error(status))) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+            let current: u64 = api.resource_version().parse().unwrap();
+            assert_eq!(
+                status.message,
+                format!("too old resource version: {rv} ({current})")
+            );
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    assert_eq!(pods.list(&Default::default()).await.unwrap().items.len(), 1);
+}
+
+/// A 403 while the API server starts (its authorizer warming up) is a
+/// moment, not a revocation: the kind keeps its objects throughout, and
+/// `/readyz` does not fail for it.
+#[tokio::test]
+async fn a_transient_403_keeps_the_last_known_objects() {
+    let api = KubeApi::start().await;
+    api.apply(&daemon_set("kube-system", "agent", "agent:1"));
+    let options = WatchOptions {
+        grace_period: Duration::from_secs(5),
+        ..OPTIONS
+    };
+    let (cluster, telemetry) = start_with(&api, &[], options).await;
+    eventually("ready", || cluster.is_ready()).await;
+    api.wait_for_watch::<DaemonSet>(TIMEOUT).await;
+    let refused = || {
+        telemetry
+            .discovery_errors
+            .with_label_values(&["DaemonSet", "forbidden"])
+            .get()
+    };
+    api.stop();
+    api.forbid_while_starting::<DaemonSet>(Duration::from_secs(2));
+    api.start_again().await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until
+        || refused() == 0
+        || stale(&telemetry, "DaemonSet") == 1
+    {
+        assert!(
+            find(&cluster.snapshot(), Kind::DaemonSet, "agent").is_some(),
+            "the daemon set left the inventory during a 403 shorter than the grace period"
+        );
+        assert!(inventory_failing(&telemetry).is_none());
+        assert!(
+            tokio::time::Instant::now() < until + TIMEOUT,
+            "never refused, or never current again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge(&telemetry, "DaemonSet"), 1);
+}
+
+/// RBAC revoked while running: the open watch goes on until it times out
+/// (`watch_timeout`), the re-opened one is refused, and after the grace
+/// period the kind leaves the inventory — without making the replica
+/// unready. Granted again, it comes back.
+#[tokio::test]
+async fn a_revoked_kind_leaves_the_inventory_after_the_grace_period() {
+    let api = KubeApi::start().await;
+    api.apply(&pod("shop", "web", "web:1"));
+    api.apply(&daemon_set("kube-system", "agent", "agent:1"));
+    let options = WatchOptions {
+        grace_period: Duration::from_secs(2),
+        max_backoff: Duration::from_secs(1),
+        watch_timeout: Duration::from_secs(1),
+    };
+    let (cluster, telemetry) = start_with(&api, &[], options).await;
+    eventually("ready", || cluster.is_ready()).await;
+    api.wait_for_watch::<DaemonSet>(TIMEOUT).await;
+    api.forbid::<DaemonSet>();
+    eventually("the kind is refused and stale", || {
+        stale(&telemetry, "DaemonSet") == 1
+    })
+    .await;
+    let refused_at = tokio::time::Instant::now();
+    eventually("the daemon set leaves the inventory", || {
+        find(&cluster.snapshot(), Kind::DaemonSet, "agent").is_none()
+    })
+    .await;
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(1500),
+        "left before the grace period was over"
+    );
+    assert_eq!(gauge(&telemetry, "DaemonSet"), 0);
+    assert!(image_of(&cluster, Kind::Pod, "web").is_some());
+    assert!(
+        inventory_failing(&telemetry).is_none(),
+        "a refused kind does not make the replica unready"
+    );
+    assert!(
+        telemetry
+            .discovery_errors
+            .with_label_values(&["DaemonSet", "forbidden"])
+            .get()
+            > 0
+    );
+
+    api.allow::<DaemonSet>();
+    eventually("back once allowed", || {
+        image_of(&cluster, Kind::DaemonSet, "agent").is_some()
+            && stale(&telemetry, "DaemonSet") == 0
+    })
+    .await;
 }

@@ -124,9 +124,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// Reads every workload now. Kinds or files that cannot be read are
-    /// logged and skipped by the sources; an error here means the snapshot
-    /// as a whole cannot be trusted (for example the API server is down).
+    /// Reads every workload now. Files, and listed kinds, that cannot be
+    /// read are logged and skipped by the sources; a watched kind that
+    /// cannot be refreshed keeps its last known workloads (see
+    /// [`watch`]). An error here means the snapshot as a whole cannot be
+    /// trusted (for example the API server is down during a `--once` list).
     pub async fn snapshot(&self) -> Result<Vec<Arc<Workload>>, DiscoveryError> {
         let mut workloads = match self {
             Source::Cluster(cluster) => cluster.snapshot().await?,

@@ -10,24 +10,67 @@
 //! annotations). A workload that did not change keeps its `Arc` — across
 //! status-only updates and across re-lists — so the inventory can reuse the
 //! label sets it encoded for it.
+//!
+//! Freshness: a kind whose list or watch fails is *stale* until a list of it
+//! completes again (every failure other than a 410 is followed by a fresh
+//! list, so "current" never rests on a watch that resumed silently). A stale
+//! kind keeps its last known objects, so a restarting API server does not
+//! look like every workload disappeared; a kind refused with 403 for longer
+//! than the grace period leaves the inventory (its series end), since a
+//! transient 403 while the API server's authorizer warms up must not. Retries
+//! back off, and the backoff starts over as soon as the server answers again,
+//! so an outage's grown backoff does not delay the re-list after it.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::{workload, HasPodSpec, Kind, Workload};
+use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
+
+/// The readiness condition that fails while a kind has been stale for
+/// longer than the grace period.
+pub const STALE_INVENTORY: &str = "inventory";
+
+/// The first retry delay; it doubles per failed attempt up to
+/// [`WatchOptions::max_backoff`] (client-go's reflector starts at 800 ms too).
+const FIRST_BACKOFF: Duration = Duration::from_millis(800);
+
+/// How the watchers retry and how long they tolerate failures.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchOptions {
+    /// How long a kind may stay stale before `/readyz` fails, and how long
+    /// a kind refused with 403 keeps its last known objects before they
+    /// leave the inventory.
+    pub grace_period: Duration,
+    /// The longest wait between two attempts to list or watch a kind.
+    pub max_backoff: Duration,
+    /// `timeoutSeconds` of each watch request: how long an open watch may
+    /// go on before it is re-opened, and so how late a revoked permission
+    /// is noticed at most (the API server checks RBAC when a watch opens,
+    /// never on an open one).
+    pub watch_timeout: Duration,
+}
+
+impl WatchOptions {
+    /// Retries at most half a tick apart (between 1 s and 30 s), so a kind
+    /// is current again within a tick of the API server answering.
+    pub fn max_backoff_for(interval: Duration) -> Duration {
+        (interval / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+}
 
 /// Namespace and name of an object within one watcher's store.
 type ObjectKey = (String, String);
@@ -47,6 +90,7 @@ impl WatchedCluster {
     pub fn start(
         client: Client,
         namespaces: Vec<String>,
+        options: WatchOptions,
         telemetry: Arc<Telemetry>,
     ) -> WatchedCluster {
         let mut namespaces = namespaces;
@@ -67,8 +111,17 @@ impl WatchedCluster {
         let shared = Arc::new(Shared {
             streams: Mutex::new(streams),
             changes,
+            options,
             telemetry,
         });
+        for kind in Kind::ALL {
+            // Every kind is reported, stale or not, from the start.
+            shared
+                .telemetry
+                .inventory_stale
+                .with_label_values(&[kind.as_str()])
+                .set(0);
+        }
         let mut tasks = Vec::new();
         let mut index = 0;
         for kind in Kind::ALL {
@@ -91,7 +144,11 @@ impl WatchedCluster {
     /// The current workloads, sorted by (kind, namespace, name). An object
     /// that did not change keeps the same `Arc` between calls; a modified
     /// one gets a new `Arc`.
+    ///
+    /// Also applies the grace period: kinds refused for longer leave the
+    /// inventory, and `/readyz` fails while a kind has been stale for longer.
     pub fn snapshot(&self) -> Vec<Arc<Workload>> {
+        self.shared.expire();
         let streams = self.shared.lock();
         let mut workloads = Vec::with_capacity(streams.iter().map(|s| s.objects.len()).sum());
         for stream in streams.iter() {
@@ -131,7 +188,20 @@ struct Shared {
     /// One entry per watcher, in (kind, namespace) order.
     streams: Mutex<Vec<Stream>>,
     changes: tokio::sync::watch::Sender<u64>,
+    options: WatchOptions,
     telemetry: Arc<Telemetry>,
+}
+
+/// Why a watcher's objects could not be refreshed, since when.
+#[derive(Debug, Clone)]
+struct Stale {
+    since: Instant,
+    /// The API refused the list or watch (403).
+    forbidden: bool,
+    /// What the last failure said, for `/readyz`.
+    reason: String,
+    /// Refused for longer than the grace period: the objects were dropped.
+    dropped: bool,
 }
 
 /// The store and status of one watcher.
@@ -141,9 +211,8 @@ struct Stream {
     /// The first list has completed, or the API refused it (403): from
     /// then on this watcher does not hold readiness back.
     ready: bool,
-    /// The API refused the last list or watch with 403 (and no object has
-    /// come since).
-    forbidden: bool,
+    /// Set from a failed list or watch until a list completes again.
+    stale: Option<Stale>,
 }
 
 impl Stream {
@@ -152,7 +221,7 @@ impl Stream {
             kind,
             objects: BTreeMap::new(),
             ready: false,
-            forbidden: false,
+            stale: None,
         }
     }
 
@@ -177,8 +246,9 @@ impl Shared {
     }
 
     /// A complete list: its objects replace the store, so objects deleted
-    /// while no watch was open disappear.
-    fn replace(&self, index: usize, objects: BTreeMap<ObjectKey, Arc<Workload>>) {
+    /// while no watch was open disappear, and the watcher is current again.
+    /// Returns the staleness it ended, if any.
+    fn replace(&self, index: usize, objects: BTreeMap<ObjectKey, Arc<Workload>>) -> Option<Stale> {
         let mut streams = self.lock();
         let was_ready = streams.iter().all(Stream::is_ready);
         let stream = &mut streams[index];
@@ -191,14 +261,20 @@ impl Shared {
         // The old map is freed after the lock is released.
         let old = std::mem::replace(&mut stream.objects, objects);
         stream.ready = true;
+        let ended = stream.stale.take();
         let kind = stream.kind;
         let now_ready = streams.iter().all(Stream::is_ready);
         self.count(&streams, kind);
+        self.heard(kind);
         drop(streams);
         drop(old);
+        if ended.is_some() {
+            self.check_readiness();
+        }
         if grown || (now_ready && !was_ready) {
             self.changes.send_modify(|generation| *generation += 1);
         }
+        ended
     }
 
     /// An object added or modified while watching.
@@ -209,13 +285,18 @@ impl Shared {
         let grown = match stream.objects.get(&key) {
             // A change that does not touch the containers (status, labels,
             // replicas): keep the Arc, so nothing is encoded again.
-            Some(old) if **old == workload => return,
+            Some(old) if **old == workload => {
+                let kind = stream.kind;
+                self.heard(kind);
+                return;
+            }
             Some(old) => images_differ(old, &workload),
             None => true,
         };
         let old = stream.objects.insert(key, Arc::new(workload));
         let kind = stream.kind;
         self.count(&streams, kind);
+        self.heard(kind);
         drop(streams);
         drop(old);
         if grown {
@@ -228,43 +309,115 @@ impl Shared {
         let old = streams[index].objects.remove(key);
         let kind = streams[index].kind;
         self.count(&streams, kind);
+        self.heard(kind);
         drop(streams);
         drop(old);
     }
 
-    /// Marks a watcher refused (403); true when it was not already. A
-    /// refused list empties the store: like [`super::ClusterSource`], a kind
-    /// that may not be listed is left out of the inventory. A refused watch
-    /// keeps what the last list and events said.
-    fn forbid(&self, index: usize, list: bool) -> bool {
+    /// Marks a watcher stale after a failed list or watch; its objects
+    /// stay. Returns the staleness it had before (`None`: it was current).
+    /// A refusal (403) also counts as the first list for readiness, so a
+    /// kind the service account may not read does not hold the others back.
+    fn fail(&self, index: usize, forbidden: bool, reason: String) -> Option<Stale> {
         let mut streams = self.lock();
         let was_ready = streams.iter().all(Stream::is_ready);
         let stream = &mut streams[index];
-        let newly = !stream.forbidden;
-        stream.forbidden = true;
-        stream.ready = true;
-        let old = if list {
-            std::mem::take(&mut stream.objects)
-        } else {
-            BTreeMap::new()
-        };
+        let before = stream.stale.clone();
+        let stale = stream.stale.get_or_insert_with(|| Stale {
+            since: Instant::now(),
+            forbidden,
+            reason: String::new(),
+            dropped: false,
+        });
+        if stale.forbidden != forbidden {
+            // A different failure: the grace period of a refusal starts
+            // with the first 403, not with an earlier outage.
+            stale.since = Instant::now();
+            stale.forbidden = forbidden;
+        }
+        stale.reason = reason;
+        if forbidden {
+            stream.ready = true;
+        }
         let kind = stream.kind;
         let now_ready = streams.iter().all(Stream::is_ready);
         self.count(&streams, kind);
         drop(streams);
-        drop(old);
         if now_ready && !was_ready {
             self.changes.send_modify(|generation| *generation += 1);
         }
-        newly
+        before
     }
 
-    /// Clears the refused mark once objects come again; true when it was set.
-    fn allowed(&self, index: usize) -> bool {
-        std::mem::take(&mut self.lock()[index].forbidden)
+    /// Applies the grace period: the objects of watchers refused for longer
+    /// leave the inventory, and the readiness condition follows the
+    /// watchers stale for longer.
+    fn expire(&self) {
+        let grace = self.options.grace_period;
+        let mut streams = self.lock();
+        let mut dropped = Vec::new();
+        for stream in streams.iter_mut() {
+            let Some(stale) = &mut stream.stale else {
+                continue;
+            };
+            if stale.forbidden && !stale.dropped && stale.since.elapsed() >= grace {
+                stale.dropped = true;
+                let objects = std::mem::take(&mut stream.objects);
+                warn!(kind = %stream.kind, objects = objects.len(), grace = ?grace,
+                    "still not allowed to list or watch this kind after the grace period; its containers leave the inventory and their series end (grant list and watch on it in the ClusterRole)");
+                dropped.push((stream.kind, objects));
+            }
+        }
+        for (kind, _) in &dropped {
+            self.count(&streams, *kind);
+        }
+        drop(streams);
+        drop(dropped);
+        self.check_readiness();
     }
 
-    /// Updates the `watched_objects` gauge of `kind` (all its namespaces).
+    /// Fails [`STALE_INVENTORY`] while a watcher has been stale for longer
+    /// than the grace period for a reason other than 403: the API server is
+    /// unreachable or failing, and the inventory served is old. Refused
+    /// kinds do not count: RBAC that leaves a kind out on purpose must not
+    /// keep every replica unready; their series end instead.
+    fn check_readiness(&self) {
+        let grace = self.options.grace_period;
+        let streams = self.lock();
+        let mut reasons: Vec<String> = Vec::new();
+        for stream in streams.iter() {
+            let Some(stale) = &stream.stale else { continue };
+            let age = stale.since.elapsed();
+            if !stale.forbidden && age >= grace {
+                let reason = format!(
+                    "{} not refreshed for {}s: {}",
+                    stream.kind,
+                    age.as_secs(),
+                    stale.reason
+                );
+                if !reasons.contains(&reason) {
+                    reasons.push(reason);
+                }
+            }
+        }
+        drop(streams);
+        update_readiness(&self.telemetry.readiness, &reasons);
+    }
+
+    /// Records that the API server just said something about `kind`.
+    fn heard(&self, kind: Kind) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.telemetry
+            .watch_last_heard
+            .with_label_values(&[kind.as_str()])
+            .set(now);
+    }
+
+    /// Updates the `watched_objects` and `inventory_stale` gauges of
+    /// `kind` (all its namespaces).
     fn count(&self, streams: &[Stream], kind: Kind) {
         let objects: usize = streams
             .iter()
@@ -275,6 +428,22 @@ impl Shared {
             .watched_objects
             .with_label_values(&[kind.as_str()])
             .set(objects as i64);
+        let stale = streams.iter().any(|s| s.kind == kind && s.stale.is_some());
+        self.telemetry
+            .inventory_stale
+            .with_label_values(&[kind.as_str()])
+            .set(i64::from(stale));
+    }
+}
+
+/// Sets or clears [`STALE_INVENTORY`], logging when it starts and stops.
+fn update_readiness(readiness: &Readiness, reasons: &[String]) {
+    if reasons.is_empty() {
+        if readiness.clear(STALE_INVENTORY) {
+            info!("every kind is current again; ready");
+        }
+    } else if readiness.fail(STALE_INVENTORY, reasons.join("; ")) {
+        warn!(stale = %reasons.join("; "), "a kind has been stale for longer than the grace period; not ready");
     }
 }
 
@@ -317,115 +486,201 @@ where
 
 /// How a watcher error is handled.
 enum Failure<'a> {
-    /// 403 on the list (`list`) or on the watch.
-    Forbidden {
-        list: bool,
-        message: &'a str,
-    },
-    /// The watch's resourceVersion is gone: kube-runtime re-lists.
+    /// 403 on the list or on the watch.
+    Forbidden { message: &'a str },
+    /// The watch's resourceVersion is gone (410): list again at once.
     Expired,
-    Other,
+    /// Anything else; `answered` when the API server sent a Status (it is
+    /// up), false when it could not be reached.
+    Other { answered: bool },
 }
 
 fn classify(error: &watcher::Error) -> Failure<'_> {
     use watcher::Error as E;
     match error {
-        E::InitialListFailed(kube::Error::Api(status)) if status.is_forbidden() => {
-            Failure::Forbidden {
-                list: true,
-                message: &status.message,
-            }
-        }
-        E::WatchStartFailed(kube::Error::Api(status))
+        E::InitialListFailed(kube::Error::Api(status))
+        | E::WatchStartFailed(kube::Error::Api(status))
         | E::WatchFailed(kube::Error::Api(status))
             if status.is_forbidden() =>
         {
             Failure::Forbidden {
-                list: false,
                 message: &status.message,
             }
         }
         E::WatchError(status) if status.is_forbidden() => Failure::Forbidden {
-            list: false,
             message: &status.message,
         },
         E::WatchError(status) if status.code == 410 => Failure::Expired,
-        _ => Failure::Other,
+        // A 410 on the watch request itself (rather than in its stream).
+        E::WatchStartFailed(kube::Error::Api(status)) if status.code == 410 => Failure::Expired,
+        E::InitialListFailed(kube::Error::Api(_))
+        | E::WatchStartFailed(kube::Error::Api(_))
+        | E::WatchFailed(kube::Error::Api(_))
+        | E::WatchError(_)
+        | E::NoResourceVersion => Failure::Other { answered: true },
+        _ => Failure::Other { answered: false },
     }
 }
 
-/// Feeds one watcher's events into its store until the task is aborted
-/// (the stream itself never ends: kube-runtime retries with backoff).
+/// Retry delays: doubling from [`FIRST_BACKOFF`] up to a maximum, with
+/// jitter. Unlike kube-runtime's default (which only resets 120 s after the
+/// last failure), it starts over as soon as the API server answers after
+/// being unreachable, so the backoff grown during an outage does not delay
+/// the re-list after it.
+struct Backoff {
+    attempts: u32,
+    max: Duration,
+    /// The last failure was a connection that did not get an answer.
+    unreachable: bool,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff {
+            attempts: 0,
+            max,
+            unreachable: false,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.attempts = 0;
+        self.unreachable = false;
+    }
+
+    /// The wait before the next attempt after a failure.
+    fn delay(&mut self, unreachable: bool) -> Duration {
+        if self.unreachable && !unreachable {
+            self.attempts = 0;
+        }
+        self.unreachable = unreachable;
+        let full = FIRST_BACKOFF
+            .saturating_mul(1u32 << self.attempts.min(16))
+            .min(self.max);
+        self.attempts = self.attempts.saturating_add(1);
+        // Between half and all of it, so watchers that failed together
+        // (every kind, every replica) do not retry together.
+        full.mul_f64(0.5 + 0.5 * jitter())
+    }
+}
+
+/// A number in [0, 1) that differs between calls; not for cryptography.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Feeds one watcher's events into its store until the task is aborted.
+/// After any failure the watcher is started over — a fresh list, after a
+/// backoff — so the kind is only current again once a list completed: a
+/// watch that resumes silently would not say whether it missed anything.
 async fn run<K>(api: Api<K>, scope: String, index: usize, shared: Arc<Shared>)
 where
     K: HasPodSpec + kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let kind = K::KIND;
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    // The objects of a list in progress; they replace the store at InitDone.
-    let mut listing: Option<BTreeMap<ObjectKey, Arc<Workload>>> = None;
-    // The error streak in progress: its first error (and any different one)
-    // is logged at warn, repeats at debug.
-    let mut last_error: Option<String> = None;
-    while let Some(item) = stream.next().await {
-        let event = match item {
-            Ok(event) => event,
-            Err(error) => {
-                handle_error(&shared, index, kind, &scope, &error, &mut last_error);
-                continue;
+    let timeout = u32::try_from(shared.options.watch_timeout.as_secs())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let config = watcher::Config::default().timeout(timeout);
+    let mut backoff = Backoff::new(shared.options.max_backoff);
+    loop {
+        // Boxed so that it (and its connection) can be dropped before the
+        // backoff below.
+        let mut stream = Box::pin(watcher::watcher(api.clone(), config.clone()));
+        // The objects of a list in progress; they replace the store at InitDone.
+        let mut listing: Option<BTreeMap<ObjectKey, Arc<Workload>>> = None;
+        let mut progressed = false;
+        let error = loop {
+            // The watcher stream never ends on its own.
+            let Some(item) = stream.next().await else {
+                break None;
+            };
+            let event = match item {
+                Ok(event) => event,
+                Err(error) => break Some(error),
+            };
+            // Init comes before its list request is sent, so only what
+            // follows it shows that the API answers.
+            if !matches!(event, Event::Init) {
+                progressed = true;
+                backoff.succeeded();
+            }
+            match event {
+                Event::Init => {
+                    debug!(kind = %kind, scope, "listing");
+                    listing = Some(BTreeMap::new());
+                }
+                Event::InitApply(obj) => {
+                    let workload = workload(&obj, "default");
+                    drop(obj);
+                    let key = (workload.namespace.clone(), workload.name.clone());
+                    let workload = shared.reuse(index, &key, workload);
+                    listing.get_or_insert_default().insert(key, workload);
+                }
+                Event::InitDone => {
+                    let objects = listing.take().unwrap_or_default();
+                    debug!(kind = %kind, scope, objects = objects.len(), "listed; watching");
+                    if let Some(stale) = shared.replace(index, objects) {
+                        let after = stale.since.elapsed();
+                        if stale.dropped {
+                            info!(kind = %kind, scope, after = ?after, "allowed to list and watch this kind again; its containers are back in the inventory");
+                        } else if stale.forbidden {
+                            info!(kind = %kind, scope, after = ?after, "allowed to list and watch this kind again; it is current again");
+                        } else {
+                            info!(kind = %kind, scope, after = ?after, "listed again; this kind is current again");
+                        }
+                    }
+                }
+                Event::Apply(obj) => shared.apply(index, workload(&obj, "default")),
+                Event::Delete(obj) => {
+                    let meta = HasPodSpec::meta(&obj);
+                    let key = (
+                        meta.namespace
+                            .clone()
+                            .unwrap_or_else(|| "default".to_owned()),
+                        meta.name.clone().unwrap_or_default(),
+                    );
+                    shared.delete(index, &key);
+                }
             }
         };
-        // Init comes before its list request is sent, so only what follows
-        // it shows that the API answers again.
-        if !matches!(event, Event::Init) {
-            if last_error.take().is_some() {
-                info!(kind = %kind, scope, "watching again");
-            }
-            if shared.allowed(index) {
-                info!(kind = %kind, scope, "allowed to list and watch this kind again; its containers are back in the inventory");
-            }
-        }
-        match event {
-            Event::Init => {
-                debug!(kind = %kind, scope, "listing");
-                listing = Some(BTreeMap::new());
-            }
-            Event::InitApply(obj) => {
-                let workload = workload(&obj, "default");
-                drop(obj);
-                let key = (workload.namespace.clone(), workload.name.clone());
-                let workload = shared.reuse(index, &key, workload);
-                listing.get_or_insert_default().insert(key, workload);
-            }
-            Event::InitDone => {
-                let objects = listing.take().unwrap_or_default();
-                debug!(kind = %kind, scope, objects = objects.len(), "listed; watching");
-                shared.replace(index, objects);
-            }
-            Event::Apply(obj) => shared.apply(index, workload(&obj, "default")),
-            Event::Delete(obj) => {
-                let meta = HasPodSpec::meta(&obj);
-                let key = (
-                    meta.namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".to_owned()),
-                    meta.name.clone().unwrap_or_default(),
-                );
-                shared.delete(index, &key);
-            }
+        drop(stream);
+        let delay = match &error {
+            Some(error) => handle_error(
+                &shared,
+                index,
+                kind,
+                &scope,
+                error,
+                progressed,
+                &mut backoff,
+            ),
+            None => backoff.delay(false),
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
     }
 }
 
+/// Records a failure and says how long to wait before listing again.
 fn handle_error(
     shared: &Shared,
     index: usize,
     kind: Kind,
     scope: &str,
     error: &watcher::Error,
-    last_error: &mut Option<String>,
-) {
+    progressed: bool,
+    backoff: &mut Backoff,
+) -> Duration {
     let counter = |reason: &str| {
         shared
             .telemetry
@@ -433,35 +688,52 @@ fn handle_error(
             .with_label_values(&[kind.as_str(), reason])
             .inc();
     };
-    match classify(error) {
-        Failure::Forbidden { list, message } => {
+    let grace = shared.options.grace_period;
+    let delay = match classify(error) {
+        Failure::Forbidden { message } => {
             counter("forbidden");
-            let newly = shared.forbid(index, list);
-            if !newly {
-                debug!(kind = %kind, scope, "still not allowed to list or watch this kind");
-            } else if list {
-                warn!(kind = %kind, scope, detail = %message,
-                    "not allowed to list this kind; its containers are left out of the inventory (grant list and watch on it in the ClusterRole); retrying with backoff");
-            } else {
-                warn!(kind = %kind, scope, detail = %message,
-                    "not allowed to watch this kind; its containers are no longer kept current (grant list and watch on it in the ClusterRole); retrying with backoff");
+            let before = shared.fail(index, true, format!("forbidden: {message}"));
+            match before {
+                Some(stale) if stale.forbidden => {
+                    debug!(kind = %kind, scope, "still not allowed to list or watch this kind");
+                }
+                _ => {
+                    warn!(kind = %kind, scope, detail = %message, grace = ?grace,
+                        "not allowed to list or watch this kind; keeping its last known containers for the grace period (an API server that is starting refuses for a moment), then they leave the inventory (grant list and watch on it in the ClusterRole)");
+                }
             }
+            backoff.delay(false)
+        }
+        // Routine: history moved on while the watch was down. A watcher
+        // that got somewhere lists again at once; one that did not (the
+        // list itself keeps failing this way) backs off.
+        Failure::Expired if progressed => {
+            debug!(kind = %kind, scope, error = %error, "watch expired; listing again");
+            Duration::ZERO
         }
         Failure::Expired => {
-            // Routine: history moved on while the watch was down.
-            debug!(kind = %kind, scope, error = %error, "watch expired; listing again");
+            debug!(kind = %kind, scope, error = %error, "watch expired again; listing again after a backoff");
+            backoff.delay(false)
         }
-        Failure::Other => {
+        Failure::Other { answered } => {
             counter("error");
             let text = error.to_string();
-            if last_error.as_deref() == Some(text.as_str()) {
-                debug!(kind = %kind, scope, error = %text, "watch still failing; retrying with backoff");
-            } else {
-                warn!(kind = %kind, scope, error = %text, "watch failed; retrying with backoff (the last known workloads of this kind stay in the inventory)");
+            let before = shared.fail(index, false, text.clone());
+            match before {
+                // Already reported: only the start and the end of a
+                // failure are worth a warning.
+                Some(stale) if !stale.forbidden => {
+                    debug!(kind = %kind, scope, error = %text, "still failing; retrying with backoff");
+                }
+                _ => {
+                    warn!(kind = %kind, scope, error = %text, "cannot list or watch this kind; its last known containers stay in the inventory, marked stale, until a list succeeds; retrying with backoff");
+                }
             }
-            *last_error = Some(text);
+            backoff.delay(!answered)
         }
-    }
+    };
+    shared.expire();
+    delay
 }
 
 #[cfg(test)]
@@ -504,6 +776,11 @@ mod tests {
         Shared {
             streams: Mutex::new(streams),
             changes: tokio::sync::watch::channel(0).0,
+            options: WatchOptions {
+                grace_period: Duration::from_secs(3600),
+                max_backoff: Duration::from_secs(30),
+                watch_timeout: Duration::from_secs(290),
+            },
             telemetry: Arc::new(Telemetry::new()),
         }
     }
@@ -564,8 +841,8 @@ mod tests {
         assert!(!rx.has_changed().unwrap(), "nothing new to resolve");
         for index in 1..12 {
             if index == 7 {
-                assert!(s.forbid(index, true));
-                assert!(!s.forbid(index, true), "reported once");
+                assert!(s.fail(index, true, "forbidden".into()).is_none());
+                assert!(s.fail(index, true, "forbidden".into()).is_some());
             } else {
                 s.replace(index, BTreeMap::new());
             }
@@ -575,14 +852,34 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_list_empties_the_store_forbidden_watch_keeps_it() {
-        let s = shared(&[None]);
+    fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
+        let mut s = shared(&[None]);
         s.apply(3, w(Kind::DaemonSet, "a", "agent", &["agent:1"]));
-        s.forbid(3, false);
-        assert_eq!(s.lock()[3].objects.len(), 1);
-        assert!(s.allowed(3));
-        s.forbid(3, true);
-        assert!(s.lock()[3].objects.is_empty());
+        let stale = |s: &Shared| {
+            s.telemetry
+                .inventory_stale
+                .with_label_values(&["DaemonSet"])
+                .get()
+        };
+        s.fail(3, false, "connection refused".into());
+        s.expire();
+        assert_eq!(s.lock()[3].objects.len(), 1, "an outage keeps the objects");
+        assert_eq!(stale(&s), 1);
+        s.fail(3, true, "forbidden".into());
+        s.expire();
+        assert_eq!(s.lock()[3].objects.len(), 1, "within the grace period");
+        let objects = s.lock()[3].objects.clone();
+        let ended = s.replace(3, objects).expect("was stale");
+        assert!(ended.forbidden && !ended.dropped);
+        assert_eq!(stale(&s), 0);
+
+        s.options.grace_period = Duration::ZERO;
+        s.fail(3, true, "forbidden".into());
+        s.expire();
+        assert!(
+            s.lock()[3].objects.is_empty(),
+            "refused past the grace period"
+        );
         assert_eq!(
             s.telemetry
                 .watched_objects
@@ -590,5 +887,44 @@ mod tests {
                 .get(),
             0
         );
+        assert!(
+            s.telemetry
+                .readiness
+                .failing()
+                .iter()
+                .all(|(c, _)| c != STALE_INVENTORY),
+            "a refused kind does not make the replica unready"
+        );
+        s.fail(0, false, "connection refused".into());
+        s.expire();
+        let failing = s.telemetry.readiness.failing();
+        assert!(
+            failing
+                .iter()
+                .any(|(c, r)| c == STALE_INVENTORY && r.contains("Pod not refreshed")),
+            "{failing:?}"
+        );
+        s.replace(0, BTreeMap::new());
+        assert!(s
+            .telemetry
+            .readiness
+            .failing()
+            .iter()
+            .all(|(c, _)| c != STALE_INVENTORY));
+    }
+
+    #[test]
+    fn the_backoff_grows_to_its_maximum_and_starts_over_once_the_server_answers() {
+        let mut b = Backoff::new(Duration::from_secs(4));
+        let delays: Vec<Duration> = (0..6).map(|_| b.delay(true)).collect();
+        assert!(delays[0] <= FIRST_BACKOFF);
+        assert!(delays[5] >= Duration::from_secs(2) && delays[5] <= Duration::from_secs(4));
+        assert!(b.delay(false) <= FIRST_BACKOFF, "the server answers again");
+        assert!(
+            b.delay(false) > FIRST_BACKOFF / 2,
+            "but still fails: grows again"
+        );
+        b.succeeded();
+        assert!(b.delay(false) <= FIRST_BACKOFF);
     }
 }

@@ -25,7 +25,7 @@ use sha2::Digest as _;
 
 use super::keyring::Credential;
 use super::limiter::HostLimiter;
-use super::manifest::MAX_DOCUMENT_BYTES;
+use super::manifest::{check_digest, MAX_DOCUMENT_BYTES};
 use super::{ErrorClass, ResolveError};
 use crate::http::{self, ReadError};
 use crate::telemetry::Telemetry;
@@ -36,6 +36,10 @@ const MAX_TOKEN_BYTES: usize = 64 * 1024;
 const MAX_ERROR_BYTES: usize = 1024;
 /// The spec's default token lifetime, when the token server names none.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Bounds of a lifetime the token server names: real ones are minutes to
+/// hours, and a login revoked at the registry must stop working here too.
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const MAX_TOKENS: u64 = 10_000;
 
 /// Settings of a [`RegistryClient`].
@@ -434,14 +438,22 @@ impl RegistryClient {
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let mut builder = http.get(realm).query(&query);
+        let realm_url = reqwest::Url::parse(realm)
+            .map_err(|e| token_error(format!("the registry named no usable URL: {e}")))?;
+        let mut builder = http.get(realm_url.clone()).query(&query);
         if let Some(credential) = target.credential {
+            if !login_may_go_to(&realm_url, &target.url, &target.host) {
+                return Err(request.fail(
+                    ErrorClass::Unauthorized,
+                    format!(
+                        "the registry sends logins to the token server {realm}, plain HTTP on another host: the login from {} is not sent there",
+                        credential.source
+                    ),
+                ));
+            }
             builder = builder.header(AUTHORIZATION, basic(credential));
         }
-        let realm_host = reqwest::Url::parse(realm)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
+        let realm_host = realm_url.host_str().unwrap_or_default().to_owned();
         let result = builder.send().await;
         self.count(&realm_host, "GET", result.as_ref().ok());
         let response = result.map_err(|e| token_error(crate::describe_error(&e.without_url())))?;
@@ -464,23 +476,62 @@ impl RegistryClient {
         let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| token_error("the token is not a valid header value".to_owned()))?;
         header.set_sensitive(true);
-        let lifetime = answer
-            .expires_in
-            .filter(|&s| s > 0)
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
         Ok(Token {
             header,
-            // Renewed a little early, so a token does not expire in flight.
-            lifetime: lifetime * 9 / 10,
+            lifetime: token_lifetime(answer.expires_in.as_ref()),
         })
     }
 }
 
+/// Whether the login for the registry at `registry` (`host[:port]`, reached
+/// at `registry_url`) may go to the token server its challenge names. The
+/// token protocol sends it there, and that may be another host (Docker
+/// Hub's is auth.docker.io): over HTTPS, wherever the registry says; over
+/// plain HTTP, only to the registry's own `host:port`, and only when the
+/// registry is itself spoken to over plain HTTP (`--insecure-registry`) —
+/// anywhere else, anyone on the path would read it.
+fn login_may_go_to(realm: &reqwest::Url, registry_url: &reqwest::Url, registry: &str) -> bool {
+    match realm.scheme() {
+        "https" => true,
+        "http" => {
+            let realm_host = match (realm.host_str(), realm.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_owned(),
+                (None, _) => return false,
+            };
+            registry_url.scheme() == "http" && realm_host.eq_ignore_ascii_case(registry)
+        }
+        _ => false,
+    }
+}
+
+/// A token server's answer. `issued_at` is not read: lifetimes count from
+/// when the answer arrives, so neither clock skew nor a forged date can
+/// stretch or shrink them.
 #[derive(Deserialize)]
 struct TokenAnswer {
     token: Option<String>,
     access_token: Option<String>,
-    expires_in: Option<u64>,
+    /// Any JSON, so that a negative, fractional or absurd number (or a
+    /// string) costs the token its lifetime, not the token itself.
+    expires_in: Option<serde_json::Value>,
+}
+
+/// How long a token is kept: the seconds the token server names, within
+/// [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`], or the spec's default
+/// when it names none, zero, a negative number or no number at all;
+/// renewed a tenth early, so a token does not expire in flight.
+fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    let lifetime = expires_in
+        .and_then(serde_json::Value::as_f64)
+        .filter(|&seconds| seconds > 0.0)
+        .map_or(DEFAULT_TOKEN_LIFETIME, |seconds| {
+            Duration::from_secs_f64(seconds.clamp(
+                MIN_TOKEN_LIFETIME.as_secs_f64(),
+                MAX_TOKEN_LIFETIME.as_secs_f64(),
+            ))
+        });
+    lifetime - lifetime / 10
 }
 
 struct TokenExpiry;
@@ -670,29 +721,21 @@ fn registry_message(body: &str) -> (Option<String>, Option<String>) {
     }
 }
 
+/// A digest a registry named (in `Docker-Content-Digest`, or in a manifest
+/// it sent), if it is one content can be verified against.
 fn check_digest_syntax(digest: &str) -> Result<String, String> {
-    match digest.split_once(':') {
-        Some((algorithm, hex))
-            if !algorithm.is_empty()
-                && algorithm.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b)
-                })
-                && !hex.is_empty()
-                && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            Ok(digest.to_owned())
-        }
-        _ => Err(format!("the registry named an invalid digest {digest:?}")),
-    }
+    check_digest(digest)
+        .map(|()| digest.to_owned())
+        .map_err(|e| format!("the registry named {e}"))
 }
 
-/// Content fetched by digest must hash to it; algorithms we cannot compute
-/// are taken on trust.
+/// Content fetched by digest must hash to it; a digest we cannot compute is
+/// refused, never taken on trust.
 fn verify(body: &[u8], digest: &str) -> Result<(), String> {
+    check_digest(digest)?;
     let actual = match digest.split_once(':') {
-        Some(("sha256", _)) => format!("sha256:{}", hex(&sha2::Sha256::digest(body))),
         Some(("sha512", _)) => format!("sha512:{}", hex(&sha2::Sha512::digest(body))),
-        _ => return Ok(()),
+        _ => format!("sha256:{}", hex(&sha2::Sha256::digest(body))),
     };
     if actual == digest {
         Ok(())
@@ -756,6 +799,112 @@ mod tests {
     }
 
     #[test]
+    fn token_lifetimes_are_bounded_whatever_the_token_server_says() {
+        let lifetime = |json: &str| {
+            let answer: TokenAnswer = serde_json::from_str(json).expect(json);
+            token_lifetime(answer.expires_in.as_ref())
+        };
+        let renewed = |seconds: u64| Duration::from_secs(seconds) * 9 / 10;
+        assert_eq!(lifetime(r#"{"token":"t","expires_in":300}"#), renewed(300));
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":18446744073709551615}"#),
+            renewed(86_400),
+            "u64::MAX seconds used to overflow the renewal arithmetic"
+        );
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":1e300}"#),
+            renewed(86_400)
+        );
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":-9223372036854775808}"#),
+            renewed(60)
+        );
+        for default in [
+            r#"{"token":"t"}"#,
+            r#"{"token":"t","expires_in":0}"#,
+            r#"{"token":"t","expires_in":-1}"#,
+            r#"{"token":"t","expires_in":null}"#,
+            r#"{"token":"t","expires_in":"forever"}"#,
+            r#"{"token":"t","expires_in":[1]}"#,
+        ] {
+            assert_eq!(lifetime(default), renewed(60), "{default}");
+        }
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":0.001}"#),
+            renewed(1),
+            "at least a second"
+        );
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":90.5}"#),
+            Duration::from_secs_f64(90.5) * 9 / 10
+        );
+        assert_eq!(
+            lifetime(r#"{"token":"t","expires_in":300,"issued_at":"99999-01-01T00:00:00Z"}"#),
+            renewed(300),
+            "issued_at is not read"
+        );
+    }
+
+    #[test]
+    fn logins_go_to_https_token_servers_or_the_plain_http_registry_itself() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let hub = url("https://registry-1.docker.io/v2/library/nginx/manifests/1");
+        assert!(login_may_go_to(
+            &url("https://auth.docker.io/token"),
+            &hub,
+            "registry-1.docker.io"
+        ));
+        assert!(!login_may_go_to(
+            &url("http://auth.docker.io/token"),
+            &hub,
+            "registry-1.docker.io"
+        ));
+        assert!(
+            !login_may_go_to(
+                &url("http://registry-1.docker.io/token"),
+                &hub,
+                "registry-1.docker.io"
+            ),
+            "no downgrade from an HTTPS registry"
+        );
+        let insecure = url("http://127.0.0.1:5000/v2/a/manifests/1");
+        assert!(login_may_go_to(
+            &url("http://127.0.0.1:5000/token"),
+            &insecure,
+            "127.0.0.1:5000"
+        ));
+        assert!(
+            !login_may_go_to(
+                &url("http://127.0.0.1:5001/token"),
+                &insecure,
+                "127.0.0.1:5000"
+            ),
+            "another port is another host"
+        );
+        assert!(!login_may_go_to(
+            &url("http://elsewhere.example/token"),
+            &insecure,
+            "127.0.0.1:5000"
+        ));
+        assert!(login_may_go_to(
+            &url("https://elsewhere.example/token"),
+            &insecure,
+            "127.0.0.1:5000"
+        ));
+        let default_port = url("http://registry.local/v2/a/manifests/1");
+        assert!(login_may_go_to(
+            &url("http://registry.local:80/token"),
+            &default_port,
+            "registry.local"
+        ));
+        assert!(!login_may_go_to(
+            &url("ftp://127.0.0.1:5000/token"),
+            &insecure,
+            "127.0.0.1:5000"
+        ));
+    }
+
+    #[test]
     fn registry_messages_from_error_bodies() {
         assert_eq!(
             registry_message(
@@ -778,8 +927,20 @@ mod tests {
         let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(b"{}")));
         assert_eq!(verify(b"{}", &digest), Ok(()));
         assert!(verify(b"{ }", &digest).unwrap_err().contains("not sha256:"));
-        assert_eq!(verify(b"anything", "blake3:abc"), Ok(()));
-        assert!(check_digest_syntax("sha256:ab12").is_ok());
+        let sha512 = format!("sha512:{}", hex(&sha2::Sha512::digest(b"{}")));
+        assert_eq!(verify(b"{}", &sha512), Ok(()));
+        assert!(verify(b"{ }", &sha512).unwrap_err().contains("not sha512:"));
+        let evil = format!("evil:{}", "cd".repeat(32));
+        assert!(
+            verify(b"anything", &evil).is_err(),
+            "an algorithm we cannot compute is refused"
+        );
+        assert!(verify(b"anything", "blake3:abc").is_err());
+        assert!(check_digest_syntax(&digest).is_ok());
+        assert!(check_digest_syntax(&evil)
+            .unwrap_err()
+            .contains("not a sha256 or sha512 digest"));
+        assert!(check_digest_syntax("sha256:ab12").is_err());
         assert!(check_digest_syntax("sha256:").is_err());
         assert!(check_digest_syntax("<html>").is_err());
         assert!(check_digest_syntax("sha256:../../v2/other/blobs").is_err());

@@ -190,6 +190,11 @@ mod tests {
             limiter.back_off("busy", Some(Duration::from_secs(86_400))),
             MAX_PAUSE
         );
+        assert_eq!(
+            limiter.back_off("busy", Some(Duration::MAX)),
+            MAX_PAUSE,
+            "Retry-After: 18446744073709551615 cannot overflow the pause"
+        );
         limiter.answered("busy");
         assert_eq!(limiter.back_off("busy", None), FIRST_PAUSE);
     }

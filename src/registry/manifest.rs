@@ -31,6 +31,37 @@ pub const ACCEPTED: &[&str] = &[
 /// Largest manifest or config we parse; real ones are a few KiB.
 pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
 
+/// Whether `digest` is one content can be verified against: `sha256:` and
+/// 64, or `sha512:` and 128, lowercase hex digits — the algorithms the OCI
+/// digest grammar registers, with their encodings. Anything else (another
+/// algorithm, upper case, a wrong length) could not be checked, so it is
+/// refused rather than taken on trust.
+pub fn check_digest(digest: &str) -> Result<(), String> {
+    let valid = match digest.split_once(':') {
+        Some(("sha256", hex)) => hex.len() == 64 && is_lower_hex(hex),
+        Some(("sha512", hex)) => hex.len() == 128 && is_lower_hex(hex),
+        _ => false,
+    };
+    if valid {
+        return Ok(());
+    }
+    // The text comes from a registry or a pod spec: bounded in the message.
+    let shown: String = digest.chars().take(80).collect();
+    let more = if shown.len() < digest.len() {
+        "…"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{shown:?}{more} is not a sha256 or sha512 digest (64 or 128 lowercase hex digits)"
+    ))
+}
+
+fn is_lower_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
@@ -382,6 +413,42 @@ mod tests {
         assert!(Manifest::parse(negative.to_string().as_bytes()).is_err());
         let huge = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert!(Manifest::parse(&huge).unwrap_err().contains("larger"));
+    }
+
+    #[test]
+    fn only_sha256_and_sha512_digests_of_the_right_shape() {
+        let sha256 = format!("sha256:{}", "ab".repeat(32));
+        let sha512 = format!("sha512:{}", "cd".repeat(64));
+        assert_eq!(check_digest(&sha256), Ok(()));
+        assert_eq!(check_digest(&sha512), Ok(()));
+        for bad in [
+            format!("evil:{}", "cd".repeat(32)),
+            format!("blake3:{}", "ab".repeat(32)),
+            format!("sha384:{}", "ab".repeat(48)),
+            format!("sha256:{}", "AB".repeat(32)),
+            format!("sha256:{}", "ab".repeat(31)),
+            format!("sha256:{}", "ab".repeat(64)),
+            format!("sha512:{}", "ab".repeat(32)),
+            format!("sha256:{}g", "a".repeat(63)),
+            format!("SHA256:{}", "ab".repeat(32)),
+            format!("sha256+x:{}", "ab".repeat(32)),
+            format!(" sha256:{}", "ab".repeat(32)),
+            "sha256:".to_owned(),
+            "sha256".to_owned(),
+            "sha256:../../v2/other/blobs".to_owned(),
+            String::new(),
+        ] {
+            let err = check_digest(&bad).unwrap_err();
+            assert!(
+                err.contains("not a sha256 or sha512 digest"),
+                "{bad}: {err}"
+            );
+        }
+        let long = format!("evil:{}", "a".repeat(10_000));
+        assert!(
+            check_digest(&long).unwrap_err().len() < 200,
+            "a registry's junk is not repeated whole"
+        );
     }
 
     #[test]

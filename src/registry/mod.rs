@@ -360,6 +360,10 @@ impl Resolver {
                         })?;
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
+                    // Checked before it names a reference: it is the registry's text.
+                    manifest::check_digest(&entry.digest).map_err(|m| {
+                        bad_format(pinned, format!("the index names its image manifest {m}"))
+                    })?;
                     let child = reference::with_digest(pinned, &entry.digest);
                     let body = self
                         .client

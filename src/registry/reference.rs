@@ -20,7 +20,9 @@ static PARSED: LazyLock<moka::sync::Cache<String, Result<Reference, String>>> =
 static PARSING: Mutex<()> = Mutex::new(());
 
 /// Parses an image string from a pod spec. Leading/trailing whitespace is an
-/// error, as it is for the kubelet; so is an empty string.
+/// error, as it is for the kubelet; so is an empty string, and so is a pin
+/// to a digest that content cannot be verified against (the container
+/// runtime refuses those too).
 pub fn parse(image: &str) -> Result<Reference, String> {
     if let Some(parsed) = PARSED.get(image) {
         return parsed;
@@ -40,9 +42,13 @@ fn parse_uncached(image: &str) -> Result<Reference, String> {
     if image.trim() != image {
         return Err(format!("{image:?} has leading or trailing whitespace"));
     }
-    image
+    let reference = image
         .parse::<Reference>()
-        .map_err(|e| format!("{image:?} is not a valid image reference: {e}"))
+        .map_err(|e| format!("{image:?} is not a valid image reference: {e}"))?;
+    if let Some(digest) = reference.digest() {
+        super::manifest::check_digest(digest).map_err(|e| format!("{image:?} is pinned to {e}"))?;
+    }
+    Ok(reference)
 }
 
 /// The same repository, pinned to `digest`.
@@ -133,6 +139,10 @@ mod tests {
             "Nginx:1",
             "nginx:",
             "nginx@sha256:abc",
+            "nginx@evil:cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+            "nginx@sha256:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB",
+            "nginx@sha256:abababababababababababababababababababab",
+            "nginx@sha512:abababababababababababababababababababababababababababababababab",
             "a//b",
             "registry:5000/app:tag:extra",
             "::",

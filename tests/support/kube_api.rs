@@ -13,7 +13,13 @@
 //! - GET of one object; `403 Forbidden` per resource or per verb; `410 Gone` after
 //!   [`KubeApi::compact`]; streams ended by [`KubeApi::close_watches`];
 //! - metadata-only responses (`Accept: …;as=PartialObjectMetadata…`) for
-//!   `kube`'s `metadata_watcher` / `list_metadata`.
+//!   `kube`'s `metadata_watcher` / `list_metadata`;
+//! - control-plane events: a restart ([`KubeApi::stop`] cuts every
+//!   connection, [`KubeApi::start_again`] comes back with an empty watch
+//!   cache, so resumed watches get 410), a 403 window while it starts
+//!   ([`KubeApi::forbid_while_starting`]), and RBAC changed at run time
+//!   ([`KubeApi::forbid`] / [`KubeApi::allow`]: new requests get 403 while
+//!   open watches go on until they time out or are closed).
 //!
 //! Like the real API server, LIST items carry no `apiVersion`/`kind` (only the
 //! list itself does), while GET and WATCH objects carry both. Every error is a
@@ -63,19 +69,27 @@ const FIRST_RESOURCE_VERSION: u64 = 1000;
 pub struct KubeApi {
     state: Arc<Mutex<State>>,
     addr: SocketAddr,
-    _server: Arc<ServerTask>,
+    server: Arc<ServerTask>,
 }
 
 /// Stops the server when the last [`KubeApi`] clone goes away: no new
 /// connections, and open watch streams end (as when an API server restarts).
 struct ServerTask {
-    accept_loop: tokio::task::JoinHandle<()>,
+    /// The serving incarnation; `None` while stopped ([`KubeApi::stop`]).
+    running: Mutex<Option<Incarnation>>,
     state: Arc<Mutex<State>>,
 }
 
 impl Drop for ServerTask {
     fn drop(&mut self) {
-        self.accept_loop.abort();
+        if let Some(incarnation) = self
+            .running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            incarnation.kill();
+        }
         lock(&self.state).watches.clear();
     }
 }
@@ -150,19 +164,12 @@ impl KubeApi {
         let addr = listener
             .local_addr()
             .expect("local address of the kube API listener");
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("kube API test server stopped: {e}");
-            }
-        });
+        let incarnation = Incarnation::serve(listener, &state);
         KubeApi {
             state: state.clone(),
             addr,
-            _server: Arc::new(ServerTask {
-                accept_loop: server,
+            server: Arc::new(ServerTask {
+                running: Mutex::new(Some(incarnation)),
                 state,
             }),
         }
@@ -358,6 +365,212 @@ impl KubeApi {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Restarts and permissions changing at run time
+// ---------------------------------------------------------------------------
+
+impl KubeApi {
+    /// Kills the server as SIGKILL would (a graceful shutdown would keep
+    /// serving open watches for about a minute; this models the abrupt
+    /// case, which is also where a graceful one ends): the port refuses
+    /// connections, every open connection is cut mid-stream (watches end
+    /// with a transport error, pooled connections fail on their next
+    /// request), and requests already held by [`KubeApi::pause`] never get
+    /// an answer. Objects stay, as they would in etcd. No-op when stopped.
+    pub fn stop(&self) {
+        let running = self
+            .server
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(incarnation) = running {
+            incarnation.kill();
+        }
+        self.lock().watches.clear();
+    }
+
+    /// Starts a stopped server again on the same port, like a restarted
+    /// kube-apiserver over the same etcd: its watch cache starts empty at
+    /// etcd's current revision (which other writers moved on meanwhile),
+    /// so every watch resumed from an earlier resourceVersion gets
+    /// `410 Gone` "too old resource version: OLD (CURRENT)" (an `ERROR`
+    /// event, or HTTP 410 per [`KubeApi::set_expired_watch`]), and clients
+    /// have to list again. Kinds made to refuse with
+    /// [`KubeApi::forbid_while_starting`] answer 403 for that long after it.
+    pub async fn start_again(&self) {
+        // The killed accept loop lets go of the port once its task is
+        // dropped, which may take a turn of the runtime.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!(
+                    "cannot bind the kube API test server's port {} again: {e}",
+                    self.addr
+                ),
+            }
+        };
+        {
+            let mut state = self.lock();
+            state.compact();
+            let now = tokio::time::Instant::now();
+            for (key, window) in std::mem::take(&mut state.starting_forbidden) {
+                if let Some(collection) = state.collections.get_mut(&key) {
+                    collection.forbidden_until = Some(now + window);
+                }
+            }
+        }
+        let incarnation = Incarnation::serve(listener, &self.state);
+        let previous = self
+            .server
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(incarnation);
+        assert!(
+            previous.is_none(),
+            "start_again needs a stopped server (stop it first)"
+        );
+    }
+
+    /// At the next [`KubeApi::start_again`], `K` answers 403 Forbidden to
+    /// every request for `window`, as a real API server did while its
+    /// authorizer warmed up ("daemonsets.apps is forbidden: User … cannot
+    /// list resource …").
+    pub fn forbid_while_starting<K: k8s_openapi::Resource>(&self, window: Duration) {
+        let ty = ResourceType::of::<K>();
+        let mut state = self.lock();
+        state.collection_mut(ty.clone());
+        state.starting_forbidden.push((ty.key, window));
+    }
+}
+
+/// One run of the HTTP server between a start and a [`KubeApi::stop`].
+struct Incarnation {
+    accept_loop: tokio::task::JoinHandle<()>,
+    /// Set to true to cut every connection this incarnation accepted.
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Incarnation {
+    fn serve(listener: tokio::net::TcpListener, state: &Shared) -> Incarnation {
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let listener = CuttableListener {
+            inner: listener,
+            cut: cut.clone(),
+        };
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let accept_loop = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("kube API test server stopped: {e}");
+            }
+        });
+        Incarnation { accept_loop, cut }
+    }
+
+    fn kill(self) {
+        self.accept_loop.abort();
+        self.cut.send_replace(true);
+    }
+}
+
+/// Accepts connections that can all be cut at once: axum's connection
+/// tasks outlive its accept loop, as a real process's sockets do not.
+struct CuttableListener {
+    inner: tokio::net::TcpListener,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl axum::serve::Listener for CuttableListener {
+    type Io = CuttableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CuttableStream, SocketAddr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let mut cut = self.cut.subscribe();
+                    let stream = CuttableStream {
+                        inner: stream,
+                        cut: Box::pin(async move {
+                            let _ = cut.wait_for(|cut| *cut).await;
+                        }),
+                    };
+                    return (stream, addr);
+                }
+                // Out of file descriptors and the like: try again shortly.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that fails every read and write once its server is killed,
+/// so hyper drops it and the peer sees it close.
+struct CuttableStream {
+    inner: tokio::net::TcpStream,
+    cut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl CuttableStream {
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::io::Result<()> {
+        match self.cut.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "the kube API test server was killed",
+            )),
+            std::task::Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CuttableStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.check(cx)?;
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CuttableStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.check(cx)?;
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.check(cx)?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A poisoned lock only means another test thread panicked mid-update; the
 /// store is still usable for reporting that test's failure.
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -434,6 +647,8 @@ struct Collection {
     /// resourceVersion of this resource's latest change (bookmarks use it).
     last_rv: u64,
     forbidden: bool,
+    /// Refused until then, as while a restarted server's authorizer warms up.
+    forbidden_until: Option<tokio::time::Instant>,
     /// Clients may create (POST) and replace (PUT) objects of this type.
     writable: bool,
 }
@@ -493,6 +708,8 @@ struct State {
     uids_issued: u64,
     /// True while requests are held ([`KubeApi::pause`]).
     gate: tokio::sync::watch::Sender<bool>,
+    /// Kinds to refuse, and for how long, after the next restart.
+    starting_forbidden: Vec<(ResourceKey, Duration)>,
     /// Verbs refused per resource ([`KubeApi::forbid_verb`]).
     denied_verbs: BTreeSet<(ResourceKey, String)>,
 }
@@ -510,6 +727,7 @@ impl State {
             requests: Vec::new(),
             uids_issued: 0,
             gate: tokio::sync::watch::channel(false).0,
+            starting_forbidden: Vec::new(),
             denied_verbs: BTreeSet::new(),
         }
     }
@@ -526,6 +744,7 @@ impl State {
                 objects: BTreeMap::new(),
                 last_rv: 0,
                 forbidden: false,
+                forbidden_until: None,
                 writable: false,
             })
     }
@@ -1055,7 +1274,7 @@ impl ApiError {
     }
 
     fn status_json(&self) -> Value {
-        json!({
+        let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -1064,7 +1283,13 @@ impl ApiError {
             "reason": self.reason,
             "details": self.details,
             "code": self.code.as_u16(),
-        })
+        });
+        // Like the real server (`omitempty`): an expired watch's Status,
+        // for one, has no details at all.
+        if self.details.as_object().is_some_and(|d| d.is_empty()) {
+            status.as_object_mut().map(|s| s.remove("details"));
+        }
+        status
     }
 
     fn into_response(self) -> Response {
@@ -1393,10 +1618,11 @@ fn filter_for(target: &Target, params: &Params) -> Result<Filter, ApiError> {
 }
 
 fn check_allowed(state: &State, target: &Target, verb: &str) -> Result<(), ApiError> {
+    let now = tokio::time::Instant::now();
     let forbidden = state
         .collections
         .get(&target.ty.key)
-        .is_some_and(|c| c.forbidden)
+        .is_some_and(|c| c.forbidden || c.forbidden_until.is_some_and(|until| now < until))
         || verb_denied(state, target, verb);
     if forbidden {
         return Err(ApiError::forbidden(

@@ -1,0 +1,305 @@
+//! What a hostile image or flag can do to the series and the log, with the
+//! real binary, Debian's `docker-registry` and the strict receiver: an
+//! image config with thousands of labels adds a bounded number of series,
+//! an external label that a family already uses is refused at start-up,
+//! and an unresolvable image is logged when it starts and ends failing,
+//! not at every tick.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::pusher::{run_once, Pusher};
+use support::receiver::Receiver;
+use support::{push_image, ImageSpec, Registry};
+
+/// Writes a manifest with one Pod per (name, image).
+fn write_pods(dir: &Path, pods: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("pods.yaml");
+    let docs: Vec<String> = pods
+        .iter()
+        .map(|(name, image)| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, docs.join("---\n")).expect("write manifests");
+    path
+}
+
+/// The value of a `/metrics` sample line `name{labels} value`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    labels
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start().await;
+    let long_value = "x".repeat(100 * 1024);
+    let mut hostile = ImageSpec::oci("linux", "amd64").created("2024-01-01T00:00:00Z");
+    for i in 0..5000 {
+        hostile = hostile.label(&format!("hostile.{i:04}"), &format!("value {i}"));
+    }
+    hostile = hostile.label("hostile.0001", &long_value);
+    let hostile = push_image(&registry, "apps/hostile", Some("1"), &hostile).await;
+    let plain = push_image(
+        &registry,
+        "apps/plain",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64")
+            .label(
+                "org.opencontainers.image.source",
+                "https://example.com/plain",
+            )
+            .annotation("org.opencontainers.image.base.name", "scratch"),
+    )
+    .await;
+
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let manifests = write_pods(
+        dir.path(),
+        &[
+            ("hostile", &format!("{host}/apps/hostile:1")),
+            ("plain", &format!("{host}/apps/plain:1")),
+        ],
+    );
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--remote-write-url",
+            &receiver.url(),
+            "--interval",
+            "1h",
+        ],
+        &[],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.received().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing pushed\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.assert_valid();
+    let series: Vec<Vec<(String, String)>> = receiver
+        .received()
+        .iter()
+        .flat_map(|r| r.series())
+        .map(|(labels, _)| labels)
+        .collect();
+    let of = |name: &str, digest: &str| -> Vec<&Vec<(String, String)>> {
+        series
+            .iter()
+            .filter(|l| label(l, "__name__") == Some(name) && label(l, "digest") == Some(digest))
+            .collect()
+    };
+
+    let hostile_labels = of("container_image_label", &hostile.digest);
+    assert_eq!(hostile_labels.len(), 128, "--max-labels-per-image");
+    let keys: Vec<&str> = hostile_labels
+        .iter()
+        .filter_map(|l| label(l, "key"))
+        .collect();
+    let mut first: Vec<String> = (0..128).map(|i| format!("hostile.{i:04}")).collect();
+    first.sort();
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort();
+    assert_eq!(sorted_keys, first, "the first keys in byte order are kept");
+    let cut = hostile_labels
+        .iter()
+        .find(|l| label(l, "key") == Some("hostile.0001"))
+        .and_then(|l| label(l, "value"))
+        .unwrap();
+    assert_eq!(cut.len(), 1024, "--max-label-value-length");
+    assert!(cut.ends_with('…'), "visibly cut: {cut}");
+    assert_eq!(of("container_image_size_bytes", &hostile.digest).len(), 1);
+    assert_eq!(of("container_image_created", &hostile.digest).len(), 1);
+    // The rest of the snapshot is intact.
+    assert_eq!(of("container_image_label", &plain.digest).len(), 1);
+    assert_eq!(of("container_image_annotation", &plain.digest).len(), 1);
+    assert_eq!(of("container_image_size_bytes", &plain.digest).len(), 1);
+    let info = series
+        .iter()
+        .filter(|l| label(l, "__name__") == Some("container_image_container_info"))
+        .count();
+    assert_eq!(info, 2);
+    assert_eq!(series.len(), 2 + 128 + 2 + 1 + 1 + 1, "{:?}", series.len());
+
+    let metrics = pusher.metrics().await;
+    let dropped = |reason: &str| {
+        sample(
+            &metrics,
+            &format!("container_image_pusher_labels_dropped_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(
+        dropped("too_many_labels"),
+        Some(5000.0 - 128.0),
+        "{metrics}"
+    );
+    assert_eq!(dropped("value_too_long"), Some(1.0), "{metrics}");
+    assert_eq!(dropped("too_many_annotations"), Some(0.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "container_image_pusher_snapshot_series"),
+        Some(series.len() as f64)
+    );
+}
+
+#[tokio::test]
+async fn an_external_label_a_family_uses_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = write_pods(dir.path(), &[("p", "127.0.0.1:1/p:1")]);
+    let manifests = manifests.to_str().unwrap();
+    let (ok, code, stdout, stderr) = run_once(
+        &[
+            "--manifests",
+            manifests,
+            "--once",
+            "--dry-run",
+            "--external-label",
+            "class=prod",
+        ],
+        None,
+    )
+    .await;
+    assert!(!ok && code == Some(2), "{code:?} {stderr}");
+    assert!(stdout.is_empty(), "nothing is pushed: {stdout}");
+    assert!(
+        stderr.contains(r#""class" is a label of container_image_resolve_error"#),
+        "{stderr}"
+    );
+    for (flag, expected) in [
+        ("__tenant=a", "reserves"),
+        ("job=a", "--job"),
+        ("cluster-name=a", "not a valid label name"),
+        (
+            "digest=a",
+            "container_image_container_info, container_image_annotation",
+        ),
+    ] {
+        let (ok, _, _, stderr) = run_once(
+            &[
+                "--manifests",
+                manifests,
+                "--once",
+                "--dry-run",
+                "--external-label",
+                flag,
+            ],
+            None,
+        )
+        .await;
+        assert!(!ok && stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_image_is_logged_when_it_fails_and_when_it_resolves_again() {
+    container_image_pusher::install_crypto_provider();
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = write_pods(dir.path(), &[("late", &format!("{host}/apps/late:1"))]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--interval",
+            "100ms",
+            // Retried at every other tick: each retry fails the same way.
+            "--error-cache-duration",
+            "200ms",
+            "--log-format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
+    // (level, message, class) of each log line.
+    let lines = |logs: &str| -> Vec<(String, String, String)> {
+        logs.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|v| {
+                let field = |name: &str| v["fields"][name].as_str().unwrap_or("").to_owned();
+                (
+                    v["level"].as_str().unwrap_or("").to_owned(),
+                    field("message"),
+                    field("class"),
+                )
+            })
+            .collect()
+    };
+    let count = |logs: &str, message: &str| {
+        lines(logs)
+            .iter()
+            .filter(|(_, m, _)| m.starts_with(message))
+            .count()
+    };
+    let wait_for = |message: &'static str, times: usize| {
+        let pusher = &pusher;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let logs = pusher.child.logs();
+                if count(&logs, message) >= times {
+                    return logs;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never {times}× {message:?}\n{logs}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let logs = wait_for("snapshot taken", 30).await;
+    let warnings: Vec<_> = lines(&logs)
+        .into_iter()
+        .filter(|(l, _, _)| l == "WARN")
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning over 30 ticks:\n{logs}");
+    assert!(
+        warnings[0].1.starts_with("cannot resolve image"),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings[0].2, "not_found");
+
+    push_image(
+        &registry,
+        "apps/late",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64"),
+    )
+    .await;
+    wait_for("image resolves again", 1).await;
+    let ticks_then = count(&pusher.child.logs(), "snapshot taken");
+    let logs = wait_for("snapshot taken", ticks_then + 10).await;
+    assert_eq!(count(&logs, "image resolves again"), 1, "{logs}");
+    let warnings = lines(&logs)
+        .into_iter()
+        .filter(|(l, _, _)| l == "WARN")
+        .count();
+    assert_eq!(warnings, 1, "{logs}");
+}
