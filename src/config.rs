@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::inventory::{self, ImageLimits};
+use crate::inventory::{self, CommonLabels, ImageLimits};
 use crate::registry::Platform;
 use crate::remote_write::{
     parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
@@ -234,9 +234,27 @@ pub struct Config {
     pub remote_write_insecure_skip_verify: bool,
 
     /// YAML file with one block per endpoint (url, basic_auth, bearer_token_file,
-    /// headers, tls, protocol), for endpoints with different credentials or tenants.
+    /// headers, tls, protocol: 1.0, 2.0 or otlp), for endpoints with different
+    /// credentials, tenants or protocols.
     #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CONFIG")]
     pub remote_write_config: Option<PathBuf>,
+
+    /// OTLP/HTTP metrics endpoint to push to as well (repeatable), e.g.
+    /// http://otel-collector:4318/v1/metrics: the same series as OTLP gauges,
+    /// gzip-compressed protobuf, with `job` (as service.name) and the external
+    /// labels as resource attributes. The --remote-write-* auth, header, TLS,
+    /// timeout and retry settings apply to it too; per-endpoint settings go
+    /// into --remote-write-config with `protocol: otlp`.
+    #[arg(
+        long = "otlp-url",
+        value_name = "URL",
+        env = "PUSHER_OTLP_URL",
+        value_delimiter = ',',
+        // A URL may carry user:password; neither --help nor an error may print it.
+        hide_env_values = true,
+        value_parser = SecretValueParser(parse_url)
+    )]
+    pub otlp_urls: Vec<PushUrl>,
 
     /// Address of the local HTTP server for /metrics, /healthz and /readyz.
     #[arg(
@@ -352,9 +370,10 @@ impl Config {
         if self.once
             && !self.dry_run
             && self.remote_write_urls.is_empty()
+            && self.otlp_urls.is_empty()
             && self.remote_write_config.is_none()
         {
-            return Err("--once needs --remote-write-url or --dry-run: there is nowhere to send the snapshot".into());
+            return Err("--once needs --remote-write-url, --otlp-url or --dry-run: there is nowhere to send the snapshot".into());
         }
         inventory::check_external_labels(&self.external_labels)
             .map_err(|e| format!("--external-label: {e}"))?;
@@ -362,8 +381,8 @@ impl Config {
         Ok(())
     }
 
-    /// Every endpoint to push to: the --remote-write-url ones with the
-    /// --remote-write-* settings, then those of --remote-write-config.
+    /// Every endpoint to push to: the --remote-write-url and --otlp-url ones
+    /// with the --remote-write-* settings, then those of --remote-write-config.
     pub fn endpoints(&self) -> Result<Vec<EndpointConfig>, String> {
         let template = |PushUrl(url)| EndpointConfig {
             url,
@@ -387,6 +406,10 @@ impl Config {
                 retry_on_rate_limit: self.retry_on_rate_limit,
                 max_pause: self.retry_max_pause,
             },
+            resource_labels: CommonLabels::new(&self.job, &self.external_labels)
+                .names()
+                .map(str::to_owned)
+                .collect(),
         };
         let mut endpoints: Vec<EndpointConfig> = self
             .remote_write_urls
@@ -394,6 +417,10 @@ impl Config {
             .cloned()
             .map(template)
             .collect();
+        endpoints.extend(self.otlp_urls.iter().cloned().map(|url| EndpointConfig {
+            protocol: Protocol::Otlp,
+            ..template(url)
+        }));
         for endpoint in &endpoints {
             endpoint.validate()?;
         }
@@ -504,6 +531,36 @@ mod tests {
             "http://localhost:9090/api/v1/write",
         ])
         .unwrap();
+    }
+
+    #[test]
+    fn otlp_urls_are_endpoints_with_the_shared_settings() {
+        let c = parse(&[
+            "--once",
+            "--otlp-url",
+            "http://collector:4318/v1/metrics",
+            "--remote-write-url",
+            "http://prometheus:9090/api/v1/write",
+            "--remote-write-header",
+            "X-Scope-OrgID: team-a",
+            "--external-label",
+            "cluster=prod",
+            "--remote-write-protocol",
+            "2.0",
+        ])
+        .unwrap();
+        let endpoints = c.endpoints().unwrap();
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[0].protocol, Protocol::V2);
+        assert_eq!(endpoints[1].protocol, Protocol::Otlp);
+        assert_eq!(
+            endpoints[1].url.as_str(),
+            "http://collector:4318/v1/metrics"
+        );
+        assert_eq!(endpoints[1].headers, endpoints[0].headers);
+        assert_eq!(endpoints[1].resource_labels, ["job", "cluster"]);
+        let err = parse(&["--remote-write-protocol", "otlp"]).unwrap_err();
+        assert!(err.contains("invalid value"), "OTLP is per endpoint: {err}");
     }
 
     #[test]

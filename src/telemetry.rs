@@ -26,6 +26,9 @@ pub struct Telemetry {
     pub held_series: IntGaugeVec,
     /// Push tasks that ended unexpectedly and were restarted, by endpoint.
     pub sender_restarts: IntCounterVec,
+    /// Data points an OTLP receiver accepted the request of but rejected
+    /// (its partial success), by endpoint.
+    pub otlp_rejected_points: IntCounterVec,
     /// Image resolutions that failed, by error class.
     pub resolve_failures: IntCounterVec,
     /// Lookups in the reference and metadata caches, by cache and `hit`/`miss`.
@@ -122,6 +125,11 @@ impl Telemetry {
         registry
             .register(Box::new(held_series.clone()))
             .expect("metric registered once");
+        let otlp_rejected_points = counter(
+            "otlp_rejected_data_points_total",
+            "Data points an OTLP receiver rejected in requests it otherwise accepted (partial success).",
+            &["endpoint"],
+        );
         let resolve_failures = counter(
             "resolve_failures_total",
             "Image resolutions that failed, by error class.",
@@ -237,6 +245,7 @@ impl Telemetry {
             last_success,
             held_series,
             sender_restarts,
+            otlp_rejected_points,
             resolve_failures,
             cache_lookups,
             discovery_errors,

@@ -10,6 +10,9 @@
 //!   - url: https://prometheus-prod-01.grafana.net/api/prom/push
 //!     basic_auth: {username: "123456", password_file: /secrets/grafana-cloud-token}
 //!     protocol: "2.0"
+//!   - url: https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/metrics
+//!     basic_auth: {username: "123456", password_file: /secrets/grafana-cloud-token}
+//!     protocol: otlp
 //! ```
 
 use std::ffi::OsStr;
@@ -37,6 +40,12 @@ pub enum Protocol {
     #[serde(rename = "2.0")]
     #[value(name = "2.0")]
     V2,
+    /// OTLP/HTTP with protobuf bodies (`ExportMetricsServiceRequest`), for
+    /// OpenTelemetry collectors and OTLP-only backends: set per endpoint
+    /// (`protocol: otlp`, or `--otlp-url`), never for remote-write URLs.
+    #[serde(rename = "otlp")]
+    #[value(skip)]
+    Otlp,
 }
 
 /// How failed requests are retried.
@@ -67,6 +76,9 @@ pub struct EndpointConfig {
     pub timeout: Duration,
     pub max_series_per_request: usize,
     pub retry: RetryPolicy,
+    /// Labels every series carries (`job`, the external labels): OTLP sends
+    /// them once per request, as resource attributes.
+    pub resource_labels: Vec<String>,
 }
 
 /// The URL without userinfo or query, header values hidden: a config
@@ -84,6 +96,7 @@ impl fmt::Debug for EndpointConfig {
             .field("timeout", &self.timeout)
             .field("max_series_per_request", &self.max_series_per_request)
             .field("retry", &self.retry)
+            .field("resource_labels", &self.resource_labels)
             .finish()
     }
 }
@@ -408,6 +421,7 @@ pub(crate) mod tests {
                 retry_on_rate_limit: true,
                 max_pause: Duration::from_secs(300),
             },
+            resource_labels: vec!["job".into()],
         }
     }
 
@@ -454,11 +468,14 @@ endpoints:
     bearer_token_file: /var/run/secrets/token
     protocol: "2.0"
     tls: {ca_file: /etc/ca.pem, insecure_skip_verify: false}
+  - url: http://otel-collector:4318/v1/metrics
+    protocol: otlp
 "#,
         )
         .unwrap();
         let got = EndpointConfig::from_file(&path, &defaults("http://unused")).unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2].protocol, Protocol::Otlp);
         assert_eq!(
             got[0].headers,
             [Header {

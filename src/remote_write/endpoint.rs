@@ -1,6 +1,8 @@
-//! One remote-write receiver: batching, auth, and the retry rules of the
-//! spec — 5xx and network errors are retried with exponential backoff and
-//! jitter, 429 honours `Retry-After`, any other 4xx is final.
+//! One receiver, remote write or OTLP: batching, auth, and the retry rules
+//! of the specs — 5xx (OTLP: 502, 503, 504) and network errors are retried
+//! with exponential backoff and jitter, 429 honours `Retry-After`, any other
+//! 4xx is final. The two protocols differ only in how a batch is encoded and
+//! compressed and in what an answer means; the rest is shared.
 //!
 //! Whatever the receiver answers is untrusted: bodies are read to at most
 //! 1 KiB (and stripped of our own secrets should it echo them), redirects
@@ -20,6 +22,7 @@ use reqwest::{StatusCode, Url};
 use tracing::{debug, info, warn};
 
 use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
+use super::otlp::{self, PartialSuccess};
 use super::{compress, encode, encode_v2};
 use crate::inventory::{Series, Snapshot};
 use crate::telemetry::Telemetry;
@@ -30,6 +33,10 @@ const V1_CONTENT_TYPE: &str = "application/x-protobuf";
 const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 /// A 2.0 receiver reports what it wrote; a 1.x receiver does not (and wrote nothing).
 const SAMPLES_WRITTEN: &str = "x-prometheus-remote-write-samples-written";
+const OTLP_CONTENT_TYPE: &str = "application/x-protobuf";
+/// Most of an OTLP answer read: a partial success or an error status is a
+/// few hundred bytes, and a receiver must not make the pusher buffer more.
+const MAX_OTLP_RESPONSE: usize = 64 * 1024;
 
 /// Why a snapshot was not completely accepted.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +153,16 @@ pub struct Endpoint {
     /// End of the pause the receiver asked for with `Retry-After`; kept
     /// until the first request after it, which logs that it is over.
     pause: Mutex<Option<Instant>>,
+    /// The receiver's last OTLP partial success, logged when it changes.
+    partial: Mutex<Option<PartialSuccess>>,
+}
+
+/// The message a request is encoded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    V1,
+    V2,
+    Otlp,
 }
 
 /// Outcome of one request after retries.
@@ -166,7 +183,12 @@ impl Endpoint {
             message,
         };
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        let encoding = if config.protocol == Protocol::Otlp {
+            "gzip"
+        } else {
+            "snappy"
+        };
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!(
@@ -242,6 +264,7 @@ impl Endpoint {
             token,
             use_v2,
             pause: Mutex::new(None),
+            partial: Mutex::new(None),
         })
     }
 
@@ -273,25 +296,35 @@ impl Endpoint {
         let batches: Vec<&[&Series]> = all.chunks(self.config.max_series_per_request).collect();
         for batch in &batches {
             let outcome = loop {
-                let v2 = self.use_v2.load(Ordering::Relaxed);
-                let body = if v2 {
-                    encode_v2(&batch[..], snapshot.timestamp_ms)
-                } else {
-                    encode(&batch[..], snapshot.timestamp_ms)
-                };
-                let compressed = match compress(&body) {
-                    Ok(c) => c,
+                let wire = self.wire();
+                let compressed = match wire {
+                    Wire::Otlp => otlp::compress(&otlp::encode(
+                        &batch[..],
+                        snapshot.timestamp_ms,
+                        &self.config.resource_labels,
+                    ))
+                    .map_err(|e| format!("gzip: {e}")),
                     // Only for bodies over snappy's 4 GiB limit; a failure, not a panic.
-                    Err(e) => {
+                    Wire::V2 => compress(&encode_v2(&batch[..], snapshot.timestamp_ms))
+                        .map_err(|e| format!("snappy: {e}")),
+                    Wire::V1 => compress(&encode(&batch[..], snapshot.timestamp_ms))
+                        .map_err(|e| format!("snappy: {e}")),
+                };
+                let compressed = match compressed {
+                    Ok(c) => c,
+                    Err(reason) => {
                         let failure = Failure {
                             class: FailureClass::Local,
-                            reason: format!("snappy: {e}"),
+                            reason,
                         };
                         break (Attempt::Rejected(failure), 0);
                     }
                 };
                 let len = compressed.len();
-                match self.send(compressed, v2, superseded).await {
+                match self
+                    .send(compressed, wire, batch.len(), telemetry, superseded)
+                    .await
+                {
                     Attempt::FallBack => {
                         self.use_v2.store(false, Ordering::Relaxed);
                         continue;
@@ -368,16 +401,27 @@ impl Endpoint {
         Ok(report)
     }
 
-    /// Sends one compressed request, retrying what may be retried within
-    /// the retry window. Waits are compared with what is left of the window
-    /// by saturating arithmetic: a receiver's number can shorten a retry,
-    /// never overflow one.
+    fn wire(&self) -> Wire {
+        match self.config.protocol {
+            Protocol::Otlp => Wire::Otlp,
+            _ if self.use_v2.load(Ordering::Relaxed) => Wire::V2,
+            _ => Wire::V1,
+        }
+    }
+
+    /// Sends one compressed request of `points` series, retrying what may
+    /// be retried within the retry window. Waits are compared with what is
+    /// left of the window by saturating arithmetic: a receiver's number can
+    /// shorten a retry, never overflow one.
     async fn send(
         &self,
         body: Vec<u8>,
-        v2: bool,
+        wire: Wire,
+        points: usize,
+        telemetry: &Telemetry,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> Attempt {
+        let v2 = wire == Wire::V2;
         let retry = &self.config.retry;
         let started = Instant::now();
         let mut backoff = retry.min_backoff;
@@ -408,7 +452,7 @@ impl Endpoint {
                 }
             }
             self.end_pause();
-            let request = match self.request(body.clone(), v2) {
+            let request = match self.request(body.clone(), wire) {
                 Ok(r) => r,
                 Err(reason) => {
                     debug!(endpoint = %self.name, reason, "cannot build the request");
@@ -419,6 +463,10 @@ impl Endpoint {
                 }
             };
             let failure = match request.send().await {
+                Ok(response) if response.status().is_success() && wire == Wire::Otlp => {
+                    self.partial_success(response, points, telemetry).await;
+                    return Attempt::Accepted;
+                }
                 Ok(response) if response.status().is_success() => {
                     if v2 && !response.headers().contains_key(SAMPLES_WRITTEN) {
                         info!(endpoint = %self.name, "receiver accepted a 2.0 request without reporting what it wrote: it speaks only 1.x; using 1.0 from now on");
@@ -433,14 +481,20 @@ impl Endpoint {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = crate::http::retry_after(response.headers());
-                    let text =
-                        self.redact(crate::http::body_excerpt(response, MAX_LOGGED_BODY).await);
+                    let text = if wire == Wire::Otlp {
+                        self.redact(otlp_error(response).await)
+                    } else {
+                        self.redact(crate::http::body_excerpt(response, MAX_LOGGED_BODY).await)
+                    };
                     let failure = Failure {
                         class: FailureClass::of(status),
                         reason: format!("HTTP {status}: {text}"),
                     };
-                    let retryable = status.is_server_error()
-                        || (status == StatusCode::TOO_MANY_REQUESTS && retry.retry_on_rate_limit);
+                    let retryable = match status {
+                        StatusCode::TOO_MANY_REQUESTS => retry.retry_on_rate_limit,
+                        _ if wire == Wire::Otlp => otlp::retryable(status),
+                        _ => status.is_server_error(),
+                    };
                     if !retryable {
                         debug!(endpoint = %self.name, %status, body = %text, "remote write rejected; not retrying");
                         return Attempt::Rejected(failure);
@@ -549,18 +603,17 @@ impl Endpoint {
         text
     }
 
-    fn request(&self, body: Vec<u8>, v2: bool) -> Result<reqwest::RequestBuilder, String> {
-        let (content_type, version) = if v2 {
-            (V2_CONTENT_TYPE, "2.0.0")
-        } else {
-            (V1_CONTENT_TYPE, "0.1.0")
+    fn request(&self, body: Vec<u8>, wire: Wire) -> Result<reqwest::RequestBuilder, String> {
+        let request = self.http.post(self.config.url.clone()).body(body);
+        let mut request = match wire {
+            Wire::Otlp => request.header(CONTENT_TYPE, OTLP_CONTENT_TYPE),
+            Wire::V2 => request
+                .header(CONTENT_TYPE, V2_CONTENT_TYPE)
+                .header("X-Prometheus-Remote-Write-Version", "2.0.0"),
+            Wire::V1 => request
+                .header(CONTENT_TYPE, V1_CONTENT_TYPE)
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0"),
         };
-        let mut request = self
-            .http
-            .post(self.config.url.clone())
-            .header(CONTENT_TYPE, content_type)
-            .header("X-Prometheus-Remote-Write-Version", version)
-            .body(body);
         if let (Some(user), Some(password)) = (&self.config.username, &self.password) {
             request = request.basic_auth(user, Some(password.read()?));
         }
@@ -569,6 +622,73 @@ impl Endpoint {
         }
         Ok(request)
     }
+}
+
+impl Endpoint {
+    /// Reads an accepted OTLP request's answer: points the receiver rejected
+    /// are counted, and its partial success is logged when it changes (a
+    /// receiver that rejects the same points every tick logs once).
+    async fn partial_success(
+        &self,
+        response: reqwest::Response,
+        points: usize,
+        telemetry: &Telemetry,
+    ) {
+        let body = crate::http::read_limited(response, MAX_OTLP_RESPONSE)
+            .await
+            .unwrap_or_default();
+        let partial = otlp::partial_success(&body).map(|mut p| {
+            // A receiver cannot reject more than it was sent.
+            p.rejected_data_points = p.rejected_data_points.min(points as u64);
+            p.message = self.redact(one_line(&p.message));
+            p
+        });
+        if let Some(p) = &partial {
+            telemetry
+                .otlp_rejected_points
+                .with_label_values(&[&self.name])
+                .inc_by(p.rejected_data_points);
+        }
+        let mut last = self.partial.lock().expect("partial success poisoned");
+        if *last == partial {
+            return;
+        }
+        match &partial {
+            Some(p) if p.rejected_data_points > 0 => {
+                warn!(endpoint = %self.name, rejected = p.rejected_data_points, message = %p.message, "OTLP receiver accepted the request only in part")
+            }
+            Some(p) => {
+                warn!(endpoint = %self.name, message = %p.message, "OTLP receiver accepted the request with a warning")
+            }
+            None => info!(endpoint = %self.name, "OTLP receiver accepts every data point again"),
+        }
+        *last = partial;
+    }
+}
+
+/// The message of an OTLP error answer (a `google.rpc.Status`), else the
+/// body as text; on one line, at most `MAX_LOGGED_BODY` bytes.
+async fn otlp_error(response: reqwest::Response) -> String {
+    match crate::http::read_limited(response, MAX_OTLP_RESPONSE).await {
+        Ok(body) => otlp::status_message(&body)
+            .map(|m| one_line(&m))
+            .unwrap_or_else(|| one_line(&String::from_utf8_lossy(&body))),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A receiver's text on one line and at most `MAX_LOGGED_BODY` bytes.
+fn one_line(text: &str) -> String {
+    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() > MAX_LOGGED_BODY {
+        let mut end = MAX_LOGGED_BODY;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line
 }
 
 /// A credential in a file, re-read when the file changes: projected

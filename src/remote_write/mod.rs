@@ -5,9 +5,13 @@
 //! assembled from each series' pre-encoded labels (see [`crate::inventory`])
 //! so a tick re-encodes only samples, and is byte-identical to what prost
 //! would produce for the same `WriteRequest`.
+//!
+//! The same endpoint and sender also push OTLP/HTTP ([`otlp`]): another
+//! encoding of the same series, chosen per endpoint.
 
 mod config;
 mod endpoint;
+pub mod otlp;
 mod sender;
 
 pub use config::{

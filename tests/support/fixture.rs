@@ -75,6 +75,13 @@ impl Scenario {
     /// Asserts that `store` holds every series of one push of the scenario
     /// and answers the README's queries and the rules' expressions as it should.
     pub async fn assert_stored(&self, store: &QueryApi) {
+        self.assert_stored_with_job_label(store, "job").await;
+    }
+
+    /// [`Scenario::assert_stored`] for a store that keeps the job under
+    /// another label name: VictoriaMetrics stores OTLP's `service.name`
+    /// resource attribute as it is.
+    pub async fn assert_stored_with_job_label(&self, store: &QueryApi, job_label: &str) {
         let reg = self.registry.host();
         let images = &self.images;
         // Every container of every kind, with exactly the upstream labels (plus
@@ -93,7 +100,7 @@ impl Scenario {
                 ("cluster", CLUSTER),
                 ("container", container),
                 ("image", image),
-                ("job", "container-image-pusher"),
+                (job_label, "container-image-pusher"),
                 ("jsonpath", jsonpath),
                 ("kind", kind),
                 ("name", name),

@@ -1,9 +1,9 @@
 //! Test support shared by the integration tests: an emulated Kubernetes API
 //! server, real Debian `docker-registry` and `prometheus` daemons started
 //! per test on free 127.0.0.1 ports, newer peers from Debian sid (Prometheus
-//! 3, VictoriaMetrics, promtool: `peers`), a strict scripted remote-write
-//! receiver, the end-to-end scenario (`fixture`), and helpers to run the
-//! pusher binary itself.
+//! 3, VictoriaMetrics, promtool: `peers`), strict scripted remote-write and
+//! OTLP receivers, the end-to-end scenario (`fixture`), and helpers to run
+//! the pusher binary itself.
 //!
 //! Include it from a test crate with `mod support;`. Each test uses a subset,
 //! hence `dead_code` and `unused_imports` (for the re-exports) are allowed.
@@ -11,6 +11,7 @@
 
 pub mod fixture;
 pub mod kube_api;
+pub mod otlp_receiver;
 pub mod peers;
 pub mod process;
 pub mod prometheus;
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod victoria_metrics;
 
 pub use kube_api::{ExpiredWatch, KubeApi, RecordedRequest};
+pub use otlp_receiver::OtlpReceiver;
 pub use process::{free_port, install_crypto_provider, require_binary, wait_for_http, ChildGuard};
 pub use prometheus::{Prometheus, QueryApi, Sample};
 pub use registry::{

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::process::{free_port, wait_for_http, ChildGuard};
-use super::prometheus::{Prometheus, Sample};
+use super::prometheus::{QueryApi, Sample};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
 
@@ -81,7 +81,7 @@ impl Pusher {
     /// log (which tells why) after 20 s.
     pub async fn wait_for_query(
         &self,
-        prometheus: &Prometheus,
+        prometheus: &QueryApi,
         promql: &str,
         pred: impl Fn(&[Sample]) -> bool,
     ) {

@@ -1,7 +1,8 @@
 //! A real VictoriaMetrics for tests: the single-node `victoria-metrics`
 //! from Debian sid (`super::peers`) on 127.0.0.1, a second, independent
 //! remote-write 1.0 implementation next to Prometheus, queried through its
-//! Prometheus-compatible API with the same [`QueryApi`].
+//! Prometheus-compatible API with the same [`QueryApi`]; it also receives
+//! OTLP/HTTP metrics.
 //!
 //! Two of its defaults would hide fresh data from a test: samples newer than
 //! `-search.latencyOffset` (30 s) are left out of instant queries, and
@@ -30,6 +31,11 @@ pub struct VictoriaMetrics {
 
 impl VictoriaMetrics {
     pub async fn start() -> VictoriaMetrics {
+        VictoriaMetrics::start_with(&[]).await
+    }
+
+    /// Starts one with `extra_args` (e.g. `-relabelConfig=…`) besides the test settings.
+    pub async fn start_with(extra_args: &[&str]) -> VictoriaMetrics {
         let binary = peer("victoria-metrics");
         let dir = tempfile::Builder::new()
             .prefix("victoria-metrics-")
@@ -43,7 +49,8 @@ impl VictoriaMetrics {
             .arg(format!("-storageDataPath={}", dir.path().display()))
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache")
-            .arg("-loggerLevel=WARN");
+            .arg("-loggerLevel=WARN")
+            .args(extra_args);
         let mut child = ChildGuard::spawn("victoria-metrics", &mut command);
         if let Err(message) = child
             .wait_until_http(&format!("{url}/health"), START_TIMEOUT, |status| {
@@ -63,6 +70,11 @@ impl VictoriaMetrics {
     /// The remote-write (1.0) endpoint.
     pub fn write_url(&self) -> String {
         format!("{}/api/v1/write", self.api.url())
+    }
+
+    /// The OTLP/HTTP metrics endpoint.
+    pub fn otlp_url(&self) -> String {
+        format!("{}/opentelemetry/v1/metrics", self.api.url())
     }
 
     /// Makes everything ingested so far searchable.
