@@ -113,8 +113,44 @@ async fn harness_measures_every_number_at_1000_containers() {
     assert!(snappy.requests > 0 && snappy.raw_bytes > snappy.compressed_bytes);
     assert!(snappy.seconds > 0.0);
 
-    // Scrape exporter + agent.
-    let scrape = run.scrape.as_ref().expect("the alternative ran");
+    // Scrape exporter + each agent.
+    let scrape = run.scrape.as_ref().expect("the Prometheus agent ran");
+    check_alternative(scrape, direct, &options, scale::Agent::Prometheus);
+    let vmagent = run.vmagent.as_ref().expect("vmagent ran");
+    check_alternative(vmagent, direct, &options, scale::Agent::Vmagent);
+
+    // The report renders, with every ratio a number.
+    let summary = report.summary();
+    for ratios in [&summary.scrape, &summary.vmagent] {
+        let ratios = ratios.as_ref().expect("a comparison");
+        for ratio in [ratios.cpu_ratio, ratios.memory_ratio, ratios.bytes_ratio] {
+            assert!(ratio.is_finite() && ratio > 0.0, "{ratios:?}");
+        }
+    }
+    let markdown = report.markdown();
+    assert!(markdown.contains("| CPU per warm tick"), "{markdown}");
+    assert!(
+        markdown.contains("| Per interval | Direct push | Exporter + Prometheus agent |")
+            && markdown.contains("| Per interval | Direct push | Exporter + vmagent |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| Bytes on the wire, compressed"),
+        "{markdown}"
+    );
+    assert!(!markdown.contains("NaN"), "{markdown}");
+    serde_json::to_string(&report).expect("the report serializes");
+}
+
+/// What one scrape + agent alternative measured: every number present, the
+/// same series as the direct push, and the data in the receiver.
+fn check_alternative(
+    scrape: &scale::ScrapeResult,
+    direct: &scale::DirectResult,
+    options: &scale::Options,
+    kind: scale::Agent,
+) {
+    assert_eq!(scrape.agent_kind, kind);
     assert!(scrape.first_snapshot_seconds > 0.0);
     assert!(scrape.ticks >= options.warm_ticks && scrape.scrapes >= options.warm_ticks);
     assert!(scrape.exporter.cpu_seconds_per_interval > 0.0, "{scrape:?}");
@@ -127,10 +163,10 @@ async fn harness_measures_every_number_at_1000_containers() {
         scrape.scrape_groups.abs_diff(scrape.scrapes) <= 1,
         "{scrape:?}"
     );
-    // The same series, plus the agent's five (up, scrape_*).
+    // The same series, plus the agent's own (up, scrape_*).
     assert_eq!(
         scrape.samples_per_scrape,
-        (direct.warm.series_per_push + 5) as f64,
+        (direct.warm.series_per_push + kind.generated_series()) as f64,
         "{scrape:?}"
     );
     assert!(scrape.wire_compressed_bytes_per_interval > 0.0);
@@ -140,20 +176,6 @@ async fn harness_measures_every_number_at_1000_containers() {
         "{:?}",
         scrape.agent_metrics
     );
+    assert_eq!(scrape.wire.failed_requests, 0, "{:?}", scrape.wire);
     assert_eq!(scrape.receiver_container_series, 1000.0);
-
-    // The report renders, with every ratio a number.
-    let summary = report.summary();
-    let ratios = summary.scrape.as_ref().expect("a comparison");
-    for ratio in [ratios.cpu_ratio, ratios.memory_ratio, ratios.bytes_ratio] {
-        assert!(ratio.is_finite() && ratio > 0.0, "{ratios:?}");
-    }
-    let markdown = report.markdown();
-    assert!(markdown.contains("| CPU per warm tick"), "{markdown}");
-    assert!(
-        markdown.contains("| Bytes on the wire, compressed"),
-        "{markdown}"
-    );
-    assert!(!markdown.contains("NaN"), "{markdown}");
-    serde_json::to_string(&report).expect("the report serializes");
 }

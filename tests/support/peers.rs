@@ -41,9 +41,18 @@ pub fn peer(binary: &str) -> PathBuf {
 /// `target/test-peers/` of this build (it follows `CARGO_TARGET_DIR`, as the
 /// fetch script does).
 fn cache_dir() -> PathBuf {
-    // Integration tests get `<target>/tmp`.
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR lies inside the target directory")
-        .join("test-peers")
+    let target = match option_env!("CARGO_TARGET_TMPDIR") {
+        // Integration tests get `<target>/tmp`.
+        Some(tmp) => Path::new(tmp)
+            .parent()
+            .expect("CARGO_TARGET_TMPDIR lies inside the target directory")
+            .to_path_buf(),
+        // Examples (the scale harness) get no CARGO_TARGET_TMPDIR; they run
+        // from `<target>/<profile>/examples/`.
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+            .expect("an example runs from <target>/<profile>/examples/"),
+    };
+    target.join("test-peers")
 }
