@@ -2310,7 +2310,11 @@ fn pusher_command(options: &Options, env: &Env, metrics_address: &str) -> Comman
         .args(["--log-format", "json"])
         .args(&options.pusher_args)
         .env("KUBECONFIG", &env.kubeconfig)
-        .env("RUST_LOG", "info");
+        // Each push's `pushed` line is at debug level.
+        .env(
+            "RUST_LOG",
+            "info,container_image_pusher::remote_write::sender=debug",
+        );
     for var in ["PUSHER_REMOTE_WRITE_URL", "PUSHER_MANIFESTS", "PUSHER_ONCE"] {
         command.env_remove(var);
     }

@@ -359,16 +359,16 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                         bytes = report.bytes,
                         "first push accepted; later ones are logged at debug level"
                     );
-                } else {
-                    debug!(
-                        endpoint = name,
-                        requests = report.requests,
-                        series = report.series,
-                        stale = stale.len(),
-                        bytes = report.bytes,
-                        "pushed"
-                    );
                 }
+                // Every push, for whoever measures them (the scale harness).
+                debug!(
+                    endpoint = name,
+                    requests = report.requests,
+                    series = report.series,
+                    stale = stale.len(),
+                    bytes = report.bytes,
+                    "pushed"
+                );
                 telemetry.readiness.clear(&condition(&name));
                 first = false;
             }
