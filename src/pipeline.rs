@@ -97,6 +97,7 @@ impl Pipeline {
                 timeout: config.registry_timeout,
                 registry_concurrency: config.registry_concurrency as usize,
                 registry_rps: config.registry_rps,
+                image_limits: config.image_limits(),
             },
             telemetry.clone(),
         );
@@ -108,7 +109,6 @@ impl Pipeline {
             resolver: Arc::new(resolver),
             inventory: Inventory::new(
                 CommonLabels::new(&config.job, &config.external_labels),
-                config.image_limits(),
                 telemetry.labels_dropped.clone(),
             ),
             failures: FailureLog::default(),
@@ -467,6 +467,7 @@ mod tests {
             created: None,
             labels: Default::default(),
             annotations: Default::default(),
+            dropped: Default::default(),
         };
         (scope, image.to_owned(), Ok(Arc::new(metadata)))
     }
