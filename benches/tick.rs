@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, Workload};
-use container_image_pusher::inventory::{CommonLabels, ImageLimits, Inventory};
+use container_image_pusher::inventory::{CommonLabels, Inventory};
 use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::remote_write::{compress, encode};
 use container_image_pusher::telemetry::Telemetry;
@@ -35,7 +35,7 @@ fn main() {
     // The first tick encodes every label set; later ticks over an unchanged
     // inventory reuse them. Both are reported.
     let dropped = Telemetry::new().labels_dropped;
-    let mut inventory = Inventory::new(common, ImageLimits::default(), dropped);
+    let mut inventory = Inventory::new(common, dropped);
     let started = Instant::now();
     let first = inventory.build(&workloads, &resolutions, 1_700_000_000_000);
     let cold = started.elapsed();
@@ -126,6 +126,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                     "org.opencontainers.image.base.name".into(),
                     "cgr.dev/chainguard/static:latest".into(),
                 )]),
+                dropped: Default::default(),
             };
             (image(i), Ok(Arc::new(metadata)))
         })

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::inventory::{self, CommonLabels, ImageLimits};
-use crate::registry::Platform;
+use crate::inventory::{self, CommonLabels};
+use crate::registry::{ImageLimits, Platform};
 use crate::remote_write::{
     parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,

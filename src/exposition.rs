@@ -161,6 +161,7 @@ mod tests {
             created: Some(1),
             labels: [("l".into(), "v".into())].into(),
             annotations: [("a".into(), "v".into())].into(),
+            dropped: Default::default(),
         };
         let gone = ResolveError {
             class: ErrorClass::NotFound,

@@ -11,10 +11,10 @@
 //! [`Family::label_names`]: the builders zip their values with it, and
 //! [`check_external_labels`] refuses every name in it, so no series can
 //! carry a name twice (a receiver rejects the whole batch if one does).
-//! What an image adds comes from its registry and is bounded by
-//! [`ImageLimits`].
+//! What an image adds comes from its registry and was bounded by
+//! [`ImageLimits`](crate::registry::ImageLimits) when its metadata was made; what the limits dropped is
+//! counted here, once per image, when its series are built.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use prost::encoding::encoded_len_varint;
 use prost::Message;
 
 use crate::discovery::Workload;
-use crate::registry::{ImageMetadata, Resolutions};
+use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::remote_write::proto;
 
 /// The metric families the pusher writes.
@@ -154,69 +154,6 @@ pub fn check_external_labels(labels: &[(String, String)]) -> Result<(), External
     Ok(())
 }
 
-/// What one image may add to a snapshot. Its config and manifests come
-/// from a registry: without bounds one config of 4 MiB adds 300k series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageLimits {
-    /// Most `container_image_label` series per image.
-    pub max_labels: usize,
-    /// Most `container_image_annotation` series per image.
-    pub max_annotations: usize,
-    /// Longest `key` or `value` in bytes. Longer values are cut (the cut
-    /// marked with [`TRUNCATED`]); longer keys drop their entry, as a cut
-    /// key would name a label the image does not have.
-    pub max_value_length: usize,
-}
-
-impl Default for ImageLimits {
-    fn default() -> Self {
-        ImageLimits {
-            max_labels: 128,
-            max_annotations: 128,
-            max_value_length: 1024,
-        }
-    }
-}
-
-/// Ends a value cut to `max_value_length`, within that length.
-pub const TRUNCATED: &str = "…";
-
-/// Why a label or annotation of an image was dropped or cut, the `reason`
-/// of `container_image_pusher_labels_dropped_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Beyond `max_labels` (the first ones by key are kept).
-    TooManyLabels,
-    /// Beyond `max_annotations` (the first ones by key are kept).
-    TooManyAnnotations,
-    /// Value cut to `max_value_length`; the series is still sent.
-    ValueTooLong,
-    /// Key longer than `max_value_length`: the entry is dropped.
-    KeyTooLong,
-    /// Empty key: it would be sent without a `key` label.
-    EmptyKey,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 5] = [
-        DropReason::TooManyLabels,
-        DropReason::TooManyAnnotations,
-        DropReason::ValueTooLong,
-        DropReason::KeyTooLong,
-        DropReason::EmptyKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::TooManyLabels => "too_many_labels",
-            DropReason::TooManyAnnotations => "too_many_annotations",
-            DropReason::ValueTooLong => "value_too_long",
-            DropReason::KeyTooLong => "key_too_long",
-            DropReason::EmptyKey => "empty_key",
-        }
-    }
-}
-
 /// One series of a snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -269,7 +206,6 @@ impl CommonLabels {
 /// on a warm tick.
 pub struct Inventory {
     common: CommonLabels,
-    limits: ImageLimits,
     /// `container_image_pusher_labels_dropped_total`, by [`DropReason`]:
     /// counted when an image's series are built, not at every tick.
     dropped: IntCounterVec,
@@ -296,14 +232,13 @@ struct CachedImage {
 }
 
 impl Inventory {
-    pub fn new(common: CommonLabels, limits: ImageLimits, dropped: IntCounterVec) -> Self {
+    pub fn new(common: CommonLabels, dropped: IntCounterVec) -> Self {
         // Every reason at 0 from the start, so a rate over it is defined.
         for reason in DropReason::ALL {
             dropped.with_label_values(&[reason.as_str()]);
         }
         Inventory {
             common,
-            limits,
             dropped,
             workloads: HashMap::new(),
             images: HashMap::new(),
@@ -389,7 +324,7 @@ impl Inventory {
                 Some(c) if Arc::ptr_eq(&c.metadata, image) => c,
                 _ => CachedImage {
                     metadata: image.clone(),
-                    series: image_series(common, image, &self.limits, &self.dropped),
+                    series: image_series(common, image, &self.dropped),
                 },
             };
             series.extend(cached.series.iter().cloned());
@@ -452,36 +387,20 @@ fn container_labels<'a>(
 fn image_series(
     common: &CommonLabels,
     image: &ImageMetadata,
-    limits: &ImageLimits,
     dropped: &IntCounterVec,
 ) -> Vec<Series> {
-    let mut counts: HashMap<DropReason, u64> = HashMap::new();
-    let annotations = bounded_pairs(
-        &image.annotations,
-        limits.max_annotations,
-        DropReason::TooManyAnnotations,
-        limits.max_value_length,
-        &mut counts,
-    );
-    let image_labels = bounded_pairs(
-        &image.labels,
-        limits.max_labels,
-        DropReason::TooManyLabels,
-        limits.max_value_length,
-        &mut counts,
-    );
-    for (reason, count) in counts {
+    for (reason, count) in image.dropped.iter() {
         dropped.with_label_values(&[reason.as_str()]).inc_by(count);
     }
 
     let mut labels = LabelSet::new(common);
-    let mut series = Vec::with_capacity(annotations.len() + image_labels.len() + 2);
+    let mut series = Vec::with_capacity(image.annotations.len() + image.labels.len() + 2);
     for (family, pairs) in [
-        (Family::Annotation, &annotations),
-        (Family::Label, &image_labels),
+        (Family::Annotation, &image.annotations),
+        (Family::Label, &image.labels),
     ] {
         for (key, value) in pairs {
-            series.push(labels.series(family, &[&image.digest, key, value.as_ref()], 1.0));
+            series.push(labels.series(family, &[&image.digest, key, value], 1.0));
         }
     }
     series.push(labels.series(Family::SizeBytes, &[&image.digest], image.size as f64));
@@ -489,50 +408,6 @@ fn image_series(
         series.push(labels.series(Family::Created, &[&image.digest], created as f64));
     }
     series
-}
-
-/// The key/value pairs of one image that become series: the first `max`
-/// by key (byte order, as the map is sorted) among those with a usable
-/// key, values cut to `max_length`. What is left out or cut is added to
-/// `counts`.
-fn bounded_pairs<'a>(
-    pairs: &'a std::collections::BTreeMap<String, String>,
-    max: usize,
-    over: DropReason,
-    max_length: usize,
-    counts: &mut HashMap<DropReason, u64>,
-) -> Vec<(&'a str, Cow<'a, str>)> {
-    let mut count = |reason| *counts.entry(reason).or_default() += 1;
-    let mut kept = Vec::with_capacity(pairs.len().min(max));
-    for (key, value) in pairs {
-        if key.is_empty() {
-            count(DropReason::EmptyKey);
-        } else if key.len() > max_length {
-            count(DropReason::KeyTooLong);
-        } else if kept.len() >= max {
-            count(over);
-        } else {
-            let value = truncate(value, max_length);
-            if let Cow::Owned(_) = value {
-                count(DropReason::ValueTooLong);
-            }
-            kept.push((key.as_str(), value));
-        }
-    }
-    kept
-}
-
-/// `value` if it fits in `max` bytes, else its longest prefix that ends
-/// on a character boundary and leaves room for [`TRUNCATED`], marked so.
-fn truncate(value: &str, max: usize) -> Cow<'_, str> {
-    if value.len() <= max {
-        return Cow::Borrowed(value);
-    }
-    let mut end = max.saturating_sub(TRUNCATED.len());
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}{TRUNCATED}", &value[..end]))
 }
 
 /// A snapshot from plain workloads, for tests of later stages.
@@ -546,11 +421,7 @@ pub(crate) fn build_once(
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
     let resolutions = Resolutions::from(resolutions.clone());
     let dropped = crate::telemetry::Telemetry::new().labels_dropped;
-    Inventory::new(common.clone(), ImageLimits::default(), dropped).build(
-        &workloads,
-        &resolutions,
-        timestamp_ms,
-    )
+    Inventory::new(common.clone(), dropped).build(&workloads, &resolutions, timestamp_ms)
 }
 
 /// Reusable scratch space for assembling one label set at a time.
@@ -640,7 +511,7 @@ fn encode_label(name: &str, value: &str, buf: &mut BytesMut) {
 mod tests {
     use super::*;
     use crate::discovery::{Container, Kind};
-    use crate::registry::{ErrorClass, ImageMetadata, ResolveError};
+    use crate::registry::{ErrorClass, ImageLimits, ImageMetadata, ResolveError, TRUNCATED};
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -680,6 +551,7 @@ mod tests {
                 "org.opencontainers.image.base.name".into(),
                 "cgr.dev/chainguard/static".into(),
             )]),
+            dropped: Default::default(),
         })
     }
 
@@ -811,7 +683,6 @@ mod tests {
     fn unchanged_label_sets_are_reused_between_ticks() {
         let mut inventory = Inventory::new(
             CommonLabels::new("j", &[]),
-            ImageLimits::default(),
             crate::telemetry::Telemetry::new().labels_dropped,
         );
         let workloads = [Arc::new(workload("a:1")), Arc::new(workload("b:1"))];
@@ -951,28 +822,42 @@ mod tests {
         counter.with_label_values(&[reason.as_str()]).get()
     }
 
+    /// `image` with the labels and annotations given, bounded by `limits`
+    /// as the registry bounds what it caches.
+    fn bounded(
+        image: &ImageMetadata,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        limits: &ImageLimits,
+    ) -> Arc<ImageMetadata> {
+        Arc::new(ImageMetadata::bounded(
+            image.digest.clone(),
+            image.size,
+            image.created,
+            labels,
+            annotations,
+            limits,
+        ))
+    }
+
     #[test]
     fn one_image_adds_a_bounded_number_of_series() {
         let long_value = "é".repeat(50 * 1024); // 100 KiB, two bytes a char
-        let mut image = (*metadata("sha256:aa")).clone();
-        image.labels = (0..5000)
+        let mut labels: BTreeMap<String, String> = (0..5000)
             .map(|i| (format!("label.{i:05}"), format!("v{i}")))
             .collect();
-        image
-            .labels
-            .insert("label.00002".into(), long_value.clone());
-        image.labels.insert(String::new(), "empty key".into());
-        image.labels.insert("k".repeat(2000), "long key".into());
-        image.annotations = (0..300)
+        labels.insert("label.00002".into(), long_value.clone());
+        labels.insert(String::new(), "empty key".into());
+        labels.insert("k".repeat(2000), "long key".into());
+        let annotations = (0..300)
             .map(|i| (format!("annotation.{i:03}"), "v".into()))
             .collect();
-        let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
         let limits = ImageLimits::default();
-        let mut inventory =
-            Inventory::new(CommonLabels::new("j", &[]), limits, dropped_total.clone());
+        let image = bounded(&metadata("sha256:aa"), labels, annotations, &limits);
+        let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
+        let mut inventory = Inventory::new(CommonLabels::new("j", &[]), dropped_total.clone());
         let workloads = [Arc::new(workload("app:1"))];
-        let resolutions =
-            Resolutions::from(HashMap::from([("app:1".to_owned(), Ok(Arc::new(image)))]));
+        let resolutions = Resolutions::from(HashMap::from([("app:1".to_owned(), Ok(image))]));
         let snap = inventory.build(&workloads, &resolutions, 0);
 
         let of = |family: Family| -> Vec<Vec<(String, String)>> {
@@ -1030,12 +915,15 @@ mod tests {
             max_annotations: 0,
             max_value_length: 64,
         };
-        let mut inventory =
-            Inventory::new(CommonLabels::new("j", &[]), limits, dropped_total.clone());
-        let resolutions = Resolutions::from(HashMap::from([(
-            "app:1".to_owned(),
-            Ok(metadata("sha256:aa")),
-        )]));
+        let image = metadata("sha256:aa");
+        let image = bounded(
+            &image,
+            image.labels.clone(),
+            image.annotations.clone(),
+            &limits,
+        );
+        let mut inventory = Inventory::new(CommonLabels::new("j", &[]), dropped_total.clone());
+        let resolutions = Resolutions::from(HashMap::from([("app:1".to_owned(), Ok(image))]));
         let snap = inventory.build(&[Arc::new(workload("app:1"))], &resolutions, 0);
         let families: Vec<Family> = snap.series.iter().map(|s| s.family).collect();
         assert_eq!(
@@ -1051,18 +939,5 @@ mod tests {
             dropped_total.collect()[0].get_metric().len(),
             DropReason::ALL.len()
         );
-    }
-
-    #[test]
-    fn values_are_cut_at_a_character_boundary_within_the_limit() {
-        assert_eq!(truncate("short", 16), "short");
-        assert_eq!(truncate("exactly-16-bytes", 16), "exactly-16-bytes");
-        assert_eq!(truncate("seventeen bytes!!", 16), "seventeen byt…");
-        // "é" is two bytes: a cut inside one moves back to its start.
-        let long = "é".repeat(20);
-        let cut = truncate(&long, 16);
-        assert_eq!(cut, format!("{}…", "é".repeat(6)));
-        assert!(cut.len() <= 16);
-        assert!(matches!(truncate("x", 1), Cow::Borrowed(_)));
     }
 }

@@ -104,6 +104,7 @@ impl Pipeline {
                 timeout: config.registry_timeout,
                 registry_concurrency: config.registry_concurrency as usize,
                 registry_rps: config.registry_rps,
+                image_limits: config.image_limits(),
             },
             telemetry.clone(),
         );
@@ -115,7 +116,6 @@ impl Pipeline {
             resolver: Arc::new(resolver),
             inventory: Inventory::new(
                 CommonLabels::new(&config.job, &config.external_labels),
-                config.image_limits(),
                 telemetry.labels_dropped.clone(),
             ),
             failures: FailureLog::default(),
@@ -474,6 +474,7 @@ mod tests {
             created: None,
             labels: Default::default(),
             annotations: Default::default(),
+            dropped: Default::default(),
         };
         (scope, image.to_owned(), Ok(Arc::new(metadata)))
     }

@@ -41,6 +41,7 @@ fn resolver_for(
         timeout,
         registry_concurrency: 10,
         registry_rps: 1000.0,
+        image_limits: Default::default(),
     };
     (Resolver::new(config, telemetry.clone()), telemetry)
 }

@@ -10,11 +10,16 @@
 //!
 //! Failures are cached too, for `--error-cache-duration`, so one broken image
 //! does not hammer its registry at every tick.
+//!
+//! Labels and annotations are bounded by [`ImageLimits`] when the metadata
+//! is made, before it is cached: what a registry sends costs the cache no
+//! more than the series it may become.
 
 pub mod client;
 pub mod cloud;
 pub mod keyring;
 mod limiter;
+pub mod limits;
 pub mod manifest;
 pub mod reference;
 
@@ -27,6 +32,7 @@ use oci_client::Reference;
 use tracing::debug;
 
 pub use keyring::{Credential, Keyring};
+pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 
@@ -43,9 +49,50 @@ pub struct ImageMetadata {
     pub size: u64,
     /// Unix seconds; `None` when the config has no usable `created`.
     pub created: Option<i64>,
+    /// The config's labels, within [`ImageLimits`].
     pub labels: BTreeMap<String, String>,
-    /// Index, then index entry, then manifest annotations; later wins.
+    /// Index, then index entry, then manifest annotations (later wins),
+    /// within [`ImageLimits`].
     pub annotations: BTreeMap<String, String>,
+    /// What the limits left out or cut of the image's labels and annotations.
+    pub dropped: Dropped,
+}
+
+impl ImageMetadata {
+    /// The metadata of one image, its labels and annotations bounded by
+    /// `limits`: the full maps are consumed here and never cached.
+    pub fn bounded(
+        digest: String,
+        size: u64,
+        created: Option<i64>,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        limits: &ImageLimits,
+    ) -> Self {
+        let mut dropped = Dropped::default();
+        let annotations = limits::bound(
+            annotations,
+            limits.max_annotations,
+            DropReason::TooManyAnnotations,
+            limits.max_value_length,
+            &mut dropped,
+        );
+        let labels = limits::bound(
+            labels,
+            limits.max_labels,
+            DropReason::TooManyLabels,
+            limits.max_value_length,
+            &mut dropped,
+        );
+        ImageMetadata {
+            digest,
+            size,
+            created,
+            labels,
+            annotations,
+            dropped,
+        }
+    }
 }
 
 /// Why an image could not be resolved. The class is a metric label, so the
@@ -169,12 +216,15 @@ pub struct ResolverConfig {
     pub registry_concurrency: usize,
     /// Requests per second to one registry host (token bucket).
     pub registry_rps: f64,
+    /// What one image's metadata may hold.
+    pub image_limits: ImageLimits,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
 /// bounds how long an image nobody references any more is kept.
 const METADATA_IDLE: Duration = Duration::from_secs(24 * 3600);
-/// Bounds memory: about 2 KiB per entry, so well under 100 MB when full.
+/// Bounds memory: about 2 KiB per entry for real images, so well under
+/// 100 MB when full; the [`ImageLimits`] bound the rest.
 const METADATA_CAPACITY: u64 = 50_000;
 const TAG_CAPACITY: u64 = 200_000;
 
@@ -396,13 +446,14 @@ impl Resolver {
         let size = layers
             .iter()
             .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
-        Ok(ImageMetadata {
-            digest: digest.to_owned(),
+        Ok(ImageMetadata::bounded(
+            digest.to_owned(),
             size,
-            created: image_config.created_unix(),
-            labels: image_config.labels(),
+            image_config.created_unix(),
+            image_config.labels(),
             annotations,
-        })
+            &self.config.image_limits,
+        ))
     }
 }
 
@@ -435,5 +486,42 @@ impl<K, T, E> moka::Expiry<K, Result<T, E>> for Ttl {
             (Ok(_), Some(idle)) => Some(idle),
             _ => left,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metadata_of_a_config_of_5000_labels_holds_at_most_max_labels() {
+        let labels: serde_json::Map<String, serde_json::Value> = (0..5000)
+            .map(|i| (format!("label.{i:05}"), format!("v{i}").into()))
+            .collect();
+        let config = serde_json::json!({"config": {"Labels": labels}});
+        let config = ImageConfig::parse(&serde_json::to_vec(&config).unwrap()).unwrap();
+        let annotations = (0..300)
+            .map(|i| (format!("annotation.{i:03}"), "v".into()))
+            .collect();
+        let limits = ImageLimits::default();
+        let metadata = ImageMetadata::bounded(
+            "sha256:aa".into(),
+            1,
+            None,
+            config.labels(),
+            annotations,
+            &limits,
+        );
+        assert_eq!(metadata.labels.len(), limits.max_labels);
+        assert!(metadata.labels.contains_key("label.00000"));
+        assert_eq!(metadata.annotations.len(), limits.max_annotations);
+        assert_eq!(
+            metadata.dropped.get(DropReason::TooManyLabels),
+            5000 - limits.max_labels as u64
+        );
+        assert_eq!(
+            metadata.dropped.get(DropReason::TooManyAnnotations),
+            300 - limits.max_annotations as u64
+        );
     }
 }
