@@ -129,13 +129,19 @@ pub fn compress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::discovery::{Container, Kind, Workload};
     use crate::inventory::{build_once as build, CommonLabels};
     use std::collections::HashMap;
 
     fn snapshot() -> crate::inventory::Snapshot {
+        three_pods("job")
+    }
+
+    /// Three Pods of one container each, with `job` and a `cluster`
+    /// external label: the snapshot every encoder's tests start from.
+    pub(crate) fn three_pods(job: &str) -> crate::inventory::Snapshot {
         let workloads: Vec<Workload> = (0..3)
             .map(|i| Workload {
                 kind: Kind::Pod,
@@ -152,7 +158,7 @@ mod tests {
         build(
             &workloads,
             &HashMap::new(),
-            &CommonLabels::new("job", &[("cluster".into(), "prod".into())]),
+            &CommonLabels::new(job, &[("cluster".into(), "prod".into())]),
             1_700_000_000_123,
         )
     }

@@ -224,25 +224,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn snapshot() -> crate::inventory::Snapshot {
-        let workloads: Vec<Workload> = (0..3)
-            .map(|i| Workload {
-                kind: Kind::Pod,
-                namespace: "ns".into(),
-                name: format!("pod-{i}"),
-                containers: vec![Container {
-                    name: "c".into(),
-                    image: format!("img:{i}"),
-                    jsonpath: "{.spec.containers[0]}".into(),
-                }],
-                pull: Default::default(),
-            })
-            .collect();
-        build_once(
-            &workloads,
-            &HashMap::new(),
-            &CommonLabels::new("pusher", &[("cluster".into(), "prod".into())]),
-            1_700_000_000_123,
-        )
+        crate::remote_write::tests::three_pods("pusher")
     }
 
     fn resource_labels() -> Vec<String> {
