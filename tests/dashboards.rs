@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use container_image_pusher::inventory::Family;
 use dashboard_queries::{
     all_panel_queries, dashboards, panels, raw_panel_queries, substitute, variables_used,
     DEFAULT_VALUES,
@@ -35,28 +36,14 @@ const DASHBOARDS: &[(&str, &str)] = &[
     ("sizes.json", "cip-sizes"),
 ];
 
-/// The pushed series and their own labels (besides `job` and `cluster`).
-const INVENTORY: &[(&str, &[&str])] = &[
-    (
-        "container_image_container_info",
-        &[
-            "group",
-            "version",
-            "kind",
-            "namespace",
-            "name",
-            "container",
-            "jsonpath",
-            "image",
-            "digest",
-        ],
-    ),
-    ("container_image_annotation", &["digest", "key", "value"]),
-    ("container_image_label", &["digest", "key", "value"]),
-    ("container_image_size_bytes", &["digest"]),
-    ("container_image_created", &["digest"]),
-    ("container_image_resolve_error", &["image", "class"]),
-];
+/// The pushed series and their own labels (besides `job` and `cluster`),
+/// from the one table the pusher builds its series with.
+fn inventory() -> Vec<(&'static str, &'static [&'static str])> {
+    Family::ALL
+        .iter()
+        .map(|f| (f.name(), f.label_names()))
+        .collect()
+}
 
 /// Labels every pushed series carries: `--job` and the `cluster` external label.
 const PUSHED_LABELS: &[&str] = &["job", "cluster"];
@@ -614,11 +601,12 @@ fn matcher<'a>(vs: &'a VectorSelector, name: &str) -> Option<&'a promql_parser::
 
 #[test]
 fn queries_read_only_pushed_series_and_their_labels() {
-    let inventory: BTreeMap<&str, &[&str]> = INVENTORY.iter().copied().collect();
+    let inventory: BTreeMap<&str, &[&str]> = inventory().into_iter().collect();
     let self_metrics: BTreeMap<&str, &[&str]> = SELF_METRICS.iter().copied().collect();
-    let all_labels: BTreeSet<&str> = INVENTORY
+    let all_labels: BTreeSet<&str> = inventory
         .iter()
-        .chain(SELF_METRICS)
+        .map(|(name, labels)| (*name, *labels))
+        .chain(SELF_METRICS.iter().copied())
         .flat_map(|(_, labels)| labels.iter().copied())
         .chain(PUSHED_LABELS.iter().copied())
         .collect();
