@@ -22,18 +22,6 @@ const VM_RELABEL: &str = concat!(
     "/deploy/examples/victoria-metrics-otlp/relabel.yaml"
 );
 
-/// Runs the pusher once over `scenario` with `extra` flags; panics with its
-/// log when it fails.
-async fn push_once(scenario: &Scenario, extra: &[&str]) -> String {
-    let mut args: Vec<String> = vec!["--once".into()];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.extend(scenario.pusher_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, _, _, stderr) = run_once(&args, Some(scenario.kubeconfig())).await;
-    assert!(ok, "the pusher failed:\n{stderr}");
-    stderr
-}
-
 /// VictoriaMetrics stores every series of the scenario sent over OTLP with
 /// the remote-write path's metric names and series labels, and answers the
 /// same PromQL. What it stores for the resource: `cluster` as a label, and
@@ -50,16 +38,14 @@ async fn victoria_metrics_receives_the_inventory_over_otlp() {
         VictoriaMetrics::start(),
         VictoriaMetrics::start_with(&relabel),
     );
-    push_once(
-        &scenario,
-        &[
+    scenario
+        .push_once(&[
             "--otlp-url",
             &plain.otlp_url(),
             "--otlp-url",
             &relabelled.otlp_url(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     for store in [&plain, &relabelled] {
         store.force_flush().await;
     }

@@ -11,23 +11,10 @@ mod support;
 
 use support::fixture::Scenario;
 use support::peers::peer;
-use support::pusher::run_once;
 use support::{Prometheus, VictoriaMetrics};
 
 /// What the pusher logs when it switches an endpoint from 2.0 to 1.0.
 const FALLBACK: &str = "using 1.0 from now on";
-
-/// Runs the pusher once over `scenario` with `extra` flags; panics with its
-/// log when it fails, and returns the log.
-async fn push_once(scenario: &Scenario, extra: &[&str]) -> String {
-    let mut args: Vec<String> = vec!["--once".into()];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.extend(scenario.pusher_args());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, _, _, stderr) = run_once(&args, Some(scenario.kubeconfig())).await;
-    assert!(ok, "the pusher failed:\n{stderr}");
-    stderr
-}
 
 /// A Prometheus 3 that accepts only 2.0 requests (1.0 ones are answered 415)
 /// gets the whole inventory through the 2.0 path; so do two with the default
@@ -58,11 +45,9 @@ async fn prometheus_3_receives_the_inventory_over_remote_write_2_0_and_1_0() {
         ),
     )
     .unwrap();
-    let log = push_once(
-        &scenario,
-        &["--remote-write-config", endpoints.to_str().unwrap()],
-    )
-    .await;
+    let log = scenario
+        .push_once(&["--remote-write-config", endpoints.to_str().unwrap()])
+        .await;
     // Prometheus 3 reports what it wrote, so 2.0 was kept (and the 2.0-only
     // receiver would have refused a fallback with 415).
     assert!(!log.contains(FALLBACK), "{log}");
@@ -82,7 +67,9 @@ async fn prometheus_3_receives_the_inventory_over_remote_write_2_0_and_1_0() {
 async fn victoria_metrics_receives_the_inventory_over_remote_write_1_0() {
     container_image_pusher::install_crypto_provider();
     let (scenario, victoria) = tokio::join!(Scenario::start(), VictoriaMetrics::start());
-    push_once(&scenario, &["--remote-write-url", &victoria.write_url()]).await;
+    scenario
+        .push_once(&["--remote-write-url", &victoria.write_url()])
+        .await;
     victoria.force_flush().await;
     scenario.assert_stored(&victoria).await;
 }

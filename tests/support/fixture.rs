@@ -72,6 +72,18 @@ impl Scenario {
         ]
     }
 
+    /// Runs the pusher once over the scenario with `extra` flags; panics with
+    /// its log when it fails, and returns the log.
+    pub async fn push_once(&self, extra: &[&str]) -> String {
+        let mut args: Vec<String> = vec!["--once".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(self.pusher_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, _, stderr) = super::pusher::run_once(&args, Some(self.kubeconfig())).await;
+        assert!(ok, "the pusher failed:\n{stderr}");
+        stderr
+    }
+
     /// Asserts that `store` holds every series of one push of the scenario
     /// and answers the README's queries and the rules' expressions as it should.
     pub async fn assert_stored(&self, store: &QueryApi) {
