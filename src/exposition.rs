@@ -162,6 +162,7 @@ mod tests {
             labels: [("l".into(), "v".into())].into(),
             annotations: [("a".into(), "v".into())].into(),
             dropped: Default::default(),
+            supply_chain: Default::default(),
         };
         let gone = ResolveError {
             class: ErrorClass::NotFound,

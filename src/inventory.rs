@@ -36,16 +36,23 @@ pub enum Family {
     SizeBytes,
     Created,
     ResolveError,
+    // Supply chain (what is attached to an image, and its base).
+    Referrer,
+    Base,
+    BaseOutdated,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 9] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
         Family::SizeBytes,
         Family::Created,
         Family::ResolveError,
+        Family::Referrer,
+        Family::Base,
+        Family::BaseOutdated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +63,9 @@ impl Family {
             Family::SizeBytes => "container_image_size_bytes",
             Family::Created => "container_image_created",
             Family::ResolveError => "container_image_resolve_error",
+            Family::Referrer => "container_image_referrer",
+            Family::Base => "container_image_base",
+            Family::BaseOutdated => "container_image_base_outdated",
         }
     }
 
@@ -70,6 +80,13 @@ impl Family {
             Family::Created => "The created date from the image config, as a Unix epoch time.",
             Family::ResolveError => {
                 "1 for each image that cannot be resolved, with the class of the failure."
+            }
+            Family::Referrer => {
+                "Artifacts attached to the image (signatures, SBOMs, attestations), by kind and artifact type. Presence, not verification."
+            }
+            Family::Base => "1 for the base image the image declares it was built on.",
+            Family::BaseOutdated => {
+                "1 when the image's base tag now points elsewhere than the base the image was built on, else 0."
             }
         }
     }
@@ -94,6 +111,9 @@ impl Family {
             Family::Annotation | Family::Label => &["digest", "key", "value"],
             Family::SizeBytes | Family::Created => &["digest"],
             Family::ResolveError => &["image", "class"],
+            Family::Referrer => &["digest", "kind", "artifact_type"],
+            Family::Base => &["digest", "base_name", "base_digest"],
+            Family::BaseOutdated => &["digest", "base_name"],
         }
     }
 }
@@ -407,7 +427,32 @@ fn image_series(
     if let Some(created) = image.created {
         series.push(labels.series(Family::Created, &[&image.digest], created as f64));
     }
+    supply_chain_series(&mut labels, image, &mut series);
     series
+}
+
+/// `container_image_referrer`, `_base` and `_base_outdated` of one image,
+/// from the facts its registry lookup found (none when it found none).
+fn supply_chain_series<'a>(
+    labels: &mut LabelSet<'a>,
+    image: &'a ImageMetadata,
+    series: &mut Vec<Series>,
+) {
+    let facts = &image.supply_chain;
+    if let Some(referrers) = &facts.referrers {
+        for ((kind, artifact_type), count) in &referrers.counts {
+            let values = [image.digest.as_str(), kind.as_str(), artifact_type.as_str()];
+            series.push(labels.series(Family::Referrer, &values, *count as f64));
+        }
+    }
+    if let Some(base) = &facts.base {
+        let digest = base.digest.as_deref().unwrap_or_default();
+        series.push(labels.series(Family::Base, &[&image.digest, &base.name, digest], 1.0));
+        if let Some(outdated) = base.outdated {
+            let value = if outdated { 1.0 } else { 0.0 };
+            series.push(labels.series(Family::BaseOutdated, &[&image.digest, &base.name], value));
+        }
+    }
 }
 
 /// A snapshot from plain workloads, for tests of later stages.
@@ -552,6 +597,7 @@ mod tests {
                 "cgr.dev/chainguard/static".into(),
             )]),
             dropped: Default::default(),
+            supply_chain: Default::default(),
         })
     }
 

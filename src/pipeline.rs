@@ -105,6 +105,8 @@ impl Pipeline {
                 registry_concurrency: config.registry_concurrency as usize,
                 registry_rps: config.registry_rps,
                 image_limits: config.image_limits(),
+                referrers: config.supply_chain.referrers,
+                referrers_cache_duration: config.supply_chain.referrers_cache_duration,
             },
             telemetry.clone(),
         );
@@ -475,6 +477,7 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             dropped: Default::default(),
+            supply_chain: Default::default(),
         };
         (scope, image.to_owned(), Ok(Arc::new(metadata)))
     }

@@ -42,6 +42,8 @@ fn resolver_for(
         registry_concurrency: 10,
         registry_rps: 1000.0,
         image_limits: Default::default(),
+        referrers: false,
+        referrers_cache_duration: cache,
     };
     (Resolver::new(config, telemetry.clone()), telemetry)
 }

@@ -15,6 +15,7 @@
 //! is made, before it is cached: what a registry sends costs the cache no
 //! more than the series it may become.
 
+pub mod base;
 pub mod client;
 pub mod cloud;
 pub mod keyring;
@@ -22,6 +23,8 @@ mod limiter;
 pub mod limits;
 pub mod manifest;
 pub mod reference;
+pub mod referrers;
+mod supply_chain;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,6 +38,7 @@ pub use keyring::{Credential, Keyring};
 pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
+pub use supply_chain::SupplyChain;
 
 use crate::discovery::Workload;
 use crate::telemetry::Telemetry;
@@ -56,6 +60,8 @@ pub struct ImageMetadata {
     pub annotations: BTreeMap<String, String>,
     /// What the limits left out or cut of the image's labels and annotations.
     pub dropped: Dropped,
+    /// What is attached to the image and the base it was built on.
+    pub supply_chain: SupplyChain,
 }
 
 impl ImageMetadata {
@@ -91,6 +97,7 @@ impl ImageMetadata {
             labels,
             annotations,
             dropped,
+            supply_chain: SupplyChain::default(),
         }
     }
 }
@@ -218,6 +225,10 @@ pub struct ResolverConfig {
     pub registry_rps: f64,
     /// What one image's metadata may hold.
     pub image_limits: ImageLimits,
+    /// Whether to look up what is attached to images (`--referrers`).
+    pub referrers: bool,
+    /// How long a lookup of what is attached to an image is trusted.
+    pub referrers_cache_duration: Duration,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -236,6 +247,7 @@ pub struct Resolver {
     /// object's credentials is never reported for another's.
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
+    supply_chain: supply_chain::SupplyChainCaches,
     telemetry: Arc<Telemetry>,
 }
 
@@ -267,11 +279,20 @@ impl Resolver {
             },
             telemetry.clone(),
         );
+        let supply_chain = supply_chain::SupplyChainCaches::new(
+            config.referrers,
+            config.referrers_cache_duration,
+            config.cache_duration,
+            config.error_cache_duration,
+            METADATA_CAPACITY,
+            METADATA_IDLE,
+        );
         Resolver {
             client,
             config,
             tags,
             metadata,
+            supply_chain,
             telemetry,
         }
     }
@@ -337,7 +358,8 @@ impl Resolver {
             })
             .await;
         self.count_lookup("metadata", entry.is_fresh());
-        entry.into_value()
+        let metadata = entry.into_value()?;
+        Ok(self.with_supply_chain(&pinned, metadata, credential).await)
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.
@@ -390,6 +412,7 @@ impl Resolver {
             .fetch(pinned, Content::Manifest, digest, credential)
             .await?;
         let mut annotations = BTreeMap::new();
+        let mut supply_chain = SupplyChain::default();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
                 Manifest::Image {
@@ -410,6 +433,9 @@ impl Resolver {
                         })?;
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
+                    supply_chain.platform_digest = Some(entry.digest.clone());
+                    supply_chain.index_attestations =
+                        referrers::index_attestations(&manifests, &entry.digest);
                     // Checked before it names a reference: it is the registry's text.
                     manifest::check_digest(&entry.digest).map_err(|m| {
                         bad_format(pinned, format!("the index names its image manifest {m}"))
@@ -446,14 +472,16 @@ impl Resolver {
         let size = layers
             .iter()
             .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
-        Ok(ImageMetadata::bounded(
+        let mut metadata = ImageMetadata::bounded(
             digest.to_owned(),
             size,
             image_config.created_unix(),
             image_config.labels(),
             annotations,
             &self.config.image_limits,
-        ))
+        );
+        metadata.supply_chain = supply_chain;
+        Ok(metadata)
     }
 }
 
