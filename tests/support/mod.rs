@@ -17,6 +17,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pusher;
 pub mod receiver;
+pub mod referrers_api;
 pub mod registry;
 pub mod victoria_metrics;
 
