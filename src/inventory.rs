@@ -40,10 +40,11 @@ pub enum Family {
     Referrer,
     Base,
     BaseOutdated,
+    BaseCurrentCreated,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -53,6 +54,7 @@ impl Family {
         Family::Referrer,
         Family::Base,
         Family::BaseOutdated,
+        Family::BaseCurrentCreated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Family {
             Family::Referrer => "container_image_referrer",
             Family::Base => "container_image_base",
             Family::BaseOutdated => "container_image_base_outdated",
+            Family::BaseCurrentCreated => "container_image_base_current_created",
         }
     }
 
@@ -87,6 +90,9 @@ impl Family {
             Family::Base => "1 for the base image the image declares it was built on.",
             Family::BaseOutdated => {
                 "1 when the image's base tag now points elsewhere than the base the image was built on, else 0."
+            }
+            Family::BaseCurrentCreated => {
+                "For an outdated base: the created date of the image its tag points at now (about when it moved), as a Unix epoch time."
             }
         }
     }
@@ -113,7 +119,7 @@ impl Family {
             Family::ResolveError => &["image", "class"],
             Family::Referrer => &["digest", "kind", "artifact_type"],
             Family::Base => &["digest", "base_name", "base_digest"],
-            Family::BaseOutdated => &["digest", "base_name"],
+            Family::BaseOutdated | Family::BaseCurrentCreated => &["digest", "base_name"],
         }
     }
 }
@@ -451,6 +457,10 @@ fn supply_chain_series<'a>(
         if let Some(outdated) = base.outdated {
             let value = if outdated { 1.0 } else { 0.0 };
             series.push(labels.series(Family::BaseOutdated, &[&image.digest, &base.name], value));
+        }
+        if let Some(created) = base.current_created {
+            let values = [image.digest.as_str(), base.name.as_str()];
+            series.push(labels.series(Family::BaseCurrentCreated, &values, created as f64));
         }
     }
 }

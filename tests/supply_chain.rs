@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use support::pusher::{run_once, Pusher};
 use support::referrers_api::ReferrersApi;
 use support::{
-    peers, push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, Registry,
+    peers, push_artifact, push_attestation, push_image, push_index, Attachment, Format, ImageSpec,
+    IndexEntry, Registry,
 };
 
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -301,37 +302,6 @@ async fn a_warm_tick_asks_no_registry_about_referrers() {
     );
 }
 
-/// An artifact manifest referring to `subject`, pushed by digest, and its
-/// descriptor as a registry lists it (`artifactType` copied over).
-async fn push_artifact(
-    registry: &Registry,
-    repo: &str,
-    subject: &support::PushedImage,
-    artifact_type: Option<&str>,
-    layer_type: &str,
-    annotations: Value,
-) -> Value {
-    let config = registry.push_blob(repo, b"{}").await;
-    let layer = registry.push_blob(repo, layer_type.as_bytes()).await;
-    let mut manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": support::registry::OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.digest, "size": config.size},
-        "layers": [{"mediaType": layer_type, "digest": layer.digest, "size": layer.size, "annotations": annotations}],
-        "subject": subject.manifest.to_json(),
-    });
-    if let Some(t) = artifact_type {
-        manifest["artifactType"] = json!(t);
-    }
-    let body = serde_json::to_vec(&manifest).unwrap();
-    let digest = support::sha256_digest(&body);
-    registry
-        .push_manifest(repo, &digest, support::registry::OCI_MANIFEST, &body)
-        .await;
-    json!({"mediaType": support::registry::OCI_MANIFEST, "digest": digest, "size": body.len(),
-        "artifactType": artifact_type.unwrap_or("application/vnd.oci.empty.v1+json")})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_referrers_api_is_read_page_by_page_without_filters() {
     let registry = Registry::start().await;
@@ -345,51 +315,11 @@ async fn the_referrers_api_is_read_page_by_page_without_filters() {
     .await;
     let notation = "application/vnd.cncf.notary.signature";
     let attached = [
-        push_artifact(
-            &registry,
-            "api/app",
-            &image,
-            Some(notation),
-            "application/jose+json",
-            json!({}),
-        )
-        .await,
-        push_artifact(
-            &registry,
-            "api/app",
-            &image,
-            Some("application/spdx+json"),
-            "application/spdx+json",
-            json!({}),
-        )
-        .await,
-        push_artifact(
-            &registry,
-            "api/app",
-            &image,
-            None,
-            "application/vnd.in-toto+json",
-            json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"}),
-        )
-        .await,
-        push_artifact(
-            &registry,
-            "api/app",
-            &image,
-            Some("application/vnd.example.thing"),
-            "application/octet-stream",
-            json!({}),
-        )
-        .await,
-        push_artifact(
-            &registry,
-            "api/app",
-            &image,
-            Some(notation),
-            "application/jose+json",
-            json!({"n": "2"}),
-        )
-        .await,
+        push_artifact(&registry, "api/app", &image, &Attachment { artifact_type: Some(notation), layer_media_type: "application/jose+json", layer_annotations: json!({}) }).await,
+        push_artifact(&registry, "api/app", &image, &Attachment { artifact_type: Some("application/spdx+json"), layer_media_type: "application/spdx+json", layer_annotations: json!({}) }).await,
+        push_artifact(&registry, "api/app", &image, &Attachment { artifact_type: None, layer_media_type: "application/vnd.in-toto+json", layer_annotations: json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"}) }).await,
+        push_artifact(&registry, "api/app", &image, &Attachment { artifact_type: Some("application/vnd.example.thing"), layer_media_type: "application/octet-stream", layer_annotations: json!({}) }).await,
+        push_artifact(&registry, "api/app", &image, &Attachment { artifact_type: Some(notation), layer_media_type: "application/jose+json", layer_annotations: json!({"n": "2"}) }).await,
     ];
     for descriptor in &attached {
         api.attach("api/app", &image.digest, descriptor.clone());
@@ -557,8 +487,17 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
         &registry,
         "base",
         Some("3"),
-        &ImageSpec::oci("linux", "amd64").layer(b"v2".to_vec()),
+        &ImageSpec::oci("linux", "amd64")
+            .created("2025-01-01T00:00:00Z")
+            .layer(b"v2".to_vec()),
     )
     .await;
-    wait_for(1.0).await;
+    let text = wait_for(1.0).await;
+    let moved = samples(&text, "container_image_base_current_created");
+    assert_eq!(moved.len(), 1, "{text}");
+    assert_eq!(
+        moved[0].value, 1_735_689_600.0,
+        "when the base's new image was created"
+    );
+    assert_eq!(moved[0].labels["base_name"], base_name);
 }

@@ -6,7 +6,10 @@
 //! The base tag is resolved with the resolver's own tag cache: one HEAD per
 //! base tag per `--cache-duration`, however many images share the base. Its
 //! digest is compared with `base.digest` as they are: a multi-arch base is
-//! named by its index digest, which is what the tag's HEAD answers.
+//! named by its index digest, which is what the tag's HEAD answers. When
+//! the tag has moved, the image it points at now is read once (its
+//! metadata is cached by digest like any image's) for its `created` time:
+//! about when the base moved.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +31,9 @@ pub struct BaseImage {
     /// when that cannot be told (no digest, a name without a tag, or the
     /// base cannot be resolved).
     pub outdated: Option<bool>,
+    /// When outdated: the `created` time (Unix seconds) of the image the
+    /// base tag points at now, i.e. about when the base moved.
+    pub current_created: Option<i64>,
 }
 
 /// The base `annotations` declare, if any. A name cut by the annotation
@@ -46,6 +52,7 @@ pub fn declared(annotations: &BTreeMap<String, String>) -> Option<BaseImage> {
         name: name.to_owned(),
         digest,
         outdated: None,
+        current_created: None,
     })
 }
 
@@ -71,7 +78,8 @@ mod tests {
             Some(BaseImage {
                 name: "docker.io/library/alpine:3.20".into(),
                 digest: Some(digest),
-                outdated: None
+                outdated: None,
+                current_created: None
             })
         );
         let no_digest = declared(&annotations(&[

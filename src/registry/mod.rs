@@ -340,12 +340,23 @@ impl Resolver {
             None => self.tag_digest(reference, credential).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
+        let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
+        Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+    }
+
+    /// The metadata of an image pinned by digest, from the cache or its registry.
+    async fn cached_metadata(
+        &self,
+        pinned: &Reference,
+        digest: &str,
+        credential: Option<&Credential>,
+    ) -> Resolution {
         let key = (pinned.whole(), credential.map_or(0, Credential::id));
         let entry = self
             .metadata
             .entry(key)
             .or_insert_with(async {
-                let fetch = self.fetch_metadata(&pinned, &digest, credential);
+                let fetch = self.fetch_metadata(pinned, digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)
                     .await
                     .unwrap_or_else(|_| {
@@ -358,8 +369,7 @@ impl Resolver {
             })
             .await;
         self.count_lookup("metadata", entry.is_fresh());
-        let metadata = entry.into_value()?;
-        Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+        entry.into_value()
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.

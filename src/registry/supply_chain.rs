@@ -151,7 +151,8 @@ impl Resolver {
                     }
                 }
                 if let Some(mut declared) = declared {
-                    declared.outdated = self.base_outdated(&declared, pinned, credential).await;
+                    (declared.outdated, declared.current_created) =
+                        self.base_outdated(&declared, pinned, credential).await;
                     supply.base = Some(declared);
                 }
                 let mut composed = (*metadata).clone();
@@ -174,28 +175,45 @@ impl Resolver {
     }
 
     /// Whether the base's tag now points elsewhere than the digest the image
-    /// was built on, from the shared tag cache. The image's login is used
-    /// only for a base in the same registry.
+    /// was built on, from the shared tag cache, and if so when the image it
+    /// points at now was created. The image's login is used only for a base
+    /// in the same registry.
     async fn base_outdated(
         &self,
         declared: &BaseImage,
         pinned: &Reference,
         credential: Option<&Credential>,
-    ) -> Option<bool> {
-        let built_on = declared.digest.as_deref()?;
-        let base = reference::parse(&declared.name).ok()?;
+    ) -> (Option<bool>, Option<i64>) {
+        let Some(built_on) = declared.digest.as_deref() else {
+            return (None, None);
+        };
+        let Ok(base) = reference::parse(&declared.name) else {
+            return (None, None);
+        };
         if base.digest().is_some() {
             // Pinned by digest: it cannot move.
-            return None;
+            return (None, None);
         }
         let credential =
             credential.filter(|_| base.resolve_registry() == pinned.resolve_registry());
-        match self.tag_digest(&base, credential).await {
-            Ok(now) => Some(now != built_on),
+        let now = match self.tag_digest(&base, credential).await {
+            Ok(now) => now,
             Err(e) => {
                 debug!(image = %pinned, base = declared.name, error = %e, "cannot resolve the base image");
+                return (None, None);
+            }
+        };
+        if now == built_on {
+            return (Some(false), None);
+        }
+        let current = reference::with_digest(&base, &now);
+        let created = match self.cached_metadata(&current, &now, credential).await {
+            Ok(metadata) => metadata.created,
+            Err(e) => {
+                debug!(image = %pinned, base = %current, error = %e, "cannot read the base image's current version");
                 None
             }
-        }
+        };
+        (Some(true), created)
     }
 }

@@ -26,7 +26,7 @@ pub use otlp_receiver::OtlpReceiver;
 pub use process::{free_port, install_crypto_provider, require_binary, wait_for_http, ChildGuard};
 pub use prometheus::{Prometheus, QueryApi, Sample};
 pub use registry::{
-    push_attestation, push_image, push_index, sha256_digest, Descriptor, Format, ImageSpec,
-    IndexEntry, PushedImage, Registry,
+    attach_with_tag_schema, push_artifact, push_attestation, push_image, push_index, sha256_digest,
+    Attachment, Descriptor, Format, ImageSpec, IndexEntry, PushedImage, Registry,
 };
 pub use victoria_metrics::VictoriaMetrics;
