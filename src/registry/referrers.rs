@@ -339,6 +339,10 @@ struct TagList {
 /// Accept for the referrers API and the tag schema: both serve an index.
 const ACCEPT_INDEX: &str = OCI_INDEX;
 
+/// The digests of the artifacts attached to one subject, or why they
+/// could not be listed.
+type Listing = Result<Arc<Vec<String>>, ResolveError>;
+
 /// Referrer lookups with their caches, shared by every image.
 pub(crate) struct ReferrerLookup {
     /// Hosts that answered the referrers API with 404: they have none.
@@ -346,7 +350,7 @@ pub(crate) struct ReferrerLookup {
     /// (repository, credential) → its attachment tags, for the cache period.
     repositories: Cache<(String, u64), Arc<RepositoryTags>>,
     /// (repository@subject, credential) → the artifacts attached to it.
-    listings: Cache<(String, u64), Result<Arc<Vec<String>>, ResolveError>>,
+    listings: Cache<(String, u64), Listing>,
     /// (repository@artifact, credential) → what it is; content-addressed.
     artifacts: Cache<(String, u64), Result<Arc<Artifact>, ResolveError>>,
 }
@@ -426,7 +430,7 @@ impl ReferrerLookup {
         pinned: &Reference,
         subject: &str,
         credential: Option<&Credential>,
-    ) -> Result<Arc<Vec<String>>, ResolveError> {
+    ) -> Listing {
         let key = (
             format!(
                 "{}/{}@{subject}",
