@@ -352,6 +352,11 @@ pub struct RegistryCounts {
     /// `GET /v2/`: oci-client's authentication probe, sent before a request
     /// whenever it holds no token (always, for a registry without auth).
     pub get_version_checks: u64,
+    /// Referrer lookups: `GET /v2/<name>/referrers/<digest>` (404 from
+    /// distribution 2.8, remembered per host) and `GET /v2/<name>/tags/list`
+    /// (one per repository, for the tag schema and cosign's tags).
+    pub referrer_listings: u64,
+    pub tag_lists: u64,
     /// Anything else.
     pub other: u64,
 }
@@ -369,6 +374,8 @@ impl RegistryCounts {
             get_manifests: self.get_manifests - earlier.get_manifests,
             get_blobs: self.get_blobs - earlier.get_blobs,
             get_version_checks: self.get_version_checks - earlier.get_version_checks,
+            referrer_listings: self.referrer_listings - earlier.referrer_listings,
+            tag_lists: self.tag_lists - earlier.tag_lists,
             other: self.other - earlier.other,
         }
     }
@@ -1135,6 +1142,14 @@ impl ScaleRegistry {
             let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
                 continue;
             };
+            if path.contains("/referrers/") {
+                counts.referrer_listings += 1;
+                continue;
+            }
+            if path.contains("/tags/list") {
+                counts.tag_lists += 1;
+                continue;
+            }
             match (
                 method,
                 path.contains("/manifests/"),
@@ -2503,6 +2518,13 @@ async fn direct_phase(
     let first_push_seconds = started.elapsed().as_secs_f64();
     progress!(options, "  first push after {first_push_seconds:.1}s");
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
+    let cold_registry = env.registry.counts();
+    progress!(
+        options,
+        "  cold: {} referrer listings, {} tag lists",
+        cold_registry.referrer_listings,
+        cold_registry.tag_lists
+    );
 
     // One warm-up tick, then the measured ones.
     let n = cold_end.pushes;
@@ -2530,10 +2552,12 @@ async fn direct_phase(
     let warm = window(&log, &warm_start, &warm_end);
     progress!(
         options,
-        "  warm: {:.3} CPU s/tick, {} HEAD + {} GET over {} ticks",
+        "  warm: {:.3} CPU s/tick, {} HEAD + {} GET + {} referrer listings + {} tag lists over {} ticks",
         warm.cpu_seconds_per_tick,
         warm.registry.heads(),
         warm.registry.gets(),
+        warm.registry.referrer_listings,
+        warm.registry.tag_lists,
         warm.ticks
     );
     let warm_max_rss = monitor.max_rss(warm_start.at, warm_end.at)[0];
