@@ -162,7 +162,7 @@ mod tests {
             labels: [("l".into(), "v".into())].into(),
             annotations: [("a".into(), "v".into())].into(),
             dropped: Default::default(),
-            supply_chain: Default::default(),
+            supply_chain: crate::registry::SupplyChain::example(),
         };
         let gone = ResolveError {
             class: ErrorClass::NotFound,

@@ -843,6 +843,7 @@ mod tests {
         });
         let mut image = (*metadata("sha256:aa")).clone();
         image.labels.retain(|_, v| !v.is_empty());
+        image.supply_chain = crate::registry::SupplyChain::example();
         let resolutions = HashMap::from([
             ("app:1".to_owned(), Ok(Arc::new(image))),
             ("private:1".to_owned(), failed),

@@ -217,3 +217,34 @@ impl Resolver {
         (Some(true), created)
     }
 }
+
+#[cfg(test)]
+impl SupplyChain {
+    /// Facts of every kind, for tests of the series built from them.
+    pub(crate) fn example() -> Self {
+        use super::referrers::ReferrerKind;
+        let counts = [
+            (
+                (
+                    ReferrerKind::Signature,
+                    "application/vnd.cncf.notary.signature".to_owned(),
+                ),
+                1,
+            ),
+            ((ReferrerKind::Sbom, "application/spdx+json".to_owned()), 2),
+        ];
+        SupplyChain {
+            platform_digest: None,
+            index_attestations: Vec::new(),
+            referrers: Some(Arc::new(Referrers {
+                counts: counts.into_iter().collect(),
+            })),
+            base: Some(BaseImage {
+                name: "cgr.dev/chainguard/static:latest".into(),
+                digest: Some(format!("sha256:{}", "ab".repeat(32))),
+                outdated: Some(true),
+                current_created: Some(1_700_000_000),
+            }),
+        }
+    }
+}
