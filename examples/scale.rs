@@ -64,6 +64,10 @@ mod receiver;
 #[path = "../tests/support/peers.rs"]
 mod peers;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/wait.rs"]
+mod wait;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
