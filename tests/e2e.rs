@@ -119,17 +119,12 @@ async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
     api.forbid::<DaemonSet>();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &["--once", "--dry-run", "--registry-timeout", "5s"],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(stdout.contains(r#"kind="Pod""#), "{stdout}");
     assert!(!stdout.contains(r#"kind="DaemonSet""#), "{stdout}");
     assert_eq!(

@@ -179,11 +179,7 @@ async fn otlp_carries_the_same_series_as_remote_write() {
     let (otlp, remote_write) = tokio::join!(OtlpReceiver::start(), Receiver::start());
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a", "b", "c"]);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    run_once(
         &[
             "--once",
             "--manifests",
@@ -199,8 +195,8 @@ async fn otlp_carries_the_same_series_as_remote_write() {
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     otlp.assert_valid();
     remote_write.assert_valid();
     let mut want: Vec<(Vec<(String, String)>, f64)> = remote_write

@@ -151,17 +151,12 @@ async fn pull_secrets_from_the_cluster_the_kubelet_way() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
 
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &["--once", "--dry-run", "--insecure-registry", &host],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     for name in ["with-secret", "dockercfg", "via-account", "missing-secret"] {
         assert_eq!(
             digest_of(&stdout, name).as_deref(),
@@ -240,17 +235,12 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let started = Instant::now();
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &["--once", "--dry-run", "--insecure-registry", &host],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "RBAC denial does not stall the run"
@@ -268,11 +258,7 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
 
     // And --pull-secrets=false does not even ask.
     api.clear_requests();
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    run_once(
         &[
             "--once",
             "--dry-run",
@@ -282,8 +268,8 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
         ],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(!api
         .requests()
         .iter()
@@ -369,12 +355,7 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
         .map(|d| serde_yaml::to_string(d).unwrap())
         .collect();
     std::fs::write(&manifests, yaml.join("---\n")).unwrap();
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &[
             "--manifests",
             manifests.to_str().unwrap(),
@@ -385,8 +366,8 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert_eq!(
         digest_of(&stdout, "from-files").as_deref(),
         Some(image.digest.as_str()),
@@ -415,13 +396,10 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
         "--docker-config",
         docker_config.to_str().unwrap(),
     ];
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(&[&args[..], &["--once", "--dry-run"]].concat(), None).await;
-    assert!(ok, "{stderr}");
+    let RunOutput { stdout, stderr, .. } =
+        run_once(&[&args[..], &["--once", "--dry-run"]].concat(), None)
+            .await
+            .assert_success();
     assert_eq!(
         digest_of(&stdout, "static").as_deref(),
         Some(image.digest.as_str()),

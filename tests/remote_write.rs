@@ -37,12 +37,9 @@ async fn a_5xx_is_retried_and_the_batch_arrives_once() {
     receiver.script([Reply::status(500).body("try again")]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b"]);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-    assert!(ok, "{stderr}");
+    run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+        .await
+        .assert_success();
     let received = receiver.received();
     assert_eq!(received.len(), 2, "one failure, one success");
     assert_eq!(
@@ -109,12 +106,9 @@ async fn a_429_waits_for_retry_after() {
         .body("slow down")]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-    assert!(ok, "{stderr}");
+    run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+        .await
+        .assert_success();
     let received = receiver.received();
     assert_eq!(received.len(), 2);
     let waited = received[1].at - received[0].at;
@@ -172,11 +166,7 @@ async fn a_hanging_receiver_times_out_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
     let started = Instant::now();
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &once_args(
             &manifests,
             &receiver.url(),
@@ -184,8 +174,8 @@ async fn a_hanging_receiver_times_out_then_recovers() {
         ),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "did not wait for the hanging answer"
@@ -372,16 +362,12 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
     let v2 = Receiver::start().await;
     v2.speak_v2();
     let manifests = pods(&dir, &["a", "b"]);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    run_once(
         &once_args(&manifests, &v2.url(), &["--remote-write-protocol", "2.0"]),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     let received = v2.received();
     assert_eq!(received.len(), 1);
     assert_eq!(
@@ -401,11 +387,7 @@ async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
     let prometheus = Prometheus::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b", "c"]);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &once_args(
             &manifests,
             &prometheus.write_url(),
@@ -413,8 +395,8 @@ async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
         ),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(stderr.contains("using 1.0 from now on"), "{stderr}");
     let count = prometheus
         .query("count(container_image_container_info)")
@@ -442,13 +424,7 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
             "X-Scope-OrgID: team-a",
         ],
     );
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(ok, "{stderr}");
+    let RunOutput { stdout, stderr, .. } = run_once(&args, None).await.assert_success();
     let headers = &receiver.received()[0].headers;
     // base64("123456:s3cr3t-p4ss")
     assert_eq!(headers["authorization"], "Basic MTIzNDU2OnMzY3IzdC1wNHNz");
@@ -627,11 +603,7 @@ async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
         format!("endpoints:\n  - url: {}\n    headers: {{X-Scope-OrgID: team-a}}\n  - url: {}\n    headers: {{THANOS-TENANT: team-b}}\n", a.url(), b.url()),
     )
     .unwrap();
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    run_once(
         &[
             "--manifests",
             &manifests,
@@ -641,8 +613,8 @@ async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert_eq!(a.received()[0].headers["x-scope-orgid"], "team-a");
     assert_eq!(b.received()[0].headers["thanos-tenant"], "team-b");
     assert!(!a.received()[0].headers.contains_key("thanos-tenant"));

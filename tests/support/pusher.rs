@@ -22,6 +22,17 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
+    /// Panics with the pusher's log unless it exited with status 0; the
+    /// output otherwise, for more checks.
+    pub fn assert_success(self) -> RunOutput {
+        assert!(
+            self.success,
+            "the pusher failed with {:?}:\n{}",
+            self.code, self.stderr
+        );
+        self
+    }
+
     fn from(output: std::process::Output) -> RunOutput {
         RunOutput {
             success: output.status.success(),
