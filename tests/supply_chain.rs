@@ -101,9 +101,7 @@ async fn dry_run(images: &[&str], insecure: &str, extra: &[&str]) -> String {
         insecure,
     ];
     args.extend_from_slice(extra);
-    let (ok, code, stdout, stderr) = run_once(&args, None).await;
-    assert!(ok, "pusher failed ({code:?}):\n{stderr}");
-    stdout
+    run_once(&args, None).await.assert_success().stdout
 }
 
 /// Requests through the proxy whose path contains `part`.
