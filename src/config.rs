@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::inventory::{self, CommonLabels};
 use crate::registry::{ImageLimits, Platform};
 use crate::remote_write::{
     parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
 use crate::schedule::Schedule;
+use crate::series::{self, CommonLabels};
 
 /// Pushes the inventory of container images configured in a Kubernetes
 /// cluster (or in manifest files) to Prometheus remote-write receivers.
@@ -375,7 +375,7 @@ impl Config {
         {
             return Err("--once needs --remote-write-url, --otlp-url or --dry-run: there is nowhere to send the snapshot".into());
         }
-        inventory::check_external_labels(&self.external_labels)
+        series::check_external_labels(&self.external_labels)
             .map_err(|e| format!("--external-label: {e}"))?;
         self.endpoints()?;
         Ok(())

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
 use super::otlp::{self, PartialSuccess};
 use super::{compress, encode, encode_v2};
-use crate::inventory::{Series, Snapshot};
+use crate::series::{Series, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How much of an error response body is logged.
@@ -539,7 +539,7 @@ impl Endpoint {
 
     /// How much of the receiver's pause is left, if one is in force.
     pub fn pause_left(&self) -> Option<Duration> {
-        let until = (*self.pause.lock().expect("pause poisoned"))?;
+        let until = (*self.pause.lock().unwrap_or_else(PoisonError::into_inner))?;
         until
             .checked_duration_since(Instant::now())
             .filter(|left| !left.is_zero())
@@ -553,7 +553,7 @@ impl Endpoint {
         let Some(until) = now.checked_add(pause).filter(|_| !pause.is_zero()) else {
             return;
         };
-        let mut slot = self.pause.lock().expect("pause poisoned");
+        let mut slot = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
         match *slot {
             Some(current) if current >= until => {}
             Some(_) => *slot = Some(until),
@@ -572,7 +572,7 @@ impl Endpoint {
 
     /// Forgets a pause that is over, saying so once.
     fn end_pause(&self) {
-        let mut slot = self.pause.lock().expect("pause poisoned");
+        let mut slot = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_some_and(|until| until <= Instant::now()) {
             *slot = None;
             info!(endpoint = %self.name, "the receiver's pause is over; pushing again");
@@ -649,7 +649,7 @@ impl Endpoint {
                 .with_label_values(&[&self.name])
                 .inc_by(p.rejected_data_points);
         }
-        let mut last = self.partial.lock().expect("partial success poisoned");
+        let mut last = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
         if *last == partial {
             return;
         }
@@ -712,7 +712,7 @@ impl SecretFile {
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?;
-        let mut cached = self.cached.lock().expect("secret cache poisoned");
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, secret)) = cached.as_ref() {
             if *at == modified {
                 return Ok(secret.clone());
