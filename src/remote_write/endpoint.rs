@@ -454,7 +454,8 @@ impl Endpoint {
             self.end_pause();
             let request = match self.request(body.clone(), wire) {
                 Ok(r) => r,
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.to_string();
                     debug!(endpoint = %self.name, reason, "cannot build the request");
                     return Attempt::Rejected(Failure {
                         class: FailureClass::Local,
@@ -603,7 +604,11 @@ impl Endpoint {
         text
     }
 
-    fn request(&self, body: Vec<u8>, wire: Wire) -> Result<reqwest::RequestBuilder, String> {
+    fn request(
+        &self,
+        body: Vec<u8>,
+        wire: Wire,
+    ) -> Result<reqwest::RequestBuilder, SecretFileError> {
         let request = self.http.post(self.config.url.clone()).body(body);
         let mut request = match wire {
             Wire::Otlp => request.header(CONTENT_TYPE, OTLP_CONTENT_TYPE),
@@ -691,6 +696,14 @@ fn one_line(text: &str) -> String {
     line
 }
 
+/// A credentials file that cannot be read; never says what it holds.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read credentials file {}: {source}", path.display())]
+pub struct SecretFileError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// A credential in a file, re-read when the file changes: projected
 /// service-account tokens and mounted Secrets are rotated in place.
 struct SecretFile {
@@ -708,10 +721,14 @@ impl SecretFile {
 
     /// The file's contents without surrounding whitespace. The error names
     /// the file, never its contents.
-    fn read(&self) -> Result<String, String> {
+    fn read(&self) -> Result<String, SecretFileError> {
+        let unreadable = |source| SecretFileError {
+            path: self.path.clone(),
+            source,
+        };
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
-            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?;
+            .map_err(unreadable)?;
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, secret)) = cached.as_ref() {
             if *at == modified {
@@ -719,7 +736,7 @@ impl SecretFile {
             }
         }
         let secret = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?
+            .map_err(unreadable)?
             .trim()
             .to_owned();
         *cached = Some((modified, secret.clone()));
@@ -810,7 +827,7 @@ mod tests {
             .unwrap();
         assert_eq!(secret.read().unwrap(), "second");
         std::fs::remove_file(&path).unwrap();
-        let err = secret.read().unwrap_err();
+        let err = secret.read().unwrap_err().to_string();
         assert!(err.contains("token") && !err.contains("second"), "{err}");
     }
 }

@@ -72,6 +72,8 @@ pub fn encode<S: Borrow<Series>>(series: &[S], timestamp_ms: i64) -> Vec<u8> {
     // guess of 320 bytes a series (a container's) avoids most regrowth.
     let mut buf = BytesMut::with_capacity(series.len() * 320 + 512);
     let mut families = [false; Family::ALL.len()];
+    // One series' labels, walked once: their lengths come before them.
+    let mut labels: Vec<(&str, &str, usize)> = Vec::with_capacity(16);
     for s in series {
         let s = s.borrow();
         families[s.family() as usize] = true;
@@ -80,17 +82,15 @@ pub fn encode<S: Borrow<Series>>(series: &[S], timestamp_ms: i64) -> Vec<u8> {
             timestamp: timestamp_ms,
         };
         let sample_len = sample.encoded_len();
-        let labels_len: usize = s
-            .labels
-            .iter()
-            .map(|(n, v)| field_len(label_len(n, v)))
-            .sum();
+        labels.clear();
+        labels.extend(s.labels.iter().map(|(n, v)| (n, v, label_len(n, v))));
+        let labels_len: usize = labels.iter().map(|(_, _, len)| field_len(*len)).sum();
         let body_len = labels_len + field_len(sample_len);
         encode_key(1, WireType::LengthDelimited, &mut buf);
         encode_varint(body_len as u64, &mut buf);
-        for (name, value) in s.labels.iter() {
+        for (name, value, len) in &labels {
             encode_key(1, WireType::LengthDelimited, &mut buf);
-            encode_varint(label_len(name, value) as u64, &mut buf);
+            encode_varint(*len as u64, &mut buf);
             put_bytes(1, name.as_bytes(), &mut buf);
             put_bytes(2, value.as_bytes(), &mut buf);
         }
