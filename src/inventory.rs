@@ -424,6 +424,37 @@ mod tests {
     }
 
     #[test]
+    fn values_of_workloads_that_left_are_let_go() {
+        let mut inventory = Inventory::new(
+            CommonLabels::new("j", &[]),
+            crate::telemetry::Telemetry::new().labels_dropped,
+        );
+        let resolutions = Resolutions::from(HashMap::from([(
+            "app:1".to_owned(),
+            Ok(metadata("sha256:aa")),
+        )]));
+        let named = |name: String| {
+            let mut w = workload("app:1");
+            w.name = name;
+            Arc::new(w)
+        };
+        let steady = [named("steady".into())];
+        inventory.build(&steady, &resolutions, 0);
+        let baseline = inventory.strings.len();
+        for tick in 1..50 {
+            // Pods come and go: 20 new names a tick.
+            let mut churn: Vec<Arc<Workload>> =
+                (0..20).map(|i| named(format!("pod-{tick}-{i}"))).collect();
+            churn.push(steady[0].clone());
+            let snap = inventory.build(&churn, &resolutions, tick);
+            assert_eq!(snap.containers, 21);
+            assert_eq!(inventory.strings.len(), baseline + 20, "tick {tick}");
+        }
+        inventory.build(&steady, &resolutions, 99);
+        assert_eq!(inventory.strings.len(), baseline);
+    }
+
+    #[test]
     fn no_created_means_no_created_series() {
         let mut m = (*metadata("sha256:bb")).clone();
         m.created = None;
