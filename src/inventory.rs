@@ -257,20 +257,21 @@ impl Inventory {
         let common = &self.common;
         let mut series = Vec::with_capacity(self.last_len + self.last_len / 64);
         let mut containers = 0;
-        let metadata = |workload: &Workload, image: &str| {
+        // Workloads are numbered as in `resolutions.set_workload_scopes`.
+        let metadata = |index: usize, image: &str| {
             resolutions
-                .get(workload, image)
+                .get(resolutions.workload_scope(index), image)
                 .and_then(|r| r.as_ref().ok())
         };
 
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
-        for workload in workloads {
+        for (index, workload) in workloads.iter().enumerate() {
             let key = Arc::as_ptr(workload) as usize;
             let images = || {
                 workload
                     .containers
                     .iter()
-                    .map(|c| metadata(workload, &c.image))
+                    .map(|c| metadata(index, &c.image))
             };
             let same = |a: &Option<Arc<ImageMetadata>>, b: Option<&Arc<ImageMetadata>>| match (a, b)
             {
@@ -311,9 +312,10 @@ impl Inventory {
         let mut cached_images = HashMap::new();
         let used = workloads
             .iter()
-            .flat_map(|w| w.containers.iter().map(move |c| (w, c)));
-        for (workload, container) in used {
-            let Some(image) = metadata(workload, &container.image) else {
+            .enumerate()
+            .flat_map(|(index, w)| w.containers.iter().map(move |c| (index, c)));
+        for (index, container) in used {
+            let Some(image) = metadata(index, &container.image) else {
                 continue;
             };
             if !seen.insert(image.digest.as_str()) {
