@@ -124,7 +124,8 @@ pub struct Settings {
 /// and the scope of each workload.
 #[derive(Debug, Default)]
 pub struct Lookups {
-    /// One per workload, in the order given.
+    /// The scope of each workload, in the order given, up to the last one
+    /// not in [`Scope::NONE`] (most clusters: none at all).
     pub workload_scopes: Vec<Scope>,
     pub images: Vec<Lookup>,
 }
@@ -189,10 +190,13 @@ impl Credentials {
     pub fn lookups(&self, workloads: &[Arc<Workload>]) -> Lookups {
         let mut keyrings: HashMap<Scope, Keyring> = HashMap::new();
         let mut by_scope: HashMap<Scope, HashMap<String, Vec<Login>>> = HashMap::new();
-        let mut workload_scopes = Vec::with_capacity(workloads.len());
-        for workload in workloads {
+        let mut workload_scopes = Vec::new();
+        for (index, workload) in workloads.iter().enumerate() {
             let scope = self.pull_secrets.scope(workload);
-            workload_scopes.push(scope);
+            if scope != Scope::NONE {
+                workload_scopes.resize(index, Scope::NONE);
+                workload_scopes.push(scope);
+            }
             let keyring = keyrings
                 .entry(scope)
                 .or_insert_with(|| self.pull_secrets.keyring(workload));
@@ -259,6 +263,76 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert_ne!(login.id(), 0, "0 is anonymous access");
         assert_eq!(login.id(), login.clone().id());
+    }
+
+    #[test]
+    fn each_image_is_looked_up_once_per_scope_with_its_logins() {
+        use crate::discovery::{Container, Kind, PullConfig};
+        let credentials = Credentials::new(Settings {
+            pull_secrets: true,
+            docker_config: None,
+            cloud: cloud::Settings::default(),
+        })
+        .unwrap();
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": r#"{"auths": {"r.example.com": {"username": "shop", "password": "pw"}}}"#}
+        }))
+        .unwrap();
+        credentials.replace_from_files(&[secret], &[]);
+        let workload = |name: &str, secrets: &[&str], images: &[&str]| {
+            Arc::new(Workload {
+                kind: Kind::Deployment,
+                namespace: "shop".into(),
+                name: name.into(),
+                containers: images
+                    .iter()
+                    .map(|image| Container {
+                        name: "c".into(),
+                        image: (*image).into(),
+                        jsonpath: "{.spec.template.spec.containers[0]}".into(),
+                    })
+                    .collect(),
+                pull: PullConfig {
+                    secrets: secrets.iter().map(|s| (*s).into()).collect(),
+                    service_account: "default".into(),
+                },
+            })
+        };
+        let workloads = [
+            workload("public", &[], &["nginx:1"]),
+            workload("a", &["regcred"], &["r.example.com/app:1", "nginx:1"]),
+            workload("b", &["regcred"], &["r.example.com/app:1"]),
+            workload("last", &[], &["r.example.com/app:1"]),
+        ];
+        let lookups = credentials.lookups(&workloads);
+        let scopes = &lookups.workload_scopes;
+        assert_eq!(scopes.len(), 3, "the trailing Scope::NONE is left out");
+        assert_eq!(scopes[0], Scope::NONE);
+        assert_ne!(scopes[1], Scope::NONE);
+        assert_eq!(
+            scopes[1], scopes[2],
+            "the same secrets in the same namespace"
+        );
+        let mut found: Vec<_> = lookups
+            .images
+            .iter()
+            .map(|l| {
+                let users: Vec<&str> = l.logins.iter().map(|l| l.username.as_str()).collect();
+                (l.scope == Scope::NONE, l.image.as_str(), users)
+            })
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (false, "nginx:1", vec![]),
+                (false, "r.example.com/app:1", vec!["shop"]),
+                (true, "nginx:1", vec![]),
+                (true, "r.example.com/app:1", vec![]),
+            ]
+        );
     }
 
     #[test]
