@@ -7,6 +7,7 @@
 //! over a warm cache asks no registry anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::Config;
-use crate::credentials::{Credentials, Login, Lookup, Scope};
+use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster};
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
@@ -28,6 +28,37 @@ const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the log sums up the images that still cannot be resolved.
 const FAILURE_SUMMARY_EVERY: Duration = Duration::from_secs(600);
+
+/// What a [`Pipeline`] is built from.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub source: SourceSettings,
+    pub credentials: credentials::Settings,
+    pub resolver: ResolverConfig,
+    /// Most images resolved at the same time.
+    pub resolve_concurrency: usize,
+    /// `job` and the external labels, on every series.
+    pub common_labels: CommonLabels,
+}
+
+/// Where workloads come from.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    /// Manifest files, directories or stdin (`-`).
+    Files {
+        paths: Vec<PathBuf>,
+        /// Only these namespaces; all when empty.
+        namespaces: Vec<String>,
+    },
+    /// The cluster of the kubeconfig or the pod's service account.
+    Cluster {
+        /// Only these namespaces; all when empty.
+        namespaces: Vec<String>,
+        /// Watches kept current between snapshots (a long-running service),
+        /// or `None` to list every kind at each snapshot (a CronJob run).
+        watch: Option<WatchOptions>,
+    },
+}
 
 /// Takes snapshots: discovery, resolution, series.
 pub struct Pipeline {
@@ -44,67 +75,46 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn from_config(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
-        let credentials = Arc::new(Credentials::new(config.credentials.settings())?);
-        let (source, client) = if config.manifests.is_empty() {
-            let client = kube::Client::try_default().await.context(
-                "no cluster to read workloads from (use --manifests to read files instead)",
-            )?;
-            credentials.watch(client.clone(), &config.namespaces, telemetry.clone());
-            let namespaces = config.namespaces.clone();
-            // A CronJob run lists once; a long-running service keeps watches.
-            let source = if config.once {
-                Source::Cluster(ClusterSource::new(
-                    client.clone(),
-                    namespaces,
-                    telemetry.clone(),
-                ))
-            } else {
-                let options = WatchOptions {
-                    grace_period: config.watch_grace_period,
-                    max_backoff: WatchOptions::max_backoff_for(config.interval),
-                    watch_timeout: config.watch_timeout,
+    pub async fn new(
+        settings: PipelineSettings,
+        telemetry: Arc<Telemetry>,
+    ) -> anyhow::Result<Self> {
+        let credentials = Arc::new(Credentials::new(settings.credentials)?);
+        let (source, client) = match settings.source {
+            SourceSettings::Cluster { namespaces, watch } => {
+                let client = kube::Client::try_default().await.context(
+                    "no cluster to read workloads from (use --manifests to read files instead)",
+                )?;
+                credentials.watch(client.clone(), &namespaces, telemetry.clone());
+                let source = match watch {
+                    Some(options) => Source::Watched(Arc::new(WatchedCluster::start(
+                        client.clone(),
+                        namespaces,
+                        options,
+                        telemetry.clone(),
+                    ))),
+                    None => Source::Cluster(ClusterSource::new(
+                        client.clone(),
+                        namespaces,
+                        telemetry.clone(),
+                    )),
                 };
-                Source::Watched(Arc::new(WatchedCluster::start(
-                    client.clone(),
-                    namespaces,
-                    options,
-                    telemetry.clone(),
-                )))
-            };
-            (source, Some(client))
-        } else {
-            let files = FileSource::new(
-                config.manifests.clone(),
-                config.namespaces.clone(),
-                telemetry.clone(),
-            );
-            (Source::Files(files), None)
+                (source, Some(client))
+            }
+            SourceSettings::Files { paths, namespaces } => {
+                let files = FileSource::new(paths, namespaces, telemetry.clone());
+                (Source::Files(files), None)
+            }
         };
-        let resolver = Resolver::new(
-            ResolverConfig {
-                platform: config.platform.clone(),
-                cache_duration: config.cache_duration,
-                error_cache_duration: config.error_cache_duration,
-                insecure_registries: config.insecure_registries.clone(),
-                timeout: config.registry_timeout,
-                registry_concurrency: config.registry_concurrency as usize,
-                registry_rps: config.registry_rps,
-                image_limits: config.image_limits(),
-            },
-            telemetry.clone(),
-        )?;
+        let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
         Ok(Pipeline {
             source,
             client,
             credentials,
             resolver: Arc::new(resolver),
-            inventory: Inventory::new(
-                CommonLabels::new(&config.job, &config.external_labels),
-                telemetry.labels_dropped.clone(),
-            ),
+            inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone()),
             failures: FailureLog::default(),
-            concurrency: config.resolve_concurrency as usize,
+            concurrency: settings.resolve_concurrency,
             telemetry,
         })
     }
