@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use super::manifest::check_digest;
 use super::TRUNCATED;
+use crate::reference::check_digest;
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";

@@ -37,8 +37,11 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::client::RegistryClient;
-use super::manifest::{check_digest, Manifest, OCI_INDEX};
-use super::{reference, Credential, ErrorClass, ResolveError, Ttl};
+use super::manifest::{Manifest, OCI_INDEX};
+use super::{ErrorClass, ResolveError, Ttl};
+use crate::credentials::Login;
+use crate::reference;
+use crate::reference::check_digest;
 
 /// Pages of one referrers listing or tag list that are read.
 pub const MAX_PAGES: usize = 10;
@@ -396,7 +399,7 @@ impl ReferrerLookup {
         pinned: &Reference,
         subjects: &[&str],
         included: &[String],
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Referrers, ResolveError> {
         let mut digests: Vec<String> = included.to_vec();
         for subject in subjects {
@@ -429,7 +432,7 @@ impl ReferrerLookup {
         client: &RegistryClient,
         pinned: &Reference,
         subject: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Listing {
         let key = (
             format!(
@@ -437,7 +440,7 @@ impl ReferrerLookup {
                 pinned.resolve_registry(),
                 pinned.repository()
             ),
-            credential.map_or(0, Credential::id),
+            credential.map_or(0, Login::id),
         );
         self.listings
             .entry(key)
@@ -455,7 +458,7 @@ impl ReferrerLookup {
         client: &RegistryClient,
         pinned: &Reference,
         subject: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Vec<String>, ResolveError> {
         let host = pinned.resolve_registry().to_owned();
         let mut digests = Vec::new();
@@ -496,7 +499,7 @@ impl ReferrerLookup {
         client: &RegistryClient,
         pinned: &Reference,
         subject: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Vec<String>, ResolveError> {
         let mut digests = Vec::new();
         let mut path = Some(format!("referrers/{subject}"));
@@ -531,7 +534,7 @@ impl ReferrerLookup {
         client: &RegistryClient,
         pinned: &Reference,
         tag: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Vec<String>, ResolveError> {
         let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
         let page = client
@@ -565,11 +568,11 @@ impl ReferrerLookup {
         &self,
         client: &RegistryClient,
         pinned: &Reference,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Arc<RepositoryTags> {
         let key = (
             format!("{}/{}", pinned.resolve_registry(), pinned.repository()),
-            credential.map_or(0, Credential::id),
+            credential.map_or(0, Login::id),
         );
         self.repositories
             .entry(key)
@@ -614,7 +617,7 @@ impl ReferrerLookup {
         &self,
         pinned: &Reference,
         digest: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> (String, u64) {
         (
             format!(
@@ -622,7 +625,7 @@ impl ReferrerLookup {
                 pinned.resolve_registry(),
                 pinned.repository()
             ),
-            credential.map_or(0, Credential::id),
+            credential.map_or(0, Login::id),
         )
     }
 
@@ -633,7 +636,7 @@ impl ReferrerLookup {
         client: &RegistryClient,
         pinned: &Reference,
         digest: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Arc<Artifact>, ResolveError> {
         let key = self.artifact_key(pinned, digest, credential);
         self.artifacts
@@ -655,7 +658,7 @@ impl ReferrerLookup {
 /// The digests an index (a referrers answer or a tag-schema index) lists,
 /// at most [`MAX_ARTIFACTS`], each checked before it names a request.
 fn index_entries(body: &[u8]) -> Result<Vec<String>, String> {
-    match Manifest::parse(body)? {
+    match Manifest::parse(body).map_err(|e| e.to_string())? {
         Manifest::Index { manifests, .. } => Ok(manifests
             .into_iter()
             .map(|d| d.digest)

@@ -21,7 +21,9 @@ use tracing::debug;
 
 use super::base::{self, BaseImage};
 use super::referrers::{ReferrerLookup, Referrers};
-use super::{reference, Credential, Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
+use super::{Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
+use crate::credentials::Login;
+use crate::reference;
 
 /// The supply-chain part of an image's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,14 +111,14 @@ impl Resolver {
         &self,
         pinned: &Reference,
         metadata: Arc<ImageMetadata>,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Arc<ImageMetadata> {
         let caches = &self.supply_chain;
         let declared = base::declared(&metadata.annotations);
         if caches.lookup.is_none() && declared.is_none() {
             return metadata;
         }
-        let key = (pinned.whole(), credential.map_or(0, Credential::id));
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
         caches
             .composed
             .entry(key.clone())
@@ -182,7 +184,7 @@ impl Resolver {
         &self,
         declared: &BaseImage,
         pinned: &Reference,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> (Option<bool>, Option<i64>) {
         let Some(built_on) = declared.digest.as_deref() else {
             return (None, None);
