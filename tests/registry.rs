@@ -383,9 +383,7 @@ async fn hostile_registry() -> String {
         "/v2/{name}/manifests/{reference}",
         get(manifest).head(manifest),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = support::process::serve(app).await.to_string();
     host
 }
 
@@ -490,9 +488,7 @@ async fn stand_in(
         let response = answer(&request, n);
         async move { response }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = support::process::serve(app).await.to_string();
     (host, requests)
 }
 

@@ -36,3 +36,14 @@ pub use registry::{
 };
 pub use victoria_metrics::VictoriaMetrics;
 pub use wait::{holds_for, wait_for, wait_for_async, wait_until, wait_until_async};
+
+/// Logs of the code under test when it runs in the test's own process,
+/// shown for failing tests (captured otherwise).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,container_image_pusher=debug",
+        ))
+        .with_test_writer()
+        .try_init();
+}
