@@ -21,7 +21,8 @@ mod sender;
 /// The staleness marker's bits, kept here too for the receivers' tests.
 pub use crate::series::STALE_NAN;
 pub use config::{
-    parse_header, parse_url, EndpointConfig, FlagError, Header, Protocol, PushUrl, RetryPolicy,
+    parse_header, parse_url, parse_wait, Auth, DurationError, EndpointConfig, EndpointError,
+    EndpointsFileError, FlagError, Header, HeaderError, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
 pub use endpoint::{Endpoint, PushError, PushReport, Settled};
