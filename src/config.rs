@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
+use crate::discovery::{KindSpec, LabelSelector, Selection};
+use crate::glob::Glob;
 use crate::inventory::{self, CommonLabels};
 use crate::registry::{ImageLimits, Platform};
 use crate::remote_write::{
@@ -353,6 +355,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, value_enum, env = "PUSHER_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Workload kinds and filters.
+    #[command(flatten)]
+    pub workloads: WorkloadFlags,
 }
 
 /// How log lines are written to stderr.
@@ -681,5 +687,69 @@ mod tests {
             debug.contains("mimir.example.com") && !debug.contains("PASSWORD"),
             "{debug}"
         );
+    }
+}
+
+/// Which workloads are inventoried beyond the built-in kinds, and which
+/// are left out.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Workload kinds and filters")]
+#[deny(missing_docs)]
+pub struct WorkloadFlags {
+    /// Also inventory this kind (repeatable; ';' separates several in the
+    /// variable): a preset (argo-rollouts, knative-serving, keda-scaledjob,
+    /// openkruise-cloneset, replicaset, replicationcontroller) or
+    /// GROUP/VERSION/KIND[=PATH,...] (VERSION/KIND for the core group),
+    /// PATH being where a pod spec sits, default .spec.template.spec. Found
+    /// with API discovery; a kind not installed is looked up again later.
+    #[arg(
+        long = "workload-kind",
+        value_name = "KIND",
+        env = "PUSHER_WORKLOAD_KINDS",
+        value_delimiter = ';',
+        value_parser = KindSpec::parse
+    )]
+    pub kinds: Vec<KindSpec>,
+
+    /// Leave out workloads in namespaces matching this glob (repeatable;
+    /// '*' matches any characters), e.g. kube-*.
+    #[arg(
+        long = "exclude-namespace",
+        value_name = "GLOB",
+        env = "PUSHER_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub exclude_namespaces: Vec<Glob>,
+
+    /// Only workloads whose labels match this Kubernetes label selector,
+    /// e.g. 'team=shop,tier!=test' (sent to the API server with each list
+    /// and watch; evaluated on the files with --manifests).
+    #[arg(long = "selector", value_name = "SELECTOR", env = "PUSHER_SELECTOR", value_parser = LabelSelector::parse)]
+    pub selector: Option<LabelSelector>,
+
+    /// Leave out containers whose image, as written in the spec, matches
+    /// this glob (repeatable), e.g. '*/pause:*': no series, no registry
+    /// request.
+    #[arg(
+        long = "exclude-image",
+        value_name = "GLOB",
+        env = "PUSHER_EXCLUDE_IMAGES",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub exclude_images: Vec<Glob>,
+}
+
+impl Config {
+    /// What discovery reads: the namespaces, kinds and filters.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            namespaces: self.namespaces.clone(),
+            kinds: self.workloads.kinds.clone(),
+            exclude_namespaces: self.workloads.exclude_namespaces.clone(),
+            selector: self.workloads.selector.clone(),
+            exclude_images: self.workloads.exclude_images.clone(),
+        }
     }
 }

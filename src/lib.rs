@@ -15,6 +15,7 @@ pub mod app;
 pub mod config;
 pub mod discovery;
 pub mod exposition;
+pub mod glob;
 pub mod http;
 pub mod inventory;
 pub mod leader;

@@ -64,12 +64,11 @@ impl Pipeline {
                 "no cluster to read workloads from (use --manifests to read files instead)",
             )?;
             pull_secrets.watch(client.clone(), &config.namespaces, telemetry.clone());
-            let namespaces = config.namespaces.clone();
             // A CronJob run lists once; a long-running service keeps watches.
             let source = if config.once {
                 Source::Cluster(ClusterSource::new(
                     client.clone(),
-                    namespaces,
+                    config.selection(),
                     telemetry.clone(),
                 ))
             } else {
@@ -80,7 +79,7 @@ impl Pipeline {
                 };
                 Source::Watched(Arc::new(WatchedCluster::start(
                     client.clone(),
-                    namespaces,
+                    config.selection(),
                     options,
                     telemetry.clone(),
                 )))
@@ -89,7 +88,7 @@ impl Pipeline {
         } else {
             let files = FileSource::new(
                 config.manifests.clone(),
-                config.namespaces.clone(),
+                config.selection(),
                 telemetry.clone(),
                 pull_secrets.clone(),
             );

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use clap::Parser as _;
 use container_image_pusher::config::Config;
 use container_image_pusher::discovery::files::FileSource;
-use container_image_pusher::discovery::{Container, Kind, PullConfig, Workload};
+use container_image_pusher::discovery::{Container, Kind, PullConfig, Selection, Workload};
 use container_image_pusher::pull_secrets::PullSecrets;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
@@ -177,7 +177,7 @@ pub fn manifests_file(data: &[u8]) {
     let pull_secrets = Arc::new(PullSecrets::new(true, Keyring::default()));
     let source = FileSource::new(
         vec![file.path.clone()],
-        vec![],
+        Selection::default(),
         telemetry(),
         pull_secrets.clone(),
     );

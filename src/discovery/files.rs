@@ -25,7 +25,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::{workload, DiscoveryError, HasPodSpec, Workload};
+use super::custom::KindSpec;
+use super::{workload, DiscoveryError, HasPodSpec, Selection, Workload};
 use crate::pull_secrets::PullSecrets;
 use crate::telemetry::Telemetry;
 
@@ -47,7 +48,7 @@ pub struct FileSource {
 
 struct Inner {
     paths: Vec<PathBuf>,
-    namespaces: Vec<String>,
+    selection: Selection,
     /// Standard input can be read only once; later snapshots reuse it.
     stdin: OnceLock<Arc<ManifestFile>>,
     /// The last reading of every file, so an unchanged file is not parsed again.
@@ -124,14 +125,15 @@ impl SkipReason {
 impl FileSource {
     pub fn new(
         paths: Vec<PathBuf>,
-        namespaces: Vec<String>,
+        mut selection: Selection,
         telemetry: Arc<Telemetry>,
         pull_secrets: Arc<PullSecrets>,
     ) -> Self {
+        selection.kinds = KindSpec::normalize(&selection.kinds);
         FileSource {
             inner: Arc::new(Inner {
                 paths,
-                namespaces,
+                selection,
                 stdin: OnceLock::new(),
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
@@ -195,13 +197,13 @@ impl Inner {
             .flat_map(|(_, c)| c.accounts.iter().cloned())
             .collect();
         self.pull_secrets.replace_from_files(&secrets, &accounts);
-        let mut workloads: Vec<Workload> = contents
+        let namespaces = &self.selection.namespaces;
+        let workloads: Vec<Workload> = contents
             .iter()
-            .flat_map(|(_, c)| c.workloads.iter().cloned())
+            .flat_map(|(_, c)| c.workloads.iter())
+            .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
+            .filter_map(|w| self.selection.admit(w.clone()))
             .collect();
-        if !self.namespaces.is_empty() {
-            workloads.retain(|w| self.namespaces.contains(&w.namespace));
-        }
         Ok(workloads)
     }
 
@@ -238,7 +240,7 @@ impl Inner {
             }
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(read_error)?;
-            let content = Arc::new(parse_manifests(&bytes));
+            let content = Arc::new(parse_manifests(&bytes, &self.selection));
             log_skipped("<stdin>", &content.skipped);
             let content = self.stdin.get_or_init(|| content).clone();
             return Ok(vec![("<stdin>".into(), content)]);
@@ -259,7 +261,7 @@ impl Inner {
                             content,
                         }) if known_digest == digest => FileState::Parsed { digest, content },
                         previous => {
-                            let content = Arc::new(parse_manifests(&bytes));
+                            let content = Arc::new(parse_manifests(&bytes, &self.selection));
                             let was_bad = match &previous {
                                 Some(FileState::Parsed { content, .. }) => {
                                     !content.skipped.is_empty()
@@ -320,9 +322,11 @@ fn log_skipped(origin: &str, skipped: &[Skipped]) {
 
 /// Parses one manifests file's bytes: every document on its own, so one
 /// that is bad (not UTF-8, not YAML, too deep, an alias bomb, not its
-/// kind's schema) costs only itself. Touches no filesystem; this is what
-/// the fuzz target feeds.
-pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
+/// kind's schema) costs only itself. Objects of the `selection`'s
+/// configured kinds are read as well, and workloads its label selector
+/// does not match are left out. Touches no filesystem; this is what the
+/// fuzz target feeds.
+pub fn parse_manifests(bytes: &[u8], selection: &Selection) -> ManifestFile {
     let mut out = ManifestFile::default();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, document) in split_documents(bytes).into_iter().enumerate() {
@@ -346,7 +350,7 @@ pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
         }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
-            Ok(value) => collect(index, value, &mut out),
+            Ok(value) => collect(index, value, selection, &mut out),
             Err(e) => {
                 let (reason, detail) = classify(&e);
                 out.skipped.push(skip(reason, detail));
@@ -474,7 +478,7 @@ fn is_empty_document(text: &str) -> bool {
     })
 }
 
-fn collect(index: usize, value: Value, out: &mut ManifestFile) {
+fn collect(index: usize, value: Value, selection: &Selection, out: &mut ManifestFile) {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -500,22 +504,36 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
             e.classify()
         ),
     };
-    let parsed = match (api_version.as_str(), kind.as_str()) {
-        (_, "List")
-        | (
-            _,
-            "PodList" | "DeploymentList" | "StatefulSetList" | "DaemonSetList" | "JobList"
-            | "CronJobList",
-        ) => {
-            if let Value::Object(mut map) = value {
-                if let Some(Value::Array(items)) = map.remove("items") {
-                    for item in items {
-                        collect(index, item, out);
-                    }
+    let custom = selection
+        .kinds
+        .iter()
+        .find(|k| k.name.api_version() == api_version && k.name.kind == kind);
+    let typed_list = kind.strip_suffix("List").is_some_and(|item| {
+        ["Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"].contains(&item)
+            || selection.kinds.iter().any(|k| k.name.kind == item)
+    });
+    if kind == "List" || typed_list {
+        if let Value::Object(mut map) = value {
+            if let Some(Value::Array(items)) = map.remove("items") {
+                for item in items {
+                    collect(index, item, selection, out);
                 }
             }
-            return;
         }
+        return;
+    }
+    let workload_kind = custom.is_some()
+        || matches!(
+            (api_version.as_str(), kind.as_str()),
+            ("v1", "Pod")
+                | ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet")
+                | ("batch/v1", "Job" | "CronJob")
+        );
+    if workload_kind && !selection.selects(&value) {
+        debug!(document = index, api_version, kind, name, "not matched by --selector; left out");
+        return;
+    }
+    let parsed = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Secret") => {
             match serde_json::from_value::<Secret>(value) {
                 Ok(mut s) => {
@@ -542,6 +560,32 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
         ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
         ("batch/v1", "Job") => typed::<Job>(value),
         ("batch/v1", "CronJob") => typed::<CronJob>(value),
+        _ if custom.is_some() => {
+            let spec = custom.expect("checked by the guard");
+            let namespace = match value.pointer("/metadata/namespace") {
+                None | Some(Value::Null) => Some("default".to_owned()),
+                Some(Value::String(namespace)) => Some(namespace.clone()),
+                Some(_) => None,
+            };
+            let object_name = value.pointer("/metadata/name").and_then(Value::as_str);
+            let (Some(namespace), Some(object_name)) = (namespace, object_name) else {
+                out.skipped.push(Skipped {
+                    document: index,
+                    reason: SkipReason::InvalidObject,
+                    detail: format!("{api_version} {kind} has no valid metadata.name and metadata.namespace"),
+                });
+                return;
+            };
+            match spec.workload(namespace, object_name.to_owned(), &value) {
+                Ok(w) => out.workloads.push(w),
+                Err(e) => out.skipped.push(Skipped {
+                    document: index,
+                    reason: SkipReason::InvalidObject,
+                    detail: e.detail,
+                }),
+            }
+            return;
+        }
         _ => {
             debug!(
                 document = index,
@@ -600,7 +644,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Vec<Workload> {
-        parse_manifests(text.as_bytes()).workloads
+        parse_manifests(text.as_bytes(), &Selection::default()).workloads
     }
 
     fn names(file: &ManifestFile) -> Vec<&str> {
@@ -672,10 +716,10 @@ kind: Deployment
 metadata: {name: also-good}
 spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
 "#;
-        let file = parse_manifests(yaml.as_bytes());
+        let file = parse_manifests(yaml.as_bytes(), &Selection::default());
         assert_eq!(names(&file), ["good", "also-good"]);
         assert_eq!(reasons(&file), [(1, "invalid_object")]);
-        let broken = parse_manifests(b"kind: [unclosed");
+        let broken = parse_manifests(b"kind: [unclosed", &Selection::default());
         assert_eq!(reasons(&broken), [(0, "unparsable")]);
         assert!(broken.workloads.is_empty());
     }
@@ -688,7 +732,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
         text.extend_from_slice(pod("after-syntax-error").as_bytes());
         text.extend_from_slice(b"---\nmetadata: {name: \"\xff\xfe\"}\n---\n");
         text.extend_from_slice(pod("after-non-utf8").as_bytes());
-        let file = parse_manifests(&text);
+        let file = parse_manifests(&text, &Selection::default());
         assert_eq!(
             names(&file),
             ["first", "after-syntax-error", "after-non-utf8"]
@@ -722,7 +766,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
             pod("last"),
         ]
         .join("---\n");
-        let file = parse_manifests(text.as_bytes());
+        let file = parse_manifests(text.as_bytes(), &Selection::default());
         assert_eq!(names(&file), ["before", "between", "after-block", "last"]);
         assert_eq!(
             reasons(&file),
@@ -746,7 +790,7 @@ spec:
       - <<: *c
         name: b
 "#;
-        let file = parse_manifests(yaml.as_bytes());
+        let file = parse_manifests(yaml.as_bytes(), &Selection::default());
         assert!(file.skipped.is_empty(), "{:?}", file.skipped);
         let w = &file.workloads[0];
         let got: Vec<_> = w
@@ -784,14 +828,14 @@ spec:
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
         let all = FileSource::new(
             vec![dir.path().into()],
-            vec![],
+            Selection::default(),
             Arc::new(Telemetry::new()),
             no_secrets(),
         );
         assert_eq!(all.snapshot().await.unwrap().len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
-            vec!["keep".into()],
+            Selection::namespaces(vec!["keep".into()]),
             Arc::new(Telemetry::new()),
             no_secrets(),
         );
@@ -800,7 +844,7 @@ spec:
 
         let missing = FileSource::new(
             vec![dir.path().join("nope.yaml")],
-            vec![],
+            Selection::default(),
             Arc::new(Telemetry::new()),
             no_secrets(),
         );
@@ -817,7 +861,7 @@ spec:
         let telemetry = Arc::new(Telemetry::new());
         let source = FileSource::new(
             vec![dir.path().into()],
-            vec![],
+            Selection::default(),
             telemetry.clone(),
             no_secrets(),
         );
