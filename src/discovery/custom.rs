@@ -90,7 +90,10 @@ impl PodSpecPath {
     /// What the path leads to in `body`; `Ok(None)` when a field on the
     /// way is absent (or null), an error when something on the way is not
     /// an object.
-    fn find<'a>(&self, body: &'a Value) -> Result<Option<&'a serde_json::Map<String, Value>>, String> {
+    fn find<'a>(
+        &self,
+        body: &'a Value,
+    ) -> Result<Option<&'a serde_json::Map<String, Value>>, String> {
         let mut at = body;
         for (depth, field) in self.fields.iter().enumerate() {
             let Value::Object(map) = at else {
@@ -120,12 +123,48 @@ pub struct KindSpec {
 
 /// The documented presets: (name, group, version, kind, path).
 pub const PRESETS: &[(&str, &str, &str, &str, &str)] = &[
-    ("argo-rollouts", "argoproj.io", "v1alpha1", "Rollout", ".spec.template.spec"),
-    ("knative-serving", "serving.knative.dev", "v1", "Service", ".spec.template.spec"),
-    ("keda-scaledjob", "keda.sh", "v1alpha1", "ScaledJob", ".spec.jobTargetRef.template.spec"),
-    ("openkruise-cloneset", "apps.kruise.io", "v1alpha1", "CloneSet", ".spec.template.spec"),
-    ("replicaset", "apps", "v1", "ReplicaSet", ".spec.template.spec"),
-    ("replicationcontroller", "", "v1", "ReplicationController", ".spec.template.spec"),
+    (
+        "argo-rollouts",
+        "argoproj.io",
+        "v1alpha1",
+        "Rollout",
+        ".spec.template.spec",
+    ),
+    (
+        "knative-serving",
+        "serving.knative.dev",
+        "v1",
+        "Service",
+        ".spec.template.spec",
+    ),
+    (
+        "keda-scaledjob",
+        "keda.sh",
+        "v1alpha1",
+        "ScaledJob",
+        ".spec.jobTargetRef.template.spec",
+    ),
+    (
+        "openkruise-cloneset",
+        "apps.kruise.io",
+        "v1alpha1",
+        "CloneSet",
+        ".spec.template.spec",
+    ),
+    (
+        "replicaset",
+        "apps",
+        "v1",
+        "ReplicaSet",
+        ".spec.template.spec",
+    ),
+    (
+        "replicationcontroller",
+        "",
+        "v1",
+        "ReplicationController",
+        ".spec.template.spec",
+    ),
 ];
 
 /// The path a kind given without one gets: where every workload API keeps its template.
@@ -143,24 +182,24 @@ pub enum KindSpecError {
 }
 
 fn preset_names() -> String {
-    PRESETS
-        .iter()
-        .map(|p| p.0)
-        .collect::<Vec<_>>()
-        .join(", ")
+    PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
 }
 
 /// A DNS-subdomain-like group, a lowercase alphanumeric version, a
 /// CamelCase kind: what API discovery can hold.
 fn valid_name(group: &str, version: &str, kind: &str) -> bool {
     let group_ok = group.len() <= 253
-        && group
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        && group.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
         || group.is_empty();
     let version_ok = !version.is_empty()
         && version.len() <= 63
-        && version.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        && version
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let kind_ok = !kind.is_empty()
         && kind.len() <= 63
         && kind.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -201,7 +240,10 @@ impl KindSpec {
             .iter()
             .any(|k| (k.group(), k.version(), k.as_str()) == (group, version, kind))
         {
-            return Err(KindSpecError::BuiltIn(format!("{}/{kind}", name.api_version())));
+            return Err(KindSpecError::BuiltIn(format!(
+                "{}/{kind}",
+                name.api_version()
+            )));
         }
         let paths = paths
             .split(',')
@@ -272,7 +314,8 @@ impl KindSpec {
                         return Err(invalid(format!("{} is not an object", at())));
                     }
                     containers.push(Container {
-                        name: string("name")?.ok_or_else(|| invalid(format!("{} has no name", at())))?,
+                        name: string("name")?
+                            .ok_or_else(|| invalid(format!("{} has no name", at())))?,
                         image: string("image")?.unwrap_or_default(),
                         jsonpath: format!("{{{}.{field}[{index}]}}", path.text),
                     });
@@ -359,18 +402,40 @@ mod tests {
         let job = KindSpec::parse("keda-scaledjob").unwrap();
         assert_eq!(job.paths[0].as_str(), ".spec.jobTargetRef.template.spec");
         let rc = KindSpec::parse("replicationcontroller").unwrap();
-        assert_eq!((rc.name.group.as_str(), rc.name.api_version()), ("", "v1".into()));
+        assert_eq!(
+            (rc.name.group.as_str(), rc.name.api_version()),
+            ("", "v1".into())
+        );
         let custom = KindSpec::parse("example.com/v1/Thing={.spec.a.spec}, .spec.b").unwrap();
         assert_eq!(
-            custom.paths.iter().map(PodSpecPath::as_str).collect::<Vec<_>>(),
+            custom
+                .paths
+                .iter()
+                .map(PodSpecPath::as_str)
+                .collect::<Vec<_>>(),
             [".spec.a.spec", ".spec.b"]
         );
-        assert_eq!(KindSpec::parse("example.com/v1/Thing").unwrap().paths[0].as_str(), DEFAULT_PATH);
+        assert_eq!(
+            KindSpec::parse("example.com/v1/Thing").unwrap().paths[0].as_str(),
+            DEFAULT_PATH
+        );
         assert!(
-            std::ptr::eq(custom.name, KindSpec::parse("example.com/v1/Thing").unwrap().name),
+            std::ptr::eq(
+                custom.name,
+                KindSpec::parse("example.com/v1/Thing").unwrap().name
+            ),
             "one name, interned once"
         );
-        for bad in ["nope", "a/b/c/d", "Example.com/v1/Thing", "x/v1/thing-s", "x/v1/T=spec", "x/v1/T=.a[0]", "x/v1/T=.a..b", "x/v1/T="] {
+        for bad in [
+            "nope",
+            "a/b/c/d",
+            "Example.com/v1/Thing",
+            "x/v1/thing-s",
+            "x/v1/T=spec",
+            "x/v1/T=.a[0]",
+            "x/v1/T=.a..b",
+            "x/v1/T=",
+        ] {
             assert!(KindSpec::parse(bad).is_err(), "{bad:?}");
         }
         assert!(matches!(
@@ -410,7 +475,9 @@ mod tests {
     #[test]
     fn absent_paths_mean_no_containers_and_wrong_shapes_cost_the_object() {
         let spec = KindSpec::parse("keda-scaledjob").unwrap();
-        let w = spec.workload("ns".into(), "empty".into(), &json!({"spec": {}})).unwrap();
+        let w = spec
+            .workload("ns".into(), "empty".into(), &json!({"spec": {}}))
+            .unwrap();
         assert!(w.containers.is_empty());
         assert_eq!(w.pull.service_account, "default");
         for body in [
@@ -424,7 +491,10 @@ mod tests {
         ] {
             let error = spec.workload("ns".into(), "bad".into(), &body).unwrap_err();
             assert!(error.detail.starts_with("ScaledJob ns/bad: "), "{error}");
-            assert!(!error.detail.contains('7'), "no values in messages: {error}");
+            assert!(
+                !error.detail.contains('7'),
+                "no values in messages: {error}"
+            );
         }
     }
 

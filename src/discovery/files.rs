@@ -509,7 +509,15 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
         .iter()
         .find(|k| k.name.api_version() == api_version && k.name.kind == kind);
     let typed_list = kind.strip_suffix("List").is_some_and(|item| {
-        ["Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"].contains(&item)
+        [
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "Job",
+            "CronJob",
+        ]
+        .contains(&item)
             || selection.kinds.iter().any(|k| k.name.kind == item)
     });
     if kind == "List" || typed_list {
@@ -530,7 +538,10 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
                 | ("batch/v1", "Job" | "CronJob")
         );
     if workload_kind && !selection.selects(&value) {
-        debug!(document = index, api_version, kind, name, "not matched by --selector; left out");
+        debug!(
+            document = index,
+            api_version, kind, name, "not matched by --selector; left out"
+        );
         return;
     }
     let parsed = match (api_version.as_str(), kind.as_str()) {
@@ -572,7 +583,9 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
                 out.skipped.push(Skipped {
                     document: index,
                     reason: SkipReason::InvalidObject,
-                    detail: format!("{api_version} {kind} has no valid metadata.name and metadata.namespace"),
+                    detail: format!(
+                        "{api_version} {kind} has no valid metadata.name and metadata.namespace"
+                    ),
                 });
                 return;
             };

@@ -316,13 +316,23 @@ mod tests {
         staging_db.insert("tier".into(), "db".into());
         assert!(!s.matches_map(&staging_db));
         assert!(LabelSelector::parse("example.com/team=a").is_ok());
-        assert!(LabelSelector::parse("a=").unwrap().matches_map(&labels(&[("a", "")])));
+        assert!(LabelSelector::parse("a=")
+            .unwrap()
+            .matches_map(&labels(&[("a", "")])));
     }
 
     #[test]
     fn bad_selectors_are_refused() {
         for bad in [
-            "", ",", "a=b,", "a in b", "a in (b", "a foo (b)", "-a=b", "a=b c", "a/b/c=d",
+            "",
+            ",",
+            "a=b,",
+            "a in b",
+            "a in (b",
+            "a foo (b)",
+            "-a=b",
+            "a=b c",
+            "a/b/c=d",
             "a=-b",
         ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad:?}");

@@ -552,7 +552,9 @@ where
         key: |object: &K| {
             let meta = HasPodSpec::meta(object);
             (
-                meta.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
                 meta.name.clone().unwrap_or_default(),
             )
         },
@@ -878,20 +880,26 @@ async fn run<K, R, F>(
                         }
                     }
                 }
-                Event::Apply(obj) => match (reducer.reduce)(&obj).map(|w| shared.selection.admit(w)) {
-                    Ok(Some(workload)) => shared.apply(index, workload),
-                    Ok(None) => {}
-                    Err(error) => {
-                        // What it was before no longer holds.
-                        shared.delete(index, &(reducer.key)(&obj));
-                        invalid(error);
+                Event::Apply(obj) => {
+                    match (reducer.reduce)(&obj).map(|w| shared.selection.admit(w)) {
+                        Ok(Some(workload)) => shared.apply(index, workload),
+                        Ok(None) => {}
+                        Err(error) => {
+                            // What it was before no longer holds.
+                            shared.delete(index, &(reducer.key)(&obj));
+                            invalid(error);
+                        }
                     }
-                },
+                }
                 Event::Delete(obj) => shared.delete(index, &(reducer.key)(&obj)),
             }
         };
         drop(stream);
-        if reducer.dynamic && error.as_ref().is_some_and(|e| matches!(classify(e), Failure::NotFound)) {
+        if reducer.dynamic
+            && error
+                .as_ref()
+                .is_some_and(|e| matches!(classify(e), Failure::NotFound))
+        {
             return;
         }
         let delay = match &error {
