@@ -24,7 +24,8 @@ const PAGE_SIZE: u32 = 500;
 /// Reads workloads from a cluster.
 pub struct ClusterSource {
     client: Client,
-    selection: Selection,
+    /// Boxed: a `Source` is one of three, and the others are small.
+    selection: Box<Selection>,
     /// Kinds already reported as forbidden, so the warning is logged once.
     forbidden: Mutex<HashSet<Kind>>,
     telemetry: Arc<Telemetry>,
@@ -35,7 +36,7 @@ impl ClusterSource {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         ClusterSource {
             client,
-            selection,
+            selection: Box::new(selection),
             forbidden: Mutex::default(),
             telemetry,
         }
