@@ -712,6 +712,66 @@ items:
     }
 
     #[test]
+    fn configured_kinds_lists_and_the_label_selector() {
+        let selection = Selection {
+            kinds: vec![KindSpec::parse("argo-rollouts").unwrap()],
+            selector: Some(crate::discovery::LabelSelector::parse("team=shop").unwrap()),
+            ..Selection::default()
+        };
+        let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: RolloutList
+items:
+- apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  metadata: {name: web, labels: {team: shop}}
+  spec: {template: {spec: {containers: [{name: app, image: "web:1"}]}}}
+- apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  metadata: {name: theirs, labels: {team: search}}
+  spec: {template: {spec: {containers: [{name: app, image: "x:1"}]}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: broken, namespace: shop, labels: {team: shop}}
+spec: {template: {spec: {containers: {name: app}}}}
+---
+apiVersion: argoproj.io/v1beta1
+kind: Rollout
+metadata: {name: other-version, labels: {team: shop}}
+spec: {template: {spec: {containers: [{name: app, image: "x:1"}]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unlabelled}
+spec: {containers: [{name: c, image: i}]}
+"#;
+        let file = parse_manifests(yaml.as_bytes(), &selection);
+        assert_eq!(names(&file), ["web"]);
+        let w = &file.workloads[0];
+        assert_eq!(
+            (w.kind.group(), w.kind.as_str()),
+            ("argoproj.io", "Rollout")
+        );
+        assert_eq!(w.namespace, "default");
+        assert_eq!(
+            w.containers[0].jsonpath,
+            "{.spec.template.spec.containers[0]}"
+        );
+        assert_eq!(reasons(&file), [(1, "invalid_object")]);
+        assert!(
+            file.skipped[0].detail.contains("shop/broken"),
+            "{:?}",
+            file.skipped
+        );
+        assert_eq!(
+            names(&parse_manifests(yaml.as_bytes(), &Selection::default())),
+            ["unlabelled"],
+            "kinds not configured are ignored"
+        );
+    }
+
+    #[test]
     fn bad_documents_are_skipped_not_fatal() {
         let yaml = r#"
 apiVersion: v1
