@@ -363,6 +363,31 @@ async fn a_crd_installed_after_start_up_is_picked_up() {
     .await;
     api.delete_custom(ARGO_ROLLOUT, Some("shop"), "web");
     eventually("the deletion is watched", || image(&watched).is_none()).await;
+
+    // Deleted, the CRD takes its objects along and is looked up again;
+    // installed again, it comes back.
+    api.apply_custom(custom_object(ARGO_ROLLOUT, "shop", "web", path, "web:3"));
+    eventually("the new rollout appears", || {
+        image(&watched).as_deref() == Some("web:3")
+    })
+    .await;
+    let looked_up = not_installed();
+    api.uninstall_crd(ARGO_ROLLOUT);
+    eventually("the rollout is gone with its CRD", || {
+        image(&watched).is_none()
+    })
+    .await;
+    eventually("the kind is looked up again", || {
+        not_installed() > looked_up
+    })
+    .await;
+    assert!(watched.is_ready());
+    api.install_crd(ARGO_ROLLOUT);
+    api.apply_custom(custom_object(ARGO_ROLLOUT, "shop", "web", path, "web:4"));
+    eventually("the reinstalled kind is watched", || {
+        image(&watched).as_deref() == Some("web:4")
+    })
+    .await;
 }
 
 /// An object whose pod spec path leads to the wrong shape costs only itself.

@@ -2174,6 +2174,30 @@ impl KubeApi {
         self.lock().register(ResourceType::crd(&crd));
     }
 
+    /// Deletes a CRD as kube-apiserver does: its objects are deleted
+    /// (watches get DELETED), then its watches end and its group and
+    /// version leave discovery, so requests for it answer 404.
+    pub fn uninstall_crd(&self, crd: Crd) {
+        let ty = ResourceType::crd(&crd);
+        let mut state = self.lock();
+        let live: Vec<ObjectKey> = state
+            .collections
+            .get(&ty.key)
+            .map(|c| {
+                c.snapshot(state.rv)
+                    .into_iter()
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in live {
+            let namespace = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+            state.delete(ty.clone(), namespace, &key.name);
+        }
+        state.collections.remove(&ty.key);
+        state.watches.retain(|watch| watch.resource != ty.key);
+    }
+
     /// Creates or replaces a custom object, found by its `apiVersion` and
     /// `kind` among the installed CRDs (panics if none matches), as
     /// [`KubeApi::apply`] does for typed objects.
