@@ -12,7 +12,9 @@ use base64::Engine as _;
 use clap::Parser as _;
 use container_image_pusher::config::Config;
 use container_image_pusher::discovery::files::FileSource;
-use container_image_pusher::discovery::{Container, Kind, PullConfig, Selection, Workload};
+use container_image_pusher::discovery::{
+    Container, Kind, KindSpec, PullConfig, Selection, Workload,
+};
 use container_image_pusher::pull_secrets::PullSecrets;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
@@ -175,9 +177,17 @@ pub fn keyring(data: &[u8]) {
 pub fn manifests_file(data: &[u8]) {
     let file = ScratchFile::new("manifests.yaml", data);
     let pull_secrets = Arc::new(PullSecrets::new(true, Keyring::default()));
+    // Two configured kinds, so custom objects are fuzzed too.
+    let selection = Selection {
+        kinds: ["argo-rollouts", "keda-scaledjob"]
+            .iter()
+            .map(|preset| KindSpec::parse(preset).expect("a preset"))
+            .collect(),
+        ..Selection::default()
+    };
     let source = FileSource::new(
         vec![file.path.clone()],
-        Selection::default(),
+        selection,
         telemetry(),
         pull_secrets.clone(),
     );

@@ -4,6 +4,12 @@
 //!
 //! Each watcher (one per kind, or per kind and namespace with
 //! `--namespace`) owns a store of [`Workload`]s keyed by namespace and name.
+//! Kinds configured with `--workload-kind` get the same watchers over
+//! kube's dynamic API, after API discovery has found them; one whose CRD
+//! is not installed holds nothing, does not hold readiness back, and is
+//! looked up again until it is. The filters of the [`Selection`] apply as
+//! objects arrive: the label selector is sent with every list and watch,
+//! excluded namespaces and images never reach the store.
 //! Objects are reduced with the same extraction as [`super::ClusterSource`]
 //! the moment they arrive and are dropped at once, so memory follows the
 //! number of containers, never the size of objects (status, managed fields,
