@@ -675,3 +675,62 @@ async fn filters_end_to_end_into_prometheus() {
         "{selectors:?}"
     );
 }
+
+/// The long-running service: ready although a configured kind's CRD is
+/// missing, then serving the kind's containers once the CRD is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_picks_up_a_late_crd() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let pusher = support::pusher::Pusher::start(
+        &[
+            "--interval",
+            "1s",
+            "--workload-kind",
+            "argo-rollouts",
+            "--registry-timeout",
+            "1s",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while pusher.readyz().await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready: {:?}\n{}",
+            pusher.readyz().await,
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    api.install_crd(ARGO_ROLLOUT);
+    api.apply_custom(custom_object(
+        ARGO_ROLLOUT,
+        "shop",
+        "web",
+        ".spec.template.spec",
+        "127.0.0.1:1/web:1",
+    ));
+    let wanted = r#"kind="Rollout""#;
+    while !pusher
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l.starts_with("container_image_container_info{") && l.contains(wanted))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rollout never reached /metrics:\n{}",
+            pusher.child.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = pusher.child.logs();
+    assert_eq!(
+        logs.matches("is not served by the API server").count(),
+        1,
+        "one warning for the missing CRD:\n{logs}"
+    );
+}
