@@ -12,6 +12,11 @@
 //!   `timeoutSeconds`, streaming lists (`sendInitialEvents`) and selectors;
 //! - GET of one object; `403 Forbidden` per resource or per verb; `410 Gone` after
 //!   [`KubeApi::compact`]; streams ended by [`KubeApi::close_watches`];
+//! - API discovery (`/api`, `/apis`, `/apis/{group}/{version}` with each
+//!   resource's kind, scope and verbs) and custom resources: CRDs
+//!   installed or deleted at any time ([`KubeApi::install_crd`],
+//!   [`KubeApi::uninstall_crd`]), listed with their `status` subresource as
+//!   kube-apiserver does, their objects served like the built-in ones;
 //! - metadata-only responses (`Accept: …;as=PartialObjectMetadata…`) for
 //!   `kube`'s `metadata_watcher` / `list_metadata`;
 //! - control-plane events: a restart ([`KubeApi::stop`] cuts every
