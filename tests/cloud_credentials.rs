@@ -117,6 +117,8 @@ impl StandIn {
                         requests.push(request.clone());
                         requests.len()
                     };
+                    // A slow token service, when a test asks for one: the
+                    // delay is the peer's behaviour, not a wait.
                     tokio::time::sleep(delay).await;
                     respond(&request, n)
                 }

@@ -529,7 +529,7 @@ async fn custom_kinds_and_filters_in_manifests() {
         .collect();
     let file = dir.path().join("jobs.yaml");
     std::fs::write(&file, text.join("\n---\n")).unwrap();
-    let (ok, _, stdout, stderr) = support::pusher::run_once(
+    let output = support::pusher::run_once(
         &[
             "--manifests",
             file.to_str().unwrap(),
@@ -548,8 +548,9 @@ async fn custom_kinds_and_filters_in_manifests() {
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
+    let stdout = output.stdout;
     let info: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("container_image_container_info{"))
@@ -600,7 +601,7 @@ async fn filters_end_to_end_into_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let write_url = prometheus.write_url();
-    let (ok, _, _, stderr) = support::pusher::run_once(
+    support::pusher::run_once(
         &[
             "--once",
             "--remote-write-url",
@@ -622,8 +623,8 @@ async fn filters_end_to_end_into_prometheus() {
         ],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     let info = prometheus
         .query_until("container_image_container_info", |s| !s.is_empty(), TIMEOUT)
         .await;
