@@ -1546,6 +1546,20 @@ fn route(
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::not_found_path()),
     };
+    let served = lock(state)
+        .collections
+        .keys()
+        .any(|key| key.group == group && key.version == version);
+    if !served {
+        // No handler at all for a group/version that is not served (a CRD
+        // not installed, or deleted): kube-apiserver's mux answers in plain
+        // text, not with a Status.
+        return Ok(Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("404 page not found\n"))
+            .expect("a plain-text response"));
+    }
     if rest.is_empty() {
         return api_resource_list(&lock(state), group, version)
             .map(|body| json_response(StatusCode::OK, &body));
