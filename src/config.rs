@@ -15,7 +15,6 @@ use reqwest::Url;
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{KindSpec, LabelSelector, Selection};
 use crate::glob::Glob;
-use crate::inventory::{self, CommonLabels, ExternalLabelError};
 use crate::leader::{self, LeaderSettings};
 use crate::pipeline::{CredentialSettings, PipelineSettings, SourceSettings};
 use crate::registry::{ImageLimits, Platform, ResolverConfig};
@@ -24,6 +23,7 @@ use crate::remote_write::{
     Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
 };
 use crate::schedule::Schedule;
+use crate::series::{self, CommonLabels, ExternalLabelError};
 
 /// Pushes the inventory of container images configured in a Kubernetes
 /// cluster (or in manifest files) to Prometheus remote-write receivers.
@@ -471,7 +471,7 @@ impl Config {
         {
             return Err(ConfigError::NowhereToSend);
         }
-        inventory::check_external_labels(&self.series.external_labels)?;
+        series::check_external_labels(&self.series.external_labels)?;
         let common_labels = CommonLabels::new(&self.series.job, &self.series.external_labels);
         let resource_labels: Vec<String> = common_labels.names().map(str::to_owned).collect();
         let endpoints = self.endpoints(&resource_labels)?;
@@ -740,8 +740,8 @@ mod tests {
         assert_eq!(resolver.platform.to_string(), "linux/amd64");
         assert_eq!(resolver.image_limits, ImageLimits::default());
         assert_eq!(
-            s.pipeline.common_labels.0,
-            [("job".to_owned(), "container-image-pusher".to_owned())]
+            s.pipeline.common_labels.pairs().collect::<Vec<_>>(),
+            [("job", "container-image-pusher")]
         );
         assert_eq!(s.metrics_address.to_string(), "0.0.0.0:8080");
     }
@@ -884,8 +884,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            s.pipeline.common_labels.0[1],
-            ("cluster".into(), "prod".into())
+            s.pipeline.common_labels.pairs().nth(1),
+            Some(("cluster", "prod"))
         );
         assert!(parse(&["--external-label", "cluster"]).is_err());
         assert!(parse(&["--external-label", "1cluster=x"]).is_err());

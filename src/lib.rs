@@ -4,7 +4,9 @@
 //!
 //! Data flows one way, one module per stage:
 //! [`discovery`] (workloads) → [`registry`] (image metadata) →
-//! [`inventory`] (series) → [`remote_write`] / [`exposition`] (sinks).
+//! [`inventory`] (builds the series) → [`series`] (the model, a leaf) →
+//! [`remote_write`] (remote write 1.0/2.0 and OTLP) / [`exposition`]
+//! (sinks, each an encoder over the model).
 //! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
 //! `/metrics`; [`telemetry`] holds the service's own metrics and
 //! [`readiness`] what `/readyz` answers.
@@ -25,6 +27,7 @@ pub mod readiness;
 pub mod registry;
 pub mod remote_write;
 pub mod schedule;
+pub mod series;
 pub mod server;
 pub mod telemetry;
 

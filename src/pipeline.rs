@@ -18,12 +18,13 @@ use tracing::{info, warn};
 
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{ClusterSource, FileSource, Selection, Source, WatchedCluster, Workload};
-use crate::inventory::{CommonLabels, Inventory, Snapshot};
+use crate::inventory::Inventory;
 use crate::pull_secrets::PullSecrets;
 use crate::registry::cloud::CloudCredentials;
 use crate::registry::{
     Credential, ErrorClass, Keyring, Resolution, Resolutions, Resolver, ResolverConfig,
 };
+use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How long the first snapshot waits for the first lists of watches.
