@@ -12,11 +12,14 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Parser, ValueEnum};
 use reqwest::Url;
 
+#[cfg(feature = "acr")]
+use crate::credentials::cloud::acr::ExchangeScheme;
+use crate::credentials::{self, cloud};
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{KindSpec, LabelSelector, Selection};
 use crate::glob::Glob;
 use crate::leader::{self, LeaderSettings};
-use crate::pipeline::{CredentialSettings, PipelineSettings, SourceSettings};
+use crate::pipeline::{PipelineSettings, SourceSettings};
 use crate::registry::{ImageLimits, Platform, ResolverConfig};
 use crate::remote_write::{
     parse_header, parse_url, parse_wait, Auth, EndpointConfig, EndpointError, EndpointsFileError,
@@ -331,6 +334,37 @@ pub struct CredentialArgs {
     /// secrets do not cover.
     #[arg(long, value_name = "PATH", env = "PUSHER_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
+
+    /// Scheme of the ACR token exchange (`POST /oauth2/exchange` at the
+    /// registry): https, or http only for a local stand-in in tests.
+    #[cfg(feature = "acr")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SCHEME",
+        env = "PUSHER_ACR_EXCHANGE_SCHEME",
+        default_value = "https",
+        ignore_case = true
+    )]
+    pub acr_exchange_scheme: ExchangeScheme,
+}
+
+impl CredentialArgs {
+    /// The credentials' settings: these flags, and the cloud providers'
+    /// ambient identity from their standard environment variables.
+    pub fn settings(&self) -> credentials::Settings {
+        #[cfg_attr(not(feature = "acr"), allow(unused_mut))]
+        let mut cloud = cloud::Settings::from_env();
+        #[cfg(feature = "acr")]
+        if let Some(acr) = &mut cloud.acr {
+            acr.exchange_scheme = self.acr_exchange_scheme;
+        }
+        credentials::Settings {
+            pull_secrets: self.pull_secrets,
+            docker_config: self.docker_config.clone(),
+            cloud,
+        }
+    }
 }
 
 /// Which of several replicas pushes.
@@ -495,10 +529,7 @@ impl Config {
         let registry = &self.registry;
         let pipeline = PipelineSettings {
             source,
-            credentials: CredentialSettings {
-                pull_secrets: self.credentials.pull_secrets,
-                docker_config: self.credentials.docker_config.clone(),
-            },
+            credentials: self.credentials.settings(),
             resolver: ResolverConfig {
                 platform: registry.platform.clone(),
                 cache_duration: registry.cache_duration,

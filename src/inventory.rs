@@ -79,9 +79,10 @@ impl Inventory {
     ) -> Snapshot {
         let mut series = Vec::with_capacity(self.last_len + self.last_len / 64);
         let mut containers = 0;
-        let metadata = |workload: &Workload, image: &str| {
+        // Workloads are numbered as in `resolutions.set_workload_scopes`.
+        let metadata = |index: usize, image: &str| {
             resolutions
-                .get(workload, image)
+                .get(resolutions.workload_scope(index), image)
                 .and_then(|r| r.as_ref().ok())
         };
         let same = |a: &Option<Arc<ImageMetadata>>, b: &Option<&Arc<ImageMetadata>>| match (a, b) {
@@ -94,14 +95,14 @@ impl Inventory {
         // then also the order in which images get their series.
         let mut used: Vec<Option<&Arc<ImageMetadata>>> = Vec::with_capacity(self.last_len);
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
-        for workload in workloads {
+        for (index, workload) in workloads.iter().enumerate() {
             let key = Arc::as_ptr(workload) as usize;
             let start = used.len();
             used.extend(
                 workload
                     .containers
                     .iter()
-                    .map(|c| metadata(workload, &c.image)),
+                    .map(|c| metadata(index, &c.image)),
             );
             let images = &used[start..];
             let cached = match self.workloads.remove(&key) {

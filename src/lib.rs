@@ -3,10 +3,11 @@
 //! Prometheus remote-write receiver.
 //!
 //! Data flows one way, one module per stage:
-//! [`discovery`] (workloads) → [`registry`] (image metadata) →
-//! [`inventory`] (builds the series) → [`series`] (the model, a leaf) →
-//! [`remote_write`] (remote write 1.0/2.0 and OTLP) / [`exposition`]
-//! (sinks, each an encoder over the model).
+//! [`discovery`] (workloads) → [`credentials`] (which logins each
+//! workload's images resolve with) → [`registry`] (image metadata, for
+//! [`reference`]s) → [`inventory`] (builds the series) → [`series`] (the
+//! model, a leaf) → [`remote_write`] (remote write 1.0/2.0 and OTLP) /
+//! [`exposition`] (sinks, each an encoder over the model).
 //! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
 //! `/metrics`; [`telemetry`] holds the service's own metrics and
 //! [`readiness`] what `/readyz` answers.
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod discovery;
 pub mod exposition;
 pub mod glob;
@@ -22,8 +24,8 @@ pub mod http;
 pub mod inventory;
 pub mod leader;
 pub mod pipeline;
-pub mod pull_secrets;
 pub mod readiness;
+pub mod reference;
 pub mod registry;
 pub mod remote_write;
 pub mod schedule;

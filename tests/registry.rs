@@ -45,7 +45,10 @@ fn resolver_for(
         registry_rps: 1000.0,
         image_limits: Default::default(),
     };
-    (Resolver::new(config, telemetry.clone()), telemetry)
+    (
+        Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),
+        telemetry,
+    )
 }
 
 /// Requests in the registry's access log with this method and URI (a
@@ -687,7 +690,7 @@ async fn a_redirect_to_a_mirror_answers_the_mirrors_challenge_without_our_login(
         "linux/amd64",
         Duration::from_secs(5),
     );
-    let login = container_image_pusher::registry::Credential {
+    let login = container_image_pusher::credentials::Login {
         username: "alice".into(),
         password: "s3cret".into(),
         source: "secret shop/regcred".into(),
@@ -767,7 +770,7 @@ async fn bearer_tokens_from_the_registry_token_server() {
         "linux/amd64",
         Duration::from_secs(5),
     );
-    let login = |password: &str| container_image_pusher::registry::Credential {
+    let login = |password: &str| container_image_pusher::credentials::Login {
         username: "alice".into(),
         password: password.into(),
         source: format!("secret shop/{password}"),

@@ -26,8 +26,7 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::custom::KindSpec;
-use super::{workload, DiscoveryError, HasPodSpec, Selection, Workload};
-use crate::pull_secrets::PullSecrets;
+use super::{workload, DiscoveryError, HasPodSpec, PullObjects, Selection, Workload};
 use crate::telemetry::Telemetry;
 
 /// Deepest nesting of a document's collections. Kubernetes objects nest
@@ -56,8 +55,15 @@ struct Inner {
     /// Documents and files skipped in the last snapshot.
     skipped: AtomicUsize,
     telemetry: Arc<Telemetry>,
-    /// Secrets and ServiceAccounts in the files play the cluster's part.
-    pull_secrets: Arc<PullSecrets>,
+}
+
+/// What one reading of the files found.
+#[derive(Debug, Default)]
+pub struct FileSnapshot {
+    pub workloads: Vec<Workload>,
+    /// Secrets and ServiceAccounts in the files play the cluster's part:
+    /// the pipeline hands them to the credentials.
+    pub pull_objects: PullObjects,
 }
 
 /// What was last seen at a path.
@@ -123,12 +129,7 @@ impl SkipReason {
 }
 
 impl FileSource {
-    pub fn new(
-        paths: Vec<PathBuf>,
-        mut selection: Selection,
-        telemetry: Arc<Telemetry>,
-        pull_secrets: Arc<PullSecrets>,
-    ) -> Self {
+    pub fn new(paths: Vec<PathBuf>, mut selection: Selection, telemetry: Arc<Telemetry>) -> Self {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         FileSource {
             inner: Arc::new(Inner {
@@ -138,12 +139,11 @@ impl FileSource {
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
                 telemetry,
-                pull_secrets,
             }),
         }
     }
 
-    pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+    pub async fn snapshot(&self) -> Result<FileSnapshot, DiscoveryError> {
         // Reading and parsing is blocking work of unbounded length. On a
         // thread of its own (not the runtime's blocking pool, which the
         // runtime waits for when it shuts down) a SIGTERM in the middle of
@@ -171,7 +171,7 @@ impl FileSource {
 }
 
 impl Inner {
-    fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+    fn snapshot(&self) -> Result<FileSnapshot, DiscoveryError> {
         let mut contents = Vec::new();
         let mut skipped = 0;
         // Rebuilt at every snapshot, so files that are gone are forgotten.
@@ -196,7 +196,6 @@ impl Inner {
             .iter()
             .flat_map(|(_, c)| c.accounts.iter().cloned())
             .collect();
-        self.pull_secrets.replace_from_files(&secrets, &accounts);
         let namespaces = &self.selection.namespaces;
         let workloads: Vec<Workload> = contents
             .iter()
@@ -204,7 +203,10 @@ impl Inner {
             .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
             .filter_map(|w| self.selection.admit(w.clone()))
             .collect();
-        Ok(workloads)
+        Ok(FileSnapshot {
+            workloads,
+            pull_objects: PullObjects { secrets, accounts },
+        })
     }
 
     fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FileState>> {
@@ -652,10 +654,6 @@ mod tests {
     use super::*;
     use crate::discovery::Kind;
 
-    fn no_secrets() -> Arc<PullSecrets> {
-        Arc::new(PullSecrets::new(true, crate::registry::Keyring::default()))
-    }
-
     fn parse(text: &str) -> Vec<Workload> {
         parse_manifests(text.as_bytes(), &Selection::default()).workloads
     }
@@ -903,23 +901,20 @@ spec:
             vec![dir.path().into()],
             Selection::default(),
             Arc::new(Telemetry::new()),
-            no_secrets(),
         );
-        assert_eq!(all.snapshot().await.unwrap().len(), 2);
+        assert_eq!(all.snapshot().await.unwrap().workloads.len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
             Selection::namespaces(vec!["keep".into()]),
             Arc::new(Telemetry::new()),
-            no_secrets(),
         );
-        let got = some.snapshot().await.unwrap();
+        let got = some.snapshot().await.unwrap().workloads;
         assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
 
         let missing = FileSource::new(
             vec![dir.path().join("nope.yaml")],
             Selection::default(),
             Arc::new(Telemetry::new()),
-            no_secrets(),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");
@@ -936,7 +931,6 @@ spec:
             vec![dir.path().into()],
             Selection::default(),
             telemetry.clone(),
-            no_secrets(),
         );
         let not_utf8 = || {
             telemetry
@@ -948,8 +942,8 @@ spec:
             FileState::Parsed { content, .. } => content.clone(),
             FileState::Unreadable(e) => panic!("{name} unreadable: {e}"),
         };
-        let names = |workloads: Vec<Workload>| -> Vec<String> {
-            workloads.into_iter().map(|w| w.name).collect()
+        let names = |snapshot: FileSnapshot| -> Vec<String> {
+            snapshot.workloads.into_iter().map(|w| w.name).collect()
         };
         assert_eq!(names(source.snapshot().await.unwrap()), ["a", "c"]);
         assert_eq!((source.skipped(), not_utf8()), (1, 1));
