@@ -128,6 +128,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                     "cgr.dev/chainguard/static:latest".into(),
                 )]),
                 dropped: Default::default(),
+                supply_chain: Default::default(),
             };
             (image(i), Ok(Arc::new(metadata)))
         })

@@ -85,6 +85,10 @@ pub struct Config {
     /// What is logged, and how.
     #[command(flatten)]
     pub logging: LoggingArgs,
+
+    /// Signatures, SBOMs, attestations and base images.
+    #[command(flatten)]
+    pub supply_chain: SupplyChainArgs,
 }
 
 /// Where workloads are read from.
@@ -451,6 +455,24 @@ pub struct LoggingArgs {
     pub log_level: String,
 }
 
+/// What is attached to images (signatures, SBOMs, attestations).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Supply chain")]
+#[deny(missing_docs)]
+pub struct SupplyChainArgs {
+    /// Look up the signatures, SBOMs and attestations attached to each image
+    /// (referrers API, referrers tag schema, cosign's tags, BuildKit's
+    /// attestations) for container_image_referrer. Presence, not verification.
+    #[arg(long, value_name = "BOOL", env = "PUSHER_REFERRERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub referrers: bool,
+
+    /// How long what is attached to an image is trusted before it is listed
+    /// again (one request per image digest): attachments can be added long
+    /// after an image is pushed.
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REFERRERS_CACHE_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub referrers_cache_duration: Duration,
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -539,6 +561,8 @@ impl Config {
                 registry_concurrency: registry.registry_concurrency as usize,
                 registry_rps: registry.registry_rps,
                 image_limits: self.series.image_limits(),
+                referrers: self.supply_chain.referrers,
+                referrers_cache_duration: self.supply_chain.referrers_cache_duration,
             },
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,

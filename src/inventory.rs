@@ -248,9 +248,49 @@ fn image_series(
         image.size as f64,
     );
     if let Some(created) = image.created {
-        push(Family::Created, Box::new([digest]), created as f64);
+        push(Family::Created, Box::new([digest.clone()]), created as f64);
     }
+    supply_chain_series(strings, image, &digest, &mut push);
     series
+}
+
+/// `container_image_referrer`, `_base`, `_base_outdated` and
+/// `_base_current_created` of one image, from the facts its registry
+/// lookup found (none when it found none).
+fn supply_chain_series(
+    strings: &mut Interner,
+    image: &ImageMetadata,
+    digest: &Arc<str>,
+    push: &mut impl FnMut(Family, Box<[Arc<str>]>, f64),
+) {
+    let facts = &image.supply_chain;
+    if let Some(referrers) = &facts.referrers {
+        for ((kind, artifact_type), count) in &referrers.counts {
+            let values = [
+                digest.clone(),
+                strings.intern(kind.as_str()),
+                strings.intern(artifact_type),
+            ];
+            push(Family::Referrer, Box::new(values), *count as f64);
+        }
+    }
+    if let Some(base) = &facts.base {
+        let name = strings.intern(&base.name);
+        let base_digest = strings.intern(base.digest.as_deref().unwrap_or_default());
+        let values = [digest.clone(), name.clone(), base_digest];
+        push(Family::Base, Box::new(values), 1.0);
+        let per_base = || Box::new([digest.clone(), name.clone()]);
+        if let Some(outdated) = base.outdated {
+            push(
+                Family::BaseOutdated,
+                per_base(),
+                f64::from(u8::from(outdated)),
+            );
+        }
+        if let Some(created) = base.current_created {
+            push(Family::BaseCurrentCreated, per_base(), created as f64);
+        }
+    }
 }
 
 /// A snapshot from plain workloads, for tests of later stages.
@@ -313,6 +353,7 @@ mod tests {
                 "cgr.dev/chainguard/static".into(),
             )]),
             dropped: Default::default(),
+            supply_chain: Default::default(),
         })
     }
 
@@ -525,6 +566,7 @@ mod tests {
         });
         let mut image = (*metadata("sha256:aa")).clone();
         image.labels.retain(|_, v| !v.is_empty());
+        image.supply_chain = crate::registry::SupplyChain::example();
         let resolutions = HashMap::from([
             ("app:1".to_owned(), Ok(Arc::new(image))),
             ("private:1".to_owned(), failed),

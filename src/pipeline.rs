@@ -424,6 +424,7 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             dropped: Default::default(),
+            supply_chain: Default::default(),
         };
         (
             Scope::for_test(scope),

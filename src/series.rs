@@ -39,16 +39,25 @@ pub enum Family {
     SizeBytes,
     Created,
     ResolveError,
+    // Supply chain (what is attached to an image, and its base).
+    Referrer,
+    Base,
+    BaseOutdated,
+    BaseCurrentCreated,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 10] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
         Family::SizeBytes,
         Family::Created,
         Family::ResolveError,
+        Family::Referrer,
+        Family::Base,
+        Family::BaseOutdated,
+        Family::BaseCurrentCreated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +68,10 @@ impl Family {
             Family::SizeBytes => "container_image_size_bytes",
             Family::Created => "container_image_created",
             Family::ResolveError => "container_image_resolve_error",
+            Family::Referrer => "container_image_referrer",
+            Family::Base => "container_image_base",
+            Family::BaseOutdated => "container_image_base_outdated",
+            Family::BaseCurrentCreated => "container_image_base_current_created",
         }
     }
 
@@ -73,6 +86,16 @@ impl Family {
             Family::Created => "The created date from the image config, as a Unix epoch time.",
             Family::ResolveError => {
                 "1 for each image that cannot be resolved, with the class of the failure."
+            }
+            Family::Referrer => {
+                "Artifacts attached to the image (signatures, SBOMs, attestations), by kind and artifact type. Presence, not verification."
+            }
+            Family::Base => "1 for the base image the image declares it was built on.",
+            Family::BaseOutdated => {
+                "1 when the image's base tag now points elsewhere than the base the image was built on, else 0."
+            }
+            Family::BaseCurrentCreated => {
+                "For an outdated base: the created date of the image its tag points at now (about when it moved), as a Unix epoch time."
             }
         }
     }
@@ -97,6 +120,9 @@ impl Family {
             Family::Annotation | Family::Label => &["digest", "key", "value"],
             Family::SizeBytes | Family::Created => &["digest"],
             Family::ResolveError => &["image", "class"],
+            Family::Referrer => &["digest", "kind", "artifact_type"],
+            Family::Base => &["digest", "base_name", "base_digest"],
+            Family::BaseOutdated | Family::BaseCurrentCreated => &["digest", "base_name"],
         }
     }
 
@@ -544,6 +570,30 @@ pub(crate) mod fixtures {
             series(common, Family::SizeBytes, &[digest], 123_456_789.0),
             series(common, Family::Created, &[digest], 1_700_000_000.0),
             series(common, Family::ResolveError, &["gone:1", "not_found"], 1.0),
+            series(
+                common,
+                Family::Referrer,
+                &[digest, "signature", "application/vnd.cncf.notary.signature"],
+                1.0,
+            ),
+            series(
+                common,
+                Family::Base,
+                &[digest, "cgr.dev/chainguard/static:latest", "sha256:bb"],
+                1.0,
+            ),
+            series(
+                common,
+                Family::BaseOutdated,
+                &[digest, "cgr.dev/chainguard/static:latest"],
+                1.0,
+            ),
+            series(
+                common,
+                Family::BaseCurrentCreated,
+                &[digest, "cgr.dev/chainguard/static:latest"],
+                1_700_000_000.0,
+            ),
         ];
         all.sort_by_key(Series::family);
         all

@@ -34,6 +34,7 @@ const DASHBOARDS: &[(&str, &str)] = &[
     ("inventory.json", "cip-inventory"),
     ("pusher-health.json", "cip-pusher-health"),
     ("sizes.json", "cip-sizes"),
+    ("supply-chain.json", "cip-supply-chain"),
 ];
 
 /// The pushed series and their own labels (besides `job` and `cluster`),
@@ -112,6 +113,11 @@ const VALUES: &[(&str, &[&str])] = &[
             "DaemonSet",
             "Job",
             "CronJob",
+            // container_image_referrer's kind of artifact.
+            "signature",
+            "sbom",
+            "attestation",
+            "other",
         ],
     ),
     ("outcome", &["success", "failed", "rejected"]),

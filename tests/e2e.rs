@@ -40,12 +40,9 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     .to_vec();
     args.extend(scenario.pusher_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(&args, Some(scenario.kubeconfig())).await;
-    assert!(ok, "the pusher failed:\n{stderr}");
+    let RunOutput { stderr, .. } = run_once(&args, Some(scenario.kubeconfig()))
+        .await
+        .assert_success();
 
     // The LIST followed `continue` tokens.
     let pod_lists: Vec<_> = scenario

@@ -74,6 +74,7 @@ fn snapshot() -> Snapshot {
             "cgr.dev/chainguard/static:latest".into(),
         )]),
         dropped: Default::default(),
+        supply_chain: supply_chain(),
     };
     let gone = ResolveError {
         class: ErrorClass::NotFound,
@@ -279,4 +280,26 @@ async fn every_sink_carries_the_same_label_sets() {
         metrics, v1,
         "/metrics, with job and the external labels it omits"
     );
+}
+
+/// Facts of every supply-chain family: a signature, an outdated base.
+fn supply_chain() -> container_image_pusher::registry::SupplyChain {
+    use container_image_pusher::registry::base::BaseImage;
+    use container_image_pusher::registry::referrers::{ReferrerKind, Referrers};
+    let signature = (
+        ReferrerKind::Signature,
+        "application/vnd.dev.sigstore.bundle.v0.3+json".to_owned(),
+    );
+    container_image_pusher::registry::SupplyChain {
+        referrers: Some(Arc::new(Referrers {
+            counts: BTreeMap::from([(signature, 1)]),
+        })),
+        base: Some(BaseImage {
+            name: "cgr.dev/chainguard/static:latest".into(),
+            digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            outdated: Some(true),
+            current_created: Some(1_700_000_000),
+        }),
+        ..Default::default()
+    }
 }

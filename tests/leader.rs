@@ -30,18 +30,8 @@ struct Candidate {
     telemetry: Arc<Telemetry>,
 }
 
-/// Logs of the code under test, shown for failing tests (captured otherwise).
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,container_image_pusher=debug",
-        ))
-        .with_test_writer()
-        .try_init();
-}
-
 async fn candidate(api: &KubeApi, identity: &str, lease_duration: Duration) -> Candidate {
-    init_logs();
+    support::init_logs();
     let telemetry = Arc::new(Telemetry::new());
     let election = LeaderElection::start(
         api.kube_client().await,

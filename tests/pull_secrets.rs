@@ -407,11 +407,18 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
     );
 
     // Long-running with a 1 s cache: after the first fetch, an unchanged tag
-    // costs one HEAD per cache period and no GET.
+    // costs one HEAD per cache period and no GET. (Referrer lookups, GETs
+    // of their own, are counted in tests/supply_chain.rs.)
     let pusher = Pusher::start(
         &[
             &args[..],
-            &["--interval", "300ms", "--cache-duration", "1s"],
+            &[
+                "--interval",
+                "300ms",
+                "--cache-duration",
+                "1s",
+                "--referrers=false",
+            ],
         ]
         .concat(),
         &[],

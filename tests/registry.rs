@@ -44,6 +44,8 @@ fn resolver_for(
         registry_concurrency: 10,
         registry_rps: 1000.0,
         image_limits: Default::default(),
+        referrers: false,
+        referrers_cache_duration: cache,
     };
     (
         Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),
@@ -381,9 +383,7 @@ async fn hostile_registry() -> String {
         "/v2/{name}/manifests/{reference}",
         get(manifest).head(manifest),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = support::process::serve(app).await.to_string();
     host
 }
 
@@ -488,9 +488,7 @@ async fn stand_in(
         let response = answer(&request, n);
         async move { response }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let host = support::process::serve(app).await.to_string();
     (host, requests)
 }
 

@@ -104,6 +104,20 @@ async fn harness_measures_every_number_at_1000_containers() {
         direct.expiry.registry
     );
     assert_eq!(direct.expiry.registry.gets(), 0);
+    // Referrers: one tag list per repository (one image each here), at most
+    // one referrers listing per digest (distribution 2.8 answers 404, which
+    // is remembered per host), and nothing while warm or when tags expire.
+    let digests = (dataset.distinct_images + dataset.multi_arch_images) as u64;
+    let cold = &direct.cold.registry;
+    assert_eq!(cold.tag_lists, dataset.distinct_images as u64, "{cold:?}");
+    assert!((1..=digests).contains(&cold.referrer_listings), "{cold:?}");
+    for quiet in [&direct.warm.registry, &direct.expiry.registry] {
+        assert_eq!(
+            (quiet.referrer_listings, quiet.tag_lists),
+            (0, 0),
+            "{quiet:?}"
+        );
+    }
     // The access log and the pusher's own counter agree.
     let heads = direct.cold.registry.heads() + direct.warm.registry.heads();
     assert!(direct.self_metrics.registry_requests_head >= heads as f64);

@@ -43,16 +43,6 @@ fn daemon_set(namespace: &str, name: &str, image: &str) -> DaemonSet {
     }))
 }
 
-/// Logs of the code under test, shown for failing tests (captured otherwise).
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,container_image_pusher=debug",
-        ))
-        .with_test_writer()
-        .try_init();
-}
-
 async fn start(api: &KubeApi, namespaces: &[&str]) -> (WatchedCluster, Arc<Telemetry>) {
     start_with(api, namespaces, OPTIONS).await
 }
@@ -69,7 +59,7 @@ async fn start_with(
     namespaces: &[&str],
     options: WatchOptions,
 ) -> (WatchedCluster, Arc<Telemetry>) {
-    init_logs();
+    support::init_logs();
     let telemetry = Arc::new(Telemetry::new());
     let cluster = WatchedCluster::start(
         api.kube_client().await,

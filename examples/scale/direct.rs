@@ -56,6 +56,13 @@ pub(crate) async fn direct_phase(
     let first_push_seconds = started.elapsed().as_secs_f64();
     progress!(options, "  first push after {first_push_seconds:.1}s");
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
+    let cold_registry = env.registry.counts();
+    progress!(
+        options,
+        "  cold: {} referrer listings, {} tag lists",
+        cold_registry.referrer_listings,
+        cold_registry.tag_lists
+    );
 
     // One warm-up tick, then the measured ones.
     let n = cold_end.pushes;
@@ -83,10 +90,12 @@ pub(crate) async fn direct_phase(
     let warm = window(&log, &warm_start, &warm_end);
     progress!(
         options,
-        "  warm: {:.3} CPU s/tick, {} HEAD + {} GET over {} ticks",
+        "  warm: {:.3} CPU s/tick, {} HEAD + {} GET + {} referrer listings + {} tag lists over {} ticks",
         warm.cpu_seconds_per_tick,
         warm.registry.heads(),
         warm.registry.gets(),
+        warm.registry.referrer_listings,
+        warm.registry.tag_lists,
         warm.ticks
     );
     let warm_max_rss = monitor.max_rss(warm_start.at, warm_end.at)[0];

@@ -15,7 +15,7 @@ use super::pusher_log::PusherLog;
 use super::results::{Agent, ProcessCost, ScrapeResult};
 use super::support::process::{free_port, require_binary, ChildGuard};
 use super::support::receiver;
-use super::support::wait::wait_until;
+use super::support::wait::{wait_for, wait_until};
 use super::taps::{ScrapeTap, WriteTap};
 use super::Env;
 
@@ -123,24 +123,28 @@ pub(crate) async fn scrape_phase(
     );
     // Warm up: two more ticks and two scrapes of the full inventory.
     let since = chrono::Utc::now().timestamp_millis();
-    let deadline = Instant::now() + options.interval * 8 + Duration::from_secs(240);
-    loop {
+    let timeout = options.interval * 8 + Duration::from_secs(240);
+    // Some(Err) ends the wait early: the exporter or the agent has exited.
+    let warm = wait_for(timeout, || {
         log.poll(&exporter);
-        exporter.check_running().map_err(|e| anyhow!(e))?;
-        agent.check_running().map_err(|e| anyhow!(e))?;
-        if log.snapshots.len() >= 3 && scrape_tap.between(since, i64::MAX).0 >= 2 {
-            break;
+        if let Err(e) = exporter.check_running().and(agent.check_running()) {
+            return Some(Err(anyhow!(e)));
         }
-        if Instant::now() > deadline {
-            bail!("the exporter or the agent did not warm up within {deadline:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let warm = log.snapshots.len() >= 3 && scrape_tap.between(since, i64::MAX).0 >= 2;
+        warm.then_some(Ok(()))
+    })
+    .await;
+    match warm {
+        Some(outcome) => outcome?,
+        None => bail!("the exporter or the agent did not warm up within {timeout:?}"),
     }
     let counters_before = agent_counters(&agent_url, kind).await;
     let start = mark(options, &monitor, &exporter, &mut log, env, &tap).await;
     // End at an idle moment after `warm_ticks` ticks and as many scrapes.
     let deadline = Instant::now() + options.interval * (options.warm_ticks as u32 * 3 + 4);
     let end = loop {
+        // A look every quarter interval, each reading the log and /proc: more
+        // often would add to the cost being measured.
         tokio::time::sleep(options.interval / 4).await;
         log.poll(&exporter);
         exporter.check_running().map_err(|e| anyhow!(e))?;

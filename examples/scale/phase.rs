@@ -14,7 +14,7 @@ use super::results::{ApiCounts, RegistryCounts, SelfMetrics, SnappyResult, Windo
 use super::support::kube_api::KubeApi;
 use super::support::process::ChildGuard;
 use super::support::receiver;
-use super::support::wait::wait_until_async;
+use super::support::wait::{wait_for, wait_until_async};
 use super::taps::WriteTap;
 use super::Env;
 
@@ -101,23 +101,23 @@ pub(crate) async fn wait_log(
     what: &str,
     done: impl Fn(&PusherLog) -> bool,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    // Some(Err) ends the wait early: the pusher has exited.
+    let outcome = wait_for(timeout, || {
         log.poll(child);
         if done(log) {
-            return Ok(());
+            return Some(Ok(()));
         }
-        child.check_running().map_err(|e| anyhow!(e))?;
-        if Instant::now() >= deadline {
-            let logs = child.logs();
-            let tail: String = logs
-                .chars()
-                .skip(logs.chars().count().saturating_sub(4000))
-                .collect();
-            bail!("{what} did not happen within {timeout:?}; the pusher's log ends with:\n{tail}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        child.check_running().err().map(|e| Err(anyhow!(e)))
+    })
+    .await;
+    outcome.unwrap_or_else(|| {
+        let logs = child.logs();
+        let tail: String = logs
+            .chars()
+            .skip(logs.chars().count().saturating_sub(4000))
+            .collect();
+        bail!("{what} did not happen within {timeout:?}; the pusher's log ends with:\n{tail}")
+    })
 }
 
 pub(crate) async fn mark(

@@ -239,6 +239,14 @@ impl ScaleRegistry {
             let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
                 continue;
             };
+            if path.contains("/referrers/") {
+                counts.referrer_listings += 1;
+                continue;
+            }
+            if path.contains("/tags/list") {
+                counts.tag_lists += 1;
+                continue;
+            }
             match (
                 method,
                 path.contains("/manifests/"),

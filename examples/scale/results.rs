@@ -131,6 +131,11 @@ pub struct RegistryCounts {
     /// `GET /v2/`: oci-client's authentication probe, sent before a request
     /// whenever it holds no token (always, for a registry without auth).
     pub get_version_checks: u64,
+    /// Referrer lookups: `GET /v2/<name>/referrers/<digest>` (404 from
+    /// distribution 2.8, remembered per host) and `GET /v2/<name>/tags/list`
+    /// (one per repository, for the tag schema and cosign's tags).
+    pub referrer_listings: u64,
+    pub tag_lists: u64,
     /// Anything else.
     pub other: u64,
 }
@@ -148,6 +153,8 @@ impl RegistryCounts {
             get_manifests: self.get_manifests - earlier.get_manifests,
             get_blobs: self.get_blobs - earlier.get_blobs,
             get_version_checks: self.get_version_checks - earlier.get_version_checks,
+            referrer_listings: self.referrer_listings - earlier.referrer_listings,
+            tag_lists: self.tag_lists - earlier.tag_lists,
             other: self.other - earlier.other,
         }
     }

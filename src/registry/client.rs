@@ -219,6 +219,44 @@ impl RegistryClient {
         Ok(body)
     }
 
+    /// One page of a listing (`referrers/<digest>`, `tags/list`) or a
+    /// manifest by tag (`manifests/<tag>`), which no digest can verify:
+    /// the body, bounded, and what the answer says about the next page and
+    /// about filters. `path` is ours, or a `Link` checked by [`next_page`].
+    pub(crate) async fn get_page(
+        &self,
+        reference: &Reference,
+        path: String,
+        accept: Option<&str>,
+        credential: Option<&Login>,
+    ) -> Result<Page, ResolveError> {
+        let request = Request {
+            method: Method::GET,
+            reference,
+            path,
+            accept,
+            credential,
+        };
+        let response = self.send(&request).await?;
+        let headers = response.headers();
+        let next = headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_link)
+            .and_then(|link| next_page(reference.repository(), &link));
+        let filters_applied = headers
+            .get("oci-filters-applied")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        let body = read(&request, response).await?;
+        Ok(Page {
+            body,
+            next,
+            filters_applied,
+        })
+    }
+
     /// Sends `request`, answering an auth challenge once per host and
     /// following redirects: the first request to a host goes out without
     /// credentials and learns from its 401 how the host wants them; later
@@ -654,6 +692,52 @@ fn status_label(status: StatusCode) -> &'static str {
         })
 }
 
+/// One answer of [`RegistryClient::get_page`].
+pub(crate) struct Page {
+    pub body: Bytes,
+    /// The path (relative to the repository) of the next page, when the
+    /// answer named one in its repository.
+    pub next: Option<String>,
+    /// `OCI-Filters-Applied`: which of the asked filters the registry applied.
+    pub filters_applied: Option<String>,
+}
+
+/// The target of a `Link: <…>; rel="next"` header value (RFC 8288; the
+/// distribution spec's pagination).
+fn next_link(value: &str) -> Option<String> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim();
+                p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+            })
+            .then(|| target.to_owned())
+    })
+}
+
+/// The next page as a path under `/v2/<repository>/`, or `None` when the
+/// link leads elsewhere: a registry's `Link` must not steer requests (and
+/// credentials) to another repository, host or kind of request.
+fn next_page(repository: &str, link: &str) -> Option<String> {
+    let path = match link.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/')?..],
+        None => link,
+    };
+    let rest = path
+        .strip_prefix("/v2/")?
+        .strip_prefix(repository)?
+        .strip_prefix('/')?;
+    let listing = rest.starts_with("referrers/") || rest.starts_with("tags/list");
+    let clean = rest.len() <= 2048
+        && !rest.contains("..")
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'#' && b != b'\\');
+    (listing && clean).then(|| rest.to_owned())
+}
+
 /// `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`. The
 /// entry point for a registry's untrusted `WWW-Authenticate`, public for
 /// the fuzz targets.
@@ -976,6 +1060,35 @@ mod tests {
         assert!(check_digest_syntax("<html>").is_err());
         assert!(check_digest_syntax("sha256:../../v2/other/blobs").is_err());
         assert!(check_digest_syntax("a/../b:ff").is_err());
+    }
+
+    #[test]
+    fn next_pages_stay_in_the_repository_and_its_listing() {
+        let link = r#"</v2/team/app/referrers/sha256:ab?n=1&last=x>; rel="next""#;
+        let target = next_link(link).unwrap();
+        assert_eq!(
+            next_page("team/app", &target).as_deref(),
+            Some("referrers/sha256:ab?n=1&last=x")
+        );
+        assert_eq!(
+            next_page(
+                "team/app",
+                "https://evil.example/v2/team/app/tags/list?last=b"
+            )
+            .as_deref(),
+            Some("tags/list?last=b"),
+            "only the path is kept: the host stays the registry's"
+        );
+        assert_eq!(next_link(r#"</v2/a/tags/list?last=b>; rel="prev""#), None);
+        for elsewhere in [
+            "/v2/other/tags/list",
+            "/v2/team/app/blobs/sha256:ab",
+            "/v2/team/app/referrers/../../other/tags/list",
+            "/v2/team/application/tags/list",
+            "/token?scope=x",
+        ] {
+            assert_eq!(next_page("team/app", elsewhere), None, "{elsewhere}");
+        }
     }
 
     #[test]

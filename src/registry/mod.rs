@@ -15,10 +15,13 @@
 //! is made, before it is cached: what a registry sends costs the cache no
 //! more than the series it may become.
 
+pub mod base;
 pub mod client;
 mod limiter;
 pub mod limits;
 pub mod manifest;
+pub mod referrers;
+mod supply_chain;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use tracing::debug;
 pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
+pub use supply_chain::SupplyChain;
 
 use crate::credentials::{Login, Scope};
 use crate::reference;
@@ -60,6 +64,8 @@ pub struct ImageMetadata {
     pub annotations: BTreeMap<String, String>,
     /// What the limits left out or cut of the image's labels and annotations.
     pub dropped: Dropped,
+    /// What is attached to the image and the base it was built on.
+    pub supply_chain: SupplyChain,
 }
 
 impl ImageMetadata {
@@ -95,6 +101,7 @@ impl ImageMetadata {
             labels,
             annotations,
             dropped,
+            supply_chain: SupplyChain::default(),
         }
     }
 }
@@ -224,6 +231,10 @@ pub struct ResolverConfig {
     pub registry_rps: f64,
     /// What one image's metadata may hold.
     pub image_limits: ImageLimits,
+    /// Whether to look up what is attached to images (`--referrers`).
+    pub referrers: bool,
+    /// How long a lookup of what is attached to an image is trusted.
+    pub referrers_cache_duration: Duration,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -242,6 +253,7 @@ pub struct Resolver {
     /// object's login is never reported for another's.
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
+    supply_chain: supply_chain::SupplyChainCaches,
     telemetry: Arc<Telemetry>,
 }
 
@@ -275,11 +287,20 @@ impl Resolver {
             },
             telemetry.clone(),
         )?;
+        let supply_chain = supply_chain::SupplyChainCaches::new(
+            config.referrers,
+            config.referrers_cache_duration,
+            config.cache_duration,
+            config.error_cache_duration,
+            METADATA_CAPACITY,
+            METADATA_IDLE,
+        );
         Ok(Resolver {
             client,
             config,
             tags,
             metadata,
+            supply_chain,
             telemetry,
         })
     }
@@ -324,12 +345,23 @@ impl Resolver {
             None => self.tag_digest(reference, credential).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
+        let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
+        Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+    }
+
+    /// The metadata of an image pinned by digest, from the cache or its registry.
+    async fn cached_metadata(
+        &self,
+        pinned: &Reference,
+        digest: &str,
+        credential: Option<&Login>,
+    ) -> Resolution {
         let key = (pinned.whole(), credential.map_or(0, Login::id));
         let entry = self
             .metadata
             .entry(key)
             .or_insert_with(async {
-                let fetch = self.fetch_metadata(&pinned, &digest, credential);
+                let fetch = self.fetch_metadata(pinned, digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)
                     .await
                     .unwrap_or_else(|_| {
@@ -395,6 +427,7 @@ impl Resolver {
             .fetch(pinned, Content::Manifest, digest, credential)
             .await?;
         let mut annotations = BTreeMap::new();
+        let mut supply_chain = SupplyChain::default();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
                 Manifest::Image {
@@ -415,6 +448,9 @@ impl Resolver {
                         })?;
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
+                    supply_chain.platform_digest = Some(entry.digest.clone());
+                    supply_chain.index_attestations =
+                        referrers::index_attestations(&manifests, &entry.digest);
                     // Checked before it names a reference: it is the registry's text.
                     reference::check_digest(&entry.digest).map_err(|e| {
                         bad_format(pinned, format!("the index names its image manifest {e}"))
@@ -451,14 +487,16 @@ impl Resolver {
         let size = layers
             .iter()
             .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
-        Ok(ImageMetadata::bounded(
+        let mut metadata = ImageMetadata::bounded(
             digest.to_owned(),
             size,
             image_config.created_unix(),
             image_config.labels(),
             annotations,
             &self.config.image_limits,
-        ))
+        );
+        metadata.supply_chain = supply_chain;
+        Ok(metadata)
     }
 }
 

@@ -5,9 +5,10 @@
 //!
 //! The scenario: a registry holding images of every shape (OCI and Docker,
 //! a multi-arch index with an attestation, no `created`, a digest-pinned
-//! reference), a Kubernetes API with one object of each kind using them
-//! (plus an image that is missing and one that does not parse), and the
-//! assertions that a store received every series of it, read back with the
+//! reference; a signature, an SBOM and a provenance statement attached
+//! through the referrers tag schema; a base whose tag moved), a Kubernetes
+//! API with one object of each kind using them (plus an image that is
+//! missing and one that does not parse), and the assertions that a store received every series of it, read back with the
 //! PromQL a user would write: the README's seed queries, their per-cluster
 //! rewrites and the shipped rules' expressions.
 
@@ -23,7 +24,8 @@ use serde_json::json;
 use super::kube_api::KubeApi;
 use super::prometheus::{QueryApi, Sample};
 use super::registry::{
-    push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, PushedImage, Registry,
+    attach_with_tag_schema, push_attestation, push_image, push_index, Attachment, Format,
+    ImageSpec, IndexEntry, PushedImage, Registry,
 };
 
 /// The external label every scenario push carries.
@@ -632,11 +634,57 @@ pub async fn push_images(reg: &Registry) -> Images {
         ]),
     )
     .await;
+    // Built on apps/base:1, whose tag has moved since: an outdated base.
+    let old_base = push_image(
+        reg,
+        "apps/base",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64").layer(b"base v1".to_vec()),
+    )
+    .await;
+    push_image(
+        reg,
+        "apps/base",
+        Some("1"),
+        &ImageSpec::oci("linux", "amd64")
+            .created(&rfc3339_days_ago(3))
+            .layer(b"base v2".to_vec()),
+    )
+    .await;
     let no_created = push_image(
         reg,
         "apps/nocreated",
         Some("1"),
-        &ImageSpec::oci("linux", "amd64").layer(vec![6u8; 10]),
+        &ImageSpec::oci("linux", "amd64")
+            .annotation(
+                "org.opencontainers.image.base.name",
+                &format!("{}/apps/base:1", reg.host()),
+            )
+            .annotation("org.opencontainers.image.base.digest", &old_base.digest)
+            .layer(vec![6u8; 10]),
+    )
+    .await;
+    attach_with_tag_schema(
+        reg,
+        "apps/chainguard",
+        &chainguard,
+        &[
+            Attachment {
+                artifact_type: Some("application/vnd.cncf.notary.signature"),
+                layer_media_type: "application/jose+json",
+                layer_annotations: json!({}),
+            },
+            Attachment {
+                artifact_type: Some("application/spdx+json"),
+                layer_media_type: "application/spdx+json",
+                layer_annotations: json!({}),
+            },
+            Attachment {
+                artifact_type: None,
+                layer_media_type: "application/vnd.in-toto+json",
+                layer_annotations: json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"}),
+            },
+        ],
     )
     .await;
     let pinned = push_image(

@@ -21,6 +21,7 @@ pub mod process;
 pub mod prometheus;
 pub mod pusher;
 pub mod receiver;
+pub mod referrers_api;
 pub mod registry;
 pub mod victoria_metrics;
 pub mod wait;
@@ -30,8 +31,19 @@ pub use otlp_receiver::OtlpReceiver;
 pub use process::{free_port, install_crypto_provider, require_binary, wait_for_http, ChildGuard};
 pub use prometheus::{Prometheus, QueryApi, Sample};
 pub use registry::{
-    push_attestation, push_image, push_index, sha256_digest, Descriptor, Format, ImageSpec,
-    IndexEntry, PushedImage, Registry,
+    attach_with_tag_schema, push_artifact, push_attestation, push_image, push_index, sha256_digest,
+    Attachment, Descriptor, Format, ImageSpec, IndexEntry, PushedImage, Registry,
 };
 pub use victoria_metrics::VictoriaMetrics;
 pub use wait::{holds_for, wait_for, wait_for_async, wait_until, wait_until_async};
+
+/// Logs of the code under test when it runs in the test's own process,
+/// shown for failing tests (captured otherwise).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,container_image_pusher=debug",
+        ))
+        .with_test_writer()
+        .try_init();
+}

@@ -174,18 +174,11 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts on a free loopback port, answering [`Reply::ok`] unless scripted.
     pub async fn start() -> OtlpReceiver {
-        // Tests check what the pusher does to the receiver with reqwest as
-        // well (its /metrics, the stores), which needs rustls's provider.
-        super::process::install_crypto_provider();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/{*path}", post(handle))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("listener has an address");
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver serves") });
+        let addr = super::process::serve(app).await;
         OtlpReceiver { addr, inner }
     }
 

@@ -33,6 +33,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Serves `app` on a free 127.0.0.1 port for as long as the test's runtime
+/// runs, and returns the address: the stand-in peers tests script.
+///
+/// Tests check what the pusher did to a peer with reqwest as well (its
+/// `/metrics`, the stores), which needs rustls's provider: installed here,
+/// so no test has to.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    install_crypto_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("listener has an address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("a stand-in serves") });
+    addr
+}
+
 /// Installs rustls's ring provider as the process default, as the product
 /// does at startup: kube and reqwest build rustls configs even for plain
 /// HTTP, and with no provider chosen they panic. Harmless when one is already

@@ -742,3 +742,69 @@ pub async fn push_index(
     )
     .await
 }
+
+/// An artifact attached to an image, as signing and SBOM tools push one.
+pub struct Attachment<'a> {
+    /// `artifactType`; `None` leaves it out, as older tools do.
+    pub artifact_type: Option<&'a str>,
+    /// The media type of its one layer (the signature, SBOM or statement).
+    pub layer_media_type: &'a str,
+    /// The layer's annotations (e.g. `in-toto.io/predicate-type`).
+    pub layer_annotations: Value,
+}
+
+/// Pushes `artifact` by digest as an OCI manifest whose `subject` is
+/// `subject`, and returns its descriptor as a referrers index lists it
+/// (`artifactType` copied from the manifest, as registries and the tag
+/// schema's clients do).
+pub async fn push_artifact(
+    reg: &Registry,
+    repo: &str,
+    subject: &PushedImage,
+    artifact: &Attachment<'_>,
+) -> Value {
+    let config = reg.push_blob(repo, b"{}").await;
+    // The layer's bytes name its type, so two artifacts of one type share it.
+    let layer = reg
+        .push_blob(repo, artifact.layer_media_type.as_bytes())
+        .await;
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.digest, "size": config.size},
+        "layers": [{"mediaType": artifact.layer_media_type, "digest": layer.digest, "size": layer.size,
+            "annotations": artifact.layer_annotations}],
+        "subject": subject.manifest.to_json(),
+    });
+    if let Some(artifact_type) = artifact.artifact_type {
+        manifest["artifactType"] = json!(artifact_type);
+    }
+    let body = serde_json::to_vec(&manifest).expect("serialize the artifact manifest");
+    let digest = reg
+        .push_manifest(repo, &sha256_digest(&body), OCI_MANIFEST, &body)
+        .await;
+    let mut descriptor = json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": body.len()});
+    if let Some(artifact_type) = artifact.artifact_type {
+        descriptor["artifactType"] = json!(artifact_type);
+    }
+    descriptor
+}
+
+/// Attaches `artifacts` to `subject` the way clients do on a registry
+/// without the referrers API: each pushed with its `subject`, and an index
+/// of them tagged `sha256-<hex>` (the referrers tag schema).
+pub async fn attach_with_tag_schema(
+    reg: &Registry,
+    repo: &str,
+    subject: &PushedImage,
+    artifacts: &[Attachment<'_>],
+) {
+    let mut descriptors = Vec::new();
+    for artifact in artifacts {
+        descriptors.push(push_artifact(reg, repo, subject, artifact).await);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors});
+    let body = serde_json::to_vec(&index).expect("serialize the referrers index");
+    let tag = subject.digest.replacen(':', "-", 1);
+    reg.push_manifest(repo, &tag, OCI_INDEX, &body).await;
+}

@@ -61,21 +61,6 @@ pub async fn wait_for_async<T>(
     }
 }
 
-/// [`wait_until`] for a thread outside any async runtime.
-pub fn wait_until_blocking(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let in_time = Instant::now() < deadline;
-        if condition() {
-            return true;
-        }
-        if !in_time {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
 /// Samples `invariant` for `period`: `Err` with the time it first failed,
 /// `Ok` if it held at every sample. For the tests that check something does
 /// *not* happen for a while, where there is no event to wait on.

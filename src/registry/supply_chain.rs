@@ -1,0 +1,252 @@
+//! Supply-chain facts of an image — what is attached to it ([`referrers`])
+//! and the base it was built on ([`base`]) — joined to its metadata.
+//!
+//! Metadata is content-addressed and cached for as long as it is used;
+//! these facts are not (a signature can be attached, a base tag re-pushed,
+//! long after the image). So an image's metadata is handed out with its
+//! facts from a cache of its own, refreshed every `--referrers-cache-duration`
+//! (or `--cache-duration`, when shorter: the base tag's HEAD follows it):
+//! the copy is made once per period, never per tick, and a warm tick asks
+//! no registry anything.
+//!
+//! [`referrers`]: super::referrers
+//! [`base`]: super::base
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use oci_client::Reference;
+use tracing::debug;
+
+use super::base::{self, BaseImage};
+use super::referrers::{ReferrerLookup, Referrers};
+use super::{Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
+use crate::credentials::Login;
+use crate::reference;
+
+/// The supply-chain part of an image's metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupplyChain {
+    /// The chosen platform's manifest, for a multi-arch image: what is
+    /// attached to it counts for the image too.
+    pub platform_digest: Option<String>,
+    /// BuildKit attestation manifests in the image's index for that platform.
+    pub index_attestations: Vec<String>,
+    /// What is attached, by kind and type; `None` when not looked up
+    /// (`--referrers=false`) or when the lookup failed.
+    pub referrers: Option<Arc<Referrers>>,
+    /// The base the image declares, and whether it moved.
+    pub base: Option<BaseImage>,
+}
+
+/// The caches of [`Resolver::with_supply_chain`].
+pub(crate) struct SupplyChainCaches {
+    lookup: Option<ReferrerLookup>,
+    /// (pinned reference, credential) → the metadata with its facts.
+    composed: Cache<(String, u64), Composed>,
+    /// Images composed before: their dropped labels were counted already.
+    seen: Cache<(String, u64), ()>,
+}
+
+#[derive(Clone)]
+struct Composed {
+    metadata: Arc<ImageMetadata>,
+    /// The referrer lookup failed: tried again after the error period.
+    failed: bool,
+}
+
+struct ComposedExpiry {
+    ok: Duration,
+    failed: Duration,
+}
+
+impl moka::Expiry<(String, u64), Composed> for ComposedExpiry {
+    fn expire_after_create(
+        &self,
+        _: &(String, u64),
+        value: &Composed,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(if value.failed { self.failed } else { self.ok })
+    }
+}
+
+impl SupplyChainCaches {
+    pub(crate) fn new(
+        referrers: bool,
+        referrers_cache_duration: Duration,
+        cache_duration: Duration,
+        error_cache_duration: Duration,
+        capacity: u64,
+        idle: Duration,
+    ) -> Self {
+        let ok = if referrers {
+            referrers_cache_duration.min(cache_duration)
+        } else {
+            cache_duration
+        };
+        SupplyChainCaches {
+            lookup: referrers
+                .then(|| ReferrerLookup::new(referrers_cache_duration, error_cache_duration)),
+            composed: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(ComposedExpiry {
+                    ok,
+                    failed: error_cache_duration.min(ok),
+                })
+                .build(),
+            seen: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle)
+                .build(),
+        }
+    }
+}
+
+impl Resolver {
+    /// `metadata` with its supply-chain facts, from a cache refreshed once
+    /// per period. Images with nothing to look up are handed out as they are.
+    pub(super) async fn with_supply_chain(
+        &self,
+        pinned: &Reference,
+        metadata: Arc<ImageMetadata>,
+        credential: Option<&Login>,
+    ) -> Arc<ImageMetadata> {
+        let caches = &self.supply_chain;
+        let declared = base::declared(&metadata.annotations);
+        if caches.lookup.is_none() && declared.is_none() {
+            return metadata;
+        }
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
+        caches
+            .composed
+            .entry(key.clone())
+            .or_insert_with(async {
+                let mut supply = metadata.supply_chain.clone();
+                let mut failed = false;
+                if let Some(lookup) = &caches.lookup {
+                    let subjects: Vec<&str> = std::iter::once(metadata.digest.as_str())
+                        .chain(supply.platform_digest.as_deref())
+                        .collect();
+                    let find = lookup.referrers(
+                        &self.client,
+                        pinned,
+                        &subjects,
+                        &supply.index_attestations,
+                        credential,
+                    );
+                    let result = tokio::time::timeout(self.config.timeout, find)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ResolveError::new(
+                                ErrorClass::Timeout,
+                                format!("referrers of {pinned}: no answer within {:?}", self.config.timeout),
+                            ))
+                        });
+                    match result {
+                        Ok(referrers) => supply.referrers = Some(Arc::new(referrers)),
+                        Err(e) => {
+                            debug!(image = %pinned, error = %e, "cannot list what is attached to the image");
+                            failed = true;
+                        }
+                    }
+                }
+                if let Some(mut declared) = declared {
+                    (declared.outdated, declared.current_created) =
+                        self.base_outdated(&declared, pinned, credential).await;
+                    supply.base = Some(declared);
+                }
+                let mut composed = (*metadata).clone();
+                composed.supply_chain = supply;
+                // What the limits dropped is counted once per image, when its
+                // series are first built, not at every refresh of its facts.
+                if caches.seen.contains_key(&key) {
+                    composed.dropped = Dropped::default();
+                } else {
+                    caches.seen.insert(key, ()).await;
+                }
+                Composed {
+                    metadata: Arc::new(composed),
+                    failed,
+                }
+            })
+            .await
+            .into_value()
+            .metadata
+    }
+
+    /// Whether the base's tag now points elsewhere than the digest the image
+    /// was built on, from the shared tag cache, and if so when the image it
+    /// points at now was created. The image's login is used only for a base
+    /// in the same registry.
+    async fn base_outdated(
+        &self,
+        declared: &BaseImage,
+        pinned: &Reference,
+        credential: Option<&Login>,
+    ) -> (Option<bool>, Option<i64>) {
+        let Some(built_on) = declared.digest.as_deref() else {
+            return (None, None);
+        };
+        let Ok(base) = reference::parse(&declared.name) else {
+            return (None, None);
+        };
+        if base.digest().is_some() {
+            // Pinned by digest: it cannot move.
+            return (None, None);
+        }
+        let credential =
+            credential.filter(|_| base.resolve_registry() == pinned.resolve_registry());
+        let now = match self.tag_digest(&base, credential).await {
+            Ok(now) => now,
+            Err(e) => {
+                debug!(image = %pinned, base = declared.name, error = %e, "cannot resolve the base image");
+                return (None, None);
+            }
+        };
+        if now == built_on {
+            return (Some(false), None);
+        }
+        let current = reference::with_digest(&base, &now);
+        let created = match self.cached_metadata(&current, &now, credential).await {
+            Ok(metadata) => metadata.created,
+            Err(e) => {
+                debug!(image = %pinned, base = %current, error = %e, "cannot read the base image's current version");
+                None
+            }
+        };
+        (Some(true), created)
+    }
+}
+
+#[cfg(test)]
+impl SupplyChain {
+    /// Facts of every kind, for tests of the series built from them.
+    pub(crate) fn example() -> Self {
+        use super::referrers::ReferrerKind;
+        let counts = [
+            (
+                (
+                    ReferrerKind::Signature,
+                    "application/vnd.cncf.notary.signature".to_owned(),
+                ),
+                1,
+            ),
+            ((ReferrerKind::Sbom, "application/spdx+json".to_owned()), 2),
+        ];
+        SupplyChain {
+            platform_digest: None,
+            index_attestations: Vec::new(),
+            referrers: Some(Arc::new(Referrers {
+                counts: counts.into_iter().collect(),
+            })),
+            base: Some(BaseImage {
+                name: "cgr.dev/chainguard/static:latest".into(),
+                digest: Some(format!("sha256:{}", "ab".repeat(32))),
+                outdated: Some(true),
+                current_created: Some(1_700_000_000),
+            }),
+        }
+    }
+}
