@@ -16,6 +16,8 @@ use reqwest::Url;
 use crate::credentials::cloud::acr::ExchangeScheme;
 use crate::credentials::{self, cloud};
 use crate::discovery::watch::WatchOptions;
+use crate::discovery::{KindSpec, LabelSelector, Selection};
+use crate::glob::Glob;
 use crate::leader::{self, LeaderSettings};
 use crate::pipeline::{PipelineSettings, SourceSettings};
 use crate::registry::{ImageLimits, Platform, ResolverConfig};
@@ -35,6 +37,10 @@ pub struct Config {
     /// Where workloads are read from.
     #[command(flatten)]
     pub sources: SourceArgs,
+
+    /// Which kinds of workloads are read, and which are left out.
+    #[command(flatten)]
+    pub workloads: WorkloadArgs,
 
     /// When snapshots are taken, and whether they are pushed or printed.
     #[command(flatten)]
@@ -528,7 +534,7 @@ impl Config {
         let interval = schedule.interval;
         let source = if sources.manifests.is_empty() {
             SourceSettings::Cluster {
-                namespaces: sources.namespaces.clone(),
+                selection: self.selection(),
                 // A CronJob run lists once; a long-running service keeps watches.
                 watch: (!schedule.once).then(|| WatchOptions {
                     grace_period: sources.watch_grace_period,
@@ -539,7 +545,7 @@ impl Config {
         } else {
             SourceSettings::Files {
                 paths: sources.manifests.clone(),
-                namespaces: sources.namespaces.clone(),
+                selection: self.selection(),
             }
         };
         let registry = &self.registry;
@@ -694,6 +700,70 @@ fn parse_log_filter(s: &str) -> Result<String, ValueError> {
     Ok(s.to_owned())
 }
 
+/// Which workloads are inventoried beyond the built-in kinds, and which
+/// are left out.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Workload kinds and filters")]
+#[deny(missing_docs)]
+pub struct WorkloadArgs {
+    /// Also inventory this kind (repeatable; ';' separates several in the
+    /// variable): a preset (argo-rollouts, knative-serving, keda-scaledjob,
+    /// openkruise-cloneset, replicaset, replicationcontroller) or
+    /// GROUP/VERSION/KIND[=PATH,...] (VERSION/KIND for the core group),
+    /// PATH being where a pod spec sits, default .spec.template.spec. Found
+    /// with API discovery; a kind not installed is looked up again later.
+    #[arg(
+        long = "workload-kind",
+        value_name = "KIND",
+        env = "PUSHER_WORKLOAD_KINDS",
+        value_delimiter = ';',
+        value_parser = KindSpec::parse
+    )]
+    pub kinds: Vec<KindSpec>,
+
+    /// Leave out workloads in namespaces matching this glob (repeatable;
+    /// '*' matches any characters), e.g. kube-*.
+    #[arg(
+        long = "exclude-namespace",
+        value_name = "GLOB",
+        env = "PUSHER_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub exclude_namespaces: Vec<Glob>,
+
+    /// Only workloads whose labels match this Kubernetes label selector,
+    /// e.g. 'team=shop,tier!=test' (sent to the API server with each list
+    /// and watch; evaluated on the files with --manifests).
+    #[arg(long = "selector", value_name = "SELECTOR", env = "PUSHER_SELECTOR", value_parser = LabelSelector::parse)]
+    pub selector: Option<LabelSelector>,
+
+    /// Leave out containers whose image, as written in the spec, matches
+    /// this glob (repeatable), e.g. '*/pause:*': no series, no registry
+    /// request.
+    #[arg(
+        long = "exclude-image",
+        value_name = "GLOB",
+        env = "PUSHER_EXCLUDE_IMAGES",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub exclude_images: Vec<Glob>,
+}
+
+impl Config {
+    /// What discovery reads: the namespaces, kinds and filters.
+    fn selection(&self) -> Selection {
+        Selection {
+            namespaces: self.sources.namespaces.clone(),
+            kinds: self.workloads.kinds.clone(),
+            exclude_namespaces: self.workloads.exclude_namespaces.clone(),
+            selector: self.workloads.selector.clone(),
+            exclude_images: self.workloads.exclude_images.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,8 +820,8 @@ mod tests {
         let s = parse(&["--namespace", "a,b"]).unwrap();
         assert!(matches!(
             s.pipeline.source,
-            SourceSettings::Cluster { ref namespaces, watch: Some(w) }
-                if namespaces == &["a", "b"] && w.max_backoff == Duration::from_secs(30)
+            SourceSettings::Cluster { ref selection, watch: Some(w) }
+                if selection.namespaces == ["a", "b"] && w.max_backoff == Duration::from_secs(30)
         ));
         let s = parse(&["--once", "--dry-run"]).unwrap();
         assert!(matches!(
@@ -1009,5 +1079,38 @@ mod tests {
             debug.contains("mimir.example.com") && !debug.contains("PASSWORD"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn workload_kinds_and_filters_reach_the_source() {
+        let s = parse(&[
+            "--namespace",
+            "shop",
+            "--workload-kind",
+            "argo-rollouts",
+            "--workload-kind",
+            "example.com/v1/Thing=.spec.a,.spec.b",
+            "--exclude-namespace",
+            "kube-*,monitoring",
+            "--selector",
+            "team=shop",
+            "--exclude-image",
+            "*/pause:*",
+        ])
+        .unwrap();
+        let SourceSettings::Cluster { selection, .. } = s.pipeline.source else {
+            panic!("a cluster source");
+        };
+        assert_eq!(selection.namespaces, ["shop"]);
+        let kinds: Vec<String> = selection.kinds.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            kinds,
+            ["argoproj.io/v1alpha1/Rollout", "example.com/v1/Thing"]
+        );
+        assert_eq!(selection.exclude_namespaces.len(), 2);
+        assert_eq!(selection.label_selector().as_deref(), Some("team=shop"));
+        assert_eq!(selection.exclude_images[0].as_str(), "*/pause:*");
+        assert!(parse(&["--workload-kind", "apps/v1/Deployment"]).is_err());
+        assert!(parse(&["--selector", "team in shop"]).is_err());
     }
 }

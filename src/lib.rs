@@ -19,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod discovery;
 pub mod exposition;
+pub mod glob;
 pub mod http;
 pub mod inventory;
 pub mod leader;

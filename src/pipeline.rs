@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::watch::WatchOptions;
-use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster};
+use crate::discovery::{ClusterSource, FileSource, Selection, Source, WatchedCluster};
 use crate::inventory::Inventory;
 use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
 use crate::series::{CommonLabels, Snapshot};
@@ -48,13 +48,13 @@ pub enum SourceSettings {
     /// Manifest files, directories or stdin (`-`).
     Files {
         paths: Vec<PathBuf>,
-        /// Only these namespaces; all when empty.
-        namespaces: Vec<String>,
+        /// The namespaces, kinds and filters.
+        selection: Selection,
     },
     /// The cluster of the kubeconfig or the pod's service account.
     Cluster {
-        /// Only these namespaces; all when empty.
-        namespaces: Vec<String>,
+        /// The namespaces, kinds and filters.
+        selection: Selection,
         /// Watches kept current between snapshots (a long-running service),
         /// or `None` to list every kind at each snapshot (a CronJob run).
         watch: Option<WatchOptions>,
@@ -82,28 +82,28 @@ impl Pipeline {
     ) -> anyhow::Result<Self> {
         let credentials = Arc::new(Credentials::new(settings.credentials)?);
         let (source, client) = match settings.source {
-            SourceSettings::Cluster { namespaces, watch } => {
+            SourceSettings::Cluster { selection, watch } => {
                 let client = kube::Client::try_default().await.context(
                     "no cluster to read workloads from (use --manifests to read files instead)",
                 )?;
-                credentials.watch(client.clone(), &namespaces, telemetry.clone());
+                credentials.watch(client.clone(), &selection.namespaces, telemetry.clone());
                 let source = match watch {
                     Some(options) => Source::Watched(Arc::new(WatchedCluster::start(
                         client.clone(),
-                        namespaces,
+                        selection,
                         options,
                         telemetry.clone(),
                     ))),
                     None => Source::Cluster(ClusterSource::new(
                         client.clone(),
-                        namespaces,
+                        selection,
                         telemetry.clone(),
                     )),
                 };
                 (source, Some(client))
             }
-            SourceSettings::Files { paths, namespaces } => {
-                let files = FileSource::new(paths, namespaces, telemetry.clone());
+            SourceSettings::Files { paths, selection } => {
+                let files = FileSource::new(paths, selection, telemetry.clone());
                 (Source::Files(files), None)
             }
         };

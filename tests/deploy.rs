@@ -46,6 +46,9 @@ const BEARER_TOKEN: &str = "remote-write-bearer-token";
 /// Adds a resource and changes nothing else, so it is rendered once per
 /// overlay rather than in every combination.
 const PROMETHEUS_RULE: &str = "prometheus-rule";
+/// Adds a role and appended arguments, independent of the others, so it is
+/// rendered once per overlay too.
+const WORKLOAD_KINDS: &str = "workload-kinds";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -336,6 +339,12 @@ fn renders() -> &'static [Render] {
                 name: format!("overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE}"),
                 overlay: Some(overlay),
                 components: vec![SERVICE_MONITOR, PROMETHEUS_RULE],
+                dir: None,
+            });
+            jobs.push(Job {
+                name: format!("overlays/{overlay} + {PULL_SECRETS} + {WORKLOAD_KINDS}"),
+                overlay: Some(overlay),
+                components: vec![PULL_SECRETS, WORKLOAD_KINDS],
                 dir: None,
             });
         }
@@ -941,6 +950,68 @@ fn rbac_grants_nothing_beyond_the_components_asked_for() {
             );
         }
     }
+}
+
+/// The workload-kinds component: list and watch, nothing more, on exactly
+/// the resources of the presets it turns on, bound to the pusher; and the
+/// presets are the pusher's own.
+#[test]
+fn workload_kinds_component_reads_exactly_its_kinds() {
+    let expected: BTreeMap<&str, &str> = [
+        ("argo-rollouts", "argoproj.io/rollouts"),
+        ("knative-serving", "serving.knative.dev/services"),
+        ("keda-scaledjob", "keda.sh/scaledjobs"),
+        ("openkruise-cloneset", "apps.kruise.io/clonesets"),
+    ]
+    .into();
+    let mut seen = 0;
+    for render in overlays() {
+        let presets: BTreeSet<String> = render
+            .args()
+            .iter()
+            .filter_map(|a| a.strip_prefix("--workload-kind=").map(str::to_owned))
+            .collect();
+        let role = render
+            .all::<ClusterRole>()
+            .into_iter()
+            .find(|r| r.metadata.name.as_deref() == Some("container-image-pusher-workload-kinds"));
+        if !render.has(WORKLOAD_KINDS) {
+            assert!(presets.is_empty() && role.is_none(), "{}", render.name);
+            continue;
+        }
+        seen += 1;
+        assert_eq!(
+            presets,
+            expected.keys().map(|k| k.to_string()).collect(),
+            "{}",
+            render.name
+        );
+        let mut granted = BTreeSet::new();
+        for rule in role.expect("the workload-kinds ClusterRole").rules.unwrap() {
+            assert_eq!(rule.verbs, ["list", "watch"], "{rule:?}");
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    granted.insert(format!("{group}/{resource}"));
+                }
+            }
+        }
+        let wanted: BTreeSet<String> = expected.values().map(|v| v.to_string()).collect();
+        assert_eq!(granted, wanted, "{}", render.name);
+        for preset in &presets {
+            let spec = container_image_pusher::discovery::KindSpec::parse(preset).unwrap();
+            assert!(
+                expected[preset.as_str()].starts_with(&format!("{}/", spec.name.group)),
+                "{preset}: the role's group is the preset's"
+            );
+        }
+        let binding = render
+            .all::<ClusterRoleBinding>()
+            .into_iter()
+            .find(|b| b.role_ref.name == "container-image-pusher-workload-kinds")
+            .expect("its binding");
+        assert_eq!(binding.subjects, Some(vec![pusher_account()]));
+    }
+    assert_eq!(seen, 2, "rendered on both overlays");
 }
 
 // ---------------------------------------------------------------------------

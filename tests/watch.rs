@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use container_image_pusher::discovery::watch::{WatchOptions, WatchedCluster, STALE_INVENTORY};
-use container_image_pusher::discovery::{Kind, Workload};
+use container_image_pusher::discovery::{Kind, Selection, Workload};
 use container_image_pusher::telemetry::Telemetry;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -63,7 +63,7 @@ async fn start_with(
     let telemetry = Arc::new(Telemetry::new());
     let cluster = WatchedCluster::start(
         api.kube_client().await,
-        namespaces.iter().map(|ns| ns.to_string()).collect(),
+        Selection::namespaces(namespaces.iter().map(|ns| ns.to_string()).collect()),
         options,
         telemetry.clone(),
     );

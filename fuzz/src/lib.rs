@@ -14,7 +14,9 @@ use container_image_pusher::config::Config;
 use container_image_pusher::credentials::pull_secrets::{self, PullSecrets};
 use container_image_pusher::credentials::Keyring;
 use container_image_pusher::discovery::files::FileSource;
-use container_image_pusher::discovery::{Container, Kind, PullConfig, Workload};
+use container_image_pusher::discovery::{
+    Container, Kind, KindSpec, PullConfig, Selection, Workload,
+};
 use container_image_pusher::reference;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
@@ -177,7 +179,15 @@ pub fn keyring(data: &[u8]) {
 pub fn manifests_file(data: &[u8]) {
     let file = ScratchFile::new("manifests.yaml", data);
     let store = PullSecrets::new(true, Keyring::default());
-    let source = FileSource::new(vec![file.path.clone()], vec![], telemetry());
+    // Two configured kinds, so custom objects are fuzzed too.
+    let selection = Selection {
+        kinds: ["argo-rollouts", "keda-scaledjob"]
+            .iter()
+            .map(|preset| KindSpec::parse(preset).expect("a preset"))
+            .collect(),
+        ..Selection::default()
+    };
+    let source = FileSource::new(vec![file.path.clone()], selection, telemetry());
     let Ok(found) = runtime().block_on(source.snapshot()) else {
         return;
     };

@@ -25,7 +25,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::{workload, DiscoveryError, HasPodSpec, PullObjects, Workload};
+use super::custom::KindSpec;
+use super::{workload, DiscoveryError, HasPodSpec, PullObjects, Selection, Workload};
 use crate::telemetry::Telemetry;
 
 /// Deepest nesting of a document's collections. Kubernetes objects nest
@@ -46,7 +47,7 @@ pub struct FileSource {
 
 struct Inner {
     paths: Vec<PathBuf>,
-    namespaces: Vec<String>,
+    selection: Selection,
     /// Standard input can be read only once; later snapshots reuse it.
     stdin: OnceLock<Arc<ManifestFile>>,
     /// The last reading of every file, so an unchanged file is not parsed again.
@@ -128,11 +129,12 @@ impl SkipReason {
 }
 
 impl FileSource {
-    pub fn new(paths: Vec<PathBuf>, namespaces: Vec<String>, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(paths: Vec<PathBuf>, mut selection: Selection, telemetry: Arc<Telemetry>) -> Self {
+        selection.kinds = KindSpec::normalize(&selection.kinds);
         FileSource {
             inner: Arc::new(Inner {
                 paths,
-                namespaces,
+                selection,
                 stdin: OnceLock::new(),
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
@@ -194,13 +196,13 @@ impl Inner {
             .iter()
             .flat_map(|(_, c)| c.accounts.iter().cloned())
             .collect();
-        let mut workloads: Vec<Workload> = contents
+        let namespaces = &self.selection.namespaces;
+        let workloads: Vec<Workload> = contents
             .iter()
-            .flat_map(|(_, c)| c.workloads.iter().cloned())
+            .flat_map(|(_, c)| c.workloads.iter())
+            .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
+            .filter_map(|w| self.selection.admit(w.clone()))
             .collect();
-        if !self.namespaces.is_empty() {
-            workloads.retain(|w| self.namespaces.contains(&w.namespace));
-        }
         Ok(FileSnapshot {
             workloads,
             pull_objects: PullObjects { secrets, accounts },
@@ -240,7 +242,7 @@ impl Inner {
             }
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(read_error)?;
-            let content = Arc::new(parse_manifests(&bytes));
+            let content = Arc::new(parse_manifests(&bytes, &self.selection));
             log_skipped("<stdin>", &content.skipped);
             let content = self.stdin.get_or_init(|| content).clone();
             return Ok(vec![("<stdin>".into(), content)]);
@@ -261,7 +263,7 @@ impl Inner {
                             content,
                         }) if known_digest == digest => FileState::Parsed { digest, content },
                         previous => {
-                            let content = Arc::new(parse_manifests(&bytes));
+                            let content = Arc::new(parse_manifests(&bytes, &self.selection));
                             let was_bad = match &previous {
                                 Some(FileState::Parsed { content, .. }) => {
                                     !content.skipped.is_empty()
@@ -322,9 +324,11 @@ fn log_skipped(origin: &str, skipped: &[Skipped]) {
 
 /// Parses one manifests file's bytes: every document on its own, so one
 /// that is bad (not UTF-8, not YAML, too deep, an alias bomb, not its
-/// kind's schema) costs only itself. Touches no filesystem; this is what
-/// the fuzz target feeds.
-pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
+/// kind's schema) costs only itself. Objects of the `selection`'s
+/// configured kinds are read as well, and workloads its label selector
+/// does not match are left out. Touches no filesystem; this is what the
+/// fuzz target feeds.
+pub fn parse_manifests(bytes: &[u8], selection: &Selection) -> ManifestFile {
     let mut out = ManifestFile::default();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, document) in split_documents(bytes).into_iter().enumerate() {
@@ -348,7 +352,7 @@ pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
         }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
-            Ok(value) => collect(index, value, &mut out),
+            Ok(value) => collect(index, value, selection, &mut out),
             Err(e) => {
                 let (reason, detail) = classify(&e);
                 out.skipped.push(skip(reason, detail));
@@ -476,7 +480,7 @@ fn is_empty_document(text: &str) -> bool {
     })
 }
 
-fn collect(index: usize, value: Value, out: &mut ManifestFile) {
+fn collect(index: usize, value: Value, selection: &Selection, out: &mut ManifestFile) {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -502,22 +506,47 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
             e.classify()
         ),
     };
-    let parsed = match (api_version.as_str(), kind.as_str()) {
-        (_, "List")
-        | (
-            _,
-            "PodList" | "DeploymentList" | "StatefulSetList" | "DaemonSetList" | "JobList"
-            | "CronJobList",
-        ) => {
-            if let Value::Object(mut map) = value {
-                if let Some(Value::Array(items)) = map.remove("items") {
-                    for item in items {
-                        collect(index, item, out);
-                    }
+    let custom = selection
+        .kinds
+        .iter()
+        .find(|k| k.name.api_version() == api_version && k.name.kind == kind);
+    let typed_list = kind.strip_suffix("List").is_some_and(|item| {
+        [
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "Job",
+            "CronJob",
+        ]
+        .contains(&item)
+            || selection.kinds.iter().any(|k| k.name.kind == item)
+    });
+    if kind == "List" || typed_list {
+        if let Value::Object(mut map) = value {
+            if let Some(Value::Array(items)) = map.remove("items") {
+                for item in items {
+                    collect(index, item, selection, out);
                 }
             }
-            return;
         }
+        return;
+    }
+    let workload_kind = custom.is_some()
+        || matches!(
+            (api_version.as_str(), kind.as_str()),
+            ("v1", "Pod")
+                | ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet")
+                | ("batch/v1", "Job" | "CronJob")
+        );
+    if workload_kind && !selection.selects(&value) {
+        debug!(
+            document = index,
+            api_version, kind, name, "not matched by --selector; left out"
+        );
+        return;
+    }
+    let parsed = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Secret") => {
             match serde_json::from_value::<Secret>(value) {
                 Ok(mut s) => {
@@ -544,6 +573,34 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
         ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
         ("batch/v1", "Job") => typed::<Job>(value),
         ("batch/v1", "CronJob") => typed::<CronJob>(value),
+        _ if custom.is_some() => {
+            let spec = custom.expect("checked by the guard");
+            let namespace = match value.pointer("/metadata/namespace") {
+                None | Some(Value::Null) => Some("default".to_owned()),
+                Some(Value::String(namespace)) => Some(namespace.clone()),
+                Some(_) => None,
+            };
+            let object_name = value.pointer("/metadata/name").and_then(Value::as_str);
+            let (Some(namespace), Some(object_name)) = (namespace, object_name) else {
+                out.skipped.push(Skipped {
+                    document: index,
+                    reason: SkipReason::InvalidObject,
+                    detail: format!(
+                        "{api_version} {kind} has no valid metadata.name and metadata.namespace"
+                    ),
+                });
+                return;
+            };
+            match spec.workload(namespace, object_name.to_owned(), &value) {
+                Ok(w) => out.workloads.push(w),
+                Err(e) => out.skipped.push(Skipped {
+                    document: index,
+                    reason: SkipReason::InvalidObject,
+                    detail: e.detail,
+                }),
+            }
+            return;
+        }
         _ => {
             debug!(
                 document = index,
@@ -598,7 +655,7 @@ mod tests {
     use crate::discovery::Kind;
 
     fn parse(text: &str) -> Vec<Workload> {
-        parse_manifests(text.as_bytes()).workloads
+        parse_manifests(text.as_bytes(), &Selection::default()).workloads
     }
 
     fn names(file: &ManifestFile) -> Vec<&str> {
@@ -653,6 +710,66 @@ items:
     }
 
     #[test]
+    fn configured_kinds_lists_and_the_label_selector() {
+        let selection = Selection {
+            kinds: vec![KindSpec::parse("argo-rollouts").unwrap()],
+            selector: Some(crate::discovery::LabelSelector::parse("team=shop").unwrap()),
+            ..Selection::default()
+        };
+        let yaml = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: RolloutList
+items:
+- apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  metadata: {name: web, labels: {team: shop}}
+  spec: {template: {spec: {containers: [{name: app, image: "web:1"}]}}}
+- apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  metadata: {name: theirs, labels: {team: search}}
+  spec: {template: {spec: {containers: [{name: app, image: "x:1"}]}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: broken, namespace: shop, labels: {team: shop}}
+spec: {template: {spec: {containers: {name: app}}}}
+---
+apiVersion: argoproj.io/v1beta1
+kind: Rollout
+metadata: {name: other-version, labels: {team: shop}}
+spec: {template: {spec: {containers: [{name: app, image: "x:1"}]}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unlabelled}
+spec: {containers: [{name: c, image: i}]}
+"#;
+        let file = parse_manifests(yaml.as_bytes(), &selection);
+        assert_eq!(names(&file), ["web"]);
+        let w = &file.workloads[0];
+        assert_eq!(
+            (w.kind.group(), w.kind.as_str()),
+            ("argoproj.io", "Rollout")
+        );
+        assert_eq!(w.namespace, "default");
+        assert_eq!(
+            w.containers[0].jsonpath,
+            "{.spec.template.spec.containers[0]}"
+        );
+        assert_eq!(reasons(&file), [(1, "invalid_object")]);
+        assert!(
+            file.skipped[0].detail.contains("shop/broken"),
+            "{:?}",
+            file.skipped
+        );
+        assert_eq!(
+            names(&parse_manifests(yaml.as_bytes(), &Selection::default())),
+            ["unlabelled"],
+            "kinds not configured are ignored"
+        );
+    }
+
+    #[test]
     fn bad_documents_are_skipped_not_fatal() {
         let yaml = r#"
 apiVersion: v1
@@ -670,10 +787,10 @@ kind: Deployment
 metadata: {name: also-good}
 spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
 "#;
-        let file = parse_manifests(yaml.as_bytes());
+        let file = parse_manifests(yaml.as_bytes(), &Selection::default());
         assert_eq!(names(&file), ["good", "also-good"]);
         assert_eq!(reasons(&file), [(1, "invalid_object")]);
-        let broken = parse_manifests(b"kind: [unclosed");
+        let broken = parse_manifests(b"kind: [unclosed", &Selection::default());
         assert_eq!(reasons(&broken), [(0, "unparsable")]);
         assert!(broken.workloads.is_empty());
     }
@@ -686,7 +803,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
         text.extend_from_slice(pod("after-syntax-error").as_bytes());
         text.extend_from_slice(b"---\nmetadata: {name: \"\xff\xfe\"}\n---\n");
         text.extend_from_slice(pod("after-non-utf8").as_bytes());
-        let file = parse_manifests(&text);
+        let file = parse_manifests(&text, &Selection::default());
         assert_eq!(
             names(&file),
             ["first", "after-syntax-error", "after-non-utf8"]
@@ -720,7 +837,7 @@ spec: {selector: {}, template: {spec: {containers: [{name: c, image: ok}]}}}
             pod("last"),
         ]
         .join("---\n");
-        let file = parse_manifests(text.as_bytes());
+        let file = parse_manifests(text.as_bytes(), &Selection::default());
         assert_eq!(names(&file), ["before", "between", "after-block", "last"]);
         assert_eq!(
             reasons(&file),
@@ -744,7 +861,7 @@ spec:
       - <<: *c
         name: b
 "#;
-        let file = parse_manifests(yaml.as_bytes());
+        let file = parse_manifests(yaml.as_bytes(), &Selection::default());
         assert!(file.skipped.is_empty(), "{:?}", file.skipped);
         let w = &file.workloads[0];
         let got: Vec<_> = w
@@ -780,11 +897,15 @@ spec:
         std::fs::write(dir.path().join("a.yaml"), pod("a", "keep")).unwrap();
         std::fs::write(dir.path().join("sub/b.yml"), pod("b", "drop")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
-        let all = FileSource::new(vec![dir.path().into()], vec![], Arc::new(Telemetry::new()));
+        let all = FileSource::new(
+            vec![dir.path().into()],
+            Selection::default(),
+            Arc::new(Telemetry::new()),
+        );
         assert_eq!(all.snapshot().await.unwrap().workloads.len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
-            vec!["keep".into()],
+            Selection::namespaces(vec!["keep".into()]),
             Arc::new(Telemetry::new()),
         );
         let got = some.snapshot().await.unwrap().workloads;
@@ -792,7 +913,7 @@ spec:
 
         let missing = FileSource::new(
             vec![dir.path().join("nope.yaml")],
-            vec![],
+            Selection::default(),
             Arc::new(Telemetry::new()),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
@@ -806,7 +927,11 @@ spec:
         std::fs::write(dir.path().join("b.yaml"), b"\xff\xfe not UTF-8").unwrap();
         std::fs::write(dir.path().join("c.json"), pod("c")).unwrap();
         let telemetry = Arc::new(Telemetry::new());
-        let source = FileSource::new(vec![dir.path().into()], vec![], telemetry.clone());
+        let source = FileSource::new(
+            vec![dir.path().into()],
+            Selection::default(),
+            telemetry.clone(),
+        );
         let not_utf8 = || {
             telemetry
                 .discovery_errors

@@ -6,7 +6,9 @@
 //! containers and `jsonpath` labels are identical whichever way it was read.
 
 pub mod cluster;
+pub mod custom;
 pub mod files;
+pub mod select;
 pub mod watch;
 
 use std::sync::Arc;
@@ -17,10 +19,14 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use cluster::ClusterSource;
+pub use custom::{KindName, KindSpec};
 pub use files::FileSource;
+pub use select::{LabelSelector, Selection};
 pub use watch::WatchedCluster;
 
-/// The workload kinds whose containers are inventoried.
+/// The workload kinds whose containers are inventoried: the built-in
+/// ones, always, and those configured with `--workload-kind` (after them
+/// in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Pod,
@@ -29,9 +35,12 @@ pub enum Kind {
     DaemonSet,
     Job,
     CronJob,
+    /// Read through the dynamic API (see [`custom`]).
+    Custom(&'static KindName),
 }
 
 impl Kind {
+    /// The built-in kinds.
     pub const ALL: [Kind; 6] = [
         Kind::Pod,
         Kind::Deployment,
@@ -49,6 +58,7 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::Custom(name) => &name.kind,
         }
     }
 
@@ -58,21 +68,14 @@ impl Kind {
             Kind::Pod => "",
             Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => "apps",
             Kind::Job | Kind::CronJob => "batch",
+            Kind::Custom(name) => &name.group,
         }
     }
 
     pub fn version(self) -> &'static str {
-        "v1"
-    }
-
-    /// Where the pod spec sits in an object of this kind, in JSONPath.
-    fn pod_spec_path(self) -> &'static str {
         match self {
-            Kind::Pod => ".spec",
-            Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Job => {
-                ".spec.template.spec"
-            }
-            Kind::CronJob => ".spec.jobTemplate.spec.template.spec",
+            Kind::Custom(name) => &name.version,
+            _ => "v1",
         }
     }
 }
@@ -195,6 +198,12 @@ pub enum DiscoveryError {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to find the {kind} API through API discovery: {source}")]
+    Discover {
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("failed to start the thread that reads manifests: {0}")]
     Thread(#[source] std::io::Error),
     #[error("failed to read manifests from {path}: {source}")]
@@ -208,6 +217,8 @@ pub enum DiscoveryError {
 /// The kinds that have a pod spec to extract containers from.
 pub(crate) trait HasPodSpec {
     const KIND: Kind;
+    /// Where the pod spec sits in an object of this kind, in JSONPath.
+    const POD_SPEC_PATH: &'static str = ".spec.template.spec";
     fn meta(&self) -> &ObjectMeta;
     fn pod_spec(&self) -> Option<&PodSpec>;
 }
@@ -228,6 +239,7 @@ macro_rules! template_kind {
 
 impl HasPodSpec for Pod {
     const KIND: Kind = Kind::Pod;
+    const POD_SPEC_PATH: &'static str = ".spec";
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -243,6 +255,7 @@ template_kind!(Job, Kind::Job);
 
 impl HasPodSpec for CronJob {
     const KIND: Kind = Kind::CronJob;
+    const POD_SPEC_PATH: &'static str = ".spec.jobTemplate.spec.template.spec";
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -262,7 +275,7 @@ impl HasPodSpec for CronJob {
 /// pod spec, in the order init, regular, ephemeral (as the upstream exporter).
 pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workload {
     let meta = obj.meta();
-    let prefix = K::KIND.pod_spec_path();
+    let prefix = K::POD_SPEC_PATH;
     let mut containers = Vec::new();
     if let Some(spec) = obj.pod_spec() {
         let init = spec

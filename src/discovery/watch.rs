@@ -4,6 +4,12 @@
 //!
 //! Each watcher (one per kind, or per kind and namespace with
 //! `--namespace`) owns a store of [`Workload`]s keyed by namespace and name.
+//! Kinds configured with `--workload-kind` get the same watchers over
+//! kube's dynamic API, after API discovery has found them; one whose CRD
+//! is not installed holds nothing, does not hold readiness back, and is
+//! looked up again until it is. The filters of the [`Selection`] apply as
+//! objects arrive: the label selector is sent with every list and watch,
+//! excluded namespaces and images never reach the store.
 //! Objects are reduced with the same extraction as [`super::ClusterSource`]
 //! the moment they arrive and are dropped at once, so memory follows the
 //! number of containers, never the size of objects (status, managed fields,
@@ -30,13 +36,17 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DynamicObject, GroupVersionKind};
+use kube::discovery::{verbs, ApiResource, Scope};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{workload, HasPodSpec, Kind, Workload};
+use super::cluster::custom_workload;
+use super::custom::{InvalidObject, KindSpec};
+use super::{workload, HasPodSpec, Kind, Selection, Workload};
 use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
@@ -85,36 +95,49 @@ pub struct WatchedCluster {
 }
 
 impl WatchedCluster {
-    /// Spawns the watchers (tokio tasks); returns at once. `namespaces`
-    /// empty means all namespaces. Must be called on a tokio runtime.
+    /// Spawns the watchers (tokio tasks); returns at once. The selection's
+    /// namespaces empty means all namespaces. Must be called on a tokio
+    /// runtime.
+    ///
+    /// A configured kind is first looked up with API discovery; while it
+    /// is not served (its CRD is not installed) it is looked up again every
+    /// [`WatchOptions::max_backoff`], holds no objects and does not hold
+    /// readiness back.
     pub fn start(
         client: Client,
-        namespaces: Vec<String>,
+        mut selection: Selection,
         options: WatchOptions,
         telemetry: Arc<Telemetry>,
     ) -> WatchedCluster {
-        let mut namespaces = namespaces;
+        selection.kinds = KindSpec::normalize(&selection.kinds);
+        let mut namespaces = std::mem::take(&mut selection.namespaces);
         namespaces.sort();
         namespaces.dedup();
         let scopes: Vec<Option<String>> = if namespaces.is_empty() {
             vec![None]
         } else {
-            namespaces.into_iter().map(Some).collect()
+            namespaces.iter().cloned().map(Some).collect()
         };
         // Streams are laid out in (kind, namespace) order, so concatenating
         // their stores (each ordered by namespace and name) is sorted.
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .chain(selection.kinds.iter().map(KindSpec::kind))
+            .collect();
         let mut streams = Vec::new();
-        for kind in Kind::ALL {
-            streams.extend(scopes.iter().map(|_| Stream::new(kind)));
+        for kind in &kinds {
+            streams.extend(scopes.iter().map(|_| Stream::new(*kind)));
         }
         let (changes, _) = tokio::sync::watch::channel(0);
+        selection.namespaces = namespaces;
         let shared = Arc::new(Shared {
             streams: Mutex::new(streams),
             changes,
             options,
             telemetry,
+            selection,
         });
-        for kind in Kind::ALL {
+        for kind in &kinds {
             // Every kind is reported, stale or not, from the start.
             shared
                 .telemetry
@@ -124,17 +147,30 @@ impl WatchedCluster {
         }
         let mut tasks = Vec::new();
         let mut index = 0;
-        for kind in Kind::ALL {
+        // In the order of Kind::ALL.
+        let built_in: [Spawn; 6] = [
+            spawn::<Pod>,
+            spawn::<Deployment>,
+            spawn::<StatefulSet>,
+            spawn::<DaemonSet>,
+            spawn::<Job>,
+            spawn::<CronJob>,
+        ];
+        for spawn in built_in {
             for scope in &scopes {
-                let task = match kind {
-                    Kind::Pod => spawn::<Pod>(&client, scope, index, &shared),
-                    Kind::Deployment => spawn::<Deployment>(&client, scope, index, &shared),
-                    Kind::StatefulSet => spawn::<StatefulSet>(&client, scope, index, &shared),
-                    Kind::DaemonSet => spawn::<DaemonSet>(&client, scope, index, &shared),
-                    Kind::Job => spawn::<Job>(&client, scope, index, &shared),
-                    Kind::CronJob => spawn::<CronJob>(&client, scope, index, &shared),
-                };
-                tasks.push(task);
+                tasks.push(spawn(&client, scope, index, &shared));
+                index += 1;
+            }
+        }
+        for spec in &shared.selection.kinds {
+            for scope in &scopes {
+                tasks.push(tokio::spawn(run_custom(
+                    client.clone(),
+                    spec.clone(),
+                    scope.clone(),
+                    index,
+                    shared.clone(),
+                )));
                 index += 1;
             }
         }
@@ -190,6 +226,8 @@ struct Shared {
     changes: tokio::sync::watch::Sender<u64>,
     options: WatchOptions,
     telemetry: Arc<Telemetry>,
+    /// Filters applied to every object as it arrives.
+    selection: Selection,
 }
 
 /// Why a watcher's objects could not be refreshed, since when.
@@ -213,6 +251,9 @@ struct Stream {
     ready: bool,
     /// Set from a failed list or watch until a list completes again.
     stale: Option<Stale>,
+    /// A configured kind the API server does not serve (its CRD is not
+    /// installed); said once, until it is.
+    absent: bool,
 }
 
 impl Stream {
@@ -222,6 +263,7 @@ impl Stream {
             objects: BTreeMap::new(),
             ready: false,
             stale: None,
+            absent: false,
         }
     }
 
@@ -261,6 +303,7 @@ impl Shared {
         // The old map is freed after the lock is released.
         let old = std::mem::replace(&mut stream.objects, objects);
         stream.ready = true;
+        stream.absent = false;
         let ended = stream.stale.take();
         let kind = stream.kind;
         let now_ready = streams.iter().all(Stream::is_ready);
@@ -312,6 +355,32 @@ impl Shared {
         self.heard(kind);
         drop(streams);
         drop(old);
+    }
+
+    /// A configured kind the API server does not serve: no objects, not
+    /// stale, and no reason to hold readiness back. Returns whether this is
+    /// news (it was served, or not looked up yet).
+    fn absent(&self, index: usize) -> bool {
+        let mut streams = self.lock();
+        let was_ready = streams.iter().all(Stream::is_ready);
+        let stream = &mut streams[index];
+        let news = !stream.absent;
+        stream.absent = true;
+        stream.ready = true;
+        let ended = stream.stale.take();
+        let old = std::mem::take(&mut stream.objects);
+        let kind = stream.kind;
+        let now_ready = streams.iter().all(Stream::is_ready);
+        self.count(&streams, kind);
+        drop(streams);
+        drop(old);
+        if ended.is_some() {
+            self.check_readiness();
+        }
+        if now_ready && !was_ready {
+            self.changes.send_modify(|generation| *generation += 1);
+        }
+        news
     }
 
     /// Marks a watcher stale after a failed list or watch; its objects
@@ -458,6 +527,9 @@ fn images_differ(old: &Workload, new: &Workload) -> bool {
             .ne(new.containers.iter().map(|c| &c.image))
 }
 
+/// Starts the watcher of one built-in kind in one scope.
+type Spawn = fn(&Client, &Option<String>, usize, &Arc<Shared>) -> JoinHandle<()>;
+
 fn spawn<K>(
     client: &Client,
     namespace: &Option<String>,
@@ -481,7 +553,145 @@ where
         Some(namespace) => format!("in namespace {namespace}"),
         None => String::new(),
     };
-    tokio::spawn(run::<K>(api, scope, index, shared.clone()))
+    let reducer = Reducer {
+        reduce: |object: &K| Ok(workload(object, "default")),
+        key: |object: &K| {
+            let meta = HasPodSpec::meta(object);
+            (
+                meta.namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
+                meta.name.clone().unwrap_or_default(),
+            )
+        },
+        dynamic: false,
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        // A built-in kind's API does not go away, so this never returns.
+        run(api, reducer, scope, index, shared).await;
+    })
+}
+
+/// How one watcher turns its objects into workloads.
+struct Reducer<R, F> {
+    reduce: R,
+    /// Namespace and name of an object, as `reduce` would say them.
+    key: F,
+    /// A configured kind: a 404 means its API went away (the CRD was
+    /// deleted), and it has to be discovered again.
+    dynamic: bool,
+}
+
+/// Finds a configured kind with API discovery: its resource (plural) and
+/// scope, or `None` when the API server does not serve it (group, version
+/// or kind unknown: its CRD is not installed) or cannot list and watch it.
+pub(crate) async fn discover(
+    client: &Client,
+    spec: &KindSpec,
+) -> Result<Option<(ApiResource, Scope)>, kube::Error> {
+    let gvk = GroupVersionKind::gvk(&spec.name.group, &spec.name.version, &spec.name.kind);
+    match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok((resource, capabilities))
+            if capabilities.supports_operation(verbs::LIST)
+                && capabilities.supports_operation(verbs::WATCH) =>
+        {
+            Ok(Some((resource, capabilities.scope)))
+        }
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(kube::Error::Discovery(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The watcher of a configured kind in one scope: discovery, then the same
+/// list and watch as the built-in kinds, and discovery again if its API
+/// goes away. Runs until the task is aborted.
+async fn run_custom(
+    client: Client,
+    spec: KindSpec,
+    namespace: Option<String>,
+    index: usize,
+    shared: Arc<Shared>,
+) {
+    let kind = spec.kind();
+    let poll = shared.options.max_backoff;
+    let scope = match &namespace {
+        Some(namespace) => format!("in namespace {namespace}"),
+        None => String::new(),
+    };
+    let mut backoff = Backoff::new(shared.options.max_backoff);
+    let mut was_absent = false;
+    loop {
+        let delay = match discover(&client, &spec).await {
+            Ok(Some((resource, api_scope))) => {
+                backoff.succeeded();
+                let cluster_scoped = api_scope == Scope::Cluster;
+                if cluster_scoped && namespace.is_some() {
+                    if shared.absent(index) {
+                        warn!(kind = %spec, scope, "this kind is cluster-scoped, so it has no objects in the namespaces given; left out of the inventory");
+                    }
+                    poll
+                } else {
+                    if was_absent {
+                        info!(kind = %spec, scope, plural = resource.plural, "this kind is served now; listing and watching it");
+                    }
+                    was_absent = false;
+                    let api: Api<DynamicObject> = match &namespace {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                        None => Api::all_with(client.clone(), &resource),
+                    };
+                    let reducer = Reducer {
+                        reduce: |object: &DynamicObject| {
+                            custom_workload(&spec, cluster_scoped, object)
+                        },
+                        key: |object: &DynamicObject| {
+                            let namespace = match (&object.metadata.namespace, cluster_scoped) {
+                                (_, true) => String::new(),
+                                (Some(namespace), false) => namespace.clone(),
+                                (None, false) => "default".to_owned(),
+                            };
+                            (namespace, object.metadata.name.clone().unwrap_or_default())
+                        },
+                        dynamic: true,
+                    };
+                    run(api, reducer, scope.clone(), index, shared.clone()).await;
+                    debug!(kind = %spec, scope, "this kind's API answers 404; looking it up again");
+                    Duration::ZERO
+                }
+            }
+            Ok(None) => {
+                count(&shared, kind, "not_installed");
+                if shared.absent(index) {
+                    warn!(kind = %spec, scope, every = ?poll, "this kind is not served by the API server (its CRD is not installed?); left out of the inventory, and looked up again periodically");
+                }
+                was_absent = true;
+                poll
+            }
+            Err(error) => {
+                count(&shared, kind, "error");
+                let answered = matches!(error, kube::Error::Api(_));
+                let before = shared.fail(index, false, format!("API discovery failed: {error}"));
+                if before.is_none_or(|stale| stale.forbidden) {
+                    warn!(kind = %spec, scope, %error, "cannot look this kind up with API discovery; retrying with backoff");
+                }
+                shared.expire();
+                backoff.delay(!answered)
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn count(shared: &Shared, kind: Kind, reason: &str) {
+    shared
+        .telemetry
+        .discovery_errors
+        .with_label_values(&[kind.as_str(), reason])
+        .inc();
 }
 
 /// How a watcher error is handled.
@@ -490,6 +700,8 @@ enum Failure<'a> {
     Forbidden { message: &'a str },
     /// The watch's resourceVersion is gone (410): list again at once.
     Expired,
+    /// 404: the resource is not served (a CRD deleted).
+    NotFound,
     /// Anything else; `answered` when the API server sent a Status (it is
     /// up), false when it could not be reached.
     Other { answered: bool },
@@ -511,6 +723,14 @@ fn classify(error: &watcher::Error) -> Failure<'_> {
             message: &status.message,
         },
         E::WatchError(status) if status.code == 410 => Failure::Expired,
+        E::InitialListFailed(kube::Error::Api(status))
+        | E::WatchStartFailed(kube::Error::Api(status))
+        | E::WatchFailed(kube::Error::Api(status))
+            if status.code == 404 =>
+        {
+            Failure::NotFound
+        }
+        E::WatchError(status) if status.code == 404 => Failure::NotFound,
         // A 410 on the watch request itself (rather than in its stream).
         E::WatchStartFailed(kube::Error::Api(status)) if status.code == 410 => Failure::Expired,
         E::InitialListFailed(kube::Error::Api(_))
@@ -581,15 +801,35 @@ fn jitter() -> f64 {
 /// After any failure the watcher is started over — a fresh list, after a
 /// backoff — so the kind is only current again once a list completed: a
 /// watch that resumes silently would not say whether it missed anything.
-async fn run<K>(api: Api<K>, scope: String, index: usize, shared: Arc<Shared>)
-where
-    K: HasPodSpec + kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+///
+/// Returns only for a configured kind whose API answers 404 (its CRD was
+/// deleted), so that it is looked up again.
+async fn run<K, R, F>(
+    api: Api<K>,
+    reducer: Reducer<R, F>,
+    scope: String,
+    index: usize,
+    shared: Arc<Shared>,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    R: Fn(&K) -> Result<Workload, InvalidObject>,
+    F: Fn(&K) -> ObjectKey,
 {
-    let kind = K::KIND;
+    let kind = {
+        let streams = shared.lock();
+        streams[index].kind
+    };
     let timeout = u32::try_from(shared.options.watch_timeout.as_secs())
         .unwrap_or(u32::MAX)
         .max(1);
-    let config = watcher::Config::default().timeout(timeout);
+    let mut config = watcher::Config::default().timeout(timeout);
+    if let Some(selector) = shared.selection.label_selector() {
+        config = config.labels(&selector);
+    }
+    let invalid = |error: InvalidObject| {
+        count(&shared, kind, "invalid_object");
+        warn!(kind = %kind, scope, %error, "skipping an object that is not shaped as configured");
+    };
     let mut backoff = Backoff::new(shared.options.max_backoff);
     loop {
         // Boxed so that it (and its connection) can be dropped before the
@@ -619,11 +859,18 @@ where
                     listing = Some(BTreeMap::new());
                 }
                 Event::InitApply(obj) => {
-                    let workload = workload(&obj, "default");
+                    let listing = listing.get_or_insert_default();
+                    let reduced = (reducer.reduce)(&obj);
                     drop(obj);
-                    let key = (workload.namespace.clone(), workload.name.clone());
-                    let workload = shared.reuse(index, &key, workload);
-                    listing.get_or_insert_default().insert(key, workload);
+                    match reduced.map(|w| shared.selection.admit(w)) {
+                        Ok(Some(workload)) => {
+                            let key = (workload.namespace.clone(), workload.name.clone());
+                            let workload = shared.reuse(index, &key, workload);
+                            listing.insert(key, workload);
+                        }
+                        Ok(None) => {}
+                        Err(error) => invalid(error),
+                    }
                 }
                 Event::InitDone => {
                     let objects = listing.take().unwrap_or_default();
@@ -639,20 +886,28 @@ where
                         }
                     }
                 }
-                Event::Apply(obj) => shared.apply(index, workload(&obj, "default")),
-                Event::Delete(obj) => {
-                    let meta = HasPodSpec::meta(&obj);
-                    let key = (
-                        meta.namespace
-                            .clone()
-                            .unwrap_or_else(|| "default".to_owned()),
-                        meta.name.clone().unwrap_or_default(),
-                    );
-                    shared.delete(index, &key);
+                Event::Apply(obj) => {
+                    match (reducer.reduce)(&obj).map(|w| shared.selection.admit(w)) {
+                        Ok(Some(workload)) => shared.apply(index, workload),
+                        Ok(None) => {}
+                        Err(error) => {
+                            // What it was before no longer holds.
+                            shared.delete(index, &(reducer.key)(&obj));
+                            invalid(error);
+                        }
+                    }
                 }
+                Event::Delete(obj) => shared.delete(index, &(reducer.key)(&obj)),
             }
         };
         drop(stream);
+        if reducer.dynamic
+            && error
+                .as_ref()
+                .is_some_and(|e| matches!(classify(e), Failure::NotFound))
+        {
+            return;
+        }
         let delay = match &error {
             Some(error) => handle_error(
                 &shared,
@@ -715,7 +970,9 @@ fn handle_error(
             debug!(kind = %kind, scope, error = %error, "watch expired again; listing again after a backoff");
             backoff.delay(false)
         }
-        Failure::Other { answered } => {
+        // For a built-in kind, any other failure.
+        Failure::NotFound | Failure::Other { .. } => {
+            let answered = !matches!(classify(error), Failure::Other { answered: false });
             counter("error");
             let text = error.to_string();
             let before = shared.fail(index, false, text.clone());
@@ -782,6 +1039,7 @@ mod tests {
                 watch_timeout: Duration::from_secs(290),
             },
             telemetry: Arc::new(Telemetry::new()),
+            selection: Selection::default(),
         }
     }
 

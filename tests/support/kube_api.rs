@@ -12,6 +12,11 @@
 //!   `timeoutSeconds`, streaming lists (`sendInitialEvents`) and selectors;
 //! - GET of one object; `403 Forbidden` per resource or per verb; `410 Gone` after
 //!   [`KubeApi::compact`]; streams ended by [`KubeApi::close_watches`];
+//! - API discovery (`/api`, `/apis`, `/apis/{group}/{version}` with each
+//!   resource's kind, scope and verbs) and custom resources: CRDs
+//!   installed or deleted at any time ([`KubeApi::install_crd`],
+//!   [`KubeApi::uninstall_crd`]), listed with their `status` subresource as
+//!   kube-apiserver does, their objects served like the built-in ones;
 //! - metadata-only responses (`Accept: …;as=PartialObjectMetadata…`) for
 //!   `kube`'s `metadata_watcher` / `list_metadata`;
 //! - control-plane events: a restart ([`KubeApi::stop`] cuts every
@@ -134,8 +139,9 @@ pub enum ExpiredWatch {
 
 impl KubeApi {
     /// Binds 127.0.0.1 on a free port and serves on a tokio task. Knows the
-    /// core/v1 pods, secrets and serviceaccounts; apps/v1 deployments,
-    /// statefulsets and daemonsets; batch/v1 jobs and cronjobs; and the
+    /// core/v1 pods, secrets, serviceaccounts and replicationcontrollers;
+    /// apps/v1 deployments, statefulsets, daemonsets and replicasets;
+    /// batch/v1 jobs and cronjobs; and the
     /// writable coordination.k8s.io/v1 leases. Other types become known
     /// when first applied, forbidden or allowed.
     pub async fn start() -> KubeApi {
@@ -152,6 +158,8 @@ impl KubeApi {
         state.register(ResourceType::of::<apps::DaemonSet>());
         state.register(ResourceType::of::<batch::Job>());
         state.register(ResourceType::of::<batch::CronJob>());
+        state.register(ResourceType::of::<apps::ReplicaSet>());
+        state.register(ResourceType::of::<core::ReplicationController>());
         state.register(ResourceType::of::<coordination::Lease>());
         state
             .collection_mut(ResourceType::of::<coordination::Lease>())
@@ -590,16 +598,33 @@ struct ResourceKey {
 }
 
 /// What the server knows about a resource type, taken from k8s-openapi's
-/// `Resource` consts.
+/// `Resource` consts or from a [`Crd`].
 #[derive(Clone, Debug)]
 struct ResourceType {
     key: ResourceKey,
     kind: String,
     api_version: String,
     namespaced: bool,
+    /// A custom resource: discovery lists its `status` subresource too,
+    /// as for a CRD with `subresources: {status: {}}`.
+    custom: bool,
 }
 
 impl ResourceType {
+    fn crd(crd: &Crd) -> ResourceType {
+        ResourceType {
+            key: ResourceKey {
+                group: crd.group.to_owned(),
+                version: crd.version.to_owned(),
+                plural: crd.plural.to_owned(),
+            },
+            kind: crd.kind.to_owned(),
+            api_version: format!("{}/{}", crd.group, crd.version),
+            namespaced: crd.namespaced,
+            custom: true,
+        }
+    }
+
     fn of<K: k8s_openapi::Resource>() -> ResourceType {
         // `K::Scope` has no 'static bound, so TypeId cannot be used; its
         // type name tells the scope just as well.
@@ -613,6 +638,7 @@ impl ResourceType {
             kind: K::KIND.to_owned(),
             api_version: K::API_VERSION.to_owned(),
             namespaced,
+            custom: false,
         }
     }
 
@@ -1520,6 +1546,20 @@ fn route(
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::not_found_path()),
     };
+    let served = lock(state)
+        .collections
+        .keys()
+        .any(|key| key.group == group && key.version == version);
+    if !served {
+        // No handler at all for a group/version that is not served (a CRD
+        // not installed, or deleted): kube-apiserver's mux answers in plain
+        // text, not with a Status.
+        return Ok(Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("404 page not found\n"))
+            .expect("a plain-text response"));
+    }
     if rest.is_empty() {
         return api_resource_list(&lock(state), group, version)
             .map(|body| json_response(StatusCode::OK, &body));
@@ -2050,20 +2090,34 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Result<Value,
         .values()
         .map(|collection| &collection.ty)
         .filter(|ty| ty.key.group == group && ty.key.version == version)
-        .map(|ty| {
+        .flat_map(|ty| {
             let writable = state.collections[&ty.key].writable;
             let verbs = if writable {
                 json!(["create", "get", "list", "update", "watch"])
             } else {
                 json!(["get", "list", "watch"])
             };
-            json!({
+            let mut resource = json!({
                 "name": ty.key.plural,
                 "singularName": ty.kind.to_lowercase(),
                 "namespaced": ty.namespaced,
                 "kind": ty.kind,
                 "verbs": verbs,
-            })
+            });
+            // A CRD with a status subresource, listed first as
+            // kube-apiserver may: a client must tell it from the resource.
+            let status = ty.custom.then(|| {
+                resource["categories"] = json!(["all"]);
+                resource["storageVersionHash"] = json!(hex::encode(&ty.key.plural));
+                json!({
+                    "name": format!("{}/status", ty.key.plural),
+                    "singularName": "",
+                    "namespaced": ty.namespaced,
+                    "kind": ty.kind,
+                    "verbs": ["get", "patch", "update"],
+                })
+            });
+            status.into_iter().chain(std::iter::once(resource))
         })
         .collect();
     if resources.is_empty() {
@@ -2077,6 +2131,132 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Result<Value,
     Ok(
         json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Custom resources
+// ---------------------------------------------------------------------------
+
+/// A CustomResourceDefinition as the server serves it once installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crd {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+impl Crd {
+    /// The `apiVersion` of its objects.
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+}
+
+/// The CRDs of the pusher's presets, as their projects define them.
+pub const ARGO_ROLLOUT: Crd = Crd {
+    group: "argoproj.io",
+    version: "v1alpha1",
+    kind: "Rollout",
+    plural: "rollouts",
+    namespaced: true,
+};
+pub const KNATIVE_SERVICE: Crd = Crd {
+    group: "serving.knative.dev",
+    version: "v1",
+    kind: "Service",
+    plural: "services",
+    namespaced: true,
+};
+pub const KEDA_SCALED_JOB: Crd = Crd {
+    group: "keda.sh",
+    version: "v1alpha1",
+    kind: "ScaledJob",
+    plural: "scaledjobs",
+    namespaced: true,
+};
+pub const KRUISE_CLONE_SET: Crd = Crd {
+    group: "apps.kruise.io",
+    version: "v1alpha1",
+    kind: "CloneSet",
+    plural: "clonesets",
+    namespaced: true,
+};
+
+impl KubeApi {
+    /// Installs a CRD, at start-up or at any time later (as `kubectl apply`
+    /// of a CRD would): from then on `/apis` lists its group,
+    /// `/apis/{group}/{version}` its resource (and `status` subresource),
+    /// and its objects can be applied, listed and watched.
+    pub fn install_crd(&self, crd: Crd) {
+        self.lock().register(ResourceType::crd(&crd));
+    }
+
+    /// Deletes a CRD as kube-apiserver does: its objects are deleted
+    /// (watches get DELETED), then its watches end and its group and
+    /// version leave discovery, so requests for it answer 404.
+    pub fn uninstall_crd(&self, crd: Crd) {
+        let ty = ResourceType::crd(&crd);
+        let mut state = self.lock();
+        let live: Vec<ObjectKey> = state
+            .collections
+            .get(&ty.key)
+            .map(|c| {
+                c.snapshot(state.rv)
+                    .into_iter()
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in live {
+            let namespace = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+            state.delete(ty.clone(), namespace, &key.name);
+        }
+        state.collections.remove(&ty.key);
+        state.watches.retain(|watch| watch.resource != ty.key);
+    }
+
+    /// Creates or replaces a custom object, found by its `apiVersion` and
+    /// `kind` among the installed CRDs (panics if none matches), as
+    /// [`KubeApi::apply`] does for typed objects.
+    pub fn apply_custom(&self, object: serde_json::Value) {
+        let mut state = self.lock();
+        let ty = state
+            .collections
+            .values()
+            .map(|c| &c.ty)
+            .find(|ty| {
+                ty.custom
+                    && object["apiVersion"].as_str() == Some(ty.api_version.as_str())
+                    && object["kind"].as_str() == Some(ty.kind.as_str())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "apply_custom of {} {}: no such CRD installed",
+                    object["apiVersion"], object["kind"]
+                )
+            })
+            .clone();
+        state.apply(ty, object);
+    }
+
+    /// Deletes a custom object (see [`KubeApi::delete`]).
+    pub fn delete_custom(&self, crd: Crd, namespace: Option<&str>, name: &str) {
+        self.lock().delete(ResourceType::crd(&crd), namespace, name);
+    }
+
+    /// Number of watch streams of `crd`'s objects currently open.
+    pub fn open_custom_watches(&self, crd: Crd) -> usize {
+        let key = ResourceType::crd(&crd).key;
+        let mut state = self.lock();
+        state.watches.retain(|watch| !watch.events.is_closed());
+        state
+            .watches
+            .iter()
+            .filter(|watch| watch.resource == key)
+            .count()
+    }
 }
 
 // ---------------------------------------------------------------------------
