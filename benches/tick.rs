@@ -127,6 +127,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                     "cgr.dev/chainguard/static:latest".into(),
                 )]),
                 dropped: Default::default(),
+                platform_digests: Vec::new(),
             };
             (image(i), Ok(Arc::new(metadata)))
         })
@@ -146,9 +147,11 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                         } else {
                             format!("{{.spec.template.spec.containers[{}]}}", c - 1)
                         },
+                        image_id: None,
                     })
                     .collect(),
                 pull: Default::default(),
+                metadata_labels: Vec::new(),
             })
         })
         .collect();

@@ -109,8 +109,10 @@ mod tests {
                 name: "c".into(),
                 image: "quote\"me".into(),
                 jsonpath: "{.spec.containers[0]}".into(),
+                image_id: None,
             }],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         }];
         let snap = build(
             &workloads,
@@ -147,14 +149,30 @@ mod tests {
             name: "c".into(),
             image: image.into(),
             jsonpath: "{.spec.containers[0]}".into(),
+            image_id: None,
         };
-        let workloads = [Workload {
-            kind: Kind::Deployment,
-            namespace: "ns".into(),
-            name: "d".into(),
-            containers: vec![container("app:1"), container("gone:1")],
-            pull: Default::default(),
-        }];
+        // A Pod running what app:1 named before, owned by a team.
+        let mut drifted = container("app:1");
+        drifted.image_id =
+            crate::discovery::ImageId::parse(&format!("app@sha256:{}", "b".repeat(64)), true);
+        let workloads = [
+            Workload {
+                kind: Kind::Deployment,
+                namespace: "ns".into(),
+                name: "d".into(),
+                containers: vec![container("app:1"), container("gone:1")],
+                pull: Default::default(),
+                metadata_labels: Vec::new(),
+            },
+            Workload {
+                kind: Kind::Pod,
+                namespace: "ns".into(),
+                name: "p".into(),
+                containers: vec![drifted],
+                pull: Default::default(),
+                metadata_labels: vec![("label_team".into(), "a".into())],
+            },
+        ];
         let image = ImageMetadata {
             digest: "sha256:aa".into(),
             size: 1,
@@ -162,6 +180,7 @@ mod tests {
             labels: [("l".into(), "v".into())].into(),
             annotations: [("a".into(), "v".into())].into(),
             dropped: Default::default(),
+            platform_digests: Vec::new(),
         };
         let gone = ResolveError {
             class: ErrorClass::NotFound,
@@ -186,8 +205,9 @@ mod tests {
             let labels = rest.rsplit_once('}').unwrap().0;
             for pair in labels.split("\",") {
                 let label = pair.split_once('=').unwrap().0;
+                let owner = family == Family::WorkloadLabels && label.starts_with("label_");
                 assert!(
-                    family.label_names().contains(&label),
+                    family.label_names().contains(&label) || owner,
                     "{label} on {}: {line}",
                     family.name()
                 );
@@ -208,8 +228,10 @@ mod tests {
                     name: "c".into(),
                     image: "nginx".into(),
                     jsonpath: "{.spec.containers[0]}".into(),
+                    image_id: None,
                 }],
                 pull: Default::default(),
+                metadata_labels: Vec::new(),
             })
             .collect();
         let snap = build(

@@ -26,6 +26,7 @@ use prost::Message;
 use crate::discovery::Workload;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::remote_write::proto;
+use crate::{ownership, running};
 
 /// The metric families the pusher writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,16 +37,21 @@ pub enum Family {
     SizeBytes,
     Created,
     ResolveError,
+    // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
+    RunningDrift,
+    WorkloadLabels,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 8] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
         Family::SizeBytes,
         Family::Created,
         Family::ResolveError,
+        Family::RunningDrift,
+        Family::WorkloadLabels,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +62,8 @@ impl Family {
             Family::SizeBytes => "container_image_size_bytes",
             Family::Created => "container_image_created",
             Family::ResolveError => "container_image_resolve_error",
+            Family::RunningDrift => "container_image_running_drift",
+            Family::WorkloadLabels => "container_image_workload_labels",
         }
     }
 
@@ -70,6 +78,12 @@ impl Family {
             Family::Created => "The created date from the image config, as a Unix epoch time.",
             Family::ResolveError => {
                 "1 for each image that cannot be resolved, with the class of the failure."
+            }
+            Family::RunningDrift => {
+                "1 for each running container whose pulled digest is no longer what its image reference names."
+            }
+            Family::WorkloadLabels => {
+                "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
             }
         }
     }
@@ -90,10 +104,22 @@ impl Family {
                 "jsonpath",
                 "image",
                 "digest",
+                "image_id",
             ],
             Family::Annotation | Family::Label => &["digest", "key", "value"],
             Family::SizeBytes | Family::Created => &["digest"],
             Family::ResolveError => &["image", "class"],
+            Family::RunningDrift => &[
+                "namespace",
+                "name",
+                "container",
+                "image",
+                "digest",
+                "image_id",
+            ],
+            // Plus the workload's label_* and annotation_* (see
+            // `ownership::workload_labels`), which never take these names.
+            Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
         }
     }
 }
@@ -216,6 +242,8 @@ pub struct Inventory {
     /// Series in the previous snapshot: the next one is sized from it, as
     /// growing a Vec of 100k+ series by doubling wastes a third of it.
     last_len: usize,
+    /// Whether each workload gets a `container_image_workload_labels`.
+    workload_labels: bool,
 }
 
 struct CachedWorkload {
@@ -224,6 +252,10 @@ struct CachedWorkload {
     /// unresolved); compared by pointer, so a warm tick allocates nothing.
     images: Vec<Option<Arc<ImageMetadata>>>,
     labels: Vec<Bytes>,
+    /// `container_image_running_drift`, from the same inputs.
+    drift: Vec<Bytes>,
+    /// `container_image_workload_labels`, when exported.
+    owner: Option<Bytes>,
 }
 
 struct CachedImage {
@@ -243,7 +275,16 @@ impl Inventory {
             workloads: HashMap::new(),
             images: HashMap::new(),
             last_len: 0,
+            workload_labels: false,
         }
+    }
+
+    /// Gives every workload a `container_image_workload_labels` series
+    /// (with `--workload-labels` or `--workload-annotations`), so a join on
+    /// it keeps the containers of workloads that lack the labels.
+    pub fn with_workload_labels(mut self, on: bool) -> Self {
+        self.workload_labels = on;
+        self
     }
 
     /// The series of one snapshot. `resolutions` maps each image string to
@@ -264,6 +305,7 @@ impl Inventory {
         };
 
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
+        let mut extra = Vec::new();
         for workload in workloads {
             let key = Arc::as_ptr(workload) as usize;
             let images = || {
@@ -289,11 +331,15 @@ impl Inventory {
                 _ => CachedWorkload {
                     workload: workload.clone(),
                     images: images().map(|m| m.cloned()).collect(),
-                    labels: container_labels(
+                    labels: container_labels(common, workload, images().map(|m| m.map(|m| &**m))),
+                    drift: running::drift_labels(
                         common,
                         workload,
-                        images().map(|m| m.map_or("", |m| m.digest.as_str())),
+                        images().map(|m| m.map(|m| &**m)),
                     ),
+                    owner: self
+                        .workload_labels
+                        .then(|| ownership::workload_labels(common, workload)),
                 },
             };
             containers += workload.containers.len();
@@ -302,9 +348,20 @@ impl Inventory {
                 labels: l.clone(),
                 value: 1.0,
             }));
+            extra.extend(cached.drift.iter().map(|l| Series {
+                family: Family::RunningDrift,
+                labels: l.clone(),
+                value: 1.0,
+            }));
+            extra.extend(cached.owner.iter().map(|l| Series {
+                family: Family::WorkloadLabels,
+                labels: l.clone(),
+                value: 1.0,
+            }));
             cached_workloads.insert(key, cached);
         }
         self.workloads = cached_workloads;
+        series.append(&mut extra);
 
         // One set of image series per digest, in order of first use.
         let mut seen = HashSet::new();
@@ -360,14 +417,15 @@ impl Inventory {
 fn container_labels<'a>(
     common: &'a CommonLabels,
     workload: &'a Workload,
-    digests: impl Iterator<Item = &'a str>,
+    images: impl Iterator<Item = Option<&'a ImageMetadata>>,
 ) -> Vec<Bytes> {
     let mut labels = LabelSet::new(common);
     workload
         .containers
         .iter()
-        .zip(digests)
-        .map(|(container, digest)| {
+        .zip(images)
+        .map(|(container, image)| {
+            let digest = running::info_digest(image, container);
             let values = [
                 workload.kind.group(),
                 workload.kind.version(),
@@ -378,6 +436,7 @@ fn container_labels<'a>(
                 &container.jsonpath,
                 &container.image,
                 digest,
+                running::image_id(container),
             ];
             labels.series(Family::ContainerInfo, &values, 1.0).labels
         })
@@ -421,18 +480,21 @@ pub(crate) fn build_once(
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
     let resolutions = Resolutions::from(resolutions.clone());
     let dropped = crate::telemetry::Telemetry::new().labels_dropped;
-    Inventory::new(common.clone(), dropped).build(&workloads, &resolutions, timestamp_ms)
+    let owners = workloads.iter().any(|w| !w.metadata_labels.is_empty());
+    Inventory::new(common.clone(), dropped)
+        .with_workload_labels(owners)
+        .build(&workloads, &resolutions, timestamp_ms)
 }
 
 /// Reusable scratch space for assembling one label set at a time.
-struct LabelSet<'a> {
+pub(crate) struct LabelSet<'a> {
     common: &'a CommonLabels,
     family: Family,
     pairs: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> LabelSet<'a> {
-    fn new(common: &'a CommonLabels) -> Self {
+    pub(crate) fn new(common: &'a CommonLabels) -> Self {
         LabelSet {
             common,
             family: Family::ContainerInfo,
@@ -442,7 +504,20 @@ impl<'a> LabelSet<'a> {
 
     /// One series of `family`, its label values given in the order of
     /// [`Family::label_names`].
-    fn series(&mut self, family: Family, values: &[&'a str], value: f64) -> Series {
+    pub(crate) fn series(&mut self, family: Family, values: &[&'a str], value: f64) -> Series {
+        self.series_with(family, values, &[], value)
+    }
+
+    /// [`LabelSet::series`] with more labels whose names are not in the
+    /// table (a workload's `label_*`); one that is already in the set (an
+    /// external label of that name) is left out, never sent twice.
+    pub(crate) fn series_with(
+        &mut self,
+        family: Family,
+        values: &[&'a str],
+        extra: &'a [(String, String)],
+        value: f64,
+    ) -> Series {
         let names = family.label_names();
         assert_eq!(
             names.len(),
@@ -458,6 +533,14 @@ impl<'a> LabelSet<'a> {
         }
         self.pairs
             .extend(names.iter().copied().zip(values.iter().copied()));
+        if !extra.is_empty() {
+            let fixed = self.pairs.len();
+            for (name, value) in extra {
+                if !self.pairs[..fixed].iter().any(|(n, _)| n == name) {
+                    self.pairs.push((name, value));
+                }
+            }
+        }
         self.finish(value)
     }
 
@@ -533,8 +616,10 @@ mod tests {
                 name: "api".into(),
                 image: image.into(),
                 jsonpath: "{.spec.template.spec.containers[0]}".into(),
+                image_id: None,
             }],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         }
     }
 
@@ -552,6 +637,7 @@ mod tests {
                 "cgr.dev/chainguard/static".into(),
             )]),
             dropped: Default::default(),
+            platform_digests: Vec::new(),
         })
     }
 
@@ -791,8 +877,16 @@ mod tests {
             ("app:1".to_owned(), Ok(Arc::new(image))),
             ("private:1".to_owned(), failed),
         ]);
+        // A Pod still running what app:1 named before it moved.
+        let mut pod = workload("app:1");
+        pod.kind = crate::discovery::Kind::Pod;
+        pod.containers[0].image_id = crate::discovery::ImageId::parse(
+            &format!("docker-pullable://app@sha256:{}", "b".repeat(64)),
+            true,
+        );
+        pod.metadata_labels = vec![("label_team".into(), "payments".into())];
         let snap = build(
-            &[workload("app:1"), workload("private:1")],
+            &[workload("app:1"), workload("private:1"), pod],
             &resolutions,
             &common,
             0,
@@ -808,9 +902,24 @@ mod tests {
             let mut expected: Vec<&str> = vec![NAME_LABEL];
             expected.extend(common.names());
             expected.extend(series.family.label_names());
-            // The unresolved container's empty digest is not sent.
+            if series.family == Family::WorkloadLabels
+                && labels.iter().any(|(n, v)| n == "kind" && v == "Pod")
+            {
+                expected.push("label_team");
+            }
+            // Pods are in the core group: no `group`.
+            if labels.iter().any(|(n, v)| n == "kind" && v == "Pod") {
+                expected.retain(|n| *n != "group");
+            }
+            // The unresolved container's empty digest is not sent, nor
+            // an image_id where no runtime reported one.
             if labels.iter().any(|(n, v)| n == "image" && v == "private:1") {
                 expected.retain(|n| *n != "digest");
+            }
+            if series.family == Family::ContainerInfo
+                && !labels.iter().any(|(n, v)| n == "kind" && v == "Pod")
+            {
+                expected.retain(|n| *n != "image_id");
             }
             expected.sort_unstable();
             let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();

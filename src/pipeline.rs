@@ -71,6 +71,7 @@ impl Pipeline {
                     client.clone(),
                     namespaces,
                     telemetry.clone(),
+                    config.metadata.workload_metadata(),
                 ))
             } else {
                 let options = WatchOptions {
@@ -83,6 +84,7 @@ impl Pipeline {
                     namespaces,
                     options,
                     telemetry.clone(),
+                    config.metadata.workload_metadata(),
                 )))
             };
             (source, Some(client))
@@ -92,6 +94,7 @@ impl Pipeline {
                 config.namespaces.clone(),
                 telemetry.clone(),
                 pull_secrets.clone(),
+                config.metadata.workload_metadata(),
             );
             (Source::Files(files), None)
         };
@@ -105,6 +108,10 @@ impl Pipeline {
                 registry_concurrency: config.registry_concurrency as usize,
                 registry_rps: config.registry_rps,
                 image_limits: config.image_limits(),
+                image_filter: config
+                    .metadata
+                    .image_filter()
+                    .context("invalid --image-labels or --image-annotations")?,
             },
             telemetry.clone(),
         );
@@ -117,7 +124,8 @@ impl Pipeline {
             inventory: Inventory::new(
                 CommonLabels::new(&config.job, &config.external_labels),
                 telemetry.labels_dropped.clone(),
-            ),
+            )
+            .with_workload_labels(!config.metadata.workload_metadata().is_empty()),
             failures: FailureLog::default(),
             concurrency: config.resolve_concurrency as usize,
             telemetry,
@@ -475,6 +483,7 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             dropped: Default::default(),
+            platform_digests: Vec::new(),
         };
         (scope, image.to_owned(), Ok(Arc::new(metadata)))
     }

@@ -324,8 +324,10 @@ mod tests {
                 name: "c".into(),
                 image: "nginx".into(),
                 jsonpath: "{.spec.containers[0]}".into(),
+                image_id: None,
             }],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         }];
         let labels = CommonLabels::new("pusher", &[]);
         Arc::new(build_once(&workloads, &Default::default(), &labels, 0))

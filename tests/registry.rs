@@ -42,6 +42,7 @@ fn resolver_for(
         registry_concurrency: 10,
         registry_rps: 1000.0,
         image_limits: Default::default(),
+        image_filter: Default::default(),
     };
     (Resolver::new(config, telemetry.clone()), telemetry)
 }

@@ -87,6 +87,7 @@ async fn start_with(
         namespaces.iter().map(|ns| ns.to_string()).collect(),
         options,
         telemetry.clone(),
+        Default::default(),
     );
     (cluster, telemetry)
 }

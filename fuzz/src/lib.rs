@@ -160,11 +160,13 @@ pub fn keyring(data: &[u8]) {
             name: "c".into(),
             image: image.into(),
             jsonpath: "{.spec.containers[0]}".into(),
+            image_id: None,
         }],
         pull: PullConfig {
             secrets: vec!["regcred".into()],
             service_account: "default".into(),
         },
+        metadata_labels: Vec::new(),
     };
     let _ = store.scope(&workload);
     let _ = PullSecrets::credentials(&store.keyring(&workload), image);
@@ -180,6 +182,7 @@ pub fn manifests_file(data: &[u8]) {
         vec![],
         telemetry(),
         pull_secrets.clone(),
+        Default::default(),
     );
     let Ok(workloads) = runtime().block_on(source.snapshot()) else {
         return;

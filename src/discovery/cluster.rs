@@ -12,7 +12,7 @@ use kube::Client;
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use super::{workload, DiscoveryError, HasPodSpec, Kind, Workload};
+use super::{workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Workload};
 use crate::telemetry::Telemetry;
 
 /// Objects per LIST page: large enough for few round trips, small enough
@@ -27,15 +27,23 @@ pub struct ClusterSource {
     /// Kinds already reported as forbidden, so the warning is logged once.
     forbidden: Mutex<HashSet<Kind>>,
     telemetry: Arc<Telemetry>,
+    /// The workload labels and annotations kept.
+    metadata: MetadataAllowlist,
 }
 
 impl ClusterSource {
-    pub fn new(client: Client, namespaces: Vec<String>, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        client: Client,
+        namespaces: Vec<String>,
+        telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
+    ) -> Self {
         ClusterSource {
             client,
             namespaces,
             forbidden: Mutex::default(),
             telemetry,
+            metadata,
         }
     }
 
@@ -76,7 +84,7 @@ impl ClusterSource {
         };
         let mut workloads = Vec::new();
         for (api, scope) in apis {
-            match list_pages(&api).await {
+            match list_pages(&api, &self.metadata).await {
                 Ok(found) => workloads.extend(found),
                 Err(kube::Error::Api(status)) if status.code == 403 => {
                     self.telemetry
@@ -115,7 +123,10 @@ impl ClusterSource {
 
 /// Follows `continue` tokens until the list is complete, reducing each page
 /// to workloads before the next is fetched so whole objects never pile up.
-async fn list_pages<K>(api: &Api<K>) -> Result<Vec<Workload>, kube::Error>
+async fn list_pages<K>(
+    api: &Api<K>,
+    metadata: &MetadataAllowlist,
+) -> Result<Vec<Workload>, kube::Error>
 where
     K: HasPodSpec + Clone + DeserializeOwned + Debug,
 {
@@ -123,7 +134,11 @@ where
     let mut params = ListParams::default().limit(PAGE_SIZE);
     loop {
         let page = api.list(&params).await?;
-        workloads.extend(page.items.iter().map(|o| workload(o, "default")));
+        workloads.extend(
+            page.items
+                .iter()
+                .map(|o| workload_keeping(o, "default", metadata)),
+        );
         match page.metadata.continue_.filter(|token| !token.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(workloads),

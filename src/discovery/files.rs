@@ -25,7 +25,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::{workload, DiscoveryError, HasPodSpec, Workload};
+use super::{workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, Workload};
 use crate::pull_secrets::PullSecrets;
 use crate::telemetry::Telemetry;
 
@@ -57,6 +57,8 @@ struct Inner {
     telemetry: Arc<Telemetry>,
     /// Secrets and ServiceAccounts in the files play the cluster's part.
     pull_secrets: Arc<PullSecrets>,
+    /// The workload labels and annotations kept.
+    metadata: MetadataAllowlist,
 }
 
 /// What was last seen at a path.
@@ -127,6 +129,7 @@ impl FileSource {
         namespaces: Vec<String>,
         telemetry: Arc<Telemetry>,
         pull_secrets: Arc<PullSecrets>,
+        metadata: MetadataAllowlist,
     ) -> Self {
         FileSource {
             inner: Arc::new(Inner {
@@ -137,6 +140,7 @@ impl FileSource {
                 skipped: AtomicUsize::new(0),
                 telemetry,
                 pull_secrets,
+                metadata,
             }),
         }
     }
@@ -238,7 +242,7 @@ impl Inner {
             }
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(read_error)?;
-            let content = Arc::new(parse_manifests(&bytes));
+            let content = Arc::new(parse_manifests_keeping(&bytes, &self.metadata));
             log_skipped("<stdin>", &content.skipped);
             let content = self.stdin.get_or_init(|| content).clone();
             return Ok(vec![("<stdin>".into(), content)]);
@@ -259,7 +263,7 @@ impl Inner {
                             content,
                         }) if known_digest == digest => FileState::Parsed { digest, content },
                         previous => {
-                            let content = Arc::new(parse_manifests(&bytes));
+                            let content = Arc::new(parse_manifests_keeping(&bytes, &self.metadata));
                             let was_bad = match &previous {
                                 Some(FileState::Parsed { content, .. }) => {
                                     !content.skipped.is_empty()
@@ -323,6 +327,12 @@ fn log_skipped(origin: &str, skipped: &[Skipped]) {
 /// kind's schema) costs only itself. Touches no filesystem; this is what
 /// the fuzz target feeds.
 pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
+    parse_manifests_keeping(bytes, &MetadataAllowlist::default())
+}
+
+/// [`parse_manifests`], keeping the workload labels and annotations
+/// `metadata` allows.
+pub fn parse_manifests_keeping(bytes: &[u8], metadata: &MetadataAllowlist) -> ManifestFile {
     let mut out = ManifestFile::default();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, document) in split_documents(bytes).into_iter().enumerate() {
@@ -346,7 +356,7 @@ pub fn parse_manifests(bytes: &[u8]) -> ManifestFile {
         }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
-            Ok(value) => collect(index, value, &mut out),
+            Ok(value) => collect(index, value, metadata, &mut out),
             Err(e) => {
                 let (reason, detail) = classify(&e);
                 out.skipped.push(skip(reason, detail));
@@ -474,7 +484,7 @@ fn is_empty_document(text: &str) -> bool {
     })
 }
 
-fn collect(index: usize, value: Value, out: &mut ManifestFile) {
+fn collect(index: usize, value: Value, metadata: &MetadataAllowlist, out: &mut ManifestFile) {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -510,7 +520,7 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
             if let Value::Object(mut map) = value {
                 if let Some(Value::Array(items)) = map.remove("items") {
                     for item in items {
-                        collect(index, item, out);
+                        collect(index, item, metadata, out);
                     }
                 }
             }
@@ -536,12 +546,12 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
             }
             return;
         }
-        ("v1", "Pod") => typed::<Pod>(value),
-        ("apps/v1", "Deployment") => typed::<Deployment>(value),
-        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value),
-        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
-        ("batch/v1", "Job") => typed::<Job>(value),
-        ("batch/v1", "CronJob") => typed::<CronJob>(value),
+        ("v1", "Pod") => typed::<Pod>(value, metadata),
+        ("apps/v1", "Deployment") => typed::<Deployment>(value, metadata),
+        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value, metadata),
+        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value, metadata),
+        ("batch/v1", "Job") => typed::<Job>(value, metadata),
+        ("batch/v1", "CronJob") => typed::<CronJob>(value, metadata),
         _ => {
             debug!(
                 document = index,
@@ -556,8 +566,12 @@ fn collect(index: usize, value: Value, out: &mut ManifestFile) {
     }
 }
 
-fn typed<K: HasPodSpec + DeserializeOwned>(value: Value) -> Result<Workload, serde_json::Error> {
-    Ok(workload(&serde_json::from_value::<K>(value)?, "default"))
+fn typed<K: HasPodSpec + DeserializeOwned>(
+    value: Value,
+    metadata: &MetadataAllowlist,
+) -> Result<Workload, serde_json::Error> {
+    let object = serde_json::from_value::<K>(value)?;
+    Ok(workload_keeping(&object, "default", metadata))
 }
 
 /// Files under `path` (itself if a file), manifests only, in a stable order.
@@ -787,6 +801,7 @@ spec:
             vec![],
             Arc::new(Telemetry::new()),
             no_secrets(),
+            MetadataAllowlist::default(),
         );
         assert_eq!(all.snapshot().await.unwrap().len(), 2);
         let some = FileSource::new(
@@ -794,6 +809,7 @@ spec:
             vec!["keep".into()],
             Arc::new(Telemetry::new()),
             no_secrets(),
+            MetadataAllowlist::default(),
         );
         let got = some.snapshot().await.unwrap();
         assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
@@ -803,6 +819,7 @@ spec:
             vec![],
             Arc::new(Telemetry::new()),
             no_secrets(),
+            MetadataAllowlist::default(),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");
@@ -820,6 +837,7 @@ spec:
             vec![],
             telemetry.clone(),
             no_secrets(),
+            MetadataAllowlist::default(),
         );
         let not_utf8 = || {
             telemetry

@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{workload, HasPodSpec, Kind, Workload};
+use super::{workload_keeping, HasPodSpec, Kind, MetadataAllowlist, Workload};
 use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
@@ -92,6 +92,7 @@ impl WatchedCluster {
         namespaces: Vec<String>,
         options: WatchOptions,
         telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
     ) -> WatchedCluster {
         let mut namespaces = namespaces;
         namespaces.sort();
@@ -113,6 +114,7 @@ impl WatchedCluster {
             changes,
             options,
             telemetry,
+            metadata,
         });
         for kind in Kind::ALL {
             // Every kind is reported, stale or not, from the start.
@@ -190,6 +192,8 @@ struct Shared {
     changes: tokio::sync::watch::Sender<u64>,
     options: WatchOptions,
     telemetry: Arc<Telemetry>,
+    /// The workload labels and annotations kept.
+    metadata: MetadataAllowlist,
 }
 
 /// Why a watcher's objects could not be refreshed, since when.
@@ -619,7 +623,7 @@ where
                     listing = Some(BTreeMap::new());
                 }
                 Event::InitApply(obj) => {
-                    let workload = workload(&obj, "default");
+                    let workload = workload_keeping(&obj, "default", &shared.metadata);
                     drop(obj);
                     let key = (workload.namespace.clone(), workload.name.clone());
                     let workload = shared.reuse(index, &key, workload);
@@ -639,7 +643,9 @@ where
                         }
                     }
                 }
-                Event::Apply(obj) => shared.apply(index, workload(&obj, "default")),
+                Event::Apply(obj) => {
+                    shared.apply(index, workload_keeping(&obj, "default", &shared.metadata))
+                }
                 Event::Delete(obj) => {
                     let meta = HasPodSpec::meta(&obj);
                     let key = (
@@ -739,6 +745,7 @@ fn handle_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::workload;
 
     /// A workload as the extraction makes it, from a Pod or DaemonSet.
     fn w(kind: Kind, ns: &str, name: &str, images: &[&str]) -> Workload {
@@ -782,6 +789,7 @@ mod tests {
                 watch_timeout: Duration::from_secs(290),
             },
             telemetry: Arc::new(Telemetry::new()),
+            metadata: MetadataAllowlist::default(),
         }
     }
 

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod cloud;
+pub mod filter;
 pub mod keyring;
 mod limiter;
 pub mod limits;
@@ -31,6 +32,7 @@ use moka::future::Cache;
 use oci_client::Reference;
 use tracing::debug;
 
+pub use filter::{FilterError, ImageFilter, KeyFilter};
 pub use keyring::{Credential, Keyring};
 pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
@@ -56,7 +58,16 @@ pub struct ImageMetadata {
     pub annotations: BTreeMap<String, String>,
     /// What the limits left out or cut of the image's labels and annotations.
     pub dropped: Dropped,
+    /// For a multi-arch tag, the digests of the index's manifests (at most
+    /// [`MAX_PLATFORM_DIGESTS`]): a runtime reports the index digest or the
+    /// one of the platform it pulled, and both run what the tag names.
+    pub platform_digests: Vec<String>,
 }
+
+/// Most manifests of one index remembered in [`ImageMetadata::platform_digests`]:
+/// real indexes hold a few platforms and their attestations; a hostile one
+/// must not grow the metadata cache.
+pub const MAX_PLATFORM_DIGESTS: usize = 64;
 
 impl ImageMetadata {
     /// The metadata of one image, its labels and annotations bounded by
@@ -91,7 +102,14 @@ impl ImageMetadata {
             labels,
             annotations,
             dropped,
+            platform_digests: Vec::new(),
         }
+    }
+
+    /// Whether a runtime that reports `digest` runs what this image's
+    /// reference names now: its digest, or one of its index's manifests.
+    pub fn runs(&self, digest: &str) -> bool {
+        self.digest == digest || self.platform_digests.iter().any(|d| d == digest)
     }
 }
 
@@ -218,6 +236,8 @@ pub struct ResolverConfig {
     pub registry_rps: f64,
     /// What one image's metadata may hold.
     pub image_limits: ImageLimits,
+    /// Which of an image's labels and annotations are kept, before the limits.
+    pub image_filter: ImageFilter,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -390,6 +410,7 @@ impl Resolver {
             .fetch(pinned, Content::Manifest, digest, credential)
             .await?;
         let mut annotations = BTreeMap::new();
+        let mut platform_digests = Vec::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
                 Manifest::Image {
@@ -410,6 +431,13 @@ impl Resolver {
                         })?;
                     annotations.extend(index_annotations);
                     annotations.extend(entry.annotations.clone());
+                    platform_digests = manifests
+                        .iter()
+                        .map(|m| &m.digest)
+                        .filter(|d| manifest::check_digest(d).is_ok())
+                        .take(MAX_PLATFORM_DIGESTS)
+                        .cloned()
+                        .collect();
                     // Checked before it names a reference: it is the registry's text.
                     manifest::check_digest(&entry.digest).map_err(|m| {
                         bad_format(pinned, format!("the index names its image manifest {m}"))
@@ -446,14 +474,16 @@ impl Resolver {
         let size = layers
             .iter()
             .fold(config.size, |sum, layer| sum.saturating_add(layer.size));
-        Ok(ImageMetadata::bounded(
+        let mut metadata = ImageMetadata::bounded(
             digest.to_owned(),
             size,
             image_config.created_unix(),
-            image_config.labels(),
-            annotations,
+            self.config.image_filter.labels.apply(image_config.labels()),
+            self.config.image_filter.annotations.apply(annotations),
             &self.config.image_limits,
-        ))
+        );
+        metadata.platform_digests = platform_digests;
+        Ok(metadata)
     }
 }
 

@@ -151,8 +151,10 @@ pub(crate) mod tests {
                     name: "c".into(),
                     image: format!("img:{i}"),
                     jsonpath: "{.spec.containers[0]}".into(),
+                    image_id: None,
                 }],
                 pull: Default::default(),
+                metadata_labels: Vec::new(),
             })
             .collect();
         build(

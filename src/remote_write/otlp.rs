@@ -324,8 +324,10 @@ mod tests {
                 name: "c".into(),
                 image: "img:x".into(),
                 jsonpath: "{.spec.containers[0]}".into(),
+                image_id: None,
             }],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         };
         series.extend(
             build_once(
