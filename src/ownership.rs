@@ -33,3 +33,69 @@ pub(crate) fn workload_labels(common: &CommonLabels, workload: &Workload) -> Byt
         )
         .labels
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Kind;
+    use crate::inventory::Series;
+
+    fn workload(labels: &[(&str, &str)]) -> Workload {
+        Workload {
+            kind: Kind::Deployment,
+            namespace: "shop".into(),
+            name: "api".into(),
+            containers: Vec::new(),
+            pull: Default::default(),
+            metadata_labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn decoded(labels: Bytes) -> Vec<(String, String)> {
+        Series {
+            family: Family::WorkloadLabels,
+            labels,
+            value: 1.0,
+        }
+        .decode_labels()
+    }
+
+    #[test]
+    fn one_series_with_the_kept_labels() {
+        let common = CommonLabels::new("j", &[]);
+        let got = decoded(workload_labels(
+            &common,
+            &workload(&[("annotation_owner", "alice"), ("label_team", "payments")]),
+        ));
+        let expected: Vec<(String, String)> = [
+            ("__name__", "container_image_workload_labels"),
+            ("annotation_owner", "alice"),
+            ("group", "apps"),
+            ("job", "j"),
+            ("kind", "Deployment"),
+            ("label_team", "payments"),
+            ("name", "api"),
+            ("namespace", "shop"),
+            ("version", "v1"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn an_external_label_of_the_same_name_wins_and_is_sent_once() {
+        let external = [("label_team".to_owned(), "platform".to_owned())];
+        let common = CommonLabels::new("j", &external);
+        let got = decoded(workload_labels(
+            &common,
+            &workload(&[("label_team", "payments")]),
+        ));
+        let teams: Vec<&(String, String)> = got.iter().filter(|(n, _)| n == "label_team").collect();
+        assert_eq!(teams, [&("label_team".to_owned(), "platform".to_owned())]);
+    }
+}

@@ -27,8 +27,9 @@ pub struct ClusterSource {
     /// Kinds already reported as forbidden, so the warning is logged once.
     forbidden: Mutex<HashSet<Kind>>,
     telemetry: Arc<Telemetry>,
-    /// The workload labels and annotations kept.
-    metadata: MetadataAllowlist,
+    /// The workload labels and annotations kept (boxed: `Source` holds
+    /// this or a pointer, and is moved around whole).
+    metadata: Box<MetadataAllowlist>,
 }
 
 impl ClusterSource {
@@ -43,7 +44,7 @@ impl ClusterSource {
             namespaces,
             forbidden: Mutex::default(),
             telemetry,
-            metadata,
+            metadata: Box::new(metadata),
         }
     }
 
