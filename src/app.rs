@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::exposition;
-use crate::inventory::{CommonLabels, Snapshot};
-use crate::leader::{self, LeaderElection};
+use crate::inventory::Snapshot;
+use crate::leader::LeaderElection;
 use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
@@ -28,22 +28,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub const EXIT_INPUT_SKIPPED: u8 = 3;
 
 /// Runs the service; the result is the process exit status.
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
-    let mut pipeline = Pipeline::from_config(&config, telemetry.clone()).await?;
-    let endpoints = if config.dry_run {
+    let omit = settings
+        .pipeline
+        .common_labels
+        .names()
+        .map(str::to_owned)
+        .collect();
+    let mut pipeline = Pipeline::new(settings.pipeline, telemetry.clone()).await?;
+    let dry_run = settings.dry_run;
+    let endpoints = if dry_run {
         Vec::new()
     } else {
-        let configs = config.endpoints().map_err(anyhow::Error::msg)?;
-        configs
+        settings
+            .endpoints
             .into_iter()
             .map(Endpoint::new)
             .collect::<Result<Vec<_>, _>>()?
     };
-    if config.once {
+    if settings.once {
         let snapshot = pipeline.snapshot().await?;
-        if !deliver(&snapshot, &endpoints, config.dry_run, &telemetry).await {
+        if !deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
             return Ok(ExitCode::FAILURE);
         }
         let skipped = pipeline.skipped_input();
@@ -58,38 +65,29 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let omit = CommonLabels::new(&config.job, &config.external_labels)
-        .names()
-        .map(str::to_owned)
-        .collect();
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
-    server::serve(config.metrics_address, shared.clone())
+    let address = settings.metrics_address;
+    server::serve(address, shared.clone())
         .await
-        .with_context(|| {
-            format!(
-                "failed to listen on --metrics-address {}",
-                config.metrics_address
-            )
-        })?;
-    if endpoints.is_empty() && !config.dry_run {
+        .with_context(|| format!("failed to listen on --metrics-address {address}"))?;
+    if endpoints.is_empty() && !dry_run {
         info!(
             "no --remote-write-url: serving the inventory on /metrics only, like a scrape exporter"
         );
     }
-    let schedule = config.effective_schedule();
+    let schedule = settings.schedule;
     info!(%schedule, endpoints = endpoints.len(), "starting");
     let _prefetch = pipeline.spawn_prefetch();
-    let leader = match (config.leader_election, pipeline.client()) {
-        (true, Some(client)) => {
-            let namespace =
-                leader::lease_namespace_of_this_process(config.lease_namespace.as_deref(), client);
+    let leader = match (settings.leader_election, pipeline.client()) {
+        (Some(election), Some(client)) => {
+            let namespace = election.lease_namespace(client);
             info!(namespace = %namespace.name, from = namespace.source, "the leader lease's namespace");
             Some(LeaderElection::start(
                 client.clone(),
                 namespace.name,
-                config.lease_name.clone(),
-                leader::identity_of_this_process(),
-                config.lease_duration,
+                election.lease_name,
+                election.identity,
+                election.lease_duration,
                 telemetry.clone(),
             ))
         }
@@ -120,7 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 shared.publish(snapshot.clone());
-                if config.dry_run {
+                if dry_run {
                     print_snapshot(&snapshot);
                 }
                 // Followers keep their inventory and caches warm, and push nothing.

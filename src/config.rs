@@ -1,19 +1,26 @@
-//! Command-line configuration: one clap struct, every flag with an environment
-//! fallback (`PUSHER_*`) so it can be set from a ConfigMap as easily as from
-//! `args`. Each flag's doc comment is its `--help` text.
+//! Command-line configuration: clap structs, one per group of flags (each
+//! with its `--help` heading), every flag with an environment fallback
+//! (`PUSHER_*`, or the downward API's names) so it can be set from a
+//! ConfigMap as easily as from `args`. Each flag's doc comment is its
+//! `--help` text. [`Config::settings`] checks the flags once and turns them
+//! into what each stage is built from.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Args, Parser, ValueEnum};
+use reqwest::Url;
 
 use crate::discovery::ownership::{Allowlist, MetadataAllowlist};
-use crate::inventory::{self, CommonLabels};
-use crate::registry::{FilterError, ImageFilter, ImageLimits, KeyFilter, Platform};
+use crate::discovery::watch::WatchOptions;
+use crate::inventory::{self, CommonLabels, ExternalLabelError};
+use crate::leader::{self, LeaderSettings};
+use crate::pipeline::{CredentialSettings, PipelineSettings, SourceSettings};
+use crate::registry::{FilterError, ImageFilter, ImageLimits, KeyFilter, Platform, ResolverConfig};
 use crate::remote_write::{
-    parse_header, parse_url, EndpointConfig, Header, Protocol, PushUrl, RetryPolicy,
-    SecretValueParser, TlsConfig, LONGEST_WAIT,
+    parse_header, parse_url, parse_wait, Auth, EndpointConfig, EndpointError, EndpointsFileError,
+    Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
 };
 use crate::schedule::Schedule;
 
@@ -21,9 +28,66 @@ use crate::schedule::Schedule;
 /// cluster (or in manifest files) to Prometheus remote-write receivers.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about, long_about = None)]
-#[command(group(ArgGroup::new("when").args(["interval", "schedule"]).multiple(false)))]
 #[deny(missing_docs)]
 pub struct Config {
+    /// Where workloads are read from.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+
+    /// When snapshots are taken, and whether they are pushed or printed.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+
+    /// What the series carry besides the image's own data.
+    #[command(flatten)]
+    pub series: SeriesArgs,
+
+    /// Where the series are pushed.
+    #[command(flatten)]
+    pub remote_write: RemoteWriteArgs,
+
+    /// How failed pushes are retried.
+    #[command(flatten)]
+    pub retry: RetryPolicy,
+
+    /// How the pusher authenticates to endpoints.
+    #[command(flatten)]
+    pub remote_write_auth: Auth,
+
+    /// How endpoints' certificates are checked; the client certificate.
+    #[command(flatten)]
+    pub remote_write_tls: TlsConfig,
+
+    /// How images are resolved against their registries.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// Which logins images are resolved with.
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    /// Which of several replicas pushes.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+
+    /// The local HTTP server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// What is logged, and how.
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+
+    /// Which workload and image metadata becomes series.
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+}
+
+/// Where workloads are read from.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sources")]
+#[deny(missing_docs)]
+pub struct SourceArgs {
     /// Read workloads from these YAML/JSON files or directories ("-" for stdin)
     /// instead of a cluster. Multi-document YAML and `kind: List` are understood.
     #[arg(
@@ -55,7 +119,14 @@ pub struct Config {
     /// checks RBAC when a watch opens, not on an open one).
     #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub watch_timeout: Duration,
+}
 
+/// When snapshots are taken, and whether they are pushed or printed.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Schedule")]
+#[command(group(ArgGroup::new("when").args(["interval", "schedule"]).multiple(false)))]
+#[deny(missing_docs)]
+pub struct ScheduleArgs {
     /// Take one snapshot, push it, and exit: for a Kubernetes CronJob.
     /// The exit code is 0 only if every request was accepted, 3 if they
     /// were but manifests input had to be skipped.
@@ -74,21 +145,13 @@ pub struct Config {
     /// fields (minute first) or six (seconds first), e.g. "*/5 * * * *".
     #[arg(long, value_name = "CRON", env = "PUSHER_SCHEDULE", value_parser = Schedule::parse_cron)]
     pub schedule: Option<Schedule>,
+}
 
-    /// Remote-write endpoint to push to (repeatable), e.g.
-    /// http://prometheus:9090/api/v1/write. Without one (and without
-    /// --dry-run) the service only serves /metrics, like a scrape exporter.
-    #[arg(
-        long = "remote-write-url",
-        value_name = "URL",
-        env = "PUSHER_REMOTE_WRITE_URL",
-        value_delimiter = ',',
-        // A URL may carry user:password; neither --help nor an error may print it.
-        hide_env_values = true,
-        value_parser = SecretValueParser(parse_url)
-    )]
-    pub remote_write_urls: Vec<PushUrl>,
-
+/// What the series carry besides the image's own data.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Series")]
+#[deny(missing_docs)]
+pub struct SeriesArgs {
     /// Value of the `job` label on every pushed series.
     #[arg(
         long = "job",
@@ -130,38 +193,26 @@ pub struct Config {
     /// limit); a label or annotation with a longer key is dropped.
     #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_LENGTH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..))]
     pub max_label_value_length: u32,
+}
 
-    /// Most series in one remote-write request; larger snapshots are split.
-    #[arg(long, value_name = "N", env = "PUSHER_MAX_SERIES_PER_REQUEST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_series_per_request: u32,
-
-    /// Timeout of one remote-write request (at most 1 day).
-    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_push_duration)]
-    pub remote_write_timeout: Duration,
-
-    /// How long one remote-write request is retried (5xx, 429, network
-    /// errors) before it is given up (at most 1 day).
-    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_push_duration)]
-    pub remote_write_retry_for: Duration,
-
-    /// First wait before retrying a failed request; doubles on each retry.
-    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MIN_BACKOFF", default_value = "30ms", value_parser = parse_push_duration)]
-    pub retry_min_backoff: Duration,
-
-    /// Longest wait between two retries (at most 1 day).
-    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_push_duration)]
-    pub retry_max_backoff: Duration,
-
-    /// Longest pause a receiver can impose with Retry-After: no request goes
-    /// to it until the pause ends (the newest snapshot waits), but a longer
-    /// Retry-After is cut to this (at most 1 day).
-    #[arg(long, value_name = "DURATION", env = "PUSHER_RETRY_MAX_PAUSE", default_value = "5m", value_parser = parse_push_duration)]
-    pub retry_max_pause: Duration,
-
-    /// Retry requests answered 429 Too Many Requests (after Retry-After when
-    /// given); with false they are dropped, as other 4xx are.
-    #[arg(long, value_name = "BOOL", env = "PUSHER_RETRY_ON_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub retry_on_rate_limit: bool,
+/// Where the series are pushed.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Remote write")]
+#[deny(missing_docs)]
+pub struct RemoteWriteArgs {
+    /// Remote-write endpoint to push to (repeatable), e.g.
+    /// http://prometheus:9090/api/v1/write. Without one (and without
+    /// --dry-run) the service only serves /metrics, like a scrape exporter.
+    #[arg(
+        long = "remote-write-url",
+        value_name = "URL",
+        env = "PUSHER_REMOTE_WRITE_URL",
+        value_delimiter = ',',
+        // A URL may carry user:password; neither --help nor an error may print it.
+        hide_env_values = true,
+        value_parser = SecretValueParser(parse_url)
+    )]
+    pub remote_write_urls: Vec<PushUrl>,
 
     /// Remote-write protocol: 1.0, or 2.0 (falls back to 1.0, per endpoint,
     /// when the receiver does not speak it).
@@ -173,72 +224,6 @@ pub struct Config {
         default_value = "1.0"
     )]
     pub remote_write_protocol: Protocol,
-
-    /// Basic-auth user for --remote-write-url endpoints (e.g. a Grafana Cloud
-    /// instance ID); the password comes from --remote-write-password-file.
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "PUSHER_REMOTE_WRITE_USERNAME",
-        requires = "remote_write_password_file"
-    )]
-    pub remote_write_username: Option<String>,
-
-    /// File holding the basic-auth password or access token; re-read when it changes.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PUSHER_REMOTE_WRITE_PASSWORD_FILE",
-        requires = "remote_write_username"
-    )]
-    pub remote_write_password_file: Option<PathBuf>,
-
-    /// File holding a bearer token (e.g. a projected service-account token);
-    /// re-read when it changes.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PUSHER_REMOTE_WRITE_BEARER_TOKEN_FILE",
-        conflicts_with = "remote_write_username"
-    )]
-    pub remote_write_bearer_token_file: Option<PathBuf>,
-
-    /// Extra HTTP header on every request (repeatable), e.g.
-    /// 'X-Scope-OrgID: team-a' for Mimir or 'THANOS-TENANT: team-a' for Thanos.
-    #[arg(long = "remote-write-header", value_name = "NAME: VALUE", env = "PUSHER_REMOTE_WRITE_HEADERS", value_delimiter = ',', hide_env_values = true, value_parser = SecretValueParser(parse_header))]
-    pub remote_write_headers: Vec<Header>,
-
-    /// CA bundle (PEM) trusted for remote-write endpoints, besides the system roots.
-    #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CA_FILE")]
-    pub remote_write_ca_file: Option<PathBuf>,
-
-    /// Client certificate (PEM) for mutual TLS with remote-write endpoints.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PUSHER_REMOTE_WRITE_CERT_FILE",
-        requires = "remote_write_key_file"
-    )]
-    pub remote_write_cert_file: Option<PathBuf>,
-
-    /// Key (PEM) of --remote-write-cert-file.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "PUSHER_REMOTE_WRITE_KEY_FILE",
-        requires = "remote_write_cert_file"
-    )]
-    pub remote_write_key_file: Option<PathBuf>,
-
-    /// Do not verify remote-write endpoints' TLS certificates. Only for testing.
-    #[arg(long, env = "PUSHER_REMOTE_WRITE_INSECURE_SKIP_VERIFY")]
-    pub remote_write_insecure_skip_verify: bool,
-
-    /// YAML file with one block per endpoint (url, basic_auth, bearer_token_file,
-    /// headers, tls, protocol: 1.0, 2.0 or otlp), for endpoints with different
-    /// credentials, tenants or protocols.
-    #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CONFIG")]
-    pub remote_write_config: Option<PathBuf>,
 
     /// OTLP/HTTP metrics endpoint to push to as well (repeatable), e.g.
     /// http://otel-collector:4318/v1/metrics: the same series as OTLP gauges,
@@ -257,15 +242,31 @@ pub struct Config {
     )]
     pub otlp_urls: Vec<PushUrl>,
 
-    /// Address of the local HTTP server for /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "PUSHER_METRICS_ADDRESS",
-        default_value = "0.0.0.0:8080"
-    )]
-    pub metrics_address: SocketAddr,
+    /// Extra HTTP header on every request (repeatable), e.g.
+    /// 'X-Scope-OrgID: team-a' for Mimir or 'THANOS-TENANT: team-a' for Thanos.
+    #[arg(long = "remote-write-header", value_name = "NAME: VALUE", env = "PUSHER_REMOTE_WRITE_HEADERS", value_delimiter = ',', hide_env_values = true, value_parser = SecretValueParser(parse_header))]
+    pub remote_write_headers: Vec<Header>,
 
+    /// YAML file with one block per endpoint (url, basic_auth, bearer_token_file,
+    /// headers, tls, protocol: 1.0, 2.0 or otlp), for endpoints with different
+    /// credentials, tenants or protocols.
+    #[arg(long, value_name = "PATH", env = "PUSHER_REMOTE_WRITE_CONFIG")]
+    pub remote_write_config: Option<PathBuf>,
+
+    /// Most series in one remote-write request; larger snapshots are split.
+    #[arg(long, value_name = "N", env = "PUSHER_MAX_SERIES_PER_REQUEST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_series_per_request: u32,
+
+    /// Timeout of one remote-write request (at most 1 day).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_wait)]
+    pub remote_write_timeout: Duration,
+}
+
+/// How images are resolved against their registries.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Registry")]
+#[deny(missing_docs)]
+pub struct RegistryArgs {
     /// How long a tag's digest is trusted before the registry is asked again
     /// (one HEAD request). Image metadata itself is cached by digest.
     #[arg(long, value_name = "DURATION", env = "PUSHER_CACHE_DURATION", default_value = "1h", value_parser = parse_duration)]
@@ -295,17 +296,6 @@ pub struct Config {
     )]
     pub insecure_registries: Vec<String>,
 
-    /// Resolve images with the pull secrets of each workload (its pod spec's
-    /// imagePullSecrets and its service account's), as the kubelet does.
-    /// Needs get/list/watch on Secrets and ServiceAccounts; false needs neither.
-    #[arg(long, value_name = "BOOL", env = "PUSHER_PULL_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub pull_secrets: bool,
-
-    /// A docker config.json with static credentials for registries that pull
-    /// secrets do not cover.
-    #[arg(long, value_name = "PATH", env = "PUSHER_DOCKER_CONFIG")]
-    pub docker_config: Option<PathBuf>,
-
     /// Most requests in flight to one registry host.
     #[arg(long, value_name = "N", env = "PUSHER_REGISTRY_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub registry_concurrency: u32,
@@ -323,7 +313,30 @@ pub struct Config {
     /// Most images resolved against registries at the same time.
     #[arg(long, value_name = "N", env = "PUSHER_RESOLVE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub resolve_concurrency: u32,
+}
 
+/// Which logins images are resolved with.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Registry credentials")]
+#[deny(missing_docs)]
+pub struct CredentialArgs {
+    /// Resolve images with the pull secrets of each workload (its pod spec's
+    /// imagePullSecrets and its service account's), as the kubelet does.
+    /// Needs get/list/watch on Secrets and ServiceAccounts; false needs neither.
+    #[arg(long, value_name = "BOOL", env = "PUSHER_PULL_SECRETS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pull_secrets: bool,
+
+    /// A docker config.json with static credentials for registries that pull
+    /// secrets do not cover.
+    #[arg(long, value_name = "PATH", env = "PUSHER_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+}
+
+/// Which of several replicas pushes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Leader election")]
+#[deny(missing_docs)]
+pub struct LeaderElectionArgs {
     /// Coordinate replicas through a coordination.k8s.io Lease: only the
     /// leader pushes, the others keep their inventory warm and take over
     /// within --lease-duration.
@@ -339,7 +352,7 @@ pub struct Config {
     )]
     pub lease_name: String,
 
-    /// Namespace of the Lease. Default: $POD_NAMESPACE, else the service
+    /// Namespace of the Lease. Default: --pod-namespace, else the service
     /// account's namespace, else the kubeconfig context's namespace, else
     /// "default". The service account needs get, create and update on
     /// leases there.
@@ -351,20 +364,63 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", env = "PUSHER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
 
-    /// Log format.
+    /// The namespace this replica's pod runs in, set from the downward API
+    /// (metadata.namespace): the Lease's namespace when --lease-namespace is
+    /// not given.
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+
+    /// This replica's pod name, set from the downward API (metadata.name):
+    /// its identity in the Lease. Default: $HOSTNAME (a pod's own name),
+    /// else a name unique to this process.
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+/// The local HTTP server.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+#[deny(missing_docs)]
+pub struct ServerArgs {
+    /// Address of the local HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PUSHER_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_address: SocketAddr,
+}
+
+/// What is logged, and how.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+#[deny(missing_docs)]
+pub struct LoggingArgs {
+    /// Log format (logs go to stderr).
     #[arg(long, value_enum, env = "PUSHER_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Which workload and image metadata becomes series.
-    #[command(flatten)]
-    pub metadata: MetadataConfig,
+    /// What is logged: a level (error, warn, info, debug, trace) or
+    /// directives per module, e.g. "info,container_image_pusher=debug"
+    /// (tracing's RUST_LOG syntax). The default keeps kube's watcher, which
+    /// warns at every retry of a forbidden watch, to errors: the pusher says
+    /// it once. Empty means the default.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "RUST_LOG",
+        default_value = DEFAULT_LOG_FILTER,
+        value_parser = parse_log_filter
+    )]
+    pub log_level: String,
 }
 
 /// Which labels and annotations of workloads and images become series.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Workload and image metadata")]
 #[deny(missing_docs)]
-pub struct MetadataConfig {
+pub struct MetadataArgs {
     /// Workload labels exported as label_<key> (kube-state-metrics' naming) on
     /// container_image_workload_labels, e.g. team,app.kubernetes.io/part-of;
     /// "*" exports every label. Repeatable. Default: none (no such series).
@@ -401,7 +457,7 @@ pub struct MetadataConfig {
     pub image_annotations: Vec<String>,
 }
 
-impl MetadataConfig {
+impl MetadataArgs {
     /// The workload labels and annotations kept.
     pub fn workload_metadata(&self) -> MetadataAllowlist {
         MetadataAllowlist {
@@ -419,8 +475,8 @@ impl MetadataConfig {
     }
 }
 
-fn parse_key_glob(s: &str) -> Result<String, String> {
-    KeyFilter::new(&[s]).map_err(|e| e.to_string())?;
+fn parse_key_glob(s: &str) -> Result<String, FilterError> {
+    KeyFilter::new(&[s])?;
     Ok(s.trim().to_owned())
 }
 
@@ -433,132 +489,227 @@ pub enum LogFormat {
     Json,
 }
 
+/// Everything the service is built from, checked: each stage takes its part.
+#[derive(Debug)]
+pub struct Settings {
+    /// Take one snapshot, deliver it and exit.
+    pub once: bool,
+    /// Print snapshots instead of pushing them.
+    pub dry_run: bool,
+    pub schedule: Schedule,
+    pub pipeline: PipelineSettings,
+    /// Every endpoint to push to: the --remote-write-url and --otlp-url
+    /// ones with the shared flags, then those of --remote-write-config.
+    pub endpoints: Vec<EndpointConfig>,
+    /// `None` without --leader-election.
+    pub leader_election: Option<LeaderSettings>,
+    pub metrics_address: SocketAddr,
+}
+
+/// Flags that clap accepts one by one but that cannot work together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--once needs --remote-write-url, --otlp-url or --dry-run: there is nowhere to send the snapshot")]
+    NowhereToSend,
+    #[error("--external-label: {0}")]
+    ExternalLabel(#[from] ExternalLabelError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    EndpointsFile(#[from] EndpointsFileError),
+    #[error("--image-labels or --image-annotations: {0}")]
+    ImageFilter(#[from] FilterError),
+}
+
 impl Config {
-    /// Checks what clap cannot: combinations of flags and label names.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.once
-            && !self.dry_run
-            && self.remote_write_urls.is_empty()
-            && self.otlp_urls.is_empty()
-            && self.remote_write_config.is_none()
+    /// Checks what clap cannot (combinations of flags, label names, the
+    /// endpoints, the --remote-write-config file, read here and only here)
+    /// and builds the settings of every stage.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let (sources, schedule) = (&self.sources, &self.schedule);
+        let remote_write = &self.remote_write;
+        if schedule.once
+            && !schedule.dry_run
+            && remote_write.remote_write_urls.is_empty()
+            && remote_write.otlp_urls.is_empty()
+            && remote_write.remote_write_config.is_none()
         {
-            return Err("--once needs --remote-write-url, --otlp-url or --dry-run: there is nowhere to send the snapshot".into());
+            return Err(ConfigError::NowhereToSend);
         }
-        inventory::check_external_labels(&self.external_labels)
-            .map_err(|e| format!("--external-label: {e}"))?;
-        self.endpoints()?;
-        Ok(())
+        inventory::check_external_labels(&self.series.external_labels)?;
+        let common_labels = CommonLabels::new(&self.series.job, &self.series.external_labels);
+        let resource_labels: Vec<String> = common_labels.names().map(str::to_owned).collect();
+        let endpoints = self.endpoints(&resource_labels)?;
+        let interval = schedule.interval;
+        let source = if sources.manifests.is_empty() {
+            SourceSettings::Cluster {
+                namespaces: sources.namespaces.clone(),
+                // A CronJob run lists once; a long-running service keeps watches.
+                watch: (!schedule.once).then(|| WatchOptions {
+                    grace_period: sources.watch_grace_period,
+                    max_backoff: WatchOptions::max_backoff_for(interval),
+                    watch_timeout: sources.watch_timeout,
+                }),
+            }
+        } else {
+            SourceSettings::Files {
+                paths: sources.manifests.clone(),
+                namespaces: sources.namespaces.clone(),
+            }
+        };
+        let registry = &self.registry;
+        let pipeline = PipelineSettings {
+            source,
+            credentials: CredentialSettings {
+                pull_secrets: self.credentials.pull_secrets,
+                docker_config: self.credentials.docker_config.clone(),
+            },
+            resolver: ResolverConfig {
+                platform: registry.platform.clone(),
+                cache_duration: registry.cache_duration,
+                error_cache_duration: registry.error_cache_duration,
+                insecure_registries: registry.insecure_registries.clone(),
+                timeout: registry.registry_timeout,
+                registry_concurrency: registry.registry_concurrency as usize,
+                registry_rps: registry.registry_rps,
+                image_limits: self.series.image_limits(),
+                image_filter: self.metadata.image_filter()?,
+            },
+            resolve_concurrency: registry.resolve_concurrency as usize,
+            common_labels,
+            workload_metadata: self.metadata.workload_metadata(),
+        };
+        let leader = &self.leader_election;
+        let leader_election = leader.leader_election.then(|| LeaderSettings {
+            lease_name: leader.lease_name.clone(),
+            lease_namespace: leader.lease_namespace.clone(),
+            pod_namespace: leader.pod_namespace.clone(),
+            identity: leader::identity_of_this_process(leader.pod_name.as_deref()),
+            lease_duration: leader.lease_duration,
+        });
+        Ok(Settings {
+            once: schedule.once,
+            dry_run: schedule.dry_run,
+            schedule: schedule
+                .schedule
+                .clone()
+                .unwrap_or(Schedule::Interval(interval)),
+            pipeline,
+            endpoints,
+            leader_election,
+            metrics_address: self.server.metrics_address,
+        })
     }
 
-    /// Every endpoint to push to: the --remote-write-url and --otlp-url ones
-    /// with the --remote-write-* settings, then those of --remote-write-config.
-    pub fn endpoints(&self) -> Result<Vec<EndpointConfig>, String> {
-        let template = |PushUrl(url)| EndpointConfig {
+    /// The --remote-write-url and --otlp-url endpoints with the shared
+    /// settings, then those of --remote-write-config, which take the shared
+    /// settings they do not give themselves.
+    fn endpoints(&self, resource_labels: &[String]) -> Result<Vec<EndpointConfig>, ConfigError> {
+        let remote_write = &self.remote_write;
+        let endpoint = |url: Url, protocol: Protocol| EndpointConfig {
             url,
-            username: self.remote_write_username.clone(),
-            password_file: self.remote_write_password_file.clone(),
-            bearer_token_file: self.remote_write_bearer_token_file.clone(),
-            headers: self.remote_write_headers.clone(),
-            tls: TlsConfig {
-                ca_file: self.remote_write_ca_file.clone(),
-                cert_file: self.remote_write_cert_file.clone(),
-                key_file: self.remote_write_key_file.clone(),
-                insecure_skip_verify: self.remote_write_insecure_skip_verify,
-            },
-            protocol: self.remote_write_protocol,
-            timeout: self.remote_write_timeout,
-            max_series_per_request: self.max_series_per_request as usize,
-            retry: RetryPolicy {
-                min_backoff: self.retry_min_backoff,
-                max_backoff: self.retry_max_backoff,
-                retry_for: self.remote_write_retry_for,
-                retry_on_rate_limit: self.retry_on_rate_limit,
-                max_pause: self.retry_max_pause,
-            },
-            resource_labels: CommonLabels::new(&self.job, &self.external_labels)
-                .names()
-                .map(str::to_owned)
-                .collect(),
+            protocol,
+            auth: self.remote_write_auth.clone(),
+            headers: remote_write.remote_write_headers.clone(),
+            tls: self.remote_write_tls.clone(),
+            timeout: remote_write.remote_write_timeout,
+            max_series_per_request: remote_write.max_series_per_request as usize,
+            retry: self.retry,
+            resource_labels: resource_labels.to_vec(),
         };
-        let mut endpoints: Vec<EndpointConfig> = self
-            .remote_write_urls
-            .iter()
-            .cloned()
-            .map(template)
+        let protocol = remote_write.remote_write_protocol;
+        let urls = remote_write.remote_write_urls.iter().map(|u| (u, protocol));
+        let otlp = remote_write.otlp_urls.iter().map(|u| (u, Protocol::Otlp));
+        let mut endpoints: Vec<EndpointConfig> = urls
+            .chain(otlp)
+            .map(|(PushUrl(url), protocol)| endpoint(url.clone(), protocol))
             .collect();
-        endpoints.extend(self.otlp_urls.iter().cloned().map(|url| EndpointConfig {
-            protocol: Protocol::Otlp,
-            ..template(url)
-        }));
         for endpoint in &endpoints {
             endpoint.validate()?;
         }
-        if let Some(path) = &self.remote_write_config {
-            let defaults = template(PushUrl("http://localhost/".parse().expect("a valid URL")));
+        if let Some(path) = &remote_write.remote_write_config {
+            let defaults = endpoint(
+                Url::parse("http://localhost/").expect("a valid URL"),
+                protocol,
+            );
             endpoints.extend(EndpointConfig::from_file(path, &defaults)?);
         }
         Ok(endpoints)
     }
+}
 
+impl SeriesArgs {
     /// What one image may add to a snapshot.
-    pub fn image_limits(&self) -> ImageLimits {
+    fn image_limits(&self) -> ImageLimits {
         ImageLimits {
             max_labels: self.max_labels_per_image as usize,
             max_annotations: self.max_annotations_per_image as usize,
             max_value_length: self.max_label_value_length as usize,
         }
     }
-
-    /// The schedule in effect: --schedule if given, else --interval.
-    pub fn effective_schedule(&self) -> Schedule {
-        self.schedule
-            .clone()
-            .unwrap_or(Schedule::Interval(self.interval))
-    }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+/// A flag value clap hands over that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{given:?} is not a duration like 30s, 5m or 1h: {reason}")]
+    Duration { given: String, reason: String },
+    #[error("a duration of zero is not allowed")]
+    ZeroDuration,
+    #[error("{0:?} is not a positive number of requests per second")]
+    Rate(String),
+    #[error("{0:?} is not NAME=VALUE")]
+    Label(String),
+    #[error("label {0} has an empty value, which remote write would drop")]
+    EmptyLabelValue(String),
+    #[error("{given:?} is not a log filter: {reason}")]
+    LogFilter { given: String, reason: String },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let d = humantime::parse_duration(s).map_err(|e| ValueError::Duration {
+        given: s.to_owned(),
+        reason: e.to_string(),
+    })?;
     if d.is_zero() {
-        return Err("a duration of zero is not allowed".into());
+        return Err(ValueError::ZeroDuration);
     }
     Ok(d)
 }
 
-/// A remote-write duration: bounded, so that no wait or deadline built
-/// from it can overflow (`500000000000y` parses, and used to panic).
-fn parse_push_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d > LONGEST_WAIT {
-        return Err(format!(
-            "{s:?} is longer than the {} allowed",
-            humantime::format_duration(LONGEST_WAIT)
-        ));
-    }
-    Ok(d)
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
+fn parse_rate(s: &str) -> Result<f64, ValueError> {
     match s.parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
-        _ => Err(format!(
-            "{s:?} is not a positive number of requests per second"
-        )),
+        _ => Err(ValueError::Rate(s.to_owned())),
     }
 }
 
-/// Parses NAME=VALUE; the names are checked together, by `validate`.
-fn parse_label(s: &str) -> Result<(String, String), String> {
+/// Parses NAME=VALUE; the names are checked together, by [`Config::settings`].
+fn parse_label(s: &str) -> Result<(String, String), ValueError> {
     let (name, value) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+        .ok_or_else(|| ValueError::Label(s.to_owned()))?;
     if value.is_empty() {
-        return Err(format!(
-            "label {name} has an empty value, which remote write would drop"
-        ));
+        return Err(ValueError::EmptyLabelValue(name.to_owned()));
     }
     Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Info, but kube's watcher only at errors: it warns at every retry of a
+/// forbidden watch, which the pusher reports once itself.
+const DEFAULT_LOG_FILTER: &str = "info,kube_runtime::watcher=error";
+
+/// A filter in tracing's `RUST_LOG` syntax; an empty one (an unset
+/// `RUST_LOG=` in a manifest) is the default.
+fn parse_log_filter(s: &str) -> Result<String, ValueError> {
+    if s.trim().is_empty() {
+        return Ok(DEFAULT_LOG_FILTER.to_owned());
+    }
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| ValueError::LogFilter {
+        given: s.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(s.to_owned())
 }
 
 #[cfg(test)]
@@ -566,12 +717,14 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    fn parse(args: &[&str]) -> Result<Config, String> {
+    fn config(args: &[&str]) -> Result<Config, String> {
         let mut argv = vec!["container-image-pusher"];
         argv.extend_from_slice(args);
-        let config = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
-        config.validate()?;
-        Ok(config)
+        Config::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        config(args)?.settings().map_err(|e| e.to_string())
     }
 
     #[test]
@@ -580,19 +733,87 @@ mod tests {
     }
 
     #[test]
+    fn workload_and_image_metadata() {
+        let s = parse(&[]).unwrap();
+        assert!(s.pipeline.workload_metadata.is_empty());
+        assert!(s.pipeline.resolver.image_filter.labels.keeps_all());
+        assert!(s.pipeline.resolver.image_filter.annotations.keeps_all());
+        let s = parse(&[
+            "--workload-labels",
+            "team,app.kubernetes.io/name",
+            "--workload-annotations=*",
+            "--image-labels",
+            "org.opencontainers.*,!org.opencontainers.image.created",
+        ])
+        .unwrap();
+        assert!(!s.pipeline.workload_metadata.is_empty());
+        let labels = &s.pipeline.resolver.image_filter.labels;
+        assert!(labels.keeps("org.opencontainers.image.source"));
+        assert!(!labels.keeps("org.opencontainers.image.created"));
+        assert!(!labels.keeps("maintainer"));
+        let err = parse(&["--image-annotations", "!"]).unwrap_err();
+        assert!(err.contains("empty pattern"), "{err}");
+    }
+
+    #[test]
     fn defaults() {
-        let c = parse(&[]).unwrap();
-        assert_eq!(c.interval, Duration::from_secs(60));
-        assert_eq!(c.cache_duration, Duration::from_secs(3600));
-        assert_eq!(c.max_series_per_request, 2000);
-        assert_eq!(c.job, "container-image-pusher");
-        assert_eq!(c.platform.to_string(), "linux/amd64");
+        let s = parse(&[]).unwrap();
+        assert!(matches!(s.schedule, Schedule::Interval(d) if d == Duration::from_secs(60)));
+        assert!(!s.once && !s.dry_run);
+        assert!(s.endpoints.is_empty() && s.leader_election.is_none());
+        let resolver = &s.pipeline.resolver;
+        assert_eq!(resolver.cache_duration, Duration::from_secs(3600));
+        assert_eq!(resolver.platform.to_string(), "linux/amd64");
+        assert_eq!(resolver.image_limits, ImageLimits::default());
+        assert_eq!(
+            s.pipeline.common_labels.0,
+            [("job".to_owned(), "container-image-pusher".to_owned())]
+        );
+        assert_eq!(s.metrics_address.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn every_flag_is_under_a_help_heading_with_an_env_fallback() {
+        let command = Config::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(arg.get_help_heading().is_some(), "--{id} has no heading");
+            assert!(arg.get_env().is_some(), "--{id} has no env fallback");
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+        }
+    }
+
+    #[test]
+    fn the_source_follows_the_mode() {
+        let s = parse(&["--namespace", "a,b"]).unwrap();
+        assert!(matches!(
+            s.pipeline.source,
+            SourceSettings::Cluster { ref namespaces, watch: Some(w) }
+                if namespaces == &["a", "b"] && w.max_backoff == Duration::from_secs(30)
+        ));
+        let s = parse(&["--once", "--dry-run"]).unwrap();
+        assert!(matches!(
+            s.pipeline.source,
+            SourceSettings::Cluster { watch: None, .. }
+        ));
+        let s = parse(&["--manifests", "a.yaml,-"]).unwrap();
+        assert!(matches!(
+            s.pipeline.source,
+            SourceSettings::Files { ref paths, .. } if paths.len() == 2
+        ));
     }
 
     #[test]
     fn once_needs_a_destination() {
         let err = parse(&["--once"]).unwrap_err();
         assert!(err.contains("--remote-write-url"), "{err}");
+        assert!(matches!(
+            config(&["--once"]).unwrap().settings(),
+            Err(ConfigError::NowhereToSend)
+        ));
         parse(&["--once", "--dry-run"]).unwrap();
         parse(&[
             "--once",
@@ -604,7 +825,7 @@ mod tests {
 
     #[test]
     fn otlp_urls_are_endpoints_with_the_shared_settings() {
-        let c = parse(&[
+        let s = parse(&[
             "--once",
             "--otlp-url",
             "http://collector:4318/v1/metrics",
@@ -616,9 +837,13 @@ mod tests {
             "cluster=prod",
             "--remote-write-protocol",
             "2.0",
+            "--remote-write-bearer-token-file",
+            "/token",
+            "--retry-max-pause",
+            "1m",
         ])
         .unwrap();
-        let endpoints = c.endpoints().unwrap();
+        let endpoints = s.endpoints;
         assert_eq!(endpoints.len(), 2);
         assert_eq!(endpoints[0].protocol, Protocol::V2);
         assert_eq!(endpoints[1].protocol, Protocol::Otlp);
@@ -627,26 +852,67 @@ mod tests {
             "http://collector:4318/v1/metrics"
         );
         assert_eq!(endpoints[1].headers, endpoints[0].headers);
+        assert_eq!(
+            endpoints[1].auth.bearer_token_file.as_deref(),
+            Some(std::path::Path::new("/token"))
+        );
+        assert_eq!(endpoints[1].retry.max_pause, Duration::from_secs(60));
         assert_eq!(endpoints[1].resource_labels, ["job", "cluster"]);
         let err = parse(&["--remote-write-protocol", "otlp"]).unwrap_err();
         assert!(err.contains("invalid value"), "OTLP is per endpoint: {err}");
     }
 
     #[test]
+    fn the_endpoints_file_is_read_once_with_the_flags_as_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("endpoints.yaml");
+        std::fs::write(
+            &path,
+            "endpoints:\n  - url: https://mimir.example.com/api/v1/push\n    protocol: otlp\n",
+        )
+        .unwrap();
+        let config = config(&[
+            "--remote-write-url",
+            "http://prometheus:9090/api/v1/write",
+            "--remote-write-config",
+            path.to_str().unwrap(),
+            "--remote-write-timeout",
+            "7s",
+        ])
+        .unwrap();
+        let settings = config.settings().unwrap();
+        // The file is gone: the settings hold what it said.
+        std::fs::remove_file(&path).unwrap();
+        let endpoints = settings.endpoints;
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[1].protocol, Protocol::Otlp);
+        assert_eq!(endpoints[1].timeout, Duration::from_secs(7));
+        assert!(matches!(
+            config.settings(),
+            Err(ConfigError::EndpointsFile(EndpointsFileError::Read { .. }))
+        ));
+    }
+
+    #[test]
     fn interval_and_schedule_exclude_each_other() {
         assert!(parse(&["--interval", "5m", "--schedule", "*/5 * * * *"]).is_err());
+        let s = parse(&["--schedule", "*/5 * * * *"]).unwrap();
+        assert!(matches!(s.schedule, Schedule::Cron(_)));
     }
 
     #[test]
     fn external_labels_are_validated() {
-        let c = parse(&[
+        let s = parse(&[
             "--external-label",
             "cluster=prod",
             "--external-label",
             "region=eu",
         ])
         .unwrap();
-        assert_eq!(c.external_labels[0], ("cluster".into(), "prod".into()));
+        assert_eq!(
+            s.pipeline.common_labels.0[1],
+            ("cluster".into(), "prod".into())
+        );
         assert!(parse(&["--external-label", "cluster"]).is_err());
         assert!(parse(&["--external-label", "1cluster=x"]).is_err());
         assert!(parse(&["--external-label", "__name__=x"]).is_err());
@@ -678,9 +944,7 @@ mod tests {
 
     #[test]
     fn image_limits() {
-        let c = parse(&[]).unwrap();
-        assert_eq!(c.image_limits(), ImageLimits::default());
-        let c = parse(&[
+        let s = parse(&[
             "--max-labels-per-image",
             "0",
             "--max-annotations-per-image",
@@ -690,7 +954,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.image_limits(),
+            s.pipeline.resolver.image_limits,
             ImageLimits {
                 max_labels: 0,
                 max_annotations: 5,
@@ -703,19 +967,22 @@ mod tests {
     #[test]
     fn durations_are_humane() {
         assert_eq!(
-            parse(&["--cache-duration", "6h"]).unwrap().cache_duration,
+            parse(&["--cache-duration", "6h"])
+                .unwrap()
+                .pipeline
+                .resolver
+                .cache_duration,
             Duration::from_secs(6 * 3600)
         );
         assert!(parse(&["--interval", "0s"]).is_err());
         assert!(parse(&["--interval", "soon"]).is_err());
+        assert_eq!(parse_duration("0s"), Err(ValueError::ZeroDuration));
     }
 
     #[test]
     fn remote_write_durations_are_bounded() {
-        assert_eq!(
-            parse(&[]).unwrap().retry_max_pause,
-            Duration::from_secs(300)
-        );
+        let s = parse(&["--remote-write-url", "http://x/"]).unwrap();
+        assert_eq!(s.endpoints[0].retry.max_pause, Duration::from_secs(300));
         for flag in [
             "--remote-write-retry-for",
             "--remote-write-timeout",
@@ -729,6 +996,39 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_settings_come_from_the_downward_api_flags() {
+        let s = parse(&[
+            "--leader-election",
+            "--pod-namespace",
+            "monitoring",
+            "--pod-name",
+            "pusher-0",
+        ])
+        .unwrap();
+        let leader = s.leader_election.unwrap();
+        assert_eq!(leader.identity, "pusher-0");
+        assert_eq!(leader.pod_namespace.as_deref(), Some("monitoring"));
+        assert_eq!(leader.lease_name, "container-image-pusher");
+        assert_eq!(leader.lease_duration, Duration::from_secs(15));
+        let args = Config::command();
+        for (flag, env) in [("pod_namespace", "POD_NAMESPACE"), ("pod_name", "POD_NAME")] {
+            let arg = args.get_arguments().find(|a| a.get_id() == flag).unwrap();
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(env)));
+        }
+    }
+
+    #[test]
+    fn log_filters_are_checked_and_empty_means_the_default() {
+        let c = config(&["--log-level", "debug,container_image_pusher=trace"]).unwrap();
+        assert_eq!(c.logging.log_level, "debug,container_image_pusher=trace");
+        assert!(config(&["--log-level", "=foo["]).is_err());
+        assert_eq!(
+            config(&["--log-level", ""]).unwrap().logging.log_level,
+            DEFAULT_LOG_FILTER
+        );
+    }
+
+    #[test]
     fn malformed_remote_write_flags_do_not_echo_secrets() {
         for args in [
             ["--remote-write-url", "http://u:PASSWORD@[::1"],
@@ -738,14 +1038,14 @@ mod tests {
             assert!(err.contains(args[0]), "{err}");
             assert!(!err.contains("PASSWORD"), "{err}");
         }
-        let c = parse(&[
+        let c = config(&[
             "--remote-write-url",
             "https://u:PASSWORD@mimir.example.com/push",
             "--remote-write-header",
             "X-Api-Key: PASSWORD",
         ])
         .unwrap();
-        let debug = format!("{c:?}");
+        let debug = format!("{c:?} {:?}", c.settings().unwrap());
         assert!(
             debug.contains("mimir.example.com") && !debug.contains("PASSWORD"),
             "{debug}"

@@ -53,11 +53,39 @@ pub struct LeaseNamespace {
     pub source: &'static str,
 }
 
+/// What this replica competes for the Lease with, from the leader-election
+/// flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderSettings {
+    pub lease_name: String,
+    /// `--lease-namespace`.
+    pub lease_namespace: Option<String>,
+    /// `--pod-namespace` (`$POD_NAMESPACE` from the downward API).
+    pub pod_namespace: Option<String>,
+    /// This replica's name in the Lease.
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+impl LeaderSettings {
+    /// The Lease's namespace ([`lease_namespace`]) for this process: its
+    /// flags, its service account mount and its Kubernetes client.
+    pub fn lease_namespace(&self, client: &Client) -> LeaseNamespace {
+        let service_account = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
+        lease_namespace(
+            self.lease_namespace.as_deref(),
+            self.pod_namespace.as_deref(),
+            service_account.as_deref(),
+            client.default_namespace(),
+        )
+    }
+}
+
 /// The Lease's namespace in client-go's order: `--lease-namespace`, else
-/// `$POD_NAMESPACE`, else the in-cluster service account's namespace, else
-/// the namespace of the client's configuration (the kubeconfig context's,
-/// which `kube` makes "default" when the context names none). Empty values
-/// count as absent.
+/// `--pod-namespace` (`$POD_NAMESPACE`), else the in-cluster service
+/// account's namespace, else the namespace of the client's configuration
+/// (the kubeconfig context's, which `kube` makes "default" when the context
+/// names none). Empty values count as absent.
 pub fn lease_namespace(
     flag: Option<&str>,
     pod_namespace: Option<&str>,
@@ -66,7 +94,7 @@ pub fn lease_namespace(
 ) -> LeaseNamespace {
     [
         (flag, "--lease-namespace"),
-        (pod_namespace, "$POD_NAMESPACE"),
+        (pod_namespace, "--pod-namespace"),
         (service_account, "the service account"),
     ]
     .into_iter()
@@ -83,21 +111,8 @@ pub fn lease_namespace(
     })
 }
 
-/// [`lease_namespace`] from this process's environment, service account
-/// mount and Kubernetes client.
-pub fn lease_namespace_of_this_process(flag: Option<&str>, client: &Client) -> LeaseNamespace {
-    let pod_namespace = std::env::var("POD_NAMESPACE").ok();
-    let service_account = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
-    lease_namespace(
-        flag,
-        pod_namespace.as_deref(),
-        service_account.as_deref(),
-        client.default_namespace(),
-    )
-}
-
-/// This replica's name in the Lease: the pod name where Kubernetes sets it
-/// (`$POD_NAME`, else `$HOSTNAME`), else one unique on this host.
+/// This replica's name in the Lease: the pod name where Kubernetes gives
+/// it (`--pod-name`, else `$HOSTNAME`), else one unique on this host.
 pub fn identity(pod_name: Option<&str>, hostname: Option<&str>, pid: u32) -> String {
     [pod_name, hostname]
         .into_iter()
@@ -106,12 +121,12 @@ pub fn identity(pod_name: Option<&str>, hostname: Option<&str>, pid: u32) -> Str
         .map_or_else(|| format!("container-image-pusher-{pid}"), str::to_owned)
 }
 
-/// [`identity`] from this process's environment.
-pub fn identity_of_this_process() -> String {
-    let var = |name| std::env::var(name).ok();
+/// [`identity`] of this process: `$HOSTNAME` is what the container runtime
+/// names it when the manifests do not pass the pod's name.
+pub fn identity_of_this_process(pod_name: Option<&str>) -> String {
     identity(
-        var("POD_NAME").as_deref(),
-        var("HOSTNAME").as_deref(),
+        pod_name,
+        std::env::var("HOSTNAME").ok().as_deref(),
         std::process::id(),
     )
 }
@@ -802,7 +817,7 @@ mod tests {
         assert_eq!(all, ("flag".into(), "--lease-namespace"));
         assert_eq!(
             ns(None, Some("pod"), Some("account\n"), "context"),
-            ("pod".into(), "$POD_NAMESPACE")
+            ("pod".into(), "--pod-namespace")
         );
         // The mounted file ends with a newline on some clusters.
         assert_eq!(

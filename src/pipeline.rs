@@ -7,6 +7,7 @@
 //! over a warm cache asks no registry anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,10 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::discovery::watch::WatchOptions;
-use crate::discovery::{ClusterSource, FileSource, Source, WatchedCluster, Workload};
+use crate::discovery::{
+    ClusterSource, FileSource, MetadataAllowlist, Source, WatchedCluster, Workload,
+};
 use crate::inventory::{CommonLabels, Inventory, Snapshot};
 use crate::pull_secrets::PullSecrets;
 use crate::registry::cloud::CloudCredentials;
@@ -31,6 +33,48 @@ const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often the log sums up the images that still cannot be resolved.
 const FAILURE_SUMMARY_EVERY: Duration = Duration::from_secs(600);
+
+/// What a [`Pipeline`] is built from.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub source: SourceSettings,
+    pub credentials: CredentialSettings,
+    pub resolver: ResolverConfig,
+    /// Most images resolved at the same time.
+    pub resolve_concurrency: usize,
+    /// `job` and the external labels, on every series.
+    pub common_labels: CommonLabels,
+    /// The workload labels and annotations exported.
+    pub workload_metadata: MetadataAllowlist,
+}
+
+/// Where workloads come from.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    /// Manifest files, directories or stdin (`-`).
+    Files {
+        paths: Vec<PathBuf>,
+        /// Only these namespaces; all when empty.
+        namespaces: Vec<String>,
+    },
+    /// The cluster of the kubeconfig or the pod's service account.
+    Cluster {
+        /// Only these namespaces; all when empty.
+        namespaces: Vec<String>,
+        /// Watches kept current between snapshots (a long-running service),
+        /// or `None` to list every kind at each snapshot (a CronJob run).
+        watch: Option<WatchOptions>,
+    },
+}
+
+/// Which logins images are resolved with, besides the cloud providers'.
+#[derive(Debug, Clone)]
+pub struct CredentialSettings {
+    /// Each workload's pull secrets, as the kubelet uses them.
+    pub pull_secrets: bool,
+    /// A docker `config.json` of static logins.
+    pub docker_config: Option<PathBuf>,
+}
 
 /// Takes snapshots: discovery, resolution, series.
 pub struct Pipeline {
@@ -48,9 +92,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn from_config(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<Self> {
+    pub async fn new(
+        settings: PipelineSettings,
+        telemetry: Arc<Telemetry>,
+    ) -> anyhow::Result<Self> {
         let mut static_keyring = Keyring::default();
-        if let Some(path) = &config.docker_config {
+        if let Some(path) = &settings.credentials.docker_config {
             let json = std::fs::read(path)
                 .with_context(|| format!("failed to read --docker-config {}", path.display()))?;
             static_keyring
@@ -58,76 +105,55 @@ impl Pipeline {
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("failed to load --docker-config {}", path.display()))?;
         }
-        let pull_secrets = Arc::new(PullSecrets::new(config.pull_secrets, static_keyring));
-        let (source, client) = if config.manifests.is_empty() {
-            let client = kube::Client::try_default().await.context(
-                "no cluster to read workloads from (use --manifests to read files instead)",
-            )?;
-            pull_secrets.watch(client.clone(), &config.namespaces, telemetry.clone());
-            let namespaces = config.namespaces.clone();
-            // A CronJob run lists once; a long-running service keeps watches.
-            let source = if config.once {
-                Source::Cluster(ClusterSource::new(
-                    client.clone(),
-                    namespaces,
-                    telemetry.clone(),
-                    config.metadata.workload_metadata(),
-                ))
-            } else {
-                let options = WatchOptions {
-                    grace_period: config.watch_grace_period,
-                    max_backoff: WatchOptions::max_backoff_for(config.interval),
-                    watch_timeout: config.watch_timeout,
+        let pull_secrets = Arc::new(PullSecrets::new(
+            settings.credentials.pull_secrets,
+            static_keyring,
+        ));
+        let (source, client) = match settings.source {
+            SourceSettings::Cluster { namespaces, watch } => {
+                let client = kube::Client::try_default().await.context(
+                    "no cluster to read workloads from (use --manifests to read files instead)",
+                )?;
+                pull_secrets.watch(client.clone(), &namespaces, telemetry.clone());
+                let source = match watch {
+                    Some(options) => Source::Watched(Arc::new(WatchedCluster::start(
+                        client.clone(),
+                        namespaces,
+                        options,
+                        telemetry.clone(),
+                        settings.workload_metadata.clone(),
+                    ))),
+                    None => Source::Cluster(ClusterSource::new(
+                        client.clone(),
+                        namespaces,
+                        telemetry.clone(),
+                        settings.workload_metadata.clone(),
+                    )),
                 };
-                Source::Watched(Arc::new(WatchedCluster::start(
-                    client.clone(),
+                (source, Some(client))
+            }
+            SourceSettings::Files { paths, namespaces } => {
+                let files = FileSource::new(
+                    paths,
                     namespaces,
-                    options,
                     telemetry.clone(),
-                    config.metadata.workload_metadata(),
-                )))
-            };
-            (source, Some(client))
-        } else {
-            let files = FileSource::new(
-                config.manifests.clone(),
-                config.namespaces.clone(),
-                telemetry.clone(),
-                pull_secrets.clone(),
-                config.metadata.workload_metadata(),
-            );
-            (Source::Files(files), None)
+                    pull_secrets.clone(),
+                    settings.workload_metadata.clone(),
+                );
+                (Source::Files(files), None)
+            }
         };
-        let resolver = Resolver::new(
-            ResolverConfig {
-                platform: config.platform.clone(),
-                cache_duration: config.cache_duration,
-                error_cache_duration: config.error_cache_duration,
-                insecure_registries: config.insecure_registries.clone(),
-                timeout: config.registry_timeout,
-                registry_concurrency: config.registry_concurrency as usize,
-                registry_rps: config.registry_rps,
-                image_limits: config.image_limits(),
-                image_filter: config
-                    .metadata
-                    .image_filter()
-                    .context("invalid --image-labels or --image-annotations")?,
-            },
-            telemetry.clone(),
-        );
+        let resolver = Resolver::new(settings.resolver, telemetry.clone());
         Ok(Pipeline {
             source,
             client,
             pull_secrets,
             cloud: Arc::new(CloudCredentials::from_env()),
             resolver: Arc::new(resolver),
-            inventory: Inventory::new(
-                CommonLabels::new(&config.job, &config.external_labels),
-                telemetry.labels_dropped.clone(),
-            )
-            .with_workload_labels(!config.metadata.workload_metadata().is_empty()),
+            inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
+                .with_workload_labels(!settings.workload_metadata.is_empty()),
             failures: FailureLog::default(),
-            concurrency: config.resolve_concurrency as usize,
+            concurrency: settings.resolve_concurrency,
             telemetry,
         })
     }

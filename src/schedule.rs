@@ -19,20 +19,40 @@ pub enum Schedule {
     Cron(Box<cron::Schedule>),
 }
 
+/// A `--schedule` that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error("{expr:?} has {fields} fields; a cron expression has 5 (minute hour day month weekday) or 6 (with seconds first)")]
+    FieldCount { expr: String, fields: usize },
+    #[error("{expr:?} is not a valid cron expression: {reason}")]
+    Invalid { expr: String, reason: String },
+    #[error("{expr:?} never fires")]
+    NeverFires { expr: String },
+}
+
 impl Schedule {
     /// Parses a cron expression of five fields (minute first, as Kubernetes
     /// CronJobs write it) or six/seven fields (seconds first, as the cron crate does).
-    pub fn parse_cron(expr: &str) -> Result<Schedule, String> {
+    pub fn parse_cron(expr: &str) -> Result<Schedule, CronError> {
         let fields = expr.split_whitespace().count();
         let normalized = match fields {
             5 => format!("0 {expr}"),
             6 | 7 => expr.to_owned(),
-            _ => return Err(format!("{expr:?} has {fields} fields; a cron expression has 5 (minute hour day month weekday) or 6 (with seconds first)")),
+            _ => {
+                return Err(CronError::FieldCount {
+                    expr: expr.to_owned(),
+                    fields,
+                })
+            }
         };
-        let schedule = cron::Schedule::from_str(&normalized)
-            .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))?;
+        let schedule = cron::Schedule::from_str(&normalized).map_err(|e| CronError::Invalid {
+            expr: expr.to_owned(),
+            reason: e.to_string(),
+        })?;
         if schedule.upcoming(Utc).next().is_none() {
-            return Err(format!("{expr:?} never fires"));
+            return Err(CronError::NeverFires {
+                expr: expr.to_owned(),
+            });
         }
         Ok(Schedule::Cron(Box::new(schedule)))
     }
@@ -134,12 +154,19 @@ mod tests {
 
     #[test]
     fn bad_cron_is_a_clear_error() {
-        assert!(Schedule::parse_cron("every five minutes")
-            .unwrap_err()
-            .contains("fields"));
-        assert!(Schedule::parse_cron("61 * * * *")
-            .unwrap_err()
-            .contains("not a valid cron"));
+        let err = Schedule::parse_cron("every five minutes").unwrap_err();
+        assert!(matches!(err, CronError::FieldCount { fields: 3, .. }));
+        assert!(err.to_string().contains("fields"), "{err}");
+        let err = Schedule::parse_cron("61 * * * *").unwrap_err();
+        assert!(err.to_string().contains("not a valid cron"), "{err}");
+        // The cron crate accepts a year field; a year in the past never comes.
+        let err = Schedule::parse_cron("0 0 0 1 1 * 2001").unwrap_err();
+        assert_eq!(
+            err,
+            CronError::NeverFires {
+                expr: "0 0 0 1 1 * 2001".into()
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]

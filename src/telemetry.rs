@@ -11,7 +11,9 @@ use prometheus::{
 /// Every self-metric, registered in one [`Registry`].
 pub struct Telemetry {
     pub registry: Registry,
-    /// Remote-write requests by endpoint and outcome (`success`, `rejected`, `failed`).
+    /// Remote-write requests by endpoint and outcome: `success`, `failed`
+    /// (refused, or given up after retries) or `superseded` (a newer
+    /// snapshot replaced it while it was retried).
     pub pushes: IntCounterVec,
     /// Wall time of pushing one snapshot to one endpoint.
     pub push_duration: HistogramVec,

@@ -205,8 +205,8 @@ pub fn remote_write_config(data: &[u8]) {
         file.path.as_os_str(),
     ])
     .expect("the flags parse");
-    if let Ok(endpoints) = config.endpoints() {
-        for endpoint in endpoints {
+    if let Ok(settings) = config.settings() {
+        for endpoint in settings.endpoints {
             let _ = endpoint.validate();
         }
     }

@@ -1,8 +1,8 @@
 //! Discovery: which containers the cluster is configured to run.
 //!
 //! A [`Source`] yields a snapshot of [`Workload`]s, each with the containers
-//! of its pod spec. The cluster ([`cluster`]) and manifest files ([`files`])
-//! are the two sources; both feed the same extraction, so a workload's
+//! of its pod spec. The cluster, listed ([`cluster`]) or watched ([`watch`]),
+//! and manifest files ([`files`]) are the sources; all feed the same extraction, so a workload's
 //! containers and `jsonpath` labels are identical whichever way it was read.
 
 pub mod cluster;

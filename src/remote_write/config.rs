@@ -48,18 +48,110 @@ pub enum Protocol {
     Otlp,
 }
 
-/// How failed requests are retried.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How failed requests are retried: the `--retry-*` flags, the same for
+/// every endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
+#[command(next_help_heading = "Remote-write retries")]
+#[deny(missing_docs)]
 pub struct RetryPolicy {
+    /// First wait before retrying a failed request; doubles on each retry.
+    #[arg(long = "retry-min-backoff", id = "retry_min_backoff", value_name = "DURATION", env = "PUSHER_RETRY_MIN_BACKOFF", default_value = "30ms", value_parser = parse_wait)]
     pub min_backoff: Duration,
+
+    /// Longest wait between two retries (at most 1 day).
+    #[arg(long = "retry-max-backoff", id = "retry_max_backoff", value_name = "DURATION", env = "PUSHER_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = parse_wait)]
     pub max_backoff: Duration,
-    /// Total time one request may be retried.
+
+    /// How long one remote-write request is retried (5xx, 429, network
+    /// errors) before it is given up (at most 1 day).
+    #[arg(long = "remote-write-retry-for", id = "remote_write_retry_for", value_name = "DURATION", env = "PUSHER_REMOTE_WRITE_RETRY_FOR", default_value = "30s", value_parser = parse_wait)]
     pub retry_for: Duration,
-    /// Whether a 429 is retried (honouring Retry-After) or dropped.
+
+    /// Retry requests answered 429 Too Many Requests (after Retry-After when
+    /// given); with false they are dropped, as other 4xx are.
+    #[arg(long = "retry-on-rate-limit", id = "retry_on_rate_limit", value_name = "BOOL", env = "PUSHER_RETRY_ON_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub retry_on_rate_limit: bool,
-    /// The longest pause a receiver's `Retry-After` can impose: a broken
-    /// header must not silence the pusher for days.
+
+    /// Longest pause a receiver can impose with Retry-After: no request goes
+    /// to it until the pause ends (the newest snapshot waits), but a longer
+    /// Retry-After is cut to this (at most 1 day); a broken header must not
+    /// silence the pusher for days.
+    #[arg(long = "retry-max-pause", id = "retry_max_pause", value_name = "DURATION", env = "PUSHER_RETRY_MAX_PAUSE", default_value = "5m", value_parser = parse_wait)]
     pub max_pause: Duration,
+}
+
+/// A duration a flag gave that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{given:?} is not a duration like 30s, 5m or 1h: {reason}")]
+    Malformed { given: String, reason: String },
+    #[error("a duration of zero is not allowed")]
+    Zero,
+    #[error(
+        "{given:?} is longer than the {} allowed",
+        humantime::format_duration(LONGEST_WAIT)
+    )]
+    TooLong { given: String },
+}
+
+/// A remote-write duration (timeout, backoff, retry window, pause): not
+/// zero, and bounded, so that no wait or deadline built from it can
+/// overflow (`500000000000y` parses, and used to panic).
+pub fn parse_wait(s: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(s).map_err(|e| DurationError::Malformed {
+        given: s.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if d.is_zero() {
+        return Err(DurationError::Zero);
+    }
+    if d > LONGEST_WAIT {
+        return Err(DurationError::TooLong {
+            given: s.to_owned(),
+        });
+    }
+    Ok(d)
+}
+
+/// How the pusher proves who it is to an endpoint: basic auth or a bearer
+/// token, both read from files when used, so rotated credentials are picked
+/// up without a restart. From the flags, the same for every
+/// `--remote-write-url` and `--otlp-url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Remote-write auth and TLS")]
+#[deny(missing_docs)]
+pub struct Auth {
+    /// Basic-auth user for --remote-write-url endpoints (e.g. a Grafana Cloud
+    /// instance ID); the password comes from --remote-write-password-file.
+    #[arg(
+        long = "remote-write-username",
+        id = "remote_write_username",
+        value_name = "NAME",
+        env = "PUSHER_REMOTE_WRITE_USERNAME",
+        requires = "remote_write_password_file"
+    )]
+    pub username: Option<String>,
+
+    /// File holding the basic-auth password or access token; re-read when it changes.
+    #[arg(
+        long = "remote-write-password-file",
+        id = "remote_write_password_file",
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_PASSWORD_FILE",
+        requires = "remote_write_username"
+    )]
+    pub password_file: Option<PathBuf>,
+
+    /// File holding a bearer token (e.g. a projected service-account token);
+    /// re-read when it changes.
+    #[arg(
+        long = "remote-write-bearer-token-file",
+        id = "remote_write_bearer_token_file",
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_BEARER_TOKEN_FILE",
+        conflicts_with = "remote_write_username"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 /// Everything needed to talk to one endpoint. Secrets are files, read when
@@ -67,9 +159,7 @@ pub struct RetryPolicy {
 #[derive(Clone, PartialEq)]
 pub struct EndpointConfig {
     pub url: Url,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub bearer_token_file: Option<PathBuf>,
+    pub auth: Auth,
     pub headers: Vec<Header>,
     pub tls: TlsConfig,
     pub protocol: Protocol,
@@ -87,9 +177,7 @@ impl fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointConfig")
             .field("url", &PushUrl(self.url.clone()))
-            .field("username", &self.username)
-            .field("password_file", &self.password_file)
-            .field("bearer_token_file", &self.bearer_token_file)
+            .field("auth", &self.auth)
             .field("headers", &self.headers)
             .field("tls", &self.tls)
             .field("protocol", &self.protocol)
@@ -132,8 +220,22 @@ impl fmt::Debug for Header {
 pub enum FlagError {
     #[error("{shown} is not a URL ({reason})")]
     Url { shown: String, reason: String },
-    #[error("{0}")]
-    Header(String),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+/// A header that cannot be sent. The message never repeats the value, nor
+/// a name that is not a valid one (it may be a misplaced value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("not a header like 'X-Scope-OrgID: team-a': there is no ':' between name and value (the text is not shown: it may hold a secret)")]
+    NoColon,
+    #[error("a header name ({chars} characters, not shown: it may hold a secret) is not valid: it must be letters, digits and -")]
+    InvalidName { chars: usize },
+    #[error("header {name} is set by the pusher itself and cannot be overridden (use the auth settings for Authorization)")]
+    Reserved { name: String },
+    #[error("the value of header {name} is not valid (not shown)")]
+    InvalidValue { name: String },
 }
 
 /// A clap value parser whose errors are built from `parse`'s message only:
@@ -221,15 +323,50 @@ pub(crate) fn redact_quoted(message: &str) -> String {
     out
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// How an endpoint's certificate is checked, and the client certificate
+/// for mutual TLS: from the flags (the same for every `--remote-write-url`
+/// and `--otlp-url`) or an endpoint's `tls` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Remote-write auth and TLS")]
+#[deny(missing_docs)]
 pub struct TlsConfig {
-    /// CA bundle (PEM) trusted in addition to the system roots.
+    /// CA bundle (PEM) trusted for remote-write endpoints, besides the system roots.
+    #[arg(
+        long = "remote-write-ca-file",
+        id = "remote_write_ca_file",
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_CA_FILE"
+    )]
     pub ca_file: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS.
+
+    /// Client certificate (PEM) for mutual TLS with remote-write endpoints.
+    #[arg(
+        long = "remote-write-cert-file",
+        id = "remote_write_cert_file",
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_CERT_FILE",
+        requires = "remote_write_key_file"
+    )]
     pub cert_file: Option<PathBuf>,
+
+    /// Key (PEM) of --remote-write-cert-file.
+    #[arg(
+        long = "remote-write-key-file",
+        id = "remote_write_key_file",
+        value_name = "PATH",
+        env = "PUSHER_REMOTE_WRITE_KEY_FILE",
+        requires = "remote_write_cert_file"
+    )]
     pub key_file: Option<PathBuf>,
+
+    /// Do not verify remote-write endpoints' TLS certificates. Only for testing.
     #[serde(default)]
+    #[arg(
+        long = "remote-write-insecure-skip-verify",
+        id = "remote_write_insecure_skip_verify",
+        env = "PUSHER_REMOTE_WRITE_INSECURE_SKIP_VERIFY"
+    )]
     pub insecure_skip_verify: bool,
 }
 
@@ -252,34 +389,81 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-scrape-timeout-seconds",
 ];
 
-/// A `Name: value` header from the command line. Errors never repeat the
-/// value, nor a name that is not a valid one (it may be a misplaced value).
+/// A `Name: value` header from the command line.
 pub fn parse_header(s: &str) -> Result<Header, FlagError> {
-    let (name, value) = s.split_once(':').ok_or_else(|| {
-        FlagError::Header(
-            "not a header like 'X-Scope-OrgID: team-a': there is no ':' between name and value (the text is not shown: it may hold a secret)".into(),
-        )
-    })?;
+    let (name, value) = s.split_once(':').ok_or(HeaderError::NoColon)?;
     let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-    check_header(&name, &value).map_err(FlagError::Header)?;
+    check_header(&name, &value)?;
     Ok(Header { name, value })
 }
 
-fn check_header(name: &str, value: &str) -> Result<(), String> {
+fn check_header(name: &str, value: &str) -> Result<(), HeaderError> {
     if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-        return Err(format!(
-            "a header name ({} characters, not shown: it may hold a secret) is not valid: it must be letters, digits and -",
-            name.chars().count()
-        ));
+        return Err(HeaderError::InvalidName {
+            chars: name.chars().count(),
+        });
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(format!(
-            "header {name} is set by the pusher itself and cannot be overridden (use the auth settings for Authorization)"
-        ));
+        return Err(HeaderError::Reserved {
+            name: name.to_owned(),
+        });
     }
-    reqwest::header::HeaderValue::from_str(value)
-        .map_err(|_| format!("the value of header {name} is not valid (not shown)"))?;
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| HeaderError::InvalidValue {
+        name: name.to_owned(),
+    })?;
     Ok(())
+}
+
+/// Settings of one endpoint that cannot work together. `endpoint` is its
+/// URL without credentials or query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{endpoint}: only http and https URLs can be pushed to")]
+    Scheme { endpoint: String },
+    #[error("{endpoint}: basic auth needs both a username and a password file")]
+    IncompleteBasicAuth { endpoint: String },
+    #[error("{endpoint}: use either basic auth or a bearer token, not both")]
+    TwoAuths { endpoint: String },
+    #[error("{endpoint}: a client certificate needs both a cert file and a key file")]
+    IncompleteClientCertificate { endpoint: String },
+    #[error("{endpoint}: {problem}")]
+    Header {
+        endpoint: String,
+        problem: HeaderError,
+    },
+    #[error("{endpoint}: the minimum retry backoff ({}) is larger than the maximum ({})", humantime::format_duration(*min), humantime::format_duration(*max))]
+    BackoffOrder {
+        endpoint: String,
+        min: Duration,
+        max: Duration,
+    },
+    #[error("{endpoint}: a {what} of {} is longer than the {} allowed", humantime::format_duration(*duration), humantime::format_duration(LONGEST_WAIT))]
+    TooLong {
+        endpoint: String,
+        what: &'static str,
+        duration: Duration,
+    },
+}
+
+/// A `--remote-write-config` file that cannot be used. Messages name the
+/// file and never quote a value from it: it holds credentials' paths,
+/// headers and URLs that may carry secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointsFileError {
+    #[error("failed to read --remote-write-config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--remote-write-config {} is not a valid endpoints file: {reason}", path.display())]
+    Syntax { path: PathBuf, reason: String },
+    #[error("--remote-write-config {}: {problem}", path.display())]
+    Url { path: PathBuf, problem: FlagError },
+    #[error("--remote-write-config {}: {problem}", path.display())]
+    Endpoint {
+        path: PathBuf,
+        problem: EndpointError,
+    },
 }
 
 /// The file format of `--remote-write-config`.
@@ -315,26 +499,30 @@ impl EndpointConfig {
     pub fn from_file(
         path: &Path,
         defaults: &EndpointConfig,
-    ) -> Result<Vec<EndpointConfig>, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
-        let file: File = serde_yaml::from_str(&text).map_err(|e| {
-            format!(
-                "{} is not a valid endpoints file: {}",
-                path.display(),
-                redact_quoted(&e.to_string())
-            )
+    ) -> Result<Vec<EndpointConfig>, EndpointsFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| EndpointsFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: File = serde_yaml::from_str(&text).map_err(|e| EndpointsFileError::Syntax {
+            path: path.to_owned(),
+            reason: redact_quoted(&e.to_string()),
         })?;
         file.endpoints
             .into_iter()
             .map(|e| {
                 let PushUrl(url) =
-                    parse_url(&e.url).map_err(|err| format!("{}: {err}", path.display()))?;
+                    parse_url(&e.url).map_err(|problem| EndpointsFileError::Url {
+                        path: path.to_owned(),
+                        problem,
+                    })?;
                 let config = EndpointConfig {
                     url,
-                    username: e.basic_auth.as_ref().map(|b| b.username.clone()),
-                    password_file: e.basic_auth.map(|b| b.password_file),
-                    bearer_token_file: e.bearer_token_file,
+                    auth: Auth {
+                        username: e.basic_auth.as_ref().map(|b| b.username.clone()),
+                        password_file: e.basic_auth.map(|b| b.password_file),
+                        bearer_token_file: e.bearer_token_file,
+                    },
                     headers: e
                         .headers
                         .into_iter()
@@ -346,39 +534,50 @@ impl EndpointConfig {
                 };
                 config
                     .validate()
-                    .map_err(|m| format!("{}: {m}", path.display()))?;
+                    .map_err(|problem| EndpointsFileError::Endpoint {
+                        path: path.to_owned(),
+                        problem,
+                    })?;
                 Ok(config)
             })
             .collect()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let endpoint = super::endpoint::display_name(&self.url);
+    pub fn validate(&self) -> Result<(), EndpointError> {
+        let endpoint = || super::endpoint::display_name(&self.url);
         if !matches!(self.url.scheme(), "http" | "https") {
-            return Err(format!(
-                "{endpoint}: only http and https URLs can be pushed to"
-            ));
+            return Err(EndpointError::Scheme {
+                endpoint: endpoint(),
+            });
         }
-        if self.username.is_some() != self.password_file.is_some() {
-            return Err(format!(
-                "{endpoint}: basic auth needs both a username and a password file"
-            ));
+        let auth = &self.auth;
+        if auth.username.is_some() != auth.password_file.is_some() {
+            return Err(EndpointError::IncompleteBasicAuth {
+                endpoint: endpoint(),
+            });
         }
-        if self.username.is_some() && self.bearer_token_file.is_some() {
-            return Err(format!(
-                "{endpoint}: use either basic auth or a bearer token, not both"
-            ));
+        if auth.username.is_some() && auth.bearer_token_file.is_some() {
+            return Err(EndpointError::TwoAuths {
+                endpoint: endpoint(),
+            });
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            return Err(format!(
-                "{endpoint}: a client certificate needs both a cert file and a key file"
-            ));
+            return Err(EndpointError::IncompleteClientCertificate {
+                endpoint: endpoint(),
+            });
         }
         for Header { name, value } in &self.headers {
-            check_header(name, value).map_err(|m| format!("{endpoint}: {m}"))?;
+            check_header(name, value).map_err(|problem| EndpointError::Header {
+                endpoint: endpoint(),
+                problem,
+            })?;
         }
         if self.retry.min_backoff > self.retry.max_backoff {
-            return Err("the minimum retry backoff is larger than the maximum".into());
+            return Err(EndpointError::BackoffOrder {
+                endpoint: endpoint(),
+                min: self.retry.min_backoff,
+                max: self.retry.max_backoff,
+            });
         }
         let longest = [
             ("timeout", self.timeout),
@@ -388,12 +587,12 @@ impl EndpointConfig {
         ]
         .into_iter()
         .find(|(_, d)| *d > LONGEST_WAIT);
-        if let Some((what, d)) = longest {
-            return Err(format!(
-                "{endpoint}: a {what} of {} is longer than the {} allowed",
-                humantime::format_duration(d),
-                humantime::format_duration(LONGEST_WAIT)
-            ));
+        if let Some((what, duration)) = longest {
+            return Err(EndpointError::TooLong {
+                endpoint: endpoint(),
+                what,
+                duration,
+            });
         }
         Ok(())
     }
@@ -406,9 +605,7 @@ pub(crate) mod tests {
     pub(crate) fn defaults(url: &str) -> EndpointConfig {
         EndpointConfig {
             url: url.parse().unwrap(),
-            username: None,
-            password_file: None,
-            bearer_token_file: None,
+            auth: Auth::default(),
             headers: vec![],
             tls: TlsConfig::default(),
             protocol: Protocol::V1,
@@ -483,7 +680,7 @@ endpoints:
                 value: "team-a".into()
             }]
         );
-        assert_eq!(got[0].username.as_deref(), Some("team-a"));
+        assert_eq!(got[0].auth.username.as_deref(), Some("team-a"));
         assert_eq!(got[1].protocol, Protocol::V2);
         assert_eq!(
             got[1].tls.ca_file.as_deref(),
@@ -499,6 +696,7 @@ endpoints:
         assert!(
             EndpointConfig::from_file(&path, &defaults("http://unused"))
                 .unwrap_err()
+                .to_string()
                 .contains("headres"),
             "typos are errors"
         );
@@ -574,7 +772,9 @@ endpoints:
             "endpoints:\n  - url: http://x\n    headers: {\"X-Api-Key SECRET\": v}\n",
         ] {
             std::fs::write(&path, text).unwrap();
-            let err = EndpointConfig::from_file(&path, &defaults("http://unused")).unwrap_err();
+            let err = EndpointConfig::from_file(&path, &defaults("http://unused"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("endpoints.yaml") && !err.contains("SECRET"),
                 "{err}"
@@ -586,10 +786,14 @@ endpoints:
     fn absurd_durations_are_refused() {
         let mut c = defaults("https://x/api/v1/push");
         c.retry.retry_for = Duration::from_secs(500_000_000_000 * 31_557_600);
-        assert!(c.validate().unwrap_err().contains("retry window"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry window"));
         let mut c = defaults("https://x/api/v1/push");
         c.retry.max_pause = LONGEST_WAIT + Duration::from_secs(1);
-        assert!(c.validate().unwrap_err().contains("pause"));
+        assert!(c.validate().unwrap_err().to_string().contains("pause"));
         c.retry.max_pause = LONGEST_WAIT;
         c.validate().unwrap();
     }
@@ -597,14 +801,16 @@ endpoints:
     #[test]
     fn inconsistent_auth_is_refused() {
         let mut c = defaults("https://x/api/v1/push");
-        c.username = Some("u".into());
-        assert!(c.validate().is_err());
-        c.password_file = Some("/p".into());
+        c.auth.username = Some("u".into());
+        assert!(matches!(
+            c.validate(),
+            Err(EndpointError::IncompleteBasicAuth { .. })
+        ));
+        c.auth.password_file = Some("/p".into());
         c.validate().unwrap();
-        c.bearer_token_file = Some("/t".into());
-        assert!(c.validate().is_err());
-        let mut c = defaults("ftp://x/");
-        c.username = None;
-        assert!(c.validate().is_err());
+        c.auth.bearer_token_file = Some("/t".into());
+        assert!(matches!(c.validate(), Err(EndpointError::TwoAuths { .. })));
+        let c = defaults("ftp://x/");
+        assert!(matches!(c.validate(), Err(EndpointError::Scheme { .. })));
     }
 }

@@ -253,8 +253,8 @@ impl Endpoint {
         let http = builder
             .build()
             .map_err(|e| setup_error(e.without_url().to_string()))?;
-        let password = config.password_file.clone().map(SecretFile::new);
-        let token = config.bearer_token_file.clone().map(SecretFile::new);
+        let password = config.auth.password_file.clone().map(SecretFile::new);
+        let token = config.auth.bearer_token_file.clone().map(SecretFile::new);
         let use_v2 = AtomicBool::new(config.protocol == Protocol::V2);
         Ok(Endpoint {
             config,
@@ -614,7 +614,7 @@ impl Endpoint {
                 .header(CONTENT_TYPE, V1_CONTENT_TYPE)
                 .header("X-Prometheus-Remote-Write-Version", "0.1.0"),
         };
-        if let (Some(user), Some(password)) = (&self.config.username, &self.password) {
+        if let (Some(user), Some(password)) = (&self.config.auth.username, &self.password) {
             request = request.basic_auth(user, Some(password.read()?));
         }
         if let Some(token) = &self.token {
@@ -900,7 +900,7 @@ mod setup_tests {
                 value: "a".into(),
             },
         ];
-        config.bearer_token_file = Some(token);
+        config.auth.bearer_token_file = Some(token);
         let endpoint = Endpoint::new(config).unwrap();
         assert_eq!(
             endpoint.redact("bad token bearer-secret-123 for key key-secret-456 (tenant a)".into()),

@@ -15,7 +15,8 @@ pub mod otlp;
 mod sender;
 
 pub use config::{
-    parse_header, parse_url, EndpointConfig, FlagError, Header, Protocol, PushUrl, RetryPolicy,
+    parse_header, parse_url, parse_wait, Auth, DurationError, EndpointConfig, EndpointError,
+    EndpointsFileError, FlagError, Header, HeaderError, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
 pub use endpoint::{Endpoint, PushError, PushReport, Settled};
