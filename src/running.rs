@@ -315,6 +315,26 @@ mod tests {
     }
 
     #[test]
+    fn only_a_moved_image_id_changes_a_pods_workload() {
+        // The watch keeps a workload's Arc (and its encoded series) while
+        // the extraction is equal: readiness flapping must not re-encode.
+        let id = format!("app@{}", digest('a'));
+        let ready = pod("app:1", &id, running());
+        let mut flapping: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "namespace": "shop"},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "app", "image": "app:1", "imageID": id,
+                    "ready": false, "restartCount": 3, "state": running()}]}
+        }))
+        .unwrap();
+        assert_eq!(workload(&flapping, "default"), ready);
+        let status = flapping.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].image_id = format!("app@{}", digest('b'));
+        assert_ne!(workload(&flapping, "default"), ready);
+    }
+
+    #[test]
     fn other_kinds_have_no_image_id() {
         let mut w = pod("app:1", &format!("app@{}", digest('a')), running());
         w.kind = Kind::Deployment;
