@@ -11,11 +11,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::exposition;
-use crate::inventory::Snapshot;
 use crate::leader::LeaderElection;
 use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
+use crate::series::Snapshot;
 use crate::server::{self, Shared};
 use crate::telemetry::Telemetry;
 
@@ -196,7 +196,7 @@ async fn deliver(
 
 /// The snapshot in the text format on stdout, with every pushed label.
 fn print_snapshot(snapshot: &Snapshot) {
-    let text = exposition::render(snapshot, &[], &[]);
+    let text = exposition::render(snapshot, &[]);
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not worth a panic.
     let _ = stdout

@@ -12,17 +12,20 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, Parser, ValueEnum};
 use reqwest::Url;
 
+#[cfg(feature = "acr")]
+use crate::credentials::cloud::acr::ExchangeScheme;
+use crate::credentials::{self, cloud};
 use crate::discovery::ownership::{Allowlist, MetadataAllowlist};
 use crate::discovery::watch::WatchOptions;
-use crate::inventory::{self, CommonLabels, ExternalLabelError};
 use crate::leader::{self, LeaderSettings};
-use crate::pipeline::{CredentialSettings, PipelineSettings, SourceSettings};
+use crate::pipeline::{PipelineSettings, SourceSettings};
 use crate::registry::{FilterError, ImageFilter, ImageLimits, KeyFilter, Platform, ResolverConfig};
 use crate::remote_write::{
     parse_header, parse_url, parse_wait, Auth, EndpointConfig, EndpointError, EndpointsFileError,
     Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
 };
 use crate::schedule::Schedule;
+use crate::series::{self, CommonLabels, ExternalLabelError};
 
 /// Pushes the inventory of container images configured in a Kubernetes
 /// cluster (or in manifest files) to Prometheus remote-write receivers.
@@ -330,6 +333,37 @@ pub struct CredentialArgs {
     /// secrets do not cover.
     #[arg(long, value_name = "PATH", env = "PUSHER_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
+
+    /// Scheme of the ACR token exchange (`POST /oauth2/exchange` at the
+    /// registry): https, or http only for a local stand-in in tests.
+    #[cfg(feature = "acr")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SCHEME",
+        env = "PUSHER_ACR_EXCHANGE_SCHEME",
+        default_value = "https",
+        ignore_case = true
+    )]
+    pub acr_exchange_scheme: ExchangeScheme,
+}
+
+impl CredentialArgs {
+    /// The credentials' settings: these flags, and the cloud providers'
+    /// ambient identity from their standard environment variables.
+    pub fn settings(&self) -> credentials::Settings {
+        #[cfg_attr(not(feature = "acr"), allow(unused_mut))]
+        let mut cloud = cloud::Settings::from_env();
+        #[cfg(feature = "acr")]
+        if let Some(acr) = &mut cloud.acr {
+            acr.exchange_scheme = self.acr_exchange_scheme;
+        }
+        credentials::Settings {
+            pull_secrets: self.pull_secrets,
+            docker_config: self.docker_config.clone(),
+            cloud,
+        }
+    }
 }
 
 /// Which of several replicas pushes.
@@ -536,7 +570,7 @@ impl Config {
         {
             return Err(ConfigError::NowhereToSend);
         }
-        inventory::check_external_labels(&self.series.external_labels)?;
+        series::check_external_labels(&self.series.external_labels)?;
         let common_labels = CommonLabels::new(&self.series.job, &self.series.external_labels);
         let resource_labels: Vec<String> = common_labels.names().map(str::to_owned).collect();
         let endpoints = self.endpoints(&resource_labels)?;
@@ -560,10 +594,7 @@ impl Config {
         let registry = &self.registry;
         let pipeline = PipelineSettings {
             source,
-            credentials: CredentialSettings {
-                pull_secrets: self.credentials.pull_secrets,
-                docker_config: self.credentials.docker_config.clone(),
-            },
+            credentials: self.credentials.settings(),
             resolver: ResolverConfig {
                 platform: registry.platform.clone(),
                 cache_duration: registry.cache_duration,
@@ -766,8 +797,8 @@ mod tests {
         assert_eq!(resolver.platform.to_string(), "linux/amd64");
         assert_eq!(resolver.image_limits, ImageLimits::default());
         assert_eq!(
-            s.pipeline.common_labels.0,
-            [("job".to_owned(), "container-image-pusher".to_owned())]
+            s.pipeline.common_labels.pairs().collect::<Vec<_>>(),
+            [("job", "container-image-pusher")]
         );
         assert_eq!(s.metrics_address.to_string(), "0.0.0.0:8080");
     }
@@ -910,8 +941,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            s.pipeline.common_labels.0[1],
-            ("cluster".into(), "prod".into())
+            s.pipeline.common_labels.pairs().nth(1),
+            Some(("cluster", "prod"))
         );
         assert!(parse(&["--external-label", "cluster"]).is_err());
         assert!(parse(&["--external-label", "1cluster=x"]).is_err());

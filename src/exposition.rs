@@ -1,199 +1,169 @@
-//! The Prometheus text exposition format, for `/metrics` and `--dry-run`,
-//! written by the prometheus crate's encoder.
+//! The Prometheus text exposition format (version 0.0.4), for `/metrics`
+//! and `--dry-run`: an encoder over the [`series`](crate::series) model,
+//! writing each label set straight into the text.
+//!
+//! Spec: <https://prometheus.io/docs/instrumenting/exposition_formats/>.
 
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{Encoder, TextEncoder};
+use std::fmt::Write as _;
 
-use crate::inventory::{Family, Series, Snapshot};
+use crate::series::{Family, Series, Snapshot, NAME_LABEL};
 
-/// Series handed to the encoder at a time. Its per-metric structures cost
-/// several hundred bytes a series, so a snapshot of 160k series is only
-/// ever held in that form a chunk at a time; the text is what remains.
-const CHUNK: usize = 4096;
-
-/// The snapshot's series, then `extra` (the pusher's own metrics), in the
-/// text format. Labels named in `omit` are left out: `/metrics` drops `job`
-/// and the external labels, which the scraping Prometheus would otherwise
-/// rename to `exported_job` and so on.
-pub fn render(snapshot: &Snapshot, omit: &[&str], extra: &[MetricFamily]) -> String {
-    // A series' text is about as long as its encoded labels, so this is
-    // close to the final size and the buffer is never copied to grow.
-    let estimate = snapshot.series.iter().map(|s| s.labels.len() + 16).sum();
-    let mut out = Vec::with_capacity(estimate);
-    for family in Family::ALL {
-        let series: Vec<&Series> = snapshot
-            .series
-            .iter()
-            .filter(|s| s.family == family)
-            .collect();
-        for (i, chunk) in series.chunks(CHUNK).enumerate() {
-            let text = encode(&[metric_family(family, chunk, omit)]);
-            // A family is one group in the text format: its HELP and TYPE
-            // lines come once, before its first chunk.
-            let body = if i == 0 {
-                &text[..]
-            } else {
-                skip_lines(&text, 2)
-            };
-            out.extend_from_slice(body);
+/// The snapshot's series in the text format, grouped by family, each
+/// family with its HELP and TYPE lines. Labels named in `omit` are left
+/// out: `/metrics` drops `job` and the external labels, which the scraping
+/// Prometheus would otherwise rename to `exported_job` and so on.
+pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
+    let mut by_family: Vec<Vec<&Series>> = vec![Vec::new(); Family::ALL.len()];
+    let mut estimate = 0;
+    for series in &snapshot.series {
+        by_family[series.family() as usize].push(series);
+        estimate += 256;
+    }
+    let mut out = String::with_capacity(estimate);
+    for (family, series) in Family::ALL.into_iter().zip(by_family) {
+        if series.is_empty() {
+            continue;
+        }
+        out.push_str("# HELP ");
+        out.push_str(family.name());
+        out.push(' ');
+        escape(&mut out, family.help(), false);
+        out.push_str("\n# TYPE ");
+        out.push_str(family.name());
+        out.push_str(" gauge\n");
+        for s in series {
+            out.push_str(family.name());
+            let mut separator = '{';
+            for (name, value) in s.labels.iter() {
+                if name == NAME_LABEL || omit.contains(&name) {
+                    continue;
+                }
+                out.push(separator);
+                out.push_str(name);
+                out.push_str("=\"");
+                escape(&mut out, value, true);
+                out.push('"');
+                separator = ',';
+            }
+            if separator == ',' {
+                out.push('}');
+            }
+            out.push(' ');
+            write_value(&mut out, s.value);
+            out.push('\n');
         }
     }
-    out.extend_from_slice(&encode(extra));
-    String::from_utf8(out).expect("the text encoder writes UTF-8")
-}
-
-fn metric_family(family: Family, series: &[&Series], omit: &[&str]) -> MetricFamily {
-    let metrics = series
-        .iter()
-        .map(|series| {
-            let labels = series
-                .decode_labels()
-                .into_iter()
-                .filter(|(name, _)| name != "__name__" && !omit.contains(&name.as_str()))
-                .map(|(name, value)| {
-                    let mut pair = LabelPair::default();
-                    pair.set_name(name);
-                    pair.set_value(value);
-                    pair
-                })
-                .collect();
-            let mut gauge = Gauge::default();
-            gauge.set_value(series.value);
-            let mut metric = Metric::default();
-            metric.set_label(labels);
-            metric.set_gauge(gauge);
-            metric
-        })
-        .collect();
-    let mut mf = MetricFamily::default();
-    mf.set_name(family.name().to_owned());
-    mf.set_help(family.help().to_owned());
-    mf.set_field_type(MetricType::GAUGE);
-    mf.set_metric(metrics);
-    mf
-}
-
-fn encode(families: &[MetricFamily]) -> Vec<u8> {
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(families, &mut out)
-        .expect("text encoding into memory cannot fail");
     out
 }
 
-fn skip_lines(text: &[u8], lines: usize) -> &[u8] {
-    let mut rest = text;
-    for _ in 0..lines {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(end) => rest = &rest[end + 1..],
-            None => return &[],
+/// Backslash and line feed escaped (and, in label values, the double
+/// quote), as the format requires.
+fn escape(out: &mut String, text: &str, quote: bool) {
+    if !text
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
         }
     }
-    rest
+}
+
+/// A sample value as the format spells it: Go's float syntax, `+Inf`,
+/// `-Inf` and `NaN`.
+fn write_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if value == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{value}");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::{Container, Kind, Workload};
-    use crate::inventory::{build_once as build, CommonLabels};
-    use std::collections::HashMap;
+    use crate::series::fixtures::{common, every_family, pod};
 
     #[test]
-    fn renders_gauges_and_omits_labels() {
-        let workloads = [Workload {
-            kind: Kind::Pod,
-            namespace: "ns".into(),
-            name: "p".into(),
-            containers: vec![Container {
-                name: "c".into(),
-                image: "quote\"me".into(),
-                jsonpath: "{.spec.containers[0]}".into(),
-                image_id: None,
-            }],
-            pull: Default::default(),
-            metadata_labels: Vec::new(),
-        }];
-        let snap = build(
-            &workloads,
-            &HashMap::new(),
-            &CommonLabels::new("pusher", &[("cluster".into(), "a".into())]),
-            0,
+    fn renders_gauges_escapes_values_and_omits_labels() {
+        let common = common("pusher", &[("cluster", "a")]);
+        let snap = Snapshot {
+            series: vec![pod(&common, "p", "quote\"me\\and\nme")],
+            ..Default::default()
+        };
+        let full = render(&snap, &[]);
+        assert_eq!(
+            full,
+            concat!(
+                "# HELP container_image_container_info Details about containers configured in the cluster, including the image digest resolved by the pusher.\n",
+                "# TYPE container_image_container_info gauge\n",
+                r#"container_image_container_info{cluster="a",container="c",image="quote\"me\\and\nme",job="pusher",jsonpath="{.spec.containers[0]}",kind="Pod",name="p",namespace="ns",version="v1"} 1"#,
+                "\n"
+            )
         );
-        let full = render(&snap, &[], &[]);
-        assert!(
-            full.contains("# TYPE container_image_container_info gauge"),
-            "{full}"
-        );
-        assert!(
-            full.contains(r#"cluster="a""#) && full.contains(r#"job="pusher""#),
-            "{full}"
-        );
-        assert!(
-            full.contains(r#"image="quote\"me""#),
-            "label values are escaped: {full}"
-        );
-        let local = render(&snap, &["job", "cluster"], &[]);
+        let local = render(&snap, &["job", "cluster"]);
         assert!(
             !local.contains("job=") && !local.contains("cluster="),
             "{local}"
         );
-        assert!(local.contains(r#"container_image_container_info{container="c",image="quote\"me",jsonpath="{.spec.containers[0]}",kind="Pod",name="p",namespace="ns",version="v1"} 1"#), "{local}");
+        assert!(local.contains(r#"container_image_container_info{container="c",image="quote\"me\\and\nme",jsonpath="{.spec.containers[0]}",kind="Pod",name="p",namespace="ns",version="v1"} 1"#), "{local}");
+    }
+
+    #[test]
+    fn values_are_written_as_the_format_spells_them() {
+        let mut out = String::new();
+        for value in [
+            1.0,
+            0.0,
+            123_456_789.0,
+            1_700_000_000.0,
+            0.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            write_value(&mut out, value);
+            out.push(' ');
+        }
+        assert_eq!(out, "1 0 123456789 1700000000 0.5 NaN +Inf -Inf ");
+    }
+
+    #[test]
+    fn a_series_with_every_label_omitted_has_no_braces() {
+        let common = common("pusher", &[]);
+        let snap = Snapshot {
+            series: vec![crate::series::fixtures::series(
+                &common,
+                Family::SizeBytes,
+                &[""],
+                5.0,
+            )],
+            ..Default::default()
+        };
+        assert!(render(&snap, &["job"]).ends_with("\ncontainer_image_size_bytes 5\n"));
     }
 
     #[test]
     fn local_metrics_show_each_family_its_own_labels_only() {
-        use crate::registry::{ErrorClass, ImageMetadata, ResolveError};
-        use std::sync::Arc;
-        let container = |image: &str| Container {
-            name: "c".into(),
-            image: image.into(),
-            jsonpath: "{.spec.containers[0]}".into(),
-            image_id: None,
+        let common = common("pusher", &[("cluster", "a")]);
+        let snap = Snapshot {
+            series: every_family(&common),
+            ..Default::default()
         };
-        // A Pod running what app:1 named before, owned by a team.
-        let mut drifted = container("app:1");
-        drifted.image_id =
-            crate::discovery::ImageId::parse(&format!("app@sha256:{}", "b".repeat(64)), true);
-        let workloads = [
-            Workload {
-                kind: Kind::Deployment,
-                namespace: "ns".into(),
-                name: "d".into(),
-                containers: vec![container("app:1"), container("gone:1")],
-                pull: Default::default(),
-                metadata_labels: Vec::new(),
-            },
-            Workload {
-                kind: Kind::Pod,
-                namespace: "ns".into(),
-                name: "p".into(),
-                containers: vec![drifted],
-                pull: Default::default(),
-                metadata_labels: vec![("label_team".into(), "a".into())],
-            },
-        ];
-        let image = ImageMetadata {
-            digest: "sha256:aa".into(),
-            size: 1,
-            created: Some(1),
-            labels: [("l".into(), "v".into())].into(),
-            annotations: [("a".into(), "v".into())].into(),
-            dropped: Default::default(),
-            platform_digests: Vec::new(),
-        };
-        let gone = ResolveError {
-            class: ErrorClass::NotFound,
-            message: "gone".into(),
-        };
-        let resolutions = HashMap::from([
-            ("app:1".to_owned(), Ok(Arc::new(image))),
-            ("gone:1".to_owned(), Err(gone)),
-        ]);
-        let common = CommonLabels::new("pusher", &[("cluster".into(), "a".into())]);
-        let snap = build(&workloads, &resolutions, &common, 0);
         let omit: Vec<&str> = common.names().collect();
-        let text = render(&snap, &omit, &[]);
+        let text = render(&snap, &omit);
         let mut seen = Vec::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, rest) = line.split_once('{').expect("every series has labels");
@@ -205,6 +175,7 @@ mod tests {
             let labels = rest.rsplit_once('}').unwrap().0;
             for pair in labels.split("\",") {
                 let label = pair.split_once('=').unwrap().0;
+                // A workload's own labels, besides the table's.
                 let owner = family == Family::WorkloadLabels && label.starts_with("label_");
                 assert!(
                     family.label_names().contains(&label) || owner,
@@ -215,43 +186,13 @@ mod tests {
         }
         seen.dedup();
         assert_eq!(seen, Family::ALL, "{text}");
-    }
-
-    #[test]
-    fn a_family_bigger_than_a_chunk_is_one_group() {
-        let workloads: Vec<Workload> = (0..CHUNK + 10)
-            .map(|i| Workload {
-                kind: Kind::Pod,
-                namespace: "ns".into(),
-                name: format!("p{i}"),
-                containers: vec![Container {
-                    name: "c".into(),
-                    image: "nginx".into(),
-                    jsonpath: "{.spec.containers[0]}".into(),
-                    image_id: None,
-                }],
-                pull: Default::default(),
-                metadata_labels: Vec::new(),
-            })
-            .collect();
-        let snap = build(
-            &workloads,
-            &HashMap::new(),
-            &CommonLabels::new("pusher", &[]),
-            0,
-        );
-        let text = render(&snap, &[], &[]);
-        assert_eq!(
-            text.matches("# TYPE container_image_container_info gauge")
-                .count(),
-            1
-        );
-        assert_eq!(
-            text.lines()
-                .filter(|l| l.starts_with("container_image_container_info{"))
-                .count(),
-            CHUNK + 10
-        );
-        assert!(text.ends_with("\n"));
+        for family in Family::ALL {
+            assert_eq!(
+                text.matches(&format!("# TYPE {} gauge\n", family.name()))
+                    .count(),
+                1,
+                "a family is one group: {text}"
+            );
+        }
     }
 }

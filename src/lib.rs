@@ -3,8 +3,11 @@
 //! Prometheus remote-write receiver.
 //!
 //! Data flows one way, one module per stage:
-//! [`discovery`] (workloads) → [`registry`] (image metadata) →
-//! [`inventory`] (series) → [`remote_write`] / [`exposition`] (sinks).
+//! [`discovery`] (workloads) → [`credentials`] (which logins each
+//! workload's images resolve with) → [`registry`] (image metadata, for
+//! [`reference`]s) → [`inventory`] (builds the series) → [`series`] (the
+//! model, a leaf) → [`remote_write`] (remote write 1.0/2.0 and OTLP) /
+//! [`exposition`] (sinks, each an encoder over the model).
 //! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
 //! `/metrics`; [`telemetry`] holds the service's own metrics and
 //! [`readiness`] what `/readyz` answers.
@@ -13,6 +16,7 @@
 
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod discovery;
 pub mod exposition;
 pub mod http;
@@ -20,12 +24,13 @@ pub mod inventory;
 pub mod leader;
 pub mod ownership;
 pub mod pipeline;
-pub mod pull_secrets;
 pub mod readiness;
+pub mod reference;
 pub mod registry;
 pub mod remote_write;
 pub mod running;
 pub mod schedule;
+pub mod series;
 pub mod server;
 pub mod telemetry;
 

@@ -5,40 +5,44 @@
 //! is read), so alerts and dashboards can route by team:
 //!
 //! ```promql
-//! container_image_running_drift
+//! container_image_container_info
 //!   * on (namespace, kind, name) group_left (label_team)
 //!   container_image_workload_labels
 //! ```
 
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::discovery::Workload;
-use crate::inventory::{CommonLabels, Family, LabelSet};
+use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
 
-/// The encoded labels of one workload's `container_image_workload_labels`.
-pub(crate) fn workload_labels(common: &CommonLabels, workload: &Workload) -> Bytes {
+/// One workload's `container_image_workload_labels`.
+pub(crate) fn workload_labels(
+    common: &Arc<CommonLabels>,
+    strings: &mut Interner,
+    workload: &Workload,
+) -> Series {
     let values = [
-        workload.kind.group(),
-        workload.kind.version(),
-        workload.kind.as_str(),
-        &workload.namespace,
-        &workload.name,
+        strings.intern(workload.kind.group()),
+        strings.intern(workload.kind.version()),
+        strings.intern(workload.kind.as_str()),
+        strings.intern(&workload.namespace),
+        strings.intern(&workload.name),
     ];
-    LabelSet::new(common)
-        .series_with(
-            Family::WorkloadLabels,
-            &values,
-            &workload.metadata_labels,
-            1.0,
-        )
-        .labels
+    let extra = workload
+        .metadata_labels
+        .iter()
+        .map(|(name, value)| (strings.intern(name), strings.intern(value)))
+        .collect();
+    Series {
+        labels: LabelSet::with_extra(Family::WorkloadLabels, common, Box::new(values), extra),
+        value: 1.0,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::discovery::Kind;
-    use crate::inventory::Series;
 
     fn workload(labels: &[(&str, &str)]) -> Workload {
         Workload {
@@ -54,21 +58,21 @@ mod tests {
         }
     }
 
-    fn decoded(labels: Bytes) -> Vec<(String, String)> {
-        Series {
-            family: Family::WorkloadLabels,
-            labels,
-            value: 1.0,
-        }
-        .decode_labels()
+    fn decoded(series: Series) -> Vec<(String, String)> {
+        series
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
     }
 
     #[test]
-    fn one_series_with_the_kept_labels() {
-        let common = CommonLabels::new("j", &[]);
+    fn one_series_with_the_kept_labels_in_name_order() {
+        let common = Arc::new(CommonLabels::new("j", &[]));
         let got = decoded(workload_labels(
             &common,
-            &workload(&[("annotation_owner", "alice"), ("label_team", "payments")]),
+            &mut Interner::default(),
+            &workload(&[("label_team", "payments"), ("annotation_owner", "alice")]),
         ));
         let expected: Vec<(String, String)> = [
             ("__name__", "container_image_workload_labels"),
@@ -90,9 +94,10 @@ mod tests {
     #[test]
     fn an_external_label_of_the_same_name_wins_and_is_sent_once() {
         let external = [("label_team".to_owned(), "platform".to_owned())];
-        let common = CommonLabels::new("j", &external);
+        let common = Arc::new(CommonLabels::new("j", &external));
         let got = decoded(workload_labels(
             &common,
+            &mut Interner::default(),
             &workload(&[("label_team", "payments")]),
         ));
         let teams: Vec<&(String, String)> = got.iter().filter(|(n, _)| n == "label_team").collect();

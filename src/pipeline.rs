@@ -1,8 +1,8 @@
-//! One snapshot: workloads → (image, credentials) → metadata → series.
+//! One snapshot: workloads → (image, logins) → metadata → series.
 //!
 //! Each image is resolved once per credential scope (workloads with the
 //! same namespace, pull secrets and service account share one), with the
-//! logins the kubelet would use for it. With a watch-fed cluster, new
+//! logins the kubelet would use for it ([`crate::credentials`]). With a watch-fed cluster, new
 //! references are resolved as they appear, off the tick path, so a tick
 //! over a warm cache asks no registry anything.
 
@@ -16,16 +16,12 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::watch::WatchOptions;
-use crate::discovery::{
-    ClusterSource, FileSource, MetadataAllowlist, Source, WatchedCluster, Workload,
-};
-use crate::inventory::{CommonLabels, Inventory, Snapshot};
-use crate::pull_secrets::PullSecrets;
-use crate::registry::cloud::CloudCredentials;
-use crate::registry::{
-    Credential, ErrorClass, Keyring, Resolution, Resolutions, Resolver, ResolverConfig,
-};
+use crate::discovery::{ClusterSource, FileSource, MetadataAllowlist, Source, WatchedCluster};
+use crate::inventory::Inventory;
+use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How long the first snapshot waits for the first lists of watches.
@@ -38,7 +34,7 @@ const FAILURE_SUMMARY_EVERY: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     pub source: SourceSettings,
-    pub credentials: CredentialSettings,
+    pub credentials: credentials::Settings,
     pub resolver: ResolverConfig,
     /// Most images resolved at the same time.
     pub resolve_concurrency: usize,
@@ -67,23 +63,13 @@ pub enum SourceSettings {
     },
 }
 
-/// Which logins images are resolved with, besides the cloud providers'.
-#[derive(Debug, Clone)]
-pub struct CredentialSettings {
-    /// Each workload's pull secrets, as the kubelet uses them.
-    pub pull_secrets: bool,
-    /// A docker `config.json` of static logins.
-    pub docker_config: Option<PathBuf>,
-}
-
 /// Takes snapshots: discovery, resolution, series.
 pub struct Pipeline {
     source: Source,
     /// The cluster's client, for leader election; `None` with `--manifests`.
     client: Option<kube::Client>,
-    pull_secrets: Arc<PullSecrets>,
-    /// Logins for ECR, Artifact Registry/GCR and ACR from the pod's identity.
-    cloud: Arc<CloudCredentials>,
+    /// Pull secrets, `--docker-config` and the pod's cloud identity.
+    credentials: Arc<Credentials>,
     resolver: Arc<Resolver>,
     inventory: Inventory,
     failures: FailureLog,
@@ -96,25 +82,13 @@ impl Pipeline {
         settings: PipelineSettings,
         telemetry: Arc<Telemetry>,
     ) -> anyhow::Result<Self> {
-        let mut static_keyring = Keyring::default();
-        if let Some(path) = &settings.credentials.docker_config {
-            let json = std::fs::read(path)
-                .with_context(|| format!("failed to read --docker-config {}", path.display()))?;
-            static_keyring
-                .add_docker_config(&json, "--docker-config")
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("failed to load --docker-config {}", path.display()))?;
-        }
-        let pull_secrets = Arc::new(PullSecrets::new(
-            settings.credentials.pull_secrets,
-            static_keyring,
-        ));
+        let credentials = Arc::new(Credentials::new(settings.credentials)?);
         let (source, client) = match settings.source {
             SourceSettings::Cluster { namespaces, watch } => {
                 let client = kube::Client::try_default().await.context(
                     "no cluster to read workloads from (use --manifests to read files instead)",
                 )?;
-                pull_secrets.watch(client.clone(), &namespaces, telemetry.clone());
+                credentials.watch(client.clone(), &namespaces, telemetry.clone());
                 let source = match watch {
                     Some(options) => Source::Watched(Arc::new(WatchedCluster::start(
                         client.clone(),
@@ -137,18 +111,16 @@ impl Pipeline {
                     paths,
                     namespaces,
                     telemetry.clone(),
-                    pull_secrets.clone(),
                     settings.workload_metadata.clone(),
                 );
                 (Source::Files(files), None)
             }
         };
-        let resolver = Resolver::new(settings.resolver, telemetry.clone());
+        let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
         Ok(Pipeline {
             source,
             client,
-            pull_secrets,
-            cloud: Arc::new(CloudCredentials::from_env()),
+            credentials,
             resolver: Arc::new(resolver),
             inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
                 .with_workload_labels(!settings.workload_metadata.is_empty()),
@@ -173,7 +145,7 @@ impl Pipeline {
         let started = Instant::now();
         // A first snapshot without the pull secrets would report their
         // images unauthorized; one before the first lists would be partial.
-        self.pull_secrets.wait_ready(FIRST_LIST_TIMEOUT).await;
+        self.credentials.wait_ready(FIRST_LIST_TIMEOUT).await;
         if let Source::Watched(watched) = &self.source {
             let deadline = Instant::now() + FIRST_LIST_TIMEOUT;
             while !watched.is_ready() && Instant::now() < deadline {
@@ -181,14 +153,26 @@ impl Pipeline {
             }
         }
         let timestamp_ms = chrono::Utc::now().timestamp_millis();
-        let workloads = self
+        let discovered = self
             .source
             .snapshot()
             .await
             .context("failed to take a snapshot of the workloads")?;
+        if let Some(found) = &discovered.pull_objects {
+            self.credentials
+                .replace_from_files(&found.secrets, &found.accounts);
+        }
+        let workloads = discovered.workloads;
+        let lookups = self.credentials.lookups(&workloads);
         let mut resolutions = Resolutions::new();
-        let lookups = credential_lookups(&self.pull_secrets, &workloads, Some(&mut resolutions));
-        let results = resolve_all(&self.resolver, &self.cloud, lookups, self.concurrency).await;
+        resolutions.set_workload_scopes(lookups.workload_scopes);
+        let results = resolve_all(
+            &self.resolver,
+            &self.credentials,
+            lookups.images,
+            self.concurrency,
+        )
+        .await;
         for note in self.failures.update(&results, Instant::now()) {
             note.log();
         }
@@ -226,31 +210,30 @@ impl Pipeline {
         let Source::Watched(watched) = &self.source else {
             return None;
         };
-        let (watched, pull_secrets, resolver) = (
+        let (watched, credentials, resolver) = (
             watched.clone(),
-            self.pull_secrets.clone(),
+            self.credentials.clone(),
             self.resolver.clone(),
         );
-        let cloud = self.cloud.clone();
         let concurrency = self.concurrency;
         Some(tokio::spawn(async move {
             let mut changes = watched.changes();
-            let mut known: HashSet<(u64, String)> = HashSet::new();
+            let mut known: HashSet<(Scope, String)> = HashSet::new();
             while changes.changed().await.is_ok() {
                 // Events come in bursts (a rollout, the first list): take them together.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 changes.borrow_and_update();
                 let workloads = watched.snapshot();
-                let lookups = credential_lookups(&pull_secrets, &workloads, None);
-                let current: HashSet<(u64, String)> =
-                    lookups.iter().map(|(s, i, _)| (*s, i.clone())).collect();
+                let lookups = credentials.lookups(&workloads).images;
+                let current: HashSet<(Scope, String)> =
+                    lookups.iter().map(|l| (l.scope, l.image.clone())).collect();
                 let fresh: Vec<_> = lookups
                     .into_iter()
-                    .filter(|(s, i, _)| !known.contains(&(*s, i.clone())))
+                    .filter(|l| !known.contains(&(l.scope, l.image.clone())))
                     .collect();
                 if !fresh.is_empty() {
                     let count = fresh.len();
-                    resolve_all(&resolver, &cloud, fresh, concurrency).await;
+                    resolve_all(&resolver, &credentials, fresh, concurrency).await;
                     tracing::debug!(count, "resolved new image references ahead of the tick");
                 }
                 known = current;
@@ -267,7 +250,7 @@ impl Pipeline {
 #[derive(Default)]
 struct FailureLog {
     /// Class of each failing image, by credential scope.
-    failing: HashMap<u64, HashMap<String, ErrorClass>>,
+    failing: HashMap<Scope, HashMap<String, ErrorClass>>,
     /// When failures were last summed up, or began; `None` while none fail.
     last_summary: Option<Instant>,
 }
@@ -302,11 +285,11 @@ impl FailureLog {
     /// no longer in the inventory are forgotten silently.
     fn update<'r>(
         &mut self,
-        results: &'r [(u64, String, Resolution)],
+        results: &'r [(Scope, String, Resolution)],
         now: Instant,
     ) -> Vec<FailureNote<'r>> {
         let mut notes = Vec::new();
-        let mut failing: HashMap<u64, HashMap<String, ErrorClass>> = HashMap::new();
+        let mut failing: HashMap<Scope, HashMap<String, ErrorClass>> = HashMap::new();
         for (scope, image, resolution) in results {
             let before = self
                 .failing
@@ -404,62 +387,25 @@ impl FailureNote<'_> {
     }
 }
 
-/// Every (credential scope, image) of the workloads, with the logins to
-/// try; records each workload's scope in `resolutions` when given.
-fn credential_lookups(
-    pull_secrets: &PullSecrets,
-    workloads: &[Arc<Workload>],
-    mut resolutions: Option<&mut Resolutions>,
-) -> Vec<(u64, String, Vec<Credential>)> {
-    let mut keyrings: HashMap<u64, Keyring> = HashMap::new();
-    let mut lookups: HashMap<u64, HashMap<String, Vec<Credential>>> = HashMap::new();
-    for workload in workloads {
-        let scope = pull_secrets.scope(workload);
-        if let Some(resolutions) = resolutions.as_deref_mut() {
-            resolutions.set_scope(workload, scope);
-        }
-        let keyring = keyrings
-            .entry(scope)
-            .or_insert_with(|| pull_secrets.keyring(workload));
-        let images = lookups.entry(scope).or_default();
-        for container in &workload.containers {
-            if !images.contains_key(&container.image) {
-                images.insert(
-                    container.image.clone(),
-                    PullSecrets::credentials(keyring, &container.image),
-                );
-            }
-        }
-    }
-    lookups
-        .into_iter()
-        .flat_map(|(scope, images)| {
-            images
-                .into_iter()
-                .map(move |(image, credentials)| (scope, image, credentials))
-        })
-        .collect()
-}
-
 /// Resolves each lookup; a cloud registry's ambient login is tried after
-/// the pull secrets and static credentials, as the kubelet's credential
+/// the pull secrets and static logins, as the kubelet's credential
 /// providers come after pull secrets.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
-    cloud: &Arc<CloudCredentials>,
-    lookups: Vec<(u64, String, Vec<Credential>)>,
+    credentials: &Arc<Credentials>,
+    lookups: Vec<Lookup>,
     concurrency: usize,
-) -> Vec<(u64, String, Resolution)> {
+) -> Vec<(Scope, String, Resolution)> {
     futures::stream::iter(lookups)
-        .map(|(scope, image, mut credentials)| {
-            let (resolver, cloud) = (resolver.clone(), cloud.clone());
+        .map(|mut lookup| {
+            let (resolver, credentials) = (resolver.clone(), credentials.clone());
             async move {
-                if let Some(login) = cloud_login(&cloud, &image).await {
-                    credentials.push(login);
+                if let Some(login) = credentials.cloud_login(&lookup.image).await {
+                    lookup.logins.push(login);
                 }
-                let credentials: Vec<&Credential> = credentials.iter().collect();
-                let resolution = resolver.resolve(&image, &credentials).await;
-                (scope, image, resolution)
+                let logins: Vec<&Login> = lookup.logins.iter().collect();
+                let resolution = resolver.resolve(&lookup.image, &logins).await;
+                (lookup.scope, lookup.image, resolution)
             }
         })
         .buffer_unordered(concurrency)
@@ -467,41 +413,20 @@ async fn resolve_all(
         .await
 }
 
-/// The ambient-identity login for an image in a cloud registry. A failure
-/// (off that cloud, say) leaves the image to the other credentials and to
-/// anonymous access: public images there need no token.
-async fn cloud_login(cloud: &CloudCredentials, image: &str) -> Option<Credential> {
-    // Cheap test first: cloud registry hosts always have a dot, and most
-    // images are not in one.
-    let (host, _) = image.split_once('/')?;
-    cloud.provider_for(host)?;
-    match cloud.login(host).await? {
-        Ok(login) => Some(Credential {
-            username: login.username,
-            password: login.password,
-            source: format!("the pod's cloud identity for {host}"),
-        }),
-        Err(e) => {
-            tracing::debug!(host, error = %e, "no cloud registry login; trying without");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::registry::{ImageMetadata, ResolveError};
 
-    fn failed(scope: u64, image: &str, class: ErrorClass) -> (u64, String, Resolution) {
+    fn failed(scope: u64, image: &str, class: ErrorClass) -> (Scope, String, Resolution) {
         let error = ResolveError {
             class,
             message: format!("{image} failed"),
         };
-        (scope, image.to_owned(), Err(error))
+        (Scope::for_test(scope), image.to_owned(), Err(error))
     }
 
-    fn resolved(scope: u64, image: &str) -> (u64, String, Resolution) {
+    fn resolved(scope: u64, image: &str) -> (Scope, String, Resolution) {
         let metadata = ImageMetadata {
             digest: "sha256:aa".into(),
             size: 1,
@@ -511,7 +436,11 @@ mod tests {
             dropped: Default::default(),
             platform_digests: Vec::new(),
         };
-        (scope, image.to_owned(), Ok(Arc::new(metadata)))
+        (
+            Scope::for_test(scope),
+            image.to_owned(),
+            Ok(Arc::new(metadata)),
+        )
     }
 
     #[test]

@@ -9,11 +9,11 @@
 //! digest of a multi-arch tag or the digest of the platform manifest it
 //! pulled; both run what the tag names, so neither is drift.
 
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::discovery::{Container, Workload};
-use crate::inventory::{CommonLabels, Family, LabelSet};
 use crate::registry::ImageMetadata;
+use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
 
 /// The `digest` of a container's info series: what its reference resolves
 /// to, else (a Pod whose registry failed) the digest the runtime pulled.
@@ -37,35 +37,38 @@ pub(crate) fn image_id(container: &Container) -> &str {
         .map_or("", |id| id.reference.as_str())
 }
 
-/// The encoded drift series of one workload's containers, `images` giving
-/// each container's resolved metadata in order: one per running container
-/// whose pulled digest its reference no longer names. An unresolved image
-/// is not drift: nothing says where its tag points now.
-pub(crate) fn drift_labels<'a>(
-    common: &CommonLabels,
+/// The drift series of one workload's containers, `images` giving each
+/// container's resolved metadata in order: one per running container whose
+/// pulled digest its reference no longer names. An unresolved image is not
+/// drift: nothing says where its tag points now.
+pub(crate) fn drift_series(
+    common: &Arc<CommonLabels>,
+    strings: &mut Interner,
     workload: &Workload,
-    images: impl Iterator<Item = Option<&'a ImageMetadata>>,
-) -> Vec<Bytes> {
-    let mut labels = LabelSet::new(common);
+    images: &[Option<&Arc<ImageMetadata>>],
+) -> Vec<Series> {
     workload
         .containers
         .iter()
         .zip(images)
         .filter_map(|(container, metadata)| {
             let id = container.image_id.as_ref().filter(|id| id.running)?;
-            let metadata = metadata?;
+            let metadata = (*metadata)?;
             if metadata.runs(id.digest()) {
                 return None;
             }
             let values = [
-                workload.namespace.as_str(),
-                &workload.name,
-                &container.name,
-                &container.image,
-                &metadata.digest,
-                &id.reference,
+                strings.intern(&workload.namespace),
+                strings.intern(&workload.name),
+                strings.intern(&container.name),
+                strings.intern(&container.image),
+                strings.intern(&metadata.digest),
+                strings.intern(&id.reference),
             ];
-            Some(labels.series(Family::RunningDrift, &values, 1.0).labels)
+            Some(Series {
+                labels: LabelSet::new(Family::RunningDrift, common, Box::new(values)),
+                value: 1.0,
+            })
         })
         .collect()
 }
@@ -80,7 +83,7 @@ mod tests {
 
     use super::*;
     use crate::discovery::{workload, ImageId, Kind};
-    use crate::inventory::{build_once, Series};
+    use crate::inventory::build_once;
     use crate::registry::{ErrorClass, Resolution, ResolveError};
 
     fn digest(c: char) -> String {
@@ -118,7 +121,11 @@ mod tests {
     }
 
     fn labels_of(series: &Series) -> HashMap<String, String> {
-        series.decode_labels().into_iter().collect()
+        series
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
     }
 
     fn of(
@@ -131,7 +138,7 @@ mod tests {
         build_once(workloads, &resolutions, &CommonLabels::new("j", &[]), 0)
             .series
             .iter()
-            .filter(|s| s.family == family)
+            .filter(|s| s.family() == family)
             .map(labels_of)
             .collect()
     }
@@ -225,17 +232,22 @@ mod tests {
         let info: Vec<_> = snap
             .series
             .iter()
-            .filter(|s| s.family == Family::ContainerInfo)
+            .filter(|s| s.family() == Family::ContainerInfo)
             .map(labels_of)
             .collect();
         assert_eq!(info.len(), 1);
         assert_eq!(info[0]["digest"], old);
         assert_eq!(info[0]["image_id"], format!("app@{old}"));
         assert!(
-            snap.series.iter().any(|s| s.family == Family::ResolveError),
+            snap.series
+                .iter()
+                .any(|s| s.family() == Family::ResolveError),
             "the registry's failure is still said"
         );
-        assert!(!snap.series.iter().any(|s| s.family == Family::RunningDrift));
+        assert!(!snap
+            .series
+            .iter()
+            .any(|s| s.family() == Family::RunningDrift));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,8 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::exposition;
-use crate::inventory::Snapshot;
 use crate::readiness::FIRST_SNAPSHOT;
+use crate::series::Snapshot;
 use crate::telemetry::Telemetry;
 
 /// Connections served at once; more are closed as soon as they are
@@ -48,10 +48,14 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     snapshot: RwLock<Published>,
     /// The inventory part of `/metrics` for the snapshot of that
-    /// generation, rendered by the first scrape after it was published.
-    rendered: tokio::sync::Mutex<Option<(u64, Bytes)>>,
+    /// generation, rendered by the first scrape after it was published
+    /// (`None` if rendering it failed: every scrape of it answers 500).
+    rendered: tokio::sync::Mutex<Option<(u64, Option<Bytes>)>>,
     /// Labels left out of `/metrics` (job and external labels).
     omit: Vec<String>,
+    /// The snapshot's text: [`exposition::render`], but for a test of
+    /// what a failed rendering answers.
+    render: fn(&Snapshot, &[&str]) -> String,
 }
 
 #[derive(Default)]
@@ -68,6 +72,7 @@ impl Shared {
             snapshot: RwLock::default(),
             rendered: tokio::sync::Mutex::new(None),
             omit,
+            render: exposition::render,
         }
     }
 
@@ -75,7 +80,12 @@ impl Shared {
     /// [`FIRST_SNAPSHOT`] readiness condition.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
         {
-            let mut published = self.snapshot.write().expect("snapshot lock poisoned");
+            // Replacing an `Arc` cannot leave the value half-written, so a
+            // poisoned lock is used as it is (the project's one policy).
+            let mut published = self
+                .snapshot
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             published.generation += 1;
             published.snapshot = snapshot;
         }
@@ -83,10 +93,11 @@ impl Shared {
     }
 
     /// The current snapshot's series in the text format, rendered once per
-    /// snapshot however many scrapes ask at once.
-    async fn inventory_text(self: &Arc<Self>) -> Bytes {
+    /// snapshot however many scrapes ask at once; `None` if rendering
+    /// failed (a panic in the encoder), logged once per snapshot.
+    async fn inventory_text(self: &Arc<Self>) -> Option<Bytes> {
         let (generation, snapshot) = {
-            let published = self.snapshot.read().expect("snapshot lock poisoned");
+            let published = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
             (published.generation, published.snapshot.clone())
         };
         // Scrapes that arrive during a rendering wait for it, rather than
@@ -101,21 +112,25 @@ impl Shared {
         // Rendering 100k series takes a while; keep it off the async workers.
         let text = tokio::task::spawn_blocking(move || {
             let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from(exposition::render(&snapshot, &omit, &[]))
+            Bytes::from((shared.render)(&snapshot, &omit))
         })
-        .await
-        .unwrap_or_default();
+        .await;
+        let text = match text {
+            Ok(text) => Some(text),
+            Err(e) => {
+                tracing::error!(error = %e, "failed to render the snapshot for /metrics; answering 500 until the next snapshot");
+                None
+            }
+        };
         *rendered = Some((generation, text.clone()));
         text
     }
 
     /// The service's own metrics: small, and current at every scrape.
-    fn telemetry_text(&self) -> Bytes {
+    fn telemetry_text(&self) -> Result<Bytes, prometheus::Error> {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.telemetry.registry.gather(), &mut out)
-            .expect("text encoding into memory cannot fail");
-        Bytes::from(out)
+        TextEncoder::new().encode(&self.telemetry.registry.gather(), &mut out)?;
+        Ok(Bytes::from(out))
     }
 }
 
@@ -170,15 +185,33 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, telemetry: 
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let inventory = shared.inventory_text().await;
-    let telemetry = shared.telemetry_text();
+/// The inventory and the service's own metrics; 500 if the inventory
+/// could not be rendered, rather than a 200 that looks like an empty one.
+async fn metrics(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    let failed = |what: &str| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to render {what}; see the log\n"),
+        )
+            .into_response()
+    };
+    let Some(inventory) = shared.inventory_text().await else {
+        return failed("the inventory");
+    };
+    let telemetry = match shared.telemetry_text() {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to render the service's own metrics for /metrics");
+            return failed("the service's own metrics");
+        }
+    };
     // Two chunks, the first shared with every other reader of this snapshot.
     let chunks = [inventory, telemetry].map(Ok::<_, std::convert::Infallible>);
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
         Body::from_stream(futures::stream::iter(chunks)),
     )
+        .into_response()
 }
 
 /// 200 `ready`, or 503 with one `condition: reason` line per failing condition.
@@ -314,38 +347,73 @@ mod tests {
     }
 
     fn snapshot(pod: &str) -> Arc<Snapshot> {
-        use crate::discovery::{Container, Kind, Workload};
-        use crate::inventory::{build_once, CommonLabels};
-        let workloads = [Workload {
-            kind: Kind::Pod,
-            namespace: "ns".into(),
-            name: pod.into(),
-            containers: vec![Container {
-                name: "c".into(),
-                image: "nginx".into(),
-                jsonpath: "{.spec.containers[0]}".into(),
-                image_id: None,
-            }],
-            pull: Default::default(),
-            metadata_labels: Vec::new(),
-        }];
-        let labels = CommonLabels::new("pusher", &[]);
-        Arc::new(build_once(&workloads, &Default::default(), &labels, 0))
+        use crate::series::fixtures::{common, pod as one_pod};
+        Arc::new(Snapshot {
+            series: vec![one_pod(&common("pusher", &[]), pod, "nginx")],
+            ..Default::default()
+        })
     }
 
     #[tokio::test]
     async fn a_snapshot_is_rendered_once_for_every_reader() {
         let shared = Arc::new(Shared::new(Arc::new(Telemetry::new()), vec![]));
         shared.publish(snapshot("first"));
-        let first = shared.inventory_text().await;
-        let again = shared.inventory_text().await;
+        let first = shared.inventory_text().await.unwrap();
+        let again = shared.inventory_text().await.unwrap();
         assert!(first.ends_with(b"} 1\n"), "{first:?}");
         assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, shared");
         shared.publish(snapshot("second"));
-        let second = shared.inventory_text().await;
+        let second = shared.inventory_text().await.unwrap();
         assert!(
             String::from_utf8_lossy(&second).contains(r#"name="second""#),
             "rendered anew: {second:?}"
+        );
+    }
+
+    /// `/metrics` over a real socket: status and body.
+    async fn scrape(shared: Arc<Shared>) -> (u16, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let server = serve(address, shared).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, response)
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_500_when_rendering_fails_and_200_when_it_works() {
+        let mut failing = Shared::new(Arc::new(Telemetry::new()), vec![]);
+        failing.render = |_, _| panic!("the encoder failed");
+        let failing = Arc::new(failing);
+        failing.publish(snapshot("p"));
+        let (status, body) = scrape(failing.clone()).await;
+        assert_eq!(status, 500, "{body}");
+        assert!(!body.contains("container_image_container_info"), "{body}");
+        assert!(
+            failing.inventory_text().await.is_none(),
+            "the failure is kept for the snapshot"
+        );
+
+        let working = Arc::new(Shared::new(Arc::new(Telemetry::new()), vec![]));
+        working.publish(snapshot("p"));
+        let (status, body) = scrape(working).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#"name="p""#), "{body}");
+        assert!(
+            body.contains("container_image_pusher_"),
+            "and the service's own: {body}"
         );
     }
 }

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::Router;
-use container_image_pusher::registry::cloud::{
-    Clock, CloudCredentials, CloudError, Login, Provider, Settings,
+use container_image_pusher::credentials::cloud::{
+    Clock, CloudCredentials, CloudError, Provider, Settings,
 };
+use container_image_pusher::credentials::Login;
 
 /// 2024-05-01T12:00:00Z.
 const BASE: u64 = 1_714_564_800;
@@ -117,6 +118,8 @@ impl StandIn {
                         requests.push(request.clone());
                         requests.len()
                     };
+                    // A slow token service, when a test asks for one: the
+                    // delay is the peer's behaviour, not a wait.
                     tokio::time::sleep(delay).await;
                     respond(&request, n)
                 }
@@ -228,7 +231,8 @@ fn jwt(claims: serde_json::Value) -> String {
 #[test]
 fn hosts_are_matched_to_enabled_providers_only() {
     // Every compiled-in provider, as from an empty environment.
-    let all = CloudCredentials::with_settings(Settings::from_lookup(&|_| None));
+    let all = CloudCredentials::with_settings(Settings::from_lookup(&|_| None))
+        .expect("the HTTP clients build");
     let cases: &[(&str, Option<Provider>)] = &[
         #[cfg(feature = "ecr")]
         (
@@ -289,18 +293,20 @@ fn hosts_are_matched_to_enabled_providers_only() {
         assert_eq!(all.provider_for(host), *provider, "{host}");
     }
     // A provider that is not enabled matches nothing.
-    let none = CloudCredentials::with_settings(Settings::default());
+    let none =
+        CloudCredentials::with_settings(Settings::default()).expect("the HTTP clients build");
     assert!(none.providers().is_empty());
     for (host, _) in cases {
         assert_eq!(none.provider_for(host), None, "{host}");
     }
-    // from_env builds whatever the environment says; it never fails.
-    let _ = CloudCredentials::from_env();
+    // from_env configures whatever the environment says; it never fails.
+    let _ = Settings::from_env();
 }
 
 #[tokio::test]
 async fn hosts_of_no_provider_need_no_login() {
-    let credentials = CloudCredentials::with_settings(Settings::from_lookup(&|_| None));
+    let credentials = CloudCredentials::with_settings(Settings::from_lookup(&|_| None))
+        .expect("the HTTP clients build");
     for host in ["docker.io", "ghcr.io", "localhost:5000"] {
         assert!(credentials.login(host).await.is_none(), "{host}");
     }
@@ -310,7 +316,7 @@ async fn hosts_of_no_provider_need_no_login() {
 mod ecr {
     use super::*;
     use base64::Engine;
-    use container_image_pusher::registry::cloud::ecr::{
+    use container_image_pusher::credentials::cloud::ecr::{
         authorization_header, AwsCredentialSource, AwsCredentials, EcrSettings, SignedRequest,
     };
 
@@ -457,13 +463,15 @@ mod ecr {
             &clock,
             AwsCredentialSource::Static(keys()),
             &ecr.url(),
-        ));
+        ))
+        .expect("the HTTP clients build");
         let login = ok(credentials.login(HOST).await);
         assert_eq!(
             login,
             Login {
                 username: "AWS".into(),
-                password: "ecr-password-1".into()
+                password: "ecr-password-1".into(),
+                source: format!("the pod's cloud identity for {HOST}"),
             }
         );
         assert_eq!(ecr.count(), 1);
@@ -471,7 +479,8 @@ mod ecr {
         // Within expiry: no request, also with the port written out.
         clock.advance(11 * 3600);
         assert_eq!(ok(credentials.login(HOST).await), login);
-        assert_eq!(ok(credentials.login(&format!("{HOST}:443")).await), login);
+        let with_port = ok(credentials.login(&format!("{HOST}:443")).await);
+        assert_eq!(with_port.password, login.password);
         assert_eq!(ecr.count(), 1);
 
         // Less than five minutes before expiry: refreshed, signed for the new date.
@@ -553,7 +562,8 @@ mod ecr {
             &ecr.url(),
         );
         settings.ecr.as_mut().unwrap().sts_endpoint = Some(sts.url());
-        let credentials = CloudCredentials::with_settings(settings);
+        let credentials =
+            CloudCredentials::with_settings(settings).expect("the HTTP clients build");
 
         assert_eq!(ok(credentials.login(HOST).await).password, "ecr-password-1");
         assert_eq!(
@@ -613,7 +623,8 @@ mod ecr {
             "http://127.0.0.1:9/",
         );
         settings.ecr.as_mut().unwrap().sts_endpoint = Some(sts.url());
-        let credentials = CloudCredentials::with_settings(settings);
+        let credentials =
+            CloudCredentials::with_settings(settings).expect("the HTTP clients build");
         let error = err(credentials.login(HOST).await);
         let message = error.to_string();
         assert!(
@@ -638,7 +649,8 @@ mod ecr {
             "http://127.0.0.1:9/",
         );
         settings.ecr.as_mut().unwrap().sts_endpoint = Some(sts.url());
-        let credentials = CloudCredentials::with_settings(settings);
+        let credentials =
+            CloudCredentials::with_settings(settings).expect("the HTTP clients build");
         let message = err(credentials.login(HOST).await).to_string();
         assert!(message.contains("AWS_WEB_IDENTITY_TOKEN_FILE"), "{message}");
         assert_eq!(sts.count(), 1);
@@ -664,7 +676,8 @@ mod ecr {
             &clock,
             AwsCredentialSource::Static(keys()),
             &ecr.url(),
-        ));
+        ))
+        .expect("the HTTP clients build");
         let error = err(credentials.login(HOST).await);
         let message = error.to_string();
         assert!(
@@ -697,7 +710,8 @@ mod ecr {
             &clock,
             AwsCredentialSource::Static(keys()),
             &format!("http://{closed}/"),
-        ));
+        ))
+        .expect("the HTTP clients build");
         let error = err(credentials.login(HOST).await);
         assert!(matches!(error, CloudError::Transport { .. }), "{error:?}");
         let message = error.to_string();
@@ -712,7 +726,8 @@ mod ecr {
             &clock,
             AwsCredentialSource::None,
             &format!("http://{closed}/"),
-        ));
+        ))
+        .expect("the HTTP clients build");
         let error = err(credentials.login(HOST).await);
         assert!(matches!(error, CloudError::Credentials { .. }), "{error:?}");
         assert!(error.to_string().contains("AWS_ACCESS_KEY_ID"), "{error}");
@@ -745,11 +760,14 @@ mod ecr {
             AwsCredentialSource::Container {
                 uri: format!("{}v1/credentials", agent.url()),
                 token: Some(
-                    container_image_pusher::registry::cloud::ecr::ContainerToken::File(token_file),
+                    container_image_pusher::credentials::cloud::ecr::ContainerToken::File(
+                        token_file,
+                    ),
                 ),
             },
             &ecr.url(),
-        ));
+        ))
+        .expect("the HTTP clients build");
         assert_eq!(ok(credentials.login(HOST).await).password, "ecr-password-1");
         assert_eq!(agent.last().path, "/v1/credentials");
     }
@@ -758,7 +776,7 @@ mod ecr {
 #[cfg(feature = "gcr")]
 mod gcr {
     use super::*;
-    use container_image_pusher::registry::cloud::gcr::GcrSettings;
+    use container_image_pusher::credentials::cloud::gcr::GcrSettings;
 
     const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
@@ -800,12 +818,14 @@ mod gcr {
     async fn one_metadata_token_for_every_google_registry() {
         let clock = TestClock::new();
         let metadata = metadata_server(Duration::ZERO).await;
-        let credentials = CloudCredentials::with_settings(google_settings(&clock, metadata.addr));
-        let expected = Login {
-            username: "oauth2accesstoken".into(),
-            password: "ya29.token-1".into(),
-        };
+        let credentials = CloudCredentials::with_settings(google_settings(&clock, metadata.addr))
+            .expect("the HTTP clients build");
         for host in ["gcr.io", "eu.gcr.io:443", "europe-docker.pkg.dev"] {
+            let expected = Login {
+                username: "oauth2accesstoken".into(),
+                password: "ya29.token-1".into(),
+                source: format!("the pod's cloud identity for {host}"),
+            };
             assert_eq!(ok(credentials.login(host).await), expected, "{host}");
         }
         assert_eq!(metadata.count(), 1);
@@ -827,10 +847,10 @@ mod gcr {
     async fn concurrent_logins_make_one_request() {
         let clock = TestClock::new();
         let metadata = metadata_server(Duration::from_millis(300)).await;
-        let credentials = Arc::new(CloudCredentials::with_settings(google_settings(
-            &clock,
-            metadata.addr,
-        )));
+        let credentials = Arc::new(
+            CloudCredentials::with_settings(google_settings(&clock, metadata.addr))
+                .expect("the HTTP clients build"),
+        );
         let hosts = [
             "gcr.io",
             "eu.gcr.io",
@@ -853,7 +873,8 @@ mod gcr {
     async fn absent_metadata_server_fails_fast_and_is_not_asked_for_every_image() {
         let clock = TestClock::new();
         let closed = closed_port().await;
-        let credentials = CloudCredentials::with_settings(google_settings(&clock, closed));
+        let credentials = CloudCredentials::with_settings(google_settings(&clock, closed))
+            .expect("the HTTP clients build");
         let start = Instant::now();
         let error = err(credentials.login("gcr.io").await);
         assert!(
@@ -879,7 +900,8 @@ mod gcr {
             (StatusCode::NOT_FOUND, "no service account".into())
         })
         .await;
-        let credentials = CloudCredentials::with_settings(google_settings(&clock, failing.addr));
+        let credentials = CloudCredentials::with_settings(google_settings(&clock, failing.addr))
+            .expect("the HTTP clients build");
         for _ in 0..5 {
             let error = err(credentials.login("gcr.io").await);
             assert_eq!(error.status(), Some(404));
@@ -895,9 +917,31 @@ mod gcr {
 #[cfg(feature = "acr")]
 mod acr {
     use super::*;
-    use container_image_pusher::registry::cloud::acr::{AcrSettings, AzureIdentity};
+    use container_image_pusher::credentials::cloud::acr::{
+        AcrSettings, AzureIdentity, ExchangeScheme,
+    };
 
     const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
+
+    #[test]
+    fn the_exchange_scheme_is_a_flag_https_by_default() {
+        use clap::Parser as _;
+        use container_image_pusher::config::Config;
+        let scheme = |args: &[&str]| {
+            let config = Config::try_parse_from([&["container-image-pusher"], args].concat())?;
+            let settings = config.credentials.settings();
+            Ok::<_, clap::Error>(settings.cloud.acr.map(|acr| acr.exchange_scheme))
+        };
+        assert_eq!(scheme(&[]).unwrap(), Some(ExchangeScheme::Https));
+        assert_eq!(
+            scheme(&["--acr-exchange-scheme", "HTTP"]).unwrap(),
+            Some(ExchangeScheme::Http)
+        );
+        assert!(
+            scheme(&["--acr-exchange-scheme", "ftp"]).is_err(),
+            "a scheme that is neither is refused at start-up"
+        );
+    }
 
     /// AAD (or IMDS) and the registry's exchange in one stand-in: the
     /// registries resolve to it.
@@ -988,7 +1032,7 @@ mod acr {
         Settings {
             acr: Some(AcrSettings {
                 identity,
-                exchange_scheme: "http".into(),
+                exchange_scheme: ExchangeScheme::Http,
             }),
             resolve: vec![
                 ("myreg.azurecr.io".into(), stand_in.addr),
@@ -1018,7 +1062,8 @@ mod acr {
             &clock,
             workload_identity(&azure, token_file),
             &azure,
-        ));
+        ))
+        .expect("the HTTP clients build");
         let port = azure.addr.port();
         let host = format!("myreg.azurecr.io:{port}");
         let login = ok(credentials.login(&host).await);
@@ -1056,13 +1101,15 @@ mod acr {
             endpoint: format!("http://{}", azure.addr),
             client_id: Some("mi-client".into()),
         };
-        let credentials = CloudCredentials::with_settings(acr_settings(&clock, identity, &azure));
+        let credentials = CloudCredentials::with_settings(acr_settings(&clock, identity, &azure))
+            .expect("the HTTP clients build");
         let host = format!("myreg.azurecr.io:{}", azure.addr.port());
         assert_eq!(
             ok(credentials.login(&host).await),
             Login {
                 username: USERNAME.into(),
                 password: "opaque-refresh-token-2".into(),
+                source: format!("the pod's cloud identity for {host}"),
             }
         );
         assert_eq!(azure.count_path("/metadata/identity/oauth2/token"), 1);
@@ -1107,7 +1154,8 @@ mod acr {
             &clock,
             workload_identity(&aad_and_registry, token_file.clone()),
             &aad_and_registry,
-        ));
+        ))
+        .expect("the HTTP clients build");
         let host = format!("myreg.azurecr.io:{}", aad_and_registry.addr.port());
         let error = err(credentials.login(&host).await);
         let message = error.to_string();
@@ -1130,7 +1178,8 @@ mod acr {
             authority_host: format!("http://{closed}/"),
         };
         let credentials =
-            CloudCredentials::with_settings(acr_settings(&clock, identity, &aad_and_registry));
+            CloudCredentials::with_settings(acr_settings(&clock, identity, &aad_and_registry))
+                .expect("the HTTP clients build");
         let message = err(credentials.login(&host).await).to_string();
         assert!(
             message.starts_with(&format!(

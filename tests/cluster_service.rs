@@ -8,31 +8,21 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
-use serde::de::DeserializeOwned;
 use serde_json::json;
+use support::fixtures::{self, object};
 use support::pusher::Pusher;
-use support::{KubeApi, Prometheus};
-
-fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
-    serde_json::from_value(value).expect("a valid Kubernetes object")
-}
+use support::{wait_until_async, KubeApi, Prometheus};
 
 fn pod(name: &str, image: &str) -> Pod {
-    object(
-        json!({"metadata": {"namespace": "shop", "name": name}, "spec": {"containers": [{"name": "app", "image": image}]}}),
-    )
+    fixtures::pod("shop", name, image)
 }
 
 fn deployment(name: &str, image: &str) -> Deployment {
-    object(json!({
-        "metadata": {"namespace": "shop", "name": name},
-        "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
-    }))
+    fixtures::deployment("shop", name, image)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_changes_reach_prometheus_with_stale_markers() {
-    container_image_pusher::install_crypto_provider();
     let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
     api.apply(&pod("stays", "127.0.0.1:1/stays:1"));
     api.apply(&pod("goes", "127.0.0.1:1/goes:1"));
@@ -144,7 +134,6 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
 /// expires, and series identity does not change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_takes_over_when_the_leader_dies() {
-    container_image_pusher::install_crypto_provider();
     let api = KubeApi::start().await;
     let receiver = support::receiver::Receiver::start().await;
     api.apply(&pod("p", "127.0.0.1:1/p:1"));
@@ -181,30 +170,27 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
             .find_map(|l| l.strip_prefix("container_image_pusher_leader "))
             .map(str::to_owned)
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (a, b) = (
+    let mut gauges = (None, None);
+    let led_alone = wait_until_async(Duration::from_secs(20), async || {
+        gauges = (
             leader_gauge(&first.metrics().await),
             leader_gauge(&second.metrics().await),
         );
-        if a.as_deref() == Some("1") && b.as_deref() == Some("0") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica-a never led alone: {a:?} {b:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        gauges.0.as_deref() == Some("1") && gauges.1.as_deref() == Some("0")
+    })
+    .await;
+    assert!(led_alone, "replica-a never led alone: {gauges:?}");
     support::wait_for_http(
         &format!("{}/readyz", second.base_url),
         Duration::from_secs(10),
     )
     .await
     .expect("a standby turns ready too (a rollout waits for it)");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = receiver.received().len();
-    assert!(before > 0, "the leader pushes");
+    first
+        .wait_until(Duration::from_secs(10), "the leader pushing", async || {
+            !receiver.received().is_empty()
+        })
+        .await;
 
     // Crash the leader: SIGKILL, so the Lease is not released.
     std::process::Command::new("kill")
@@ -213,23 +199,26 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
         .status()
         .unwrap();
     let killed = Instant::now();
-    let deadline = killed + Duration::from_secs(15);
-    while leader_gauge(&second.metrics().await).as_deref() != Some("1") {
-        assert!(
-            Instant::now() < deadline,
-            "the standby never took over\n{}",
-            second.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    second
+        .wait_until(
+            Duration::from_secs(15),
+            "the standby taking over",
+            async || leader_gauge(&second.metrics().await).as_deref() == Some("1"),
+        )
+        .await;
     let took_over = killed.elapsed();
     assert!(
         took_over < Duration::from_secs(6),
         "took over after {took_over:?} with a 2 s lease"
     );
     let after = receiver.received().len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(receiver.received().len() > after, "the new leader pushes");
+    second
+        .wait_until(
+            Duration::from_secs(10),
+            "the new leader pushing",
+            async || receiver.received().len() > after,
+        )
+        .await;
     // Same series, whichever replica pushes: no per-replica label.
     let labels = |i: usize| {
         receiver.received()[i]
@@ -249,31 +238,14 @@ fn daemon_set(name: &str, image: &str) -> DaemonSet {
     }))
 }
 
-/// `/readyz`: the status code and the body (the failing conditions).
-async fn readyz(pusher: &Pusher) -> (u16, String) {
-    let response = reqwest::get(format!("{}/readyz", pusher.base_url))
-        .await
-        .expect("GET /readyz");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
 /// Polls `/metrics` until it has the exact `line`; panics with the
 /// pusher's log after 20 s.
 async fn wait_for_metric_line(pusher: &Pusher, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = pusher.metrics().await;
-        if metrics.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/metrics never had {line:?}:\n{metrics}\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .metrics_when(Duration::from_secs(20), line, |metrics| {
+            metrics.lines().any(|l| l == line)
+        })
+        .await;
 }
 
 /// The API server is killed and comes back with an empty watch cache and a
@@ -284,7 +256,6 @@ async fn wait_for_metric_line(pusher: &Pusher, line: &str) {
 /// one deleted during the outage is gone, the DaemonSet never left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
-    container_image_pusher::install_crypto_provider();
     let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
     api.apply(&pod("web", "127.0.0.1:1/web:1"));
     api.apply(&deployment("gone", "127.0.0.1:1/gone:1"));
@@ -315,7 +286,7 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
         r#"container_image_pusher_inventory_stale{kind="Deployment"} 0"#,
     )
     .await;
-    assert_eq!(readyz(&pusher).await.0, 200);
+    assert_eq!(pusher.readyz().await.0, 200);
 
     api.stop();
     wait_for_metric_line(
@@ -323,20 +294,19 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
         r#"container_image_pusher_inventory_stale{kind="Deployment"} 1"#,
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = readyz(&pusher).await;
-        if status == 503 {
-            assert!(body.contains("inventory: "), "{body}");
-            assert!(body.contains("not refreshed"), "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz stayed {status} while the API server was down"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut readyz = (0, String::new());
+    let unready = wait_until_async(Duration::from_secs(20), async || {
+        readyz = pusher.readyz().await;
+        readyz.0 == 503
+    })
+    .await;
+    let (status, body) = readyz;
+    assert!(
+        unready,
+        "/readyz stayed {status} while the API server was down"
+    );
+    assert!(body.contains("inventory: "), "{body}");
+    assert!(body.contains("not refreshed"), "{body}");
     // More than a tick into the outage: the stale inventory was pushed again
     // as it was.
     assert_eq!(
@@ -349,7 +319,7 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
     api.start_again().await;
     let back = Instant::now();
     api.apply(&deployment("new", "127.0.0.1:1/new:1"));
-    loop {
+    let current = wait_until_async(2 * interval, async || {
         let agent = prometheus
             .query(r#"container_image_container_info{kind="DaemonSet"}"#)
             .await;
@@ -364,30 +334,24 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
         let gone = prometheus
             .query(r#"container_image_container_info{name="gone"}"#)
             .await;
-        if new.len() == 1 && gone.is_empty() {
-            break;
-        }
-        assert!(
-            back.elapsed() < 2 * interval,
-            "not current {:?} after the API server came back\n{}",
-            back.elapsed(),
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        new.len() == 1 && gone.is_empty()
+    })
+    .await;
+    assert!(
+        current,
+        "not current {:?} after the API server came back\n{}",
+        back.elapsed(),
+        pusher.child.logs()
+    );
     eprintln!(
         "current {:?} after the API server came back",
         back.elapsed()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while readyz(&pusher).await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again: {:?}",
-            readyz(&pusher).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .wait_until(Duration::from_secs(20), "ready again", async || {
+            pusher.readyz().await.0 == 200
+        })
+        .await;
     wait_for_metric_line(
         &pusher,
         r#"container_image_pusher_inventory_stale{kind="DaemonSet"} 0"#,
@@ -401,7 +365,6 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
 /// `/metrics` says why and the replica stays ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
-    container_image_pusher::install_crypto_provider();
     let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
     api.apply(&pod("web", "127.0.0.1:1/web:1"));
     api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
@@ -462,7 +425,7 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
         "the other kinds go on"
     );
     assert_eq!(
-        readyz(&pusher).await.0,
+        pusher.readyz().await.0,
         200,
         "a refused kind does not make the replica unready"
     );

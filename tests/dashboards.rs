@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use container_image_pusher::inventory::Family;
+use container_image_pusher::series::Family;
 use dashboard_queries::{
     all_panel_queries, dashboards, panels, raw_panel_queries, substitute, variables_used,
     DEFAULT_VALUES,

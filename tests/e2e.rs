@@ -3,32 +3,26 @@
 //! images this test pushes, and Debian's `prometheus` receiving the push.
 //! Assertions go through Prometheus' query API with the PromQL a user would
 //! write, and through a strict receiver that checks the bytes on the wire.
-//! The scenario and its assertions are `support::fixture`, which
+//! The scenario and its assertions are `support::fixtures`, which
 //! tests/receivers.rs runs against Prometheus 3 and VictoriaMetrics too.
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use support::fixture::{containers, object, template, Scenario};
+use support::fixtures::{
+    containers, object, pod, pod_manifest, template, write_manifest, Scenario,
+};
 use support::receiver::{Receiver, Reply};
+use support::wait_until_async;
 use support::{KubeApi, Prometheus};
 
-use support::pusher::BIN;
-
-/// Runs the pusher to completion; returns (success, stdout, stderr).
-async fn run_pusher(args: &[&str], kubeconfig: Option<&Path>) -> (bool, String, String) {
-    let (ok, _, stdout, stderr) = support::pusher::run_once(args, kubeconfig).await;
-    (ok, stdout, stderr)
-}
+use support::pusher::{run_once, RunOutput, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_the_cluster_inventory_to_prometheus() {
-    container_image_pusher::install_crypto_provider();
     let (scenario, prometheus, receiver) =
         tokio::join!(Scenario::start(), Prometheus::start(), Receiver::start());
     scenario.api.set_max_page_size(2);
@@ -46,7 +40,11 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
     .to_vec();
     args.extend(scenario.pusher_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (ok, _, stderr) = run_pusher(&args, Some(scenario.kubeconfig())).await;
+    let RunOutput {
+        success: ok,
+        stderr,
+        ..
+    } = run_once(&args, Some(scenario.kubeconfig())).await;
     assert!(ok, "the pusher failed:\n{stderr}");
 
     // The LIST followed `continue` tokens.
@@ -112,12 +110,8 @@ async fn pushes_the_cluster_inventory_to_prometheus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
-    container_image_pusher::install_crypto_provider();
     let api = KubeApi::start().await;
-    api.apply(&object::<Pod>(json!({
-        "metadata": {"name": "p", "namespace": "ns"},
-        "spec": {"containers": containers(&[("c", "127.0.0.1:1/a:1")])}
-    })));
+    api.apply(&pod("ns", "p", "127.0.0.1:1/a:1"));
     api.apply(&object::<DaemonSet>(json!({
         "metadata": {"name": "d", "namespace": "ns"},
         "spec": template(json!({"containers": containers(&[("c", "127.0.0.1:1/b:1")])}))
@@ -125,12 +119,12 @@ async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
     api.forbid::<DaemonSet>();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let (ok, stdout, stderr) = run_pusher(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &["--once", "--dry-run", "--registry-timeout", "5s"],
         Some(&kubeconfig),
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(stdout.contains(r#"kind="Pod""#), "{stdout}");
     assert!(!stdout.contains(r#"kind="DaemonSet""#), "{stdout}");
     assert_eq!(
@@ -143,19 +137,21 @@ async fn a_forbidden_kind_is_skipped_and_the_rest_still_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([
         Reply::status(204),
         Reply::status(400).body("out of order sample"),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("pods.yaml");
     let pods: Vec<String> = (0..3)
-        .map(|i| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"127.0.0.1:1/app:{i}\"}}]}}\n"))
+        .map(|i| pod_manifest(&format!("p{i}"), &format!("127.0.0.1:1/app:{i}")))
         .collect();
-    std::fs::write(&manifests, pods.join("---\n")).unwrap();
-    let (ok, _, stderr) = run_pusher(
+    let manifests = write_manifest(dir.path(), "pods.yaml", &pods);
+    let RunOutput {
+        success: ok,
+        stderr,
+        ..
+    } = run_once(
         &[
             "--manifests",
             manifests.to_str().unwrap(),
@@ -183,10 +179,12 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_metrics_health_and_readiness() {
-    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let manifests = dir.path().join("pod.yaml");
-    std::fs::write(&manifests, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: \"127.0.0.1:1/app:1\"}]}\n").unwrap();
+    let manifests = write_manifest(
+        dir.path(),
+        "pod.yaml",
+        &[pod_manifest("p", "127.0.0.1:1/app:1")],
+    );
     let port = support::free_port();
     let mut child = support::ChildGuard::spawn(
         "container-image-pusher",
@@ -238,14 +236,13 @@ mod dashboard_queries;
 /// the cluster's Prometheus or agent would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data() {
-    container_image_pusher::install_crypto_provider();
     let scenario = Scenario::start().await;
     // A kind the service account may not list feeds the discovery-errors panel.
     scenario.api.forbid::<k8s_openapi::api::batch::v1::Job>();
     // A team's Pod still running a build its tag no longer names feeds the
     // drift panel (with --workload-labels team below).
     let reg = scenario.registry.host();
-    scenario.api.apply(&object::<Pod>(json!({
+    scenario.api.apply(&object::<k8s_openapi::api::core::v1::Pod>(json!({
         "metadata": {"name": "stale-0", "namespace": "shop", "labels": {"team": "payments"}},
         "spec": {"containers": containers(&[("app", &format!("{reg}/apps/chainguard:1"))])},
         "status": {"containerStatuses": [{
@@ -263,7 +260,7 @@ async fn every_dashboard_query_returns_data() {
     let prometheus = Prometheus::start_scraping(
         "container-image-pusher-metrics",
         &format!("127.0.0.1:{port}"),
-        &[("cluster", support::fixture::CLUSTER)],
+        &[("cluster", support::fixtures::CLUSTER)],
     )
     .await;
     let write_url = prometheus.write_url();
@@ -286,30 +283,27 @@ async fn every_dashboard_query_returns_data() {
             .env("KUBECONFIG", scenario.kubeconfig())
             .env("RUST_LOG", "info"),
     );
-    // Several ticks and scrapes, so rate() over the self-metrics has data.
-    prometheus
-        .query_until(
-            "count(container_image_pusher_pushes_total)",
-            |s| !s.is_empty(),
-            Duration::from_secs(30),
-        )
-        .await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    child.check_running().unwrap();
-
     let queries = dashboard_queries::all_panel_queries(&std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/dashboards"
     )));
     assert!(queries.len() > 50, "{} queries", queries.len());
+    // Until several ticks and scrapes have given rate() over the
+    // self-metrics data, some panels are empty: re-run them all until none is.
     let mut empty = Vec::new();
-    for (dashboard, panel, expr) in &queries {
-        match prometheus.try_query(expr).await {
-            Ok(samples) if !samples.is_empty() => {}
-            Ok(_) => empty.push(format!("{dashboard} / {panel}: no data\n  {expr}")),
-            Err(e) => empty.push(format!("{dashboard} / {panel}: {e}\n  {expr}")),
+    wait_until_async(Duration::from_secs(60), async || {
+        empty.clear();
+        for (dashboard, panel, expr) in &queries {
+            match prometheus.try_query(expr).await {
+                Ok(samples) if !samples.is_empty() => {}
+                Ok(_) => empty.push(format!("{dashboard} / {panel}: no data\n  {expr}")),
+                Err(e) => empty.push(format!("{dashboard} / {panel}: {e}\n  {expr}")),
+            }
         }
-    }
+        empty.is_empty()
+    })
+    .await;
+    child.check_running().unwrap();
     assert!(
         empty.is_empty(),
         "{} of {} panel queries failed:\n{}",

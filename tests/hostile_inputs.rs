@@ -9,20 +9,18 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::pusher::{
-    rss_bytes, run_once, run_once_with_stdin, write_many_pods, write_pods, Pusher,
-};
+use support::fixtures::{pod_manifest, unreachable_image, write_many_pods, write_pods};
+use support::pusher::{rss_bytes, run_once, run_once_with_stdin, Pusher, RunOutput};
 use support::receiver::Receiver;
+use support::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const NOT_UTF8: &[u8] = b"apiVersion: v1\nkind: Pod\nmetadata: {name: \"\xff\xfe\"}\n";
 
-/// A pod manifest document (image fails fast: nothing listens on port 1).
+/// A pod manifest document whose image fails fast.
 fn pod(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"127.0.0.1:1/{name}:1\"}}]}}\n"
-    )
+    pod_manifest(name, &unreachable_image(name))
 }
 
 /// `[[[[…]]]]` nested `depth` deep: quadratic to parse without a limit.
@@ -110,13 +108,12 @@ const GOOD: &[&str] = &[
 
 #[tokio::test]
 async fn once_pushes_every_good_document_and_exits_3_when_input_was_skipped() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     // 400 KB of nesting took 160 s to parse; a 2 MB alias bomb, gigabytes.
     hostile_directory(dir.path(), 2 << 20, 200_000);
     let started = Instant::now();
-    let (_, code, _, stderr) = run_once(
+    let RunOutput { code, stderr, .. } = run_once(
         &[
             "--once",
             "--manifests",
@@ -150,7 +147,6 @@ async fn once_pushes_every_good_document_and_exits_3_when_input_was_skipped() {
 
 #[tokio::test]
 async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let mut mixed = pod("first").into_bytes();
     mixed.extend_from_slice(b"---\n");
@@ -161,7 +157,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.yaml");
     std::fs::write(&file, &mixed).unwrap();
-    let (_, code, _, stderr) = run_once(
+    let RunOutput { code, stderr, .. } = run_once(
         &[
             "--once",
             "--manifests",
@@ -177,7 +173,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     assert_eq!(skip_lines(&stderr).len(), 1, "{stderr}");
 
     let receiver = Receiver::start().await;
-    let (code, stderr) = run_once_with_stdin(
+    let RunOutput { code, stderr, .. } = run_once_with_stdin(
         &[
             "--once",
             "--manifests",
@@ -199,7 +195,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     // Nothing left but the bad file: not a failure to push, still exit 3.
     std::fs::write(&file, NOT_UTF8).unwrap();
     let receiver = Receiver::start().await;
-    let (_, code, _, stderr) = run_once(
+    let RunOutput { code, stderr, .. } = run_once(
         &[
             "--once",
             "--manifests",
@@ -215,7 +211,6 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_promptly() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     hostile_directory(dir.path(), 2 << 20, 200_000);
@@ -240,16 +235,16 @@ async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_prom
         )
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pushed_names(&receiver) != names(GOOD) {
-        assert!(
-            Instant::now() < deadline,
-            "pushed {:?}\n{}",
-            pushed_names(&receiver),
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pushed = wait_until(Duration::from_secs(60), || {
+        pushed_names(&receiver) == names(GOOD)
+    })
+    .await;
+    assert!(
+        pushed,
+        "pushed {:?}\n{}",
+        pushed_names(&receiver),
+        pusher.child.logs()
+    );
 
     // Several ticks later: counted at each, logged once.
     let count = |metrics: &str, reason: &str| -> f64 {
@@ -262,18 +257,13 @@ async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_prom
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let metrics = pusher.metrics().await;
-        if ["not_utf8", "too_deep", "alias_expansion"]
-            .iter()
-            .all(|r| count(&metrics, r) >= 5.0)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .metrics_when(Duration::from_secs(60), "5 ticks of errors", |metrics| {
+            ["not_utf8", "too_deep", "alias_expansion"]
+                .iter()
+                .all(|r| count(metrics, r) >= 5.0)
+        })
+        .await;
     let logs = pusher.child.logs();
     assert_eq!(skip_lines(&logs).len(), 3, "{logs}");
     let rss = rss_bytes(pusher.child.id());
@@ -281,11 +271,13 @@ async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_prom
 
     // Fixed: read again, said once, its workload pushed.
     std::fs::write(dir.path().join("latin1.yaml"), pod("fixed")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pushed_names(&receiver).contains("fixed") {
-        assert!(Instant::now() < deadline, "{}", pusher.child.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .wait_until(
+            Duration::from_secs(60),
+            "the fixed file pushed",
+            async || pushed_names(&receiver).contains("fixed"),
+        )
+        .await;
     let logs = pusher.child.logs();
     assert_eq!(
         logs.matches("read without problems again").count(),
@@ -343,20 +335,14 @@ async fn pusher_with_a_large_page(dir: &Path, pods: usize) -> (Pusher, usize) {
     )
     .await;
     let last = format!("name=\"{prefix}-{}\"", pods - 1);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let page = pusher.metrics().await;
-        if page.contains(&last) {
-            return (pusher, page.len());
-        }
-        assert!(Instant::now() < deadline, "{}", pusher.child.logs());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let page = pusher
+        .metrics_when(Duration::from_secs(120), &last, |page| page.contains(&last))
+        .await;
+    (pusher, page.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_metrics_readers_share_one_rendering_and_normal_scrapes_go_on() {
-    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let (pusher, page) = pusher_with_a_large_page(dir.path(), 6000).await;
     assert!(page > 3 << 19, "page of {page} bytes");
@@ -407,23 +393,26 @@ async fn slow_metrics_readers_share_one_rendering_and_normal_scrapes_go_on() {
     );
     drop(more);
     drop(readers);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Served again once the slow readers are gone.
-        if let Ok(response) = reqwest::get(format!("{}/metrics", pusher.base_url)).await {
-            let metrics = response.text().await.unwrap_or_default();
-            if metrics.contains("container_image_pusher_http_connections_refused_total") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "{}", pusher.child.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Served again once the slow readers are gone (until then a request
+    // may be refused, so not `Pusher::metrics`, which panics).
+    pusher
+        .wait_until(
+            Duration::from_secs(60),
+            "/metrics served again",
+            async || match reqwest::get(format!("{}/metrics", pusher.base_url)).await {
+                Ok(response) => response
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("container_image_pusher_http_connections_refused_total"),
+                Err(_) => false,
+            },
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_requests_and_idle_connections_are_closed_by_the_header_timeout() {
-    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
     let pusher = Pusher::start(

@@ -19,7 +19,7 @@ use kube::api::{Api, PostParams};
 use serde_json::Value;
 use support::pusher::Pusher;
 use support::receiver::Receiver;
-use support::KubeApi;
+use support::{holds_for, wait_until_async, KubeApi};
 use tokio::time::Instant;
 
 const NAMESPACE: &str = "pushers";
@@ -42,7 +42,6 @@ fn init_logs() {
 
 async fn candidate(api: &KubeApi, identity: &str, lease_duration: Duration) -> Candidate {
     init_logs();
-    container_image_pusher::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let election = LeaderElection::start(
         api.kube_client().await,
@@ -74,7 +73,8 @@ fn transitions(api: &KubeApi) -> i32 {
         .unwrap_or(0)
 }
 
-/// Samples every few milliseconds until `done` holds (returning how long
+/// Samples every few milliseconds (often enough to catch two leaders at
+/// once, hence not `support::wait_until`'s pace) until `done` holds (returning how long
 /// that took) or `timeout` passes (panicking with `what`), and panics as
 /// soon as two candidates lead at once.
 async fn sample_until(
@@ -98,7 +98,8 @@ async fn sample_until(
     }
 }
 
-/// Samples for `period`, checking that nobody else than `leader` leads.
+/// Samples for `period` as densely as [`sample_until`], checking that
+/// nobody else than `leader` leads.
 async fn only_leader_for(candidates: &[&Candidate], leader: usize, period: Duration) {
     let started = Instant::now();
     while started.elapsed() < period {
@@ -255,11 +256,8 @@ async fn nobody_leads_while_leases_are_forbidden() {
     let api = KubeApi::start().await;
     api.forbid::<Lease>();
     let a = candidate(&api, "pusher-a", Duration::from_secs(2)).await;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < deadline {
-        assert!(!a.election.is_leader());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let led = holds_for(Duration::from_secs(1), || !a.election.is_leader()).await;
+    assert_eq!(led, Ok(()), "led while leases are forbidden");
     assert!(api.object::<Lease>(Some(NAMESPACE), LEASE).is_none());
     api.allow::<Lease>();
     one_leads(&[&a], Duration::from_secs(5)).await;
@@ -390,22 +388,21 @@ async fn wait_for(
     timeout: Duration,
     done: impl Fn(&Observed) -> bool,
 ) -> Observed {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let mut last = None;
+    let in_time = wait_until_async(timeout, async || {
         let observed = observe(pusher).await;
-        if done(&observed) {
-            return observed;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}: ready {}, /readyz {:?}, leader {:?}\n{}",
-            observed.ready,
-            observed.readyz,
-            observed.leader,
-            observed.logs
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let done = done(&observed);
+        last = Some(observed);
+        done
+    })
+    .await;
+    let observed = last.expect("observed at least once");
+    assert!(
+        in_time,
+        "timed out after {timeout:?} waiting until {what}: ready {}, /readyz {:?}, leader {:?}\n{}",
+        observed.ready, observed.readyz, observed.leader, observed.logs
+    );
+    observed
 }
 
 /// Lines of a `--log-format json` log at `level` (any level with `None`)
@@ -440,7 +437,6 @@ fn lease_requests(api: &KubeApi, method: &str) -> usize {
 }
 
 async fn start_pusher(api: &KubeApi, receiver: &Receiver, dir: &Path, args: &[&str]) -> Pusher {
-    container_image_pusher::install_crypto_provider();
     api.apply(
         &serde_json::from_value::<Pod>(serde_json::json!({
             "metadata": {"namespace": "shop", "name": "p"},
@@ -518,11 +514,11 @@ async fn outside_a_pod_a_refused_lease_fails_readiness_until_it_is_allowed() {
 
     // Retried, yet warned about once, and never leading.
     let before = lease_requests(&api, "GET");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while lease_requests(&api, "GET") < before + 3 {
-        assert!(Instant::now() < deadline, "the lease is not retried");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pusher
+        .wait_until(Duration::from_secs(20), "the lease retried", async || {
+            lease_requests(&api, "GET") >= before + 3
+        })
+        .await;
     let refused = observe(&pusher).await;
     assert!(!refused.ready);
     assert_eq!(refused.leader.as_deref(), Some("0"));
@@ -565,11 +561,13 @@ async fn outside_a_pod_a_refused_lease_fails_readiness_until_it_is_allowed() {
         "{}",
         allowed.logs
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while receiver.received().is_empty() {
-        assert!(Instant::now() < deadline, "the new leader never pushed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pusher
+        .wait_until(
+            Duration::from_secs(20),
+            "the new leader pushing",
+            async || !receiver.received().is_empty(),
+        )
+        .await;
 }
 
 /// Issue 12, item 6: with a Role lacking `update` the pusher created the
@@ -614,11 +612,11 @@ async fn a_role_without_update_on_leases_backs_off_and_says_so_once() {
     let attempts = 4;
     let started = Instant::now();
     let before = lease_requests(&api, "PUT");
-    let deadline = started + Duration::from_secs(30);
-    while lease_requests(&api, "PUT") < before + attempts {
-        assert!(Instant::now() < deadline, "the lease is not retried");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    pusher
+        .wait_until(Duration::from_secs(30), "the lease retried", async || {
+            lease_requests(&api, "PUT") >= before + attempts
+        })
+        .await;
     let period = started.elapsed();
     assert!(
         period >= Duration::from_secs(3),

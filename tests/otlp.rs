@@ -9,11 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::fixture::Scenario;
+use support::fixtures::write_pods;
+use support::fixtures::Scenario;
 use support::otlp_receiver::{OtlpReceiver, Reply};
-use support::pusher::{run_once, write_pods, Pusher};
+use support::pusher::{run_once, Pusher, RunOutput};
 use support::receiver::Receiver;
-use support::VictoriaMetrics;
+use support::{wait_until_async, VictoriaMetrics};
 
 /// VictoriaMetrics' relabeling that turns `service.name` back into `job`,
 /// as the README shows it.
@@ -30,7 +31,6 @@ const VM_RELABEL: &str = concat!(
 /// write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn victoria_metrics_receives_the_inventory_over_otlp() {
-    container_image_pusher::install_crypto_provider();
     let relabel = format!("-relabelConfig={VM_RELABEL}");
     let relabel = [relabel.as_str()];
     let (scenario, plain, relabelled) = tokio::join!(
@@ -64,20 +64,18 @@ async fn wait_for_vm(
     promql: &str,
     pred: impl Fn(usize) -> bool,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut n = 0;
+    let matched = wait_until_async(Duration::from_secs(20), async || {
         vm.force_flush().await;
-        let n = vm.query(promql).await.len();
-        if pred(n) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{promql} never matched, last {n} series\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        n = vm.query(promql).await.len();
+        pred(n)
+    })
+    .await;
+    assert!(
+        matched,
+        "{promql} never matched, last {n} series\n{}",
+        pusher.child.logs()
+    );
 }
 
 /// A series that disappears from the inventory ends by the OTLP convention
@@ -86,7 +84,6 @@ async fn wait_for_vm(
 /// counted, and logged once while they stay the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_series_are_flagged_and_partial_successes_counted() {
-    container_image_pusher::install_crypto_provider();
     let (vm, receiver) = tokio::join!(VictoriaMetrics::start(), OtlpReceiver::start());
     receiver.script([
         Reply::partial(1, "1 point rejected:\nlabel too long"),
@@ -179,11 +176,10 @@ async fn ended_series_are_flagged_and_partial_successes_counted() {
 /// same series: names, labels (job from `service.name`) and values.
 #[tokio::test]
 async fn otlp_carries_the_same_series_as_remote_write() {
-    container_image_pusher::install_crypto_provider();
     let (otlp, remote_write) = tokio::join!(OtlpReceiver::start(), Receiver::start());
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a", "b", "c"]);
-    let (ok, _, _, stderr) = run_once(
+    run_once(
         &[
             "--once",
             "--manifests",
@@ -199,8 +195,8 @@ async fn otlp_carries_the_same_series_as_remote_write() {
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     otlp.assert_valid();
     remote_write.assert_valid();
     let mut want: Vec<(Vec<(String, String)>, f64)> = remote_write
@@ -226,7 +222,6 @@ async fn otlp_carries_the_same_series_as_remote_write() {
 /// `google.rpc.Status` message of an error is what the log says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_matrix_on_the_strict_receiver() {
-    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
     let manifests = manifests.to_str().unwrap();
@@ -295,7 +290,11 @@ async fn status_matrix_on_the_strict_receiver() {
             let receiver = OtlpReceiver::start().await;
             let first = script[0].status;
             receiver.script(script);
-            let (ok, _, _, stderr) = run_once(
+            let RunOutput {
+                success: ok,
+                stderr,
+                ..
+            } = run_once(
                 &[
                     "--once",
                     "--manifests",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use support::fixture::{containers, object, template};
+use support::fixtures::{containers, object, template};
 use support::{push_image, ImageSpec, KubeApi, Prometheus, Registry};
 
 /// The README's example that joins containers to their team.
@@ -76,7 +76,7 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let (ok, _, _, stderr) = support::pusher::run_once(
+    let run = support::pusher::run_once(
         &[
             "--once",
             "--remote-write-url",
@@ -95,7 +95,7 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
         Some(&kubeconfig),
     )
     .await;
-    assert!(ok, "the pusher failed:\n{stderr}");
+    run.assert_success();
 
     let owners = prometheus
         .query_until(
@@ -186,9 +186,10 @@ async fn without_allowlists_nothing_changes() {
             "5s",
         ];
         args.extend_from_slice(extra);
-        let (ok, _, stdout, stderr) = support::pusher::run_once(&args, None).await;
-        assert!(ok, "{stderr}");
-        stdout
+        support::pusher::run_once(&args, None)
+            .await
+            .assert_success()
+            .stdout
     };
     let plain = run(&[]).await;
     assert!(

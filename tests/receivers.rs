@@ -2,14 +2,14 @@
 //! Debian sid (`support::peers`): Prometheus 3, whose receiver speaks remote
 //! write 2.0 as well as 1.0, and VictoriaMetrics, a second, independent
 //! implementation of 1.0. Each gets the whole end-to-end scenario
-//! (`support::fixture`) and must answer the same PromQL with the same
+//! (`support::fixtures`) and must answer the same PromQL with the same
 //! series. (A 1.x-only receiver, Debian stable's Prometheus 2.42, making the
 //! pusher fall back from 2.0 is `remote_write_2_to_prometheus_2_42_falls_back_and_lands`
 //! in tests/remote_write.rs.)
 
 mod support;
 
-use support::fixture::Scenario;
+use support::fixtures::Scenario;
 use support::peers::peer;
 use support::{Prometheus, VictoriaMetrics};
 
@@ -22,7 +22,6 @@ const FALLBACK: &str = "using 1.0 from now on";
 /// pushes to all three, each endpoint with its own protocol.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_3_receives_the_inventory_over_remote_write_2_0_and_1_0() {
-    container_image_pusher::install_crypto_provider();
     let prometheus3 = peer("prometheus");
     let (scenario, v2_only, default_v2, default_v1) = tokio::join!(
         Scenario::start(),
@@ -65,7 +64,6 @@ async fn prometheus_3_receives_the_inventory_over_remote_write_2_0_and_1_0() {
 /// and answers the same PromQL (MetricsQL reads it) with the same series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn victoria_metrics_receives_the_inventory_over_remote_write_1_0() {
-    container_image_pusher::install_crypto_provider();
     let (scenario, victoria) = tokio::join!(Scenario::start(), VictoriaMetrics::start());
     scenario
         .push_once(&["--remote-write-url", &victoria.write_url()])

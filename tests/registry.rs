@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -14,7 +14,10 @@ use axum::routing::get;
 use axum::Router;
 use container_image_pusher::registry::{ErrorClass, Platform, Resolver, ResolverConfig};
 use container_image_pusher::telemetry::Telemetry;
-use support::{push_attestation, push_image, push_index, Format, ImageSpec, IndexEntry, Registry};
+use support::{
+    push_attestation, push_image, push_index, wait_for_async, wait_until_async, Format, ImageSpec,
+    IndexEntry, Registry,
+};
 
 fn resolver(
     insecure: &str,
@@ -31,7 +34,6 @@ fn resolver_for(
     platform: &str,
     timeout: Duration,
 ) -> (Resolver, Arc<Telemetry>) {
-    container_image_pusher::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let config = ResolverConfig {
         platform: platform.parse::<Platform>().unwrap(),
@@ -44,7 +46,10 @@ fn resolver_for(
         image_limits: Default::default(),
         image_filter: Default::default(),
     };
-    (Resolver::new(config, telemetry.clone()), telemetry)
+    (
+        Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),
+        telemetry,
+    )
 }
 
 /// Requests in the registry's access log with this method and URI (a
@@ -94,6 +99,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     let reference = format!("{host}/apps/a:1");
 
     // Twenty concurrent lookups of one tag: single flight.
+    let cached = Instant::now();
     let results =
         futures::future::join_all((0..20).map(|_| resolver.resolve(&reference, &[]))).await;
     for result in &results {
@@ -121,11 +127,18 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     assert_eq!(pinned.digest, image.digest);
     assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/"), 1);
 
-    // After the cache period: one HEAD, no GET, same answer.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(
-        resolver.resolve(&reference, &[]).await.unwrap().digest,
-        image.digest
+    // After the cache period: one HEAD, no GET, same answer. Resolved
+    // until the tag is checked again (from the cache until then).
+    let checked_again = wait_until_async(Duration::from_secs(20), async || {
+        let resolved = resolver.resolve(&reference, &[]).await.unwrap();
+        assert_eq!(resolved.digest, image.digest);
+        count(&registry, "HEAD", "/v2/apps/a/manifests/1") > 1
+    })
+    .await;
+    assert!(checked_again, "never checked again:\n{}", registry.logs());
+    assert!(
+        cached.elapsed() >= Duration::from_secs(2),
+        "checked again within the cache period"
     );
     assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/1"), 2);
     assert_eq!(
@@ -167,6 +180,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
         Duration::from_secs(10),
     );
     let missing = format!("{host}/apps/missing:1");
+    let remembered = Instant::now();
     for _ in 0..3 {
         let err = resolver.resolve(&missing, &[]).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::NotFound, "{err}");
@@ -176,15 +190,27 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
         );
     }
     assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    resolver.resolve(&missing, &[]).await.unwrap_err();
+    // Resolved until the registry is asked again (remembered until then).
+    let mut resolves = 3;
+    let asked_again = wait_until_async(Duration::from_secs(20), async || {
+        resolver.resolve(&missing, &[]).await.unwrap_err();
+        resolves += 1;
+        count(&registry, "HEAD", "/v2/apps/missing/manifests/1") > 1
+    })
+    .await;
+    assert!(asked_again, "never asked again:\n{}", registry.logs());
+    assert!(
+        remembered.elapsed() >= Duration::from_secs(1),
+        "asked again within the error cache duration"
+    );
     assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 2);
     assert_eq!(
         telemetry
             .resolve_failures
             .with_label_values(&["not_found"])
             .get(),
-        4
+        resolves,
+        "every failed resolve counted, remembered or not"
     );
 
     let invalid = resolver
@@ -338,6 +364,8 @@ async fn hostile_registry() -> String {
                 .unwrap(),
             ),
             "slow" => {
+                // A registry that never answers in time: the sleep is the
+                // behaviour under test, not a wait.
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 StatusCode::OK.into_response()
             }
@@ -496,6 +524,7 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
         .resolve(&format!("{busy}/a:1"), &[])
         .await
         .unwrap_err();
+    let paused = Instant::now();
     assert_eq!(err.class, ErrorClass::RateLimited, "{err}");
     assert!(
         err.message.contains("429") && err.message.contains("2s"),
@@ -521,11 +550,24 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
     );
     assert_eq!(calm_requests.load(SeqCst), 1);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let err = resolver
-        .resolve(&format!("{busy}/d:1"), &[])
-        .await
-        .unwrap_err();
+    // A new image of the busy host at each try (so no failure is
+    // remembered), until the host is asked again.
+    let mut tries = 0;
+    let err = wait_for_async(Duration::from_secs(20), async || {
+        tries += 1;
+        let err = resolver
+            .resolve(&format!("{busy}/d{tries}:1"), &[])
+            .await
+            .unwrap_err();
+        (err.class != ErrorClass::RateLimited).then_some(err)
+    })
+    .await
+    .expect("the busy host is asked again");
+    assert!(
+        paused.elapsed() >= Duration::from_millis(1500),
+        "asked again {:?} after a Retry-After of 2 s",
+        paused.elapsed()
+    );
     assert_eq!(
         err.class,
         ErrorClass::NotFound,
@@ -649,7 +691,7 @@ async fn a_redirect_to_a_mirror_answers_the_mirrors_challenge_without_our_login(
         "linux/amd64",
         Duration::from_secs(5),
     );
-    let login = container_image_pusher::registry::Credential {
+    let login = container_image_pusher::credentials::Login {
         username: "alice".into(),
         password: "s3cret".into(),
         source: "secret shop/regcred".into(),
@@ -729,7 +771,7 @@ async fn bearer_tokens_from_the_registry_token_server() {
         "linux/amd64",
         Duration::from_secs(5),
     );
-    let login = |password: &str| container_image_pusher::registry::Credential {
+    let login = |password: &str| container_image_pusher::credentials::Login {
         username: "alice".into(),
         password: password.into(),
         source: format!("secret shop/{password}"),
@@ -785,7 +827,6 @@ async fn push_once(
     insecure: &[&str],
 ) -> (bool, String, Vec<(Vec<(String, String)>, f64)>) {
     use support::receiver::Receiver;
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let mut documents: Vec<serde_json::Value> = secrets
         .iter()
@@ -829,14 +870,14 @@ async fn push_once(
     for host in insecure {
         args.extend(["--insecure-registry", host]);
     }
-    let (ok, _, _, stderr) = support::pusher::run_once(&args, None).await;
+    let run = support::pusher::run_once(&args, None).await;
     receiver.assert_valid();
     let series = receiver
         .received()
         .iter()
         .flat_map(|r| r.series())
         .collect();
-    (ok, stderr, series)
+    (run.success, run.stderr, series)
 }
 
 /// The label sets of the pushed series of `metric` that carry every one of `labels`.

@@ -6,9 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::pusher::{run_once, run_with_env, write_pods, Pusher};
+use support::fixtures::write_pods;
+use support::pusher::{run_once, run_with_env, Pusher, RunOutput};
 use support::receiver::{Receiver, Reply};
-use support::Prometheus;
+use support::{wait_until, Prometheus};
 
 fn pods(dir: &tempfile::TempDir, names: &[&str]) -> String {
     write_pods(dir.path(), "pods.yaml", names)
@@ -32,13 +33,13 @@ fn once_args<'a>(manifests: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a
 
 #[tokio::test]
 async fn a_5xx_is_retried_and_the_batch_arrives_once() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(500).body("try again")]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b"]);
-    let (ok, _, _, stderr) = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-    assert!(ok, "{stderr}");
+    run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+        .await
+        .assert_success();
     let received = receiver.received();
     assert_eq!(received.len(), 2, "one failure, one success");
     assert_eq!(
@@ -50,7 +51,6 @@ async fn a_5xx_is_retried_and_the_batch_arrives_once() {
 
 #[tokio::test]
 async fn backoff_grows_and_never_exceeds_the_maximum() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.set_fallback(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +68,12 @@ async fn backoff_grows_and_never_exceeds_the_maximum() {
             "3s",
         ],
     );
-    let (ok, code, _, stderr) = run_once(&args, None).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(&args, None).await;
     assert!(
         !ok && code == Some(1),
         "a snapshot that never landed fails --once: {stderr}"
@@ -95,15 +100,15 @@ async fn backoff_grows_and_never_exceeds_the_maximum() {
 
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(429)
         .header("Retry-After", "2")
         .body("slow down")]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let (ok, _, _, stderr) = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-    assert!(ok, "{stderr}");
+    run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+        .await
+        .assert_success();
     let received = receiver.received();
     assert_eq!(received.len(), 2);
     let waited = received[1].at - received[0].at;
@@ -115,7 +120,7 @@ async fn a_429_waits_for_retry_after() {
     // With --retry-on-rate-limit=false a 429 is final.
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(429).header("Retry-After", "2")]);
-    let (ok, _, _, _) = run_once(
+    let RunOutput { success: ok, .. } = run_once(
         &once_args(
             &manifests,
             &receiver.url(),
@@ -130,14 +135,17 @@ async fn a_429_waits_for_retry_after() {
 
 #[tokio::test]
 async fn client_errors_are_tried_exactly_once() {
-    container_image_pusher::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
     for status in [400, 401, 404, 413] {
         let receiver = Receiver::start().await;
         let long_body = format!("rejected: {}", "x".repeat(5000));
         receiver.script([Reply::status(status).body(&long_body)]);
-        let (ok, _, _, stderr) = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
+        let RunOutput {
+            success: ok,
+            stderr,
+            ..
+        } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
         assert!(!ok, "{status}");
         assert_eq!(receiver.received().len(), 1, "{status} is not retried");
         assert!(
@@ -153,13 +161,12 @@ async fn client_errors_are_tried_exactly_once() {
 
 #[tokio::test]
 async fn a_hanging_receiver_times_out_then_recovers() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(204).delay(Duration::from_secs(20))]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
     let started = Instant::now();
-    let (ok, _, _, stderr) = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &once_args(
             &manifests,
             &receiver.url(),
@@ -167,8 +174,8 @@ async fn a_hanging_receiver_times_out_then_recovers() {
         ),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "did not wait for the hanging answer"
@@ -182,7 +189,6 @@ async fn a_hanging_receiver_times_out_then_recovers() {
 
 #[tokio::test]
 async fn after_an_outage_the_newest_snapshot_lands() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.set_fallback(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
@@ -201,32 +207,46 @@ async fn after_an_outage_the_newest_snapshot_lands() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let has = |r: &support::receiver::Received, value: &str| {
+        r.series()
+            .iter()
+            .any(|(labels, _)| labels.iter().any(|(_, v)| v == value))
+    };
+    // Several ticks into the outage, snapshots are superseded while the
+    // push keeps failing; then the newest is tried as well.
+    pusher
+        .wait_until(Duration::from_secs(10), "pushes failing", async || {
+            receiver.received().len() >= 3
+        })
+        .await;
     write_pods(dir.path(), "pods.yaml", &["newest"]);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    pusher
+        .wait_until(
+            Duration::from_secs(10),
+            "a push of the newest snapshot failing",
+            async || receiver.received().iter().any(|r| has(r, "newest")),
+        )
+        .await;
     let during_outage = receiver.received().len();
     receiver.set_fallback(Reply::status(204));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let landed = loop {
-        let accepted: Vec<_> = receiver
+    let accepted = || -> Vec<support::receiver::Received> {
+        receiver
             .received()
             .into_iter()
             .skip(during_outage)
-            .collect();
-        if let Some(r) = accepted.iter().find(|r| {
-            r.series()
-                .iter()
-                .any(|(labels, _)| labels.iter().any(|(_, v)| v == "newest"))
-        }) {
-            break r.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the newest snapshot never landed:\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .collect()
     };
+    pusher
+        .wait_until(
+            Duration::from_secs(10),
+            "the newest snapshot landing",
+            async || accepted().iter().any(|r| has(r, "newest")),
+        )
+        .await;
+    let landed = accepted()
+        .into_iter()
+        .find(|r| has(r, "newest"))
+        .expect("the newest snapshot landed");
     assert!(
         !landed
             .series()
@@ -234,17 +254,20 @@ async fn after_an_outage_the_newest_snapshot_lands() {
             .any(|(labels, v)| labels.iter().any(|(_, l)| l == "old") && !v.is_nan()),
         "no stale snapshot replayed"
     );
-    // Nothing queued up during the outage: after recovery, requests come one per tick.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let after: Vec<_> = receiver
-        .received()
-        .into_iter()
-        .skip(during_outage)
-        .collect();
+    // Nothing queued up during the outage: after recovery, requests come
+    // one per tick, not in a burst replaying the outage.
+    pusher
+        .wait_until(
+            Duration::from_secs(10),
+            "6 requests after the outage",
+            async || accepted().len() >= 6,
+        )
+        .await;
+    let after = accepted();
+    let span = after[5].at - after[1].at;
     assert!(
-        after.len() <= 8,
-        "{} requests in about 1.5 s of 200 ms ticks",
-        after.len()
+        span >= Duration::from_millis(400),
+        "4 requests within {span:?} of 200 ms ticks: a burst"
     );
     assert!(after.iter().all(|r| !r
         .series()
@@ -266,7 +289,6 @@ async fn after_an_outage_the_newest_snapshot_lands() {
 
 #[tokio::test]
 async fn a_failing_endpoint_does_not_delay_the_other() {
-    container_image_pusher::install_crypto_provider();
     let (healthy, hanging) = (Receiver::start().await, Receiver::start().await);
     hanging.set_fallback(Reply::status(204).delay(Duration::from_secs(60)));
     let dir = tempfile::tempdir().unwrap();
@@ -285,19 +307,20 @@ async fn a_failing_endpoint_does_not_delay_the_other() {
         &[],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        healthy.received().len() >= 8,
-        "the healthy endpoint got {} pushes in 3 s",
+        wait_until(Duration::from_secs(15), || healthy.received().len() >= 8).await,
+        "the healthy endpoint got {} pushes in 15 s",
         healthy.received().len()
     );
-    assert!(hanging.received().len() <= 2);
+    assert!(
+        hanging.received().len() <= 2,
+        "the hanging endpoint holds its first request"
+    );
     healthy.assert_valid();
 }
 
 #[tokio::test]
 async fn remote_write_2_falls_back_on_415_and_stays() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(415)]);
     let dir = tempfile::tempdir().unwrap();
@@ -316,10 +339,11 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
         &[],
     )
     .await;
-    wait_until(&pusher, Duration::from_secs(15), "3 requests", || async {
-        receiver.received().len() >= 3
-    })
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "3 requests", || async {
+            receiver.received().len() >= 3
+        })
+        .await;
     let versions: Vec<String> = receiver
         .received()
         .iter()
@@ -338,12 +362,12 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
     let v2 = Receiver::start().await;
     v2.speak_v2();
     let manifests = pods(&dir, &["a", "b"]);
-    let (ok, _, _, stderr) = run_once(
+    run_once(
         &once_args(&manifests, &v2.url(), &["--remote-write-protocol", "2.0"]),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     let received = v2.received();
     assert_eq!(received.len(), 1);
     assert_eq!(
@@ -360,11 +384,10 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
 
 #[tokio::test]
 async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
-    container_image_pusher::install_crypto_provider();
     let prometheus = Prometheus::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b", "c"]);
-    let (ok, _, _, stderr) = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &once_args(
             &manifests,
             &prometheus.write_url(),
@@ -372,8 +395,8 @@ async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
         ),
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert!(stderr.contains("using 1.0 from now on"), "{stderr}");
     let count = prometheus
         .query("count(container_image_container_info)")
@@ -383,7 +406,6 @@ async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
 
 #[tokio::test]
 async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
@@ -402,8 +424,7 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
             "X-Scope-OrgID: team-a",
         ],
     );
-    let (ok, _, stdout, stderr) = run_once(&args, None).await;
-    assert!(ok, "{stderr}");
+    let RunOutput { stdout, stderr, .. } = run_once(&args, None).await.assert_success();
     let headers = &receiver.received()[0].headers;
     // base64("123456:s3cr3t-p4ss")
     assert_eq!(headers["authorization"], "Basic MTIzNDU2OnMzY3IzdC1wNHNz");
@@ -429,7 +450,12 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
             "u",
         ],
     );
-    let (ok, _, stdout, stderr) = run_once(&args, None).await;
+    let RunOutput {
+        success: ok,
+        stdout,
+        stderr,
+        ..
+    } = run_once(&args, None).await;
     assert!(!ok);
     for output in [&stdout, &stderr] {
         assert!(
@@ -459,7 +485,6 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
 
 #[tokio::test]
 async fn a_rotated_bearer_token_is_picked_up() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
@@ -486,21 +511,22 @@ async fn a_rotated_bearer_token_is_picked_up() {
             .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
             .collect()
     };
-    wait_until(&pusher, Duration::from_secs(15), "a first push", || async {
-        !tokens().is_empty()
-    })
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "a first push", || async {
+            !tokens().is_empty()
+        })
+        .await;
     // Rotated as the kubelet does: a new file moved into place.
     let next = dir.path().join("token.new");
     std::fs::write(&next, "second-token").unwrap();
     std::fs::rename(&next, &token).unwrap();
-    wait_until(
-        &pusher,
-        Duration::from_secs(15),
-        "a push with the new token",
-        || async { tokens().last().is_some_and(|t| t == "Bearer second-token") },
-    )
-    .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(15),
+            "a push with the new token",
+            || async { tokens().last().is_some_and(|t| t == "Bearer second-token") },
+        )
+        .await;
     let tokens = tokens();
     assert_eq!(
         tokens.first().map(String::as_str),
@@ -528,7 +554,12 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
         "http://127.0.0.1:1/api/v1/write",
         &["--remote-write-header", "Content-Type: text/plain"],
     );
-    let (ok, code, _, stderr) = run_once(&args, None).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(&args, None).await;
     assert!(!ok && code == Some(2), "usage error: {stderr}");
     assert!(
         stderr.contains("Content-Type") && stderr.contains("cannot be overridden"),
@@ -541,7 +572,12 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
         "endpoints:\n  - url: http://127.0.0.1:1/api/v1/write\n    headers: {User-Agent: me}\n",
     )
     .unwrap();
-    let (ok, code, _, stderr) = run_once(
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(
         &[
             "--manifests",
             &manifests,
@@ -558,7 +594,6 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
 
 #[tokio::test]
 async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
-    container_image_pusher::install_crypto_provider();
     let (a, b) = (Receiver::start().await, Receiver::start().await);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
@@ -568,7 +603,7 @@ async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
         format!("endpoints:\n  - url: {}\n    headers: {{X-Scope-OrgID: team-a}}\n  - url: {}\n    headers: {{THANOS-TENANT: team-b}}\n", a.url(), b.url()),
     )
     .unwrap();
-    let (ok, _, _, stderr) = run_once(
+    run_once(
         &[
             "--manifests",
             &manifests,
@@ -578,29 +613,11 @@ async fn an_endpoints_file_gives_each_endpoint_its_own_tenant() {
         ],
         None,
     )
-    .await;
-    assert!(ok, "{stderr}");
+    .await
+    .assert_success();
     assert_eq!(a.received()[0].headers["x-scope-orgid"], "team-a");
     assert_eq!(b.received()[0].headers["thanos-tenant"], "team-b");
     assert!(!a.received()[0].headers.contains_key("thanos-tenant"));
-}
-
-/// Polls `done` every 50 ms until it holds; panics with `what` and the
-/// pusher's log after `within`.
-async fn wait_until<F, Fut>(pusher: &Pusher, within: Duration, what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !done().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} within {within:?}:\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The metric series of one endpoint, e.g. `held_series` →
@@ -618,7 +635,6 @@ fn count_lines(logs: &str, pred: impl Fn(&str) -> bool) -> usize {
 
 #[tokio::test]
 async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.set_fallback(
         Reply::status(429)
@@ -627,7 +643,12 @@ async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
     );
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let (ok, code, _, stderr) = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
     assert!(
         !ok && code == Some(1),
         "a failed push, not a crash: {stderr}"
@@ -646,7 +667,12 @@ async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
         &url,
         &["--remote-write-retry-for", "500000000000y"],
     );
-    let (ok, code, _, stderr) = run_once(&args, None).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(&args, None).await;
     assert!(!ok && code == Some(2), "a usage error: {stderr}");
     assert!(
         stderr.contains("--remote-write-retry-for") && stderr.contains("1day"),
@@ -666,7 +692,6 @@ async fn pause_and_resume(
     retry_after: &str,
     max_pause: &str,
 ) -> (Pusher, Receiver, tempfile::TempDir) {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(429)
         .header("Retry-After", retry_after)
@@ -687,25 +712,24 @@ async fn pause_and_resume(
         &[],
     )
     .await;
-    wait_until(&pusher, Duration::from_secs(15), "a first push", || async {
-        !receiver.received().is_empty()
-    })
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "a first push", || async {
+            !receiver.received().is_empty()
+        })
+        .await;
     write_pods(dir.path(), "pods.yaml", &["newest"]);
-    wait_until(
-        &pusher,
-        Duration::from_secs(5),
-        "ready during the pause",
-        || async { pusher.readyz().await.0 == 200 },
-    )
-    .await;
-    wait_until(
-        &pusher,
-        Duration::from_secs(30),
-        "a push after the pause",
-        || async { receiver.received().len() >= 2 },
-    )
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(5), "ready during the pause", || async {
+            pusher.readyz().await.0 == 200
+        })
+        .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(30),
+            "a push after the pause",
+            || async { receiver.received().len() >= 2 },
+        )
+        .await;
     let received = receiver.received();
     let pause: Duration = humantime::parse_duration(max_pause).unwrap();
     let gap = received[1].at - received[0].at;
@@ -759,19 +783,18 @@ async fn a_receivers_pause_holds_pushes_across_ticks_up_to_the_ceiling() {
     // ticks that used to be 15 requests.
     let (pusher, receiver, _manifests) = pause_and_resume("3600", "3s").await;
     let seen = receiver.received().len();
-    wait_until(
-        &pusher,
-        Duration::from_secs(10),
-        "pushing at every tick again",
-        || async { receiver.received().len() >= seen + 3 },
-    )
-    .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(10),
+            "pushing at every tick again",
+            || async { receiver.received().len() >= seen + 3 },
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
     use container_image_pusher::remote_write::STALE_NAN;
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b", "c"]);
@@ -793,13 +816,11 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
     .await;
     let held = endpoint_metric("held_series", &receiver);
     // Three containers: an info series and a resolve error each.
-    wait_until(
-        &pusher,
-        Duration::from_secs(15),
-        "6 series held",
-        || async { pusher.metric(&held).await == Some(6.0) },
-    )
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "6 series held", || async {
+            pusher.metric(&held).await == Some(6.0)
+        })
+        .await;
     receiver.set_fallback(Reply::status(503));
     let outage_started = receiver.received().len();
     // The cluster churns through 30 containers while the receiver is down.
@@ -807,22 +828,25 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
         let names: Vec<String> = (0..3).map(|i| format!("churn-{round}-{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         write_pods(dir.path(), "pods.yaml", &names);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let name = format!("name=\"{}\"", names[0]);
+        pusher
+            .metrics_when(Duration::from_secs(10), &name, |m| m.contains(&name))
+            .await;
     }
     write_pods(dir.path(), "pods.yaml", &["final"]);
-    wait_until(
-        &pusher,
-        Duration::from_secs(10),
-        "pushes of the newest snapshot failing",
-        || async {
-            receiver.received().iter().skip(outage_started).any(|r| {
-                r.series()
-                    .iter()
-                    .any(|(l, _)| l.iter().any(|(_, v)| v == "final"))
-            })
-        },
-    )
-    .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(10),
+            "pushes of the newest snapshot failing",
+            || async {
+                receiver.received().iter().skip(outage_started).any(|r| {
+                    r.series()
+                        .iter()
+                        .any(|(l, _)| l.iter().any(|(_, v)| v == "final"))
+                })
+            },
+        )
+        .await;
     assert_eq!(
         pusher.metric(&held).await,
         Some(6.0),
@@ -830,13 +854,13 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
     );
     receiver.set_fallback(Reply::status(204));
     let recovered = receiver.received().len();
-    wait_until(
-        &pusher,
-        Duration::from_secs(15),
-        "2 series held after recovery",
-        || async { pusher.metric(&held).await == Some(2.0) },
-    )
-    .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(15),
+            "2 series held after recovery",
+            || async { pusher.metric(&held).await == Some(2.0) },
+        )
+        .await;
     let mut stale: Vec<String> = receiver
         .received()
         .iter()
@@ -859,7 +883,6 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
 #[tokio::test]
 async fn stale_markers_refused_for_good_are_not_sent_again() {
     use container_image_pusher::remote_write::STALE_NAN;
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     // A receiver that will never take a NaN, such as some hosted stores.
     receiver.answer_by(|request| {
@@ -886,13 +909,11 @@ async fn stale_markers_refused_for_good_are_not_sent_again() {
     )
     .await;
     let held = endpoint_metric("held_series", &receiver);
-    wait_until(
-        &pusher,
-        Duration::from_secs(15),
-        "2 series held",
-        || async { pusher.metric(&held).await == Some(2.0) },
-    )
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "2 series held", || async {
+            pusher.metric(&held).await == Some(2.0)
+        })
+        .await;
     let stale_requests = || {
         receiver
             .received()
@@ -901,18 +922,19 @@ async fn stale_markers_refused_for_good_are_not_sent_again() {
             .count()
     };
     write_pods(dir.path(), "pods.yaml", &["b"]);
-    wait_until(
-        &pusher,
-        Duration::from_secs(15),
-        "a's stale markers refused",
-        || async { stale_requests() == 2 },
-    )
-    .await;
+    pusher
+        .wait_until(
+            Duration::from_secs(15),
+            "a's stale markers refused",
+            || async { stale_requests() == 2 },
+        )
+        .await;
     let seen = receiver.received().len();
-    wait_until(&pusher, Duration::from_secs(15), "5 more ticks", || async {
-        receiver.received().len() >= seen + 10
-    })
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(15), "5 more ticks", || async {
+            receiver.received().len() >= seen + 10
+        })
+        .await;
     assert_eq!(
         stale_requests(),
         2,
@@ -923,7 +945,6 @@ async fn stale_markers_refused_for_good_are_not_sent_again() {
 
 #[tokio::test]
 async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.set_fallback(Reply::status(400).body("out of order sample"));
     let dir = tempfile::tempdir().unwrap();
@@ -940,21 +961,17 @@ async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
         &[],
     )
     .await;
-    wait_until(
-        &pusher,
-        Duration::from_secs(20),
-        "10 refused pushes",
-        || async { receiver.received().len() >= 10 },
-    )
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(20), "10 refused pushes", || async {
+            receiver.received().len() >= 10
+        })
+        .await;
     receiver.set_fallback(Reply::status(204));
-    wait_until(
-        &pusher,
-        Duration::from_secs(10),
-        "a recovery line",
-        || async { pusher.child.logs().contains("pushing again") },
-    )
-    .await;
+    pusher
+        .wait_until(Duration::from_secs(10), "a recovery line", || async {
+            pusher.child.logs().contains("pushing again")
+        })
+        .await;
     let logs = pusher.child.logs();
     let about_the_receiver = |l: &str| l.contains(&receiver.url()) || l.contains("out of order");
     assert_eq!(
@@ -1049,7 +1066,12 @@ async fn malformed_remote_write_settings_are_refused_without_echoing_secrets() {
         let mut all = vec!["--manifests", &manifests, "--once"];
         all.extend(args);
         envs.push(("RUST_LOG", "trace"));
-        let (ok, code, stdout, stderr) = run_with_env(&all, &envs).await;
+        let RunOutput {
+            success: ok,
+            code,
+            stdout,
+            stderr,
+        } = run_with_env(&all, &envs).await;
         assert!(!ok && code == Some(2), "{secret}: usage error: {stderr}");
         assert!(
             stderr.contains(named),
@@ -1064,7 +1086,6 @@ async fn malformed_remote_write_settings_are_refused_without_echoing_secrets() {
 
 #[tokio::test]
 async fn credentials_stay_out_of_trace_logs_even_when_the_receiver_echoes_them() {
-    container_image_pusher::install_crypto_provider();
     let receiver = Receiver::start().await;
     receiver.set_fallback(
         Reply::status(401).body("unknown key X-Api-Key=SECRET-KEY-7 for basic SECRET-PASS-8"),
@@ -1086,7 +1107,12 @@ async fn credentials_stay_out_of_trace_logs_even_when_the_receiver_echoes_them()
             password.to_str().unwrap(),
         ],
     );
-    let (ok, code, stdout, stderr) = run_with_env(&args, &[("RUST_LOG", "trace")]).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stdout,
+        stderr,
+    } = run_with_env(&args, &[("RUST_LOG", "trace")]).await;
     assert!(!ok && code == Some(1), "{stderr}");
     assert!(stderr.contains("unknown key X-Api-Key=***"), "{stderr}");
     for secret in ["SECRET-KEY-7", "SECRET-PASS-8", "SECRET-URL-9"] {
@@ -1099,7 +1125,6 @@ async fn credentials_stay_out_of_trace_logs_even_when_the_receiver_echoes_them()
 
 #[tokio::test]
 async fn a_redirect_is_not_followed_with_the_tenant_headers() {
-    container_image_pusher::install_crypto_provider();
     let (receiver, elsewhere) = (Receiver::start().await, Receiver::start().await);
     receiver.set_fallback(Reply::status(307).header("Location", &elsewhere.url()));
     let dir = tempfile::tempdir().unwrap();
@@ -1110,7 +1135,12 @@ async fn a_redirect_is_not_followed_with_the_tenant_headers() {
         &url,
         &["--remote-write-header", "X-Scope-OrgID: team-a"],
     );
-    let (ok, code, _, stderr) = run_once(&args, None).await;
+    let RunOutput {
+        success: ok,
+        code,
+        stderr,
+        ..
+    } = run_once(&args, None).await;
     assert!(!ok && code == Some(1), "{stderr}");
     assert!(stderr.contains("307"), "{stderr}");
     assert_eq!(receiver.received().len(), 1, "a 3xx is final");

@@ -8,22 +8,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use serde_json::json;
+use support::fixtures::{self, unreachable_image};
 use support::pusher::Pusher;
 use support::KubeApi;
 
+/// A Deployment in `shop` running an image of its own name.
 fn deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": {"namespace": "shop", "name": name},
-        "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "app", "image": format!("127.0.0.1:1/{name}:1")}]}}}
-    }))
-    .unwrap()
+    fixtures::deployment("shop", name, &unreachable_image(name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: several minutes"]
 async fn restart_to_current() {
-    container_image_pusher::install_crypto_provider();
     let mut took = Vec::new();
     for run in 0..5 {
         let api = KubeApi::start().await;
@@ -38,19 +34,21 @@ async fn restart_to_current() {
             ],
         )
         .await;
-        while !pusher.metrics().await.contains("name=\"before\"") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        pusher
+            .metrics_when(Duration::from_secs(60), "before", |m| {
+                m.contains("name=\"before\"")
+            })
+            .await;
         api.stop();
+        // The outage being measured: its length is the input, not a wait.
         tokio::time::sleep(Duration::from_secs(30)).await;
         api.start_again().await;
         let back = Instant::now();
         api.apply(&deployment(&format!("after{run}")));
         let needle = format!("name=\"after{run}\"");
-        while !pusher.metrics().await.contains(&needle) {
-            assert!(back.elapsed() < Duration::from_secs(300), "never current");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        pusher
+            .metrics_when(Duration::from_secs(300), &needle, |m| m.contains(&needle))
+            .await;
         eprintln!(
             "run {run}: current {:?} after the API server came back",
             back.elapsed()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use support::fixture::{containers, object, template};
+use support::fixtures::{containers, object, template};
 use support::{
     push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Prometheus, Registry,
 };
@@ -37,9 +37,10 @@ async fn push_once(api: &KubeApi, args: &[&str]) -> String {
     let kubeconfig = api.write_kubeconfig(dir.path());
     let mut all = vec!["--once", "--registry-timeout", "5s"];
     all.extend_from_slice(args);
-    let (ok, _, _, stderr) = support::pusher::run_once(&all, Some(&kubeconfig)).await;
-    assert!(ok, "the pusher failed:\n{stderr}");
-    stderr
+    support::pusher::run_once(&all, Some(&kubeconfig))
+        .await
+        .assert_success()
+        .stderr
 }
 
 fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> &'a str {

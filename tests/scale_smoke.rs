@@ -1,10 +1,10 @@
-//! The scale harness (`examples/scale.rs`) at a small size, so it cannot rot:
+//! The scale harness (`examples/scale/`) at a small size, so it cannot rot:
 //! every number it measures must be present and sane. Nothing is asserted
 //! about timing or cost, only that the measurement worked and that the
 //! pusher's request pattern is what the README promises.
 
-// `examples/scale.rs` allows dead code itself (its `main` is unused here).
-#[path = "../examples/scale.rs"]
+// `examples/scale/main.rs` allows dead code itself (its `main` is unused here).
+#[path = "../examples/scale/main.rs"]
 mod scale;
 
 use std::path::PathBuf;

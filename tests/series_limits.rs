@@ -7,27 +7,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::pusher::{run_once, Pusher};
+use support::fixtures::write_pods_with_images;
+use support::pusher::{run_once, Pusher, RunOutput};
 use support::receiver::Receiver;
 use support::{push_image, ImageSpec, Registry};
-
-/// Writes a manifest with one Pod per (name, image).
-fn write_pods(dir: &Path, pods: &[(&str, &str)]) -> PathBuf {
-    let path = dir.join("pods.yaml");
-    let docs: Vec<String> = pods
-        .iter()
-        .map(|(name, image)| {
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
-            )
-        })
-        .collect();
-    std::fs::write(&path, docs.join("---\n")).expect("write manifests");
-    path
-}
 
 /// The value of a `/metrics` sample line `name{labels} value`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -45,7 +30,6 @@ fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
-    container_image_pusher::install_crypto_provider();
     let registry = Registry::start().await;
     let long_value = "x".repeat(100 * 1024);
     let mut hostile = ImageSpec::oci("linux", "amd64").created("2024-01-01T00:00:00Z");
@@ -70,8 +54,9 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let host = registry.host();
-    let manifests = write_pods(
+    let manifests = write_pods_with_images(
         dir.path(),
+        "pods.yaml",
         &[
             ("hostile", &format!("{host}/apps/hostile:1")),
             ("plain", &format!("{host}/apps/plain:1")),
@@ -91,15 +76,11 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
         &[],
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while receiver.received().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing pushed\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pusher
+        .wait_until(Duration::from_secs(30), "a push", async || {
+            !receiver.received().is_empty()
+        })
+        .await;
     receiver.assert_valid();
     let series: Vec<Vec<(String, String)>> = receiver
         .received()
@@ -168,9 +149,14 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
 #[tokio::test]
 async fn an_external_label_a_family_uses_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = write_pods(dir.path(), &[("p", "127.0.0.1:1/p:1")]);
+    let manifests = write_pods_with_images(dir.path(), "pods.yaml", &[("p", "127.0.0.1:1/p:1")]);
     let manifests = manifests.to_str().unwrap();
-    let (ok, code, stdout, stderr) = run_once(
+    let RunOutput {
+        success: ok,
+        code,
+        stdout,
+        stderr,
+    } = run_once(
         &[
             "--manifests",
             manifests,
@@ -197,7 +183,11 @@ async fn an_external_label_a_family_uses_is_refused_at_start_up() {
             "container_image_container_info, container_image_annotation",
         ),
     ] {
-        let (ok, _, _, stderr) = run_once(
+        let RunOutput {
+            success: ok,
+            stderr,
+            ..
+        } = run_once(
             &[
                 "--manifests",
                 manifests,
@@ -215,11 +205,14 @@ async fn an_external_label_a_family_uses_is_refused_at_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolvable_image_is_logged_when_it_fails_and_when_it_resolves_again() {
-    container_image_pusher::install_crypto_provider();
     let registry = Registry::start().await;
     let host = registry.host();
     let dir = tempfile::tempdir().unwrap();
-    let manifests = write_pods(dir.path(), &[("late", &format!("{host}/apps/late:1"))]);
+    let manifests = write_pods_with_images(
+        dir.path(),
+        "pods.yaml",
+        &[("late", &format!("{host}/apps/late:1"))],
+    );
     let pusher = Pusher::start(
         &[
             "--manifests",
@@ -258,21 +251,11 @@ async fn an_unresolvable_image_is_logged_when_it_fails_and_when_it_resolves_agai
             .count()
     };
     let wait_for = |message: &'static str, times: usize| {
-        let pusher = &pusher;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let logs = pusher.child.logs();
-                if count(&logs, message) >= times {
-                    return logs;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "never {times}× {message:?}\n{logs}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        pusher.logs_when(
+            Duration::from_secs(30),
+            format!("{times}× {message:?}"),
+            move |logs| count(logs, message) >= times,
+        )
     };
     let logs = wait_for("snapshot taken", 30).await;
     let warnings: Vec<_> = lines(&logs)

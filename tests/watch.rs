@@ -15,21 +15,11 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
-use support::KubeApi;
+use support::fixtures::{object, pod};
+use support::{wait_until, KubeApi};
 
 /// Long enough for a few rounds of kube-runtime's backoff (0.8 s, doubling).
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
-    serde_json::from_value(value).expect("a valid object")
-}
-
-fn pod(namespace: &str, name: &str, image: &str) -> Pod {
-    object(json!({
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": "app", "image": image}]},
-    }))
-}
 
 /// A template's `spec` with an init container and a regular one.
 fn template(image: &str) -> serde_json::Value {
@@ -80,7 +70,6 @@ async fn start_with(
     options: WatchOptions,
 ) -> (WatchedCluster, Arc<Telemetry>) {
     init_logs();
-    container_image_pusher::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
     let cluster = WatchedCluster::start(
         api.kube_client().await,
@@ -93,15 +82,11 @@ async fn start_with(
 }
 
 /// Polls `condition` until it holds; panics with `what` after [`TIMEOUT`].
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {TIMEOUT:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        wait_until(TIMEOUT, condition).await,
+        "timed out after {TIMEOUT:?} waiting until {what}"
+    );
 }
 
 /// (name, image, jsonpath) of a container.
@@ -715,22 +700,21 @@ async fn a_transient_403_keeps_the_last_known_objects() {
     api.stop();
     api.forbid_while_starting::<DaemonSet>(Duration::from_secs(2));
     api.start_again().await;
-    let until = tokio::time::Instant::now() + Duration::from_secs(3);
-    while tokio::time::Instant::now() < until
-        || refused() == 0
-        || stale(&telemetry, "DaemonSet") == 1
-    {
+    // Checked throughout, for 3 s at least and until the kind was refused
+    // and is current again.
+    let back = std::time::Instant::now();
+    let current_again = wait_until(Duration::from_secs(3) + TIMEOUT, || {
         assert!(
             find(&cluster.snapshot(), Kind::DaemonSet, "agent").is_some(),
             "the daemon set left the inventory during a 403 shorter than the grace period"
         );
         assert!(inventory_failing(&telemetry).is_none());
-        assert!(
-            tokio::time::Instant::now() < until + TIMEOUT,
-            "never refused, or never current again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        back.elapsed() >= Duration::from_secs(3)
+            && refused() > 0
+            && stale(&telemetry, "DaemonSet") == 0
+    })
+    .await;
+    assert!(current_again, "never refused, or never current again");
     assert_eq!(gauge(&telemetry, "DaemonSet"), 1);
 }
 

@@ -11,12 +11,14 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use clap::Parser as _;
 use container_image_pusher::config::Config;
+use container_image_pusher::credentials::pull_secrets::{self, PullSecrets};
+use container_image_pusher::credentials::Keyring;
 use container_image_pusher::discovery::files::FileSource;
 use container_image_pusher::discovery::{Container, Kind, PullConfig, Workload};
-use container_image_pusher::pull_secrets::PullSecrets;
+use container_image_pusher::reference;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
-use container_image_pusher::registry::{reference, Keyring, Platform};
+use container_image_pusher::registry::Platform;
 use container_image_pusher::telemetry::Telemetry;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use sha2::Digest as _;
@@ -169,28 +171,29 @@ pub fn keyring(data: &[u8]) {
         metadata_labels: Vec::new(),
     };
     let _ = store.scope(&workload);
-    let _ = PullSecrets::credentials(&store.keyring(&workload), image);
+    let _ = pull_secrets::logins(&store.keyring(&workload), image);
 }
 
 /// A file given to `--manifests`, read the way every snapshot reads it,
 /// with the pull secrets it holds applied to its workloads' images.
 pub fn manifests_file(data: &[u8]) {
     let file = ScratchFile::new("manifests.yaml", data);
-    let pull_secrets = Arc::new(PullSecrets::new(true, Keyring::default()));
+    let store = PullSecrets::new(true, Keyring::default());
     let source = FileSource::new(
         vec![file.path.clone()],
         vec![],
         telemetry(),
-        pull_secrets.clone(),
         Default::default(),
     );
-    let Ok(workloads) = runtime().block_on(source.snapshot()) else {
+    let Ok(found) = runtime().block_on(source.snapshot()) else {
         return;
     };
-    for workload in &workloads {
-        let keyring = pull_secrets.keyring(workload);
+    let pull_objects = &found.pull_objects;
+    store.replace_from_files(&pull_objects.secrets, &pull_objects.accounts);
+    for workload in &found.workloads {
+        let keyring = store.keyring(workload);
         for container in &workload.containers {
-            let _ = PullSecrets::credentials(&keyring, &container.image);
+            let _ = pull_secrets::logins(&keyring, &container.image);
         }
     }
 }

@@ -25,8 +25,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
-use super::{workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, Workload};
-use crate::pull_secrets::PullSecrets;
+use super::{
+    workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, PullObjects, Workload,
+};
 use crate::telemetry::Telemetry;
 
 /// Deepest nesting of a document's collections. Kubernetes objects nest
@@ -55,10 +56,17 @@ struct Inner {
     /// Documents and files skipped in the last snapshot.
     skipped: AtomicUsize,
     telemetry: Arc<Telemetry>,
-    /// Secrets and ServiceAccounts in the files play the cluster's part.
-    pull_secrets: Arc<PullSecrets>,
     /// The workload labels and annotations kept.
     metadata: MetadataAllowlist,
+}
+
+/// What one reading of the files found.
+#[derive(Debug, Default)]
+pub struct FileSnapshot {
+    pub workloads: Vec<Workload>,
+    /// Secrets and ServiceAccounts in the files play the cluster's part:
+    /// the pipeline hands them to the credentials.
+    pub pull_objects: PullObjects,
 }
 
 /// What was last seen at a path.
@@ -128,7 +136,6 @@ impl FileSource {
         paths: Vec<PathBuf>,
         namespaces: Vec<String>,
         telemetry: Arc<Telemetry>,
-        pull_secrets: Arc<PullSecrets>,
         metadata: MetadataAllowlist,
     ) -> Self {
         FileSource {
@@ -139,13 +146,12 @@ impl FileSource {
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
                 telemetry,
-                pull_secrets,
                 metadata,
             }),
         }
     }
 
-    pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+    pub async fn snapshot(&self) -> Result<FileSnapshot, DiscoveryError> {
         // Reading and parsing is blocking work of unbounded length. On a
         // thread of its own (not the runtime's blocking pool, which the
         // runtime waits for when it shuts down) a SIGTERM in the middle of
@@ -173,7 +179,7 @@ impl FileSource {
 }
 
 impl Inner {
-    fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+    fn snapshot(&self) -> Result<FileSnapshot, DiscoveryError> {
         let mut contents = Vec::new();
         let mut skipped = 0;
         // Rebuilt at every snapshot, so files that are gone are forgotten.
@@ -198,7 +204,6 @@ impl Inner {
             .iter()
             .flat_map(|(_, c)| c.accounts.iter().cloned())
             .collect();
-        self.pull_secrets.replace_from_files(&secrets, &accounts);
         let mut workloads: Vec<Workload> = contents
             .iter()
             .flat_map(|(_, c)| c.workloads.iter().cloned())
@@ -206,7 +211,10 @@ impl Inner {
         if !self.namespaces.is_empty() {
             workloads.retain(|w| self.namespaces.contains(&w.namespace));
         }
-        Ok(workloads)
+        Ok(FileSnapshot {
+            workloads,
+            pull_objects: PullObjects { secrets, accounts },
+        })
     }
 
     fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FileState>> {
@@ -609,10 +617,6 @@ mod tests {
     use super::*;
     use crate::discovery::Kind;
 
-    fn no_secrets() -> Arc<PullSecrets> {
-        Arc::new(PullSecrets::new(true, crate::registry::Keyring::default()))
-    }
-
     fn parse(text: &str) -> Vec<Workload> {
         parse_manifests(text.as_bytes()).workloads
     }
@@ -800,25 +804,22 @@ spec:
             vec![dir.path().into()],
             vec![],
             Arc::new(Telemetry::new()),
-            no_secrets(),
             MetadataAllowlist::default(),
         );
-        assert_eq!(all.snapshot().await.unwrap().len(), 2);
+        assert_eq!(all.snapshot().await.unwrap().workloads.len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
             vec!["keep".into()],
             Arc::new(Telemetry::new()),
-            no_secrets(),
             MetadataAllowlist::default(),
         );
-        let got = some.snapshot().await.unwrap();
+        let got = some.snapshot().await.unwrap().workloads;
         assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
 
         let missing = FileSource::new(
             vec![dir.path().join("nope.yaml")],
             vec![],
             Arc::new(Telemetry::new()),
-            no_secrets(),
             MetadataAllowlist::default(),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
@@ -836,7 +837,6 @@ spec:
             vec![dir.path().into()],
             vec![],
             telemetry.clone(),
-            no_secrets(),
             MetadataAllowlist::default(),
         );
         let not_utf8 = || {
@@ -849,8 +849,8 @@ spec:
             FileState::Parsed { content, .. } => content.clone(),
             FileState::Unreadable(e) => panic!("{name} unreadable: {e}"),
         };
-        let names = |workloads: Vec<Workload>| -> Vec<String> {
-            workloads.into_iter().map(|w| w.name).collect()
+        let names = |snapshot: FileSnapshot| -> Vec<String> {
+            snapshot.workloads.into_iter().map(|w| w.name).collect()
         };
         assert_eq!(names(source.snapshot().await.unwrap()), ["a", "c"]);
         assert_eq!((source.skipped(), not_utf8()), (1, 1));

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerStatus, Pod, PodSpec, PodStatus, Secret, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use cluster::ClusterSource;
@@ -159,7 +161,7 @@ impl ImageId {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'"' | b'\\'));
-        if !name_ok || crate::registry::manifest::check_digest(digest).is_err() {
+        if !name_ok || crate::reference::check_digest(digest).is_err() {
             return None;
         }
         Some(ImageId {
@@ -177,6 +179,23 @@ impl ImageId {
     }
 }
 
+/// Docker config Secrets and ServiceAccounts a source read, for the
+/// credentials (a source never keeps them itself).
+#[derive(Debug, Default)]
+pub struct PullObjects {
+    pub secrets: Vec<Secret>,
+    pub accounts: Vec<ServiceAccount>,
+}
+
+/// One snapshot of a source.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub workloads: Vec<Arc<Workload>>,
+    /// What manifest files hold of pull credentials; `None` from a
+    /// cluster, whose are watched by the credentials themselves.
+    pub pull_objects: Option<PullObjects>,
+}
+
 /// Where a snapshot of workloads comes from.
 pub enum Source {
     /// LIST every kind at each snapshot: for `--once`.
@@ -192,12 +211,20 @@ impl Source {
     /// cannot be refreshed keeps its last known workloads (see
     /// [`watch`]). An error here means the snapshot as a whole cannot be
     /// trusted (for example the API server is down during a `--once` list).
-    pub async fn snapshot(&self) -> Result<Vec<Arc<Workload>>, DiscoveryError> {
-        let mut workloads = match self {
-            Source::Cluster(cluster) => cluster.snapshot().await?,
+    pub async fn snapshot(&self) -> Result<Discovered, DiscoveryError> {
+        let (mut workloads, pull_objects) = match self {
+            Source::Cluster(cluster) => (cluster.snapshot().await?, None),
             // Already one per object, sorted, and sharing unchanged Arcs.
-            Source::Watched(watched) => return Ok(watched.snapshot()),
-            Source::Files(files) => files.snapshot().await?,
+            Source::Watched(watched) => {
+                return Ok(Discovered {
+                    workloads: watched.snapshot(),
+                    pull_objects: None,
+                })
+            }
+            Source::Files(files) => {
+                let found = files.snapshot().await?;
+                (found.workloads, Some(found.pull_objects))
+            }
         };
         // Files may hold one object twice (a directory and a copy of it); the
         // series identity is kind/namespace/name, so keep one of each.
@@ -205,7 +232,10 @@ impl Source {
             .sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
         workloads
             .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
-        Ok(workloads.into_iter().map(Arc::new).collect())
+        Ok(Discovered {
+            workloads: workloads.into_iter().map(Arc::new).collect(),
+            pull_objects,
+        })
     }
 }
 

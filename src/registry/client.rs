@@ -12,7 +12,7 @@
 //! fetched by digest is verified against it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,11 +23,12 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::Digest as _;
 
-use super::keyring::Credential;
 use super::limiter::HostLimiter;
-use super::manifest::{check_digest, MAX_DOCUMENT_BYTES};
-use super::{ErrorClass, ResolveError};
+use super::manifest::MAX_DOCUMENT_BYTES;
+use super::{Error, ErrorClass, ResolveError};
+use crate::credentials::Login;
 use crate::http::{self, ReadError};
+use crate::reference::{check_digest, DigestError};
 use crate::telemetry::Telemetry;
 
 /// Token answers are small; anything bigger is not a token.
@@ -53,7 +54,7 @@ pub(crate) struct ClientSettings {
 }
 
 pub(crate) struct RegistryClient {
-    http: Result<reqwest::Client, String>,
+    http: reqwest::Client,
     insecure: Vec<String>,
     /// How each host asked to be authenticated, learnt from its first 401.
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -95,7 +96,7 @@ struct Request<'a> {
     /// `manifests/<tag or digest>` or `blobs/<digest>`.
     path: String,
     accept: Option<&'a str>,
-    credential: Option<&'a Credential>,
+    credential: Option<&'a Login>,
 }
 
 impl Request<'_> {
@@ -116,7 +117,7 @@ struct Target<'a> {
     host: String,
     /// The repository the URL names, for a token's scope.
     repository: String,
-    credential: Option<&'a Credential>,
+    credential: Option<&'a Login>,
 }
 
 impl Target<'_> {
@@ -124,7 +125,7 @@ impl Target<'_> {
         (
             self.host.clone(),
             self.repository.clone(),
-            self.credential.map_or(0, Credential::id),
+            self.credential.map_or(0, Login::id),
         )
     }
 }
@@ -134,7 +135,7 @@ impl Target<'_> {
 const MAX_REDIRECTS: usize = 5;
 
 impl RegistryClient {
-    pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Self {
+    pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Result<Self, Error> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!(
@@ -146,13 +147,8 @@ impl RegistryClient {
             // Followed by `send`, which answers each host's own auth challenge.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| {
-                format!(
-                    "cannot build the registry HTTP client: {}",
-                    crate::describe_error(&e)
-                )
-            });
-        RegistryClient {
+            .map_err(Error::HttpClient)?;
+        Ok(RegistryClient {
             http,
             insecure: settings.insecure,
             challenges: Mutex::default(),
@@ -162,7 +158,7 @@ impl RegistryClient {
                 .build(),
             limiter: HostLimiter::new(settings.concurrency, settings.requests_per_second),
             telemetry,
-        }
+        })
     }
 
     /// The digest a tag points at now, from a HEAD request. A registry that
@@ -170,7 +166,7 @@ impl RegistryClient {
     pub(crate) async fn manifest_digest(
         &self,
         reference: &Reference,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<String, ResolveError> {
         let tag = reference.tag().unwrap_or("latest");
         let mut request = Request {
@@ -186,7 +182,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
         {
-            return check_digest_syntax(digest).map_err(|m| request.fail(ErrorClass::BadFormat, m));
+            return check_digest_syntax(digest).map_err(|e| request.fail(ErrorClass::BadFormat, e));
         }
         request.method = Method::GET;
         let response = self.send(&request).await?;
@@ -201,7 +197,7 @@ impl RegistryClient {
         reference: &Reference,
         content: Content,
         digest: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<Bytes, ResolveError> {
         let (path, accept) = match content {
             Content::Manifest => (format!("manifests/{digest}"), Some(ACCEPT_MANIFESTS)),
@@ -216,10 +212,10 @@ impl RegistryClient {
         };
         // The digest comes from a manifest the registry sent: it must not
         // steer the request anywhere but to content by digest.
-        check_digest_syntax(digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
+        check_digest_syntax(digest).map_err(|e| request.fail(ErrorClass::BadFormat, e))?;
         let response = self.send(&request).await?;
         let body = read(&request, response).await?;
-        verify(&body, digest).map_err(|m| request.fail(ErrorClass::BadFormat, m))?;
+        verify(&body, digest).map_err(|e| request.fail(ErrorClass::BadFormat, e))?;
         Ok(body)
     }
 
@@ -276,7 +272,7 @@ impl RegistryClient {
                     self.tokens.invalidate(&target.token_key()).await;
                     self.challenges
                         .lock()
-                        .expect("challenges poisoned")
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(target.host.clone(), challenge);
                     if retry {
                         answered_challenge = true;
@@ -294,12 +290,10 @@ impl RegistryClient {
         target: &Target<'_>,
         authorization: Option<HeaderValue>,
     ) -> Result<reqwest::Response, ResolveError> {
-        let http = self
-            .http
-            .as_ref()
-            .map_err(|e| request.fail(ErrorClass::Other, e))?;
         let host = target.host.as_str();
-        let mut builder = http.request(request.method.clone(), target.url.clone());
+        let mut builder = self
+            .http
+            .request(request.method.clone(), target.url.clone());
         if let Some(accept) = request.accept {
             builder = builder.header(ACCEPT, accept);
         }
@@ -392,7 +386,7 @@ impl RegistryClient {
         let challenge = self
             .challenges
             .lock()
-            .expect("challenges poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&target.host)
             .cloned();
         match challenge {
@@ -419,10 +413,6 @@ impl RegistryClient {
         realm: &str,
         service: Option<&str>,
     ) -> Result<Token, ResolveError> {
-        let http = self
-            .http
-            .as_ref()
-            .map_err(|e| request.fail(ErrorClass::Other, e))?;
         let token_error = |what: String| {
             let class = if what.contains("answered 401") || what.contains("answered 403") {
                 ErrorClass::Unauthorized
@@ -442,7 +432,7 @@ impl RegistryClient {
         }
         let realm_url = reqwest::Url::parse(realm)
             .map_err(|e| token_error(format!("the registry named no usable URL: {e}")))?;
-        let mut builder = http.get(realm_url.clone()).query(&query);
+        let mut builder = self.http.get(realm_url.clone()).query(&query);
         if let Some(credential) = target.credential {
             if !login_may_go_to(&realm_url, &target.url, &target.host) {
                 return Err(request.fail(
@@ -468,23 +458,43 @@ impl RegistryClient {
         let body = http::read_limited(response, MAX_TOKEN_BYTES)
             .await
             .map_err(|e| token_error(e.to_string()))?;
-        token_from_answer(&body).map_err(token_error)
+        token_from_answer(&body).map_err(|e| token_error(e.to_string()))
     }
+}
+
+/// Why a token server's answer holds no usable token. Never quotes the
+/// token: the answer is a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the answer is not a token: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the answer holds no token")]
+    NoToken,
+    #[error("the token is not a valid header value")]
+    NotAHeader,
+}
+
+/// Content a registry named or sent that cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    #[error("the registry named {0}")]
+    Digest(DigestError),
+    #[error("the registry sent content whose digest is {actual}, not {expected}")]
+    Mismatch { actual: String, expected: String },
 }
 
 /// The token in a token server's answer (`token` or `access_token`, and
 /// `expires_in`). The entry point for its untrusted bytes, public for the
 /// fuzz targets.
-pub fn token_from_answer(body: &[u8]) -> Result<Token, String> {
-    let answer: TokenAnswer =
-        serde_json::from_slice(body).map_err(|e| format!("the answer is not a token: {e}"))?;
+pub fn token_from_answer(body: &[u8]) -> Result<Token, TokenError> {
+    let answer: TokenAnswer = serde_json::from_slice(body).map_err(TokenError::NotJson)?;
     let token = answer
         .token
         .or(answer.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| "the answer holds no token".to_owned())?;
-    let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| "the token is not a valid header value".to_owned())?;
+        .ok_or(TokenError::NoToken)?;
+    let mut header =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::NotAHeader)?;
     header.set_sensitive(true);
     Ok(Token {
         header,
@@ -588,7 +598,7 @@ fn redirected<'a>(request: &Request<'a>, url: reqwest::Url) -> Target<'a> {
     }
 }
 
-fn basic(credential: &Credential) -> HeaderValue {
+fn basic(credential: &Login) -> HeaderValue {
     use base64::Engine as _;
     let login = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", credential.username, credential.password));
@@ -736,16 +746,16 @@ fn registry_message(body: &str) -> (Option<String>, Option<String>) {
 /// A digest a registry named (in `Docker-Content-Digest`, or in a manifest
 /// it sent), if it is one content can be verified against. The entry point
 /// for those untrusted bytes, public for the fuzz targets.
-pub fn check_digest_syntax(digest: &str) -> Result<String, String> {
+pub fn check_digest_syntax(digest: &str) -> Result<String, ContentError> {
     check_digest(digest)
         .map(|()| digest.to_owned())
-        .map_err(|e| format!("the registry named {e}"))
+        .map_err(ContentError::Digest)
 }
 
 /// Content fetched by digest must hash to it; a digest we cannot compute is
 /// refused, never taken on trust. Public for the fuzz targets.
-pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
-    check_digest(digest)?;
+pub fn verify(body: &[u8], digest: &str) -> Result<(), ContentError> {
+    check_digest(digest).map_err(ContentError::Digest)?;
     let actual = match digest.split_once(':') {
         Some(("sha512", _)) => format!("sha512:{}", hex(&sha2::Sha512::digest(body))),
         _ => format!("sha256:{}", hex(&sha2::Sha256::digest(body))),
@@ -753,9 +763,10 @@ pub fn verify(body: &[u8], digest: &str) -> Result<(), String> {
     if actual == digest {
         Ok(())
     } else {
-        Err(format!(
-            "the registry sent content whose digest is {actual}, not {digest}"
-        ))
+        Err(ContentError::Mismatch {
+            actual,
+            expected: digest.to_owned(),
+        })
     }
 }
 
@@ -939,10 +950,16 @@ mod tests {
     fn content_is_verified_against_its_digest() {
         let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(b"{}")));
         assert_eq!(verify(b"{}", &digest), Ok(()));
-        assert!(verify(b"{ }", &digest).unwrap_err().contains("not sha256:"));
+        assert!(verify(b"{ }", &digest)
+            .unwrap_err()
+            .to_string()
+            .contains("not sha256:"));
         let sha512 = format!("sha512:{}", hex(&sha2::Sha512::digest(b"{}")));
         assert_eq!(verify(b"{}", &sha512), Ok(()));
-        assert!(verify(b"{ }", &sha512).unwrap_err().contains("not sha512:"));
+        assert!(verify(b"{ }", &sha512)
+            .unwrap_err()
+            .to_string()
+            .contains("not sha512:"));
         let evil = format!("evil:{}", "cd".repeat(32));
         assert!(
             verify(b"anything", &evil).is_err(),
@@ -952,6 +969,7 @@ mod tests {
         assert!(check_digest_syntax(&digest).is_ok());
         assert!(check_digest_syntax(&evil)
             .unwrap_err()
+            .to_string()
             .contains("not a sha256 or sha512 digest"));
         assert!(check_digest_syntax("sha256:ab12").is_err());
         assert!(check_digest_syntax("sha256:").is_err());

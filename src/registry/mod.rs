@@ -16,13 +16,10 @@
 //! more than the series it may become.
 
 pub mod client;
-pub mod cloud;
 pub mod filter;
-pub mod keyring;
 mod limiter;
 pub mod limits;
 pub mod manifest;
-pub mod reference;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,14 +30,21 @@ use oci_client::Reference;
 use tracing::debug;
 
 pub use filter::{FilterError, ImageFilter, KeyFilter};
-pub use keyring::{Credential, Keyring};
 pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 
-use crate::discovery::Workload;
+use crate::credentials::{Login, Scope};
+use crate::reference;
 use crate::telemetry::Telemetry;
 use client::{ClientSettings, Content, RegistryClient};
+
+/// Why a [`Resolver`] cannot be made: a start-up error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to build the registry HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
 
 /// What the series say about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,13 +168,15 @@ impl ResolveError {
 pub type Resolution = Result<Arc<ImageMetadata>, ResolveError>;
 
 /// The resolutions of a snapshot's images. An image resolves per
-/// credential scope: the same image may be readable with one workload's pull
-/// secrets and not with another's. Workloads not listed are in scope 0.
+/// credential [`Scope`]: the same image may be readable with one workload's
+/// pull secrets and not with another's.
 #[derive(Debug, Default)]
 pub struct Resolutions {
-    /// Scope of each workload, by the address of its `Arc<Workload>` data.
-    scopes: HashMap<usize, u64>,
-    by_scope: HashMap<u64, HashMap<String, Resolution>>,
+    by_scope: HashMap<Scope, HashMap<String, Resolution>>,
+    /// The scope of each workload of the snapshot, in the order the
+    /// series are built from them; empty when every workload is in
+    /// [`Scope::NONE`].
+    workload_scopes: Vec<Scope>,
 }
 
 impl Resolutions {
@@ -178,29 +184,29 @@ impl Resolutions {
         Resolutions::default()
     }
 
-    pub fn set_scope(&mut self, workload: &Workload, scope: u64) {
-        if scope != 0 {
-            self.scopes
-                .insert(workload as *const Workload as usize, scope);
-        }
+    /// The scope of each workload, in the order the series builder is given
+    /// the workloads.
+    pub fn set_workload_scopes(&mut self, scopes: Vec<Scope>) {
+        self.workload_scopes = scopes;
     }
 
-    fn scope(&self, workload: &Workload) -> u64 {
-        self.scopes
-            .get(&(workload as *const Workload as usize))
+    /// The scope of the snapshot's `index`th workload.
+    pub fn workload_scope(&self, index: usize) -> Scope {
+        self.workload_scopes
+            .get(index)
             .copied()
-            .unwrap_or(0)
+            .unwrap_or(Scope::NONE)
     }
 
-    pub fn insert(&mut self, scope: u64, image: String, resolution: Resolution) {
+    pub fn insert(&mut self, scope: Scope, image: String, resolution: Resolution) {
         self.by_scope
             .entry(scope)
             .or_default()
             .insert(image, resolution);
     }
 
-    pub fn get(&self, workload: &Workload, image: &str) -> Option<&Resolution> {
-        self.by_scope.get(&self.scope(workload))?.get(image)
+    pub fn get(&self, scope: Scope, image: &str) -> Option<&Resolution> {
+        self.by_scope.get(&scope)?.get(image)
     }
 
     /// Every (image, resolution) pair, images repeated across scopes.
@@ -216,8 +222,8 @@ impl From<HashMap<String, Resolution>> for Resolutions {
     /// Unscoped resolutions, as without pull secrets.
     fn from(by_image: HashMap<String, Resolution>) -> Self {
         Resolutions {
-            scopes: HashMap::new(),
-            by_scope: HashMap::from([(0, by_image)]),
+            by_scope: HashMap::from([(Scope::NONE, by_image)]),
+            workload_scopes: Vec::new(),
         }
     }
 }
@@ -252,15 +258,17 @@ const TAG_CAPACITY: u64 = 200_000;
 pub struct Resolver {
     client: RegistryClient,
     config: ResolverConfig,
-    /// (reference, credential) → digest: a result obtained with one
-    /// object's credentials is never reported for another's.
+    /// (reference, login id) → digest: a result obtained with one
+    /// object's login is never reported for another's.
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
     telemetry: Arc<Telemetry>,
 }
 
 impl Resolver {
-    pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Self {
+    /// Fails only when its HTTP client cannot be built (TLS set-up): a
+    /// start-up error.
+    pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Result<Self, Error> {
         crate::install_crypto_provider();
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
@@ -286,21 +294,21 @@ impl Resolver {
                 requests_per_second: config.registry_rps,
             },
             telemetry.clone(),
-        );
-        Resolver {
+        )?;
+        Ok(Resolver {
             client,
             config,
             tags,
             metadata,
             telemetry,
-        }
+        })
     }
 
-    /// Resolves one image as written in a pod spec, trying `credentials`
+    /// Resolves one image as written in a pod spec, trying `logins`
     /// (the logins that match it, most specific first, as the kubelet
     /// would) until one is accepted; anonymously when there are none.
-    pub async fn resolve(&self, image: &str, credentials: &[&Credential]) -> Resolution {
-        let result = self.resolve_uncounted(image, credentials).await;
+    pub async fn resolve(&self, image: &str, logins: &[&Login]) -> Resolution {
+        let result = self.resolve_uncounted(image, logins).await;
         if let Err(e) = &result {
             self.telemetry
                 .resolve_failures
@@ -310,36 +318,33 @@ impl Resolver {
         result
     }
 
-    async fn resolve_uncounted(&self, image: &str, credentials: &[&Credential]) -> Resolution {
+    async fn resolve_uncounted(&self, image: &str, logins: &[&Login]) -> Resolution {
         let reference = reference::parse(image)
-            .map_err(|m| ResolveError::new(ErrorClass::InvalidReference, m))?;
-        if credentials.is_empty() {
-            return self.resolve_with(&reference, None).await;
-        }
-        let mut last = None;
-        for credential in credentials {
-            match self.resolve_with(&reference, Some(credential)).await {
+            .map_err(|e| ResolveError::new(ErrorClass::InvalidReference, e.to_string()))?;
+        let mut refused = None;
+        for login in logins {
+            match self.resolve_with(&reference, Some(login)).await {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
-                    debug!(image, source = %credential.source, error = %e, "credential refused; trying the next");
-                    last = Some(e);
+                    debug!(image, source = %login.source, error = %e, "login refused; trying the next");
+                    refused = Some(e);
                 }
                 result => return result,
             }
         }
-        Err(last.expect("at least one credential was tried"))
+        match refused {
+            // Every login was refused: the last refusal says why.
+            Some(e) => Err(e),
+            None => self.resolve_with(&reference, None).await,
+        }
     }
 
-    async fn resolve_with(
-        &self,
-        reference: &Reference,
-        credential: Option<&Credential>,
-    ) -> Resolution {
+    async fn resolve_with(&self, reference: &Reference, credential: Option<&Login>) -> Resolution {
         let digest = match reference.digest() {
             Some(digest) => digest.to_owned(),
             None => self.tag_digest(reference, credential).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
-        let key = (pinned.whole(), credential.map_or(0, Credential::id));
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
         let entry = self
             .metadata
             .entry(key)
@@ -364,9 +369,9 @@ impl Resolver {
     async fn tag_digest(
         &self,
         reference: &Reference,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<String, ResolveError> {
-        let key = (reference.whole(), credential.map_or(0, Credential::id));
+        let key = (reference.whole(), credential.map_or(0, Login::id));
         let entry = self
             .tags
             .entry(key)
@@ -403,7 +408,7 @@ impl Resolver {
         &self,
         pinned: &Reference,
         digest: &str,
-        credential: Option<&Credential>,
+        credential: Option<&Login>,
     ) -> Result<ImageMetadata, ResolveError> {
         let body = self
             .client
@@ -434,13 +439,13 @@ impl Resolver {
                     platform_digests = manifests
                         .iter()
                         .map(|m| &m.digest)
-                        .filter(|d| manifest::check_digest(d).is_ok())
+                        .filter(|d| crate::reference::check_digest(d).is_ok())
                         .take(MAX_PLATFORM_DIGESTS)
                         .cloned()
                         .collect();
                     // Checked before it names a reference: it is the registry's text.
-                    manifest::check_digest(&entry.digest).map_err(|m| {
-                        bad_format(pinned, format!("the index names its image manifest {m}"))
+                    reference::check_digest(&entry.digest).map_err(|e| {
+                        bad_format(pinned, format!("the index names its image manifest {e}"))
                     })?;
                     let child = reference::with_digest(pinned, &entry.digest);
                     let body = self
@@ -454,7 +459,7 @@ impl Resolver {
                             annotations,
                         } => (config, layers, annotations),
                         Manifest::Index { .. } => {
-                            return Err(bad_format(&child, "an index entry is itself an index"))
+                            return Err(bad_format(&child, "an index entry is itself an index"));
                         }
                     }
                 }

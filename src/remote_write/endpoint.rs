@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{
@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
 use super::otlp::{self, PartialSuccess};
 use super::{compress, encode, encode_v2};
-use crate::inventory::{Series, Snapshot};
+use crate::series::{Series, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How much of an error response body is logged.
@@ -454,7 +454,8 @@ impl Endpoint {
             self.end_pause();
             let request = match self.request(body.clone(), wire) {
                 Ok(r) => r,
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.to_string();
                     debug!(endpoint = %self.name, reason, "cannot build the request");
                     return Attempt::Rejected(Failure {
                         class: FailureClass::Local,
@@ -539,7 +540,7 @@ impl Endpoint {
 
     /// How much of the receiver's pause is left, if one is in force.
     pub fn pause_left(&self) -> Option<Duration> {
-        let until = (*self.pause.lock().expect("pause poisoned"))?;
+        let until = (*self.pause.lock().unwrap_or_else(PoisonError::into_inner))?;
         until
             .checked_duration_since(Instant::now())
             .filter(|left| !left.is_zero())
@@ -553,7 +554,7 @@ impl Endpoint {
         let Some(until) = now.checked_add(pause).filter(|_| !pause.is_zero()) else {
             return;
         };
-        let mut slot = self.pause.lock().expect("pause poisoned");
+        let mut slot = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
         match *slot {
             Some(current) if current >= until => {}
             Some(_) => *slot = Some(until),
@@ -572,7 +573,7 @@ impl Endpoint {
 
     /// Forgets a pause that is over, saying so once.
     fn end_pause(&self) {
-        let mut slot = self.pause.lock().expect("pause poisoned");
+        let mut slot = self.pause.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_some_and(|until| until <= Instant::now()) {
             *slot = None;
             info!(endpoint = %self.name, "the receiver's pause is over; pushing again");
@@ -603,7 +604,11 @@ impl Endpoint {
         text
     }
 
-    fn request(&self, body: Vec<u8>, wire: Wire) -> Result<reqwest::RequestBuilder, String> {
+    fn request(
+        &self,
+        body: Vec<u8>,
+        wire: Wire,
+    ) -> Result<reqwest::RequestBuilder, SecretFileError> {
         let request = self.http.post(self.config.url.clone()).body(body);
         let mut request = match wire {
             Wire::Otlp => request.header(CONTENT_TYPE, OTLP_CONTENT_TYPE),
@@ -649,7 +654,7 @@ impl Endpoint {
                 .with_label_values(&[&self.name])
                 .inc_by(p.rejected_data_points);
         }
-        let mut last = self.partial.lock().expect("partial success poisoned");
+        let mut last = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
         if *last == partial {
             return;
         }
@@ -691,6 +696,14 @@ fn one_line(text: &str) -> String {
     line
 }
 
+/// A credentials file that cannot be read; never says what it holds.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read credentials file {}: {source}", path.display())]
+pub struct SecretFileError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// A credential in a file, re-read when the file changes: projected
 /// service-account tokens and mounted Secrets are rotated in place.
 struct SecretFile {
@@ -708,18 +721,22 @@ impl SecretFile {
 
     /// The file's contents without surrounding whitespace. The error names
     /// the file, never its contents.
-    fn read(&self) -> Result<String, String> {
+    fn read(&self) -> Result<String, SecretFileError> {
+        let unreadable = |source| SecretFileError {
+            path: self.path.clone(),
+            source,
+        };
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
-            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?;
-        let mut cached = self.cached.lock().expect("secret cache poisoned");
+            .map_err(unreadable)?;
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, secret)) = cached.as_ref() {
             if *at == modified {
                 return Ok(secret.clone());
             }
         }
         let secret = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read credentials file {}: {e}", self.path.display()))?
+            .map_err(unreadable)?
             .trim()
             .to_owned();
         *cached = Some((modified, secret.clone()));
@@ -810,7 +827,7 @@ mod tests {
             .unwrap();
         assert_eq!(secret.read().unwrap(), "second");
         std::fs::remove_file(&path).unwrap();
-        let err = secret.read().unwrap_err();
+        let err = secret.read().unwrap_err().to_string();
         assert!(err.contains("token") && !err.contains("second"), "{err}");
     }
 }

@@ -20,8 +20,7 @@ use std::io::Write;
 
 use prost::Message;
 
-use super::sender::STALE_NAN;
-use crate::inventory::{Family, Series};
+use crate::series::{Family, Series, JOB_LABEL, NAME_LABEL};
 
 /// Messages generated from `proto/opentelemetry/` and `proto/google/rpc/`,
 /// nested as their packages are (the generated code refers to its
@@ -93,18 +92,18 @@ pub fn encode<S: Borrow<Series>>(
         .unwrap_or(0)
         .saturating_mul(1_000_000);
     type Points = BTreeMap<Family, Vec<NumberDataPoint>>;
-    let mut resources: BTreeMap<Vec<(String, String)>, Points> = BTreeMap::new();
+    let mut resources: BTreeMap<Vec<(&str, &str)>, Points> = BTreeMap::new();
     for s in series {
         let s = s.borrow();
         let mut resource = Vec::new();
         let mut attributes = Vec::new();
-        for (name, value) in s.decode_labels() {
-            if name == "__name__" {
+        for (name, value) in s.labels.iter() {
+            if name == NAME_LABEL {
                 continue;
             }
-            if resource_labels.contains(&name) {
-                let key = if name == "job" {
-                    SERVICE_NAME.to_owned()
+            if resource_labels.iter().any(|r| r == name) {
+                let key = if name == JOB_LABEL {
+                    SERVICE_NAME
                 } else {
                     name
                 };
@@ -114,7 +113,7 @@ pub fn encode<S: Borrow<Series>>(
             }
         }
         resource.sort_unstable();
-        let stale = s.value.to_bits() == STALE_NAN;
+        let stale = s.is_stale();
         let point = NumberDataPoint {
             attributes,
             start_time_unix_nano: 0,
@@ -129,7 +128,7 @@ pub fn encode<S: Borrow<Series>>(
         resources
             .entry(resource)
             .or_default()
-            .entry(s.family)
+            .entry(s.family())
             .or_default()
             .push(point);
     }
@@ -159,11 +158,11 @@ pub fn encode<S: Borrow<Series>>(
     ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
 }
 
-fn key_value(key: String, value: String) -> KeyValue {
+fn key_value(key: &str, value: &str) -> KeyValue {
     KeyValue {
-        key,
+        key: key.to_owned(),
         value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value)),
+            value: Some(any_value::Value::StringValue(value.to_owned())),
         }),
     }
 }
@@ -219,12 +218,11 @@ pub fn retryable(status: reqwest::StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::{Container, Kind, Workload};
-    use crate::inventory::{build_once, CommonLabels};
-    use std::collections::HashMap;
+    use crate::series::fixtures::{common, pod, series as one, three_pods};
+    use crate::series::{Snapshot, STALE_NAN};
 
-    fn snapshot() -> crate::inventory::Snapshot {
-        crate::remote_write::tests::three_pods("pusher")
+    fn snapshot() -> Snapshot {
+        three_pods("pusher")
     }
 
     fn resource_labels() -> Vec<String> {
@@ -272,9 +270,10 @@ mod tests {
         assert_eq!(gauge.data_points.len(), 3);
         for (point, series) in gauge.data_points.iter().zip(&snap.series) {
             let want: Vec<(String, String)> = series
-                .decode_labels()
-                .into_iter()
-                .filter(|(n, _)| !["__name__", "job", "cluster"].contains(&n.as_str()))
+                .labels
+                .iter()
+                .filter(|(n, _)| !["__name__", "job", "cluster"].contains(n))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
                 .collect();
             assert_eq!(attributes(&point.attributes), want);
             assert_eq!(point.time_unix_nano, 1_700_000_000_123_000_000);
@@ -310,34 +309,9 @@ mod tests {
     #[test]
     fn families_in_one_request_and_differing_resources_apart() {
         let mut series = snapshot().series;
-        let mut sizes = snapshot().series;
-        sizes.iter_mut().for_each(|s| {
-            s.family = Family::SizeBytes;
-            s.value = 42.0;
-        });
-        series.extend(sizes);
-        let other_job = Workload {
-            kind: Kind::Pod,
-            namespace: "ns".into(),
-            name: "lone".into(),
-            containers: vec![Container {
-                name: "c".into(),
-                image: "img:x".into(),
-                jsonpath: "{.spec.containers[0]}".into(),
-                image_id: None,
-            }],
-            pull: Default::default(),
-            metadata_labels: Vec::new(),
-        };
-        series.extend(
-            build_once(
-                &[other_job],
-                &HashMap::new(),
-                &CommonLabels::new("other", &[]),
-                0,
-            )
-            .series,
-        );
+        let prod = common("pusher", &[("cluster", "prod")]);
+        series.extend((0..3).map(|i| one(&prod, Family::SizeBytes, &[&format!("d{i}")], 42.0)));
+        series.push(pod(&common("other", &[]), "lone", "img:x"));
         let body = encode(&series, 1, &resource_labels());
         let request = ExportMetricsServiceRequest::decode(body.as_slice()).unwrap();
         assert_eq!(request.resource_metrics.len(), 2);

@@ -12,7 +12,10 @@
 //! tag moved, label removed) is sent once more as a stale marker and
 //! vanishes from queries at once instead of lingering for Prometheus'
 //! 5-minute lookback. A failed push adds nothing to that set, so an outage
-//! with churn costs no memory either.
+//! with churn costs no memory either. The set holds each series' 64-bit
+//! label-set hash, not its labels: the labels of a series that is gone are
+//! taken from the last snapshot, which is alive anyway (published, or the
+//! one being pushed), so remembering 160k series costs a few MB.
 //!
 //! The push task is supervised: should it end (a panic), it is restarted
 //! with an ERROR line, `container_image_pusher_sender_restarts_total`, and
@@ -20,23 +23,20 @@
 //! is accepted. Failures are logged when they start, change kind or end,
 //! and summarised every [`SUMMARY_EVERY`] while they last.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::endpoint::FailureClass;
 use super::{Endpoint, PushError, Settled};
-use crate::inventory::{Family, Series, Snapshot};
+use crate::series::{LabelSet, Series, Snapshot};
 use crate::telemetry::Telemetry;
-
-/// Prometheus' staleness marker: a NaN with this exact bit pattern.
-pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// How often a failure that goes on is summarised in the log.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
@@ -52,25 +52,27 @@ struct Mailbox {
 }
 
 impl Mailbox {
+    /// The slot. A panic while it was locked (there is none: it only
+    /// moves an `Arc`) could not leave it half-changed, so a poisoned lock
+    /// is used as it is.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Snapshot>>> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn put(&self, snapshot: Arc<Snapshot>) -> bool {
-        let replaced = self
-            .slot
-            .lock()
-            .expect("mailbox poisoned")
-            .replace(snapshot)
-            .is_some();
+        let replaced = self.slot().replace(snapshot).is_some();
         self.notify.notify_one();
         replaced
     }
 
     fn waiting(&self) -> bool {
-        self.slot.lock().expect("mailbox poisoned").is_some()
+        self.slot().is_some()
     }
 
     /// The next snapshot; `None` once closed and empty.
     async fn take(&self) -> Option<Arc<Snapshot>> {
         loop {
-            if let Some(snapshot) = self.slot.lock().expect("mailbox poisoned").take() {
+            if let Some(snapshot) = self.slot().take() {
                 return Some(snapshot);
             }
             if self.closed.load(Ordering::Acquire) {
@@ -82,7 +84,7 @@ impl Mailbox {
 
     /// The waiting snapshot, if any, without waiting for one.
     fn try_take(&self) -> Option<Arc<Snapshot>> {
-        self.slot.lock().expect("mailbox poisoned").take()
+        self.slot().take()
     }
 
     fn is_closed(&self) -> bool {
@@ -268,11 +270,92 @@ impl FailureLog {
     }
 }
 
+/// Hashes the label-set hashes (already random-keyed 64-bit values) no
+/// further.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type HashIds = BuildHasherDefault<PassThrough>;
+
+/// The series an endpoint holds (it accepted them and no stale marker
+/// for them since), by label-set hash, and the labels of those that left
+/// the snapshots: the stale markers still to send.
+///
+/// Every held hash is a series of `last` or of `gone`, so a stale marker's
+/// labels are always at hand without keeping any series twice.
+#[derive(Default)]
+struct Held {
+    held: HashSet<u64, HashIds>,
+    gone: HashMap<u64, LabelSet, HashIds>,
+    /// The snapshot pushed last.
+    last: Option<Arc<Snapshot>>,
+}
+
+impl Held {
+    /// Takes `snapshot` as the one to push: returns the stale markers to
+    /// push with it, for held series it no longer has.
+    fn next(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Series> {
+        let current: HashSet<u64, HashIds> =
+            snapshot.series.iter().map(|s| s.labels.hash()).collect();
+        if let Some(last) = self.last.take() {
+            for series in &last.series {
+                let hash = series.labels.hash();
+                if self.held.contains(&hash) && !current.contains(&hash) {
+                    self.gone.insert(hash, series.labels.clone());
+                }
+            }
+        }
+        // A series that came back is pushed as a series again.
+        self.gone.retain(|hash, _| !current.contains(hash));
+        self.last = Some(snapshot.clone());
+        self.gone.values().cloned().map(Series::stale).collect()
+    }
+
+    /// Only what the receiver accepted changes what it holds: a series it
+    /// took is held, a stale marker it took releases its series. A stale
+    /// marker it refuses for good is not sent again (the series goes stale
+    /// by Prometheus' lookback), or every push would repeat it, and the set
+    /// would grow with churn.
+    fn settle(&mut self, batch: &[&Series], settled: Settled) {
+        for series in batch {
+            let hash = series.labels.hash();
+            match (settled, series.is_stale()) {
+                (Settled::Accepted, false) => {
+                    self.held.insert(hash);
+                }
+                (_, true) => {
+                    self.held.remove(&hash);
+                    self.gone.remove(&hash);
+                }
+                (Settled::Refused, false) => {}
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
 async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry>) {
     let name = endpoint.name().to_owned();
-    // Series the endpoint holds (it accepted them), by encoded label set:
-    // what to mark stale once they are gone.
-    let mut held: HashMap<Bytes, Family> = HashMap::new();
+    let mut held = Held::default();
     let mut log = FailureLog::default();
     let mut first = true;
     while let Some(mut snapshot) = mailbox.take().await {
@@ -297,39 +380,9 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                 snapshot = newer;
             }
         }
-        let current: HashMap<&Bytes, Family> = snapshot
-            .series
-            .iter()
-            .map(|s| (&s.labels, s.family))
-            .collect();
-        let stale: Vec<Series> = held
-            .iter()
-            .filter(|(labels, _)| !current.contains_key(*labels))
-            .map(|(labels, family)| Series {
-                family: *family,
-                labels: labels.clone(),
-                value: f64::from_bits(STALE_NAN),
-            })
-            .collect();
+        let stale = held.next(&snapshot);
         let superseded = || mailbox.waiting();
-        // Only what the receiver accepted changes what it holds: a series
-        // it took is held, a stale marker it took releases its series. A
-        // stale marker it refuses for good is not sent again (the series
-        // goes stale by Prometheus' lookback), or every push would repeat
-        // it, and the set would grow with churn.
-        let mut settle = |batch: &[&Series], settled: Settled| {
-            for series in batch {
-                match (settled, series.value.to_bits() == STALE_NAN) {
-                    (Settled::Accepted, false) => {
-                        held.insert(series.labels.clone(), series.family);
-                    }
-                    (_, true) => {
-                        held.remove(&series.labels);
-                    }
-                    (Settled::Refused, false) => {}
-                }
-            }
-        };
+        let mut settle = |batch: &[&Series], settled: Settled| held.settle(batch, settled);
         let result = endpoint
             .push(&snapshot, &stale, &telemetry, &superseded, &mut settle)
             .await;
@@ -404,7 +457,65 @@ fn round(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::series::fixtures::{common, pod};
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn what_the_receiver_accepted_and_left_is_marked_stale_until_it_is_taken() {
+        let common = common("j", &[]);
+        let (a, b, c) = (
+            pod(&common, "a", "x"),
+            pod(&common, "b", "x"),
+            pod(&common, "c", "x"),
+        );
+        let snapshot = |series: &[&Series]| {
+            Arc::new(Snapshot {
+                series: series.iter().map(|s| (*s).clone()).collect(),
+                ..Default::default()
+            })
+        };
+        let refs = |s: &Arc<Snapshot>| -> Vec<Series> { s.series.clone() };
+        let mut held = Held::default();
+
+        let first = snapshot(&[&a, &b]);
+        assert!(held.next(&first).is_empty());
+        let series = refs(&first);
+        // The receiver took a, and refused b for good.
+        held.settle(&[&series[0]], Settled::Accepted);
+        held.settle(&[&series[1]], Settled::Refused);
+        assert_eq!(held.len(), 1);
+
+        // Both gone: only a, which the receiver holds, gets a marker.
+        let second = snapshot(&[&c]);
+        let stale = held.next(&second);
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].is_stale());
+        assert_eq!(stale[0].labels, a.labels);
+        // The push failed (no answer): nothing settled, the marker waits.
+        let third = snapshot(&[&c]);
+        let stale = held.next(&third);
+        assert_eq!(stale.len(), 1, "sent again with the next snapshot");
+        let pushed: Vec<&Series> = third.series.iter().chain(&stale).collect();
+        held.settle(&pushed, Settled::Accepted);
+        assert_eq!(held.len(), 1, "c held, a released");
+        assert!(
+            held.next(&snapshot(&[&c])).is_empty(),
+            "a marker is sent until taken, then never"
+        );
+
+        // A series that leaves and comes back before its marker is taken
+        // is a series again, not a marker.
+        let without_c = snapshot(&[]);
+        assert_eq!(held.next(&without_c).len(), 1);
+        assert!(held.next(&snapshot(&[&c])).is_empty());
+        assert!(held.gone.is_empty());
+
+        // A marker refused for good is not sent again.
+        assert_eq!(held.next(&snapshot(&[])).len(), 1);
+        held.settle(&[&Series::stale(c.labels.clone())], Settled::Refused);
+        assert!(held.next(&snapshot(&[])).is_empty());
+        assert_eq!(held.len(), 0);
+    }
 
     #[test]
     fn failures_are_logged_when_they_start_change_and_end() {

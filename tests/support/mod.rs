@@ -2,14 +2,18 @@
 //! server, real Debian `docker-registry` and `prometheus` daemons started
 //! per test on free 127.0.0.1 ports, newer peers from Debian sid (Prometheus
 //! 3, VictoriaMetrics, promtool: `peers`), strict scripted remote-write and
-//! OTLP receivers, the end-to-end scenario (`fixture`), and helpers to run
-//! the pusher binary itself.
+//! OTLP receivers, the workloads, images and end-to-end scenario tests
+//! build from (`fixtures`), waiting on conditions (`wait`), and helpers to
+//! run the pusher binary itself.
+//!
+//! Every server's `start` sets the process up as its tests need (rustls's
+//! crypto provider for the reqwest and kube clients), so tests do not.
 //!
 //! Include it from a test crate with `mod support;`. Each test uses a subset,
 //! hence `dead_code` and `unused_imports` (for the re-exports) are allowed.
 #![allow(dead_code, unused_imports)]
 
-pub mod fixture;
+pub mod fixtures;
 pub mod kube_api;
 pub mod otlp_receiver;
 pub mod peers;
@@ -19,6 +23,7 @@ pub mod pusher;
 pub mod receiver;
 pub mod registry;
 pub mod victoria_metrics;
+pub mod wait;
 
 pub use kube_api::{ExpiredWatch, KubeApi, RecordedRequest};
 pub use otlp_receiver::OtlpReceiver;
@@ -29,3 +34,4 @@ pub use registry::{
     IndexEntry, PushedImage, Registry,
 };
 pub use victoria_metrics::VictoriaMetrics;
+pub use wait::{holds_for, wait_for, wait_for_async, wait_until, wait_until_async};

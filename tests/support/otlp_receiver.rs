@@ -174,6 +174,9 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts on a free loopback port, answering [`Reply::ok`] unless scripted.
     pub async fn start() -> OtlpReceiver {
+        // Tests check what the pusher does to the receiver with reqwest as
+        // well (its /metrics, the stores), which needs rustls's provider.
+        super::process::install_crypto_provider();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/{*path}", post(handle))

@@ -1,5 +1,5 @@
 //! Process plumbing shared by the test servers: free ports, external daemons
-//! that die with the test, and readiness polling.
+//! that die with the test, and readiness polling (on `super::wait`).
 //!
 //! The external daemons (Debian's `docker-registry` and `prometheus`) are real
 //! binaries, so every test that starts one owns a [`ChildGuard`]: dropping it
@@ -12,10 +12,9 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How often readiness checks poll.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+use super::wait::{wait_for, wait_for_async, wait_until_async};
 
 /// The most log printed when a test panics with a guard alive, so a chatty
 /// daemon does not bury the panic message.
@@ -139,14 +138,7 @@ impl ChildGuard {
             "could not signal {}",
             self.name
         );
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        wait_for(timeout, || self.child.try_wait().ok().flatten()).await
     }
 
     /// `Err` with the exit status and logs if the process has already exited.
@@ -171,22 +163,28 @@ impl ChildGuard {
         accept: impl Fn(reqwest::StatusCode) -> bool,
     ) -> Result<(), String> {
         let client = poll_client();
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.check_running()?;
-            let last = match probe(&client, url, &accept).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} did not become ready at {url} within {timeout:?} (last: {last}); its output:\n{}",
-                    self.name,
-                    self.logs()
-                ));
+        let mut last = String::new();
+        // Some(Err) ends the wait early: the process has exited.
+        let outcome = wait_for_async(timeout, async || {
+            if let Err(exited) = self.check_running() {
+                return Some(Err(exited));
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+            match probe(&client, url, &accept).await {
+                Ok(()) => Some(Ok(())),
+                Err(e) => {
+                    last = e;
+                    None
+                }
+            }
+        })
+        .await;
+        outcome.unwrap_or_else(|| {
+            Err(format!(
+                "{} did not become ready at {url} within {timeout:?} (last: {last}); its output:\n{}",
+                self.name,
+                self.logs()
+            ))
+        })
     }
 }
 
@@ -217,22 +215,27 @@ impl Drop for ChildGuard {
 /// Polls `url` with GET until it answers 2xx, or gives up after `timeout`.
 pub async fn wait_for_http(url: &str, timeout: Duration) -> Result<(), String> {
     let client = poll_client();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match probe(&client, url, &|status: reqwest::StatusCode| {
+    let mut last = String::new();
+    let answered = wait_until_async(timeout, async || {
+        match probe(&client, url, &|status: reqwest::StatusCode| {
             status.is_success()
         })
         .await
         {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{url} did not answer 2xx within {timeout:?} (last: {last})"
-            ));
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+    })
+    .await;
+    if answered {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url} did not answer 2xx within {timeout:?} (last: {last})"
+        ))
     }
 }
 

@@ -26,17 +26,15 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::process::{free_port, install_crypto_provider, require_binary, ChildGuard};
+use super::wait::wait_for_async;
 
 /// How long Prometheus gets to report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Pause between two attempts of [`Prometheus::query_until`].
-const QUERY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A running Prometheus; killed when dropped. Queried through its
 /// [`QueryApi`] (`prometheus.query(...)`).
@@ -201,19 +199,15 @@ impl QueryApi {
         pred: impl Fn(&[Sample]) -> bool,
         timeout: Duration,
     ) -> Vec<Sample> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = self.try_query(promql).await;
-            if let Ok(samples) = &last {
-                if pred(samples) {
-                    return samples.clone();
-                }
-            }
-            if Instant::now() >= deadline {
-                panic!("query {promql:?} did not satisfy the predicate within {timeout:?}; last result: {last:?}");
-            }
-            tokio::time::sleep(QUERY_POLL_INTERVAL).await;
-        }
+        let mut last = Err(String::from("not queried"));
+        let matched = wait_for_async(timeout, async || {
+            last = self.try_query(promql).await;
+            last.as_ref().ok().filter(|samples| pred(samples)).cloned()
+        })
+        .await;
+        matched.unwrap_or_else(|| {
+            panic!("query {promql:?} did not satisfy the predicate within {timeout:?}; last result: {last:?}")
+        })
     }
 
     /// The label sets of every series matching `matcher` (e.g.

@@ -1,19 +1,50 @@
 //! Running the real `container-image-pusher` binary from tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{free_port, wait_for_http, ChildGuard};
+use super::process::{free_port, install_crypto_provider, wait_for_http, ChildGuard};
 use super::prometheus::{QueryApi, Sample};
+use super::wait::{wait_until, wait_until_async};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_container-image-pusher");
 
-/// Runs the pusher to completion; returns (success, exit code, stdout, stderr).
-pub async fn run_once(
-    args: &[&str],
-    kubeconfig: Option<&Path>,
-) -> (bool, Option<i32>, String, String) {
+/// What a pusher run to completion left behind.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Its exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunOutput {
+    /// Panics with the pusher's log unless it exited with status 0; the
+    /// output otherwise, for more checks.
+    pub fn assert_success(self) -> RunOutput {
+        assert!(
+            self.success,
+            "the pusher failed with {:?}:\n{}",
+            self.code, self.stderr
+        );
+        self
+    }
+
+    fn from(output: std::process::Output) -> RunOutput {
+        RunOutput {
+            success: output.status.success(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the pusher to completion, with `KUBECONFIG` set to `kubeconfig`.
+pub async fn run_once(args: &[&str], kubeconfig: Option<&Path>) -> RunOutput {
     let kubeconfig = kubeconfig.map(|p| p.to_str().expect("a UTF-8 kubeconfig path"));
     let envs: Vec<(&str, &str)> = kubeconfig.map(|p| ("KUBECONFIG", p)).into_iter().collect();
     run_with_env(args, &envs).await
@@ -21,10 +52,7 @@ pub async fn run_once(
 
 /// [`run_once`] with extra environment variables (they win over the
 /// defaults, e.g. `RUST_LOG=trace`).
-pub async fn run_with_env(
-    args: &[&str],
-    envs: &[(&str, &str)],
-) -> (bool, Option<i32>, String, String) {
+pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
     let mut command = tokio::process::Command::new(BIN);
     command
         .args(args)
@@ -37,14 +65,7 @@ pub async fn run_with_env(
         .await
         .expect("the pusher finishes within two minutes")
         .expect("the pusher binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (
-        output.status.success(),
-        output.status.code(),
-        stdout,
-        stderr,
-    )
+    RunOutput::from(output)
 }
 
 /// A long-running pusher, killed on drop.
@@ -57,6 +78,9 @@ impl Pusher {
     /// Starts the pusher in long-running mode with its local server on a
     /// free port, and waits until it answers /healthz.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Pusher {
+        // The test talks to the pusher with reqwest, which needs rustls's
+        // provider chosen.
+        install_crypto_provider();
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let mut command = Command::new(BIN);
@@ -85,19 +109,75 @@ impl Pusher {
         promql: &str,
         pred: impl Fn(&[Sample]) -> bool,
     ) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let samples = prometheus.query(promql).await;
-            if pred(&samples) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{promql} never matched, last {samples:?}\n{}",
-                self.child.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut samples = Vec::new();
+        let matched = wait_until_async(Duration::from_secs(20), async || {
+            samples = prometheus.query(promql).await;
+            pred(&samples)
+        })
+        .await;
+        assert!(
+            matched,
+            "{promql} never matched, last {samples:?}\n{}",
+            self.child.logs()
+        );
+    }
+
+    /// Polls `condition` until it holds; panics with `what` and the
+    /// pusher's log (which tells why) after `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: impl std::fmt::Display,
+        condition: impl AsyncFnMut() -> bool,
+    ) {
+        assert!(
+            wait_until_async(timeout, condition).await,
+            "waited {timeout:?} for {what}:\n{}",
+            self.child.logs()
+        );
+    }
+
+    /// Polls /metrics until `pred` likes the page, and returns it; panics
+    /// with `what`, the last page and the pusher's log after `timeout`.
+    pub async fn metrics_when(
+        &self,
+        timeout: Duration,
+        what: impl std::fmt::Display,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut page = String::new();
+        let matched = wait_until_async(timeout, async || {
+            page = self.metrics().await;
+            pred(&page)
+        })
+        .await;
+        assert!(
+            matched,
+            "/metrics never showed {what} within {timeout:?}:\n{page}\n{}",
+            self.child.logs()
+        );
+        page
+    }
+
+    /// Polls the pusher's log until `pred` likes it, and returns it; panics
+    /// with `what` and the log after `timeout`.
+    pub async fn logs_when(
+        &self,
+        timeout: Duration,
+        what: impl std::fmt::Display,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut logs = String::new();
+        let matched = wait_until(timeout, || {
+            logs = self.child.logs();
+            pred(&logs)
+        })
+        .await;
+        assert!(
+            matched,
+            "the log never showed {what} within {timeout:?}:\n{logs}"
+        );
+        logs
     }
 
     /// The value of one self-metric sample (the whole line up to the value,
@@ -128,28 +208,8 @@ impl Pusher {
     }
 }
 
-/// Writes a manifest with one Pod per name (image `127.0.0.1:1/NAME:1`,
-/// which fails fast: nothing listens on port 1) and returns its path.
-pub fn write_pods(dir: &Path, file: &str, names: &[&str]) -> PathBuf {
-    let path = dir.join(file);
-    let pods: Vec<String> = names
-        .iter()
-        .map(|name| {
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"127.0.0.1:1/{name}:1\"}}]}}\n"
-            )
-        })
-        .collect();
-    // Write then rename, so a pusher reading the file never sees half of it.
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, pods.join("---\n")).expect("write manifests");
-    std::fs::rename(&tmp, &path).expect("move manifests into place");
-    path
-}
-
-/// Runs the pusher to completion with `stdin` as its standard input;
-/// returns (exit code, stderr).
-pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String) {
+/// Runs the pusher to completion with `stdin` as its standard input.
+pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> RunOutput {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(BIN)
         .args(args)
@@ -170,30 +230,7 @@ pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, S
         .await
         .expect("the pusher finishes within two minutes")
         .expect("the pusher's output");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Writes `count` Pods that all run `image`, named `NAME_PREFIX-i`, in one
-/// multi-document file; a long prefix makes a large `/metrics` page.
-pub fn write_many_pods(
-    dir: &Path,
-    file: &str,
-    name_prefix: &str,
-    count: usize,
-    image: &str,
-) -> PathBuf {
-    let path = dir.join(file);
-    let mut text = String::new();
-    for i in 0..count {
-        text.push_str(&format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name_prefix}-{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
-        ));
-    }
-    std::fs::write(&path, text).expect("write manifests");
-    path
+    RunOutput::from(output)
 }
 
 /// Resident memory of process `pid`, from /proc (VmRSS), in bytes.

@@ -110,6 +110,9 @@ pub struct Receiver {
 impl Receiver {
     /// Starts on a free loopback port, answering 204 unless scripted.
     pub async fn start() -> Receiver {
+        // Tests check what the pusher does to the receiver with reqwest as
+        // well (its /metrics, the stores), which needs rustls's provider.
+        super::process::install_crypto_provider();
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/{*path}", post(handle))
@@ -197,6 +200,8 @@ async fn handle(
             reply
         }
     };
+    // A slow receiver, when the script asks for one: the delay is the
+    // peer's behaviour under test, not a wait.
     tokio::time::sleep(reply.delay).await;
     let mut response = (
         StatusCode::from_u16(reply.status).expect("valid status"),

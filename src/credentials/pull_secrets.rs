@@ -1,15 +1,15 @@
-//! Registry credentials per workload, the way the kubelet finds them: the
+//! Registry logins per workload, the way the kubelet finds them: the
 //! pod spec's `imagePullSecrets`, then those of its service account, in its
 //! namespace; then the static `--docker-config`.
 //!
 //! Secrets and service accounts come from watch-fed caches (secrets
-//! filtered by type on the server), or from the manifest files, and are
-//! kept parsed: only the logins, never whole objects.
+//! filtered by type on the server), or from the manifest files (handed
+//! over by the pipeline), and are kept parsed: only the logins, never whole
+//! objects.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,14 +19,44 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
+use super::keyring::{DockerConfigError, Keyring, MAX_LOCATION_BYTES};
+use super::{Login, Scope};
 use crate::discovery::Workload;
-use crate::registry::{Credential, Keyring};
+use crate::reference;
 use crate::telemetry::Telemetry;
 
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 
 type Key = (String, String);
+
+/// Why a docker config Secret gives no logins. Names the secret, never
+/// its content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {namespace}/{name} has no {key} key")]
+    MissingKey {
+        namespace: String,
+        name: String,
+        key: &'static str,
+    },
+    #[error(transparent)]
+    Config(#[from] DockerConfigError),
+}
+
+// The maps stay whole whatever panicked while holding them: an insert or a
+// remove either happened or did not.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Pull secrets and service accounts, and the static docker config.
 pub struct PullSecrets {
@@ -62,26 +92,20 @@ impl PullSecrets {
         }
     }
 
-    /// Identifies the credentials a workload's images resolve with: equal
-    /// scopes get equal credentials, so each (scope, image) is resolved once.
-    /// Workloads that name no pull secret at all — most of a cluster — share
-    /// scope 0, whatever their namespace.
-    pub fn scope(&self, workload: &Workload) -> u64 {
+    /// The [`Scope`] of a workload's logins.
+    pub fn scope(&self, workload: &Workload) -> Scope {
         if !self.enabled {
-            return 0;
+            return Scope::NONE;
         }
         let account_secrets = self.account_secrets(workload);
         if workload.pull.secrets.is_empty() && account_secrets.is_empty() {
-            return 0;
+            return Scope::NONE;
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
+        Scope::of(
             &workload.namespace,
             &workload.pull.secrets,
             &account_secrets,
         )
-            .hash(&mut hasher);
-        hasher.finish() | 1
     }
 
     /// The pull secrets of the workload's service account.
@@ -90,12 +114,7 @@ impl PullSecrets {
             workload.namespace.clone(),
             workload.pull.service_account.clone(),
         );
-        self.accounts
-            .read()
-            .expect("accounts poisoned")
-            .get(&key)
-            .cloned()
-            .unwrap_or_default()
+        read(&self.accounts).get(&key).cloned().unwrap_or_default()
     }
 
     pub fn enabled(&self) -> bool {
@@ -108,13 +127,13 @@ impl PullSecrets {
         if self.enabled {
             let namespace = &workload.namespace;
             let account_secrets = self.account_secrets(workload);
-            let secrets = self.secrets.read().expect("secrets poisoned");
+            let secrets = read(&self.secrets);
             for name in workload.pull.secrets.iter().chain(&account_secrets) {
                 let key = (namespace.clone(), name.clone());
                 match secrets.get(&key) {
                     Some(k) => keyring.extend(k),
                     None => {
-                        if self.warned.lock().expect("warned poisoned").insert(key) {
+                        if lock(&self.warned).insert(key) {
                             warn!(namespace, secret = name, workload = %workload.name, "pull secret not found (or not a docker config secret); its images are resolved without it");
                         }
                     }
@@ -123,21 +142,6 @@ impl PullSecrets {
         }
         keyring.extend(&self.static_keyring);
         keyring
-    }
-
-    /// The logins to try for one image, most specific first.
-    pub fn credentials(keyring: &Keyring, image: &str) -> Vec<Credential> {
-        if keyring.is_empty() {
-            return Vec::new();
-        }
-        match crate::registry::reference::parse(image) {
-            Ok(r) => keyring
-                .lookup(r.resolve_registry(), r.repository())
-                .into_iter()
-                .cloned()
-                .collect(),
-            Err(_) => Vec::new(),
-        }
     }
 
     fn put_secret(&self, secret: &Secret) {
@@ -150,25 +154,22 @@ impl PullSecrets {
         let key = (namespace, name);
         match parse_secret(secret) {
             Some(Ok(keyring)) => {
-                let mut warned = self.warned_refused.lock().expect("warned poisoned");
+                let mut warned = lock(&self.warned_refused);
                 if keyring.refused_locations() == 0 {
                     warned.remove(&key);
                 } else if warned.insert(key.clone()) {
                     warn_refused(&keyring, &format!("secret {}/{}", key.0, key.1));
                 }
                 drop(warned);
-                self.secrets
-                    .write()
-                    .expect("secrets poisoned")
-                    .insert(key.clone(), Arc::new(keyring));
-                self.warned.lock().expect("warned poisoned").remove(&key);
+                write(&self.secrets).insert(key.clone(), Arc::new(keyring));
+                lock(&self.warned).remove(&key);
             }
             Some(Err(e)) => {
                 warn!(namespace = key.0, secret = key.1, error = %e, "pull secret is not a valid docker config; ignored");
-                self.secrets.write().expect("secrets poisoned").remove(&key);
+                write(&self.secrets).remove(&key);
             }
             None => {
-                self.secrets.write().expect("secrets poisoned").remove(&key);
+                write(&self.secrets).remove(&key);
             }
         }
     }
@@ -187,17 +188,14 @@ impl PullSecrets {
             .map(|r| r.name.clone())
             .filter(|n| !n.is_empty())
             .collect();
-        self.accounts
-            .write()
-            .expect("accounts poisoned")
-            .insert((namespace, name), names);
+        write(&self.accounts).insert((namespace, name), names);
     }
 
     /// Replaces everything with what manifest files hold (they are re-read
     /// at every snapshot, so deletions count).
     pub fn replace_from_files(&self, secrets: &[Secret], accounts: &[ServiceAccount]) {
-        self.secrets.write().expect("secrets poisoned").clear();
-        self.accounts.write().expect("accounts poisoned").clear();
+        write(&self.secrets).clear();
+        write(&self.accounts).clear();
         secrets.iter().for_each(|s| self.put_secret(s));
         accounts.iter().for_each(|a| self.put_account(a));
     }
@@ -243,11 +241,7 @@ impl PullSecrets {
                     |store, s| store.put_secret(s),
                     |store, s| {
                         if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
-                            store
-                                .secrets
-                                .write()
-                                .expect("secrets poisoned")
-                                .remove(&(ns.clone(), name.clone()));
+                            write(&store.secrets).remove(&(ns.clone(), name.clone()));
                         }
                     },
                 );
@@ -261,11 +255,7 @@ impl PullSecrets {
                 |store, a| store.put_account(a),
                 |store, a| {
                     if let (Some(ns), Some(name)) = (&a.metadata.namespace, &a.metadata.name) {
-                        store
-                            .accounts
-                            .write()
-                            .expect("accounts poisoned")
-                            .remove(&(ns.clone(), name.clone()));
+                        write(&store.accounts).remove(&(ns.clone(), name.clone()));
                     }
                 },
             );
@@ -373,35 +363,60 @@ fn warn_refused(keyring: &Keyring, source: &str) {
         warn!(
             source,
             refused,
-            limit = crate::registry::keyring::MAX_LOCATION_BYTES,
+            limit = MAX_LOCATION_BYTES,
             "docker config has locations longer than the limit; they are ignored"
         );
     }
 }
 
+/// The logins to try for one image, most specific first; none for an image
+/// that is no valid reference (it cannot be resolved anyway).
+pub fn logins(keyring: &Keyring, image: &str) -> Vec<Login> {
+    if keyring.is_empty() {
+        return Vec::new();
+    }
+    match reference::parse(image) {
+        Ok(r) => keyring
+            .lookup(r.resolve_registry(), r.repository())
+            .into_iter()
+            .cloned()
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The logins of a docker config Secret; `None` for other secret types.
-fn parse_secret(secret: &Secret) -> Option<Result<Keyring, String>> {
+fn parse_secret(secret: &Secret) -> Option<Result<Keyring, SecretError>> {
     let key = match secret.type_.as_deref()? {
         DOCKER_CONFIG_JSON => ".dockerconfigjson",
         DOCKER_CFG => ".dockercfg",
         _ => return None,
     };
-    let source = format!(
-        "secret {}/{}",
-        secret.metadata.namespace.as_deref().unwrap_or_default(),
-        secret.metadata.name.as_deref().unwrap_or_default()
-    );
+    let namespace = secret.metadata.namespace.as_deref().unwrap_or_default();
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let source = format!("secret {namespace}/{name}");
     // Manifests may carry `stringData` instead of base64 `data`.
     let empty = BTreeMap::new();
     let bytes = match secret.data.as_ref().and_then(|d| d.get(key)) {
         Some(data) => data.0.clone(),
         None => match secret.string_data.as_ref().unwrap_or(&empty).get(key) {
             Some(text) => text.clone().into_bytes(),
-            None => return Some(Err(format!("{source} has no {key} key"))),
+            None => {
+                return Some(Err(SecretError::MissingKey {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    key,
+                }))
+            }
         },
     };
     let mut keyring = Keyring::default();
-    Some(keyring.add_docker_config(&bytes, &source).map(|_| keyring))
+    Some(
+        keyring
+            .add_docker_config(&bytes, &source)
+            .map(|_| keyring)
+            .map_err(SecretError::from),
+    )
 }
 
 #[cfg(test)]
@@ -434,10 +449,32 @@ mod tests {
     }
 
     fn users(store: &PullSecrets, w: &Workload, image: &str) -> Vec<String> {
-        PullSecrets::credentials(&store.keyring(w), image)
+        logins(&store.keyring(w), image)
             .into_iter()
             .map(|c| c.username)
             .collect()
+    }
+
+    #[test]
+    fn a_docker_config_secret_without_its_key_is_an_error_naming_the_secret() {
+        let wrong_key = secret(
+            "shop",
+            "regcred",
+            DOCKER_CONFIG_JSON,
+            ".dockercfg",
+            json!({}),
+        );
+        assert_eq!(
+            parse_secret(&wrong_key).map(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+            Some(Err(
+                "secret shop/regcred has no .dockerconfigjson key".into()
+            ))
+        );
+        let opaque = secret("shop", "other", "Opaque", "x", json!({}));
+        assert!(
+            parse_secret(&opaque).is_none(),
+            "not a docker config secret"
+        );
     }
 
     #[test]
@@ -515,6 +552,6 @@ mod tests {
             &[],
         );
         assert!(users(&off, &w, "r.example.com/app:1").is_empty());
-        assert_eq!(off.scope(&w), 0);
+        assert_eq!(off.scope(&w), Scope::NONE);
     }
 }

@@ -25,8 +25,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::{
-    display_url, form_encode, hex, parse_url, send, Context, Failure, Login, RegistryHost,
-    TokenCache,
+    display_url, form_encode, hex, parse_url, send, Context, Failure, RegistryHost, TokenCache,
+    TokenLogin,
 };
 
 /// Where AWS credentials come from.
@@ -207,7 +207,7 @@ impl EcrRegistry {
 pub(crate) struct Ecr {
     settings: EcrSettings,
     credentials: TokenCache<AwsCredentials>,
-    tokens: TokenCache<Login>,
+    tokens: TokenCache<TokenLogin>,
 }
 
 /// AWS credentials fetched without an expiry are trusted this long.
@@ -228,7 +228,7 @@ impl Ecr {
         &self,
         context: &Context,
         host: &RegistryHost,
-    ) -> Result<Login, Failure> {
+    ) -> Result<TokenLogin, Failure> {
         let registry = EcrRegistry::parse(&host.name)
             .ok_or_else(|| Failure::Credentials(format!("{} is not an ECR registry", host.name)))?;
         self.tokens
@@ -242,7 +242,7 @@ impl Ecr {
         &self,
         context: &Context,
         registry: &EcrRegistry,
-    ) -> Result<(Login, SystemTime), Failure> {
+    ) -> Result<(TokenLogin, SystemTime), Failure> {
         let credentials = self.aws_credentials(context, registry).await?;
         let url = parse_url(
             &self
@@ -298,7 +298,7 @@ impl Ecr {
         })?;
         authorization.set_sensitive(true);
         header_map.insert(reqwest::header::AUTHORIZATION, authorization);
-        let request = context.http()?.post(url).headers(header_map).body(body);
+        let request = context.http.post(url).headers(header_map).body(body);
         let secrets = secrets_of(&credentials);
         let answer = send(request, &endpoint, &secrets).await?;
         parse_authorization_token(&answer, &endpoint, context.now())
@@ -378,7 +378,7 @@ fn parse_authorization_token(
     answer: &[u8],
     endpoint: &str,
     now: SystemTime,
-) -> Result<(Login, SystemTime), Failure> {
+) -> Result<(TokenLogin, SystemTime), Failure> {
     let bad = |message: &str| Failure::response(endpoint, message);
     let json: serde_json::Value =
         serde_json::from_slice(answer).map_err(|e| bad(&format!("not JSON: {e}")))?;
@@ -401,7 +401,7 @@ fn parse_authorization_token(
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
         .unwrap_or(now + DEFAULT_TOKEN_LIFETIME);
     Ok((
-        Login {
+        TokenLogin {
             username: username.to_owned(),
             password: password.to_owned(),
         },
@@ -433,7 +433,7 @@ async fn assume_role_with_web_identity(
         ("WebIdentityToken", token),
     ]);
     let request = context
-        .http()?
+        .http
         .post(url)
         .header(
             reqwest::header::CONTENT_TYPE,
@@ -490,7 +490,7 @@ async fn container_credentials(
         ),
     };
     // A link-local agent (EKS Pod Identity, ECS): never through a proxy.
-    let mut request = context.direct()?.get(url);
+    let mut request = context.direct.get(url);
     if let Some(token) = &token {
         let mut value = HeaderValue::from_str(token).map_err(|_| {
             Failure::Credentials(

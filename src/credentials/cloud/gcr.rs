@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{display_url, parse_url, send, Context, Failure, Login, TokenCache};
+use super::{display_url, parse_url, send, Context, Failure, TokenCache, TokenLogin};
 
 /// Username that goes with a Google access token.
 pub const USERNAME: &str = "oauth2accesstoken";
@@ -59,7 +59,7 @@ impl GcrSettings {
 
 pub(crate) struct Google {
     settings: GcrSettings,
-    tokens: TokenCache<Login>,
+    tokens: TokenCache<TokenLogin>,
 }
 
 impl Google {
@@ -71,22 +71,19 @@ impl Google {
     }
 
     /// One token serves every Google registry.
-    pub(crate) async fn login(&self, context: &Context) -> Result<Login, Failure> {
+    pub(crate) async fn login(&self, context: &Context) -> Result<TokenLogin, Failure> {
         self.tokens
             .get("default", context, || self.fetch(context))
             .await
     }
 
-    async fn fetch(&self, context: &Context) -> Result<(Login, SystemTime), Failure> {
+    async fn fetch(&self, context: &Context) -> Result<(TokenLogin, SystemTime), Failure> {
         let url = parse_url(
             &self.settings.token_url(),
             "metadata server (GCE_METADATA_HOST)",
         )?;
         let endpoint = display_url(&url);
-        let request = context
-            .direct()?
-            .get(url)
-            .header("Metadata-Flavor", "Google");
+        let request = context.direct.get(url).header("Metadata-Flavor", "Google");
         let answer = send(request, &endpoint, &[]).await?;
         let json: serde_json::Value = serde_json::from_slice(&answer)
             .map_err(|e| Failure::response(&endpoint, format!("not JSON: {e}")))?;
@@ -97,7 +94,7 @@ impl Google {
             .ok_or_else(|| Failure::response(&endpoint, "no access_token in the answer"))?;
         let lifetime = super::json_seconds(json.get("expires_in")).unwrap_or(0);
         Ok((
-            Login {
+            TokenLogin {
                 username: USERNAME.to_owned(),
                 password: token.to_owned(),
             },

@@ -13,14 +13,15 @@
 //!    `AZURE_IMDS_ENDPOINT` (ours, not an Azure SDK variable) replaces the
 //!    IMDS base URL.
 //!
-//! `PUSHER_ACR_EXCHANGE_SCHEME=http` (ours, for tests only) makes the
-//! exchange use plain HTTP instead of HTTPS.
+//! `--acr-exchange-scheme http` (for tests against a local stand-in) makes
+//! the exchange use plain HTTP instead of HTTPS.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    display_url, form_encode, parse_url, send, Context, Failure, Login, RegistryHost, TokenCache,
+    display_url, form_encode, parse_url, send, Context, Failure, RegistryHost, TokenCache,
+    TokenLogin,
 };
 
 /// Username that goes with an ACR refresh token.
@@ -68,15 +69,35 @@ impl AzureIdentity {
     }
 }
 
+/// How the registry's token exchange is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExchangeScheme {
+    #[default]
+    Https,
+    /// Plain HTTP: only for a local stand-in of the registry, in tests.
+    Http,
+}
+
+impl ExchangeScheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExchangeScheme::Https => "https",
+            ExchangeScheme::Http => "http",
+        }
+    }
+}
+
 /// How the ACR provider gets its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcrSettings {
     pub identity: AzureIdentity,
-    /// `https`, or `http` for tests.
-    pub exchange_scheme: String,
+    /// HTTPS but in tests (`--acr-exchange-scheme`).
+    pub exchange_scheme: ExchangeScheme,
 }
 
 impl AcrSettings {
+    /// The identity from the variables the Azure SDKs and the AKS webhook
+    /// use; the exchange over HTTPS.
     pub fn from_lookup(var: &dyn Fn(&str) -> Option<String>) -> AcrSettings {
         let identity = match (
             var("AZURE_FEDERATED_TOKEN_FILE"),
@@ -104,10 +125,7 @@ impl AcrSettings {
         };
         AcrSettings {
             identity,
-            exchange_scheme: var("PUSHER_ACR_EXCHANGE_SCHEME")
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| s == "http")
-                .unwrap_or_else(|| "https".to_owned()),
+            exchange_scheme: ExchangeScheme::Https,
         }
     }
 }
@@ -122,7 +140,7 @@ struct AadToken {
 pub(crate) struct Acr {
     settings: AcrSettings,
     aad: TokenCache<AadToken>,
-    refresh_tokens: TokenCache<Login>,
+    refresh_tokens: TokenCache<TokenLogin>,
 }
 
 impl Acr {
@@ -138,7 +156,7 @@ impl Acr {
         &self,
         context: &Context,
         host: &RegistryHost,
-    ) -> Result<Login, Failure> {
+    ) -> Result<TokenLogin, Failure> {
         self.refresh_tokens
             .get(&host.authority, context, || self.exchange(context, host))
             .await
@@ -148,7 +166,7 @@ impl Acr {
         &self,
         context: &Context,
         host: &RegistryHost,
-    ) -> Result<(Login, SystemTime), Failure> {
+    ) -> Result<(TokenLogin, SystemTime), Failure> {
         let aad = self
             .aad
             .get("aad", context, || self.aad_token(context))
@@ -156,7 +174,8 @@ impl Acr {
         let url = parse_url(
             &format!(
                 "{}://{}/oauth2/exchange",
-                self.settings.exchange_scheme, host.authority
+                self.settings.exchange_scheme.as_str(),
+                host.authority
             ),
             "registry exchange URL",
         )?;
@@ -170,7 +189,7 @@ impl Acr {
         }
         form.push(("access_token", &aad.access_token));
         let request = context
-            .http()?
+            .http
             .post(url)
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -190,7 +209,7 @@ impl Acr {
             .map(|exp| SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
             .unwrap_or(context.now() + DEFAULT_REFRESH_TOKEN_LIFETIME);
         Ok((
-            Login {
+            TokenLogin {
                 username: USERNAME.to_owned(),
                 password: refresh_token.to_owned(),
             },
@@ -229,7 +248,7 @@ impl Acr {
                     ("client_assertion", assertion),
                 ]);
                 let request = context
-                    .http()?
+                    .http
                     .post(url)
                     .header(
                         reqwest::header::CONTENT_TYPE,
@@ -259,7 +278,7 @@ impl Acr {
                     }
                 }
                 let endpoint = display_url(&url);
-                let request = context.direct()?.get(url).header("Metadata", "true");
+                let request = context.direct.get(url).header("Metadata", "true");
                 let answer = send(request, &endpoint, &[]).await?;
                 aad_answer(&answer, &endpoint, context.now(), None)
             }
@@ -356,12 +375,9 @@ mod tests {
                 authority_host: "https://login.microsoftonline.us/".into(),
             }
         );
-        assert_eq!(workload.exchange_scheme, "https");
+        assert_eq!(workload.exchange_scheme, ExchangeScheme::Https);
 
-        let managed = AcrSettings::from_lookup(&env(&[
-            ("AZURE_CLIENT_ID", "client"),
-            ("PUSHER_ACR_EXCHANGE_SCHEME", "HTTP"),
-        ]));
+        let managed = AcrSettings::from_lookup(&env(&[("AZURE_CLIENT_ID", "client")]));
         assert_eq!(
             managed.identity,
             AzureIdentity::ManagedIdentity {
@@ -369,10 +385,7 @@ mod tests {
                 client_id: Some("client".into()),
             }
         );
-        assert_eq!(managed.exchange_scheme, "http");
-        // Only http is an alternative.
-        let odd = AcrSettings::from_lookup(&env(&[("PUSHER_ACR_EXCHANGE_SCHEME", "ftp")]));
-        assert_eq!(odd.exchange_scheme, "https");
+        assert_eq!(managed.exchange_scheme, ExchangeScheme::Https);
     }
 
     #[test]

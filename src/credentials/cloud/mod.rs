@@ -38,21 +38,31 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, trace, Instrument};
 
-/// Username/password for a registry, as `docker login` would use them.
+use super::Login;
+
+/// Username/password a provider's token comes down to, as `docker login`
+/// would use them; shared by the registries a token is good for, each
+/// login naming its own (see [`CloudCredentials::login`]).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Login {
+pub(crate) struct TokenLogin {
     pub username: String,
     pub password: String,
 }
 
-impl std::fmt::Debug for Login {
+impl std::fmt::Debug for TokenLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login")
+        f.debug_struct("TokenLogin")
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
     }
 }
+
+/// The providers' HTTP clients cannot be built (TLS set-up): a start-up
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to build the HTTP client for cloud registry logins: {0}")]
+pub struct BuildError(#[source] reqwest::Error);
 
 /// Which cloud a registry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -369,16 +379,16 @@ pub(crate) fn is_dns_label(label: &str) -> bool {
 /// What the providers share: HTTP clients, the clock and cache timings.
 pub(crate) struct Context {
     /// Honours `HTTPS_PROXY`/`NO_PROXY`: for cloud APIs on the internet.
-    pub http: Result<reqwest::Client, String>,
+    pub http: reqwest::Client,
     /// Never proxied: for link-local metadata servers.
-    pub direct: Result<reqwest::Client, String>,
+    pub direct: reqwest::Client,
     pub clock: Clock,
     pub error_ttl: Duration,
     pub refresh_margin: Duration,
 }
 
 impl Context {
-    fn new(settings: &Settings) -> Context {
+    fn new(settings: &Settings) -> Result<Context, BuildError> {
         crate::install_crypto_provider();
         let build = |proxied: bool| {
             let mut builder = reqwest::Client::builder()
@@ -395,29 +405,15 @@ impl Context {
             for (name, addr) in &settings.resolve {
                 builder = builder.resolve(name, *addr);
             }
-            builder
-                .build()
-                .map_err(|e| format!("cannot build an HTTP client: {}", crate::describe_error(&e)))
+            builder.build().map_err(BuildError)
         };
-        Context {
-            http: build(true),
-            direct: build(false),
+        Ok(Context {
+            http: build(true)?,
+            direct: build(false)?,
             clock: settings.clock.clone(),
             error_ttl: settings.error_ttl,
             refresh_margin: settings.refresh_margin,
-        }
-    }
-
-    pub(crate) fn http(&self) -> Result<&reqwest::Client, Failure> {
-        self.http
-            .as_ref()
-            .map_err(|e| Failure::Credentials(e.clone()))
-    }
-
-    pub(crate) fn direct(&self) -> Result<&reqwest::Client, Failure> {
-        self.direct
-            .as_ref()
-            .map_err(|e| Failure::Credentials(e.clone()))
+        })
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -682,15 +678,10 @@ impl std::fmt::Debug for CloudCredentials {
 }
 
 impl CloudCredentials {
-    /// Providers compiled in (features) and configured from the environment;
-    /// see [`Settings::from_env`].
-    pub fn from_env() -> CloudCredentials {
-        CloudCredentials::with_settings(Settings::from_env())
-    }
-
-    /// Providers and endpoints as given, for tests and embedding.
-    pub fn with_settings(settings: Settings) -> CloudCredentials {
-        let context = Context::new(&settings);
+    /// Providers and endpoints as given ([`Settings::from_env`] for the
+    /// service's). Builds the HTTP clients, the only thing that can fail.
+    pub fn with_settings(settings: Settings) -> Result<CloudCredentials, BuildError> {
+        let context = Context::new(&settings)?;
         #[allow(unused_mut)]
         let mut backends = Vec::new();
         #[cfg(feature = "ecr")]
@@ -711,7 +702,7 @@ impl CloudCredentials {
             debug!(identity = acr.identity.kind(), "ACR credentials enabled");
             backends.push(Backend::Acr(acr::Acr::new(acr)));
         }
-        CloudCredentials { context, backends }
+        Ok(CloudCredentials { context, backends })
     }
 
     /// The enabled providers.
@@ -732,7 +723,8 @@ impl CloudCredentials {
     /// `None` when `registry_host` (`host[:port]`) is not a registry of an
     /// enabled provider. `Some(Err)` when it is but no token could be had
     /// (public images in these registries may still be readable
-    /// anonymously, so callers should then try without credentials).
+    /// anonymously, so callers should then try without credentials). The
+    /// login's source is the pod's cloud identity for that host.
     pub async fn login(&self, registry_host: &str) -> Option<Result<Login, CloudError>> {
         let host = RegistryHost::parse(registry_host);
         let backend = self.backend_for(&host)?;
@@ -752,8 +744,16 @@ impl CloudCredentials {
                 Backend::Acr(ref acr) => acr.login(&self.context, &host).await,
             }
         };
-        let result: Result<Login, Failure> = login.instrument(span).await;
-        Some(result.map_err(|failure| failure.into_error(provider, &host.given)))
+        let result: Result<TokenLogin, Failure> = login.instrument(span).await;
+        Some(
+            result
+                .map(|token| Login {
+                    username: token.username,
+                    password: token.password,
+                    source: format!("the pod's cloud identity for {}", host.given),
+                })
+                .map_err(|failure| failure.into_error(provider, &host.given)),
+        )
     }
 }
 
@@ -803,8 +803,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn login_debug_hides_the_password() {
-        let login = Login {
+    fn token_login_debug_hides_the_password() {
+        let login = TokenLogin {
             username: "AWS".into(),
             password: "hunter2-secret".into(),
         };
@@ -892,7 +892,7 @@ pub(crate) mod tests {
             refresh_margin: Duration::from_secs(300),
             ..Settings::default()
         };
-        let context = Context::new(&settings);
+        let context = Context::new(&settings).unwrap();
         let cache = TokenCache::<u32>::new("test");
         let calls = AtomicU64::new(0);
         let fetch = |ok: bool, lifetime: u64| {

@@ -1,11 +1,15 @@
-//! The end-to-end scenario shared by the tests that push a whole cluster's
-//! inventory into a real store: a registry holding images of every shape
-//! (OCI and Docker, a multi-arch index with an attestation, no `created`, a
-//! digest-pinned reference), a Kubernetes API with one object of each kind
-//! using them (plus an image that is missing and one that does not parse),
-//! and the assertions that a store received every series of it, read back
-//! with the PromQL a user would write: the README's seed queries, their
-//! per-cluster rewrites and the shipped rules' expressions.
+//! The fixtures tests build their world from: workloads (as Kubernetes
+//! objects for the API test server, and as manifest files), images pushed
+//! to the real registry, and the end-to-end scenario shared by the tests
+//! that push a whole cluster's inventory into a real store.
+//!
+//! The scenario: a registry holding images of every shape (OCI and Docker,
+//! a multi-arch index with an attestation, no `created`, a digest-pinned
+//! reference), a Kubernetes API with one object of each kind using them
+//! (plus an image that is missing and one that does not parse), and the
+//! assertions that a store received every series of it, read back with the
+//! PromQL a user would write: the README's seed queries, their per-cluster
+//! rewrites and the shipped rules' expressions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,9 +83,9 @@ impl Scenario {
         args.extend(extra.iter().map(|a| a.to_string()));
         args.extend(self.pusher_args());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (ok, _, _, stderr) = super::pusher::run_once(&args, Some(self.kubeconfig())).await;
-        assert!(ok, "the pusher failed:\n{stderr}");
-        stderr
+        let run = super::pusher::run_once(&args, Some(self.kubeconfig())).await;
+        assert!(run.success, "the pusher failed:\n{}", run.stderr);
+        run.stderr
     }
 
     /// Asserts that `store` holds every series of one push of the scenario
@@ -445,18 +449,96 @@ fn rule_expr(kind: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// An image nothing answers for (nothing listens on port 1), so resolving
+/// it fails fast: for tests about workloads, not their images.
+pub fn unreachable_image(name: &str) -> String {
+    format!("127.0.0.1:1/{name}:1")
+}
+
+/// A Kubernetes object from its JSON.
 pub fn object<K: DeserializeOwned>(value: serde_json::Value) -> K {
     serde_json::from_value(value).expect("a valid Kubernetes object")
 }
 
+/// A `containers` list from (name, image) pairs.
 pub fn containers(list: &[(&str, &str)]) -> serde_json::Value {
     list.iter()
         .map(|(name, image)| json!({"name": name, "image": image}))
         .collect()
 }
 
+/// A workload's `spec`: a selector and a Pod template with `spec`.
 pub fn template(spec: serde_json::Value) -> serde_json::Value {
     json!({"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}}, "spec": spec}})
+}
+
+/// A Pod in `namespace` running `image` in one container, `app`.
+pub fn pod(namespace: &str, name: &str, image: &str) -> Pod {
+    object(json!({
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"containers": containers(&[("app", image)])}
+    }))
+}
+
+/// A Deployment in `namespace` whose Pods run `image` in one container, `app`.
+pub fn deployment(namespace: &str, name: &str, image: &str) -> Deployment {
+    object(json!({
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": template(json!({"containers": containers(&[("app", image)])}))
+    }))
+}
+
+/// A manifest document: a Pod in namespace `ns` running `image` in one
+/// container, `c`.
+pub fn pod_manifest(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+    )
+}
+
+/// Writes `documents` as one multi-document manifest file and returns its
+/// path. Written then renamed, so a pusher reading the file never sees half
+/// of it.
+pub fn write_manifest(dir: &Path, file: &str, documents: &[String]) -> PathBuf {
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, documents.join("---\n")).expect("write manifests");
+    std::fs::rename(&tmp, &path).expect("move manifests into place");
+    path
+}
+
+/// Writes a manifest with one Pod per name, each running its own
+/// [`unreachable_image`], and returns its path.
+pub fn write_pods(dir: &Path, file: &str, names: &[&str]) -> PathBuf {
+    let documents: Vec<String> = names
+        .iter()
+        .map(|name| pod_manifest(name, &unreachable_image(name)))
+        .collect();
+    write_manifest(dir, file, &documents)
+}
+
+/// Writes a manifest with one Pod per (name, image) and returns its path.
+pub fn write_pods_with_images(dir: &Path, file: &str, pods: &[(&str, &str)]) -> PathBuf {
+    let documents: Vec<String> = pods
+        .iter()
+        .map(|(name, image)| pod_manifest(name, image))
+        .collect();
+    write_manifest(dir, file, &documents)
+}
+
+/// Writes `count` Pods that all run `image`, named `NAME_PREFIX-i`, in one
+/// multi-document file; a long prefix makes a large `/metrics` page.
+pub fn write_many_pods(
+    dir: &Path,
+    file: &str,
+    name_prefix: &str,
+    count: usize,
+    image: &str,
+) -> PathBuf {
+    let documents: Vec<String> = (0..count)
+        .map(|i| pod_manifest(&format!("{name_prefix}-{i}"), image))
+        .collect();
+    write_manifest(dir, file, &documents)
 }
 
 fn rfc3339_days_ago(days: i64) -> String {

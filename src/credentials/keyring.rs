@@ -14,11 +14,11 @@
 //! [`MAX_LOCATION_BYTES`].
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::hash::{Hash, Hasher};
 
 use base64::Engine;
 use serde::Deserialize;
+
+use super::Login;
 
 /// The host Docker Hub credentials are stored under, whatever the spelling.
 const DOCKER_HUB: &str = "index.docker.io";
@@ -27,32 +27,33 @@ const DOCKER_HUB: &str = "index.docker.io";
 /// short path.
 pub const MAX_LOCATION_BYTES: usize = 1024;
 
-/// One login, and where it came from (for messages: never the secret).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential {
-    pub username: String,
-    pub password: String,
+/// Why a docker config cannot be read. Says where it came from and where
+/// in it the problem is, never what it holds: serde's own messages quote
+/// the offending value, which may be a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin} is neither a docker config.json nor a .dockercfg ({problem} at line {line}, column {column})")]
+pub struct DockerConfigError {
     /// e.g. `secret shop/regcred` or `--docker-config`.
-    pub source: String,
+    pub origin: String,
+    problem: &'static str,
+    line: usize,
+    column: usize,
 }
 
-impl Credential {
-    /// A stable identity for cache keys: equal for equal logins, without
-    /// holding the secret in the key.
-    pub fn id(&self) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&self.username, &self.password).hash(&mut hasher);
-        hasher.finish() | 1 // 0 is reserved for anonymous access
-    }
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("source", &self.source)
-            .finish()
+impl DockerConfigError {
+    fn new(origin: &str, error: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        DockerConfigError {
+            origin: origin.to_owned(),
+            problem: match error.classify() {
+                Category::Syntax => "not JSON",
+                Category::Eof => "JSON cut short",
+                Category::Data => "a value of the wrong type",
+                Category::Io => "unreadable",
+            },
+            line: error.line(),
+            column: error.column(),
+        }
     }
 }
 
@@ -70,14 +71,14 @@ pub struct Keyring {
 struct Entry {
     /// `None` when the key is no valid pattern: it never matches.
     location: Option<Location>,
-    credentials: Vec<Credential>,
+    logins: Vec<Login>,
 }
 
 impl Entry {
     fn new(key: &str) -> Entry {
         Entry {
             location: Location::parse(key),
-            credentials: Vec::new(),
+            logins: Vec::new(),
         }
     }
 }
@@ -98,12 +99,15 @@ impl Keyring {
     /// Adds a `config.json` (`{"auths": {...}}`, as in a
     /// `kubernetes.io/dockerconfigjson` Secret) or a legacy `.dockercfg`
     /// (the map itself, as in a `kubernetes.io/dockercfg` Secret).
-    pub fn add_docker_config(&mut self, json: &[u8], source: &str) -> Result<(), String> {
+    pub fn add_docker_config(
+        &mut self,
+        json: &[u8],
+        source: &str,
+    ) -> Result<(), DockerConfigError> {
         let auths = match serde_json::from_slice::<DockerConfigJson>(json) {
             Ok(config) => config.auths,
-            Err(_) => serde_json::from_slice::<BTreeMap<String, AuthEntry>>(json).map_err(|e| {
-                format!("{source} is neither a docker config.json nor a .dockercfg: {e}")
-            })?,
+            Err(_) => serde_json::from_slice::<BTreeMap<String, AuthEntry>>(json)
+                .map_err(|e| DockerConfigError::new(source, &e))?,
         };
         for (location, entry) in auths {
             if location.len() > MAX_LOCATION_BYTES {
@@ -130,7 +134,7 @@ impl Keyring {
                     "docker config location is not a valid pattern; it matches no image"
                 );
             }
-            entry.credentials.push(Credential {
+            entry.logins.push(Login {
                 username,
                 password,
                 source: source.to_owned(),
@@ -146,10 +150,10 @@ impl Keyring {
                 .entry(key.clone())
                 .or_insert_with(|| Entry {
                     location: entry.location.clone(),
-                    credentials: Vec::new(),
+                    logins: Vec::new(),
                 })
-                .credentials
-                .extend(entry.credentials.iter().cloned());
+                .logins
+                .extend(entry.logins.iter().cloned());
         }
     }
 
@@ -165,7 +169,7 @@ impl Keyring {
     }
 
     /// The logins to try for an image at `registry/repository`, most specific first.
-    pub fn lookup(&self, registry: &str, repository: &str) -> Vec<&Credential> {
+    pub fn lookup(&self, registry: &str, repository: &str) -> Vec<&Login> {
         let host = if is_docker_hub(registry) {
             DOCKER_HUB
         } else {
@@ -180,7 +184,7 @@ impl Keyring {
                     .as_ref()
                     .is_some_and(|l| l.covers(host, repository))
             })
-            .flat_map(|entry| &entry.credentials)
+            .flat_map(|entry| &entry.logins)
             .collect()
     }
 }
@@ -723,8 +727,17 @@ mod tests {
         let mut k = Keyring::default();
         let err = k
             .add_docker_config(b"not json", "secret ns/bad")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("secret ns/bad"), "{err}");
+        let err = k
+            .add_docker_config(br#"{"auths": "hunter2"}"#, "secret ns/bad")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wrong type") && !err.contains("hunter2"),
+            "a value in a docker config never reaches an error: {err}"
+        );
         let k =
             keyring(r#"{"auths": {"r.example.com": {"username": "u", "password": "hunter2"}}}"#);
         assert!(!format!("{k:?}").contains("hunter2"));

@@ -1,0 +1,92 @@
+//! The pusher's JSON log: tick ends (`snapshot taken`, `pushed`) without
+//! reading its `/metrics` during a run.
+
+use serde_json::Value;
+
+use super::support::process::ChildGuard;
+
+/// `snapshot taken` and `pushed` lines of the pusher's JSON log.
+#[derive(Default)]
+pub(crate) struct PusherLog {
+    pub(crate) offset: usize,
+    pub(crate) snapshots: Vec<SnapshotLine>,
+    pub(crate) pushes: Vec<PushLine>,
+    pub(crate) warnings: usize,
+    pub(crate) first_warnings: Vec<String>,
+}
+
+pub(crate) struct SnapshotLine {
+    pub(crate) at: f64,
+    pub(crate) took: f64,
+    pub(crate) series: u64,
+}
+
+pub(crate) struct PushLine {
+    pub(crate) at: f64,
+    pub(crate) series: u64,
+    pub(crate) requests: u64,
+    pub(crate) stale: u64,
+    pub(crate) bytes: u64,
+}
+
+impl PusherLog {
+    pub(crate) fn poll(&mut self, child: &ChildGuard) {
+        let logs = child.logs();
+        let Some(end) = logs.rfind('\n').map(|i| i + 1) else {
+            return;
+        };
+        if end <= self.offset {
+            return;
+        }
+        for line in logs[self.offset..end].lines() {
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let fields = entry.get("fields").unwrap_or(&entry);
+            let at = entry["timestamp"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(0.0, |t| t.timestamp_micros() as f64 / 1e6);
+            let number = |key: &str| fields[key].as_u64().unwrap_or(0);
+            match fields["message"].as_str() {
+                Some("snapshot taken") => self.snapshots.push(SnapshotLine {
+                    at,
+                    took: fields["took"].as_str().map_or(0.0, parse_debug_duration),
+                    series: number("series"),
+                }),
+                Some("pushed") => self.pushes.push(PushLine {
+                    at,
+                    series: number("series"),
+                    requests: number("requests"),
+                    stale: number("stale"),
+                    bytes: number("bytes"),
+                }),
+                _ => {}
+            }
+            if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
+                self.warnings += 1;
+                if self.first_warnings.len() < 5 {
+                    self.first_warnings.push(line.chars().take(400).collect());
+                }
+            }
+        }
+        self.offset = end;
+    }
+}
+
+/// `Duration`'s Debug format: `1.5s`, `12.3ms`, `45µs`, `7ns`.
+pub(crate) fn parse_debug_duration(text: &str) -> f64 {
+    let units = [
+        ("ms", 1e-3),
+        ("µs", 1e-6),
+        ("us", 1e-6),
+        ("ns", 1e-9),
+        ("s", 1.0),
+    ];
+    for (suffix, scale) in units {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().map_or(0.0, |n| n * scale);
+        }
+    }
+    0.0
+}

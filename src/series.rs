@@ -1,0 +1,844 @@
+//! The series model: what the pusher says about a cluster, independent of
+//! how any sink writes it down.
+//!
+//! A [`Series`] is a [`LabelSet`] and a value. A label set is its
+//! [`Family`], the process-wide [`CommonLabels`] (`job`, the external
+//! labels) and one value per name in [`Family::label_names`], stored as
+//! shared strings: the values of 100k containers repeat (namespaces,
+//! images, digests, container names), so an [`Interner`] keeps one copy of
+//! each and a label set costs a few pointers. A label set is built once,
+//! when what it describes first appears or changes, and is shared by `Arc`
+//! from then on, so a warm tick clones pointers and builds nothing.
+//!
+//! Every sink (remote write 1.0 and 2.0, OTLP, the text exposition) is an
+//! encoder over [`LabelSet::iter`]: the labels sorted by name, names
+//! unique, empty values dropped — the form Prometheus defines a series
+//! by. No sink reads another's bytes. Each label set also carries a 64-bit
+//! hash of its labels, its identity for whoever has to remember series
+//! (the remote-write sender's set of series a receiver holds) without
+//! keeping them.
+//!
+//! Which label names each family carries is written down once, in
+//! [`Family::label_names`]: label sets take their values in that order,
+//! [`check_external_labels`] refuses every name in it, and the dashboards
+//! test and docs read it, so no series can carry a name twice (a receiver
+//! rejects the whole batch if one does).
+//!
+//! This module depends on no source and no sink.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
+
+/// The metric families the pusher writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    ContainerInfo,
+    Annotation,
+    Label,
+    SizeBytes,
+    Created,
+    ResolveError,
+    // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
+    RunningDrift,
+    WorkloadLabels,
+}
+
+impl Family {
+    pub const ALL: [Family; 8] = [
+        Family::ContainerInfo,
+        Family::Annotation,
+        Family::Label,
+        Family::SizeBytes,
+        Family::Created,
+        Family::ResolveError,
+        Family::RunningDrift,
+        Family::WorkloadLabels,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::ContainerInfo => "container_image_container_info",
+            Family::Annotation => "container_image_annotation",
+            Family::Label => "container_image_label",
+            Family::SizeBytes => "container_image_size_bytes",
+            Family::Created => "container_image_created",
+            Family::ResolveError => "container_image_resolve_error",
+            Family::RunningDrift => "container_image_running_drift",
+            Family::WorkloadLabels => "container_image_workload_labels",
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            Family::ContainerInfo => {
+                "Details about containers configured in the cluster, including the image digest resolved by the pusher."
+            }
+            Family::Annotation => "Annotations from the image manifest (and index).",
+            Family::Label => "Labels from the image config.",
+            Family::SizeBytes => "The size of the image in the registry: config plus layers.",
+            Family::Created => "The created date from the image config, as a Unix epoch time.",
+            Family::ResolveError => {
+                "1 for each image that cannot be resolved, with the class of the failure."
+            }
+            Family::RunningDrift => {
+                "1 for each running container whose pulled digest is no longer what its image reference names."
+            }
+            Family::WorkloadLabels => {
+                "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
+            }
+        }
+    }
+
+    /// The family's own label names, in the order a [`LabelSet`] takes
+    /// their values; every series also carries `__name__` and the
+    /// [`CommonLabels`]. The one table of label names: label sets, external
+    /// label validation, every encoder and the tests of uniqueness read it.
+    pub const fn label_names(self) -> &'static [&'static str] {
+        match self {
+            Family::ContainerInfo => &[
+                "group",
+                "version",
+                "kind",
+                "namespace",
+                "name",
+                "container",
+                "jsonpath",
+                "image",
+                "digest",
+                "image_id",
+            ],
+            Family::Annotation | Family::Label => &["digest", "key", "value"],
+            Family::SizeBytes | Family::Created => &["digest"],
+            Family::ResolveError => &["image", "class"],
+            Family::RunningDrift => &[
+                "namespace",
+                "name",
+                "container",
+                "image",
+                "digest",
+                "image_id",
+            ],
+            // Plus the workload's label_* and annotation_* (see
+            // `LabelSet::with_extra`), which never take these names.
+            Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
+        }
+    }
+
+    /// The family's position in [`Family::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The metric name label, on every series.
+pub const NAME_LABEL: &str = "__name__";
+/// The label `--job` sets, on every pushed series.
+pub const JOB_LABEL: &str = "job";
+
+/// Prometheus' staleness marker: a NaN with this exact bit pattern. The
+/// value of a series sent once more after it ended.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// Why an `--external-label` name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExternalLabelError {
+    #[error("{0:?} is not a valid label name (letters, digits and _, not starting with a digit)")]
+    Invalid(String),
+    #[error("{0:?} starts with __, which Prometheus reserves for its own labels")]
+    Reserved(String),
+    #[error("{0:?} is the job label, set with --job")]
+    Job(String),
+    #[error("{name:?} is a label of {families}; a series may not carry a name twice, so pick another name")]
+    FamilyLabel { name: String, families: String },
+    #[error("{0:?} is given twice")]
+    Duplicate(String),
+}
+
+/// Checks external label names against the Prometheus label grammar and
+/// against every name a series already carries: a duplicate name makes a
+/// receiver reject the whole batch.
+pub fn check_external_labels(labels: &[(String, String)]) -> Result<(), ExternalLabelError> {
+    let mut seen = HashSet::new();
+    for (name, _) in labels {
+        let mut chars = name.chars();
+        let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ExternalLabelError::Invalid(name.clone()));
+        }
+        if name.starts_with("__") {
+            return Err(ExternalLabelError::Reserved(name.clone()));
+        }
+        if name == JOB_LABEL {
+            return Err(ExternalLabelError::Job(name.clone()));
+        }
+        let families: Vec<&str> = Family::ALL
+            .into_iter()
+            .filter(|f| f.label_names().contains(&name.as_str()))
+            .map(Family::name)
+            .collect();
+        if !families.is_empty() {
+            return Err(ExternalLabelError::FamilyLabel {
+                name: name.clone(),
+                families: families.join(", "),
+            });
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ExternalLabelError::Duplicate(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Where one label of a family's sorted label list takes its value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// `__name__`: the family's name.
+    Name,
+    /// The common label at this index.
+    Common(usize),
+    /// The label set's value at this index (of [`Family::label_names`]).
+    Value(usize),
+}
+
+/// Labels added to every series: `job` and `--external-label`s. Also knows,
+/// for each family, the order of all of a series' label names, so that a
+/// label set is sorted once per process rather than once per series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommonLabels {
+    pairs: Vec<(String, String)>,
+    /// Per family (by [`Family::ALL`] position): every label, sorted by name.
+    layouts: Vec<Box<[Slot]>>,
+}
+
+impl Default for CommonLabels {
+    fn default() -> Self {
+        CommonLabels::from_pairs(Vec::new())
+    }
+}
+
+impl CommonLabels {
+    /// `job` and the external labels, which [`check_external_labels`] has
+    /// checked: their names are distinct from each other and from every
+    /// family's.
+    pub fn new(job: &str, external: &[(String, String)]) -> Self {
+        let mut pairs = vec![(JOB_LABEL.to_owned(), job.to_owned())];
+        pairs.extend(external.iter().cloned());
+        CommonLabels::from_pairs(pairs)
+    }
+
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let layouts = Family::ALL
+            .into_iter()
+            .map(|family| {
+                let mut slots: Vec<(&str, Slot)> = vec![(NAME_LABEL, Slot::Name)];
+                slots.extend(
+                    pairs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (n, _))| (n.as_str(), Slot::Common(i))),
+                );
+                slots.extend(
+                    family
+                        .label_names()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (*n, Slot::Value(i))),
+                );
+                slots.sort_by(|a, b| a.0.cmp(b.0));
+                debug_assert!(
+                    slots.windows(2).all(|w| w[0].0 != w[1].0),
+                    "duplicate label names in {}",
+                    family.name()
+                );
+                slots.into_iter().map(|(_, slot)| slot).collect()
+            })
+            .collect();
+        CommonLabels { pairs, layouts }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The (name, value) pairs, `job` first.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    fn layout(&self, family: Family) -> &[Slot] {
+        &self.layouts[family.index()]
+    }
+}
+
+/// The hasher of label-set identities: keyed at random once per process,
+/// so label values a tenant chooses cannot be made to collide on purpose.
+fn identity_hasher() -> &'static RandomState {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+}
+
+/// The labels of one series: cheap to clone (one pointer), compared and
+/// hashed by content.
+#[derive(Clone)]
+pub struct LabelSet(Arc<LabelSetData>);
+
+struct LabelSetData {
+    family: Family,
+    /// Of the labels (family, common labels, values): the series' identity.
+    hash: u64,
+    common: Arc<CommonLabels>,
+    /// One per name of [`Family::label_names`], in that order; "" for a
+    /// label the series does not carry.
+    values: Box<[Arc<str>]>,
+    /// Labels whose names are not in the table (a workload's `label_*`),
+    /// sorted by name; empty for every family but `WorkloadLabels`.
+    extra: Box<[(Arc<str>, Arc<str>)]>,
+}
+
+impl LabelSet {
+    /// The labels of one series of `family`, its values given in the order
+    /// of [`Family::label_names`].
+    ///
+    /// # Panics
+    /// If `values` does not hold one value per label name: a builder that
+    /// disagrees with the table is a bug, found by any test of it.
+    pub fn new(family: Family, common: &Arc<CommonLabels>, values: Box<[Arc<str>]>) -> Self {
+        LabelSet::with_extra(family, common, values, Vec::new())
+    }
+
+    /// [`LabelSet::new`] with labels whose names are not in the table (a
+    /// workload's `label_*`). One whose name the set already has (an
+    /// external label of that name), or that is given twice, is left out:
+    /// a series never carries a name twice.
+    pub fn with_extra(
+        family: Family,
+        common: &Arc<CommonLabels>,
+        values: Box<[Arc<str>]>,
+        mut extra: Vec<(Arc<str>, Arc<str>)>,
+    ) -> Self {
+        if !extra.is_empty() {
+            extra.sort_by(|a, b| a.0.cmp(&b.0));
+            extra.dedup_by(|a, b| a.0 == b.0);
+            extra.retain(|(name, _)| {
+                &**name != NAME_LABEL
+                    && !family.label_names().contains(&&**name)
+                    && !common.names().any(|n| n == &**name)
+            });
+        }
+        assert_eq!(
+            family.label_names().len(),
+            values.len(),
+            "one value per label name of {}",
+            family.name()
+        );
+        let mut hasher = identity_hasher().build_hasher();
+        family.name().hash(&mut hasher);
+        common.pairs.hash(&mut hasher);
+        values.hash(&mut hasher);
+        extra.hash(&mut hasher);
+        LabelSet(Arc::new(LabelSetData {
+            family,
+            hash: hasher.finish(),
+            common: common.clone(),
+            values,
+            extra: extra.into_boxed_slice(),
+        }))
+    }
+
+    pub fn family(&self) -> Family {
+        self.0.family
+    }
+
+    /// A 64-bit hash of the labels, keyed per process: equal label sets
+    /// have equal hashes, and distinct ones collide with a probability of
+    /// about n²/2⁶⁵ among n series.
+    pub fn hash(&self) -> u64 {
+        self.0.hash
+    }
+
+    /// The value of one of the family's own labels ("" when absent).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let position = self
+            .family()
+            .label_names()
+            .iter()
+            .position(|n| *n == name)?;
+        Some(&self.0.values[position])
+    }
+
+    /// Every label, `__name__` and the common labels included, sorted by
+    /// name (names are unique), without those whose value is empty: the
+    /// label set as Prometheus defines a series by it.
+    pub fn iter(&self) -> Labels<'_> {
+        Labels {
+            data: &self.0,
+            slots: self.0.common.layout(self.0.family).iter().peekable(),
+            extra: self.0.extra.iter().peekable(),
+        }
+    }
+
+    /// Whether two label sets are the same allocation (not merely equal).
+    pub fn ptr_eq(&self, other: &LabelSet) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl PartialEq for LabelSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+            || (self.0.hash == other.0.hash
+                && self.0.family == other.0.family
+                && self.0.values == other.0.values
+                && self.0.extra == other.0.extra
+                && self.0.common.pairs == other.0.common.pairs)
+    }
+}
+
+impl Eq for LabelSet {}
+
+impl std::fmt::Debug for LabelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The labels of a [`LabelSet`], in order: see [`LabelSet::iter`].
+pub struct Labels<'a> {
+    data: &'a LabelSetData,
+    slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
+    /// Merged in name order with the slots.
+    extra: std::iter::Peekable<std::slice::Iter<'a, (Arc<str>, Arc<str>)>>,
+}
+
+impl<'a> Labels<'a> {
+    fn label(&self, slot: Slot) -> (&'a str, &'a str) {
+        let data = self.data;
+        match slot {
+            Slot::Name => (NAME_LABEL, data.family.name()),
+            Slot::Common(i) => {
+                let (name, value) = &data.common.pairs[i];
+                (name.as_str(), value.as_str())
+            }
+            Slot::Value(i) => (data.family.label_names()[i], &*data.values[i]),
+        }
+    }
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let slot = self.slots.peek().copied().copied();
+            let slot = slot.map(|slot| self.label(slot));
+            let extra = self.extra.peek().map(|(n, v)| (&**n, &**v));
+            let label = match (slot, extra) {
+                (Some(s), Some(e)) if e.0 < s.0 => {
+                    self.extra.next();
+                    e
+                }
+                (Some(s), _) => {
+                    self.slots.next();
+                    s
+                }
+                (None, Some(e)) => {
+                    self.extra.next();
+                    e
+                }
+                (None, None) => return None,
+            };
+            if !label.1.is_empty() {
+                return Some(label);
+            }
+        }
+    }
+}
+
+/// One series of a snapshot: its labels and its one value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: LabelSet,
+    pub value: f64,
+}
+
+impl Series {
+    pub fn family(&self) -> Family {
+        self.labels.family()
+    }
+
+    /// The series once more, marked as ended.
+    pub fn stale(labels: LabelSet) -> Series {
+        Series {
+            labels,
+            value: f64::from_bits(STALE_NAN),
+        }
+    }
+
+    /// Whether this is a staleness marker rather than a value.
+    pub fn is_stale(&self) -> bool {
+        self.value.to_bits() == STALE_NAN
+    }
+}
+
+/// All series of one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Milliseconds since the Unix epoch, shared by every sample.
+    pub timestamp_ms: i64,
+    pub series: Vec<Series>,
+    pub containers: usize,
+    /// Distinct resolved digests.
+    pub images: usize,
+}
+
+/// One shared copy of each label value. Values no label set uses any more
+/// are let go by [`Interner::prune`], so churn (pods come and go) does not
+/// make it grow.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, value: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(value) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(value);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets the values nothing but the interner holds.
+    pub fn prune(&mut self) {
+        self.strings.retain(|s| Arc::strong_count(s) > 1);
+        if self.strings.capacity() > 2 * self.strings.len() + 64 {
+            self.strings.shrink_to_fit();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+/// Series and snapshots for the tests of every sink, built straight from
+/// the model (no source, no builder).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    pub(crate) fn common(job: &str, external: &[(&str, &str)]) -> Arc<CommonLabels> {
+        let external: Vec<(String, String)> = external
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Arc::new(CommonLabels::new(job, &external))
+    }
+
+    /// One series of `family`, its values in the order of the table.
+    pub(crate) fn series(
+        common: &Arc<CommonLabels>,
+        family: Family,
+        values: &[&str],
+        value: f64,
+    ) -> Series {
+        let values = values.iter().map(|v| Arc::from(*v)).collect();
+        Series {
+            labels: LabelSet::new(family, common, values),
+            value,
+        }
+    }
+
+    /// The `container_info` series of a one-container Pod, unresolved.
+    pub(crate) fn pod(common: &Arc<CommonLabels>, name: &str, image: &str) -> Series {
+        let values = [
+            "",
+            "v1",
+            "Pod",
+            "ns",
+            name,
+            "c",
+            "{.spec.containers[0]}",
+            image,
+            "",
+            "",
+        ];
+        series(common, Family::ContainerInfo, &values, 1.0)
+    }
+
+    /// Three Pods of one container each, with `job` and a `cluster`
+    /// external label: the snapshot every encoder's tests start from.
+    pub(crate) fn three_pods(job: &str) -> Snapshot {
+        let common = common(job, &[("cluster", "prod")]);
+        Snapshot {
+            timestamp_ms: 1_700_000_000_123,
+            series: (0..3)
+                .map(|i| pod(&common, &format!("pod-{i}"), &format!("img:{i}")))
+                .collect(),
+            containers: 3,
+            images: 0,
+        }
+    }
+
+    /// Series of every family, with values that need escaping in text.
+    pub(crate) fn every_family(common: &Arc<CommonLabels>) -> Vec<Series> {
+        let digest = "sha256:aa";
+        let mut all = vec![
+            series(
+                common,
+                Family::ContainerInfo,
+                &[
+                    "apps",
+                    "v1",
+                    "Deployment",
+                    "ns",
+                    "d",
+                    "c",
+                    "{.spec.template.spec.containers[0]}",
+                    "app:1",
+                    digest,
+                    "",
+                ],
+                1.0,
+            ),
+            pod(common, "quote\"me", "back\\slash\nnewline"),
+            series(
+                common,
+                Family::Annotation,
+                &[
+                    digest,
+                    "org.opencontainers.image.base.name",
+                    "cgr.dev/chainguard/static",
+                ],
+                1.0,
+            ),
+            series(common, Family::Label, &[digest, "team", "é ünïcode"], 1.0),
+            series(common, Family::Label, &[digest, "empty", ""], 1.0),
+            series(common, Family::SizeBytes, &[digest], 123_456_789.0),
+            series(common, Family::Created, &[digest], 1_700_000_000.0),
+            series(common, Family::ResolveError, &["gone:1", "not_found"], 1.0),
+            series(
+                common,
+                Family::RunningDrift,
+                &["ns", "p", "c", "app:1", digest, "app@sha256:bb"],
+                1.0,
+            ),
+            Series {
+                labels: LabelSet::with_extra(
+                    Family::WorkloadLabels,
+                    common,
+                    ["apps", "v1", "Deployment", "ns", "d"]
+                        .into_iter()
+                        .map(Arc::from)
+                        .collect(),
+                    vec![(Arc::from("label_team"), Arc::from("payments"))],
+                ),
+                value: 1.0,
+            },
+        ];
+        all.sort_by_key(Series::family);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common(external: &[(&str, &str)]) -> Arc<CommonLabels> {
+        let external: Vec<(String, String)> = external
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Arc::new(CommonLabels::new("j", &external))
+    }
+
+    fn values(values: &[&str]) -> Box<[Arc<str>]> {
+        values.iter().map(|v| Arc::from(*v)).collect()
+    }
+
+    #[test]
+    fn labels_are_sorted_unique_and_without_empty_values() {
+        let common = common(&[("cluster", "prod"), ("a_first", "x")]);
+        let labels = LabelSet::new(
+            Family::ContainerInfo,
+            &common,
+            values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", "", ""]),
+        );
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("__name__", "container_image_container_info"),
+                ("a_first", "x"),
+                ("cluster", "prod"),
+                ("container", "c"),
+                ("image", "img"),
+                ("job", "j"),
+                ("jsonpath", "{}"),
+                ("kind", "Pod"),
+                ("name", "p"),
+                ("namespace", "ns"),
+                ("version", "v1"),
+            ]
+        );
+        assert_eq!(labels.get("digest"), Some(""));
+        assert_eq!(labels.get("kind"), Some("Pod"));
+        assert_eq!(labels.get("job"), None, "not one of the family's own");
+    }
+
+    #[test]
+    fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
+        let common = common(&[("label_team", "platform")]);
+        let extra = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
+                .collect::<Vec<_>>()
+        };
+        let labels = LabelSet::with_extra(
+            Family::WorkloadLabels,
+            &common,
+            values(&["apps", "v1", "Deployment", "ns", "d"]),
+            extra(&[
+                ("label_zone", "eu"),
+                ("annotation_owner", "alice"),
+                ("label_team", "payments"),
+                ("kind", "Forged"),
+                ("label_empty", ""),
+            ]),
+        );
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("__name__", "container_image_workload_labels"),
+                ("annotation_owner", "alice"),
+                ("group", "apps"),
+                ("job", "j"),
+                ("kind", "Deployment"),
+                ("label_team", "platform"),
+                ("label_zone", "eu"),
+                ("name", "d"),
+                ("namespace", "ns"),
+                ("version", "v1"),
+            ]
+        );
+        let other = LabelSet::with_extra(
+            Family::WorkloadLabels,
+            &common,
+            values(&["apps", "v1", "Deployment", "ns", "d"]),
+            extra(&[("label_zone", "us")]),
+        );
+        assert_ne!(labels, other);
+        assert_ne!(labels.hash(), other.hash());
+    }
+
+    #[test]
+    fn equal_label_sets_hash_alike_and_different_ones_do_not() {
+        let common = common(&[]);
+        let a = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
+        let again = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
+        let created = LabelSet::new(Family::Created, &common, values(&["sha256:aa"]));
+        let other = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:bb"]));
+        let other_job = LabelSet::new(
+            Family::SizeBytes,
+            &Arc::new(CommonLabels::new("k", &[])),
+            values(&["sha256:aa"]),
+        );
+        assert!(!a.ptr_eq(&again));
+        assert_eq!(a, again);
+        assert_eq!(a.hash(), again.hash());
+        for different in [&created, &other, &other_job] {
+            assert_ne!(&a, different);
+            assert_ne!(a.hash(), different.hash());
+        }
+        // Two values that concatenate alike are still two label sets.
+        let ab = LabelSet::new(Family::ResolveError, &common, values(&["ab", "c"]));
+        let a_bc = LabelSet::new(Family::ResolveError, &common, values(&["a", "bc"]));
+        assert_ne!(ab.hash(), a_bc.hash());
+    }
+
+    #[test]
+    #[should_panic(expected = "one value per label name")]
+    fn a_builder_that_disagrees_with_the_table_is_caught() {
+        LabelSet::new(Family::SizeBytes, &common(&[]), values(&["a", "b"]));
+    }
+
+    #[test]
+    fn the_interner_keeps_one_copy_and_lets_unused_values_go() {
+        let mut interner = Interner::default();
+        let a = interner.intern("namespace-1");
+        let b = interner.intern("namespace-1");
+        assert!(Arc::ptr_eq(&a, &b));
+        let gone = interner.intern("pod-that-ends");
+        assert_eq!(interner.len(), 2);
+        drop(gone);
+        interner.prune();
+        assert_eq!(interner.len(), 1);
+        drop((a, b));
+        interner.prune();
+        assert!(interner.is_empty());
+    }
+
+    #[test]
+    fn stale_markers_are_the_series_with_prometheus_stale_nan() {
+        let labels = LabelSet::new(Family::SizeBytes, &common(&[]), values(&["d"]));
+        let stale = Series::stale(labels.clone());
+        assert!(stale.is_stale());
+        assert_eq!(stale.value.to_bits(), STALE_NAN);
+        assert!(!Series { labels, value: 1.0 }.is_stale());
+    }
+
+    #[test]
+    fn no_family_can_carry_a_label_name_twice() {
+        let external = [("cluster".to_owned(), "a".to_owned())];
+        check_external_labels(&external).unwrap();
+        let common = CommonLabels::new("j", &external);
+        for family in Family::ALL {
+            let mut names: Vec<&str> = vec![NAME_LABEL];
+            names.extend(common.names());
+            names.extend(family.label_names());
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), count, "{} repeats a name", family.name());
+            assert_eq!(common.layout(family).len(), count);
+            // No external label can add one of its names again.
+            for name in family.label_names() {
+                let err = check_external_labels(&[(name.to_string(), "x".into())]).unwrap_err();
+                assert!(
+                    matches!(&err, ExternalLabelError::FamilyLabel { families, .. } if families.contains(family.name())),
+                    "{name}: {err}"
+                );
+            }
+        }
+        for name in [NAME_LABEL, "__anything"] {
+            assert_eq!(
+                check_external_labels(&[(name.into(), "x".into())]),
+                Err(ExternalLabelError::Reserved(name.into()))
+            );
+        }
+        assert_eq!(
+            check_external_labels(&[(JOB_LABEL.into(), "x".into())]),
+            Err(ExternalLabelError::Job(JOB_LABEL.into()))
+        );
+        for name in ["", "1a", "a-b", "a.b", "é"] {
+            assert_eq!(
+                check_external_labels(&[(name.into(), "x".into())]),
+                Err(ExternalLabelError::Invalid(name.into()))
+            );
+        }
+        assert_eq!(
+            check_external_labels(&[("region".into(), "a".into()), ("region".into(), "b".into())]),
+            Err(ExternalLabelError::Duplicate("region".into()))
+        );
+    }
+}
