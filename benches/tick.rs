@@ -129,6 +129,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                 )]),
                 dropped: Default::default(),
                 supply_chain: Default::default(),
+                platform_digests: Vec::new(),
             };
             (image(i), Ok(Arc::new(metadata)))
         })
@@ -148,9 +149,11 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                         } else {
                             format!("{{.spec.template.spec.containers[{}]}}", c - 1)
                         },
+                        image_id: None,
                     })
                     .collect(),
                 pull: Default::default(),
+                metadata_labels: Vec::new(),
             })
         })
         .collect();

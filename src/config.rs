@@ -15,12 +15,13 @@ use reqwest::Url;
 #[cfg(feature = "acr")]
 use crate::credentials::cloud::acr::ExchangeScheme;
 use crate::credentials::{self, cloud};
+use crate::discovery::ownership::{Allowlist, MetadataAllowlist};
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{KindSpec, LabelSelector, Selection};
 use crate::glob::Glob;
 use crate::leader::{self, LeaderSettings};
 use crate::pipeline::{PipelineSettings, SourceSettings};
-use crate::registry::{ImageLimits, Platform, ResolverConfig};
+use crate::registry::{FilterError, ImageFilter, ImageLimits, KeyFilter, Platform, ResolverConfig};
 use crate::remote_write::{
     parse_header, parse_url, parse_wait, Auth, EndpointConfig, EndpointError, EndpointsFileError,
     Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
@@ -89,6 +90,9 @@ pub struct Config {
     /// Signatures, SBOMs, attestations and base images.
     #[command(flatten)]
     pub supply_chain: SupplyChainArgs,
+    /// Which workload and image metadata becomes series.
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
 }
 
 /// Where workloads are read from.
@@ -473,6 +477,70 @@ pub struct SupplyChainArgs {
     pub referrers_cache_duration: Duration,
 }
 
+/// Which labels and annotations of workloads and images become series.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Workload and image metadata")]
+#[deny(missing_docs)]
+pub struct MetadataArgs {
+    /// Workload labels exported as label_<key> (kube-state-metrics' naming) on
+    /// container_image_workload_labels, e.g. team,app.kubernetes.io/part-of;
+    /// "*" exports every label. Repeatable. Default: none (no such series).
+    #[arg(
+        long = "workload-labels",
+        value_name = "KEY",
+        env = "PUSHER_WORKLOAD_LABELS",
+        value_delimiter = ','
+    )]
+    pub workload_labels: Vec<String>,
+
+    /// Workload annotations exported as annotation_<key> on
+    /// container_image_workload_labels; "*" exports every annotation.
+    /// Repeatable. Default: none.
+    #[arg(
+        long = "workload-annotations",
+        value_name = "KEY",
+        env = "PUSHER_WORKLOAD_ANNOTATIONS",
+        value_delimiter = ','
+    )]
+    pub workload_annotations: Vec<String>,
+
+    /// Image labels exported as container_image_label: globs on the key
+    /// (* and ?), "!GLOB" leaves matching keys out, e.g.
+    /// 'org.opencontainers.*,!org.opencontainers.image.created'. Applied
+    /// before --max-labels-per-image. Repeatable. Default: every label.
+    #[arg(long = "image-labels", value_name = "GLOB", env = "PUSHER_IMAGE_LABELS", value_delimiter = ',', value_parser = parse_key_glob)]
+    pub image_labels: Vec<String>,
+
+    /// Image annotations exported as container_image_annotation: globs on
+    /// the key, "!GLOB" leaves matching keys out. Applied before
+    /// --max-annotations-per-image. Repeatable. Default: every annotation.
+    #[arg(long = "image-annotations", value_name = "GLOB", env = "PUSHER_IMAGE_ANNOTATIONS", value_delimiter = ',', value_parser = parse_key_glob)]
+    pub image_annotations: Vec<String>,
+}
+
+impl MetadataArgs {
+    /// The workload labels and annotations kept.
+    pub fn workload_metadata(&self) -> MetadataAllowlist {
+        MetadataAllowlist {
+            labels: Allowlist::new(&self.workload_labels),
+            annotations: Allowlist::new(&self.workload_annotations),
+        }
+    }
+
+    /// Which image labels and annotations are kept.
+    pub fn image_filter(&self) -> Result<ImageFilter, FilterError> {
+        Ok(ImageFilter {
+            labels: KeyFilter::new(&self.image_labels)?,
+            annotations: KeyFilter::new(&self.image_annotations)?,
+        })
+    }
+}
+
+fn parse_key_glob(s: &str) -> Result<String, FilterError> {
+    KeyFilter::new(&[s])?;
+    Ok(s.trim().to_owned())
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -510,6 +578,8 @@ pub enum ConfigError {
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
     EndpointsFile(#[from] EndpointsFileError),
+    #[error("--image-labels or --image-annotations: {0}")]
+    ImageFilter(#[from] FilterError),
 }
 
 impl Config {
@@ -563,9 +633,11 @@ impl Config {
                 image_limits: self.series.image_limits(),
                 referrers: self.supply_chain.referrers,
                 referrers_cache_duration: self.supply_chain.referrers_cache_duration,
+                image_filter: self.metadata.image_filter()?,
             },
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,
+            workload_metadata: self.metadata.workload_metadata(),
         };
         let leader = &self.leader_election;
         let leader_election = leader.leader_election.then(|| LeaderSettings {
@@ -782,6 +854,29 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn workload_and_image_metadata() {
+        let s = parse(&[]).unwrap();
+        assert!(s.pipeline.workload_metadata.is_empty());
+        assert!(s.pipeline.resolver.image_filter.labels.keeps_all());
+        assert!(s.pipeline.resolver.image_filter.annotations.keeps_all());
+        let s = parse(&[
+            "--workload-labels",
+            "team,app.kubernetes.io/name",
+            "--workload-annotations=*",
+            "--image-labels",
+            "org.opencontainers.*,!org.opencontainers.image.created",
+        ])
+        .unwrap();
+        assert!(!s.pipeline.workload_metadata.is_empty());
+        let labels = &s.pipeline.resolver.image_filter.labels;
+        assert!(labels.keeps("org.opencontainers.image.source"));
+        assert!(!labels.keeps("org.opencontainers.image.created"));
+        assert!(!labels.keeps("maintainer"));
+        let err = parse(&["--image-annotations", "!"]).unwrap_err();
+        assert!(err.contains("empty pattern"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use prometheus::IntCounterVec;
 use crate::discovery::Workload;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, Series, Snapshot};
+use crate::{ownership, running};
 
 /// Builds snapshots, reusing the label sets of everything that did not
 /// change since the previous one: a workload (same `Arc`, same metadata
@@ -38,6 +39,8 @@ pub struct Inventory {
     /// Series in the previous snapshot: the next one is sized from it, as
     /// growing a Vec of 100k+ series by doubling wastes a third of it.
     last_len: usize,
+    /// Whether each workload gets a `container_image_workload_labels`.
+    workload_labels: bool,
 }
 
 struct CachedWorkload {
@@ -46,6 +49,9 @@ struct CachedWorkload {
     /// unresolved); compared by pointer, so a warm tick allocates nothing.
     images: Vec<Option<Arc<ImageMetadata>>>,
     series: Vec<Series>,
+    /// `container_image_running_drift` and `container_image_workload_labels`,
+    /// from the same inputs.
+    extra: Vec<Series>,
 }
 
 struct CachedImage {
@@ -66,7 +72,16 @@ impl Inventory {
             workloads: HashMap::new(),
             images: HashMap::new(),
             last_len: 0,
+            workload_labels: false,
         }
+    }
+
+    /// Gives every workload a `container_image_workload_labels` series
+    /// (with `--workload-labels` or `--workload-annotations`), so a join on
+    /// it keeps the containers of workloads that lack the labels.
+    pub fn with_workload_labels(mut self, on: bool) -> Self {
+        self.workload_labels = on;
+        self
     }
 
     /// The series of one snapshot. `resolutions` maps each image string to
@@ -95,6 +110,7 @@ impl Inventory {
         // then also the order in which images get their series.
         let mut used: Vec<Option<&Arc<ImageMetadata>>> = Vec::with_capacity(self.last_len);
         let mut cached_workloads = HashMap::with_capacity(workloads.len());
+        let mut extra = Vec::new();
         for (index, workload) in workloads.iter().enumerate() {
             let key = Arc::as_ptr(workload) as usize;
             let start = used.len();
@@ -113,17 +129,27 @@ impl Inventory {
                 {
                     c
                 }
-                _ => CachedWorkload {
-                    workload: workload.clone(),
-                    images: images.iter().map(|m| m.cloned()).collect(),
-                    series: container_series(&self.common, &mut self.strings, workload, images),
-                },
+                _ => {
+                    let (common, strings) = (&self.common, &mut self.strings);
+                    let mut extra = running::drift_series(common, strings, workload, images);
+                    if self.workload_labels {
+                        extra.push(ownership::workload_labels(common, strings, workload));
+                    }
+                    CachedWorkload {
+                        workload: workload.clone(),
+                        images: images.iter().map(|m| m.cloned()).collect(),
+                        series: container_series(common, strings, workload, images),
+                        extra,
+                    }
+                }
             };
             containers += workload.containers.len();
             series.extend(cached.series.iter().cloned());
+            extra.extend(cached.extra.iter().cloned());
             cached_workloads.insert(key, cached);
         }
         self.workloads = cached_workloads;
+        series.append(&mut extra);
 
         // One set of image series per digest, in order of first use.
         let mut seen_metadata = HashSet::new();
@@ -195,7 +221,7 @@ fn container_series(
         .iter()
         .zip(images)
         .map(|(container, image)| {
-            let digest = image.map_or("", |m| m.digest.as_str());
+            let digest = running::info_digest(image.map(|m| &**m), container);
             let values = [
                 group.clone(),
                 version.clone(),
@@ -206,6 +232,7 @@ fn container_series(
                 strings.intern(&container.jsonpath),
                 strings.intern(&container.image),
                 strings.intern(digest),
+                strings.intern(running::image_id(container)),
             ];
             Series {
                 labels: LabelSet::new(Family::ContainerInfo, common, Box::new(values)),
@@ -304,7 +331,10 @@ pub(crate) fn build_once(
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
     let resolutions = Resolutions::from(resolutions.clone());
     let dropped = crate::telemetry::Telemetry::new().labels_dropped;
-    Inventory::new(common.clone(), dropped).build(&workloads, &resolutions, timestamp_ms)
+    let owners = workloads.iter().any(|w| !w.metadata_labels.is_empty());
+    Inventory::new(common.clone(), dropped)
+        .with_workload_labels(owners)
+        .build(&workloads, &resolutions, timestamp_ms)
 }
 
 #[cfg(test)]
@@ -334,8 +364,10 @@ mod tests {
                 name: "api".into(),
                 image: image.into(),
                 jsonpath: "{.spec.template.spec.containers[0]}".into(),
+                image_id: None,
             }],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         }
     }
 
@@ -354,6 +386,7 @@ mod tests {
             )]),
             dropped: Default::default(),
             supply_chain: Default::default(),
+            platform_digests: Vec::new(),
         })
     }
 
@@ -571,8 +604,16 @@ mod tests {
             ("app:1".to_owned(), Ok(Arc::new(image))),
             ("private:1".to_owned(), failed),
         ]);
+        // A team's Pod still running what app:1 named before it moved.
+        let mut pod = workload("app:1");
+        pod.kind = Kind::Pod;
+        pod.containers[0].image_id = crate::discovery::ImageId::parse(
+            &format!("docker-pullable://app@sha256:{}", "b".repeat(64)),
+            true,
+        );
+        pod.metadata_labels = vec![("label_team".into(), "payments".into())];
         let snap = build(
-            &[workload("app:1"), workload("private:1")],
+            &[workload("app:1"), workload("private:1"), pod],
             &resolutions,
             &common,
             0,
@@ -589,9 +630,21 @@ mod tests {
             let mut expected: Vec<&str> = vec![NAME_LABEL];
             expected.extend(common.names());
             expected.extend(series.family().label_names());
-            // The unresolved container's empty digest is not sent.
+            let is_pod = labels.iter().any(|(n, v)| n == "kind" && v == "Pod");
+            if series.family() == Family::WorkloadLabels && is_pod {
+                expected.push("label_team");
+            }
+            // Pods are in the core group: no `group`.
+            if is_pod {
+                expected.retain(|n| *n != "group");
+            }
+            // The unresolved container's empty digest is not sent, nor an
+            // image_id where no runtime reported one.
             if labels.iter().any(|(n, v)| n == "image" && v == "private:1") {
                 expected.retain(|n| *n != "digest");
+            }
+            if series.family() == Family::ContainerInfo && !is_pod {
+                expected.retain(|n| *n != "image_id");
             }
             expected.sort_unstable();
             let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();

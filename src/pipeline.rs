@@ -18,7 +18,9 @@ use tracing::{info, warn};
 
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::watch::WatchOptions;
-use crate::discovery::{ClusterSource, FileSource, Selection, Source, WatchedCluster};
+use crate::discovery::{
+    ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
+};
 use crate::inventory::Inventory;
 use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
 use crate::series::{CommonLabels, Snapshot};
@@ -40,6 +42,8 @@ pub struct PipelineSettings {
     pub resolve_concurrency: usize,
     /// `job` and the external labels, on every series.
     pub common_labels: CommonLabels,
+    /// The workload labels and annotations exported.
+    pub workload_metadata: MetadataAllowlist,
 }
 
 /// Where workloads come from.
@@ -93,17 +97,24 @@ impl Pipeline {
                         selection,
                         options,
                         telemetry.clone(),
+                        settings.workload_metadata.clone(),
                     ))),
                     None => Source::Cluster(ClusterSource::new(
                         client.clone(),
                         selection,
                         telemetry.clone(),
+                        settings.workload_metadata.clone(),
                     )),
                 };
                 (source, Some(client))
             }
             SourceSettings::Files { paths, selection } => {
-                let files = FileSource::new(paths, selection, telemetry.clone());
+                let files = FileSource::new(
+                    paths,
+                    selection,
+                    telemetry.clone(),
+                    settings.workload_metadata.clone(),
+                );
                 (Source::Files(files), None)
             }
         };
@@ -113,7 +124,8 @@ impl Pipeline {
             client,
             credentials,
             resolver: Arc::new(resolver),
-            inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone()),
+            inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
+                .with_workload_labels(!settings.workload_metadata.is_empty()),
             failures: FailureLog::default(),
             concurrency: settings.resolve_concurrency,
             telemetry,
@@ -425,6 +437,7 @@ mod tests {
             annotations: Default::default(),
             dropped: Default::default(),
             supply_chain: Default::default(),
+            platform_digests: Vec::new(),
         };
         (
             Scope::for_test(scope),

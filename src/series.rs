@@ -44,10 +44,13 @@ pub enum Family {
     Base,
     BaseOutdated,
     BaseCurrentCreated,
+    // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
+    RunningDrift,
+    WorkloadLabels,
 }
 
 impl Family {
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 12] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -58,6 +61,8 @@ impl Family {
         Family::Base,
         Family::BaseOutdated,
         Family::BaseCurrentCreated,
+        Family::RunningDrift,
+        Family::WorkloadLabels,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +77,8 @@ impl Family {
             Family::Base => "container_image_base",
             Family::BaseOutdated => "container_image_base_outdated",
             Family::BaseCurrentCreated => "container_image_base_current_created",
+            Family::RunningDrift => "container_image_running_drift",
+            Family::WorkloadLabels => "container_image_workload_labels",
         }
     }
 
@@ -97,6 +104,12 @@ impl Family {
             Family::BaseCurrentCreated => {
                 "For an outdated base: the created date of the image its tag points at now (about when it moved), as a Unix epoch time."
             }
+            Family::RunningDrift => {
+                "1 for each running container whose pulled digest is no longer what its image reference names."
+            }
+            Family::WorkloadLabels => {
+                "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
+            }
         }
     }
 
@@ -116,6 +129,7 @@ impl Family {
                 "jsonpath",
                 "image",
                 "digest",
+                "image_id",
             ],
             Family::Annotation | Family::Label => &["digest", "key", "value"],
             Family::SizeBytes | Family::Created => &["digest"],
@@ -123,6 +137,17 @@ impl Family {
             Family::Referrer => &["digest", "kind", "artifact_type"],
             Family::Base => &["digest", "base_name", "base_digest"],
             Family::BaseOutdated | Family::BaseCurrentCreated => &["digest", "base_name"],
+            Family::RunningDrift => &[
+                "namespace",
+                "name",
+                "container",
+                "image",
+                "digest",
+                "image_id",
+            ],
+            // Plus the workload's label_* and annotation_* (see
+            // `LabelSet::with_extra`), which never take these names.
+            Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
         }
     }
 
@@ -293,6 +318,9 @@ struct LabelSetData {
     /// One per name of [`Family::label_names`], in that order; "" for a
     /// label the series does not carry.
     values: Box<[Arc<str>]>,
+    /// Labels whose names are not in the table (a workload's `label_*`),
+    /// sorted by name; empty for every family but `WorkloadLabels`.
+    extra: Box<[(Arc<str>, Arc<str>)]>,
 }
 
 impl LabelSet {
@@ -303,6 +331,28 @@ impl LabelSet {
     /// If `values` does not hold one value per label name: a builder that
     /// disagrees with the table is a bug, found by any test of it.
     pub fn new(family: Family, common: &Arc<CommonLabels>, values: Box<[Arc<str>]>) -> Self {
+        LabelSet::with_extra(family, common, values, Vec::new())
+    }
+
+    /// [`LabelSet::new`] with labels whose names are not in the table (a
+    /// workload's `label_*`). One whose name the set already has (an
+    /// external label of that name), or that is given twice, is left out:
+    /// a series never carries a name twice.
+    pub fn with_extra(
+        family: Family,
+        common: &Arc<CommonLabels>,
+        values: Box<[Arc<str>]>,
+        mut extra: Vec<(Arc<str>, Arc<str>)>,
+    ) -> Self {
+        if !extra.is_empty() {
+            extra.sort_by(|a, b| a.0.cmp(&b.0));
+            extra.dedup_by(|a, b| a.0 == b.0);
+            extra.retain(|(name, _)| {
+                &**name != NAME_LABEL
+                    && !family.label_names().contains(&&**name)
+                    && !common.names().any(|n| n == &**name)
+            });
+        }
         assert_eq!(
             family.label_names().len(),
             values.len(),
@@ -313,11 +363,13 @@ impl LabelSet {
         family.name().hash(&mut hasher);
         common.pairs.hash(&mut hasher);
         values.hash(&mut hasher);
+        extra.hash(&mut hasher);
         LabelSet(Arc::new(LabelSetData {
             family,
             hash: hasher.finish(),
             common: common.clone(),
             values,
+            extra: extra.into_boxed_slice(),
         }))
     }
 
@@ -348,7 +400,8 @@ impl LabelSet {
     pub fn iter(&self) -> Labels<'_> {
         Labels {
             data: &self.0,
-            slots: self.0.common.layout(self.0.family).iter(),
+            slots: self.0.common.layout(self.0.family).iter().peekable(),
+            extra: self.0.extra.iter().peekable(),
         }
     }
 
@@ -364,6 +417,7 @@ impl PartialEq for LabelSet {
             || (self.0.hash == other.0.hash
                 && self.0.family == other.0.family
                 && self.0.values == other.0.values
+                && self.0.extra == other.0.extra
                 && self.0.common.pairs == other.0.common.pairs)
     }
 }
@@ -379,28 +433,52 @@ impl std::fmt::Debug for LabelSet {
 /// The labels of a [`LabelSet`], in order: see [`LabelSet::iter`].
 pub struct Labels<'a> {
     data: &'a LabelSetData,
-    slots: std::slice::Iter<'a, Slot>,
+    slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
+    /// Merged in name order with the slots.
+    extra: std::iter::Peekable<std::slice::Iter<'a, (Arc<str>, Arc<str>)>>,
+}
+
+impl<'a> Labels<'a> {
+    fn label(&self, slot: Slot) -> (&'a str, &'a str) {
+        let data = self.data;
+        match slot {
+            Slot::Name => (NAME_LABEL, data.family.name()),
+            Slot::Common(i) => {
+                let (name, value) = &data.common.pairs[i];
+                (name.as_str(), value.as_str())
+            }
+            Slot::Value(i) => (data.family.label_names()[i], &*data.values[i]),
+        }
+    }
 }
 
 impl<'a> Iterator for Labels<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let data = self.data;
-        for slot in self.slots.by_ref() {
-            let label = match *slot {
-                Slot::Name => (NAME_LABEL, data.family.name()),
-                Slot::Common(i) => {
-                    let (name, value) = &data.common.pairs[i];
-                    (name.as_str(), value.as_str())
+        loop {
+            let slot = self.slots.peek().copied().copied();
+            let slot = slot.map(|slot| self.label(slot));
+            let extra = self.extra.peek().map(|(n, v)| (&**n, &**v));
+            let label = match (slot, extra) {
+                (Some(s), Some(e)) if e.0 < s.0 => {
+                    self.extra.next();
+                    e
                 }
-                Slot::Value(i) => (data.family.label_names()[i], &*data.values[i]),
+                (Some(s), _) => {
+                    self.slots.next();
+                    s
+                }
+                (None, Some(e)) => {
+                    self.extra.next();
+                    e
+                }
+                (None, None) => return None,
             };
             if !label.1.is_empty() {
                 return Some(label);
             }
         }
-        None
     }
 }
 
@@ -516,6 +594,7 @@ pub(crate) mod fixtures {
             "{.spec.containers[0]}",
             image,
             "",
+            "",
         ];
         series(common, Family::ContainerInfo, &values, 1.0)
     }
@@ -551,6 +630,7 @@ pub(crate) mod fixtures {
                     "{.spec.template.spec.containers[0]}",
                     "app:1",
                     digest,
+                    "",
                 ],
                 1.0,
             ),
@@ -594,6 +674,24 @@ pub(crate) mod fixtures {
                 &[digest, "cgr.dev/chainguard/static:latest"],
                 1_700_000_000.0,
             ),
+            series(
+                common,
+                Family::RunningDrift,
+                &["ns", "p", "c", "app:1", digest, "app@sha256:bb"],
+                1.0,
+            ),
+            Series {
+                labels: LabelSet::with_extra(
+                    Family::WorkloadLabels,
+                    common,
+                    ["apps", "v1", "Deployment", "ns", "d"]
+                        .into_iter()
+                        .map(Arc::from)
+                        .collect(),
+                    vec![(Arc::from("label_team"), Arc::from("payments"))],
+                ),
+                value: 1.0,
+            },
         ];
         all.sort_by_key(Series::family);
         all
@@ -622,7 +720,7 @@ mod tests {
         let labels = LabelSet::new(
             Family::ContainerInfo,
             &common,
-            values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", ""]),
+            values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", "", ""]),
         );
         let pairs: Vec<(&str, &str)> = labels.iter().collect();
         assert_eq!(
@@ -644,6 +742,53 @@ mod tests {
         assert_eq!(labels.get("digest"), Some(""));
         assert_eq!(labels.get("kind"), Some("Pod"));
         assert_eq!(labels.get("job"), None, "not one of the family's own");
+    }
+
+    #[test]
+    fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
+        let common = common(&[("label_team", "platform")]);
+        let extra = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
+                .collect::<Vec<_>>()
+        };
+        let labels = LabelSet::with_extra(
+            Family::WorkloadLabels,
+            &common,
+            values(&["apps", "v1", "Deployment", "ns", "d"]),
+            extra(&[
+                ("label_zone", "eu"),
+                ("annotation_owner", "alice"),
+                ("label_team", "payments"),
+                ("kind", "Forged"),
+                ("label_empty", ""),
+            ]),
+        );
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("__name__", "container_image_workload_labels"),
+                ("annotation_owner", "alice"),
+                ("group", "apps"),
+                ("job", "j"),
+                ("kind", "Deployment"),
+                ("label_team", "platform"),
+                ("label_zone", "eu"),
+                ("name", "d"),
+                ("namespace", "ns"),
+                ("version", "v1"),
+            ]
+        );
+        let other = LabelSet::with_extra(
+            Family::WorkloadLabels,
+            &common,
+            values(&["apps", "v1", "Deployment", "ns", "d"]),
+            extra(&[("label_zone", "us")]),
+        );
+        assert_ne!(labels, other);
+        assert_ne!(labels.hash(), other.hash());
     }
 
     #[test]

@@ -49,6 +49,13 @@ fn inventory() -> Vec<(&'static str, &'static [&'static str])> {
 /// Labels every pushed series carries: `--job` and the `cluster` external label.
 const PUSHED_LABELS: &[&str] = &["job", "cluster"];
 
+/// Whether `label` is one of the labels `container_image_workload_labels`
+/// carries besides those of the table: a `--workload-labels` key
+/// (`label_*`) or `--workload-annotations` key (`annotation_*`).
+fn owner_label(label: &str) -> bool {
+    label.starts_with("label_") || label.starts_with("annotation_")
+}
+
 /// The pusher's own metrics (scraped from its /metrics) and their labels.
 const SELF_METRICS: &[(&str, &[&str])] = &[
     (
@@ -426,14 +433,20 @@ fn variable_queries_parse_and_read_the_inventory() {
             let Expr::VectorSelector(vs) = expr else {
                 panic!("{file}: {selector} is not a selector")
             };
-            assert_eq!(
-                vs.name.as_deref(),
-                Some("container_image_container_info"),
-                "{file}"
-            );
+            // The owner variable lists the values of the owner label the
+            // dashboard is told to use.
+            let (series, own_label) = if var["name"] == "owner" {
+                ("container_image_workload_labels", "$owner_label")
+            } else {
+                (
+                    "container_image_container_info",
+                    var["name"].as_str().unwrap(),
+                )
+            };
+            assert_eq!(vs.name.as_deref(), Some(series), "{file}");
             assert_eq!(
                 label.trim(),
-                var["name"],
+                own_label,
                 "{file}: a variable lists its own label"
             );
         }
@@ -646,10 +659,12 @@ fn queries_read_only_pushed_series_and_their_labels() {
                 }
             }
             if let Some(labels) = inventory.get(name) {
+                let owners = name == Family::WorkloadLabels.name();
                 for m in &u.vs.matchers.matchers {
-                    if !labels.contains(&m.name.as_str())
-                        && !PUSHED_LABELS.contains(&m.name.as_str())
-                    {
+                    let known = labels.contains(&m.name.as_str())
+                        || PUSHED_LABELS.contains(&m.name.as_str())
+                        || (owners && owner_label(&m.name));
+                    if !known {
                         problem(format!("{name} has no label {}", m.name));
                     }
                 }
@@ -722,9 +737,19 @@ fn queries_read_only_pushed_series_and_their_labels() {
                             on.join(", ")
                         ));
                     }
-                    if group.is_some() && (on.len() != 2 || !on.iter().any(|l| l == "digest")) {
+                    // Image series join on their digest; owners on the
+                    // workload (a Pod's drift has no kind: it is a Pod's).
+                    let by_digest = on.len() == 2 && on.iter().any(|l| l == "digest");
+                    let by_workload = group.iter().flatten().all(|l| owner_label(l))
+                        && [
+                            &["cluster", "namespace", "kind", "name"][..],
+                            &["cluster", "namespace", "name"],
+                        ]
+                        .iter()
+                        .any(|w| on.iter().map(String::as_str).eq(w.iter().copied()));
+                    if group.is_some() && !by_digest && !by_workload {
                         problem(format!(
-                            "group_left/right on ({}), not on (cluster, digest)",
+                            "group_left/right on ({}), not on (cluster, digest) nor on a workload for its owner",
                             on.join(", ")
                         ));
                     }
@@ -736,14 +761,14 @@ fn queries_read_only_pushed_series_and_their_labels() {
                 }
             }
             for l in group.iter().flatten() {
-                if !all_labels.contains(l.as_str()) {
+                if !all_labels.contains(l.as_str()) && !owner_label(l) {
                     problem(format!("group_left ({l}): no series has it"));
                 }
             }
         }
         for grouping in &found.groupings {
             for l in grouping {
-                if !all_labels.contains(l.as_str()) {
+                if !all_labels.contains(l.as_str()) && !owner_label(l) {
                     problem(format!("by ({l}): no series has it"));
                 }
             }

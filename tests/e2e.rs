@@ -236,6 +236,18 @@ async fn every_dashboard_query_returns_data() {
     let scenario = Scenario::start().await;
     // A kind the service account may not list feeds the discovery-errors panel.
     scenario.api.forbid::<k8s_openapi::api::batch::v1::Job>();
+    // A team's Pod still running a build its tag no longer names feeds the
+    // drift panel (with --workload-labels team below).
+    let reg = scenario.registry.host();
+    scenario.api.apply(&object::<k8s_openapi::api::core::v1::Pod>(json!({
+        "metadata": {"name": "stale-0", "namespace": "shop", "labels": {"team": "payments"}},
+        "spec": {"containers": containers(&[("app", &format!("{reg}/apps/chainguard:1"))])},
+        "status": {"containerStatuses": [{
+            "name": "app", "image": format!("{reg}/apps/chainguard:1"),
+            "imageID": format!("docker-pullable://{reg}/apps/chainguard@{}", scenario.images.docker.digest),
+            "ready": true, "restartCount": 0, "state": {"running": {}}
+        }]}
+    })));
     let rejecting = Receiver::start().await;
     rejecting.set_fallback(Reply::status(400).body("rejected for the dropped-series panel"));
 
@@ -261,6 +273,8 @@ async fn every_dashboard_query_returns_data() {
                 &rejecting.url(),
                 "--metrics-address",
                 &format!("127.0.0.1:{port}"),
+                "--workload-labels",
+                "team",
             ])
             .args(scenario.pusher_args())
             .env("KUBECONFIG", scenario.kubeconfig())

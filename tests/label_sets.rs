@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use container_image_pusher::discovery::{Container, Kind, Workload};
+use container_image_pusher::discovery::{Container, ImageId, Kind, Workload};
 use container_image_pusher::exposition;
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::registry::{
@@ -35,7 +35,11 @@ fn snapshot() -> Snapshot {
         name: name.into(),
         image: image.into(),
         jsonpath: format!("{{.spec.containers[{i}]}}"),
+        image_id: None,
     };
+    // The Pod runs what app:1 named before it moved: drift.
+    let mut drifted = container("c", "app:1", 0);
+    drifted.image_id = ImageId::parse(&format!("app@sha256:{}", "b".repeat(64)), true);
     let workloads = [
         Workload {
             kind: Kind::Deployment,
@@ -46,13 +50,15 @@ fn snapshot() -> Snapshot {
                 container("sidecar", "gone:1", 1),
             ],
             pull: Default::default(),
+            metadata_labels: Vec::new(),
         },
         Workload {
             kind: Kind::Pod,
             namespace: "shop".into(),
             name: "debug \"pod\"".into(),
-            containers: vec![container("c", "app:1", 0)],
+            containers: vec![drifted],
             pull: Default::default(),
+            metadata_labels: vec![("label_team".into(), "payments".into())],
         },
     ]
     .map(Arc::new);
@@ -75,6 +81,7 @@ fn snapshot() -> Snapshot {
         )]),
         dropped: Default::default(),
         supply_chain: supply_chain(),
+        platform_digests: Vec::new(),
     };
     let gone = ResolveError {
         class: ErrorClass::NotFound,
@@ -88,7 +95,8 @@ fn snapshot() -> Snapshot {
         "container-image-pusher",
         &[(CLUSTER.0.into(), CLUSTER.1.into())],
     );
-    let mut inventory = Inventory::new(common, Telemetry::new().labels_dropped);
+    let mut inventory =
+        Inventory::new(common, Telemetry::new().labels_dropped).with_workload_labels(true);
     inventory.build(
         &workloads,
         &Resolutions::from(resolutions),

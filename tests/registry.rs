@@ -46,6 +46,7 @@ fn resolver_for(
         image_limits: Default::default(),
         referrers: false,
         referrers_cache_duration: cache,
+        image_filter: Default::default(),
     };
     (
         Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),

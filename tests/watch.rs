@@ -66,6 +66,7 @@ async fn start_with(
         Selection::namespaces(namespaces.iter().map(|ns| ns.to_string()).collect()),
         options,
         telemetry.clone(),
+        Default::default(),
     );
     (cluster, telemetry)
 }

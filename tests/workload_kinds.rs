@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use container_image_pusher::discovery::watch::{WatchOptions, WatchedCluster, STALE_INVENTORY};
 use container_image_pusher::discovery::{
-    ClusterSource, Kind, KindSpec, LabelSelector, Selection, Workload,
+    ClusterSource, Kind, KindSpec, LabelSelector, MetadataAllowlist, Selection, Workload,
 };
 use container_image_pusher::telemetry::Telemetry;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -168,10 +168,15 @@ async fn preset_is_listed_and_watched(
     let client = api.kube_client().await;
     let want = expected(group, version, kind, path);
 
-    let listed = ClusterSource::new(client.clone(), kinds(&[preset]), Arc::new(Telemetry::new()))
-        .snapshot()
-        .await
-        .expect("the --once snapshot");
+    let listed = ClusterSource::new(
+        client.clone(),
+        kinds(&[preset]),
+        Arc::new(Telemetry::new()),
+        MetadataAllowlist::default(),
+    )
+    .snapshot()
+    .await
+    .expect("the --once snapshot");
     assert_eq!(rows(&listed, kind), want);
     let one = listed.iter().find(|w| w.name == "web").unwrap();
     assert_eq!(one.pull.secrets, ["regcred"]);
@@ -193,6 +198,7 @@ async fn preset_is_listed_and_watched(
         kinds(&[preset]),
         OPTIONS,
         Arc::new(Telemetry::new()),
+        MetadataAllowlist::default(),
     );
     eventually("the watches have listed", || watched.is_ready()).await;
     let snapshot: Vec<Workload> = watched.snapshot().iter().map(|w| (**w).clone()).collect();
@@ -288,10 +294,15 @@ async fn replicasets_are_not_inventoried_unless_asked_for() {
     init_logs();
     let api = KubeApi::start().await;
     let client = api.kube_client().await;
-    ClusterSource::new(client, Selection::default(), Arc::new(Telemetry::new()))
-        .snapshot()
-        .await
-        .unwrap();
+    ClusterSource::new(
+        client,
+        Selection::default(),
+        Arc::new(Telemetry::new()),
+        MetadataAllowlist::default(),
+    )
+    .snapshot()
+    .await
+    .unwrap();
     let requests = api.requests();
     assert!(
         requests.iter().all(|r| !r.path.contains("replicasets")
@@ -315,6 +326,7 @@ async fn a_crd_installed_after_start_up_is_picked_up() {
         kinds(&["argo-rollouts"]),
         OPTIONS,
         telemetry.clone(),
+        MetadataAllowlist::default(),
     );
     eventually("ready without the CRD", || watched.is_ready()).await;
     let not_installed = || {
@@ -406,6 +418,7 @@ async fn a_malformed_custom_object_costs_only_itself() {
         api.kube_client().await,
         kinds(&["argo-rollouts"]),
         telemetry.clone(),
+        MetadataAllowlist::default(),
     )
     .snapshot()
     .await
@@ -448,6 +461,7 @@ async fn the_label_selector_is_applied_server_side() {
         client.clone(),
         selection.clone(),
         Arc::new(Telemetry::new()),
+        MetadataAllowlist::default(),
     )
     .snapshot()
     .await
@@ -455,7 +469,13 @@ async fn the_label_selector_is_applied_server_side() {
     let mut names: Vec<&str> = listed.iter().map(|w| w.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["mine", "web"]);
-    let watched = WatchedCluster::start(client, selection, OPTIONS, Arc::new(Telemetry::new()));
+    let watched = WatchedCluster::start(
+        client,
+        selection,
+        OPTIONS,
+        Arc::new(Telemetry::new()),
+        MetadataAllowlist::default(),
+    );
     eventually("listed", || watched.is_ready()).await;
     eventually("watching rollouts", || {
         api.open_custom_watches(ARGO_ROLLOUT) > 0

@@ -164,11 +164,13 @@ pub fn keyring(data: &[u8]) {
             name: "c".into(),
             image: image.into(),
             jsonpath: "{.spec.containers[0]}".into(),
+            image_id: None,
         }],
         pull: PullConfig {
             secrets: vec!["regcred".into()],
             service_account: "default".into(),
         },
+        metadata_labels: Vec::new(),
     };
     let _ = store.scope(&workload);
     let _ = pull_secrets::logins(&store.keyring(&workload), image);
@@ -187,7 +189,12 @@ pub fn manifests_file(data: &[u8]) {
             .collect(),
         ..Selection::default()
     };
-    let source = FileSource::new(vec![file.path.clone()], selection, telemetry());
+    let source = FileSource::new(
+        vec![file.path.clone()],
+        selection,
+        telemetry(),
+        Default::default(),
+    );
     let Ok(found) = runtime().block_on(source.snapshot()) else {
         return;
     };

@@ -292,12 +292,14 @@ mod tests {
                         name: "c".into(),
                         image: (*image).into(),
                         jsonpath: "{.spec.template.spec.containers[0]}".into(),
+                        image_id: None,
                     })
                     .collect(),
                 pull: PullConfig {
                     secrets: secrets.iter().map(|s| (*s).into()).collect(),
                     service_account: "default".into(),
                 },
+                metadata_labels: Vec::new(),
             })
         };
         let workloads = [

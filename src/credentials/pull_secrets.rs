@@ -444,6 +444,7 @@ mod tests {
                 secrets: secrets.iter().map(|s| s.to_string()).collect(),
                 service_account: account.into(),
             },
+            metadata_labels: Vec::new(),
         }
     }
 

@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use super::custom::{InvalidObject, KindSpec};
-use super::{workload, DiscoveryError, HasPodSpec, Kind, Selection, Workload};
+use super::{
+    workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Selection, Workload,
+};
 use crate::telemetry::Telemetry;
 
 /// Objects per LIST page: large enough for few round trips, small enough
@@ -29,16 +31,25 @@ pub struct ClusterSource {
     /// Kinds already reported as forbidden, so the warning is logged once.
     forbidden: Mutex<HashSet<Kind>>,
     telemetry: Arc<Telemetry>,
+    /// The workload labels and annotations kept (boxed: `Source` holds
+    /// this or a pointer, and is moved around whole).
+    metadata: Box<MetadataAllowlist>,
 }
 
 impl ClusterSource {
-    pub fn new(client: Client, mut selection: Selection, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        client: Client,
+        mut selection: Selection,
+        telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
+    ) -> Self {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         ClusterSource {
             client,
             selection: Box::new(selection),
             forbidden: Mutex::default(),
             telemetry,
+            metadata: Box::new(metadata),
         }
     }
 
@@ -103,7 +114,12 @@ impl ClusterSource {
                 None => Api::all_with(self.client.clone(), &resource),
             })
         };
-        let reduce = |object: &DynamicObject| custom_workload(spec, cluster_scoped, object);
+        let reduce = |object: &DynamicObject| {
+            custom_workload(spec, cluster_scoped, object).map(|mut workload| {
+                workload.metadata_labels = self.metadata.keep(&object.metadata);
+                workload
+            })
+        };
         self.list_apis(kind, apis, reduce).await
     }
 
@@ -122,8 +138,10 @@ impl ClusterSource {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         });
-        self.list_apis(K::KIND, apis, |object: &K| Ok(workload(object, "default")))
-            .await
+        self.list_apis(K::KIND, apis, |object: &K| {
+            Ok(workload_keeping(object, "default", &self.metadata))
+        })
+        .await
     }
 
     fn count(&self, kind: Kind, reason: &str) {

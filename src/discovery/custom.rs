@@ -318,6 +318,7 @@ impl KindSpec {
                             .ok_or_else(|| invalid(format!("{} has no name", at())))?,
                         image: string("image")?.unwrap_or_default(),
                         jsonpath: format!("{{{}.{field}[{index}]}}", path.text),
+                        image_id: None,
                     });
                 }
             }
@@ -335,6 +336,8 @@ impl KindSpec {
                 service_account: "default".into(),
                 ..PullConfig::default()
             }),
+            // Filled by the caller, which holds the allowlist.
+            metadata_labels: Vec::new(),
         })
     }
 }

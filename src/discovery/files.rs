@@ -26,7 +26,10 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::custom::KindSpec;
-use super::{workload, DiscoveryError, HasPodSpec, PullObjects, Selection, Workload};
+use super::{
+    workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, PullObjects, Selection,
+    Workload,
+};
 use crate::telemetry::Telemetry;
 
 /// Deepest nesting of a document's collections. Kubernetes objects nest
@@ -55,6 +58,8 @@ struct Inner {
     /// Documents and files skipped in the last snapshot.
     skipped: AtomicUsize,
     telemetry: Arc<Telemetry>,
+    /// The workload labels and annotations kept.
+    metadata: MetadataAllowlist,
 }
 
 /// What one reading of the files found.
@@ -129,7 +134,12 @@ impl SkipReason {
 }
 
 impl FileSource {
-    pub fn new(paths: Vec<PathBuf>, mut selection: Selection, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        mut selection: Selection,
+        telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
+    ) -> Self {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         FileSource {
             inner: Arc::new(Inner {
@@ -139,6 +149,7 @@ impl FileSource {
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
                 telemetry,
+                metadata,
             }),
         }
     }
@@ -242,7 +253,11 @@ impl Inner {
             }
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(read_error)?;
-            let content = Arc::new(parse_manifests(&bytes, &self.selection));
+            let content = Arc::new(parse_manifests_keeping(
+                &bytes,
+                &self.selection,
+                &self.metadata,
+            ));
             log_skipped("<stdin>", &content.skipped);
             let content = self.stdin.get_or_init(|| content).clone();
             return Ok(vec![("<stdin>".into(), content)]);
@@ -263,7 +278,11 @@ impl Inner {
                             content,
                         }) if known_digest == digest => FileState::Parsed { digest, content },
                         previous => {
-                            let content = Arc::new(parse_manifests(&bytes, &self.selection));
+                            let content = Arc::new(parse_manifests_keeping(
+                                &bytes,
+                                &self.selection,
+                                &self.metadata,
+                            ));
                             let was_bad = match &previous {
                                 Some(FileState::Parsed { content, .. }) => {
                                     !content.skipped.is_empty()
@@ -329,6 +348,16 @@ fn log_skipped(origin: &str, skipped: &[Skipped]) {
 /// does not match are left out. Touches no filesystem; this is what the
 /// fuzz target feeds.
 pub fn parse_manifests(bytes: &[u8], selection: &Selection) -> ManifestFile {
+    parse_manifests_keeping(bytes, selection, &MetadataAllowlist::default())
+}
+
+/// [`parse_manifests`], keeping the workload labels and annotations
+/// `metadata` allows.
+pub fn parse_manifests_keeping(
+    bytes: &[u8],
+    selection: &Selection,
+    metadata: &MetadataAllowlist,
+) -> ManifestFile {
     let mut out = ManifestFile::default();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (index, document) in split_documents(bytes).into_iter().enumerate() {
@@ -352,7 +381,7 @@ pub fn parse_manifests(bytes: &[u8], selection: &Selection) -> ManifestFile {
         }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
-            Ok(value) => collect(index, value, selection, &mut out),
+            Ok(value) => collect(index, value, selection, metadata, &mut out),
             Err(e) => {
                 let (reason, detail) = classify(&e);
                 out.skipped.push(skip(reason, detail));
@@ -480,7 +509,13 @@ fn is_empty_document(text: &str) -> bool {
     })
 }
 
-fn collect(index: usize, value: Value, selection: &Selection, out: &mut ManifestFile) {
+fn collect(
+    index: usize,
+    value: Value,
+    selection: &Selection,
+    metadata: &MetadataAllowlist,
+    out: &mut ManifestFile,
+) {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -526,7 +561,7 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
         if let Value::Object(mut map) = value {
             if let Some(Value::Array(items)) = map.remove("items") {
                 for item in items {
-                    collect(index, item, selection, out);
+                    collect(index, item, selection, metadata, out);
                 }
             }
         }
@@ -567,12 +602,12 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
             }
             return;
         }
-        ("v1", "Pod") => typed::<Pod>(value),
-        ("apps/v1", "Deployment") => typed::<Deployment>(value),
-        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value),
-        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value),
-        ("batch/v1", "Job") => typed::<Job>(value),
-        ("batch/v1", "CronJob") => typed::<CronJob>(value),
+        ("v1", "Pod") => typed::<Pod>(value, metadata),
+        ("apps/v1", "Deployment") => typed::<Deployment>(value, metadata),
+        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value, metadata),
+        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value, metadata),
+        ("batch/v1", "Job") => typed::<Job>(value, metadata),
+        ("batch/v1", "CronJob") => typed::<CronJob>(value, metadata),
         _ if custom.is_some() => {
             let spec = custom.expect("checked by the guard");
             let namespace = match value.pointer("/metadata/namespace") {
@@ -592,7 +627,15 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
                 return;
             };
             match spec.workload(namespace, object_name.to_owned(), &value) {
-                Ok(w) => out.workloads.push(w),
+                Ok(mut w) => {
+                    if !metadata.is_empty() {
+                        let meta = value.get("metadata").cloned().unwrap_or_default();
+                        if let Ok(meta) = serde_json::from_value(meta) {
+                            w.metadata_labels = metadata.keep(&meta);
+                        }
+                    }
+                    out.workloads.push(w)
+                }
                 Err(e) => out.skipped.push(Skipped {
                     document: index,
                     reason: SkipReason::InvalidObject,
@@ -615,8 +658,12 @@ fn collect(index: usize, value: Value, selection: &Selection, out: &mut Manifest
     }
 }
 
-fn typed<K: HasPodSpec + DeserializeOwned>(value: Value) -> Result<Workload, serde_json::Error> {
-    Ok(workload(&serde_json::from_value::<K>(value)?, "default"))
+fn typed<K: HasPodSpec + DeserializeOwned>(
+    value: Value,
+    metadata: &MetadataAllowlist,
+) -> Result<Workload, serde_json::Error> {
+    let object = serde_json::from_value::<K>(value)?;
+    Ok(workload_keeping(&object, "default", metadata))
 }
 
 /// Files under `path` (itself if a file), manifests only, in a stable order.
@@ -901,12 +948,14 @@ spec:
             vec![dir.path().into()],
             Selection::default(),
             Arc::new(Telemetry::new()),
+            MetadataAllowlist::default(),
         );
         assert_eq!(all.snapshot().await.unwrap().workloads.len(), 2);
         let some = FileSource::new(
             vec![dir.path().into()],
             Selection::namespaces(vec!["keep".into()]),
             Arc::new(Telemetry::new()),
+            MetadataAllowlist::default(),
         );
         let got = some.snapshot().await.unwrap().workloads;
         assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
@@ -915,6 +964,7 @@ spec:
             vec![dir.path().join("nope.yaml")],
             Selection::default(),
             Arc::new(Telemetry::new()),
+            MetadataAllowlist::default(),
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");
@@ -931,6 +981,7 @@ spec:
             vec![dir.path().into()],
             Selection::default(),
             telemetry.clone(),
+            MetadataAllowlist::default(),
         );
         let not_utf8 = || {
             telemetry

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod custom;
 pub mod files;
+pub mod ownership;
 pub mod select;
 pub mod watch;
 
@@ -15,12 +16,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ContainerStatus, Pod, PodSpec, PodStatus, Secret, ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 pub use cluster::ClusterSource;
 pub use custom::{KindName, KindSpec};
 pub use files::FileSource;
+pub use ownership::MetadataAllowlist;
 pub use select::{LabelSelector, Selection};
 pub use watch::WatchedCluster;
 
@@ -95,6 +99,10 @@ pub struct Workload {
     pub containers: Vec<Container>,
     /// Where its pods get registry credentials from.
     pub pull: PullConfig,
+    /// The labels and annotations `--workload-labels` and
+    /// `--workload-annotations` allow, as `label_*`/`annotation_*` label
+    /// names and values (see [`ownership`]); empty unless configured.
+    pub metadata_labels: Vec<(String, String)>,
 }
 
 /// The pod spec's `imagePullSecrets` and service account: with the
@@ -115,6 +123,63 @@ pub struct Container {
     pub image: String,
     /// Where the container sits in its object, e.g. `{.spec.template.spec.initContainers[0]}`.
     pub jsonpath: String,
+    /// What the runtime pulled for it, from the Pod's status; `None` for
+    /// other kinds and for containers that have not been pulled yet.
+    pub image_id: Option<ImageId>,
+}
+
+/// A container status' `imageID`: the digest reference the runtime pulled
+/// (`registry/repo@sha256:…`), runtime prefix (`docker-pullable://`) stripped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageId {
+    /// `repo@digest`, as the `image_id` label shows it.
+    pub reference: String,
+    /// Whether the container is running now (not waiting or terminated).
+    pub running: bool,
+}
+
+/// Longest `imageID` taken: a reference's name is at most 255 bytes and a
+/// sha512 digest 135, so anything longer is not one.
+const MAX_IMAGE_ID_LENGTH: usize = 512;
+
+impl ImageId {
+    /// Reads a status' `imageID`; `None` unless it is a reference pinned by
+    /// a sha256 or sha512 digest. `docker://sha256:…` (Docker's local image
+    /// ID, the config's digest) names no manifest, so it is no `ImageId`.
+    pub fn parse(image_id: &str, running: bool) -> Option<ImageId> {
+        if image_id.len() > MAX_IMAGE_ID_LENGTH {
+            return None;
+        }
+        let reference = match image_id.split_once("://") {
+            Some((scheme, rest))
+                if !scheme.is_empty()
+                    && scheme.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') =>
+            {
+                rest
+            }
+            _ => image_id,
+        };
+        let (name, digest) = reference.rsplit_once('@')?;
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'@' | b'"' | b'\\'));
+        if !name_ok || crate::reference::check_digest(digest).is_err() {
+            return None;
+        }
+        Some(ImageId {
+            reference: reference.to_owned(),
+            running,
+        })
+    }
+
+    /// The digest the runtime pulled: for a multi-arch tag, the index's or
+    /// the platform manifest's, depending on the runtime.
+    pub fn digest(&self) -> &str {
+        self.reference
+            .rsplit_once('@')
+            .map_or("", |(_, digest)| digest)
+    }
 }
 
 /// Docker config Secrets and ServiceAccounts a source read, for the
@@ -221,6 +286,10 @@ pub(crate) trait HasPodSpec {
     const POD_SPEC_PATH: &'static str = ".spec.template.spec";
     fn meta(&self) -> &ObjectMeta;
     fn pod_spec(&self) -> Option<&PodSpec>;
+    /// What the kubelet reports of the containers: Pods only.
+    fn pod_status(&self) -> Option<&PodStatus> {
+        None
+    }
 }
 
 macro_rules! template_kind {
@@ -245,6 +314,9 @@ impl HasPodSpec for Pod {
     }
     fn pod_spec(&self) -> Option<&PodSpec> {
         self.spec.as_ref()
+    }
+    fn pod_status(&self) -> Option<&PodStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -271,12 +343,24 @@ impl HasPodSpec for CronJob {
     }
 }
 
-/// Reduces an object to its workload: identity plus every container of its
-/// pod spec, in the order init, regular, ephemeral (as the upstream exporter).
+/// [`workload_keeping`] without labels or annotations, for tests.
+#[cfg(test)]
 pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workload {
+    workload_keeping(obj, default_namespace, &MetadataAllowlist::default())
+}
+
+/// Reduces an object to its workload: identity plus every container of its
+/// pod spec, in the order init, regular, ephemeral (as the upstream
+/// exporter), and the labels and annotations `metadata` allows.
+pub(crate) fn workload_keeping<K: HasPodSpec>(
+    obj: &K,
+    default_namespace: &str,
+    metadata: &MetadataAllowlist,
+) -> Workload {
     let meta = obj.meta();
     let prefix = K::POD_SPEC_PATH;
     let mut containers = Vec::new();
+    let status = obj.pod_status();
     if let Some(spec) = obj.pod_spec() {
         let init = spec
             .init_containers
@@ -289,16 +373,32 @@ pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workl
             .iter()
             .flatten()
             .map(|c| (&c.name, &c.image));
-        for (field, entries) in [
-            ("initContainers", init.collect::<Vec<_>>()),
-            ("containers", regular.collect()),
-            ("ephemeralContainers", ephemeral.collect()),
+        let statuses = |pick: fn(&PodStatus) -> Option<&Vec<ContainerStatus>>| {
+            status.and_then(pick).map_or(&[][..], Vec::as_slice)
+        };
+        for (field, entries, statuses) in [
+            (
+                "initContainers",
+                init.collect::<Vec<_>>(),
+                statuses(|s| s.init_container_statuses.as_ref()),
+            ),
+            (
+                "containers",
+                regular.collect(),
+                statuses(|s| s.container_statuses.as_ref()),
+            ),
+            (
+                "ephemeralContainers",
+                ephemeral.collect(),
+                statuses(|s| s.ephemeral_container_statuses.as_ref()),
+            ),
         ] {
             for (index, (name, image)) in entries.into_iter().enumerate() {
                 containers.push(Container {
                     name: name.clone(),
                     image: image.clone().unwrap_or_default(),
                     jsonpath: format!("{{{prefix}.{field}[{index}]}}"),
+                    image_id: image_id(statuses, name),
                 });
             }
         }
@@ -318,7 +418,16 @@ pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workl
                 service_account: "default".into(),
                 ..PullConfig::default()
             }),
+        metadata_labels: metadata.keep(meta),
     }
+}
+
+/// The `imageID` the status of container `name` reports, if it is a digest
+/// reference.
+fn image_id(statuses: &[ContainerStatus], name: &str) -> Option<ImageId> {
+    let status = statuses.iter().find(|s| s.name == name)?;
+    let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
+    ImageId::parse(&status.image_id, running)
 }
 
 fn pull_config(spec: &PodSpec) -> PullConfig {

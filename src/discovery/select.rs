@@ -361,9 +361,11 @@ mod tests {
                     name: format!("c{i}"),
                     image: image.to_string(),
                     jsonpath: format!("{{.spec.containers[{i}]}}"),
+                    image_id: None,
                 })
                 .collect(),
             pull: PullConfig::default(),
+            metadata_labels: Vec::new(),
         };
         assert!(selection.admit(workload("kube-system")).is_none());
         let kept = selection.admit(workload("shop")).unwrap();

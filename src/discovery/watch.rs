@@ -46,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use super::cluster::custom_workload;
 use super::custom::{InvalidObject, KindSpec};
-use super::{workload, HasPodSpec, Kind, Selection, Workload};
+use super::{workload_keeping, HasPodSpec, Kind, MetadataAllowlist, Selection, Workload};
 use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
@@ -108,6 +108,7 @@ impl WatchedCluster {
         mut selection: Selection,
         options: WatchOptions,
         telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
     ) -> WatchedCluster {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         let mut namespaces = std::mem::take(&mut selection.namespaces);
@@ -136,6 +137,7 @@ impl WatchedCluster {
             options,
             telemetry,
             selection,
+            metadata,
         });
         for kind in &kinds {
             // Every kind is reported, stale or not, from the start.
@@ -228,6 +230,8 @@ struct Shared {
     telemetry: Arc<Telemetry>,
     /// Filters applied to every object as it arrives.
     selection: Selection,
+    /// The workload labels and annotations kept.
+    metadata: MetadataAllowlist,
 }
 
 /// Why a watcher's objects could not be refreshed, since when.
@@ -553,8 +557,9 @@ where
         Some(namespace) => format!("in namespace {namespace}"),
         None => String::new(),
     };
+    let kept = shared.clone();
     let reducer = Reducer {
-        reduce: |object: &K| Ok(workload(object, "default")),
+        reduce: move |object: &K| Ok(workload_keeping(object, "default", &kept.metadata)),
         key: |object: &K| {
             let meta = HasPodSpec::meta(object);
             (
@@ -644,7 +649,10 @@ async fn run_custom(
                     };
                     let reducer = Reducer {
                         reduce: |object: &DynamicObject| {
-                            custom_workload(&spec, cluster_scoped, object)
+                            custom_workload(&spec, cluster_scoped, object).map(|mut workload| {
+                                workload.metadata_labels = shared.metadata.keep(&object.metadata);
+                                workload
+                            })
                         },
                         key: |object: &DynamicObject| {
                             let namespace = match (&object.metadata.namespace, cluster_scoped) {
@@ -996,6 +1004,7 @@ fn handle_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::workload;
 
     /// A workload as the extraction makes it, from a Pod or DaemonSet.
     fn w(kind: Kind, ns: &str, name: &str, images: &[&str]) -> Workload {
@@ -1040,6 +1049,7 @@ mod tests {
             },
             telemetry: Arc::new(Telemetry::new()),
             selection: Selection::default(),
+            metadata: MetadataAllowlist::default(),
         }
     }
 

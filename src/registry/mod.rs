@@ -17,6 +17,7 @@
 
 pub mod base;
 pub mod client;
+pub mod filter;
 mod limiter;
 pub mod limits;
 pub mod manifest;
@@ -31,6 +32,7 @@ use moka::future::Cache;
 use oci_client::Reference;
 use tracing::debug;
 
+pub use filter::{FilterError, ImageFilter, KeyFilter};
 pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
@@ -66,7 +68,16 @@ pub struct ImageMetadata {
     pub dropped: Dropped,
     /// What is attached to the image and the base it was built on.
     pub supply_chain: SupplyChain,
+    /// For a multi-arch tag, the digests of the index's manifests (at most
+    /// [`MAX_PLATFORM_DIGESTS`]): a runtime reports the index digest or the
+    /// one of the platform it pulled, and both run what the tag names.
+    pub platform_digests: Vec<String>,
 }
+
+/// Most manifests of one index remembered in [`ImageMetadata::platform_digests`]:
+/// real indexes hold a few platforms and their attestations; a hostile one
+/// must not grow the metadata cache.
+pub const MAX_PLATFORM_DIGESTS: usize = 64;
 
 impl ImageMetadata {
     /// The metadata of one image, its labels and annotations bounded by
@@ -102,7 +113,14 @@ impl ImageMetadata {
             annotations,
             dropped,
             supply_chain: SupplyChain::default(),
+            platform_digests: Vec::new(),
         }
+    }
+
+    /// Whether a runtime that reports `digest` runs what this image's
+    /// reference names now: its digest, or one of its index's manifests.
+    pub fn runs(&self, digest: &str) -> bool {
+        self.digest == digest || self.platform_digests.iter().any(|d| d == digest)
     }
 }
 
@@ -235,6 +253,8 @@ pub struct ResolverConfig {
     pub referrers: bool,
     /// How long a lookup of what is attached to an image is trusted.
     pub referrers_cache_duration: Duration,
+    /// Which of an image's labels and annotations are kept, before the limits.
+    pub image_filter: ImageFilter,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -428,6 +448,7 @@ impl Resolver {
             .await?;
         let mut annotations = BTreeMap::new();
         let mut supply_chain = SupplyChain::default();
+        let mut platform_digests = Vec::new();
         let (config, layers, image_annotations) =
             match Manifest::parse(&body).map_err(|m| bad_format(pinned, m))? {
                 Manifest::Image {
@@ -451,6 +472,13 @@ impl Resolver {
                     supply_chain.platform_digest = Some(entry.digest.clone());
                     supply_chain.index_attestations =
                         referrers::index_attestations(&manifests, &entry.digest);
+                    platform_digests = manifests
+                        .iter()
+                        .map(|m| &m.digest)
+                        .filter(|d| crate::reference::check_digest(d).is_ok())
+                        .take(MAX_PLATFORM_DIGESTS)
+                        .cloned()
+                        .collect();
                     // Checked before it names a reference: it is the registry's text.
                     reference::check_digest(&entry.digest).map_err(|e| {
                         bad_format(pinned, format!("the index names its image manifest {e}"))
@@ -491,11 +519,12 @@ impl Resolver {
             digest.to_owned(),
             size,
             image_config.created_unix(),
-            image_config.labels(),
-            annotations,
+            self.config.image_filter.labels.apply(image_config.labels()),
+            self.config.image_filter.annotations.apply(annotations),
             &self.config.image_limits,
         );
         metadata.supply_chain = supply_chain;
+        metadata.platform_digests = platform_digests;
         Ok(metadata)
     }
 }

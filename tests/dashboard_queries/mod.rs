@@ -20,14 +20,16 @@ use std::path::Path;
 use serde_json::Value;
 
 /// What each template variable becomes in [`all_panel_queries`]: every
-/// cluster and namespace (the dashboards only use these two inside `=~`
-/// regex matchers), the default job, a one-hour look-back, 14 days for the
+/// cluster, namespace and owner (the dashboards only use these inside `=~`
+/// regex matchers), `label_team` as the owner label, the default job, a one-hour look-back, 14 days for the
 /// freshness threshold, and fixed values for Grafana's built-ins.
 pub const DEFAULT_VALUES: &[(&str, &str)] = &[
     ("datasource", "prometheus"),
     ("job", "container-image-pusher"),
     ("cluster", ".*"),
     ("namespace", ".*"),
+    ("owner_label", "label_team"),
+    ("owner", ".*"),
     ("window", "1h"),
     ("age_days", "14"),
     ("__range", "1h"),

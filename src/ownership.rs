@@ -1,0 +1,106 @@
+//! Who owns a workload: `container_image_workload_labels`, one series per
+//! workload carrying the labels and annotations `--workload-labels` and
+//! `--workload-annotations` allow (kept by
+//! [`discovery::ownership`](crate::discovery::ownership) when the object
+//! is read), so alerts and dashboards can route by team:
+//!
+//! ```promql
+//! container_image_container_info
+//!   * on (namespace, kind, name) group_left (label_team)
+//!   container_image_workload_labels
+//! ```
+
+use std::sync::Arc;
+
+use crate::discovery::Workload;
+use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+
+/// One workload's `container_image_workload_labels`.
+pub(crate) fn workload_labels(
+    common: &Arc<CommonLabels>,
+    strings: &mut Interner,
+    workload: &Workload,
+) -> Series {
+    let values = [
+        strings.intern(workload.kind.group()),
+        strings.intern(workload.kind.version()),
+        strings.intern(workload.kind.as_str()),
+        strings.intern(&workload.namespace),
+        strings.intern(&workload.name),
+    ];
+    let extra = workload
+        .metadata_labels
+        .iter()
+        .map(|(name, value)| (strings.intern(name), strings.intern(value)))
+        .collect();
+    Series {
+        labels: LabelSet::with_extra(Family::WorkloadLabels, common, Box::new(values), extra),
+        value: 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Kind;
+
+    fn workload(labels: &[(&str, &str)]) -> Workload {
+        Workload {
+            kind: Kind::Deployment,
+            namespace: "shop".into(),
+            name: "api".into(),
+            containers: Vec::new(),
+            pull: Default::default(),
+            metadata_labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn decoded(series: Series) -> Vec<(String, String)> {
+        series
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn one_series_with_the_kept_labels_in_name_order() {
+        let common = Arc::new(CommonLabels::new("j", &[]));
+        let got = decoded(workload_labels(
+            &common,
+            &mut Interner::default(),
+            &workload(&[("label_team", "payments"), ("annotation_owner", "alice")]),
+        ));
+        let expected: Vec<(String, String)> = [
+            ("__name__", "container_image_workload_labels"),
+            ("annotation_owner", "alice"),
+            ("group", "apps"),
+            ("job", "j"),
+            ("kind", "Deployment"),
+            ("label_team", "payments"),
+            ("name", "api"),
+            ("namespace", "shop"),
+            ("version", "v1"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn an_external_label_of_the_same_name_wins_and_is_sent_once() {
+        let external = [("label_team".to_owned(), "platform".to_owned())];
+        let common = Arc::new(CommonLabels::new("j", &external));
+        let got = decoded(workload_labels(
+            &common,
+            &mut Interner::default(),
+            &workload(&[("label_team", "payments")]),
+        ));
+        let teams: Vec<&(String, String)> = got.iter().filter(|(n, _)| n == "label_team").collect();
+        assert_eq!(teams, [&("label_team".to_owned(), "platform".to_owned())]);
+    }
+}
