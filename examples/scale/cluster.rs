@@ -23,8 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::images::{ImagePlan, Pin, EPOCH_SECONDS, POPULAR_IMAGES};
+use super::options::Options;
 use super::results::DatasetStats;
-use super::support::kube_api::KubeApi;
+use super::support::kube_api::{Crd, KubeApi, ARGO_ROLLOUT, KRUISE_CLONE_SET};
 
 /// Fills the API server with workloads totalling exactly `containers`
 /// containers over the images of `plans`.
@@ -32,11 +33,16 @@ pub(crate) fn populate(
     api: &KubeApi,
     plans: &[ImagePlan],
     host: &str,
-    containers: usize,
-    accounts: bool,
+    options: &Options,
 ) -> DatasetStats {
+    let containers = options.containers;
+    if options.custom_kinds {
+        api.install_crd(ARGO_ROLLOUT);
+        api.install_crd(KRUISE_CLONE_SET);
+    }
     let mut generator = Generator {
-        accounts,
+        accounts: options.service_account_per_workload,
+        custom_kinds: options.custom_kinds,
         api,
         plans,
         host,
@@ -71,6 +77,8 @@ pub(crate) fn populate(
 pub(crate) struct Generator<'a> {
     /// A service account per Deployment and StatefulSet.
     pub(crate) accounts: bool,
+    /// Some Deployments are Argo Rollouts or OpenKruise CloneSets instead.
+    pub(crate) custom_kinds: bool,
     pub(crate) api: &'a KubeApi,
     pub(crate) plans: &'a [ImagePlan],
     pub(crate) host: &'a str,
@@ -109,6 +117,15 @@ impl Generator<'_> {
         *self.stats.objects.entry(K::KIND.to_owned()).or_default() += 1;
         self.stats.containers += containers;
         self.api.apply(object);
+    }
+
+    /// [`Generator::apply`] for an object of an installed CRD.
+    pub(crate) fn apply_custom(&mut self, object: serde_json::Value, containers: usize) {
+        self.stats.api_json_bytes += serde_json::to_vec(&object).map_or(0, |v| v.len());
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        *self.stats.objects.entry(kind).or_default() += 1;
+        self.stats.containers += containers;
+        self.api.apply_custom(object);
     }
 
     pub(crate) fn use_images(&mut self, slots: &[Slot]) {
@@ -217,6 +234,33 @@ impl Generator<'_> {
             match_labels: Some(BTreeMap::from([("app".to_owned(), name.clone())])),
             ..LabelSelector::default()
         };
+        // The same containers and pods as a Deployment, under a custom
+        // kind: the pusher reads its template through the dynamic API.
+        let custom = match kind {
+            0..=2 if self.custom_kinds => Some(ARGO_ROLLOUT),
+            3..=5 if self.custom_kinds => Some(KRUISE_CLONE_SET),
+            _ => None,
+        };
+        if let Some(crd) = custom {
+            let metadata = meta(&name, &namespace, labels, None, "helm");
+            let object = custom_workload(crd, metadata, &selector, &template);
+            self.apply_custom(object, per_object);
+            for replica in 0..2 {
+                // Rollouts own ReplicaSets, as Deployments do; CloneSets
+                // own their pods directly.
+                let (owner, pod_name) = if crd == ARGO_ROLLOUT {
+                    let replica_set = format!("{name}-{:08x}", k * 2_654_435_761 % 0xffff_ffff);
+                    let pod_name = format!("{replica_set}-{}", pod_suffix(k, replica));
+                    (owner("apps/v1", "ReplicaSet", &replica_set, k), pod_name)
+                } else {
+                    let pod_name = format!("{name}-{}", pod_suffix(k, replica));
+                    (owner(&crd.api_version(), crd.kind, &name, k), pod_name)
+                };
+                let pod = self.pod(&pod_name, &namespace, &name, spec.clone(), Some(owner));
+                self.apply(&pod, per_object);
+            }
+            return;
+        }
         match kind {
             0..=9 => {
                 let deployment = Deployment {
@@ -522,6 +566,45 @@ impl Generator<'_> {
             status: Some(pod_status),
         }
     }
+}
+
+/// An Argo Rollout or OpenKruise CloneSet with two replicas, as their
+/// controllers report them once rolled out.
+fn custom_workload(
+    crd: Crd,
+    metadata: ObjectMeta,
+    selector: &LabelSelector,
+    template: &PodTemplateSpec,
+) -> serde_json::Value {
+    let strategy = if crd == ARGO_ROLLOUT {
+        json!({ "strategy": { "canary": { "steps": [
+            { "setWeight": 20 }, { "pause": { "duration": "1m" } }, { "setWeight": 100 },
+        ] } } })
+    } else {
+        json!({ "updateStrategy": { "type": "InPlaceIfPossible", "maxUnavailable": "20%" } })
+    };
+    let mut spec = json!({
+        "replicas": 2,
+        "selector": selector,
+        "template": template,
+        "revisionHistoryLimit": 10,
+    });
+    if let (Some(spec), Some(strategy)) = (spec.as_object_mut(), strategy.as_object()) {
+        spec.extend(strategy.clone());
+    }
+    json!({
+        "apiVersion": crd.api_version(),
+        "kind": crd.kind,
+        "metadata": metadata,
+        "spec": spec,
+        "status": {
+            "replicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+            "updatedReplicas": 2,
+            "observedGeneration": 1,
+        },
+    })
 }
 
 pub(crate) fn labels(app: &str) -> BTreeMap<String, String> {

@@ -10,7 +10,9 @@
 //! Everything runs on loopback, with the peers the integration tests use:
 //! - the Kubernetes API test server (`tests/support/kube_api.rs`), serving a
 //!   generated cluster: Deployments (2–3 containers, some with an init
-//!   container) and their ReplicaSet-owned Pods, StatefulSets, DaemonSets and
+//!   container) and their ReplicaSet-owned Pods (with `--custom-kinds`,
+//!   three in ten of them Argo Rollouts and three in ten OpenKruise
+//!   CloneSets, whose CRDs the server then serves), StatefulSets, DaemonSets and
 //!   their Pods, CronJobs with a Job and its Pod, and bare Pods (some with an
 //!   ephemeral container), with realistic metadata, specs and pod status;
 //! - Debian's `docker-registry` holding the images, pushed once into
@@ -125,13 +127,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let api = KubeApi::start().await;
-    let mut dataset = populate(
-        &api,
-        &plans,
-        &registry.host,
-        options.containers,
-        options.service_account_per_workload,
-    );
+    let mut dataset = populate(&api, &plans, &registry.host, options);
     // Apply keeps every write for watches to replay; a fresh cluster has no
     // history anyone needs, so drop it (halves the server's memory).
     api.compact();
@@ -268,6 +264,11 @@ struct Cli {
     /// each Deployment and StatefulSet has its own, as Helm charts do).
     #[arg(long)]
     shared_service_account: bool,
+    /// Make three in ten Deployments Argo Rollouts and three in ten OpenKruise
+    /// CloneSets (same containers and images), and pass the pusher
+    /// `--workload-kind argo-rollouts --workload-kind openkruise-cloneset`.
+    #[arg(long)]
+    custom_kinds: bool,
     /// Extra argument for the pusher, repeatable: `--pusher-arg=--pull-secrets=false`.
     #[arg(long = "pusher-arg", value_name = "ARG", allow_hyphen_values = true)]
     pusher_args: Vec<String>,
@@ -328,6 +329,7 @@ fn main() -> std::process::ExitCode {
     options.alternative = !cli.skip_alternative;
     options.vmagent = !cli.skip_alternative && !cli.skip_vmagent;
     options.service_account_per_workload = !cli.shared_service_account;
+    options.custom_kinds = cli.custom_kinds;
     options.pusher_args = cli.pusher_args.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

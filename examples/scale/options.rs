@@ -40,6 +40,10 @@ pub struct Options {
     /// most Helm charts do), or leave all workloads on `default`. Lookups
     /// are per image and credential scope, so this changes the tick's cost.
     pub service_account_per_workload: bool,
+    /// Make three in ten Deployments Argo Rollouts and three in ten
+    /// OpenKruise CloneSets (same containers and images), install their
+    /// CRDs, and pass the pusher `--workload-kind` for both presets.
+    pub custom_kinds: bool,
     /// Extra arguments for the pusher (both modes), e.g. `--pull-secrets=false`.
     pub pusher_args: Vec<String>,
     /// Images pushed at once when filling the registry.
@@ -66,6 +70,7 @@ impl Options {
             alternative: true,
             vmagent: true,
             service_account_per_workload: true,
+            custom_kinds: false,
             pusher_args: Vec::new(),
             push_concurrency: 32,
             progress: true,

@@ -310,7 +310,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nService accounts: {}. Pusher flags: `--interval {} --cache-duration {} \
-             --registry-rps {} --registry-concurrency {}{}`.",
+             --registry-rps {} --registry-concurrency {}{}{}`.",
             if o.service_account_per_workload {
                 "one per Deployment and StatefulSet (their pods use it too), `default` for the rest"
             } else {
@@ -320,6 +320,11 @@ impl Report {
             humantime::format_duration(o.cache_duration),
             o.registry_rps,
             o.registry_concurrency,
+            if o.custom_kinds {
+                " --workload-kind argo-rollouts --workload-kind openkruise-cloneset"
+            } else {
+                ""
+            },
             o.pusher_args
                 .iter()
                 .map(|a| format!(" {a}"))
