@@ -32,7 +32,16 @@ pub(crate) fn pusher_command(options: &Options, env: &Env, metrics_address: &str
             &options.registry_concurrency.to_string(),
         ])
         .args(["--metrics-address", metrics_address])
-        .args(["--log-format", "json"])
+        .args(["--log-format", "json"]);
+    if options.custom_kinds {
+        command.args([
+            "--workload-kind",
+            "argo-rollouts",
+            "--workload-kind",
+            "openkruise-cloneset",
+        ]);
+    }
+    command
         .args(&options.pusher_args)
         .env("KUBECONFIG", &env.kubeconfig)
         // Each push's `pushed` line is at debug level.
