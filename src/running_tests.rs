@@ -8,11 +8,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
-use crate::discovery::{workload, Container, ImageId, Kind, Workload};
+use crate::discovery::{workload, ImageId, Kind, Workload};
 use crate::inventory::build_once;
 use crate::registry::{ErrorClass, ImageMetadata, Resolution, ResolveError};
-use crate::running::*;
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+use crate::series::{CommonLabels, Family, Series};
 
 fn digest(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))

@@ -366,7 +366,7 @@ fn pull_config(spec: &serde_json::Map<String, Value>) -> Result<PullConfig, Pull
         .find_map(|key| match spec.get(*key) {
             Some(Value::String(s)) if !s.is_empty() => Some(Ok(s.clone())),
             None | Some(Value::Null) | Some(Value::String(_)) => None,
-            Some(_) => Some(Err(PullConfigError::NotAString(*key))),
+            Some(_) => Some(Err(PullConfigError::NotAString(key))),
         })
         .transpose()?;
     let secrets = match spec.get("imagePullSecrets") {

@@ -335,7 +335,9 @@ impl Scenario {
             .map(|s| s.labels["value"].clone())
             .collect();
         assert!(
-            bases.iter().any(|b| b == "cgr.dev/chainguard/static:latest"),
+            bases
+                .iter()
+                .any(|b| b == "cgr.dev/chainguard/static:latest"),
             "{bases:?}"
         );
 
