@@ -338,6 +338,10 @@ pub(crate) fn build_once(
 }
 
 #[cfg(test)]
+#[path = "running_tests.rs"]
+mod running_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::discovery::{Container, Kind};

@@ -3,14 +3,23 @@
 //! Prometheus remote-write receiver.
 //!
 //! Data flows one way, one module per stage:
-//! [`discovery`] (workloads) → [`credentials`] (which logins each
-//! workload's images resolve with) → [`registry`] (image metadata, for
-//! [`reference`]s) → [`inventory`] (builds the series) → [`series`] (the
-//! model, a leaf) → [`remote_write`] (remote write 1.0/2.0 and OTLP) /
-//! [`exposition`] (sinks, each an encoder over the model).
-//! [`app`] wires the stages; [`schedule`] decides when; [`server`] serves
-//! `/metrics`; [`telemetry`] holds the service's own metrics and
-//! [`readiness`] what `/readyz` answers.
+//! [`discovery`] (workloads, from the cluster — listed or watched, built-in
+//! and configured kinds — or manifest files) → [`credentials`] (the logins
+//! each workload's images resolve with) → [`registry`] (image metadata for
+//! [`reference`]s: digests, labels, size, what is attached, the base) →
+//! [`inventory`] (builds the series, with [`running`] for what pods run and
+//! [`ownership`] for workload labels) → [`series`] (the model: families
+//! with one table of label names, label sets, snapshots; a leaf) → sinks,
+//! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP) and
+//! [`exposition`] (the text format of `/metrics` and `--dry-run`).
+//!
+//! [`config`] turns the flags into each stage's settings; [`app`] wires
+//! the stages; [`pipeline`] takes one snapshot through them; [`schedule`]
+//! decides when; [`leader`] which replica pushes; [`server`] serves
+//! `/metrics`, `/healthz` and `/readyz`; [`telemetry`] holds the service's
+//! own metrics and [`readiness`] what `/readyz` answers; [`http`] bounds
+//! what HTTP peers send and [`glob`] matches the filters' patterns in
+//! linear time.
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 

@@ -57,7 +57,7 @@ pub struct Telemetry {
     /// 1 while this replica holds the leader lease (or leader election is off).
     pub leader: IntGauge,
     /// Connections to the local server closed at once because
-    /// [`crate::server::MAX_CONNECTIONS`] were open.
+    /// `server::MAX_CONNECTIONS` were open.
     pub http_connections_refused: prometheus::IntCounter,
     /// What `/readyz` answers: every part of the service records its failing
     /// conditions here.

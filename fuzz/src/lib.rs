@@ -20,6 +20,7 @@ use container_image_pusher::discovery::{
 use container_image_pusher::reference;
 use container_image_pusher::registry::client;
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
+use container_image_pusher::registry::referrers::{self, MAX_ARTIFACT_TYPE_LEN};
 use container_image_pusher::registry::Platform;
 use container_image_pusher::telemetry::Telemetry;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("keyring", keyring),
     ("manifests_file", manifests_file),
     ("remote_write_config", remote_write_config),
+    ("artifact", artifact),
 ];
 
 /// An image as a pod spec names it.
@@ -291,4 +293,26 @@ impl Drop for ScratchFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// An artifact attached to an image (a referrer, a cosign tag's manifest):
+/// what it is, from bytes the registry chose. Whatever they say, it is one
+/// of the known kinds, and its type is a label value of bounded length.
+pub fn artifact(data: &[u8]) {
+    let Ok(artifact) = referrers::classify(data) else {
+        return;
+    };
+    assert!(!artifact.kinds.is_empty(), "every artifact has a kind");
+    let label = &artifact.artifact_type;
+    assert!(
+        label.is_empty()
+            || label == referrers::INVALID_ARTIFACT_TYPE
+            || label.len() <= MAX_ARTIFACT_TYPE_LEN,
+        "artifact type label of {} bytes",
+        label.len()
+    );
+    assert!(
+        label.bytes().all(|b| b.is_ascii_graphic()),
+        "artifact type label {label:?} is not printable ASCII"
+    );
 }

@@ -324,7 +324,7 @@ impl KindSpec {
             }
             // The first pod spec found says where credentials come from.
             if pull.is_none() {
-                pull = Some(pull_config(spec).map_err(invalid)?);
+                pull = Some(pull_config(spec).map_err(|e| invalid(e.to_string()))?);
             }
         }
         Ok(Workload {
@@ -348,14 +348,25 @@ impl fmt::Display for KindSpec {
     }
 }
 
+/// Why a custom object's pod spec names no usable credentials.
+#[derive(Debug, thiserror::Error)]
+enum PullConfigError {
+    #[error("{0} is not a string")]
+    NotAString(&'static str),
+    #[error("imagePullSecrets[].name is not a string")]
+    SecretName,
+    #[error("imagePullSecrets is not a list")]
+    NotAList,
+}
+
 /// As [`super::pull_config`] reads a typed pod spec.
-fn pull_config(spec: &serde_json::Map<String, Value>) -> Result<PullConfig, String> {
+fn pull_config(spec: &serde_json::Map<String, Value>) -> Result<PullConfig, PullConfigError> {
     let account = ["serviceAccountName", "serviceAccount"]
         .iter()
         .find_map(|key| match spec.get(*key) {
             Some(Value::String(s)) if !s.is_empty() => Some(Ok(s.clone())),
             None | Some(Value::Null) | Some(Value::String(_)) => None,
-            Some(_) => Some(Err(format!("{key} is not a string"))),
+            Some(_) => Some(Err(PullConfigError::NotAString(key))),
         })
         .transpose()?;
     let secrets = match spec.get("imagePullSecrets") {
@@ -365,11 +376,11 @@ fn pull_config(spec: &serde_json::Map<String, Value>) -> Result<PullConfig, Stri
             .map(|e| match e.get("name") {
                 Some(Value::String(name)) => Ok(name.clone()),
                 None | Some(Value::Null) => Ok(String::new()),
-                Some(_) => Err("imagePullSecrets[].name is not a string".to_owned()),
+                Some(_) => Err(PullConfigError::SecretName),
             })
             .filter(|n| !matches!(n, Ok(n) if n.is_empty()))
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err("imagePullSecrets is not a list".into()),
+        Some(_) => return Err(PullConfigError::NotAList),
     };
     Ok(PullConfig {
         secrets,

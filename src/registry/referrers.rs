@@ -37,7 +37,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::client::RegistryClient;
-use super::manifest::{Manifest, OCI_INDEX};
+use super::manifest::{DocumentError, Manifest, OCI_INDEX};
 use super::{ErrorClass, ResolveError, Ttl};
 use crate::credentials::Login;
 use crate::reference;
@@ -183,12 +183,23 @@ fn predicate_kind(predicate: &str) -> ReferrerKind {
     }
 }
 
+/// Why an attached artifact's manifest, or a listing of them, cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// serde_json's message says where, and a registry's bytes are no secret.
+    #[error("artifact manifest is not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    #[error("an image manifest where an index was expected")]
+    NotAnIndex,
+}
+
 /// What an artifact manifest is, from the manifest itself: its
 /// `artifactType`, config and layer media types, and the in-toto predicate
 /// types its annotations name. The entry point for those untrusted bytes.
-pub fn classify(body: &[u8]) -> Result<Artifact, String> {
-    let raw: RawArtifact = serde_json::from_slice(body)
-        .map_err(|e| format!("artifact manifest is not valid JSON: {e}"))?;
+pub fn classify(body: &[u8]) -> Result<Artifact, ArtifactError> {
+    let raw: RawArtifact = serde_json::from_slice(body)?;
     let config = raw.config.as_ref().map(|c| c.media_type.as_str());
     let declared = raw
         .artifact_type
@@ -657,15 +668,15 @@ impl ReferrerLookup {
 
 /// The digests an index (a referrers answer or a tag-schema index) lists,
 /// at most [`MAX_ARTIFACTS`], each checked before it names a request.
-fn index_entries(body: &[u8]) -> Result<Vec<String>, String> {
-    match Manifest::parse(body).map_err(|e| e.to_string())? {
+fn index_entries(body: &[u8]) -> Result<Vec<String>, ArtifactError> {
+    match Manifest::parse(body)? {
         Manifest::Index { manifests, .. } => Ok(manifests
             .into_iter()
             .map(|d| d.digest)
             .filter(|d| check_digest(d).is_ok())
             .take(MAX_ARTIFACTS)
             .collect()),
-        Manifest::Image { .. } => Err("an image manifest where an index was expected".into()),
+        Manifest::Image { .. } => Err(ArtifactError::NotAnIndex),
     }
 }
 
