@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::pusher::{run_once, Pusher};
@@ -278,11 +278,11 @@ async fn a_warm_tick_asks_no_registry_about_referrers() {
     .await;
     let pusher = &pusher;
     let ticks = |n: usize| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pusher.child.logs().matches("snapshot taken").count() < n {
-            assert!(Instant::now() < deadline, "{}", pusher.child.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        pusher
+            .logs_when(Duration::from_secs(30), format!("{n} snapshots"), |logs| {
+                logs.matches("snapshot taken").count() >= n
+            })
+            .await;
     };
     ticks(1).await;
     let cold = (asked(&proxy, "/referrers/"), asked(&proxy, "/tags/list"));
@@ -464,15 +464,13 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
         let pusher = &pusher;
         let base_name = base_name.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let text = pusher.metrics().await;
-                if outdated(&text) == Some((base_name.clone(), value)) {
-                    return text;
-                }
-                assert!(Instant::now() < deadline, "{text}\n{}", pusher.child.logs());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            pusher
+                .metrics_when(
+                    Duration::from_secs(30),
+                    format!("container_image_base_outdated {value}"),
+                    |text| outdated(text) == Some((base_name.clone(), value)),
+                )
+                .await
         }
     };
     let text = wait_for(0.0).await;

@@ -40,15 +40,11 @@ fn init_logs() {
     container_image_pusher::install_crypto_provider();
 }
 
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {TIMEOUT:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        support::wait::wait_until(TIMEOUT, condition).await,
+        "timed out after {TIMEOUT:?} waiting until {what}"
+    );
 }
 
 fn kinds(specs: &[&str]) -> Selection {
@@ -716,16 +712,11 @@ async fn the_service_picks_up_a_late_crd() {
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
     .await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while pusher.readyz().await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready: {:?}\n{}",
-            pusher.readyz().await,
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .wait_until(TIMEOUT, "/readyz to answer 200", async || {
+            pusher.readyz().await.0 == 200
+        })
+        .await;
     api.install_crd(ARGO_ROLLOUT);
     api.apply_custom(custom_object(
         ARGO_ROLLOUT,
@@ -735,19 +726,12 @@ async fn the_service_picks_up_a_late_crd() {
         "127.0.0.1:1/web:1",
     ));
     let wanted = r#"kind="Rollout""#;
-    while !pusher
-        .metrics()
-        .await
-        .lines()
-        .any(|l| l.starts_with("container_image_container_info{") && l.contains(wanted))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rollout never reached /metrics:\n{}",
-            pusher.child.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pusher
+        .metrics_when(TIMEOUT, "the rollout on /metrics", |text| {
+            text.lines()
+                .any(|l| l.starts_with("container_image_container_info{") && l.contains(wanted))
+        })
+        .await;
     let logs = pusher.child.logs();
     assert_eq!(
         logs.matches("is not served by the API server").count(),
