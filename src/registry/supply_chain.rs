@@ -114,8 +114,7 @@ impl Resolver {
         credential: Option<&Login>,
     ) -> Arc<ImageMetadata> {
         let caches = &self.supply_chain;
-        let declared = base::declared(&metadata.annotations);
-        if caches.lookup.is_none() && declared.is_none() {
+        if caches.lookup.is_none() && base::declared(&metadata.annotations).is_none() {
             return metadata;
         }
         let key = (pinned.whole(), credential.map_or(0, Login::id));
@@ -152,7 +151,7 @@ impl Resolver {
                         }
                     }
                 }
-                if let Some(mut declared) = declared {
+                if let Some(mut declared) = base::declared(&metadata.annotations) {
                     (declared.outdated, declared.current_created) =
                         self.base_outdated(&declared, pinned, credential).await;
                     supply.base = Some(declared);
