@@ -214,8 +214,9 @@ fn container_series(
         strings.intern(kind.version()),
         strings.intern(kind.as_str()),
     );
-    let namespace = strings.intern(&workload.namespace);
-    let name = strings.intern(&workload.name);
+    // The workload's own strings are shared with it, not copied.
+    let namespace = strings.adopt(&workload.namespace);
+    let name = strings.adopt(&workload.name);
     workload
         .containers
         .iter()
@@ -228,11 +229,14 @@ fn container_series(
                 kind_name.clone(),
                 namespace.clone(),
                 name.clone(),
-                strings.intern(&container.name),
-                strings.intern(&container.jsonpath),
-                strings.intern(&container.image),
+                strings.adopt(&container.name),
+                strings.adopt(&container.jsonpath),
+                strings.adopt(&container.image),
                 strings.intern(digest),
-                strings.intern(running::image_id(container)),
+                match running::image_id(container) {
+                    Some(id) => strings.adopt(id),
+                    None => strings.intern(""),
+                },
             ];
             Series {
                 labels: LabelSet::new(Family::ContainerInfo, common, Box::new(values)),
@@ -508,28 +512,34 @@ mod tests {
             CommonLabels::new("j", &[]),
             crate::telemetry::Telemetry::new().labels_dropped,
         );
-        let resolutions = Resolutions::from(HashMap::from([(
-            "app:1".to_owned(),
-            Ok(metadata("sha256:aa")),
-        )]));
-        let named = |name: String| {
-            let mut w = workload("app:1");
-            w.name = name;
+        let named = |name: String, image: String| {
+            let mut w = workload(&image);
+            w.name = name.into();
             Arc::new(w)
         };
-        let steady = [named("steady".into())];
-        inventory.build(&steady, &resolutions, 0);
+        let steady = [named("steady".into(), "app:1".into())];
+        let mut images = HashMap::from([("app:1".to_owned(), Ok(metadata("sha256:aa")))]);
+        inventory.build(&steady, &Resolutions::from(images.clone()), 0);
         let baseline = inventory.strings.len();
         for tick in 1..50 {
-            // Pods come and go: 20 new names a tick.
-            let mut churn: Vec<Arc<Workload>> =
-                (0..20).map(|i| named(format!("pod-{tick}-{i}"))).collect();
+            // Pods come and go, 20 a tick, each running an image of its
+            // own: 20 new digests a tick. (Their names are the workloads'
+            // own strings, which the interner shares but does not keep.)
+            let mut churn = Vec::new();
+            let mut resolutions = images.clone();
+            for i in 0..20 {
+                let image = format!("app-{tick}-{i}:1");
+                let digest = format!("sha256:{tick:04}{i:04}");
+                resolutions.insert(image.clone(), Ok(metadata(&digest)));
+                churn.push(named(format!("pod-{tick}-{i}"), image));
+            }
             churn.push(steady[0].clone());
-            let snap = inventory.build(&churn, &resolutions, tick);
+            let snap = inventory.build(&churn, &Resolutions::from(resolutions), tick);
             assert_eq!(snap.containers, 21);
             assert_eq!(inventory.strings.len(), baseline + 20, "tick {tick}");
         }
-        inventory.build(&steady, &resolutions, 99);
+        images.retain(|image, _| image == "app:1");
+        inventory.build(&steady, &Resolutions::from(images), 99);
         assert_eq!(inventory.strings.len(), baseline);
     }
 
