@@ -544,6 +544,90 @@ mod tests {
     }
 
     #[test]
+    fn label_values_are_the_workloads_own_strings() {
+        use crate::discovery::ownership::Allowlist;
+        use crate::discovery::{workload_keeping, MetadataAllowlist, StringPool};
+        // Two Pods reduced as a watched source reduces them, through one
+        // pool; they run what app:1 named before it moved (drift) and are
+        // owned by a team.
+        let pool = StringPool::default();
+        let allow = MetadataAllowlist {
+            labels: Allowlist::new(&["team"]),
+            annotations: Allowlist::default(),
+        };
+        let pod = |name: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": {"team": "payments"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                "status": {"containerStatuses": [{
+                    "name": "app", "image": "app:1", "ready": true, "restartCount": 0,
+                    "imageID": format!("app@sha256:{}", "b".repeat(64)),
+                    "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}
+                }]}
+            }))
+            .unwrap()
+        };
+        let workloads: Vec<Arc<Workload>> = ["a", "b"]
+            .iter()
+            .map(|name| Arc::new(workload_keeping(&pod(name), "default", &allow, &pool)))
+            .collect();
+        assert!(Arc::ptr_eq(
+            &workloads[0].namespace,
+            &workloads[1].namespace
+        ));
+        let resolutions = Resolutions::from(HashMap::from([(
+            "app:1".to_owned(),
+            Ok(metadata("sha256:aa")),
+        )]));
+        let snap = Inventory::new(
+            CommonLabels::new("j", &[]),
+            crate::telemetry::Telemetry::new().labels_dropped,
+        )
+        .with_workload_labels(true)
+        .build(&workloads, &resolutions, 0);
+
+        let shared = |series: &Series, name: &str, value: &Arc<str>| {
+            let got = series.labels.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert!(
+                std::ptr::eq(got.as_ptr(), value.as_ptr()),
+                "{name} of {} is a copy",
+                series.family().name()
+            );
+        };
+        let mut checked = HashSet::new();
+        for series in &snap.series {
+            let Some(name) = series.labels.get("name") else {
+                continue;
+            };
+            let workload = workloads.iter().find(|w| &*w.name == name).unwrap();
+            let container = &workload.containers[0];
+            let image_id = &container.image_id.as_ref().unwrap().reference;
+            shared(series, "namespace", &workload.namespace);
+            shared(series, "name", &workload.name);
+            match series.family() {
+                Family::ContainerInfo | Family::RunningDrift => {
+                    shared(series, "container", &container.name);
+                    shared(series, "image", &container.image);
+                    shared(series, "image_id", image_id);
+                    if series.family() == Family::ContainerInfo {
+                        shared(series, "jsonpath", &container.jsonpath);
+                    }
+                }
+                Family::WorkloadLabels => {
+                    let (label, team) = &workload.metadata_labels[0];
+                    let (got_label, got_team) =
+                        series.labels.iter().find(|(n, _)| *n == &**label).unwrap();
+                    assert!(std::ptr::eq(got_label.as_ptr(), label.as_ptr()));
+                    assert!(std::ptr::eq(got_team.as_ptr(), team.as_ptr()));
+                }
+                other => panic!("{} has no workload name", other.name()),
+            }
+            checked.insert((series.family(), name.to_owned()));
+        }
+        assert_eq!(checked.len(), 6, "three families for each of two Pods");
+    }
+
+    #[test]
     fn no_created_means_no_created_series() {
         let mut m = (*metadata("sha256:bb")).clone();
         m.created = None;

@@ -35,8 +35,8 @@ pub struct ClusterSource {
     /// The workload labels and annotations kept (boxed: `Source` holds
     /// this or a pointer, and is moved around whole).
     metadata: Box<MetadataAllowlist>,
-    /// The strings workloads repeat, one copy each.
-    strings: StringPool,
+    /// The strings workloads repeat, one copy each (boxed, as `metadata`).
+    strings: Box<StringPool>,
 }
 
 impl ClusterSource {
@@ -53,7 +53,7 @@ impl ClusterSource {
             forbidden: Mutex::default(),
             telemetry,
             metadata: Box::new(metadata),
-            strings: StringPool::default(),
+            strings: Box::default(),
         }
     }
 

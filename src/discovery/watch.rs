@@ -1167,6 +1167,78 @@ mod tests {
     }
 
     #[test]
+    fn workloads_share_one_copy_of_each_repeated_string() {
+        let s = shared(&[None]);
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "a", &["app:1"]));
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "b", &["app:1"]));
+        s.apply(
+            3,
+            reduce(&s.strings, Kind::DaemonSet, "shop", "agent", &["app:1"]),
+        );
+        let streams = s.lock();
+        let a = &streams[0].objects[&key("shop", "a")];
+        let b = &streams[0].objects[&key("shop", "b")];
+        let agent = &streams[3].objects[&key("shop", "agent")];
+        let (ca, cb) = (&a.containers[0], &b.containers[0]);
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&ca.image, &cb.image));
+        assert!(Arc::ptr_eq(&ca.jsonpath, &cb.jsonpath));
+        assert!(Arc::ptr_eq(&ca.name, &cb.name));
+        assert!(Arc::ptr_eq(
+            &a.pull.service_account,
+            &b.pull.service_account
+        ));
+        // Across kinds (and watchers) too.
+        assert!(Arc::ptr_eq(&a.namespace, &agent.namespace));
+        assert!(Arc::ptr_eq(&ca.image, &agent.containers[0].image));
+        assert!(!Arc::ptr_eq(&ca.jsonpath, &agent.containers[0].jsonpath));
+        // The store's key is the workload's own strings.
+        let (stored, _) = streams[0].objects.get_key_value(&key("shop", "a")).unwrap();
+        assert!(Arc::ptr_eq(&stored.0, &a.namespace) && Arc::ptr_eq(&stored.1, &a.name));
+        // shop, app:1, c0, two jsonpaths, default.
+        assert_eq!(s.strings.len(), 6);
+    }
+
+    #[test]
+    fn the_pool_lets_go_of_what_deleted_and_relisted_objects_used() {
+        let s = shared(&[None]);
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "web", &["app:1"]));
+        s.apply(
+            0,
+            reduce(&s.strings, Kind::Pod, "batch", "job", &["only-here:1"]),
+        );
+        let both = s.strings.len();
+        s.delete(0, &key("batch", "job"));
+        let workloads = s.snapshot();
+        assert_eq!(workloads.len(), 1);
+        assert_eq!(
+            s.strings.len(),
+            both - 2,
+            "its namespace and image are let go at the next snapshot"
+        );
+
+        // A re-list in which the Pod runs another image.
+        let mut listed = BTreeMap::new();
+        let changed = reduce(&s.strings, Kind::Pod, "shop", "web", &["app:2"]);
+        let changed = s.reuse(0, &key("shop", "web"), changed);
+        listed.insert(key("shop", "web"), changed);
+        let with_both_images = s.strings.len();
+        drop(workloads);
+        s.replace(0, listed);
+        assert_eq!(
+            s.strings.len(),
+            with_both_images - 1,
+            "the image no object runs any more is let go"
+        );
+        let images: Vec<Arc<str>> = s
+            .snapshot()
+            .iter()
+            .map(|w| w.containers[0].image.clone())
+            .collect();
+        assert_eq!(images, [Arc::from("app:2")]);
+    }
+
+    #[test]
     fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
         let mut s = shared(&[None]);
         s.apply(3, w(Kind::DaemonSet, "a", "agent", &["agent:1"]));
