@@ -997,6 +997,52 @@ spec:
     }
 
     #[tokio::test]
+    async fn files_and_kinds_share_strings_and_let_go_of_those_of_files_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |name: &str, image: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{containers: [{{name: app, image: {image}}}]}}\n")
+        };
+        let rollout = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r, namespace: shop}\nspec: {template: {spec: {containers: [{name: app, image: app:1}]}}}\n";
+        std::fs::write(dir.path().join("a.yaml"), pod("a", "app:1")).unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            format!("{}---\n{rollout}", pod("b", "only-in-b:1")),
+        )
+        .unwrap();
+        let files = FileSource::new(
+            vec![dir.path().into()],
+            Selection {
+                kinds: vec![KindSpec::parse("argo-rollouts").unwrap()],
+                ..Selection::default()
+            },
+            Arc::new(Telemetry::new()),
+            MetadataAllowlist::default(),
+        );
+        let first = files.snapshot().await.unwrap().workloads;
+        let of = |name: &str| first.iter().find(|w| &*w.name == name).unwrap();
+        let (a, b, r) = (of("a"), of("b"), of("r"));
+        assert!(Arc::ptr_eq(&a.containers[0].image, &r.containers[0].image));
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.namespace, &r.namespace));
+        assert!(Arc::ptr_eq(&a.containers[0].name, &r.containers[0].name));
+        assert!(Arc::ptr_eq(
+            &a.containers[0].jsonpath,
+            &b.containers[0].jsonpath
+        ));
+        let held = files.inner.strings.len();
+        drop(first);
+
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        let second = files.snapshot().await.unwrap().workloads;
+        assert_eq!(second.len(), 1);
+        assert_eq!(
+            files.inner.strings.len(),
+            held - 2,
+            "only-in-b:1 and the Rollout's jsonpath are let go"
+        );
+    }
+
+    #[tokio::test]
     async fn a_bad_file_is_skipped_counted_and_parsed_again_only_when_changed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), pod("a")).unwrap();
