@@ -118,22 +118,11 @@ pub struct Workload {
 /// The pod spec's `imagePullSecrets` and service account: with the
 /// account's own pull secrets, what the kubelet pulls this workload's
 /// images with. Pooled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullConfig {
     pub secrets: Vec<Arc<str>>,
     /// `serviceAccountName`, else `default`.
     pub service_account: Arc<str>,
-}
-
-impl Default for PullConfig {
-    /// No pull secrets, the `default` service account: what a pod spec
-    /// that names neither gets.
-    fn default() -> Self {
-        PullConfig {
-            secrets: Vec::new(),
-            service_account: Arc::from(DEFAULT_SERVICE_ACCOUNT),
-        }
-    }
 }
 
 /// The service account of a pod spec that names none.
