@@ -112,7 +112,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                 digest: format!("sha256:{:064x}", i),
                 size: 20_000_000 + i as u64,
                 created: Some(1_700_000_000 + i as i64),
-                labels: BTreeMap::from([
+                labels: Arc::new(BTreeMap::from([
                     (
                         "org.opencontainers.image.source".into(),
                         format!("https://github.com/example/service-{i}"),
@@ -122,11 +122,11 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                         format!("{:040x}", i),
                     ),
                     ("dev.chainguard.package.main".into(), "static".into()),
-                ]),
-                annotations: BTreeMap::from([(
+                ])),
+                annotations: Arc::new(BTreeMap::from([(
                     "org.opencontainers.image.base.name".into(),
                     "cgr.dev/chainguard/static:latest".into(),
-                )]),
+                )])),
                 dropped: Default::default(),
                 supply_chain: Default::default(),
                 platform_digests: Vec::new(),

@@ -264,8 +264,8 @@ fn image_series(
         });
     };
     for (family, pairs) in [
-        (Family::Annotation, &image.annotations),
-        (Family::Label, &image.labels),
+        (Family::Annotation, &*image.annotations),
+        (Family::Label, &*image.labels),
     ] {
         for (key, value) in pairs {
             // Keys and values repeat across images (OCI keys, base images).
@@ -384,14 +384,14 @@ mod tests {
             digest: digest.into(),
             size: 1234,
             created: Some(1_700_000_000),
-            labels: BTreeMap::from([
+            labels: Arc::new(BTreeMap::from([
                 ("dev.chainguard.package.main".into(), "static".into()),
                 ("empty".into(), String::new()),
-            ]),
-            annotations: BTreeMap::from([(
+            ])),
+            annotations: Arc::new(BTreeMap::from([(
                 "org.opencontainers.image.base.name".into(),
                 "cgr.dev/chainguard/static".into(),
-            )]),
+            )])),
             dropped: Default::default(),
             supply_chain: Default::default(),
             platform_digests: Vec::new(),
@@ -696,7 +696,7 @@ mod tests {
             message: "no".into(),
         });
         let mut image = (*metadata("sha256:aa")).clone();
-        image.labels.retain(|_, v| !v.is_empty());
+        Arc::make_mut(&mut image.labels).retain(|_, v| !v.is_empty());
         image.supply_chain = crate::registry::SupplyChain::example();
         let resolutions = HashMap::from([
             ("app:1".to_owned(), Ok(Arc::new(image))),
@@ -850,8 +850,8 @@ mod tests {
         let image = metadata("sha256:aa");
         let image = bounded(
             &image,
-            image.labels.clone(),
-            image.annotations.clone(),
+            (*image.labels).clone(),
+            (*image.annotations).clone(),
             &limits,
         );
         let mut inventory = Inventory::new(CommonLabels::new("j", &[]), dropped_total.clone());

@@ -5,6 +5,14 @@ use container_image_pusher::app;
 use container_image_pusher::config::{Config, LogFormat, LoggingArgs};
 use tracing_subscriber::EnvFilter;
 
+/// A cold start parses the whole cluster and every image once, then keeps
+/// a fraction of it: jemalloc hands the rest back to the system (after
+/// its decay period), where glibc's and musl's allocators keep most of it
+/// resident for good.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

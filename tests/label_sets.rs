@@ -66,7 +66,7 @@ fn snapshot() -> Snapshot {
         digest: "sha256:aa".into(),
         size: 123_456_789,
         created: Some(1_700_000_000),
-        labels: BTreeMap::from([
+        labels: Arc::new(BTreeMap::from([
             (
                 "org.opencontainers.image.source".into(),
                 "https://example.com/app".into(),
@@ -74,11 +74,11 @@ fn snapshot() -> Snapshot {
             ("multi.line".into(), "one\ntwo \\ three".into()),
             ("empty".into(), String::new()),
             ("unicode".into(), "ünïcødé ✓".into()),
-        ]),
-        annotations: BTreeMap::from([(
+        ])),
+        annotations: Arc::new(BTreeMap::from([(
             "org.opencontainers.image.base.name".into(),
             "cgr.dev/chainguard/static:latest".into(),
-        )]),
+        )])),
         dropped: Default::default(),
         supply_chain: supply_chain(),
         platform_digests: Vec::new(),

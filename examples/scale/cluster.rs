@@ -1,7 +1,7 @@
 //! The generated cluster served by the Kubernetes API test server:
 //! workloads, their Pods, metadata, specs and status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::json;
@@ -50,6 +50,13 @@ pub(crate) fn populate(
         popular: POPULAR_IMAGES.min(plans.len()),
         cursor: 0,
         used: vec![false; plans.len()],
+        pulled: plans
+            .iter()
+            .map(|plan| {
+                let id = format!("{host}/{}@{}", plan.repo, plan.digest);
+                (plan.reference(host), id)
+            })
+            .collect(),
         stats: DatasetStats::default(),
     };
     let mut unit = 0;
@@ -87,6 +94,10 @@ pub(crate) struct Generator<'a> {
     /// Next image handed out round-robin, so every image gets used.
     pub(crate) cursor: usize,
     pub(crate) used: Vec<bool>,
+    /// Each image reference's `imageID` as a runtime reports it: the
+    /// digest the tag named when the pod pulled it (the index digest of a
+    /// multi-arch image), so a steady cluster shows no drift.
+    pub(crate) pulled: HashMap<String, String>,
     pub(crate) stats: DatasetStats,
 }
 
@@ -514,11 +525,7 @@ impl Generator<'_> {
             image_id: c
                 .image
                 .as_deref()
-                .map(|image| {
-                    let repo = image.split(['@']).next().unwrap_or(image);
-                    let repo = repo.rsplit_once(':').map_or(repo, |(r, _)| r);
-                    format!("{repo}@sha256:{}", "0".repeat(64))
-                })
+                .and_then(|image| self.pulled.get(image).cloned())
                 .unwrap_or_default(),
             container_id: Some(format!("containerd://{}", "f".repeat(64))),
             ready: true,

@@ -59,11 +59,12 @@ pub struct ImageMetadata {
     pub size: u64,
     /// Unix seconds; `None` when the config has no usable `created`.
     pub created: Option<i64>,
-    /// The config's labels, within [`ImageLimits`].
-    pub labels: BTreeMap<String, String>,
+    /// The config's labels, within [`ImageLimits`]. Shared: the metadata
+    /// is copied with fresh supply-chain facts once per period.
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Index, then index entry, then manifest annotations (later wins),
     /// within [`ImageLimits`].
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// What the limits left out or cut of the image's labels and annotations.
     pub dropped: Dropped,
     /// What is attached to the image and the base it was built on.
@@ -109,8 +110,8 @@ impl ImageMetadata {
             digest,
             size,
             created,
-            labels,
-            annotations,
+            labels: Arc::new(labels),
+            annotations: Arc::new(annotations),
             dropped,
             supply_chain: SupplyChain::default(),
             platform_digests: Vec::new(),
