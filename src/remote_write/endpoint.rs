@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
 use super::otlp::{self, PartialSuccess};
-use super::{compress, encode, encode_v2};
+use super::Buffers;
 use crate::series::{Series, Snapshot};
 use crate::telemetry::Telemetry;
 
@@ -294,6 +294,7 @@ impl Endpoint {
         let mut first_failure: Option<Failure> = None;
         let all: Vec<&Series> = snapshot.series.iter().chain(extra).collect();
         let batches: Vec<&[&Series]> = all.chunks(self.config.max_series_per_request).collect();
+        let mut buffers = Buffers::default();
         for batch in &batches {
             let outcome = loop {
                 let wire = self.wire();
@@ -305,9 +306,11 @@ impl Endpoint {
                     ))
                     .map_err(|e| format!("gzip: {e}")),
                     // Only for bodies over snappy's 4 GiB limit; a failure, not a panic.
-                    Wire::V2 => compress(&encode_v2(&batch[..], snapshot.timestamp_ms))
+                    Wire::V2 => buffers
+                        .v2(&batch[..], snapshot.timestamp_ms)
                         .map_err(|e| format!("snappy: {e}")),
-                    Wire::V1 => compress(&encode(&batch[..], snapshot.timestamp_ms))
+                    Wire::V1 => buffers
+                        .v1(&batch[..], snapshot.timestamp_ms)
                         .map_err(|e| format!("snappy: {e}")),
                 };
                 let compressed = match compressed {
