@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_image_pusher::discovery::{Container, Kind, Workload};
+use container_image_pusher::discovery::{Container, Kind, StringPool, Workload};
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::remote_write::{compress, encode};
@@ -134,20 +134,23 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
             (image(i), Ok(Arc::new(metadata)))
         })
         .collect();
+    // Repeated strings shared as a source shares them.
+    let pool = StringPool::default();
+    let mut strings = pool.lock();
     let workloads = (0..containers.div_ceil(3))
         .map(|w| {
             Arc::new(Workload {
                 kind: Kind::Deployment,
-                namespace: format!("namespace-{}", w % 200),
-                name: format!("deployment-{w}"),
+                namespace: strings.get(&format!("namespace-{}", w % 200)),
+                name: format!("deployment-{w}").into(),
                 containers: (0..3)
                     .map(|c| Container {
-                        name: format!("container-{c}"),
-                        image: image((w * 3 + c) % images),
+                        name: strings.get(&format!("container-{c}")),
+                        image: strings.get(&image((w * 3 + c) % images)),
                         jsonpath: if c == 0 {
-                            "{.spec.template.spec.initContainers[0]}".into()
+                            strings.get("{.spec.template.spec.initContainers[0]}")
                         } else {
-                            format!("{{.spec.template.spec.containers[{}]}}", c - 1)
+                            strings.get(&format!("{{.spec.template.spec.containers[{}]}}", c - 1))
                         },
                         image_id: None,
                     })

@@ -246,8 +246,9 @@ fn container_series(
         strings.intern(kind.version()),
         strings.intern(kind.as_str()),
     );
-    let namespace = strings.intern(&workload.namespace);
-    let name = strings.intern(&workload.name);
+    // The workload's own strings are shared with it, not copied.
+    let namespace = strings.adopt(&workload.namespace);
+    let name = strings.adopt(&workload.name);
     workload
         .containers
         .iter()
@@ -260,11 +261,14 @@ fn container_series(
                 kind_name.clone(),
                 namespace.clone(),
                 name.clone(),
-                strings.intern(&container.name),
-                strings.intern(&container.jsonpath),
-                strings.intern(&container.image),
+                strings.adopt(&container.name),
+                strings.adopt(&container.jsonpath),
+                strings.adopt(&container.image),
                 strings.intern(digest),
-                strings.intern(running::image_id(container)),
+                match running::image_id(container) {
+                    Some(id) => strings.adopt(id),
+                    None => strings.intern(""),
+                },
             ];
             Series {
                 labels: LabelSet::new(Family::ContainerInfo, common, Box::new(values)),
@@ -540,29 +544,119 @@ mod tests {
             CommonLabels::new("j", &[]),
             crate::telemetry::Telemetry::new().labels_dropped,
         );
+        let named = |name: String, image: String| {
+            let mut w = workload(&image);
+            w.name = name.into();
+            Arc::new(w)
+        };
+        let steady = [named("steady".into(), "app:1".into())];
+        let mut images = HashMap::from([("app:1".to_owned(), Ok(metadata("sha256:aa")))]);
+        inventory.build(&steady, &Resolutions::from(images.clone()), 0);
+        let baseline = inventory.strings.len();
+        for tick in 1..50 {
+            // Pods come and go, 20 a tick, each running an image of its
+            // own: 20 new digests a tick. (Their names are the workloads'
+            // own strings, which the interner shares but does not keep.)
+            let mut churn = Vec::new();
+            let mut resolutions = images.clone();
+            for i in 0..20 {
+                let image = format!("app-{tick}-{i}:1");
+                let digest = format!("sha256:{tick:04}{i:04}");
+                resolutions.insert(image.clone(), Ok(metadata(&digest)));
+                churn.push(named(format!("pod-{tick}-{i}"), image));
+            }
+            churn.push(steady[0].clone());
+            let snap = inventory.build(&churn, &Resolutions::from(resolutions), tick);
+            assert_eq!(snap.containers, 21);
+            assert_eq!(inventory.strings.len(), baseline + 20, "tick {tick}");
+        }
+        images.retain(|image, _| image == "app:1");
+        inventory.build(&steady, &Resolutions::from(images), 99);
+        assert_eq!(inventory.strings.len(), baseline);
+    }
+
+    #[test]
+    fn label_values_are_the_workloads_own_strings() {
+        use crate::discovery::ownership::Allowlist;
+        use crate::discovery::{workload_keeping, MetadataAllowlist, StringPool};
+        // Two Pods reduced as a watched source reduces them, through one
+        // pool; they run what app:1 named before it moved (drift) and are
+        // owned by a team.
+        let pool = StringPool::default();
+        let allow = MetadataAllowlist {
+            labels: Allowlist::new(&["team"]),
+            annotations: Allowlist::default(),
+        };
+        let pod = |name: &str| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": {"team": "payments"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                "status": {"containerStatuses": [{
+                    "name": "app", "image": "app:1", "ready": true, "restartCount": 0,
+                    "imageID": format!("app@sha256:{}", "b".repeat(64)),
+                    "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}
+                }]}
+            }))
+            .unwrap()
+        };
+        let workloads: Vec<Arc<Workload>> = ["a", "b"]
+            .iter()
+            .map(|name| Arc::new(workload_keeping(&pod(name), "default", &allow, &pool)))
+            .collect();
+        assert!(Arc::ptr_eq(
+            &workloads[0].namespace,
+            &workloads[1].namespace
+        ));
         let resolutions = Resolutions::from(HashMap::from([(
             "app:1".to_owned(),
             Ok(metadata("sha256:aa")),
         )]));
-        let named = |name: String| {
-            let mut w = workload("app:1");
-            w.name = name;
-            Arc::new(w)
+        let snap = Inventory::new(
+            CommonLabels::new("j", &[]),
+            crate::telemetry::Telemetry::new().labels_dropped,
+        )
+        .with_workload_labels(true)
+        .build(&workloads, &resolutions, 0);
+
+        let shared = |series: &Series, name: &str, value: &Arc<str>| {
+            let got = series.labels.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert!(
+                std::ptr::eq(got.as_ptr(), value.as_ptr()),
+                "{name} of {} is a copy",
+                series.family().name()
+            );
         };
-        let steady = [named("steady".into())];
-        inventory.build(&steady, &resolutions, 0);
-        let baseline = inventory.strings.len();
-        for tick in 1..50 {
-            // Pods come and go: 20 new names a tick.
-            let mut churn: Vec<Arc<Workload>> =
-                (0..20).map(|i| named(format!("pod-{tick}-{i}"))).collect();
-            churn.push(steady[0].clone());
-            let snap = inventory.build(&churn, &resolutions, tick);
-            assert_eq!(snap.containers, 21);
-            assert_eq!(inventory.strings.len(), baseline + 20, "tick {tick}");
+        let mut checked = HashSet::new();
+        for series in &snap.series {
+            let Some(name) = series.labels.get("name") else {
+                continue;
+            };
+            let workload = workloads.iter().find(|w| &*w.name == name).unwrap();
+            let container = &workload.containers[0];
+            let image_id = &container.image_id.as_ref().unwrap().reference;
+            shared(series, "namespace", &workload.namespace);
+            shared(series, "name", &workload.name);
+            match series.family() {
+                Family::ContainerInfo | Family::RunningDrift => {
+                    shared(series, "container", &container.name);
+                    shared(series, "image", &container.image);
+                    shared(series, "image_id", image_id);
+                    if series.family() == Family::ContainerInfo {
+                        shared(series, "jsonpath", &container.jsonpath);
+                    }
+                }
+                Family::WorkloadLabels => {
+                    let (label, team) = &workload.metadata_labels[0];
+                    let (got_label, got_team) =
+                        series.labels.iter().find(|(n, _)| *n == &**label).unwrap();
+                    assert!(std::ptr::eq(got_label.as_ptr(), label.as_ptr()));
+                    assert!(std::ptr::eq(got_team.as_ptr(), team.as_ptr()));
+                }
+                other => panic!("{} has no workload name", other.name()),
+            }
+            checked.insert((series.family(), name.to_owned()));
         }
-        inventory.build(&steady, &resolutions, 99);
-        assert_eq!(inventory.strings.len(), baseline);
+        assert_eq!(checked.len(), 6, "three families for each of two Pods");
     }
 
     #[test]

@@ -25,13 +25,13 @@ pub(crate) fn workload_labels(
         strings.intern(workload.kind.group()),
         strings.intern(workload.kind.version()),
         strings.intern(workload.kind.as_str()),
-        strings.intern(&workload.namespace),
-        strings.intern(&workload.name),
+        strings.adopt(&workload.namespace),
+        strings.adopt(&workload.name),
     ];
     let extra = workload
         .metadata_labels
         .iter()
-        .map(|(name, value)| (strings.intern(name), strings.intern(value)))
+        .map(|(name, value)| (strings.adopt(name), strings.adopt(value)))
         .collect();
     Series {
         labels: LabelSet::with_extra(Family::WorkloadLabels, common, Box::new(values), extra),
@@ -53,7 +53,7 @@ mod tests {
             pull: Default::default(),
             metadata_labels: labels
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
                 .collect(),
         }
     }

@@ -28,13 +28,10 @@ pub(crate) fn info_digest<'a>(
     }
 }
 
-/// The `image_id` label of a container's info series: empty (so absent)
-/// for containers no runtime reported on.
-pub(crate) fn image_id(container: &Container) -> &str {
-    container
-        .image_id
-        .as_ref()
-        .map_or("", |id| id.reference.as_str())
+/// The `image_id` label of a container's info series; `None`, an empty
+/// (so absent) label, for containers no runtime reported on.
+pub(crate) fn image_id(container: &Container) -> Option<&Arc<str>> {
+    container.image_id.as_ref().map(|id| &id.reference)
 }
 
 /// The drift series of one workload's containers, `images` giving each
@@ -58,12 +55,12 @@ pub(crate) fn drift_series(
                 return None;
             }
             let values = [
-                strings.intern(&workload.namespace),
-                strings.intern(&workload.name),
-                strings.intern(&container.name),
-                strings.intern(&container.image),
+                strings.adopt(&workload.namespace),
+                strings.adopt(&workload.name),
+                strings.adopt(&container.name),
+                strings.adopt(&container.image),
                 strings.intern(&metadata.digest),
-                strings.intern(&id.reference),
+                strings.adopt(&id.reference),
             ];
             Some(Series {
                 labels: LabelSet::new(Family::RunningDrift, common, Box::new(values)),

@@ -85,7 +85,7 @@ fn image_ids_are_digest_references_without_the_runtime_prefix() {
         ),
     ] {
         let id = ImageId::parse(&raw, true).unwrap_or_else(|| panic!("{raw}"));
-        assert_eq!(id.reference, reference);
+        assert_eq!(&*id.reference, reference);
         assert_eq!(id.digest(), d);
     }
     for raw in [
@@ -132,7 +132,7 @@ fn pod_statuses_give_each_container_its_image_id() {
         .map(|c| {
             c.image_id
                 .as_ref()
-                .map(|i| (i.reference.clone(), i.running))
+                .map(|i| (i.reference.to_string(), i.running))
         })
         .collect();
     assert_eq!(

@@ -537,6 +537,20 @@ impl Interner {
         shared
     }
 
+    /// A value someone else already shares (a source's copy of a workload's
+    /// namespace, image, …): the interner's own copy when it has one, else
+    /// `value` itself, shared rather than copied.
+    ///
+    /// It is not kept: whoever made it keeps it for as long as it is in
+    /// use, and if the interner held it too, each pruning by use would see
+    /// the other's hold, and values that left would stay in both.
+    pub fn adopt(&mut self, value: &Arc<str>) -> Arc<str> {
+        match self.strings.get(&**value) {
+            Some(own) => own.clone(),
+            None => value.clone(),
+        }
+    }
+
     /// Forgets the values nothing but the interner holds.
     pub fn prune(&mut self) {
         self.strings.retain(|s| Arc::strong_count(s) > 1);
@@ -836,6 +850,20 @@ mod tests {
         drop((a, b));
         interner.prune();
         assert!(interner.is_empty());
+    }
+
+    #[test]
+    fn adopted_values_are_shared_not_kept() {
+        let mut interner = Interner::default();
+        let own = interner.intern("shop");
+        let theirs: Arc<str> = Arc::from("shop");
+        assert!(
+            Arc::ptr_eq(&interner.adopt(&theirs), &own),
+            "an equal value it has"
+        );
+        let image: Arc<str> = Arc::from("nginx:1");
+        assert!(Arc::ptr_eq(&interner.adopt(&image), &image));
+        assert_eq!(interner.len(), 1, "adopted values stay their owner's");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn snapshot() -> Snapshot {
     let container = |name: &str, image: &str, i: usize| Container {
         name: name.into(),
         image: image.into(),
-        jsonpath: format!("{{.spec.containers[{i}]}}"),
+        jsonpath: format!("{{.spec.containers[{i}]}}").into(),
         image_id: None,
     };
     // The Pod runs what app:1 named before it moved: drift.

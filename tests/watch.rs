@@ -88,7 +88,7 @@ type Extracted = (Kind, String, String, Vec<ContainerTriple>);
 fn ids(workloads: &[Arc<Workload>]) -> Vec<(Kind, String, String)> {
     workloads
         .iter()
-        .map(|w| (w.kind, w.namespace.clone(), w.name.clone()))
+        .map(|w| (w.kind, w.namespace.to_string(), w.name.to_string()))
         .collect()
 }
 
@@ -99,13 +99,13 @@ fn id(kind: Kind, namespace: &str, name: &str) -> (Kind, String, String) {
 fn find(workloads: &[Arc<Workload>], kind: Kind, name: &str) -> Option<Arc<Workload>> {
     workloads
         .iter()
-        .find(|w| w.kind == kind && w.name == name)
+        .find(|w| w.kind == kind && &*w.name == name)
         .cloned()
 }
 
 fn image_of(cluster: &WatchedCluster, kind: Kind, name: &str) -> Option<String> {
     let workload = find(&cluster.snapshot(), kind, name)?;
-    Some(workload.containers.last()?.image.clone())
+    Some(workload.containers.last()?.image.to_string())
 }
 
 fn gauge(telemetry: &Telemetry, kind: &str) -> i64 {
@@ -170,9 +170,20 @@ async fn every_kind_is_listed_with_the_same_extraction_as_the_list_based_sources
             let containers = w
                 .containers
                 .iter()
-                .map(|c| (c.name.clone(), c.image.clone(), c.jsonpath.clone()))
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.image.to_string(),
+                        c.jsonpath.to_string(),
+                    )
+                })
                 .collect();
-            (w.kind, w.namespace.clone(), w.name.clone(), containers)
+            (
+                w.kind,
+                w.namespace.to_string(),
+                w.name.to_string(),
+                containers,
+            )
         })
         .collect();
     let templated = |prefix: &str, image: &str| {
@@ -250,7 +261,7 @@ async fn every_kind_is_listed_with_the_same_extraction_as_the_list_based_sources
     assert_eq!(got, expected, "sorted by kind, namespace, name");
     let cronjob = find(&cluster.snapshot(), Kind::CronJob, "report").unwrap();
     assert_eq!(
-        cronjob.containers[1].jsonpath,
+        &*cronjob.containers[1].jsonpath,
         "{.spec.jobTemplate.spec.template.spec.containers[0]}"
     );
     for (kind, count) in [
@@ -411,7 +422,7 @@ async fn an_expired_watch_lists_again_and_forgets_objects_deleted_meanwhile() {
             .snapshot()
             .iter()
             .filter(|w| w.kind == Kind::Pod)
-            .map(|w| w.name.clone())
+            .map(|w| w.name.to_string())
             .collect();
         names == ["added", "kept"]
     })

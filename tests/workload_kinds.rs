@@ -98,11 +98,17 @@ fn rows(workloads: &[Workload], kind: &str) -> Vec<Row> {
                 w.kind.group().to_owned(),
                 w.kind.version().to_owned(),
                 w.kind.as_str().to_owned(),
-                w.namespace.clone(),
-                w.name.clone(),
+                w.namespace.to_string(),
+                w.name.to_string(),
                 w.containers
                     .iter()
-                    .map(|c| (c.name.clone(), c.image.clone(), c.jsonpath.clone()))
+                    .map(|c| {
+                        (
+                            c.name.to_string(),
+                            c.image.to_string(),
+                            c.jsonpath.to_string(),
+                        )
+                    })
                     .collect(),
             )
         })
@@ -174,9 +180,9 @@ async fn preset_is_listed_and_watched(
     .await
     .expect("the --once snapshot");
     assert_eq!(rows(&listed, kind), want);
-    let one = listed.iter().find(|w| w.name == "web").unwrap();
-    assert_eq!(one.pull.secrets, ["regcred"]);
-    assert_eq!(one.pull.service_account, "deployer");
+    let one = listed.iter().find(|w| &*w.name == "web").unwrap();
+    assert_eq!(one.pull.secrets, [Arc::from("regcred")]);
+    assert_eq!(&*one.pull.service_account, "deployer");
     let collection = if group.is_empty() {
         format!("/api/{version}/{plural}")
     } else {
@@ -356,8 +362,8 @@ async fn a_crd_installed_after_start_up_is_picked_up() {
         watched
             .snapshot()
             .iter()
-            .find(|w| w.name == "web" && w.kind.as_str() == "Rollout")
-            .map(|w| w.containers[1].image.clone())
+            .find(|w| &*w.name == "web" && w.kind.as_str() == "Rollout")
+            .map(|w| w.containers[1].image.to_string())
     };
     eventually("the rollout appears", || {
         image(&watched).as_deref() == Some("web:1")
@@ -419,7 +425,7 @@ async fn a_malformed_custom_object_costs_only_itself() {
     .snapshot()
     .await
     .unwrap();
-    let names: Vec<&str> = listed.iter().map(|w| w.name.as_str()).collect();
+    let names: Vec<&str> = listed.iter().map(|w| &*w.name).collect();
     assert_eq!(names, ["good"]);
     assert_eq!(
         telemetry
@@ -462,7 +468,7 @@ async fn the_label_selector_is_applied_server_side() {
     .snapshot()
     .await
     .unwrap();
-    let mut names: Vec<&str> = listed.iter().map(|w| w.name.as_str()).collect();
+    let mut names: Vec<&str> = listed.iter().map(|w| &*w.name).collect();
     names.sort();
     assert_eq!(names, ["mine", "web"]);
     let watched = WatchedCluster::start(
@@ -477,7 +483,11 @@ async fn the_label_selector_is_applied_server_side() {
         api.open_custom_watches(ARGO_ROLLOUT) > 0
     })
     .await;
-    let names: Vec<String> = watched.snapshot().iter().map(|w| w.name.clone()).collect();
+    let names: Vec<String> = watched
+        .snapshot()
+        .iter()
+        .map(|w| w.name.to_string())
+        .collect();
     assert_eq!(names, ["mine", "web"]);
     let workload_requests: Vec<_> = api
         .requests()

@@ -76,7 +76,7 @@ impl Scope {
     pub const NONE: Scope = Scope(0);
 
     /// The scope of a namespace's set of pull secrets (never [`Scope::NONE`]).
-    fn of(namespace: &str, pod_secrets: &[String], account_secrets: &[String]) -> Scope {
+    fn of(namespace: &str, pod_secrets: &[impl Hash], account_secrets: &[impl Hash]) -> Scope {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (namespace, pod_secrets, account_secrets).hash(&mut hasher);
         Scope(hasher.finish() | 1)
@@ -202,9 +202,9 @@ impl Credentials {
                 .or_insert_with(|| self.pull_secrets.keyring(workload));
             let images = by_scope.entry(scope).or_default();
             for container in &workload.containers {
-                if !images.contains_key(&container.image) {
+                if !images.contains_key(&*container.image) {
                     images.insert(
-                        container.image.clone(),
+                        container.image.to_string(),
                         pull_secrets::logins(keyring, &container.image),
                     );
                 }

@@ -111,8 +111,8 @@ impl PullSecrets {
     /// The pull secrets of the workload's service account.
     fn account_secrets(&self, workload: &Workload) -> Vec<String> {
         let key = (
-            workload.namespace.clone(),
-            workload.pull.service_account.clone(),
+            workload.namespace.to_string(),
+            workload.pull.service_account.to_string(),
         );
         read(&self.accounts).get(&key).cloned().unwrap_or_default()
     }
@@ -125,11 +125,12 @@ impl PullSecrets {
     pub fn keyring(&self, workload: &Workload) -> Keyring {
         let mut keyring = Keyring::default();
         if self.enabled {
-            let namespace = &workload.namespace;
+            let namespace: &str = &workload.namespace;
             let account_secrets = self.account_secrets(workload);
             let secrets = read(&self.secrets);
-            for name in workload.pull.secrets.iter().chain(&account_secrets) {
-                let key = (namespace.clone(), name.clone());
+            let pod_secrets = workload.pull.secrets.iter().map(|name| &**name);
+            for name in pod_secrets.chain(account_secrets.iter().map(String::as_str)) {
+                let key = (namespace.to_owned(), name.to_owned());
                 match secrets.get(&key) {
                     Some(k) => keyring.extend(k),
                     None => {
@@ -441,7 +442,7 @@ mod tests {
             name: "w".into(),
             containers: vec![],
             pull: PullConfig {
-                secrets: secrets.iter().map(|s| s.to_string()).collect(),
+                secrets: secrets.iter().map(|s| Arc::from(*s)).collect(),
                 service_account: account.into(),
             },
             metadata_labels: Vec::new(),

@@ -15,7 +15,8 @@ use tracing::{debug, warn};
 
 use super::custom::{InvalidObject, KindSpec};
 use super::{
-    workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Selection, Workload,
+    workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Selection, StringPool,
+    Workload,
 };
 use crate::telemetry::Telemetry;
 
@@ -34,6 +35,8 @@ pub struct ClusterSource {
     /// The workload labels and annotations kept (boxed: `Source` holds
     /// this or a pointer, and is moved around whole).
     metadata: Box<MetadataAllowlist>,
+    /// The strings workloads repeat, one copy each (boxed, as `metadata`).
+    strings: Box<StringPool>,
 }
 
 impl ClusterSource {
@@ -50,10 +53,13 @@ impl ClusterSource {
             forbidden: Mutex::default(),
             telemetry,
             metadata: Box::new(metadata),
+            strings: Box::default(),
         }
     }
 
     pub async fn snapshot(&self) -> Result<Vec<Workload>, DiscoveryError> {
+        // What only earlier snapshots used is let go.
+        self.strings.prune();
         let mut workloads = Vec::new();
         workloads.extend(self.list_kind::<Pod>().await?);
         workloads.extend(self.list_kind::<Deployment>().await?);
@@ -115,10 +121,7 @@ impl ClusterSource {
             })
         };
         let reduce = |object: &DynamicObject| {
-            custom_workload(spec, cluster_scoped, object).map(|mut workload| {
-                workload.metadata_labels = self.metadata.keep(&object.metadata);
-                workload
-            })
+            custom_workload(spec, cluster_scoped, object, &self.metadata, &self.strings)
         };
         self.list_apis(kind, apis, reduce).await
     }
@@ -139,7 +142,12 @@ impl ClusterSource {
             None => Api::all(self.client.clone()),
         });
         self.list_apis(K::KIND, apis, |object: &K| {
-            Ok(workload_keeping(object, "default", &self.metadata))
+            Ok(workload_keeping(
+                object,
+                "default",
+                &self.metadata,
+                &self.strings,
+            ))
         })
         .await
     }
@@ -206,20 +214,26 @@ impl ClusterSource {
     }
 }
 
-/// Reduces an object of a configured kind; objects of a namespaced kind
-/// always carry their namespace, those of a cluster-scoped one none.
+/// Reduces an object of a configured kind, with the labels and annotations
+/// `metadata` allows; objects of a namespaced kind always carry their
+/// namespace, those of a cluster-scoped one none.
 pub(crate) fn custom_workload(
     spec: &KindSpec,
     cluster_scoped: bool,
     object: &DynamicObject,
+    metadata: &MetadataAllowlist,
+    pool: &StringPool,
 ) -> Result<Workload, InvalidObject> {
     let namespace = match (&object.metadata.namespace, cluster_scoped) {
-        (_, true) => String::new(),
-        (Some(namespace), false) => namespace.clone(),
-        (None, false) => "default".to_owned(),
+        (_, true) => "",
+        (Some(namespace), false) => namespace.as_str(),
+        (None, false) => "default",
     };
-    let name = object.metadata.name.clone().unwrap_or_default();
-    spec.workload(namespace, name, &object.data)
+    let name = object.metadata.name.as_deref().unwrap_or_default();
+    let mut strings = pool.lock();
+    let mut workload = spec.workload(namespace, name, &object.data, &mut strings)?;
+    workload.metadata_labels = metadata.keep(&object.metadata, &mut strings);
+    Ok(workload)
 }
 
 /// Follows `continue` tokens until the list is complete, reducing each page

@@ -8,12 +8,13 @@
 //! its own as invalid; a path that is simply absent means no containers.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
-use super::{Container, Kind, PullConfig, Workload};
+use super::strings::Strings;
+use super::{Container, Kind, PullConfig, Workload, DEFAULT_SERVICE_ACCOUNT};
 
 /// The identity of a configured kind; what its series' `group`, `version`
 /// and `kind` labels say.
@@ -281,17 +282,20 @@ impl KindSpec {
 
     /// Reduces an object of this kind (everything but its metadata, as
     /// `body`) to its workload: the containers of each pod spec path in
-    /// order, init, regular, ephemeral, as for the built-in kinds.
+    /// order, init, regular, ephemeral, as for the built-in kinds, their
+    /// repeated strings taken from the pool.
     pub(crate) fn workload(
         &self,
-        namespace: String,
-        name: String,
+        namespace: &str,
+        name: &str,
         body: &Value,
+        strings: &mut Strings<'_>,
     ) -> Result<Workload, InvalidObject> {
         let invalid = |detail: String| InvalidObject {
             detail: format!("{} {namespace}/{name}: {detail}", self.name.kind),
         };
-        let mut containers = Vec::new();
+        let mut containers = Vec::with_capacity(self.count_containers(body));
+        let mut jsonpath = String::new();
         let mut pull = None;
         for path in &self.paths {
             let Some(spec) = path.find(body).map_err(invalid)? else {
@@ -307,38 +311,58 @@ impl KindSpec {
                     let at = || format!("{}.{field}[{index}]", path.text);
                     let string = |key: &str| match entry.get(key) {
                         None | Some(Value::Null) => Ok(None),
-                        Some(Value::String(s)) => Ok(Some(s.clone())),
+                        Some(Value::String(s)) => Ok(Some(s.as_str())),
                         Some(_) => Err(invalid(format!("{}.{key} is not a string", at()))),
                     };
                     if !entry.is_object() {
                         return Err(invalid(format!("{} is not an object", at())));
                     }
+                    let container_name =
+                        string("name")?.ok_or_else(|| invalid(format!("{} has no name", at())))?;
+                    let image = string("image")?.unwrap_or_default();
+                    jsonpath.clear();
+                    // Writing to a String cannot fail.
+                    let _ = write!(jsonpath, "{{{}.{field}[{index}]}}", path.text);
                     containers.push(Container {
-                        name: string("name")?
-                            .ok_or_else(|| invalid(format!("{} has no name", at())))?,
-                        image: string("image")?.unwrap_or_default(),
-                        jsonpath: format!("{{{}.{field}[{index}]}}", path.text),
+                        name: strings.get(container_name),
+                        image: strings.get(image),
+                        jsonpath: strings.get(&jsonpath),
                         image_id: None,
                     });
                 }
             }
             // The first pod spec found says where credentials come from.
             if pull.is_none() {
-                pull = Some(pull_config(spec).map_err(|e| invalid(e.to_string()))?);
+                pull = Some(pull_config(spec, strings).map_err(|e| invalid(e.to_string()))?);
             }
         }
         Ok(Workload {
             kind: self.kind(),
-            namespace,
-            name,
+            namespace: strings.get(namespace),
+            name: Arc::from(name),
             containers,
             pull: pull.unwrap_or_else(|| PullConfig {
-                service_account: "default".into(),
-                ..PullConfig::default()
+                secrets: Vec::new(),
+                service_account: strings.get(DEFAULT_SERVICE_ACCOUNT),
             }),
             // Filled by the caller, which holds the allowlist.
             metadata_labels: Vec::new(),
         })
+    }
+
+    /// How many container entries the pod specs of `body` list, so that
+    /// the workload's list is allocated once at its length; what is not
+    /// shaped as expected counts nothing (it is refused anyway).
+    fn count_containers(&self, body: &Value) -> usize {
+        self.paths
+            .iter()
+            .filter_map(|path| path.find(body).ok().flatten())
+            .flat_map(|spec| {
+                ["initContainers", "containers", "ephemeralContainers"]
+                    .into_iter()
+                    .filter_map(|field| spec.get(field)?.as_array().map(Vec::len))
+            })
+            .fold(0, usize::saturating_add)
     }
 }
 
@@ -360,31 +384,39 @@ enum PullConfigError {
 }
 
 /// As [`super::pull_config`] reads a typed pod spec.
-fn pull_config(spec: &serde_json::Map<String, Value>) -> Result<PullConfig, PullConfigError> {
+fn pull_config(
+    spec: &serde_json::Map<String, Value>,
+    strings: &mut Strings<'_>,
+) -> Result<PullConfig, PullConfigError> {
     let account = ["serviceAccountName", "serviceAccount"]
         .iter()
         .find_map(|key| match spec.get(*key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(Ok(s.clone())),
+            Some(Value::String(s)) if !s.is_empty() => Some(Ok(s.as_str())),
             None | Some(Value::Null) | Some(Value::String(_)) => None,
             Some(_) => Some(Err(PullConfigError::NotAString(key))),
         })
         .transpose()?;
     let secrets = match spec.get("imagePullSecrets") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(entries)) => entries
-            .iter()
-            .map(|e| match e.get("name") {
-                Some(Value::String(name)) => Ok(name.clone()),
-                None | Some(Value::Null) => Ok(String::new()),
-                Some(_) => Err(PullConfigError::SecretName),
-            })
-            .filter(|n| !matches!(n, Ok(n) if n.is_empty()))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(entries)) => {
+            let names = entries
+                .iter()
+                .map(|e| match e.get("name") {
+                    Some(Value::String(name)) => Ok(name.as_str()),
+                    None | Some(Value::Null) => Ok(""),
+                    Some(_) => Err(PullConfigError::SecretName),
+                })
+                .filter(|n| !matches!(n, Ok("")))
+                .collect::<Result<Vec<&str>, _>>()?;
+            let mut secrets = Vec::with_capacity(names.len());
+            secrets.extend(names.into_iter().map(|name| strings.get(name)));
+            secrets
+        }
         Some(_) => return Err(PullConfigError::NotAList),
     };
     Ok(PullConfig {
         secrets,
-        service_account: account.unwrap_or_else(|| "default".into()),
+        service_account: strings.get(account.unwrap_or(DEFAULT_SERVICE_ACCOUNT)),
     })
 }
 
@@ -399,12 +431,17 @@ pub struct InvalidObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::StringPool;
     use serde_json::json;
+
+    fn reduce(spec: &KindSpec, name: &str, body: &Value) -> Result<Workload, InvalidObject> {
+        spec.workload("ns", name, body, &mut StringPool::default().lock())
+    }
 
     fn images(w: &Workload) -> Vec<(&str, &str, &str)> {
         w.containers
             .iter()
-            .map(|c| (c.name.as_str(), c.image.as_str(), c.jsonpath.as_str()))
+            .map(|c| (&*c.name, &*c.image, &*c.jsonpath))
             .collect()
     }
 
@@ -470,7 +507,7 @@ mod tests {
             }},
             "b": {"spec": {"containers": [{"name": "other", "image": "other:1"}, {"name": "noimage"}]}},
         }});
-        let w = spec.workload("ns".into(), "p".into(), &body).unwrap();
+        let w = reduce(&spec, "p", &body).unwrap();
         assert_eq!(w.kind.group(), "example.com");
         assert_eq!(w.kind.as_str(), "Pair");
         assert_eq!(
@@ -482,18 +519,16 @@ mod tests {
                 ("noimage", "", "{.spec.b.spec.containers[1]}"),
             ]
         );
-        assert_eq!(w.pull.secrets, ["regcred"]);
-        assert_eq!(w.pull.service_account, "builder");
+        assert_eq!(w.pull.secrets, [Arc::from("regcred")]);
+        assert_eq!(&*w.pull.service_account, "builder");
     }
 
     #[test]
     fn absent_paths_mean_no_containers_and_wrong_shapes_cost_the_object() {
         let spec = KindSpec::parse("keda-scaledjob").unwrap();
-        let w = spec
-            .workload("ns".into(), "empty".into(), &json!({"spec": {}}))
-            .unwrap();
+        let w = reduce(&spec, "empty", &json!({"spec": {}})).unwrap();
         assert!(w.containers.is_empty());
-        assert_eq!(w.pull.service_account, "default");
+        assert_eq!(&*w.pull.service_account, "default");
         for body in [
             json!({"spec": "text"}),
             json!({"spec": {"jobTargetRef": {"template": {"spec": []}}}}),
@@ -503,7 +538,7 @@ mod tests {
             json!({"spec": {"jobTargetRef": {"template": {"spec": {"containers": [{"image": "x"}]}}}}}),
             json!({"spec": {"jobTargetRef": {"template": {"spec": {"imagePullSecrets": "s"}}}}}),
         ] {
-            let error = spec.workload("ns".into(), "bad".into(), &body).unwrap_err();
+            let error = reduce(&spec, "bad", &body).unwrap_err();
             assert!(error.detail.starts_with("ScaledJob ns/bad: "), "{error}");
             assert!(
                 !error.detail.contains('7'),

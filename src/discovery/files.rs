@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use super::custom::KindSpec;
 use super::{
     workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, PullObjects, Selection,
-    Workload,
+    StringPool, Workload,
 };
 use crate::telemetry::Telemetry;
 
@@ -60,6 +60,8 @@ struct Inner {
     telemetry: Arc<Telemetry>,
     /// The workload labels and annotations kept.
     metadata: MetadataAllowlist,
+    /// The strings of the files' workloads, one copy each.
+    strings: StringPool,
 }
 
 /// What one reading of the files found.
@@ -150,6 +152,7 @@ impl FileSource {
                 skipped: AtomicUsize::new(0),
                 telemetry,
                 metadata,
+                strings: StringPool::default(),
             }),
         }
     }
@@ -198,6 +201,10 @@ impl Inner {
             }
         }
         *self.lock_files() = seen;
+        // Files gone or changed since the last snapshot: their strings are
+        // let go with them.
+        drop(known);
+        self.strings.prune();
         self.skipped.store(skipped, Ordering::Relaxed);
         let secrets: Vec<Secret> = contents
             .iter()
@@ -211,7 +218,7 @@ impl Inner {
         let workloads: Vec<Workload> = contents
             .iter()
             .flat_map(|(_, c)| c.workloads.iter())
-            .filter(|w| namespaces.is_empty() || namespaces.contains(&w.namespace))
+            .filter(|w| namespaces.is_empty() || namespaces.iter().any(|n| **n == *w.namespace))
             .filter_map(|w| self.selection.admit(w.clone()))
             .collect();
         Ok(FileSnapshot {
@@ -257,6 +264,7 @@ impl Inner {
                 &bytes,
                 &self.selection,
                 &self.metadata,
+                &self.strings,
             ));
             log_skipped("<stdin>", &content.skipped);
             let content = self.stdin.get_or_init(|| content).clone();
@@ -282,6 +290,7 @@ impl Inner {
                                 &bytes,
                                 &self.selection,
                                 &self.metadata,
+                                &self.strings,
                             ));
                             let was_bad = match &previous {
                                 Some(FileState::Parsed { content, .. }) => {
@@ -348,15 +357,21 @@ fn log_skipped(origin: &str, skipped: &[Skipped]) {
 /// does not match are left out. Touches no filesystem; this is what the
 /// fuzz target feeds.
 pub fn parse_manifests(bytes: &[u8], selection: &Selection) -> ManifestFile {
-    parse_manifests_keeping(bytes, selection, &MetadataAllowlist::default())
+    parse_manifests_keeping(
+        bytes,
+        selection,
+        &MetadataAllowlist::default(),
+        &StringPool::default(),
+    )
 }
 
 /// [`parse_manifests`], keeping the workload labels and annotations
-/// `metadata` allows.
+/// `metadata` allows, and taking repeated strings from `strings`.
 pub fn parse_manifests_keeping(
     bytes: &[u8],
     selection: &Selection,
     metadata: &MetadataAllowlist,
+    strings: &StringPool,
 ) -> ManifestFile {
     let mut out = ManifestFile::default();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -381,7 +396,14 @@ pub fn parse_manifests_keeping(
         }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
-            Ok(value) => collect(index, value, selection, metadata, &mut out),
+            Ok(value) => {
+                let reduce = Reduce {
+                    selection,
+                    metadata,
+                    strings,
+                };
+                collect(index, value, &reduce, &mut out)
+            }
             Err(e) => {
                 let (reason, detail) = classify(&e);
                 out.skipped.push(skip(reason, detail));
@@ -509,13 +531,19 @@ fn is_empty_document(text: &str) -> bool {
     })
 }
 
-fn collect(
-    index: usize,
-    value: Value,
-    selection: &Selection,
-    metadata: &MetadataAllowlist,
-    out: &mut ManifestFile,
-) {
+/// How a document's objects are reduced to workloads.
+struct Reduce<'a> {
+    selection: &'a Selection,
+    metadata: &'a MetadataAllowlist,
+    strings: &'a StringPool,
+}
+
+fn collect(index: usize, value: Value, reduce: &Reduce<'_>, out: &mut ManifestFile) {
+    let Reduce {
+        selection,
+        metadata,
+        strings,
+    } = *reduce;
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -561,7 +589,7 @@ fn collect(
         if let Value::Object(mut map) = value {
             if let Some(Value::Array(items)) = map.remove("items") {
                 for item in items {
-                    collect(index, item, selection, metadata, out);
+                    collect(index, item, reduce, out);
                 }
             }
         }
@@ -602,17 +630,17 @@ fn collect(
             }
             return;
         }
-        ("v1", "Pod") => typed::<Pod>(value, metadata),
-        ("apps/v1", "Deployment") => typed::<Deployment>(value, metadata),
-        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value, metadata),
-        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value, metadata),
-        ("batch/v1", "Job") => typed::<Job>(value, metadata),
-        ("batch/v1", "CronJob") => typed::<CronJob>(value, metadata),
+        ("v1", "Pod") => typed::<Pod>(value, metadata, strings),
+        ("apps/v1", "Deployment") => typed::<Deployment>(value, metadata, strings),
+        ("apps/v1", "StatefulSet") => typed::<StatefulSet>(value, metadata, strings),
+        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(value, metadata, strings),
+        ("batch/v1", "Job") => typed::<Job>(value, metadata, strings),
+        ("batch/v1", "CronJob") => typed::<CronJob>(value, metadata, strings),
         _ if custom.is_some() => {
             let spec = custom.expect("checked by the guard");
             let namespace = match value.pointer("/metadata/namespace") {
-                None | Some(Value::Null) => Some("default".to_owned()),
-                Some(Value::String(namespace)) => Some(namespace.clone()),
+                None | Some(Value::Null) => Some("default"),
+                Some(Value::String(namespace)) => Some(namespace.as_str()),
                 Some(_) => None,
             };
             let object_name = value.pointer("/metadata/name").and_then(Value::as_str);
@@ -626,12 +654,13 @@ fn collect(
                 });
                 return;
             };
-            match spec.workload(namespace, object_name.to_owned(), &value) {
+            let mut strings = strings.lock();
+            match spec.workload(namespace, object_name, &value, &mut strings) {
                 Ok(mut w) => {
                     if !metadata.is_empty() {
                         let meta = value.get("metadata").cloned().unwrap_or_default();
                         if let Ok(meta) = serde_json::from_value(meta) {
-                            w.metadata_labels = metadata.keep(&meta);
+                            w.metadata_labels = metadata.keep(&meta, &mut strings);
                         }
                     }
                     out.workloads.push(w)
@@ -661,9 +690,10 @@ fn collect(
 fn typed<K: HasPodSpec + DeserializeOwned>(
     value: Value,
     metadata: &MetadataAllowlist,
+    strings: &StringPool,
 ) -> Result<Workload, serde_json::Error> {
     let object = serde_json::from_value::<K>(value)?;
-    Ok(workload_keeping(&object, "default", metadata))
+    Ok(workload_keeping(&object, "default", metadata, strings))
 }
 
 /// Files under `path` (itself if a file), manifests only, in a stable order.
@@ -706,7 +736,7 @@ mod tests {
     }
 
     fn names(file: &ManifestFile) -> Vec<&str> {
-        file.workloads.iter().map(|w| w.name.as_str()).collect()
+        file.workloads.iter().map(|w| &*w.name).collect()
     }
 
     fn reasons(file: &ManifestFile) -> Vec<(usize, &'static str)> {
@@ -745,9 +775,9 @@ items:
 "#;
         let got = parse(yaml);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].kind, got[0].name.as_str()), (Kind::Pod, "a"));
+        assert_eq!((got[0].kind, &*got[0].name), (Kind::Pod, "a"));
         assert_eq!(
-            (got[1].kind, got[1].namespace.as_str()),
+            (got[1].kind, &*got[1].namespace),
             (Kind::CronJob, "default")
         );
 
@@ -798,9 +828,9 @@ spec: {containers: [{name: c, image: i}]}
             (w.kind.group(), w.kind.as_str()),
             ("argoproj.io", "Rollout")
         );
-        assert_eq!(w.namespace, "default");
+        assert_eq!(&*w.namespace, "default");
         assert_eq!(
-            w.containers[0].jsonpath,
+            &*w.containers[0].jsonpath,
             "{.spec.template.spec.containers[0]}"
         );
         assert_eq!(reasons(&file), [(1, "invalid_object")]);
@@ -911,13 +941,9 @@ spec:
         let file = parse_manifests(yaml.as_bytes(), &Selection::default());
         assert!(file.skipped.is_empty(), "{:?}", file.skipped);
         let w = &file.workloads[0];
-        let got: Vec<_> = w
-            .containers
-            .iter()
-            .map(|c| (c.name.as_str(), c.image.as_str()))
-            .collect();
+        let got: Vec<_> = w.containers.iter().map(|c| (&*c.name, &*c.image)).collect();
         assert_eq!(got, [("a", "app:1"), ("b", "app:1")]);
-        assert_eq!(w.namespace, "0755");
+        assert_eq!(&*w.namespace, "0755");
     }
 
     #[test]
@@ -958,7 +984,7 @@ spec:
             MetadataAllowlist::default(),
         );
         let got = some.snapshot().await.unwrap().workloads;
-        assert_eq!((got.len(), got[0].name.as_str()), (1, "a"));
+        assert_eq!((got.len(), &*got[0].name), (1, "a"));
 
         let missing = FileSource::new(
             vec![dir.path().join("nope.yaml")],
@@ -968,6 +994,52 @@ spec:
         );
         let err = missing.snapshot().await.unwrap_err().to_string();
         assert!(err.contains("nope.yaml"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn files_and_kinds_share_strings_and_let_go_of_those_of_files_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = |name: &str, image: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{containers: [{{name: app, image: {image}}}]}}\n")
+        };
+        let rollout = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r, namespace: shop}\nspec: {template: {spec: {containers: [{name: app, image: app:1}]}}}\n";
+        std::fs::write(dir.path().join("a.yaml"), pod("a", "app:1")).unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            format!("{}---\n{rollout}", pod("b", "only-in-b:1")),
+        )
+        .unwrap();
+        let files = FileSource::new(
+            vec![dir.path().into()],
+            Selection {
+                kinds: vec![KindSpec::parse("argo-rollouts").unwrap()],
+                ..Selection::default()
+            },
+            Arc::new(Telemetry::new()),
+            MetadataAllowlist::default(),
+        );
+        let first = files.snapshot().await.unwrap().workloads;
+        let of = |name: &str| first.iter().find(|w| &*w.name == name).unwrap();
+        let (a, b, r) = (of("a"), of("b"), of("r"));
+        assert!(Arc::ptr_eq(&a.containers[0].image, &r.containers[0].image));
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.namespace, &r.namespace));
+        assert!(Arc::ptr_eq(&a.containers[0].name, &r.containers[0].name));
+        assert!(Arc::ptr_eq(
+            &a.containers[0].jsonpath,
+            &b.containers[0].jsonpath
+        ));
+        let held = files.inner.strings.len();
+        drop(first);
+
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        let second = files.snapshot().await.unwrap().workloads;
+        assert_eq!(second.len(), 1);
+        assert_eq!(
+            files.inner.strings.len(),
+            held - 2,
+            "only-in-b:1 and the Rollout's jsonpath are let go"
+        );
     }
 
     #[tokio::test]
@@ -994,7 +1066,11 @@ spec:
             FileState::Unreadable(e) => panic!("{name} unreadable: {e}"),
         };
         let names = |snapshot: FileSnapshot| -> Vec<String> {
-            snapshot.workloads.into_iter().map(|w| w.name).collect()
+            snapshot
+                .workloads
+                .into_iter()
+                .map(|w| w.name.to_string())
+                .collect()
         };
         assert_eq!(names(source.snapshot().await.unwrap()), ["a", "c"]);
         assert_eq!((source.skipped(), not_utf8()), (1, 1));

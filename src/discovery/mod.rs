@@ -10,8 +10,10 @@ pub mod custom;
 pub mod files;
 pub mod ownership;
 pub mod select;
+pub mod strings;
 pub mod watch;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -26,6 +28,7 @@ pub use custom::{KindName, KindSpec};
 pub use files::FileSource;
 pub use ownership::MetadataAllowlist;
 pub use select::{LabelSelector, Selection};
+pub use strings::StringPool;
 pub use watch::WatchedCluster;
 
 /// The workload kinds whose containers are inventoried: the built-in
@@ -91,38 +94,49 @@ impl std::fmt::Display for Kind {
 }
 
 /// One object of an inventoried kind, reduced to what the series need.
+///
+/// Its strings are shared: the values that repeat across workloads come
+/// from the source's [`StringPool`] (one copy per distinct value), and the
+/// series built from them share the same allocations. Its lists are
+/// allocated at their exact length, as the extraction knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
     pub kind: Kind,
-    pub namespace: String,
-    pub name: String,
+    /// Pooled.
+    pub namespace: Arc<str>,
+    /// Not pooled (names rarely repeat), but shared with the series.
+    pub name: Arc<str>,
     pub containers: Vec<Container>,
     /// Where its pods get registry credentials from.
     pub pull: PullConfig,
     /// The labels and annotations `--workload-labels` and
     /// `--workload-annotations` allow, as `label_*`/`annotation_*` label
     /// names and values (see [`ownership`]); empty unless configured.
-    pub metadata_labels: Vec<(String, String)>,
+    pub metadata_labels: Vec<(Arc<str>, Arc<str>)>,
 }
 
 /// The pod spec's `imagePullSecrets` and service account: with the
 /// account's own pull secrets, what the kubelet pulls this workload's
-/// images with.
+/// images with. Pooled.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullConfig {
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Arc<str>>,
     /// `serviceAccountName`, else `default`.
-    pub service_account: String,
+    pub service_account: Arc<str>,
 }
 
+/// The service account of a pod spec that names none.
+const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
 /// One entry of `initContainers`, `containers` or `ephemeralContainers`.
+/// Its strings are pooled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
-    pub name: String,
+    pub name: Arc<str>,
     /// The image exactly as written in the spec.
-    pub image: String,
+    pub image: Arc<str>,
     /// Where the container sits in its object, e.g. `{.spec.template.spec.initContainers[0]}`.
-    pub jsonpath: String,
+    pub jsonpath: Arc<str>,
     /// What the runtime pulled for it, from the Pod's status; `None` for
     /// other kinds and for containers that have not been pulled yet.
     pub image_id: Option<ImageId>,
@@ -133,7 +147,7 @@ pub struct Container {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageId {
     /// `repo@digest`, as the `image_id` label shows it.
-    pub reference: String,
+    pub reference: Arc<str>,
     /// Whether the container is running now (not waiting or terminated).
     pub running: bool,
 }
@@ -147,6 +161,15 @@ impl ImageId {
     /// a sha256 or sha512 digest. `docker://sha256:…` (Docker's local image
     /// ID, the config's digest) names no manifest, so it is no `ImageId`.
     pub fn parse(image_id: &str, running: bool) -> Option<ImageId> {
+        Some(ImageId {
+            reference: Arc::from(ImageId::pinned(image_id)?),
+            running,
+        })
+    }
+
+    /// The reference in a status' `imageID`, if it is one pinned by a
+    /// digest (see [`ImageId::parse`]).
+    fn pinned(image_id: &str) -> Option<&str> {
         if image_id.len() > MAX_IMAGE_ID_LENGTH {
             return None;
         }
@@ -167,10 +190,7 @@ impl ImageId {
         if !name_ok || crate::reference::check_digest(digest).is_err() {
             return None;
         }
-        Some(ImageId {
-            reference: reference.to_owned(),
-            running,
-        })
+        Some(reference)
     }
 
     /// The digest the runtime pulled: for a multi-arch tag, the index's or
@@ -343,111 +363,148 @@ impl HasPodSpec for CronJob {
     }
 }
 
-/// [`workload_keeping`] without labels or annotations, for tests.
+/// [`workload_keeping`] without labels or annotations, and with a pool of
+/// its own, for tests.
 #[cfg(test)]
 pub(crate) fn workload<K: HasPodSpec>(obj: &K, default_namespace: &str) -> Workload {
-    workload_keeping(obj, default_namespace, &MetadataAllowlist::default())
+    workload_keeping(
+        obj,
+        default_namespace,
+        &MetadataAllowlist::default(),
+        &StringPool::default(),
+    )
 }
 
 /// Reduces an object to its workload: identity plus every container of its
 /// pod spec, in the order init, regular, ephemeral (as the upstream
-/// exporter), and the labels and annotations `metadata` allows.
+/// exporter), and the labels and annotations `metadata` allows; repeated
+/// strings are taken from `pool`.
 pub(crate) fn workload_keeping<K: HasPodSpec>(
     obj: &K,
     default_namespace: &str,
     metadata: &MetadataAllowlist,
+    pool: &StringPool,
 ) -> Workload {
     let meta = obj.meta();
-    let prefix = K::POD_SPEC_PATH;
-    let mut containers = Vec::new();
+    let spec = obj.pod_spec();
     let status = obj.pod_status();
-    if let Some(spec) = obj.pod_spec() {
-        let init = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| (&c.name, &c.image));
-        let regular = spec.containers.iter().map(|c| (&c.name, &c.image));
-        let ephemeral = spec
-            .ephemeral_containers
-            .iter()
-            .flatten()
-            .map(|c| (&c.name, &c.image));
-        let statuses = |pick: fn(&PodStatus) -> Option<&Vec<ContainerStatus>>| {
-            status.and_then(pick).map_or(&[][..], Vec::as_slice)
-        };
-        for (field, entries, statuses) in [
-            (
+    let mut strings = pool.lock();
+    let containers = match spec {
+        Some(spec) => {
+            let statuses = |pick: fn(&PodStatus) -> Option<&Vec<ContainerStatus>>| {
+                status.and_then(pick).map_or(&[][..], Vec::as_slice)
+            };
+            let init = spec.init_containers.as_deref().unwrap_or_default();
+            let ephemeral = spec.ephemeral_containers.as_deref().unwrap_or_default();
+            let mut extraction = Extraction {
+                prefix: K::POD_SPEC_PATH,
+                strings: &mut strings,
+                containers: Vec::with_capacity(
+                    init.len() + spec.containers.len() + ephemeral.len(),
+                ),
+                jsonpath: String::new(),
+            };
+            extraction.push(
                 "initContainers",
-                init.collect::<Vec<_>>(),
+                init.iter().map(|c| (&c.name, &c.image)),
                 statuses(|s| s.init_container_statuses.as_ref()),
-            ),
-            (
+            );
+            extraction.push(
                 "containers",
-                regular.collect(),
+                spec.containers.iter().map(|c| (&c.name, &c.image)),
                 statuses(|s| s.container_statuses.as_ref()),
-            ),
-            (
+            );
+            extraction.push(
                 "ephemeralContainers",
-                ephemeral.collect(),
+                ephemeral.iter().map(|c| (&c.name, &c.image)),
                 statuses(|s| s.ephemeral_container_statuses.as_ref()),
-            ),
-        ] {
-            for (index, (name, image)) in entries.into_iter().enumerate() {
-                containers.push(Container {
-                    name: name.clone(),
-                    image: image.clone().unwrap_or_default(),
-                    jsonpath: format!("{{{prefix}.{field}[{index}]}}"),
-                    image_id: image_id(statuses, name),
-                });
-            }
+            );
+            extraction.containers
         }
-    }
+        None => Vec::new(),
+    };
     Workload {
         kind: K::KIND,
-        namespace: meta
-            .namespace
-            .clone()
-            .unwrap_or_else(|| default_namespace.to_owned()),
-        name: meta.name.clone().unwrap_or_default(),
+        namespace: strings.get(meta.namespace.as_deref().unwrap_or(default_namespace)),
+        name: Arc::from(meta.name.as_deref().unwrap_or_default()),
         containers,
-        pull: obj
-            .pod_spec()
-            .map(pull_config)
-            .unwrap_or_else(|| PullConfig {
-                service_account: "default".into(),
-                ..PullConfig::default()
-            }),
-        metadata_labels: metadata.keep(meta),
+        pull: match spec {
+            Some(spec) => pull_config(spec, &mut strings),
+            None => PullConfig {
+                secrets: Vec::new(),
+                service_account: strings.get(DEFAULT_SERVICE_ACCOUNT),
+            },
+        },
+        metadata_labels: metadata.keep(meta, &mut strings),
+    }
+}
+
+/// The containers of one pod spec, as they are extracted.
+struct Extraction<'a, 'p> {
+    /// Where the pod spec sits, in JSONPath.
+    prefix: &'a str,
+    strings: &'a mut strings::Strings<'p>,
+    containers: Vec<Container>,
+    /// Where each `jsonpath` is written before it is looked up in the pool.
+    jsonpath: String,
+}
+
+impl Extraction<'_, '_> {
+    /// The entries of one list field of the pod spec, with the statuses the
+    /// kubelet reports for them.
+    fn push<'c>(
+        &mut self,
+        field: &str,
+        entries: impl Iterator<Item = (&'c String, &'c Option<String>)>,
+        statuses: &[ContainerStatus],
+    ) {
+        for (index, (name, image)) in entries.enumerate() {
+            self.jsonpath.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(self.jsonpath, "{{{}.{field}[{index}]}}", self.prefix);
+            let image_id = image_id(statuses, name).map(|(reference, running)| ImageId {
+                reference: self.strings.get(reference),
+                running,
+            });
+            self.containers.push(Container {
+                name: self.strings.get(name),
+                image: self.strings.get(image.as_deref().unwrap_or_default()),
+                jsonpath: self.strings.get(&self.jsonpath),
+                image_id,
+            });
+        }
     }
 }
 
 /// The `imageID` the status of container `name` reports, if it is a digest
-/// reference.
-fn image_id(statuses: &[ContainerStatus], name: &str) -> Option<ImageId> {
+/// reference, and whether the container runs.
+fn image_id<'s>(statuses: &'s [ContainerStatus], name: &str) -> Option<(&'s str, bool)> {
     let status = statuses.iter().find(|s| s.name == name)?;
     let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
-    ImageId::parse(&status.image_id, running)
+    Some((ImageId::pinned(&status.image_id)?, running))
 }
 
-fn pull_config(spec: &PodSpec) -> PullConfig {
+fn pull_config(spec: &PodSpec, strings: &mut strings::Strings<'_>) -> PullConfig {
     #[allow(deprecated)] // `serviceAccount` is the old spelling; old manifests still use it.
     let account = spec
         .service_account_name
-        .as_ref()
-        .or(spec.service_account.as_ref());
-    PullConfig {
-        secrets: spec
-            .image_pull_secrets
+        .as_deref()
+        .or(spec.service_account.as_deref());
+    let secrets = spec.image_pull_secrets.as_deref().unwrap_or_default();
+    let mut names = Vec::with_capacity(secrets.iter().filter(|s| !s.name.is_empty()).count());
+    names.extend(
+        secrets
             .iter()
-            .flatten()
-            .map(|s| s.name.clone())
-            .filter(|n| !n.is_empty())
-            .collect(),
-        service_account: account
-            .filter(|a| !a.is_empty())
-            .cloned()
-            .unwrap_or_else(|| "default".into()),
+            .filter(|s| !s.name.is_empty())
+            .map(|s| strings.get(&s.name)),
+    );
+    PullConfig {
+        secrets: names,
+        service_account: strings.get(
+            account
+                .filter(|a| !a.is_empty())
+                .unwrap_or(DEFAULT_SERVICE_ACCOUNT),
+        ),
     }
 }
 
@@ -472,13 +529,13 @@ mod tests {
         }));
         let w = workload(&pod, "default");
         assert_eq!(
-            (w.kind, w.namespace.as_str(), w.name.as_str()),
+            (w.kind, &*w.namespace, &*w.name),
             (Kind::Pod, "shop", "web")
         );
         let got: Vec<_> = w
             .containers
             .iter()
-            .map(|c| (c.name.as_str(), c.image.as_str(), c.jsonpath.as_str()))
+            .map(|c| (&*c.name, &*c.image, &*c.jsonpath))
             .collect();
         assert_eq!(
             got,
@@ -502,15 +559,15 @@ mod tests {
         }));
         let w = workload(&d, "default");
         assert_eq!(
-            w.namespace, "default",
+            &*w.namespace, "default",
             "a manifest without namespace lands in the default one"
         );
         assert_eq!(
-            w.containers[0].jsonpath,
+            &*w.containers[0].jsonpath,
             "{.spec.template.spec.initContainers[0]}"
         );
         assert_eq!(
-            w.containers[1].jsonpath,
+            &*w.containers[1].jsonpath,
             "{.spec.template.spec.containers[0]}"
         );
         assert_eq!(
@@ -529,7 +586,7 @@ mod tests {
         }));
         let w = workload(&c, "default");
         assert_eq!(
-            w.containers[0].jsonpath,
+            &*w.containers[0].jsonpath,
             "{.spec.jobTemplate.spec.template.spec.containers[0]}"
         );
         assert_eq!(Kind::CronJob.group(), "batch");
@@ -547,10 +604,10 @@ mod tests {
             }}}
         }));
         let pull = workload(&d, "default").pull;
-        assert_eq!(pull.secrets, ["regcred", "other"]);
-        assert_eq!(pull.service_account, "builder");
+        assert_eq!(pull.secrets, [Arc::from("regcred"), Arc::from("other")]);
+        assert_eq!(&*pull.service_account, "builder");
         let pod: Pod = from_json(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
-        assert_eq!(workload(&pod, "default").pull.service_account, "default");
+        assert_eq!(&*workload(&pod, "default").pull.service_account, "default");
     }
 
     #[test]
@@ -562,6 +619,6 @@ mod tests {
         let pod: Pod = from_json(
             json!({"metadata": {"name": "noimage"}, "spec": {"containers": [{"name": "c"}]}}),
         );
-        assert_eq!(workload(&pod, "default").containers[0].image, "");
+        assert_eq!(&*workload(&pod, "default").containers[0].image, "");
     }
 }

@@ -13,7 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::strings::Strings;
 
 /// The allowlist entry that allows every key.
 pub const WILDCARD: &str = "*";
@@ -72,8 +76,9 @@ impl MetadataAllowlist {
     }
 
     /// The `label_*` and `annotation_*` label names and values of one
-    /// object, sorted by name, at most [`MAX_WORKLOAD_LABELS`].
-    pub fn keep(&self, meta: &ObjectMeta) -> Vec<(String, String)> {
+    /// object, sorted by name, at most [`MAX_WORKLOAD_LABELS`], taken from
+    /// the pool (names, and values such as teams, repeat across workloads).
+    pub fn keep(&self, meta: &ObjectMeta, strings: &mut Strings<'_>) -> Vec<(Arc<str>, Arc<str>)> {
         if self.is_empty() {
             return Vec::new();
         }
@@ -92,8 +97,12 @@ impl MetadataAllowlist {
         }
         kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         kept.truncate(MAX_WORKLOAD_LABELS);
-        kept.shrink_to_fit();
-        kept
+        let mut pooled = Vec::with_capacity(kept.len());
+        pooled.extend(
+            kept.iter()
+                .map(|(name, value)| (strings.get(name), strings.get(value))),
+        );
+        pooled
     }
 }
 
@@ -177,6 +186,7 @@ fn cut(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::StringPool;
 
     fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
         let map = |pairs: &[(&str, &str)]| {
@@ -195,7 +205,11 @@ mod tests {
     }
 
     fn kept(allow: &MetadataAllowlist, meta: &ObjectMeta) -> Vec<(String, String)> {
-        allow.keep(meta)
+        allow
+            .keep(meta, &mut StringPool::default().lock())
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -237,7 +251,7 @@ mod tests {
             kept(&allow, &m),
             pairs(&[("annotation_owner", "alice"), ("label_team", "payments")])
         );
-        assert!(MetadataAllowlist::default().keep(&m).is_empty());
+        assert!(kept(&MetadataAllowlist::default(), &m).is_empty());
         assert!(MetadataAllowlist::default().is_empty());
         let all = MetadataAllowlist {
             labels: Allowlist::new(&["x", WILDCARD]),

@@ -50,9 +50,14 @@ impl Selection {
             return None;
         }
         if !self.exclude_images.is_empty() {
+            let before = workload.containers.len();
             workload
                 .containers
                 .retain(|c| !self.exclude_images.iter().any(|g| g.matches(&c.image)));
+            // Kept at its exact length, as the extraction made it.
+            if workload.containers.len() < before {
+                workload.containers.shrink_to_fit();
+            }
         }
         Some(workload)
     }
@@ -358,9 +363,9 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, image)| Container {
-                    name: format!("c{i}"),
-                    image: image.to_string(),
-                    jsonpath: format!("{{.spec.containers[{i}]}}"),
+                    name: format!("c{i}").into(),
+                    image: (*image).into(),
+                    jsonpath: format!("{{.spec.containers[{i}]}}").into(),
                     image_id: None,
                 })
                 .collect(),
@@ -370,6 +375,6 @@ mod tests {
         assert!(selection.admit(workload("kube-system")).is_none());
         let kept = selection.admit(workload("shop")).unwrap();
         assert_eq!(kept.containers.len(), 1);
-        assert_eq!(kept.containers[0].jsonpath, "{.spec.containers[1]}");
+        assert_eq!(&*kept.containers[0].jsonpath, "{.spec.containers[1]}");
     }
 }

@@ -15,7 +15,9 @@
 //! number of containers, never the size of objects (status, managed fields,
 //! annotations). A workload that did not change keeps its `Arc` — across
 //! status-only updates and across re-lists — so the inventory can reuse the
-//! label sets it encoded for it.
+//! label sets it encoded for it. The strings workloads repeat come from
+//! one [`StringPool`] for all watchers, pruned at every snapshot and
+//! re-list, so equal values are one allocation whatever kind holds them.
 //!
 //! Freshness: a kind whose list or watch fails is *stale* until a list of it
 //! completes again (every failure other than a 410 is followed by a fresh
@@ -46,7 +48,9 @@ use tracing::{debug, info, warn};
 
 use super::cluster::custom_workload;
 use super::custom::{InvalidObject, KindSpec};
-use super::{workload_keeping, HasPodSpec, Kind, MetadataAllowlist, Selection, Workload};
+use super::{
+    workload_keeping, HasPodSpec, Kind, MetadataAllowlist, Selection, StringPool, Workload,
+};
 use crate::readiness::Readiness;
 use crate::telemetry::Telemetry;
 
@@ -82,8 +86,9 @@ impl WatchOptions {
     }
 }
 
-/// Namespace and name of an object within one watcher's store.
-type ObjectKey = (String, String);
+/// Namespace and name of an object within one watcher's store: the
+/// workload's own strings, shared.
+type ObjectKey = (Arc<str>, Arc<str>);
 
 /// Keeps the workloads of a cluster current with one kube-runtime watcher
 /// per kind (and per namespace when namespaces are given).
@@ -138,6 +143,7 @@ impl WatchedCluster {
             telemetry,
             selection,
             metadata,
+            strings: StringPool::default(),
         });
         for kind in &kinds {
             // Every kind is reported, stale or not, from the start.
@@ -186,16 +192,7 @@ impl WatchedCluster {
     /// Also applies the grace period: kinds refused for longer leave the
     /// inventory, and `/readyz` fails while a kind has been stale for longer.
     pub fn snapshot(&self) -> Vec<Arc<Workload>> {
-        self.shared.expire();
-        let streams = self.shared.lock();
-        let mut workloads = Vec::with_capacity(streams.iter().map(|s| s.objects.len()).sum());
-        for stream in streams.iter() {
-            workloads.extend(stream.objects.values().cloned());
-        }
-        debug_assert!(workloads.is_sorted_by(|a, b| {
-            (a.kind, &a.namespace, &a.name) <= (b.kind, &b.namespace, &b.name)
-        }));
-        workloads
+        self.shared.snapshot()
     }
 
     /// True once every watched kind has completed its first list. A kind
@@ -232,6 +229,8 @@ struct Shared {
     selection: Selection,
     /// The workload labels and annotations kept.
     metadata: MetadataAllowlist,
+    /// The strings of every watcher's workloads, one copy each.
+    strings: StringPool,
 }
 
 /// Why a watcher's objects could not be refreshed, since when.
@@ -283,11 +282,33 @@ impl Shared {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The stored `Arc` when it holds an equal workload, else a new one.
-    fn reuse(&self, index: usize, key: &ObjectKey, workload: Workload) -> Arc<Workload> {
+    /// See [`WatchedCluster::snapshot`]. Also lets go of the strings of
+    /// objects deleted or changed since the last one (and of those the
+    /// previous snapshot's series held), once per tick.
+    fn snapshot(&self) -> Vec<Arc<Workload>> {
+        self.expire();
+        self.strings.prune();
+        let streams = self.lock();
+        let mut workloads = Vec::with_capacity(streams.iter().map(|s| s.objects.len()).sum());
+        for stream in streams.iter() {
+            workloads.extend(stream.objects.values().cloned());
+        }
+        debug_assert!(workloads.is_sorted_by(|a, b| {
+            (a.kind, &a.namespace, &a.name) <= (b.kind, &b.namespace, &b.name)
+        }));
+        workloads
+    }
+
+    /// The stored `Arc` when it holds an equal workload, else a new one
+    /// (sharing the stored one's name: names are not pooled).
+    fn reuse(&self, index: usize, key: &ObjectKey, mut workload: Workload) -> Arc<Workload> {
         match self.lock()[index].objects.get(key) {
             Some(old) if **old == workload => old.clone(),
-            _ => Arc::new(workload),
+            Some(old) => {
+                workload.name = old.name.clone();
+                Arc::new(workload)
+            }
+            None => Arc::new(workload),
         }
     }
 
@@ -314,7 +335,11 @@ impl Shared {
         self.count(&streams, kind);
         self.heard(kind);
         drop(streams);
-        drop(old);
+        // A re-list may leave values no object uses; a first list cannot.
+        if !old.is_empty() {
+            drop(old);
+            self.strings.prune();
+        }
         if ended.is_some() {
             self.check_readiness();
         }
@@ -325,7 +350,7 @@ impl Shared {
     }
 
     /// An object added or modified while watching.
-    fn apply(&self, index: usize, workload: Workload) {
+    fn apply(&self, index: usize, mut workload: Workload) {
         let key = (workload.namespace.clone(), workload.name.clone());
         let mut streams = self.lock();
         let stream = &mut streams[index];
@@ -337,7 +362,12 @@ impl Shared {
                 self.heard(kind);
                 return;
             }
-            Some(old) => images_differ(old, &workload),
+            Some(old) => {
+                // The map keeps the key it has, and with it the old name:
+                // one copy of it is enough (names are not pooled).
+                workload.name = old.name.clone();
+                images_differ(old, &workload)
+            }
             None => true,
         };
         let old = stream.objects.insert(key, Arc::new(workload));
@@ -559,14 +589,19 @@ where
     };
     let kept = shared.clone();
     let reducer = Reducer {
-        reduce: move |object: &K| Ok(workload_keeping(object, "default", &kept.metadata)),
+        reduce: move |object: &K| {
+            Ok(workload_keeping(
+                object,
+                "default",
+                &kept.metadata,
+                &kept.strings,
+            ))
+        },
         key: |object: &K| {
             let meta = HasPodSpec::meta(object);
             (
-                meta.namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".to_owned()),
-                meta.name.clone().unwrap_or_default(),
+                Arc::from(meta.namespace.as_deref().unwrap_or("default")),
+                Arc::from(meta.name.as_deref().unwrap_or_default()),
             )
         },
         dynamic: false,
@@ -649,18 +684,22 @@ async fn run_custom(
                     };
                     let reducer = Reducer {
                         reduce: |object: &DynamicObject| {
-                            custom_workload(&spec, cluster_scoped, object).map(|mut workload| {
-                                workload.metadata_labels = shared.metadata.keep(&object.metadata);
-                                workload
-                            })
+                            custom_workload(
+                                &spec,
+                                cluster_scoped,
+                                object,
+                                &shared.metadata,
+                                &shared.strings,
+                            )
                         },
                         key: |object: &DynamicObject| {
                             let namespace = match (&object.metadata.namespace, cluster_scoped) {
-                                (_, true) => String::new(),
-                                (Some(namespace), false) => namespace.clone(),
-                                (None, false) => "default".to_owned(),
+                                (_, true) => "",
+                                (Some(namespace), false) => namespace.as_str(),
+                                (None, false) => "default",
                             };
-                            (namespace, object.metadata.name.clone().unwrap_or_default())
+                            let name = object.metadata.name.as_deref().unwrap_or_default();
+                            (Arc::from(namespace), Arc::from(name))
                         },
                         dynamic: true,
                     };
@@ -874,6 +913,8 @@ async fn run<K, R, F>(
                         Ok(Some(workload)) => {
                             let key = (workload.namespace.clone(), workload.name.clone());
                             let workload = shared.reuse(index, &key, workload);
+                            // Keyed by the kept workload's own strings.
+                            let key = (workload.namespace.clone(), workload.name.clone());
                             listing.insert(key, workload);
                         }
                         Ok(None) => {}
@@ -1004,10 +1045,15 @@ fn handle_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::workload;
 
     /// A workload as the extraction makes it, from a Pod or DaemonSet.
     fn w(kind: Kind, ns: &str, name: &str, images: &[&str]) -> Workload {
+        reduce(&StringPool::default(), kind, ns, name, images)
+    }
+
+    /// [`w`], taking strings from `pool`.
+    fn reduce(pool: &StringPool, kind: Kind, ns: &str, name: &str, images: &[&str]) -> Workload {
+        let allow = MetadataAllowlist::default();
         let containers: Vec<_> = images
             .iter()
             .enumerate()
@@ -1020,7 +1066,7 @@ mod tests {
                     "metadata": metadata, "spec": {"containers": containers}
                 }))
                 .unwrap();
-                workload(&pod, "default")
+                workload_keeping(&pod, "default", &allow, pool)
             }
             Kind::DaemonSet => {
                 let ds: DaemonSet = serde_json::from_value(serde_json::json!({
@@ -1028,7 +1074,7 @@ mod tests {
                     "spec": {"selector": {}, "template": {"spec": {"containers": containers}}}
                 }))
                 .unwrap();
-                workload(&ds, "default")
+                workload_keeping(&ds, "default", &allow, pool)
             }
             other => panic!("these tests build Pods and DaemonSets only, not {other}"),
         }
@@ -1050,6 +1096,7 @@ mod tests {
             telemetry: Arc::new(Telemetry::new()),
             selection: Selection::default(),
             metadata: MetadataAllowlist::default(),
+            strings: StringPool::default(),
         }
     }
 
@@ -1117,6 +1164,78 @@ mod tests {
         }
         assert!(s.lock().iter().all(Stream::is_ready));
         assert!(rx.has_changed().unwrap(), "readiness is announced");
+    }
+
+    #[test]
+    fn workloads_share_one_copy_of_each_repeated_string() {
+        let s = shared(&[None]);
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "a", &["app:1"]));
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "b", &["app:1"]));
+        s.apply(
+            3,
+            reduce(&s.strings, Kind::DaemonSet, "shop", "agent", &["app:1"]),
+        );
+        let streams = s.lock();
+        let a = &streams[0].objects[&key("shop", "a")];
+        let b = &streams[0].objects[&key("shop", "b")];
+        let agent = &streams[3].objects[&key("shop", "agent")];
+        let (ca, cb) = (&a.containers[0], &b.containers[0]);
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&ca.image, &cb.image));
+        assert!(Arc::ptr_eq(&ca.jsonpath, &cb.jsonpath));
+        assert!(Arc::ptr_eq(&ca.name, &cb.name));
+        assert!(Arc::ptr_eq(
+            &a.pull.service_account,
+            &b.pull.service_account
+        ));
+        // Across kinds (and watchers) too.
+        assert!(Arc::ptr_eq(&a.namespace, &agent.namespace));
+        assert!(Arc::ptr_eq(&ca.image, &agent.containers[0].image));
+        assert!(!Arc::ptr_eq(&ca.jsonpath, &agent.containers[0].jsonpath));
+        // The store's key is the workload's own strings.
+        let (stored, _) = streams[0].objects.get_key_value(&key("shop", "a")).unwrap();
+        assert!(Arc::ptr_eq(&stored.0, &a.namespace) && Arc::ptr_eq(&stored.1, &a.name));
+        // shop, app:1, c0, two jsonpaths, default.
+        assert_eq!(s.strings.len(), 6);
+    }
+
+    #[test]
+    fn the_pool_lets_go_of_what_deleted_and_relisted_objects_used() {
+        let s = shared(&[None]);
+        s.apply(0, reduce(&s.strings, Kind::Pod, "shop", "web", &["app:1"]));
+        s.apply(
+            0,
+            reduce(&s.strings, Kind::Pod, "batch", "job", &["only-here:1"]),
+        );
+        let both = s.strings.len();
+        s.delete(0, &key("batch", "job"));
+        let workloads = s.snapshot();
+        assert_eq!(workloads.len(), 1);
+        assert_eq!(
+            s.strings.len(),
+            both - 2,
+            "its namespace and image are let go at the next snapshot"
+        );
+
+        // A re-list in which the Pod runs another image.
+        let mut listed = BTreeMap::new();
+        let changed = reduce(&s.strings, Kind::Pod, "shop", "web", &["app:2"]);
+        let changed = s.reuse(0, &key("shop", "web"), changed);
+        listed.insert(key("shop", "web"), changed);
+        let with_both_images = s.strings.len();
+        drop(workloads);
+        s.replace(0, listed);
+        assert_eq!(
+            s.strings.len(),
+            with_both_images - 1,
+            "the image no object runs any more is let go"
+        );
+        let images: Vec<Arc<str>> = s
+            .snapshot()
+            .iter()
+            .map(|w| w.containers[0].image.clone())
+            .collect();
+        assert_eq!(images, [Arc::from("app:2")]);
     }
 
     #[test]
