@@ -186,7 +186,8 @@ impl Inventory {
         // One set of image series per digest, in order of first use.
         let mut seen_metadata = HashSet::with_hasher(ByAddress::default());
         let mut seen_digests = HashSet::new();
-        let mut cached_images = HashMap::with_capacity_and_hasher(self.images.len(), ByAddress::default());
+        let mut cached_images =
+            HashMap::with_capacity_and_hasher(self.images.len(), ByAddress::default());
         for image in used.into_iter().flatten() {
             let key = Arc::as_ptr(image) as usize;
             if !seen_metadata.insert(key) || !seen_digests.insert(image.digest.as_str()) {

@@ -355,7 +355,7 @@ impl Report {
         row(
             "Time to first complete push",
             secs(s.first_push_seconds),
-            String::new(),
+            format!("≤ 20 s: {}", verdict(s.first_push_seconds <= 20.0)),
         );
         row(
             "CPU until then (startup + cold tick)",
@@ -365,7 +365,7 @@ impl Report {
         row(
             "CPU per warm tick (whole process)",
             secs(s.warm_cpu_seconds_per_tick),
-            format!("≤ 0.5 s: {}", verdict(s.warm_cpu_seconds_per_tick <= 0.5)),
+            format!("≤ 0.25 s: {}", verdict(s.warm_cpu_seconds_per_tick <= 0.25)),
         );
         row(
             "Wall time of a warm tick: snapshot, then push",
@@ -379,7 +379,7 @@ impl Report {
         row(
             "Steady RSS (between warm ticks)",
             format!("{:.0} MB", s.steady_rss_mb),
-            format!("≤ 150 MB: {}", verdict(s.steady_rss_mb <= 150.0)),
+            format!("≤ 120 MB: {}", verdict(s.steady_rss_mb <= 120.0)),
         );
         row(
             "Highest RSS in warm ticks / peak (VmHWM)",

@@ -212,6 +212,11 @@ impl Buffers {
         self.compress()
     }
 
+    /// The size of the last body before compression.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
+    }
+
     fn compress(&mut self) -> Result<Vec<u8>, snap::Error> {
         let bound = snap::raw::max_compress_len(self.raw.len());
         // Grown, never shrunk or zeroed again: snappy writes before it reads.
