@@ -31,6 +31,7 @@ pub use sender::Sender;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
+use bytes::BytesMut;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
 use prost::Message;
 
@@ -59,7 +60,7 @@ fn label_len(name: &str, value: &str) -> usize {
 }
 
 /// Appends a length-delimited field of bytes.
-fn put_bytes(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
+fn put_bytes(tag: u32, bytes: &[u8], buf: &mut BytesMut) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(bytes.len() as u64, buf);
     buf.extend_from_slice(bytes);
@@ -68,13 +69,13 @@ fn put_bytes(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
 /// Encodes one request: the series, each with one sample at `timestamp_ms`,
 /// and type/help metadata for the families present (as Prometheus sends it).
 pub fn encode<S: Borrow<Series>>(series: &[S], timestamp_ms: i64) -> Vec<u8> {
-    let mut buf = Vec::new();
+    let mut buf = BytesMut::new();
     encode_into(series, timestamp_ms, &mut buf);
-    buf
+    Vec::from(buf)
 }
 
 /// [`encode`] into `buf`, which is cleared first.
-fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut Vec<u8>) {
+fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut BytesMut) {
     buf.clear();
     // The size of the labels is known only once they are walked; a first
     // guess of 320 bytes a series (a container's) avoids most regrowth.
@@ -118,13 +119,13 @@ fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut Vec
 /// Encodes one remote-write 2.0 request: every string once in the symbols
 /// table (index 0 is ""), series referring to it, type and help per series.
 pub fn encode_v2<S: Borrow<Series>>(series: &[S], timestamp_ms: i64) -> Vec<u8> {
-    let mut buf = Vec::new();
+    let mut buf = BytesMut::new();
     encode_v2_into(series, timestamp_ms, &mut buf);
-    buf
+    Vec::from(buf)
 }
 
 /// [`encode_v2`] into `buf`, which is cleared first.
-fn encode_v2_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut Vec<u8>) {
+fn encode_v2_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut BytesMut) {
     buf.clear();
     let mut symbols: Vec<&str> = vec![""];
     let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
@@ -176,7 +177,7 @@ pub fn compress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
 /// of 100k containers encodes ~60 MB, and fresh buffers per request cost
 /// as much again in page faults and copies.
 pub struct Buffers {
-    raw: Vec<u8>,
+    raw: BytesMut,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
@@ -184,7 +185,7 @@ pub struct Buffers {
 impl Default for Buffers {
     fn default() -> Self {
         Buffers {
-            raw: Vec::new(),
+            raw: BytesMut::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
