@@ -383,6 +383,7 @@ mod tests {
     use super::*;
     use crate::discovery::{Container, Kind};
     use crate::registry::{ErrorClass, ImageLimits, ImageMetadata, ResolveError, TRUNCATED};
+    use crate::series::fixtures::pairs;
     use crate::series::{check_external_labels, NAME_LABEL};
     use std::collections::BTreeMap;
     use std::sync::Arc;
@@ -429,15 +430,6 @@ mod tests {
             supply_chain: Default::default(),
             platform_digests: Vec::new(),
         })
-    }
-
-    /// A series' labels as owned (name, value) pairs, in order.
-    fn pairs(series: &Series) -> Vec<(String, String)> {
-        series
-            .labels
-            .iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect()
     }
 
     #[test]

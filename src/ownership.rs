@@ -43,6 +43,7 @@ pub(crate) fn workload_labels(
 mod tests {
     use super::*;
     use crate::discovery::Kind;
+    use crate::series::fixtures::pairs;
 
     fn workload(labels: &[(&str, &str)]) -> Workload {
         Workload {
@@ -58,18 +59,10 @@ mod tests {
         }
     }
 
-    fn decoded(series: Series) -> Vec<(String, String)> {
-        series
-            .labels
-            .iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect()
-    }
-
     #[test]
     fn one_series_with_the_kept_labels_in_name_order() {
         let common = Arc::new(CommonLabels::new("j", &[]));
-        let got = decoded(workload_labels(
+        let got = pairs(&workload_labels(
             &common,
             &mut Interner::default(),
             &workload(&[("label_team", "payments"), ("annotation_owner", "alice")]),
@@ -95,7 +88,7 @@ mod tests {
     fn an_external_label_of_the_same_name_wins_and_is_sent_once() {
         let external = [("label_team".to_owned(), "platform".to_owned())];
         let common = Arc::new(CommonLabels::new("j", &external));
-        let got = decoded(workload_labels(
+        let got = pairs(&workload_labels(
             &common,
             &mut Interner::default(),
             &workload(&[("label_team", "payments")]),

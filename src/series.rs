@@ -582,6 +582,15 @@ pub(crate) mod fixtures {
         Arc::new(CommonLabels::new(job, &external))
     }
 
+    /// A series' labels as owned (name, value) pairs, in order.
+    pub(crate) fn pairs(series: &Series) -> Vec<(String, String)> {
+        series
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
     /// One series of `family`, its values in the order of the table.
     pub(crate) fn series(
         common: &Arc<CommonLabels>,

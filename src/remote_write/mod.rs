@@ -232,19 +232,11 @@ impl Buffers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::fixtures::three_pods;
+    use crate::series::fixtures::{pairs, three_pods};
     use crate::series::Snapshot;
 
     fn snapshot() -> Snapshot {
         three_pods("job")
-    }
-
-    fn pairs(series: &Series) -> Vec<(String, String)> {
-        series
-            .labels
-            .iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect()
     }
 
     #[test]
