@@ -27,6 +27,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// retry of the Job would read the same input.
 pub const EXIT_INPUT_SKIPPED: u8 = 3;
 
+/// Exit status of `--once` when every endpoint took the snapshot but one
+/// refused some of its series one by one and stored the rest (Mimir,
+/// Cortex, Grafana Cloud; logged with the receiver's message): a retry of
+/// the Job would be refused the same.
+pub const EXIT_PARTIAL: u8 = 4;
+
 /// Runs the service; the result is the process exit status.
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     crate::install_crypto_provider();
@@ -50,8 +56,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     if settings.once {
         let snapshot = pipeline.snapshot().await?;
-        if !deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
-            return Ok(ExitCode::FAILURE);
+        match deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
+            Delivered::Failed => return Ok(ExitCode::FAILURE),
+            Delivered::Partial => {
+                warn!(
+                    exit_status = EXIT_PARTIAL,
+                    "pushed, but a receiver refused some series (logged above)"
+                );
+                return Ok(ExitCode::from(EXIT_PARTIAL));
+            }
+            Delivered::All => {}
         }
         let skipped = pipeline.skipped_input();
         if skipped > 0 {
@@ -156,42 +170,60 @@ async fn leader_change(changes: &mut Option<tokio::sync::watch::Receiver<bool>>)
     }
 }
 
+/// What became of a snapshot pushed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Delivered {
+    All,
+    /// Accepted, but some series refused one by one.
+    Partial,
+    Failed,
+}
+
 /// Prints (dry run) or pushes a snapshot to every endpoint at once, so a
-/// slow endpoint does not delay the others. True when all accepted it.
+/// slow endpoint does not delay the others.
 async fn deliver(
     snapshot: &Snapshot,
     endpoints: &[Endpoint],
     dry_run: bool,
     telemetry: &Telemetry,
-) -> bool {
+) -> Delivered {
     if dry_run {
         print_snapshot(snapshot);
-        return true;
+        return Delivered::All;
     }
     let never = || false;
     let pushes = endpoints.iter().map(|e| async move {
         // Nothing to remember: a one-shot run marks nothing stale later.
-        e.push(snapshot, &[], telemetry, &never, &mut |_, _| {})
+        e.push(snapshot, &[], telemetry, &never, &|_| false, &mut |_, _| {})
             .await
     });
     let results = futures::future::join_all(pushes).await;
-    let mut all_ok = true;
+    let mut delivered = Delivered::All;
     for (endpoint, result) in endpoints.iter().zip(results) {
         match result {
-            Ok(report) => info!(
-                endpoint = endpoint.name(),
-                requests = report.requests,
-                series = report.series,
-                bytes = report.bytes,
-                "pushed"
-            ),
+            Ok(report) => {
+                info!(
+                    endpoint = endpoint.name(),
+                    requests = report.requests,
+                    series = report.series,
+                    bytes = report.bytes,
+                    "pushed"
+                );
+                if let Some(message) = &report.partial {
+                    warn!(endpoint = endpoint.name(), refused_series = report.refused, %message, "the receiver refused some series and stored the rest");
+                    delivered = delivered.max(Delivered::Partial);
+                }
+                if let Some(message) = &report.overlap {
+                    warn!(endpoint = endpoint.name(), %message, "the receiver holds newer samples (another pusher of the cluster); the older ones were dropped");
+                }
+            }
             Err(e) => {
                 error!(error = %e, "push failed");
-                all_ok = false;
+                delivered = Delivered::Failed;
             }
         }
     }
-    all_ok
+    delivered
 }
 
 /// The snapshot in the text format on stdout, with every pushed label.

@@ -27,7 +27,7 @@ use crate::remote_write::{
     Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
 };
 use crate::schedule::Schedule;
-use crate::series::{self, CommonLabels, ExternalLabelError};
+use crate::series::{self, CommonLabels, ExternalLabelError, LimitsError, SeriesLimits};
 
 /// Pushes the inventory of container images configured in a Kubernetes
 /// cluster (or in manifest files) to Prometheus remote-write receivers.
@@ -205,6 +205,32 @@ pub struct SeriesArgs {
     /// limit); a label or annotation with a longer key is dropped.
     #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_LENGTH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..))]
     pub max_label_value_length: u32,
+
+    /// Most labels one series carries, `__name__`, `job` and external labels
+    /// included (Mimir's and Cortex's default): workload labels beyond it
+    /// are left out, the first by name kept.
+    #[arg(long, value_name = "N", env = "PUSHER_MAX_LABEL_NAMES_PER_SERIES", default_value_t = 30, value_parser = clap::value_parser!(u32).range(12..))]
+    pub max_label_names_per_series: u32,
+
+    /// Longest label value (bytes) of any series: a longer one (an image
+    /// reference, a workload label) is cut and ends in "…", within the limit.
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_BYTES", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_label_value_bytes: u32,
+
+    /// Longest label name (bytes) of any series: a workload label with a
+    /// longer name is left out.
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_NAME_BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(32..))]
+    pub max_label_name_bytes: u32,
+
+    /// Name of the HA replica label of Mimir's and Grafana Cloud's HA
+    /// tracker, accepted as an --external-label although it starts with __.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PUSHER_REPLICA_LABEL",
+        default_value = "__replica__"
+    )]
+    pub replica_label: String,
 }
 
 /// Where the series are pushed.
@@ -574,6 +600,8 @@ pub enum ConfigError {
     NowhereToSend,
     #[error("--external-label: {0}")]
     ExternalLabel(#[from] ExternalLabelError),
+    #[error("--job or --external-label: {0}")]
+    SeriesLimits(#[from] LimitsError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
@@ -597,8 +625,9 @@ impl Config {
         {
             return Err(ConfigError::NowhereToSend);
         }
-        series::check_external_labels(&self.series.external_labels)?;
-        let common_labels = CommonLabels::new(&self.series.job, &self.series.external_labels);
+        series::check_external_labels(&self.series.external_labels, &self.series.replica_label)?;
+        let common_labels = CommonLabels::new(&self.series.job, &self.series.external_labels)
+            .with_limits(self.series.series_limits())?;
         let resource_labels: Vec<String> = common_labels.names().map(str::to_owned).collect();
         let endpoints = self.endpoints(&resource_labels)?;
         let interval = schedule.interval;
@@ -705,6 +734,14 @@ impl SeriesArgs {
             max_labels: self.max_labels_per_image as usize,
             max_annotations: self.max_annotations_per_image as usize,
             max_value_length: self.max_label_value_length as usize,
+        }
+    }
+
+    fn series_limits(&self) -> SeriesLimits {
+        SeriesLimits {
+            max_label_names: self.max_label_names_per_series as usize,
+            max_value_bytes: self.max_label_value_bytes as usize,
+            max_name_bytes: self.max_label_name_bytes as usize,
         }
     }
 }

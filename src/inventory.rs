@@ -19,7 +19,7 @@ use prometheus::IntCounterVec;
 
 use crate::discovery::Workload;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series, Snapshot};
+use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
 use crate::{ownership, running};
 
 /// Builds snapshots, reusing the label sets of everything that did not
@@ -94,6 +94,9 @@ impl Inventory {
     pub fn new(common: CommonLabels, dropped: IntCounterVec) -> Self {
         // Every reason at 0 from the start, so a rate over it is defined.
         for reason in DropReason::ALL {
+            dropped.with_label_values(&[reason.as_str()]);
+        }
+        for reason in LimitDrop::ALL {
             dropped.with_label_values(&[reason.as_str()]);
         }
         Inventory {
@@ -220,6 +223,7 @@ impl Inventory {
                 value: 1.0,
             });
         }
+        self.count_limit_drops();
         // Values of workloads and images that left are let go.
         self.strings.prune();
         self.last_len = series.len();
@@ -231,6 +235,32 @@ impl Inventory {
             series,
             containers,
             images,
+        }
+    }
+}
+
+impl Inventory {
+    /// Counts what the per-series limits cut or left out of the label sets
+    /// this build made, and says so: only new or changed workloads and
+    /// images make label sets, so a warm tick logs nothing.
+    fn count_limit_drops(&self) {
+        let mut any = false;
+        for (reason, count) in self.common.take_drops() {
+            if count > 0 {
+                any = true;
+                self.dropped
+                    .with_label_values(&[reason.as_str()])
+                    .inc_by(count);
+            }
+        }
+        if any {
+            let limits = self.common.limits();
+            tracing::warn!(
+                max_label_names_per_series = limits.max_label_names,
+                max_label_value_bytes = limits.max_value_bytes,
+                max_label_name_bytes = limits.max_name_bytes,
+                "new or changed series broke the per-series limits: values were cut (ending in …) or workload labels left out; see container_image_pusher_labels_dropped_total"
+            );
         }
     }
 }
@@ -743,7 +773,7 @@ mod tests {
         );
         let families: HashSet<Family> = snap.series.iter().map(Series::family).collect();
         assert_eq!(families.len(), Family::ALL.len(), "every family is built");
-        check_external_labels(&external).unwrap();
+        check_external_labels(&external, "__replica__").unwrap();
         for series in &snap.series {
             let labels = pairs(series);
             assert!(
@@ -894,7 +924,7 @@ mod tests {
         use prometheus::core::Collector;
         assert_eq!(
             dropped_total.collect()[0].get_metric().len(),
-            DropReason::ALL.len()
+            DropReason::ALL.len() + LimitDrop::ALL.len()
         );
     }
 }

@@ -24,7 +24,14 @@
 //! test and docs read it, so no series can carry a name twice (a receiver
 //! rejects the whole batch if one does).
 //!
+//! Every label set keeps the [`SeriesLimits`] ([`limits`]): values cut,
+//! workload labels beyond the budget left out, when it is made.
+//!
 //! This module depends on no source and no sink.
+
+mod limits;
+
+pub use limits::{LimitDrop, LimitsError, SeriesLimits, CUT};
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -183,8 +190,13 @@ pub enum ExternalLabelError {
 
 /// Checks external label names against the Prometheus label grammar and
 /// against every name a series already carries: a duplicate name makes a
-/// receiver reject the whole batch.
-pub fn check_external_labels(labels: &[(String, String)]) -> Result<(), ExternalLabelError> {
+/// receiver reject the whole batch. `replica_label` (Mimir's HA tracker's,
+/// `__replica__` by default) is accepted although it starts with `__`:
+/// the receiver itself removes it once it has deduplicated.
+pub fn check_external_labels(
+    labels: &[(String, String)],
+    replica_label: &str,
+) -> Result<(), ExternalLabelError> {
     let mut seen = HashSet::new();
     for (name, _) in labels {
         let mut chars = name.chars();
@@ -193,7 +205,7 @@ pub fn check_external_labels(labels: &[(String, String)]) -> Result<(), External
         if !valid {
             return Err(ExternalLabelError::Invalid(name.clone()));
         }
-        if name.starts_with("__") {
+        if name.starts_with("__") && name != replica_label {
             return Err(ExternalLabelError::Reserved(name.clone()));
         }
         if name == JOB_LABEL {
@@ -231,11 +243,21 @@ enum Slot {
 /// Labels added to every series: `job` and `--external-label`s. Also knows,
 /// for each family, the order of all of a series' label names, so that a
 /// label set is sorted once per process rather than once per series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CommonLabels {
     pairs: Vec<(String, String)>,
     /// Per family (by [`Family::ALL`] position): every label, sorted by name.
     layouts: Vec<Box<[Slot]>>,
+    /// What every label set made with these common labels keeps.
+    limits: SeriesLimits,
+    /// What the limits cut or dropped since [`CommonLabels::take_drops`].
+    drops: Arc<limits::DropCounts>,
+}
+
+impl PartialEq for CommonLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs && self.limits == other.limits
+    }
 }
 
 impl Default for CommonLabels {
@@ -281,7 +303,60 @@ impl CommonLabels {
                 slots.into_iter().map(|(_, slot)| slot).collect()
             })
             .collect();
-        CommonLabels { pairs, layouts }
+        CommonLabels {
+            pairs,
+            layouts,
+            limits: SeriesLimits::default(),
+            drops: Arc::default(),
+        }
+    }
+
+    /// The same labels with other limits, which `job` and the external
+    /// labels must keep themselves, leaving room for every family's own.
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Result<Self, LimitsError> {
+        for (name, value) in &self.pairs {
+            if name.len() > limits.max_name_bytes {
+                return Err(LimitsError::NameTooLong {
+                    name: name.clone(),
+                    len: name.len(),
+                    max: limits.max_name_bytes,
+                });
+            }
+            if value.len() > limits.max_value_bytes {
+                return Err(LimitsError::ValueTooLong {
+                    name: name.clone(),
+                    len: value.len(),
+                    max: limits.max_value_bytes,
+                });
+            }
+        }
+        let own = Family::ALL
+            .iter()
+            .map(|f| f.label_names().len())
+            .max()
+            .unwrap_or(0);
+        let needed = 1 + self.pairs.len() + own;
+        if needed > limits.max_label_names {
+            return Err(LimitsError::TooManyLabels {
+                needed,
+                external: self.pairs.len() - 1,
+                own,
+                max: limits.max_label_names,
+            });
+        }
+        self.limits = limits;
+        Ok(self)
+    }
+
+    pub fn limits(&self) -> SeriesLimits {
+        self.limits
+    }
+
+    /// What the limits cut or left out since the last call, by reason
+    /// (label sets are made when what they describe first appears or
+    /// changes, so each is counted once, not at every tick).
+    pub fn take_drops(&self) -> impl Iterator<Item = (LimitDrop, u64)> {
+        LimitDrop::ALL.into_iter().zip(self.drops.take())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -338,12 +413,31 @@ impl LabelSet {
     /// workload's `label_*`). One whose name the set already has (an
     /// external label of that name), or that is given twice, is left out:
     /// a series never carries a name twice.
+    ///
+    /// The common labels' [`SeriesLimits`] are kept: a longer value is cut
+    /// and ends in [`CUT`]; an extra label with a longer name is left out,
+    /// and so are those beyond the label budget (the first by name are
+    /// kept). What is cut or left out is counted in the common labels.
     pub fn with_extra(
         family: Family,
         common: &Arc<CommonLabels>,
-        values: Box<[Arc<str>]>,
+        mut values: Box<[Arc<str>]>,
         mut extra: Vec<(Arc<str>, Arc<str>)>,
     ) -> Self {
+        assert_eq!(
+            family.label_names().len(),
+            values.len(),
+            "one value per label name of {}",
+            family.name()
+        );
+        let (limits, drops) = (common.limits, &common.drops);
+        let mut cut = 0;
+        for value in values.iter_mut() {
+            if let Some(shorter) = limits::cut(value, limits.max_value_bytes) {
+                *value = shorter;
+                cut += 1;
+            }
+        }
         if !extra.is_empty() {
             extra.sort_by(|a, b| a.0.cmp(&b.0));
             extra.dedup_by(|a, b| a.0 == b.0);
@@ -352,13 +446,27 @@ impl LabelSet {
                     && !family.label_names().contains(&&**name)
                     && !common.names().any(|n| n == &**name)
             });
+            let before = extra.len();
+            extra.retain(|(name, _)| name.len() <= limits.max_name_bytes);
+            drops.add(LimitDrop::SeriesNameTooLong, before - extra.len());
+            // Every name of the family counts, even one whose value is
+            // empty and not sent: the budget does not move with the values.
+            let budget = limits
+                .max_label_names
+                .saturating_sub(1 + common.pairs.len() + family.label_names().len());
+            drops.add(
+                LimitDrop::SeriesTooManyLabels,
+                extra.len().saturating_sub(budget),
+            );
+            extra.truncate(budget);
+            for (_, value) in extra.iter_mut() {
+                if let Some(shorter) = limits::cut(value, limits.max_value_bytes) {
+                    *value = shorter;
+                    cut += 1;
+                }
+            }
         }
-        assert_eq!(
-            family.label_names().len(),
-            values.len(),
-            "one value per label name of {}",
-            family.name()
-        );
+        drops.add(LimitDrop::SeriesValueTooLong, cut);
         let mut hasher = identity_hasher().build_hasher();
         family.name().hash(&mut hasher);
         common.pairs.hash(&mut hasher);
@@ -887,7 +995,7 @@ mod tests {
     #[test]
     fn no_family_can_carry_a_label_name_twice() {
         let external = [("cluster".to_owned(), "a".to_owned())];
-        check_external_labels(&external).unwrap();
+        check_external_labels(&external, "__replica__").unwrap();
         let common = CommonLabels::new("j", &external);
         for family in Family::ALL {
             let mut names: Vec<&str> = vec![NAME_LABEL];
@@ -900,7 +1008,8 @@ mod tests {
             assert_eq!(common.layout(family).len(), count);
             // No external label can add one of its names again.
             for name in family.label_names() {
-                let err = check_external_labels(&[(name.to_string(), "x".into())]).unwrap_err();
+                let err = check_external_labels(&[(name.to_string(), "x".into())], "__replica__")
+                    .unwrap_err();
                 assert!(
                     matches!(&err, ExternalLabelError::FamilyLabel { families, .. } if families.contains(family.name())),
                     "{name}: {err}"
@@ -909,23 +1018,93 @@ mod tests {
         }
         for name in [NAME_LABEL, "__anything"] {
             assert_eq!(
-                check_external_labels(&[(name.into(), "x".into())]),
+                check_external_labels(&[(name.into(), "x".into())], "__replica__"),
                 Err(ExternalLabelError::Reserved(name.into()))
             );
         }
         assert_eq!(
-            check_external_labels(&[(JOB_LABEL.into(), "x".into())]),
+            check_external_labels(&[(JOB_LABEL.into(), "x".into())], "__replica__"),
             Err(ExternalLabelError::Job(JOB_LABEL.into()))
         );
         for name in ["", "1a", "a-b", "a.b", "é"] {
             assert_eq!(
-                check_external_labels(&[(name.into(), "x".into())]),
+                check_external_labels(&[(name.into(), "x".into())], "__replica__"),
                 Err(ExternalLabelError::Invalid(name.into()))
             );
         }
         assert_eq!(
-            check_external_labels(&[("region".into(), "a".into()), ("region".into(), "b".into())]),
+            check_external_labels(
+                &[("region".into(), "a".into()), ("region".into(), "b".into())],
+                "__replica__"
+            ),
             Err(ExternalLabelError::Duplicate("region".into()))
         );
+    }
+
+    /// Mimir's and Grafana Cloud's HA tracker dedupes on `__replica__`
+    /// (or whatever the operator named it): it is an external label.
+    #[test]
+    fn the_ha_replica_label_is_accepted_though_reserved() {
+        let replica = [("__replica__".to_owned(), "a".to_owned())];
+        assert_eq!(check_external_labels(&replica, "__replica__"), Ok(()));
+        let own = [("__ha__".to_owned(), "a".to_owned())];
+        assert_eq!(check_external_labels(&own, "__ha__"), Ok(()));
+        assert!(check_external_labels(&replica, "__ha__").is_err());
+    }
+
+    #[test]
+    fn label_sets_keep_the_limits_and_count_what_they_cut() {
+        let limits = SeriesLimits {
+            max_label_names: 14,
+            max_value_bytes: 64,
+            max_name_bytes: 32,
+        };
+        let common = Arc::new(
+            CommonLabels::new("j", &[("cluster".into(), "c".into())])
+                .with_limits(limits)
+                .unwrap(),
+        );
+        let long: Arc<str> = Arc::from("x".repeat(100));
+        let values: Vec<Arc<str>> = (0..5).map(|_| long.clone()).collect();
+        let extra: Vec<(Arc<str>, Arc<str>)> = (0..20)
+            .map(|i| (Arc::from(format!("label_{i:02}")), long.clone()))
+            .chain([(
+                Arc::from(format!("label_{}", "n".repeat(40))),
+                Arc::from("v"),
+            )])
+            .collect();
+        let set = LabelSet::with_extra(Family::WorkloadLabels, &common, values.into(), extra);
+        let labels: Vec<(&str, &str)> = set.iter().collect();
+        assert_eq!(labels.len(), 14, "{labels:?}");
+        assert!(labels.iter().all(|(n, v)| n.len() <= 32 && v.len() <= 64));
+        let kept: Vec<&str> = labels
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| n.starts_with("label_"))
+            .collect();
+        assert_eq!(
+            kept,
+            ["label_00", "label_01", "label_02", "label_03", "label_04", "label_05"],
+            "the first by name"
+        );
+        assert_eq!(set.get("name").unwrap(), format!("{}…", "x".repeat(61)));
+        let drops: Vec<(LimitDrop, u64)> = common.take_drops().collect();
+        assert_eq!(
+            drops,
+            [
+                (LimitDrop::SeriesValueTooLong, 11),
+                (LimitDrop::SeriesNameTooLong, 1),
+                (LimitDrop::SeriesTooManyLabels, 14)
+            ]
+        );
+        assert!(common.take_drops().all(|(_, n)| n == 0), "taken once");
+        // Fixed labels that cannot keep the limits are refused at start.
+        let many: Vec<(String, String)> = (0..3).map(|i| (format!("e{i}"), "v".into())).collect();
+        assert!(matches!(
+            CommonLabels::new("j", &many).with_limits(limits),
+            Err(LimitsError::TooManyLabels { needed: 15, .. })
+        ));
+        let long_job = CommonLabels::new(&"j".repeat(65), &[]).with_limits(limits);
+        assert!(matches!(long_job, Err(LimitsError::ValueTooLong { .. })));
     }
 }

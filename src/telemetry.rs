@@ -21,6 +21,9 @@ pub struct Telemetry {
     pub bytes_sent: IntCounterVec,
     /// Series in snapshots that an endpoint never accepted.
     pub series_dropped: IntCounterVec,
+    /// Series a receiver refused one by one while storing the rest of
+    /// their request (Mimir, Cortex, Grafana Cloud): not sent to it again.
+    pub series_refused: IntCounterVec,
     /// Snapshots replaced by a newer one before they were pushed.
     pub snapshots_superseded: IntCounterVec,
     pub last_success: GaugeVec,
@@ -104,6 +107,11 @@ impl Telemetry {
         let series_dropped = counter(
             "series_dropped_total",
             "Series of snapshots that an endpoint did not accept.",
+            &["endpoint"],
+        );
+        let series_refused = counter(
+            "series_refused_total",
+            "Series a receiver refused one by one while it stored the rest of the request (partial acceptance), by endpoint.",
             &["endpoint"],
         );
         let snapshots_superseded = counter(
@@ -243,6 +251,7 @@ impl Telemetry {
             series_sent,
             bytes_sent,
             series_dropped,
+            series_refused,
             snapshots_superseded,
             last_success,
             held_series,

@@ -23,12 +23,20 @@ use tracing::{debug, info, warn};
 
 use super::config::{EndpointConfig, Header, Protocol, LONGEST_WAIT};
 use super::otlp::{self, PartialSuccess};
+use super::refusal::{self, Refusal};
 use super::Buffers;
 use crate::series::{Series, Snapshot};
 use crate::telemetry::Telemetry;
 
 /// How much of an error response body is logged.
 const MAX_LOGGED_BODY: usize = 1024;
+/// How much of an error response body is read: secrets are blanked in all
+/// of it before it is cut to [`MAX_LOGGED_BODY`], so no cut can leave a
+/// piece of one.
+const MAX_READ_BODY: usize = 64 * 1024;
+/// Headers that name a tenant, not a credential: never blanked in what a
+/// receiver says (a tenant is often the cluster's name, a label value).
+const TENANT_HEADERS: [&str; 3] = ["x-scope-orgid", "thanos-tenant", "tenant-id"];
 const V1_CONTENT_TYPE: &str = "application/x-protobuf";
 const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 /// A 2.0 receiver reports what it wrote; a 1.x receiver does not (and wrote nothing).
@@ -117,7 +125,7 @@ impl std::fmt::Display for FailureClass {
 
 /// One failed request: its kind and what the receiver (or the network) said.
 #[derive(Debug, Clone)]
-struct Failure {
+pub(super) struct Failure {
     class: FailureClass,
     reason: String,
 }
@@ -130,14 +138,24 @@ pub enum Settled {
     /// The receiver refused it for good (a 4xx other than 429): the same
     /// series sent again would be refused again.
     Refused,
+    /// The receiver refused these series one by one and stored the rest of
+    /// their request: not to be sent to it again until they change.
+    Offending,
 }
 
-/// What an accepted snapshot cost.
-#[derive(Debug, Clone, Copy, Default)]
+/// What an accepted snapshot cost, and what the receiver refused of it.
+#[derive(Debug, Clone, Default)]
 pub struct PushReport {
     pub requests: usize,
     pub series: usize,
     pub bytes: usize,
+    /// Series refused one by one (the rest of their requests stored).
+    pub refused: usize,
+    /// The receiver's text for the first partially refused request.
+    pub partial: Option<String>,
+    /// The receiver's text for the first request refused because another
+    /// pusher wrote newer samples (dropped, not failed).
+    pub overlap: Option<String>,
 }
 
 /// A receiver and how to talk to it.
@@ -166,8 +184,16 @@ enum Wire {
 }
 
 /// Outcome of one request after retries.
-enum Attempt {
+pub(super) enum Attempt {
     Accepted,
+    /// 400 for some series, the rest stored; `written` as a 2.0 receiver
+    /// reported it.
+    Partial {
+        failure: Failure,
+        written: Option<u64>,
+    },
+    /// 400 for samples older than the receiver's.
+    Overlap(Failure),
     Rejected(Failure),
     Superseded(Failure),
     /// The receiver does not speak 2.0: send the batch again as 1.0.
@@ -279,63 +305,93 @@ impl Endpoint {
     /// then retrying this one is pointless and the push stops. `settled`
     /// is called with each batch the receiver accepted or refused for good,
     /// so the caller knows what the receiver holds even when the push as a
-    /// whole failed.
+    /// whole failed. Series `skip` picks (refused one by one before) are
+    /// not sent.
     pub async fn push(
         &self,
         snapshot: &Snapshot,
         extra: &[Series],
         telemetry: &Telemetry,
         superseded: &(dyn Fn() -> bool + Sync),
+        skip: &(dyn Fn(&Series) -> bool + Sync),
         settled: &mut (dyn FnMut(&[&Series], Settled) + Send),
     ) -> Result<PushReport, PushError> {
         let started = Instant::now();
         let mut report = PushReport::default();
         let (mut failed, mut dropped) = (0, 0);
         let mut first_failure: Option<Failure> = None;
-        let all: Vec<&Series> = snapshot.series.iter().chain(extra).collect();
+        let all: Vec<&Series> = snapshot
+            .series
+            .iter()
+            .filter(|s| !skip(s))
+            .chain(extra)
+            .collect();
         let batches: Vec<&[&Series]> = all.chunks(self.config.max_series_per_request).collect();
         let mut buffers = Buffers::default();
         for batch in &batches {
-            let outcome = loop {
-                let wire = self.wire();
-                let compressed = match wire {
-                    Wire::Otlp => otlp::compress(&otlp::encode(
-                        &batch[..],
-                        snapshot.timestamp_ms,
-                        &self.config.resource_labels,
-                    ))
-                    .map_err(|e| format!("gzip: {e}")),
-                    // Only for bodies over snappy's 4 GiB limit; a failure, not a panic.
-                    Wire::V2 => buffers
-                        .v2(&batch[..], snapshot.timestamp_ms)
-                        .map_err(|e| format!("snappy: {e}")),
-                    Wire::V1 => buffers
-                        .v1(&batch[..], snapshot.timestamp_ms)
-                        .map_err(|e| format!("snappy: {e}")),
-                };
-                let compressed = match compressed {
-                    Ok(c) => c,
-                    Err(reason) => {
-                        let failure = Failure {
-                            class: FailureClass::Local,
-                            reason,
-                        };
-                        break (Attempt::Rejected(failure), 0);
-                    }
-                };
-                let len = compressed.len();
-                match self
-                    .send(compressed, wire, batch.len(), telemetry, superseded)
-                    .await
-                {
-                    Attempt::FallBack => {
-                        self.use_v2.store(false, Ordering::Relaxed);
-                        continue;
-                    }
-                    other => break (other, len),
-                }
-            };
+            let outcome = self
+                .attempt(
+                    batch,
+                    snapshot.timestamp_ms,
+                    &mut buffers,
+                    telemetry,
+                    superseded,
+                )
+                .await;
             match outcome {
+                (Attempt::Partial { failure, written }, bytes) => {
+                    telemetry
+                        .pushes
+                        .with_label_values(&[&self.name, "partial"])
+                        .inc();
+                    // A receiver cannot write more than it was sent.
+                    let refused = written.map(|w| {
+                        batch
+                            .len()
+                            .saturating_sub(usize::try_from(w).unwrap_or(usize::MAX))
+                    });
+                    let offenders = self
+                        .isolate(
+                            batch,
+                            refused,
+                            snapshot.timestamp_ms,
+                            &mut buffers,
+                            telemetry,
+                            superseded,
+                        )
+                        .await;
+                    let mut bad = Vec::with_capacity(offenders.len());
+                    let mut good = Vec::with_capacity(batch.len());
+                    let mut next = offenders.iter().peekable();
+                    for (i, series) in batch.iter().enumerate() {
+                        if next.next_if_eq(&&i).is_some() {
+                            bad.push(*series);
+                        } else {
+                            good.push(*series);
+                        }
+                    }
+                    settled(&good, Settled::Accepted);
+                    settled(&bad, Settled::Offending);
+                    telemetry
+                        .series_refused
+                        .with_label_values(&[&self.name])
+                        .inc_by(bad.len() as u64);
+                    report.requests += 1;
+                    report.series += good.len();
+                    report.bytes += bytes;
+                    report.refused += bad.len();
+                    report.partial.get_or_insert(failure.reason);
+                }
+                (Attempt::Overlap(failure), _) => {
+                    telemetry
+                        .pushes
+                        .with_label_values(&[&self.name, "overlap"])
+                        .inc();
+                    // The receiver holds these series: newer samples of them.
+                    settled(batch, Settled::Accepted);
+                    report.requests += 1;
+                    report.overlap.get_or_insert(failure.reason);
+                }
                 (Attempt::Accepted, bytes) => {
                     telemetry
                         .pushes
@@ -402,6 +458,56 @@ impl Endpoint {
             .with_label_values(&[&self.name])
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         Ok(report)
+    }
+
+    /// Encodes and sends one batch, again as 1.0 if the receiver does not
+    /// speak 2.0. Returns the outcome and the compressed size.
+    pub(super) async fn attempt(
+        &self,
+        batch: &[&Series],
+        timestamp_ms: i64,
+        buffers: &mut Buffers,
+        telemetry: &Telemetry,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> (Attempt, usize) {
+        loop {
+            let wire = self.wire();
+            let compressed = match wire {
+                Wire::Otlp => otlp::compress(&otlp::encode(
+                    batch,
+                    timestamp_ms,
+                    &self.config.resource_labels,
+                ))
+                .map_err(|e| format!("gzip: {e}")),
+                // Only for bodies over snappy's 4 GiB limit; a failure, not a panic.
+                Wire::V2 => buffers
+                    .v2(batch, timestamp_ms)
+                    .map_err(|e| format!("snappy: {e}")),
+                Wire::V1 => buffers
+                    .v1(batch, timestamp_ms)
+                    .map_err(|e| format!("snappy: {e}")),
+            };
+            let compressed = match compressed {
+                Ok(c) => c,
+                Err(reason) => {
+                    let failure = Failure {
+                        class: FailureClass::Local,
+                        reason,
+                    };
+                    return (Attempt::Rejected(failure), 0);
+                }
+            };
+            let len = compressed.len();
+            match self
+                .send(compressed, wire, batch.len(), telemetry, superseded)
+                .await
+            {
+                Attempt::FallBack => {
+                    self.use_v2.store(false, Ordering::Relaxed);
+                }
+                other => return (other, len),
+            }
+        }
     }
 
     fn wire(&self) -> Wire {
@@ -472,7 +578,12 @@ impl Endpoint {
                     return Attempt::Accepted;
                 }
                 Ok(response) if response.status().is_success() => {
-                    if v2 && !response.headers().contains_key(SAMPLES_WRITTEN) {
+                    // 202: Mimir's HA tracker dropping a replica that is not
+                    // elected, which says nothing of what it speaks.
+                    if v2
+                        && response.status() != StatusCode::ACCEPTED
+                        && !response.headers().contains_key(SAMPLES_WRITTEN)
+                    {
                         info!(endpoint = %self.name, "receiver accepted a 2.0 request without reporting what it wrote: it speaks only 1.x; using 1.0 from now on");
                         return Attempt::FallBack;
                     }
@@ -485,15 +596,31 @@ impl Endpoint {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = crate::http::retry_after(response.headers());
+                    let written = refusal::written(response.headers());
+                    // Blanked whole, then cut: a cut must not leave part of a secret.
                     let text = if wire == Wire::Otlp {
-                        self.redact(otlp_error(response).await)
+                        one_line(&self.redact(otlp_error(response).await))
                     } else {
-                        self.redact(crate::http::body_excerpt(response, MAX_LOGGED_BODY).await)
+                        let body = crate::http::body_excerpt(response, MAX_READ_BODY).await;
+                        one_line(&self.redact(body))
                     };
                     let failure = Failure {
                         class: FailureClass::of(status),
                         reason: format!("HTTP {status}: {text}"),
                     };
+                    if status == StatusCode::BAD_REQUEST && wire != Wire::Otlp {
+                        match Refusal::of(&text, written) {
+                            Refusal::PerSeries => {
+                                debug!(endpoint = %self.name, body = %text, "remote write refused some series of a request and stored the rest");
+                                return Attempt::Partial { failure, written };
+                            }
+                            Refusal::Overlap => {
+                                debug!(endpoint = %self.name, body = %text, "remote write refused older samples than it holds");
+                                return Attempt::Overlap(failure);
+                            }
+                            Refusal::Whole => {}
+                        }
+                    }
                     let retryable = match status {
                         StatusCode::TOO_MANY_REQUESTS => retry.retry_on_rate_limit,
                         _ if wire == Wire::Otlp => otlp::retryable(status),
@@ -591,20 +718,55 @@ impl Endpoint {
             .chars()
             .map(|c| if c.is_control() { '\u{fffd}' } else { c })
             .collect();
-        let secrets = self
-            .config
-            .headers
-            .iter()
-            .map(|h| h.value.clone())
-            .chain(self.password.as_ref().and_then(|p| p.read().ok()))
-            .chain(self.token.as_ref().and_then(|t| t.read().ok()));
+        // Longest first: a secret inside another (a token inside its
+        // `Bearer` value) must not leave the rest of the longer one.
+        let mut secrets = self.secrets();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         for secret in secrets {
-            // A one-letter tenant is no secret, and blanking it would garble the text.
+            // A one-letter value is no secret, and blanking it would garble the text.
             if secret.len() >= 4 && text.contains(&secret) {
                 text = text.replace(&secret, "***");
             }
         }
         text
+    }
+
+    /// Every form in which a configured credential can come back: header
+    /// values other than tenants, the password and token, the
+    /// `user:password` of basic auth and its base64, and each whole
+    /// `Authorization` value.
+    fn secrets(&self) -> Vec<String> {
+        use base64::Engine;
+        let mut secrets: Vec<String> = self
+            .config
+            .headers
+            .iter()
+            .filter(|h| !TENANT_HEADERS.contains(&h.name.to_ascii_lowercase().as_str()))
+            .map(|h| h.value.clone())
+            .collect();
+        let url = &self.config.url;
+        let logins = [
+            self.config
+                .auth
+                .username
+                .clone()
+                .zip(self.password.as_ref().and_then(|p| p.read().ok())),
+            url.password()
+                .map(|p| (url.username().to_owned(), p.to_owned())),
+        ];
+        for (user, password) in logins.into_iter().flatten() {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            secrets.push(format!("Basic {basic}"));
+            secrets.push(basic);
+            secrets.push(format!("{user}:{password}"));
+            secrets.push(password);
+        }
+        if let Some(token) = self.token.as_ref().and_then(|t| t.read().ok()) {
+            secrets.push(format!("Bearer {token}"));
+            secrets.push(token);
+        }
+        secrets
     }
 
     fn request(
@@ -648,7 +810,7 @@ impl Endpoint {
         let partial = otlp::partial_success(&body).map(|mut p| {
             // A receiver cannot reject more than it was sent.
             p.rejected_data_points = p.rejected_data_points.min(points as u64);
-            p.message = self.redact(one_line(&p.message));
+            p.message = one_line(&self.redact(std::mem::take(&mut p.message)));
             p
         });
         if let Some(p) = &partial {
@@ -675,12 +837,11 @@ impl Endpoint {
 }
 
 /// The message of an OTLP error answer (a `google.rpc.Status`), else the
-/// body as text; on one line, at most `MAX_LOGGED_BODY` bytes.
+/// body as text; whole, to be blanked before it is cut.
 async fn otlp_error(response: reqwest::Response) -> String {
     match crate::http::read_limited(response, MAX_OTLP_RESPONSE).await {
         Ok(body) => otlp::status_message(&body)
-            .map(|m| one_line(&m))
-            .unwrap_or_else(|| one_line(&String::from_utf8_lossy(&body))),
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
         Err(e) => e.to_string(),
     }
 }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::endpoint::FailureClass;
-use super::{Endpoint, PushError, Settled};
+use super::{Endpoint, PushError, PushReport, Settled};
 use crate::series::{LabelSet, Series, Snapshot};
 use crate::telemetry::Telemetry;
 
@@ -303,6 +303,9 @@ type HashIds = BuildHasherDefault<PassThrough>;
 struct Held {
     held: HashSet<u64, HashIds>,
     gone: HashMap<u64, LabelSet, HashIds>,
+    /// Series the receiver refused one by one (and stored the rest of
+    /// their request): not sent to it again while they are unchanged.
+    refused: HashSet<u64, HashIds>,
     /// The snapshot pushed last.
     last: Option<Arc<Snapshot>>,
 }
@@ -323,6 +326,8 @@ impl Held {
         }
         // A series that came back is pushed as a series again.
         self.gone.retain(|hash, _| !current.contains(hash));
+        // A refused series that changed or left is forgotten.
+        self.refused.retain(|hash| current.contains(hash));
         self.last = Some(snapshot.clone());
         self.gone.values().cloned().map(Series::stale).collect()
     }
@@ -338,6 +343,10 @@ impl Held {
             match (settled, series.is_stale()) {
                 (Settled::Accepted, false) => {
                     self.held.insert(hash);
+                }
+                (Settled::Offending, false) => {
+                    self.held.remove(&hash);
+                    self.refused.insert(hash);
                 }
                 (_, true) => {
                     self.held.remove(&hash);
@@ -357,6 +366,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
     let name = endpoint.name().to_owned();
     let mut held = Held::default();
     let mut log = FailureLog::default();
+    let mut refusals = Refusals::default();
     let mut first = true;
     while let Some(mut snapshot) = mailbox.take().await {
         if let Some(pause) = endpoint.pause_left() {
@@ -382,9 +392,18 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
         }
         let stale = held.next(&snapshot);
         let superseded = || mailbox.waiting();
+        let refused = held.refused.clone();
+        let skip = move |s: &Series| refused.contains(&s.labels.hash());
         let mut settle = |batch: &[&Series], settled: Settled| held.settle(batch, settled);
         let result = endpoint
-            .push(&snapshot, &stale, &telemetry, &superseded, &mut settle)
+            .push(
+                &snapshot,
+                &stale,
+                &telemetry,
+                &superseded,
+                &skip,
+                &mut settle,
+            )
             .await;
         telemetry
             .held_series
@@ -394,6 +413,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
         let line = log.record(result.as_ref().err().map(class), Instant::now());
         match result {
             Ok(report) => {
+                refusals.record(&name, &report, held.refused.len());
                 if let Some(LogLine::Recovered { failed, lasted }) = line {
                     info!(
                         endpoint = name,
@@ -447,6 +467,59 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
             }
         }
     }
+}
+
+/// The receiver's partial refusals and overlaps, logged when they start,
+/// change text or end, not at every push.
+#[derive(Default)]
+struct Refusals {
+    partial: Option<String>,
+    overlap: bool,
+}
+
+impl Refusals {
+    fn record(&mut self, endpoint: &str, report: &PushReport, refused: usize) {
+        match (&report.partial, &self.partial) {
+            (Some(now), Some(was)) if same_refusal(now, was) => {}
+            (Some(now), _) => warn!(
+                endpoint,
+                refused_series = report.refused,
+                message = %now,
+                "the receiver refused some series and stored the rest of their requests; those series are not sent to it again until they change (container_image_pusher_series_refused_total)"
+            ),
+            (None, Some(_)) if refused == 0 => {
+                info!(endpoint, "the receiver refuses no series any more")
+            }
+            (None, _) => {}
+        }
+        if report.partial.is_some() || refused == 0 {
+            self.partial = report.partial.clone();
+        }
+        match (&report.overlap, self.overlap) {
+            (Some(message), false) => warn!(
+                endpoint,
+                message = %message,
+                "the receiver holds newer samples than this push's: another pusher of the cluster writes to it too; the older samples are dropped for this endpoint, the push is not failed"
+            ),
+            (None, true) => info!(
+                endpoint,
+                "no more samples refused as older than the receiver's"
+            ),
+            _ => {}
+        }
+        self.overlap = report.overlap.is_some();
+    }
+}
+
+/// Whether two refusals say the same: Mimir names the offending series,
+/// which differs from one to the next; its error ID (the text before
+/// `series`) does not.
+fn same_refusal(a: &str, b: &str) -> bool {
+    let reason = |t: &str| match t.find("err-mimir-") {
+        Some(at) => t[at..].split(')').next().unwrap_or_default().to_owned(),
+        None => t.split("series: ").next().unwrap_or(t).to_owned(),
+    };
+    reason(a) == reason(b)
 }
 
 /// Whole seconds, for log lines.

@@ -85,8 +85,9 @@ impl Received {
     }
 }
 
-/// Picks the answer from what a request holds; `None` leaves it to the script.
-type Rule = Arc<dyn Fn(&WriteRequest) -> Option<Reply> + Send + Sync>;
+/// Picks the answer from what a request holds (and its headers: tenant,
+/// protocol); `None` leaves it to the script.
+type Rule = Arc<dyn Fn(&HeaderMap, &WriteRequest) -> Option<Reply> + Send + Sync>;
 
 #[derive(Default)]
 struct Inner {
@@ -135,6 +136,15 @@ impl Receiver {
     /// Answers requests `rule` picks a reply for by that reply, before the
     /// script and the fallback.
     pub fn answer_by(&self, rule: impl Fn(&WriteRequest) -> Option<Reply> + Send + Sync + 'static) {
+        self.answer_with_headers(move |_, request| rule(request));
+    }
+
+    /// [`Receiver::answer_by`] with the request's headers too. A reply
+    /// that sets the 2.0 written count keeps it.
+    pub fn answer_with_headers(
+        &self,
+        rule: impl Fn(&HeaderMap, &WriteRequest) -> Option<Reply> + Send + Sync + 'static,
+    ) {
         self.inner.lock().unwrap().rule = Some(Arc::new(rule));
     }
 
@@ -172,7 +182,10 @@ async fn handle(
     let series = request.timeseries.len();
     let reply = {
         let mut inner = inner.lock().unwrap();
-        let by_rule = inner.rule.as_ref().and_then(|rule| rule(&request));
+        let by_rule = inner
+            .rule
+            .as_ref()
+            .and_then(|rule| rule(&headers, &request));
         inner.received.push(Received {
             at: Instant::now(),
             headers,
@@ -184,11 +197,12 @@ async fn handle(
             .or_else(|| inner.script.pop_front())
             .or_else(|| inner.fallback.clone())
             .unwrap_or_else(|| Reply::status(204));
-        if v2 && inner.speaks_v2 && (200..300).contains(&reply.status) {
-            reply.header(
-                "X-Prometheus-Remote-Write-Samples-Written",
-                &series.to_string(),
-            )
+        let counted = reply
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(SAMPLES_WRITTEN));
+        if v2 && inner.speaks_v2 && (200..300).contains(&reply.status) && !counted {
+            reply.header(SAMPLES_WRITTEN, &series.to_string())
         } else {
             reply
         }
@@ -210,7 +224,10 @@ async fn handle(
     response
 }
 
-fn is_v2(headers: &HeaderMap) -> bool {
+/// What a 2.0 receiver says it wrote.
+pub const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+
+pub fn is_v2(headers: &HeaderMap) -> bool {
     headers.get("content-type").and_then(|v| v.to_str().ok())
         == Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")
 }
