@@ -210,11 +210,11 @@ async fn deliver(
                     "pushed"
                 );
                 if let Some(message) = &report.partial {
-                    warn!(endpoint = endpoint.name(), refused_series = report.refused, %message, "the receiver refused some series and stored the rest");
+                    warn!(endpoint = endpoint.name(), refused_series = report.refused, receiver_said = %message, "the receiver refused some series and stored the rest");
                     delivered = delivered.max(Delivered::Partial);
                 }
                 if let Some(message) = &report.overlap {
-                    warn!(endpoint = endpoint.name(), %message, "the receiver holds newer samples (another pusher of the cluster); the older ones were dropped");
+                    warn!(endpoint = endpoint.name(), receiver_said = %message, "the receiver holds newer samples (another pusher of the cluster); the older ones were dropped");
                 }
             }
             Err(e) => {

@@ -484,7 +484,7 @@ impl Refusals {
             (Some(now), _) => warn!(
                 endpoint,
                 refused_series = report.refused,
-                message = %now,
+                receiver_said = %now,
                 "the receiver refused some series and stored the rest of their requests; those series are not sent to it again until they change (container_image_pusher_series_refused_total)"
             ),
             (None, Some(_)) if refused == 0 => {
@@ -498,7 +498,7 @@ impl Refusals {
         match (&report.overlap, self.overlap) {
             (Some(message), false) => warn!(
                 endpoint,
-                message = %message,
+                receiver_said = %message,
                 "the receiver holds newer samples than this push's: another pusher of the cluster writes to it too; the older samples are dropped for this endpoint, the push is not failed"
             ),
             (None, true) => info!(
