@@ -1146,3 +1146,55 @@ async fn a_redirect_is_not_followed_with_the_tenant_headers() {
     assert_eq!(receiver.received().len(), 1, "a 3xx is final");
     assert!(elsewhere.received().is_empty(), "nothing went elsewhere");
 }
+
+/// A receiver that echoes the credential past the first KiB of its error
+/// reply, as the raw token, the whole `Authorization` value or the base64
+/// of `user:password`: no piece of any reaches the log (blanked before the
+/// reply is cut to 1 KiB).
+#[tokio::test]
+async fn every_form_of_an_echoed_credential_is_blanked_before_the_reply_is_cut() {
+    use base64::Engine;
+    let token = format!("tok{}", "0123456789abcdef".repeat(6));
+    let basic = base64::engine::general_purpose::STANDARD.encode("u:SECRET-PASS-8");
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "SECRET-PASS-8\n").unwrap();
+    // Each echo straddles the first KiB of the reply.
+    let runs: [(&[&str], String); 2] = [
+        (
+            &[
+                "--remote-write-bearer-token-file",
+                token_file.to_str().unwrap(),
+            ],
+            format!("{} Authorization: Bearer {token}", "x".repeat(950)),
+        ),
+        (
+            &[
+                "--remote-write-username",
+                "u",
+                "--remote-write-password-file",
+                password.to_str().unwrap(),
+            ],
+            format!("{} Basic {basic} u:SECRET-PASS-8", "x".repeat(990)),
+        ),
+    ];
+    for (extra, echo) in runs {
+        let receiver = Receiver::start().await;
+        receiver.set_fallback(Reply::status(401).body(&echo));
+        let url = receiver.url();
+        let args = once_args(&manifests, &url, extra);
+        let out = run_with_env(&args, &[("RUST_LOG", "trace")]).await;
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        let logs = format!("{}{}", out.stdout, out.stderr);
+        for secret in [token.as_str(), basic.as_str(), "SECRET-PASS-8"] {
+            let pieces = secret.len().saturating_sub(7);
+            for start in 0..pieces {
+                let piece = &secret[start..start + 8];
+                assert!(!logs.contains(piece), "{piece} of {secret} leaked:\n{logs}");
+            }
+        }
+    }
+}

@@ -1078,14 +1078,15 @@ mod setup_tests {
             },
             Header {
                 name: "X-Scope-OrgID".into(),
-                value: "a".into(),
+                value: "prod-eu".into(),
             },
         ];
         config.auth.bearer_token_file = Some(token);
         let endpoint = Endpoint::new(config).unwrap();
+        // A tenant is no secret: often the cluster's name, a label value.
         assert_eq!(
-            endpoint.redact("bad token bearer-secret-123 for key key-secret-456 (tenant a)".into()),
-            "bad token *** for key *** (tenant a)"
+            endpoint.redact("bad token Bearer bearer-secret-123 for key key-secret-456 (tenant prod-eu, cluster=\"prod-eu\")".into()),
+            "bad token *** for key *** (tenant prod-eu, cluster=\"prod-eu\")"
         );
         assert_eq!(
             endpoint.redact("red \u{1b}[31m\r\nforged".into()),
