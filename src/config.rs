@@ -214,7 +214,7 @@ pub struct SeriesArgs {
 
     /// Longest label value (bytes) of any series: a longer one (an image
     /// reference, a workload label) is cut and ends in "…", within the limit.
-    #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_BYTES", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(16..))]
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MAX_LABEL_VALUE_BYTES", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..))]
     pub max_label_value_bytes: u32,
 
     /// Longest label name (bytes) of any series: a workload label with a

@@ -928,3 +928,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "inventory_limits_tests.rs"]
+mod limits_tests;

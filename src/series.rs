@@ -330,6 +330,15 @@ impl CommonLabels {
                 });
             }
         }
+        // `__name__` is a value too: every family's name must fit.
+        let names = Family::ALL.map(|f| (NAME_LABEL.to_owned(), f.name().to_owned()));
+        if let Some((name, value)) = names.iter().find(|(_, v)| v.len() > limits.max_value_bytes) {
+            return Err(LimitsError::ValueTooLong {
+                name: format!("{name}={value}"),
+                len: value.len(),
+                max: limits.max_value_bytes,
+            });
+        }
         let own = Family::ALL
             .iter()
             .map(|f| f.label_names().len())
