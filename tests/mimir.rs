@@ -4,41 +4,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use support::fixtures::{unreachable_image, write_manifest};
-use support::mimir::{Labels, Mimir, MAX_LABEL_NAMES, MAX_VALUE_BYTES};
+use support::mimir::{hostile_manifests, Labels, Mimir, MAX_LABEL_NAMES, MAX_VALUE_BYTES};
 use support::pusher::{run_with_env, Pusher};
-
-/// A workload whose series break Mimir's default limits: a Pod whose image
-/// is 3,000 bytes (Kubernetes does not bound it) and a Deployment with 40
-/// labels; beside them, two plain Pods.
-fn hostile_manifests(dir: &Path, plain: &[&str]) -> String {
-    let long_image = format!("127.0.0.1:1/{}:1", "a".repeat(3000));
-    let labels: Vec<String> = (0..40)
-        .map(|i| format!("    team-{i:02}: owner-{i}\n"))
-        .collect();
-    let deployment = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: wide\n  namespace: ns\n  labels:\n{}spec:\n  template:\n    spec:\n      containers: [{{name: c, image: \"{}\"}}]\n",
-        labels.concat(),
-        unreachable_image("wide")
-    );
-    let mut documents = vec![
-        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: long, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{long_image}\"}}]}}\n"),
-        deployment,
-    ];
-    documents.extend(plain.iter().map(|name| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{}\"}}]}}\n",
-            unreachable_image(name)
-        )
-    }));
-    write_manifest(dir, "workloads.yaml", &documents)
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// Limits above Mimir's: the pusher sends what the stand-in refuses.
 const LAX: [&str; 4] = [

@@ -293,3 +293,66 @@ async fn an_unresolvable_image_is_logged_when_it_fails_and_when_it_resolves_agai
         .count();
     assert_eq!(warnings, 1, "{logs}");
 }
+
+/// The per-series limits end to end into Prometheus 3 and VictoriaMetrics:
+/// a 3,000-byte image and a Deployment with 40 labels land within Mimir's
+/// defaults, every container and workload still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_cut_to_the_limits_land_whole_in_prometheus_3_and_victoria_metrics() {
+    use support::mimir::{hostile_manifests, MAX_LABEL_NAMES, MAX_VALUE_BYTES};
+    use support::peers::peer;
+    use support::{Prometheus, VictoriaMetrics};
+    let prometheus3 = peer("prometheus");
+    let (prometheus, victoria) = tokio::join!(
+        Prometheus::start_binary(&prometheus3, &[]),
+        VictoriaMetrics::start()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = hostile_manifests(dir.path(), &["a"]);
+    let (prometheus_url, victoria_url) = (prometheus.write_url(), victoria.write_url());
+    run_once(
+        &[
+            "--manifests",
+            &manifests,
+            "--once",
+            "--remote-write-url",
+            &prometheus_url,
+            "--remote-write-url",
+            &victoria_url,
+            "--workload-labels",
+            "*",
+            "--external-label",
+            "cluster=c",
+        ],
+        None,
+    )
+    .await
+    .assert_success();
+    victoria.force_flush().await;
+    for store in [&*prometheus, &*victoria] {
+        let timeout = Duration::from_secs(20);
+        let containers = store
+            .query_until("container_image_container_info", |s| s.len() == 3, timeout)
+            .await;
+        let long = containers
+            .iter()
+            .find(|s| s.labels.get("name").map(String::as_str) == Some("long"))
+            .expect("the container with the long image");
+        let image = &long.labels["image"];
+        assert!(
+            image.len() <= MAX_VALUE_BYTES && image.ends_with('…'),
+            "{image}"
+        );
+        let workloads = store
+            .query_until("container_image_workload_labels", |s| s.len() == 3, timeout)
+            .await;
+        let wide = workloads
+            .iter()
+            .find(|s| s.labels.get("name").map(String::as_str) == Some("wide"))
+            .expect("the wide Deployment");
+        assert_eq!(wide.labels.len(), MAX_LABEL_NAMES, "{:?}", wide.labels);
+        store
+            .query_until("container_image_resolve_error", |s| s.len() == 3, timeout)
+            .await;
+    }
+}

@@ -17,11 +17,13 @@
 //! - tenants (`X-Scope-OrgID`) are stored apart.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use container_image_pusher::remote_write::proto::WriteRequest;
 
+use super::fixtures::{unreachable_image, write_manifest};
 use super::receiver::{is_v2, Receiver, Reply, SAMPLES_WRITTEN};
 
 pub const MAX_LABEL_NAMES: usize = 30;
@@ -261,4 +263,33 @@ impl Mimir {
             replica.to_owned(),
         );
     }
+}
+
+/// A workload whose series break Mimir's default limits: a Pod whose image
+/// is 3,000 bytes (Kubernetes does not bound it) and a Deployment with 40
+/// labels; beside them, two plain Pods.
+pub fn hostile_manifests(dir: &Path, plain: &[&str]) -> String {
+    let long_image = format!("127.0.0.1:1/{}:1", "a".repeat(3000));
+    let labels: Vec<String> = (0..40)
+        .map(|i| format!("    team-{i:02}: owner-{i}\n"))
+        .collect();
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: wide\n  namespace: ns\n  labels:\n{}spec:\n  template:\n    spec:\n      containers: [{{name: c, image: \"{}\"}}]\n",
+        labels.concat(),
+        unreachable_image("wide")
+    );
+    let mut documents = vec![
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: long, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{long_image}\"}}]}}\n"),
+        deployment,
+    ];
+    documents.extend(plain.iter().map(|name| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{}\"}}]}}\n",
+            unreachable_image(name)
+        )
+    }));
+    write_manifest(dir, "workloads.yaml", &documents)
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
