@@ -946,7 +946,9 @@ async fn stale_markers_refused_for_good_are_not_sent_again() {
 #[tokio::test]
 async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
     let receiver = Receiver::start().await;
-    receiver.set_fallback(Reply::status(400).body("out of order sample"));
+    // A refusal of the whole request (an out-of-order one is an overlap,
+    // not a failure: tests/mimir.rs).
+    receiver.set_fallback(Reply::status(400).body("snappy: corrupt input"));
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
     let pusher = Pusher::start(
@@ -973,14 +975,14 @@ async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
         })
         .await;
     let logs = pusher.child.logs();
-    let about_the_receiver = |l: &str| l.contains(&receiver.url()) || l.contains("out of order");
+    let about_the_receiver = |l: &str| l.contains(&receiver.url()) || l.contains("corrupt input");
     assert_eq!(
         count_lines(&logs, |l| about_the_receiver(l)
             && (l.contains("WARN") || l.contains("ERROR"))),
         1,
         "one warning for 10 refused pushes:\n{logs}"
     );
-    assert!(logs.contains("out of order sample"), "the warning says why");
+    assert!(logs.contains("snappy: corrupt input"), "the warning says why");
     assert_eq!(
         count_lines(&logs, |l| l.contains("pushing again")),
         1,
@@ -1197,4 +1199,52 @@ async fn every_form_of_an_echoed_credential_is_blanked_before_the_reply_is_cut()
             }
         }
     }
+}
+
+/// A receiver that keeps failing does not hold a stopping pod for the
+/// whole grace period: at shutdown a failed request is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_does_not_hold_shutdown_in_retries() {
+    let receiver = Receiver::start().await;
+    receiver.set_fallback(Reply::status(503).body("down"));
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = pods(&dir, &["a"]);
+    let url = receiver.url();
+    let mut pusher = Pusher::start(
+        &[
+            "--manifests",
+            &manifests,
+            "--interval",
+            "1s",
+            "--remote-write-url",
+            &url,
+            "--remote-write-retry-for",
+            "5m",
+        ],
+        &[("NO_COLOR", "1")],
+    )
+    .await;
+    pusher
+        .wait_until(Duration::from_secs(20), "a retried request", async || {
+            receiver.received().len() >= 2
+        })
+        .await;
+    let started = Instant::now();
+    let status = pusher
+        .child
+        .terminate(Duration::from_secs(20))
+        .await
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    // The grace period is 25 s; the retries alone would take 5 minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "SIGTERM took {:?}:\n{}",
+        started.elapsed(),
+        pusher.child.logs()
+    );
+    assert!(pusher
+        .child
+        .logs()
+        .contains("shutting down: the last push failed and is not retried"));
 }

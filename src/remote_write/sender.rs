@@ -151,7 +151,9 @@ impl Sender {
     }
 
     /// Lets the push in flight (and a waiting snapshot) finish, for at most
-    /// `grace`; a snapshot held back by a receiver's pause is not pushed.
+    /// `grace`; a snapshot held back by a receiver's pause is not pushed,
+    /// and a request that fails is not retried (each is tried at most once
+    /// more, so a dead receiver costs one connect timeout, not the grace).
     pub async fn shutdown(self, grace: Duration) {
         self.mailbox.close();
         if tokio::time::timeout(grace, self.task).await.is_err() {
@@ -391,7 +393,9 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
             }
         }
         let stale = held.next(&snapshot);
-        let superseded = || mailbox.waiting();
+        // At shutdown a request is tried once, not retried: a dead receiver
+        // must not hold the pod for the whole grace period.
+        let superseded = || mailbox.waiting() || mailbox.is_closed();
         let refused = held.refused.clone();
         let skip = move |s: &Series| refused.contains(&s.labels.hash());
         let mut settle = |batch: &[&Series], settled: Settled| held.settle(batch, settled);
@@ -444,6 +448,13 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                 );
                 telemetry.readiness.clear(&condition(&name));
                 first = false;
+            }
+            Err(PushError::Superseded { last, .. }) if mailbox.is_closed() => {
+                warn!(
+                    endpoint = name,
+                    error = %last,
+                    "shutting down: the last push failed and is not retried"
+                );
             }
             Err(e) => {
                 if matches!(e, PushError::Superseded { .. }) {
