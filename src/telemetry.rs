@@ -157,7 +157,7 @@ impl Telemetry {
         );
         let labels_dropped = counter(
             "labels_dropped_total",
-            "Image labels and annotations left out of the series, or cut, by the per-image limits, by reason.",
+            "Image labels and annotations left out of the series, or cut, by the per-image limits, and labels by the per-series limits, by reason.",
             &["reason"],
         );
         let registry_requests = counter(

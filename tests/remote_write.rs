@@ -982,7 +982,10 @@ async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
         1,
         "one warning for 10 refused pushes:\n{logs}"
     );
-    assert!(logs.contains("snappy: corrupt input"), "the warning says why");
+    assert!(
+        logs.contains("snappy: corrupt input"),
+        "the warning says why"
+    );
     assert_eq!(
         count_lines(&logs, |l| l.contains("pushing again")),
         1,

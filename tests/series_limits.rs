@@ -3,7 +3,8 @@
 //! image config with thousands of labels adds a bounded number of series,
 //! an external label that a family already uses is refused at start-up,
 //! and an unresolvable image is logged when it starts and ends failing,
-//! not at every tick.
+//! not at every tick. The per-series limits, end to end into Prometheus 3
+//! and VictoriaMetrics.
 
 mod support;
 
