@@ -127,7 +127,9 @@ impl Endpoint {
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> Vec<usize> {
         let mut offenders = Vec::new();
-        let mut refused_ranges: Vec<Range<usize>> = vec![0..batch.len()];
+        // Ranges refused as a whole, the whole batch first.
+        let mut refused_ranges: Vec<Range<usize>> = Vec::new();
+        refused_ranges.push(0..batch.len());
         let mut requests = 0;
         while let Some(range) = refused_ranges.pop() {
             if refused.is_some_and(|n| offenders.len() >= n) {
