@@ -298,7 +298,18 @@ async fn two_replicas_are_deduplicated_by_the_ha_tracker() {
         !p.contains(&format!("{success} 0"))
     })
     .await;
-    let b = start_pusher(&manifests, &url, &["--external-label", "__replica__=b"]).await;
+    // b speaks 2.0: a 202 without written counts is no reason to fall back.
+    let b = start_pusher(
+        &manifests,
+        &url,
+        &[
+            "--external-label",
+            "__replica__=b",
+            "--remote-write-protocol",
+            "2.0",
+        ],
+    )
+    .await;
     b.metrics_when(
         Duration::from_secs(30),
         "b's pushes taken as accepted",
@@ -313,6 +324,11 @@ async fn two_replicas_are_deduplicated_by_the_ha_tracker() {
         .all(|l| l.iter().all(|(n, _)| n != "__replica__")));
     let failed = endpoint_metric("pushes_total", &url, ",outcome=\"failed\"");
     assert_eq!(b.metric(&failed).await.unwrap_or(0.0), 0.0);
+    assert!(
+        !b.child.logs().contains("using 1.0 from now on"),
+        "{}",
+        b.child.logs()
+    );
     // a stops; the tracker elects b, whose samples land from then on.
     drop(a);
     mimir.fail_over(None, "c", "b");

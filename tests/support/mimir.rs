@@ -12,8 +12,9 @@
 //!   sample again is taken and stored once;
 //! - 2.0 requests are answered with the written counts, 400 or not;
 //! - with HA dedupe, the first replica (`__replica__`) seen for a tenant's
-//!   `cluster` is elected and the others' requests are answered 202 and
-//!   dropped; the replica label is removed from what is stored;
+//!   `cluster` is elected and the others' requests are answered 202 (with
+//!   no written counts, 2.0 or not) and dropped; the replica label is
+//!   removed from what is stored;
 //! - tenants (`X-Scope-OrgID`) are stored apart.
 
 use std::collections::HashMap;
@@ -181,8 +182,9 @@ impl Store {
                 reply
             }
         };
+        // The HA tracker answers before anything is written: no counts.
         if let Some(reply) = self.ha_dedupe(&tenant, request) {
-            return written(reply, 0);
+            return reply;
         }
         let mut first_error: Option<String> = None;
         let mut stored = 0;
