@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifests_file", manifests_file),
     ("remote_write_config", remote_write_config),
     ("artifact", artifact),
+    ("receiver_refusal", receiver_refusal),
 ];
 
 /// An image as a pod spec names it.
@@ -117,6 +118,22 @@ pub fn retry_after(data: &[u8]) {
         return;
     };
     let _ = container_image_pusher::http::retry_after(&headers);
+}
+
+/// A remote-write receiver's 400: the first line is its written count
+/// (`X-Prometheus-Remote-Write-Samples-Written`), the rest its text.
+pub fn receiver_refusal(data: &[u8]) {
+    use container_image_pusher::remote_write::{written, Refusal};
+    let (count, text) = match data.iter().position(|b| *b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let written = header(
+        reqwest::header::HeaderName::from_static("x-prometheus-remote-write-samples-written"),
+        count,
+    )
+    .and_then(|headers| written(&headers));
+    let _ = Refusal::of(&String::from_utf8_lossy(text), written);
 }
 
 /// A docker config — a tenant's pull secret (`.dockerconfigjson` or

@@ -19,7 +19,7 @@ pub mod otlp;
 mod refusal;
 mod sender;
 
-pub use refusal::MAX_ISOLATING_REQUESTS;
+pub use refusal::{written, Refusal, MAX_ISOLATING_REQUESTS};
 
 /// The staleness marker's bits, kept here too for the receivers' tests.
 pub use crate::series::STALE_NAN;
