@@ -602,6 +602,31 @@ mod tests {
     }
 
     #[test]
+    fn series_refused_one_by_one_are_not_held_and_forgotten_once_gone() {
+        let common = common("j", &[]);
+        let (a, b) = (pod(&common, "a", "x"), pod(&common, "b", "x"));
+        let snapshot = |series: &[&Series]| {
+            Arc::new(Snapshot {
+                series: series.iter().map(|s| (*s).clone()).collect(),
+                ..Default::default()
+            })
+        };
+        let mut held = Held::default();
+        let first = snapshot(&[&a, &b]);
+        assert!(held.next(&first).is_empty());
+        held.settle(&[&first.series[0]], Settled::Accepted);
+        held.settle(&[&first.series[1]], Settled::Offending);
+        assert_eq!(held.len(), 1);
+        assert!(held.refused.contains(&b.labels.hash()));
+        // Still in the snapshot: still refused, and no marker when it goes.
+        assert!(held.next(&snapshot(&[&a, &b])).is_empty());
+        assert!(held.refused.contains(&b.labels.hash()));
+        let stale = held.next(&snapshot(&[&a]));
+        assert!(stale.is_empty(), "b was never held: {stale:?}");
+        assert!(held.refused.is_empty(), "forgotten once gone");
+    }
+
+    #[test]
     fn failures_are_logged_when_they_start_change_and_end() {
         let mut log = FailureLog::default();
         let t0 = Instant::now();
