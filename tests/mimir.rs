@@ -179,6 +179,20 @@ fn endpoint_metric(name: &str, url: &str, extra: &str) -> String {
     format!("container_image_pusher_{name}{{endpoint=\"{url}\"{extra}}}")
 }
 
+/// Waits until the pusher's `series` (a whole sample line up to the value)
+/// reaches `at_least`.
+async fn wait_for_count(pusher: &Pusher, series: &str, at_least: f64, what: &str) {
+    pusher
+        .metrics_when(Duration::from_secs(30), what, |page| {
+            page.lines().any(|l| {
+                l.strip_prefix(series)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .is_some_and(|v| v >= at_least)
+            })
+        })
+        .await;
+}
+
 /// The series Mimir stored from a partially refused request are held, so
 /// they get stale markers when they go; the refused ones are not sent
 /// again; no push counts as failed.
@@ -198,15 +212,7 @@ async fn series_stored_from_a_partial_refusal_get_stale_markers_and_refused_ones
     let refusals = mimir.refusals();
     let success = endpoint_metric("pushes_total", &url, ",outcome=\"success\"");
     let pushed = pusher.metric(&success).await.unwrap_or(0.0);
-    pusher
-        .metrics_when(Duration::from_secs(30), "three more pushes", |page| {
-            page.lines().any(|l| {
-                l.strip_prefix(&success)
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .is_some_and(|v| v >= pushed + 3.0)
-            })
-        })
-        .await;
+    wait_for_count(&pusher, &success, pushed + 3.0, "three more pushes").await;
     assert_eq!(
         mimir.refusals(),
         refusals,
@@ -252,26 +258,10 @@ async fn samples_older_than_another_pushers_are_dropped_not_failed() {
     let url = mimir.url();
     let pusher = start_pusher(&manifests, &url, &[]).await;
     let success = endpoint_metric("pushes_total", &url, ",outcome=\"success\"");
-    pusher
-        .metrics_when(Duration::from_secs(30), "a push", |p| {
-            !p.contains(&format!("{success} 0"))
-        })
-        .await;
+    wait_for_count(&pusher, &success, 1.0, "a push").await;
     mimir.write_ahead(None, 3_600_000);
     let overlap = endpoint_metric("pushes_total", &url, ",outcome=\"overlap\"");
-    pusher
-        .metrics_when(
-            Duration::from_secs(30),
-            "three overlapping pushes",
-            |page| {
-                page.lines().any(|l| {
-                    l.strip_prefix(&overlap)
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .is_some_and(|v| v >= 3.0)
-                })
-            },
-        )
-        .await;
+    wait_for_count(&pusher, &overlap, 3.0, "three overlapping pushes").await;
     let failed = endpoint_metric("pushes_total", &url, ",outcome=\"failed\"");
     assert_eq!(pusher.metric(&failed).await.unwrap_or(0.0), 0.0);
     let logs = pusher.child.logs();
@@ -294,10 +284,7 @@ async fn two_replicas_are_deduplicated_by_the_ha_tracker() {
     let url = mimir.url();
     let a = start_pusher(&manifests, &url, &["--external-label", "__replica__=a"]).await;
     let success = endpoint_metric("pushes_total", &url, ",outcome=\"success\"");
-    a.metrics_when(Duration::from_secs(30), "a push", |p| {
-        !p.contains(&format!("{success} 0"))
-    })
-    .await;
+    wait_for_count(&a, &success, 1.0, "a push").await;
     // b speaks 2.0: a 202 without written counts is no reason to fall back.
     let b = start_pusher(
         &manifests,
@@ -310,12 +297,7 @@ async fn two_replicas_are_deduplicated_by_the_ha_tracker() {
         ],
     )
     .await;
-    b.metrics_when(
-        Duration::from_secs(30),
-        "b's pushes taken as accepted",
-        |p| !p.contains(&format!("{success} 0")),
-    )
-    .await;
+    wait_for_count(&b, &success, 2.0, "b's pushes taken as accepted").await;
     assert!(mimir.dropped_replicas() > 0);
     let stored = mimir.series(None);
     assert!(!stored.is_empty());
