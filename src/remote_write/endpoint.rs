@@ -340,36 +340,17 @@ impl Endpoint {
                 .await;
             match outcome {
                 (Attempt::Partial { failure, written }, bytes) => {
-                    telemetry
-                        .pushes
-                        .with_label_values(&[&self.name, "partial"])
-                        .inc();
-                    // A receiver cannot write more than it was sent.
-                    let refused = written.map(|w| {
-                        batch
-                            .len()
-                            .saturating_sub(usize::try_from(w).unwrap_or(usize::MAX))
-                    });
-                    let offenders = self
-                        .isolate(
+                    self.outcome(telemetry, "partial");
+                    let (good, bad) = self
+                        .split_refused(
                             batch,
-                            refused,
+                            written,
                             snapshot.timestamp_ms,
                             &mut buffers,
                             telemetry,
                             superseded,
                         )
                         .await;
-                    let mut bad = Vec::with_capacity(offenders.len());
-                    let mut good = Vec::with_capacity(batch.len());
-                    let mut next = offenders.iter().peekable();
-                    for (i, series) in batch.iter().enumerate() {
-                        if next.next_if_eq(&&i).is_some() {
-                            bad.push(*series);
-                        } else {
-                            good.push(*series);
-                        }
-                    }
                     settled(&good, Settled::Accepted);
                     settled(&bad, Settled::Offending);
                     telemetry
@@ -383,30 +364,21 @@ impl Endpoint {
                     report.partial.get_or_insert(failure.reason);
                 }
                 (Attempt::Overlap(failure), _) => {
-                    telemetry
-                        .pushes
-                        .with_label_values(&[&self.name, "overlap"])
-                        .inc();
+                    self.outcome(telemetry, "overlap");
                     // The receiver holds these series: newer samples of them.
                     settled(batch, Settled::Accepted);
                     report.requests += 1;
                     report.overlap.get_or_insert(failure.reason);
                 }
                 (Attempt::Accepted, bytes) => {
-                    telemetry
-                        .pushes
-                        .with_label_values(&[&self.name, "success"])
-                        .inc();
+                    self.outcome(telemetry, "success");
                     report.requests += 1;
                     report.series += batch.len();
                     report.bytes += bytes;
                     settled(batch, Settled::Accepted);
                 }
                 (Attempt::Superseded(failure), _) => {
-                    telemetry
-                        .pushes
-                        .with_label_values(&[&self.name, "superseded"])
-                        .inc();
+                    self.outcome(telemetry, "superseded");
                     return Err(PushError::Superseded {
                         endpoint: self.name.clone(),
                         class: failure.class,
@@ -417,28 +389,14 @@ impl Endpoint {
                     if matches!(failure.class, FailureClass::Refused(_)) {
                         settled(batch, Settled::Refused);
                     }
-                    telemetry
-                        .pushes
-                        .with_label_values(&[&self.name, "failed"])
-                        .inc();
+                    self.outcome(telemetry, "failed");
                     (failed, dropped) = (failed + 1, dropped + batch.len());
                     first_failure.get_or_insert(failure);
                 }
                 (Attempt::FallBack, _) => unreachable!("handled in the loop"),
             }
         }
-        telemetry
-            .push_duration
-            .with_label_values(&[&self.name])
-            .observe(started.elapsed().as_secs_f64());
-        telemetry
-            .series_sent
-            .with_label_values(&[&self.name])
-            .inc_by(report.series as u64);
-        telemetry
-            .bytes_sent
-            .with_label_values(&[&self.name])
-            .inc_by(report.bytes as u64);
+        self.count(telemetry, started, &report);
         if let Some(first) = first_failure {
             telemetry
                 .series_dropped
@@ -458,6 +416,30 @@ impl Endpoint {
             .with_label_values(&[&self.name])
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         Ok(report)
+    }
+
+    /// Counts one request's outcome in `container_image_pusher_pushes_total`.
+    fn outcome(&self, telemetry: &Telemetry, outcome: &str) {
+        telemetry
+            .pushes
+            .with_label_values(&[&self.name, outcome])
+            .inc();
+    }
+
+    /// What one push cost and delivered, in the endpoint's metrics.
+    fn count(&self, telemetry: &Telemetry, started: Instant, report: &PushReport) {
+        telemetry
+            .push_duration
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        telemetry
+            .series_sent
+            .with_label_values(&[&self.name])
+            .inc_by(report.series as u64);
+        telemetry
+            .bytes_sent
+            .with_label_values(&[&self.name])
+            .inc_by(report.bytes as u64);
     }
 
     /// Encodes and sends one batch, again as 1.0 if the receiver does not

@@ -112,6 +112,40 @@ pub fn written(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Endpoint {
+    /// A batch the receiver stored in part: its series stored and those
+    /// refused, as [`Endpoint::isolate`] finds them (`written`: what a 2.0
+    /// receiver said it wrote).
+    pub(super) async fn split_refused<'a>(
+        &self,
+        batch: &[&'a Series],
+        written: Option<u64>,
+        timestamp_ms: i64,
+        buffers: &mut Buffers,
+        telemetry: &Telemetry,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> (Vec<&'a Series>, Vec<&'a Series>) {
+        // A receiver cannot write more than it was sent.
+        let refused = written.map(|w| {
+            batch
+                .len()
+                .saturating_sub(usize::try_from(w).unwrap_or(usize::MAX))
+        });
+        let offenders = self
+            .isolate(batch, refused, timestamp_ms, buffers, telemetry, superseded)
+            .await;
+        let mut bad = Vec::with_capacity(offenders.len());
+        let mut good = Vec::with_capacity(batch.len());
+        let mut next = offenders.iter().peekable();
+        for (i, series) in batch.iter().enumerate() {
+            if next.next_if_eq(&&i).is_some() {
+                bad.push(*series);
+            } else {
+                good.push(*series);
+            }
+        }
+        (good, bad)
+    }
+
     /// The positions in `batch` of the series the receiver refuses, found
     /// by halving: each half answered 2xx holds none, each half refused
     /// again is halved again. Stops at `refused` found when the receiver
