@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
+use crate::discovery::files::FileLimits;
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{
     ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
@@ -54,6 +55,8 @@ pub enum SourceSettings {
         paths: Vec<PathBuf>,
         /// The namespaces, kinds and filters.
         selection: Selection,
+        /// How much of the files is read.
+        limits: FileLimits,
     },
     /// The cluster of the kubeconfig or the pod's service account.
     Cluster {
@@ -108,12 +111,17 @@ impl Pipeline {
                 };
                 (source, Some(client))
             }
-            SourceSettings::Files { paths, selection } => {
-                let files = FileSource::new(
+            SourceSettings::Files {
+                paths,
+                selection,
+                limits,
+            } => {
+                let files = FileSource::with_limits(
                     paths,
                     selection,
                     telemetry.clone(),
                     settings.workload_metadata.clone(),
+                    limits,
                 );
                 (Source::Files(files), None)
             }

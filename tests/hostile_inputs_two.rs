@@ -7,8 +7,11 @@ mod support;
 use base64::Engine as _;
 use serde_json::json;
 
-use support::fixtures::pod_manifest;
-use support::pusher::{run_with_env, RunOutput};
+use std::path::Path;
+use std::time::Duration;
+
+use support::fixtures::{pod_manifest, unreachable_image};
+use support::pusher::{run_with_env, RunOutput, BIN};
 use support::tls_front::TlsFront;
 use support::{push_image, ImageSpec, Registry};
 
@@ -78,4 +81,160 @@ async fn an_https_registry_redirecting_to_plain_http_never_gets_the_login_in_cle
         "without its login the image is unauthorized:\n{stdout}"
     );
     assert!(!stderr.contains(PASSWORD) && !stdout.contains(PASSWORD));
+}
+
+/// The `name` of every container_info series a `--dry-run` printed.
+fn printed_names(stdout: &str) -> Vec<String> {
+    let mut names: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("container_image_container_info{"))
+        .filter_map(|l| {
+            l.split("name=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn pod(name: &str) -> String {
+    pod_manifest(name, &unreachable_image(name))
+}
+
+/// Runs `--once --dry-run` over `args`, killed after `limit` (a walk or a
+/// read without end must not take the test machine's memory with it).
+async fn dry_run_bounded(args: &[&str], limit: Duration) -> RunOutput {
+    let child = tokio::process::Command::new(BIN)
+        .args(["--once", "--dry-run"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the pusher binary runs");
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the pusher did not finish within {limit:?}"))
+        .expect("the pusher's output");
+    RunOutput {
+        success: output.status.success(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The warnings about skipped manifests files, one per file.
+fn skipped_files(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("skipping a manifests file"))
+        .collect()
+}
+
+fn symlink(target: impl AsRef<Path>, link: impl AsRef<Path>) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+/// A tenant's Git checkout with a link to `/dev/zero` (read without limit
+/// before: 769 MiB in 7 s), two links to `.` (the walk doubled at every
+/// level and never ended) and a link out of the tree: each is skipped,
+/// logged and counted (exit code 3), and the rest is read — including a
+/// mounted ConfigMap's layout, whose files are links inside the tree.
+#[tokio::test]
+async fn symlinks_in_a_manifests_directory_lead_nowhere_outside_it() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.yaml"), pod("outside")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("good.yaml"), pod("good")).unwrap();
+    symlink("/dev/zero", root.join("zero.yaml"));
+    symlink(".", root.join("a"));
+    symlink(".", root.join("b"));
+    symlink(outside.path().join("secret.yaml"), root.join("escape.yaml"));
+    // A mounted ConfigMap: files are links to `..data/`, itself a link.
+    std::fs::create_dir(root.join("..2026_12_05")).unwrap();
+    std::fs::write(root.join("..2026_12_05/mounted.yaml"), pod("mounted")).unwrap();
+    symlink("..2026_12_05", root.join("..data"));
+    symlink("..data/mounted.yaml", root.join("mounted.yaml"));
+
+    let RunOutput {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = dry_run_bounded(
+        &["--manifests", root.to_str().unwrap()],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(code, Some(3), "input was skipped:\n{stderr}");
+    assert_eq!(printed_names(&stdout), ["good", "mounted"], "{stderr}");
+    let skipped = skipped_files(&stderr);
+    for (file, reason) in [
+        ("zero.yaml", "not_regular_file"),
+        ("/a ", "not_regular_file"),
+        ("/b ", "not_regular_file"),
+        ("escape.yaml", "not_regular_file"),
+    ] {
+        assert!(
+            skipped
+                .iter()
+                .any(|l| l.contains(file.trim()) && l.contains(reason)),
+            "{file}: {skipped:#?}"
+        );
+    }
+    assert_eq!(skipped.len(), 4, "{skipped:#?}");
+}
+
+/// A file over `--manifests-max-file-bytes` is skipped, and so are the
+/// files past `--manifests-max-total-bytes` in a snapshot; each is logged
+/// and counted, and the files within the caps are read.
+#[tokio::test]
+async fn manifests_files_are_read_within_a_per_file_and_a_total_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let small = pod("a");
+    std::fs::write(root.join("1.yaml"), &small).unwrap();
+    let large: String = ["big-1", "big-2", "big-3", "big-4"].map(pod).join("---\n");
+    std::fs::write(root.join("2-large.yaml"), &large).unwrap();
+    std::fs::write(root.join("3.yaml"), pod("b")).unwrap();
+    std::fs::write(root.join("4.yaml"), pod("c")).unwrap();
+    let per_file = (small.len() * 2).to_string();
+    let total = (small.len() * 2 + 10).to_string();
+
+    let RunOutput {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = dry_run_bounded(
+        &[
+            "--manifests",
+            root.to_str().unwrap(),
+            "--manifests-max-file-bytes",
+            &per_file,
+            "--manifests-max-total-bytes",
+            &total,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(code, Some(3), "input was skipped:\n{stderr}");
+    assert_eq!(printed_names(&stdout), ["a", "b"], "{stderr}");
+    let skipped = skipped_files(&stderr);
+    assert_eq!(skipped.len(), 2, "{skipped:#?}");
+    assert!(
+        skipped[0].contains("2-large.yaml") && skipped[0].contains("--manifests-max-file-bytes"),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped[1].contains("4.yaml") && skipped[1].contains("--manifests-max-total-bytes"),
+        "{skipped:#?}"
+    );
 }

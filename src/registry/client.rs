@@ -372,7 +372,11 @@ impl RegistryClient {
             })?;
             builder.send().await
         };
-        self.count(request.host(), request.method.as_str(), result.as_ref().ok());
+        self.count(
+            request.host(),
+            request.method.as_str(),
+            result.as_ref().ok(),
+        );
         result.map_err(|e| transport_error(request, &e))
     }
 
@@ -1029,7 +1033,10 @@ mod tests {
     fn origins_make_default_ports_explicit() {
         let origin = |u: &str| origin(&reqwest::Url::parse(u).unwrap()).unwrap();
         assert_eq!(origin("https://Reg.example/v2/"), "https://reg.example:443");
-        assert_eq!(origin("https://reg.example:443/v2/"), "https://reg.example:443");
+        assert_eq!(
+            origin("https://reg.example:443/v2/"),
+            "https://reg.example:443"
+        );
         assert_eq!(origin("http://reg.example/v2/"), "http://reg.example:80");
         assert_ne!(origin("https://reg:5000/"), origin("http://reg:5000/"));
     }

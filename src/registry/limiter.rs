@@ -229,13 +229,21 @@ mod tests {
         limiter.back_off("paused", Some(Duration::from_secs(60)));
         tokio::time::sleep(Duration::from_secs(1)).await;
         for i in 0..5 * MAX_HOSTS {
-            drop(limiter.acquire(&format!("mirror-{i}.example")).await.unwrap());
+            drop(
+                limiter
+                    .acquire(&format!("mirror-{i}.example"))
+                    .await
+                    .unwrap(),
+            );
             // Idle once its rate slot has passed.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let hosts = limiter.hosts.lock().unwrap();
         assert!(hosts.len() <= MAX_HOSTS, "{} hosts kept", hosts.len());
-        assert!(hosts.contains_key("busy"), "a host with a request in flight stays");
+        assert!(
+            hosts.contains_key("busy"),
+            "a host with a request in flight stays"
+        );
         assert!(hosts.contains_key("paused"), "a paused host stays");
         drop(hosts);
         drop(held);
