@@ -327,8 +327,8 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "RATE", env = "PUSHER_REGISTRY_RPS", default_value_t = 5.0, value_parser = parse_rate)]
     pub registry_rps: f64,
 
-    /// Timeout for one image lookup: the HEAD of a tag, or the manifests and
-    /// config of a digest.
+    /// Deadline of one whole image lookup: tag, manifests, config,
+    /// referrers, base image, with every login tried.
     #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -399,17 +400,33 @@ impl FailureNote<'_> {
 
 /// Resolves each lookup; a cloud registry's ambient login is tried after
 /// the pull secrets and static logins, as the kubelet's credential
-/// providers come after pull secrets.
+/// providers come after pull secrets. At most `concurrency` lookups run at
+/// once, and at most half of them (rounded up) for one registry host, so
+/// one tenant's slow registry cannot hold every slot while the others'
+/// images wait: a lookup waits for its host's share before it takes a slot.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
     concurrency: usize,
 ) -> Vec<(Scope, String, Resolution)> {
-    futures::stream::iter(lookups)
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let per_host = concurrency.div_ceil(2).max(1);
+    let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let lookups: futures::stream::FuturesUnordered<_> = lookups
+        .into_iter()
         .map(|mut lookup| {
-            let (resolver, credentials) = (resolver.clone(), credentials.clone());
+            let host = crate::reference::parse(&lookup.image)
+                .map_or_else(|_| String::new(), |r| r.resolve_registry().to_owned());
+            let host_slots = hosts
+                .entry(host)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            let (resolver, credentials, slots) =
+                (resolver.clone(), credentials.clone(), slots.clone());
             async move {
+                let _host_slot = host_slots.acquire_owned().await;
+                let _slot = slots.acquire_owned().await;
                 if let Some(login) = credentials.cloud_login(&lookup.image).await {
                     lookup.logins.push(login);
                 }
@@ -418,9 +435,8 @@ async fn resolve_all(
                 (lookup.scope, lookup.image, resolution)
             }
         })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
+        .collect();
+    lookups.collect().await
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 
+use std::time::Instant;
 use support::fixtures::{pod_manifest, unreachable_image};
+
 use support::pusher::{run_with_env, RunOutput, BIN};
+use support::slow_registry::{Script, SlowRegistry};
 use support::tls_front::TlsFront;
 use support::{push_image, ImageSpec, Registry};
 
@@ -236,5 +239,154 @@ async fn manifests_files_are_read_within_a_per_file_and_a_total_cap() {
     assert!(
         skipped[1].contains("4.yaml") && skipped[1].contains("--manifests-max-total-bytes"),
         "{skipped:#?}"
+    );
+}
+
+/// The `container_image_container_info` line of the container `name`.
+fn info_line<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| {
+            l.starts_with("container_image_container_info{")
+                && l.contains(&format!("name=\"{name}\""))
+        })
+        .unwrap_or_else(|| panic!("no series for {name}:\n{stdout}"))
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret in namespace `ns` for `host`.
+/// Each with a password of its own (the name), as the logins would be.
+fn pull_secret(name: &str, host: &str) -> String {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{name}"));
+    let config = json!({"auths": {host: {"auth": auth}}}).to_string();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": "ns", "name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)}
+    })
+    .to_string()
+}
+
+fn pod_with_secrets(name: &str, image: &str, secrets: &[String]) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "ns", "name": name},
+        "spec": {
+            "containers": [{"name": name, "image": image}],
+            "imagePullSecrets": secrets.iter().map(|s| json!({"name": s})).collect::<Vec<_>>()
+        }
+    })
+    .to_string()
+}
+
+/// Pods listing 30 pull secrets, each refused by their registry after a
+/// delay (before: 30 × the delay per image, each holding a lookup slot),
+/// and one image on another registry. Each slow lookup ends at
+/// --registry-timeout with at most 5 logins tried, and the slow registry
+/// holds at most half of the lookup slots: the other registry's image is
+/// asked for while the slow one is still being tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_slowly_refused_pull_secrets_cost_one_deadline_and_delay_no_other_registry() {
+    let delay = Duration::from_millis(500);
+    let slow = SlowRegistry::start(Script::RefuseEveryLogin, delay).await;
+    let fast = SlowRegistry::start(Script::ServeImage, Duration::ZERO).await;
+    let secrets: Vec<String> = (0..30).map(|i| format!("cred-{i}")).collect();
+    let mut documents: Vec<String> = secrets
+        .iter()
+        .map(|s| pull_secret(s, &slow.host()))
+        .collect();
+    for i in 0..3 {
+        let image = format!("{}/team-{i}/app:1", slow.host());
+        documents.push(pod_with_secrets(&format!("slow-{i}"), &image, &secrets));
+    }
+    documents.push(pod_manifest(
+        "fast",
+        &format!("{}/other/app:1", fast.host()),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pods.yaml");
+    std::fs::write(&file, documents.join("\n---\n")).unwrap();
+
+    let started = Instant::now();
+    let RunOutput { stdout, stderr, .. } = dry_run_bounded(
+        &[
+            "--manifests",
+            file.to_str().unwrap(),
+            "--registry-timeout",
+            "2s",
+            "--resolve-concurrency",
+            "2",
+            "--registry-rps",
+            "1000",
+            "--insecure-registry",
+            &slow.host(),
+            "--insecure-registry",
+            &fast.host(),
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        info_line(&stdout, "fast").contains(&format!("digest=\"{}\"", fast.digest)),
+        "{stdout}\n{stderr}"
+    );
+    for i in 0..3 {
+        let error = format!(
+            "container_image_resolve_error{{class=\"timeout\",image=\"{}/team-{i}/app:1\"",
+            slow.host()
+        );
+        assert!(stdout.contains(&error), "{error}\n{stdout}");
+    }
+    // Well under the 30 × 500 ms that one image's logins took before.
+    assert!(took < 30 * delay, "took {took:?}\n{stderr}");
+    let slow_arrivals = slow.arrivals();
+    let fast_first = fast.arrivals()[0];
+    assert!(
+        slow_arrivals.len() > 2 && fast_first < slow_arrivals[2],
+        "the other registry was asked while the slow one was being tried"
+    );
+}
+
+/// A registry that answers each request just inside the timeout (tag,
+/// manifest, config, referrers, the tag schema's fallbacks: each within
+/// it, 5 s or more in all before) gets no request after the lookup's
+/// deadline, and the image is a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_answering_each_step_just_in_time_is_cut_at_the_lookup_deadline() {
+    let timeout = Duration::from_secs(2);
+    let slow = SlowRegistry::start(Script::ServeImage, Duration::from_millis(900)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pods.yaml");
+    std::fs::write(
+        &file,
+        pod_manifest("slow", &format!("{}/app:1", slow.host())),
+    )
+    .unwrap();
+    let RunOutput { stdout, stderr, .. } = dry_run_bounded(
+        &[
+            "--manifests",
+            file.to_str().unwrap(),
+            "--registry-timeout",
+            "2s",
+            "--registry-rps",
+            "1000",
+            "--insecure-registry",
+            &slow.host(),
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
+    let error = format!(
+        "container_image_resolve_error{{class=\"timeout\",image=\"{}/app:1\"",
+        slow.host()
+    );
+    assert!(stdout.contains(&error), "{stdout}\n{stderr}");
+    let arrivals = slow.arrivals();
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(
+        span < timeout,
+        "{} requests over {span:?}: none after the deadline",
+        arrivals.len()
     );
 }
