@@ -79,7 +79,7 @@ pub struct Pipeline {
     resolver: Arc<Resolver>,
     inventory: Inventory,
     failures: FailureLog,
-    concurrency: usize,
+    concurrency: LookupSlots,
     telemetry: Arc<Telemetry>,
 }
 
@@ -127,6 +127,8 @@ impl Pipeline {
                 (Source::Files(files), None)
             }
         };
+        let concurrency =
+            LookupSlots::new(settings.resolve_concurrency, settings.resolver.registry_rps);
         let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
         Ok(Pipeline {
             source,
@@ -136,7 +138,7 @@ impl Pipeline {
             inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
                 .with_workload_labels(!settings.workload_metadata.is_empty()),
             failures: FailureLog::default(),
-            concurrency: settings.resolve_concurrency,
+            concurrency,
             telemetry,
         })
     }
@@ -398,20 +400,41 @@ impl FailureNote<'_> {
     }
 }
 
+/// How many image lookups run at once: in all, and for one registry host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LookupSlots {
+    total: usize,
+    per_host: usize,
+}
+
+impl LookupSlots {
+    /// `total` slots, at most half of them (rounded up) for one host, so
+    /// one tenant's slow registry cannot hold every slot while the others'
+    /// images wait; and for a host no more lookups than half its request
+    /// rate: a lookup makes several requests, and lookups that share a
+    /// host's rate would all run past their deadline together.
+    fn new(total: usize, requests_per_second: f64) -> Self {
+        let total = total.max(1);
+        let by_rate = (requests_per_second / 2.0).ceil().clamp(1.0, total as f64) as usize;
+        LookupSlots {
+            total,
+            per_host: total.div_ceil(2).min(by_rate),
+        }
+    }
+}
+
 /// Resolves each lookup; a cloud registry's ambient login is tried after
 /// the pull secrets and static logins, as the kubelet's credential
-/// providers come after pull secrets. At most `concurrency` lookups run at
-/// once, and at most half of them (rounded up) for one registry host, so
-/// one tenant's slow registry cannot hold every slot while the others'
-/// images wait: a lookup waits for its host's share before it takes a slot.
+/// providers come after pull secrets. A lookup waits for a slot of its
+/// registry host (see [`LookupSlots`]) before it takes one of all.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
-    concurrency: usize,
+    concurrency: LookupSlots,
 ) -> Vec<(Scope, String, Resolution)> {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    let per_host = concurrency.div_ceil(2).max(1);
+    let slots = Arc::new(Semaphore::new(concurrency.total));
+    let per_host = concurrency.per_host;
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let lookups: futures::stream::FuturesUnordered<_> = lookups
         .into_iter()
@@ -442,6 +465,19 @@ async fn resolve_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_gets_half_the_lookup_slots_and_no_more_than_its_rate_serves() {
+        let slots = |total, rps| {
+            let s = LookupSlots::new(total, rps);
+            (s.total, s.per_host)
+        };
+        assert_eq!(slots(16, 5.0), (16, 3));
+        assert_eq!(slots(16, 1000.0), (16, 8));
+        assert_eq!(slots(2, 1000.0), (2, 1));
+        assert_eq!(slots(1, 0.1), (1, 1));
+        assert_eq!(slots(0, 5.0), (1, 1));
+    }
     use crate::registry::{ImageMetadata, ResolveError};
 
     fn failed(scope: u64, image: &str, class: ErrorClass) -> (Scope, String, Resolution) {
