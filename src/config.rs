@@ -131,6 +131,16 @@ pub struct SourceArgs {
     /// checks RBAC when a watch opens, not on an open one).
     #[arg(long, value_name = "DURATION", env = "PUSHER_WATCH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub watch_timeout: Duration,
+
+    /// Largest manifests file read, in bytes; a larger one is skipped,
+    /// logged and counted (discovery_errors_total{reason="too_large"}).
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MANIFESTS_MAX_FILE_BYTES", default_value_t = crate::discovery::files::FileLimits::default().max_file_bytes)]
+    pub manifests_max_file_bytes: u64,
+
+    /// Most bytes of manifests files read in one snapshot; files past it
+    /// are skipped, logged and counted (reason="too_large").
+    #[arg(long, value_name = "BYTES", env = "PUSHER_MANIFESTS_MAX_TOTAL_BYTES", default_value_t = crate::discovery::files::FileLimits::default().max_total_bytes)]
+    pub manifests_max_total_bytes: u64,
 }
 
 /// When snapshots are taken, and whether they are pushed or printed.
@@ -343,8 +353,8 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "RATE", env = "PUSHER_REGISTRY_RPS", default_value_t = 5.0, value_parser = parse_rate)]
     pub registry_rps: f64,
 
-    /// Timeout for one image lookup: the HEAD of a tag, or the manifests and
-    /// config of a digest.
+    /// Deadline of one whole image lookup: tag, manifests, config,
+    /// referrers, base image, with every login tried.
     #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
 
@@ -645,6 +655,10 @@ impl Config {
             SourceSettings::Files {
                 paths: sources.manifests.clone(),
                 selection: self.selection(),
+                limits: crate::discovery::files::FileLimits {
+                    max_file_bytes: sources.manifests_max_file_bytes,
+                    max_total_bytes: sources.manifests_max_total_bytes,
+                },
             }
         };
         let registry = &self.registry;

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
+use crate::discovery::files::FileLimits;
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{
     ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
@@ -54,6 +56,8 @@ pub enum SourceSettings {
         paths: Vec<PathBuf>,
         /// The namespaces, kinds and filters.
         selection: Selection,
+        /// How much of the files is read.
+        limits: FileLimits,
     },
     /// The cluster of the kubeconfig or the pod's service account.
     Cluster {
@@ -75,7 +79,7 @@ pub struct Pipeline {
     resolver: Arc<Resolver>,
     inventory: Inventory,
     failures: FailureLog,
-    concurrency: usize,
+    concurrency: LookupSlots,
     telemetry: Arc<Telemetry>,
 }
 
@@ -108,16 +112,23 @@ impl Pipeline {
                 };
                 (source, Some(client))
             }
-            SourceSettings::Files { paths, selection } => {
-                let files = FileSource::new(
+            SourceSettings::Files {
+                paths,
+                selection,
+                limits,
+            } => {
+                let files = FileSource::with_limits(
                     paths,
                     selection,
                     telemetry.clone(),
                     settings.workload_metadata.clone(),
+                    limits,
                 );
                 (Source::Files(files), None)
             }
         };
+        let concurrency =
+            LookupSlots::new(settings.resolve_concurrency, settings.resolver.registry_rps);
         let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
         Ok(Pipeline {
             source,
@@ -127,7 +138,7 @@ impl Pipeline {
             inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
                 .with_workload_labels(!settings.workload_metadata.is_empty()),
             failures: FailureLog::default(),
-            concurrency: settings.resolve_concurrency,
+            concurrency,
             telemetry,
         })
     }
@@ -389,19 +400,56 @@ impl FailureNote<'_> {
     }
 }
 
+/// How many image lookups run at once: in all, and for one registry host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LookupSlots {
+    total: usize,
+    per_host: usize,
+}
+
+impl LookupSlots {
+    /// `total` slots, at most half of them (rounded up) for one host, so
+    /// one tenant's slow registry cannot hold every slot while the others'
+    /// images wait; and for a host no more lookups than half its request
+    /// rate: a lookup makes several requests, and lookups that share a
+    /// host's rate would all run past their deadline together.
+    fn new(total: usize, requests_per_second: f64) -> Self {
+        let total = total.max(1);
+        let by_rate = (requests_per_second / 2.0).ceil().clamp(1.0, total as f64) as usize;
+        LookupSlots {
+            total,
+            per_host: total.div_ceil(2).min(by_rate),
+        }
+    }
+}
+
 /// Resolves each lookup; a cloud registry's ambient login is tried after
 /// the pull secrets and static logins, as the kubelet's credential
-/// providers come after pull secrets.
+/// providers come after pull secrets. A lookup waits for a slot of its
+/// registry host (see [`LookupSlots`]) before it takes one of all.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
-    concurrency: usize,
+    concurrency: LookupSlots,
 ) -> Vec<(Scope, String, Resolution)> {
-    futures::stream::iter(lookups)
+    let slots = Arc::new(Semaphore::new(concurrency.total));
+    let per_host = concurrency.per_host;
+    let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let lookups: futures::stream::FuturesUnordered<_> = lookups
+        .into_iter()
         .map(|mut lookup| {
-            let (resolver, credentials) = (resolver.clone(), credentials.clone());
+            let host = crate::reference::parse(&lookup.image)
+                .map_or_else(|_| String::new(), |r| r.resolve_registry().to_owned());
+            let host_slots = hosts
+                .entry(host)
+                .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+                .clone();
+            let (resolver, credentials, slots) =
+                (resolver.clone(), credentials.clone(), slots.clone());
             async move {
+                let _host_slot = host_slots.acquire_owned().await;
+                let _slot = slots.acquire_owned().await;
                 if let Some(login) = credentials.cloud_login(&lookup.image).await {
                     lookup.logins.push(login);
                 }
@@ -410,14 +458,26 @@ async fn resolve_all(
                 (lookup.scope, lookup.image, resolution)
             }
         })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
+        .collect();
+    lookups.collect().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_gets_half_the_lookup_slots_and_no_more_than_its_rate_serves() {
+        let slots = |total, rps| {
+            let s = LookupSlots::new(total, rps);
+            (s.total, s.per_host)
+        };
+        assert_eq!(slots(16, 5.0), (16, 3));
+        assert_eq!(slots(16, 1000.0), (16, 8));
+        assert_eq!(slots(2, 1000.0), (2, 1));
+        assert_eq!(slots(1, 0.1), (1, 1));
+        assert_eq!(slots(0, 5.0), (1, 1));
+    }
     use crate::registry::{ImageMetadata, ResolveError};
 
     fn failed(scope: u64, image: &str, class: ErrorClass) -> (Scope, String, Resolution) {

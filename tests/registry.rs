@@ -864,6 +864,10 @@ async fn push_once(
         &url,
         "--registry-timeout",
         "5s",
+        // The deadline bounds a whole lookup, rate-limit waits included:
+        // several images on one stand-in must not queue behind 5 per second.
+        "--registry-rps",
+        "100",
     ];
     for host in insecure {
         args.extend(["--insecure-registry", host]);

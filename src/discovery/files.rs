@@ -26,6 +26,8 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::custom::KindSpec;
+pub use super::walk::FileLimits;
+use super::walk::{self, Listed, Refused};
 use super::{
     workload_keeping, DiscoveryError, HasPodSpec, MetadataAllowlist, PullObjects, Selection,
     StringPool, Workload,
@@ -57,6 +59,7 @@ struct Inner {
     files: Mutex<HashMap<PathBuf, FileState>>,
     /// Documents and files skipped in the last snapshot.
     skipped: AtomicUsize,
+    limits: FileLimits,
     telemetry: Arc<Telemetry>,
     /// The workload labels and annotations kept.
     metadata: MetadataAllowlist,
@@ -79,8 +82,9 @@ enum FileState {
         digest: [u8; 32],
         content: Arc<ManifestFile>,
     },
-    /// Listed but not readable, with the error (logged when it started).
-    Unreadable(String),
+    /// Listed but not read: unreadable, over a size cap, or not a regular
+    /// file in the tree (logged when it started).
+    Refused(Refused),
 }
 
 /// What one manifests file holds that matters: workloads, what their pull
@@ -108,6 +112,9 @@ pub struct Skipped {
 pub enum SkipReason {
     /// The file could not be read at all.
     Unreadable,
+    /// In a directory: a device, pipe or socket, a symlink to a directory
+    /// or one out of the directory (see [`super::walk`]).
+    NotRegularFile,
     NotUtf8,
     /// Not YAML or JSON.
     Unparsable,
@@ -115,7 +122,9 @@ pub enum SkipReason {
     TooDeep,
     /// Aliases that expand beyond [`MAX_ALIAS_EVENTS`].
     AliasExpansion,
-    /// More nodes, events or scalar bytes than any document of its size can hold.
+    /// More nodes, events or scalar bytes than any document of its size can
+    /// hold; or a file over `--manifests-max-file-bytes`, or past
+    /// `--manifests-max-total-bytes`.
     TooLarge,
     /// Valid YAML that is not a valid object of its kind.
     InvalidObject,
@@ -125,6 +134,7 @@ impl SkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Unreadable => "unreadable",
+            SkipReason::NotRegularFile => "not_regular_file",
             SkipReason::NotUtf8 => "not_utf8",
             SkipReason::Unparsable => "unparsable",
             SkipReason::TooDeep => "too_deep",
@@ -138,9 +148,20 @@ impl SkipReason {
 impl FileSource {
     pub fn new(
         paths: Vec<PathBuf>,
+        selection: Selection,
+        telemetry: Arc<Telemetry>,
+        metadata: MetadataAllowlist,
+    ) -> Self {
+        Self::with_limits(paths, selection, telemetry, metadata, FileLimits::default())
+    }
+
+    /// [`FileSource::new`], reading files within `limits`.
+    pub fn with_limits(
+        paths: Vec<PathBuf>,
         mut selection: Selection,
         telemetry: Arc<Telemetry>,
         metadata: MetadataAllowlist,
+        limits: FileLimits,
     ) -> Self {
         selection.kinds = KindSpec::normalize(&selection.kinds);
         FileSource {
@@ -150,6 +171,7 @@ impl FileSource {
                 stdin: OnceLock::new(),
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
+                limits,
                 telemetry,
                 metadata,
                 strings: StringPool::default(),
@@ -191,8 +213,9 @@ impl Inner {
         // Rebuilt at every snapshot, so files that are gone are forgotten.
         let mut known = std::mem::take(&mut *self.lock_files());
         let mut seen = HashMap::with_capacity(known.len());
+        let mut budget = self.limits.max_total_bytes;
         for path in &self.paths {
-            for (origin, content) in self.read(path, &mut known, &mut seen)? {
+            for (origin, content) in self.read(path, &mut known, &mut seen, &mut budget)? {
                 for s in &content.skipped {
                     self.count(s.reason);
                 }
@@ -249,6 +272,7 @@ impl Inner {
         path: &Path,
         known: &mut HashMap<PathBuf, FileState>,
         seen: &mut HashMap<PathBuf, FileState>,
+        budget: &mut u64,
     ) -> Result<Vec<(String, Arc<ManifestFile>)>, DiscoveryError> {
         let read_error = |source| DiscoveryError::Read {
             path: path.display().to_string(),
@@ -270,63 +294,48 @@ impl Inner {
             let content = self.stdin.get_or_init(|| content).clone();
             return Ok(vec![("<stdin>".into(), content)]);
         }
-        let mut files = Vec::new();
-        collect_files(path, &mut files).map_err(read_error)?;
-        let mut contents = Vec::with_capacity(files.len());
-        for file in files {
+        let listed = walk::list(path).map_err(read_error)?;
+        let mut contents = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let (file, read) = match entry {
+                Listed::File(file) => {
+                    let by_walk = file != path;
+                    let read =
+                        walk::read_capped(&file, self.limits.max_file_bytes, budget, by_walk);
+                    (file, read)
+                }
+                Listed::Skipped {
+                    path,
+                    reason,
+                    detail,
+                } => (path, Err(Refused { reason, detail })),
+            };
             let origin = file.display().to_string();
             // A file listed under two paths is parsed once.
             let previous = seen.remove(&file).or_else(|| known.remove(&file));
-            let state = match std::fs::read(&file) {
-                Ok(bytes) => {
-                    let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                    match previous {
-                        Some(FileState::Parsed {
-                            digest: known_digest,
-                            content,
-                        }) if known_digest == digest => FileState::Parsed { digest, content },
-                        previous => {
-                            let content = Arc::new(parse_manifests_keeping(
-                                &bytes,
-                                &self.selection,
-                                &self.metadata,
-                                &self.strings,
-                            ));
-                            let was_bad = match &previous {
-                                Some(FileState::Parsed { content, .. }) => {
-                                    !content.skipped.is_empty()
-                                }
-                                Some(FileState::Unreadable(_)) => true,
-                                None => false,
-                            };
-                            if content.skipped.is_empty() && was_bad {
-                                info!(file = origin, "manifests file read without problems again");
-                            }
-                            log_skipped(&origin, &content.skipped);
-                            FileState::Parsed { digest, content }
-                        }
-                    }
-                }
-                Err(e) => {
-                    let error = e.to_string();
-                    if !matches!(&previous, Some(FileState::Unreadable(known)) if *known == error) {
+            let state = match read {
+                Ok(bytes) => self.parsed(&origin, bytes, previous),
+                Err(refused) => {
+                    if !matches!(&previous, Some(FileState::Refused(known)) if *known == refused) {
                         warn!(
                             file = origin,
-                            error, "skipping a manifests file that cannot be read"
+                            reason = refused.reason.as_str(),
+                            error = refused.detail,
+                            "skipping a manifests file"
                         );
                     }
-                    FileState::Unreadable(error)
+                    FileState::Refused(refused)
                 }
             };
             match &state {
                 FileState::Parsed { content, .. } => contents.push((origin, content.clone())),
-                FileState::Unreadable(error) => contents.push((
+                FileState::Refused(refused) => contents.push((
                     origin,
                     Arc::new(ManifestFile {
                         skipped: vec![Skipped {
                             document: 0,
-                            reason: SkipReason::Unreadable,
-                            detail: error.clone(),
+                            reason: refused.reason,
+                            detail: refused.detail.clone(),
                         }],
                         ..ManifestFile::default()
                     }),
@@ -335,6 +344,36 @@ impl Inner {
             seen.insert(file, state);
         }
         Ok(contents)
+    }
+
+    /// A file's state after reading `bytes`: parsed again only when its
+    /// content changed.
+    fn parsed(&self, origin: &str, bytes: Vec<u8>, previous: Option<FileState>) -> FileState {
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        match previous {
+            Some(FileState::Parsed {
+                digest: known_digest,
+                content,
+            }) if known_digest == digest => FileState::Parsed { digest, content },
+            previous => {
+                let content = Arc::new(parse_manifests_keeping(
+                    &bytes,
+                    &self.selection,
+                    &self.metadata,
+                    &self.strings,
+                ));
+                let was_bad = match &previous {
+                    Some(FileState::Parsed { content, .. }) => !content.skipped.is_empty(),
+                    Some(FileState::Refused(_)) => true,
+                    None => false,
+                };
+                if content.skipped.is_empty() && was_bad {
+                    info!(file = origin, "manifests file read without problems again");
+                }
+                log_skipped(origin, &content.skipped);
+                FileState::Parsed { digest, content }
+            }
+        }
     }
 }
 
@@ -394,6 +433,13 @@ pub fn parse_manifests_keeping(
         if is_empty_document(text) {
             continue;
         }
+        if let Some((api_version, kind)) = ignored_kind(text, selection) {
+            debug!(
+                document = index,
+                api_version, kind, "not an inventoried kind; ignored"
+            );
+            continue;
+        }
         match serde_saphyr::from_str_with_options::<Value>(text, options(text.len())) {
             Ok(Value::Null) => {} // e.g. a document of comments only
             Ok(value) => {
@@ -411,6 +457,56 @@ pub fn parse_manifests_keeping(
         }
     }
     out
+}
+
+/// The `apiVersion` and `kind` of a document the pusher does not read
+/// (a ConfigMap, a Service…), from a first pass that builds nothing else:
+/// the rest is skipped as the parser reads it, so a ConfigMap holding one
+/// huge map costs its parse time, not a tree of it in memory (21 MB of it
+/// used to take 30 times its size). `None` when the document is of a kind
+/// that is read, or is not a mapping with string `apiVersion` and `kind`:
+/// the full parse then reads it, or says why it cannot.
+fn ignored_kind(text: &str, selection: &Selection) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(rename = "apiVersion")]
+        api_version: Option<String>,
+        kind: Option<String>,
+    }
+    let mut options = options(text.len());
+    // Remembering every key of a map (for duplicates, or to merge `<<`
+    // keys) is what would cost memory here. A document with a merge key,
+    // or a duplicate `kind`, goes to the full parse, which reads it right.
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::Error;
+    let head: Head = serde_saphyr::from_str_with_options(text, options).ok()?;
+    let (api_version, kind) = (head.api_version?, head.kind?);
+    (!reads_kind(&api_version, &kind, selection)).then_some((api_version, kind))
+}
+
+/// Whether documents of this kind are read: workloads (built-in and
+/// configured), lists of them, and what pull credentials come from.
+fn reads_kind(api_version: &str, kind: &str, selection: &Selection) -> bool {
+    const WORKLOADS: [(&str, &str); 6] = [
+        ("v1", "Pod"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
+    ];
+    let listed = |item: &str| {
+        WORKLOADS.iter().any(|(_, k)| *k == item)
+            || selection.kinds.iter().any(|k| k.name.kind == item)
+    };
+    kind == "List"
+        || kind.strip_suffix("List").is_some_and(listed)
+        || WORKLOADS.contains(&(api_version, kind))
+        || matches!((api_version, kind), ("v1", "Secret" | "ServiceAccount"))
+        || selection
+            .kinds
+            .iter()
+            .any(|k| k.name.api_version() == api_version && k.name.kind == kind)
 }
 
 /// The parser's limits for a document of `len` bytes: room for anything
@@ -696,36 +792,6 @@ fn typed<K: HasPodSpec + DeserializeOwned>(
     Ok(workload_keeping(&object, "default", metadata, strings))
 }
 
-/// Files under `path` (itself if a file), manifests only, in a stable order.
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if !std::fs::metadata(path)?.is_dir() {
-        out.push(path.to_owned());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for entry in entries {
-        let hidden = entry
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
-            // e.g. `..data` symlinks of a mounted ConfigMap, which duplicate its files.
-            continue;
-        }
-        if entry.is_dir() {
-            collect_files(&entry, out)?;
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(entry);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,6 +814,32 @@ mod tests {
 
     fn pod(name: &str) -> String {
         format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n")
+    }
+
+    #[test]
+    fn kinds_not_read_are_skipped_before_they_are_built() {
+        // Neither body can be built into a tree: a key that is a sequence
+        // has no JSON form, and a repeated key is refused when keys are
+        // remembered. Ignored kinds are never built, so neither fails.
+        let unbuildable = ["data:\n  ? [a, b]\n  : c\n", "data:\n  k: 1\n  k: 2\n"];
+        for body in unbuildable {
+            let config_map =
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n{body}");
+            let text = format!("{config_map}---\n{}", pod("p"));
+            let file = parse_manifests(text.as_bytes(), &Selection::default());
+            assert_eq!(reasons(&file), [], "{body}");
+            assert_eq!(names(&file), ["p"]);
+            // The same body in a kind that is read is built, and refused.
+            let read = format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n{body}");
+            let file = parse_manifests(read.as_bytes(), &Selection::default());
+            assert_eq!(reasons(&file), [(0, "unparsable")], "{body}");
+        }
+        // A kind that a merge key or an alias would change is read in full.
+        let merged = "base: &b {apiVersion: v1, kind: Pod}\n<<: *b\nmetadata: {name: m}\nspec: {containers: [{name: c, image: i}]}\n";
+        assert_eq!(
+            names(&parse_manifests(merged.as_bytes(), &Selection::default())),
+            ["m"]
+        );
     }
 
     #[test]
@@ -1063,7 +1155,7 @@ spec:
         };
         let parsed = |name: &str| match &source.inner.lock_files()[&dir.path().join(name)] {
             FileState::Parsed { content, .. } => content.clone(),
-            FileState::Unreadable(e) => panic!("{name} unreadable: {e}"),
+            FileState::Refused(e) => panic!("{name} not read: {e:?}"),
         };
         let names = |snapshot: FileSnapshot| -> Vec<String> {
             snapshot

@@ -11,6 +11,7 @@ pub mod files;
 pub mod ownership;
 pub mod select;
 pub mod strings;
+mod walk;
 pub mod watch;
 
 use std::fmt::Write as _;

@@ -12,7 +12,7 @@
 //! fetched by digest is verified against it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,9 +56,10 @@ pub(crate) struct ClientSettings {
 pub(crate) struct RegistryClient {
     http: reqwest::Client,
     insecure: Vec<String>,
-    /// How each host asked to be authenticated, learnt from its first 401.
-    challenges: Mutex<HashMap<String, Challenge>>,
-    /// Bearer tokens by (host, repository, credential id), kept for their
+    /// How each origin asked to be authenticated, learnt from its first
+    /// 401; bounded, as redirects may lead to any number of hosts.
+    challenges: moka::sync::Cache<String, Challenge>,
+    /// Bearer tokens by (origin, repository, credential id), kept for their
     /// lifetime; one token request however many lookups need it at once.
     tokens: Cache<(String, String, u64), Token>,
     limiter: HostLimiter,
@@ -115,6 +116,9 @@ struct Target<'a> {
     url: reqwest::Url,
     /// `host[:port]`, as registries and keyrings name hosts.
     host: String,
+    /// `scheme://host:port`, the port made explicit: what a challenge, a
+    /// token and a login belong to.
+    origin: String,
     /// The repository the URL names, for a token's scope.
     repository: String,
     credential: Option<&'a Login>,
@@ -123,7 +127,7 @@ struct Target<'a> {
 impl Target<'_> {
     fn token_key(&self) -> (String, String, u64) {
         (
-            self.host.clone(),
+            self.origin.clone(),
             self.repository.clone(),
             self.credential.map_or(0, Login::id),
         )
@@ -133,6 +137,23 @@ impl Target<'_> {
 /// Redirects followed for one request; registries use one (to a regional
 /// mirror or a blob store).
 const MAX_REDIRECTS: usize = 5;
+
+/// Most origins whose auth challenge is remembered: a registry redirecting
+/// to ever-new hosts must not grow the map.
+const MAX_CHALLENGES: u64 = 10_000;
+
+/// `scheme://host:port` of `url`, the scheme's default port made explicit,
+/// so `https://reg` and `http://reg` (443 and 80) are told apart; `None`
+/// for a URL without a host.
+fn origin(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!(
+        "{}://{}:{port}",
+        url.scheme(),
+        host.to_ascii_lowercase()
+    ))
+}
 
 impl RegistryClient {
     pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Result<Self, Error> {
@@ -151,7 +172,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http,
             insecure: settings.insecure,
-            challenges: Mutex::default(),
+            challenges: moka::sync::Cache::new(MAX_CHALLENGES),
             tokens: Cache::builder()
                 .max_capacity(MAX_TOKENS)
                 .expire_after(TokenExpiry)
@@ -270,10 +291,17 @@ impl RegistryClient {
         };
         let repository = request.reference.repository();
         let url = format!("{scheme}://{host}/v2/{repository}/{}", request.path);
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| request.fail(ErrorClass::InvalidReference, format!("{url}: {e}")))?;
+        // Where the login goes first: after a redirect it goes only to this
+        // very origin, never over a weaker scheme nor to another port.
+        let first_origin = origin(&url).ok_or_else(|| {
+            request.fail(ErrorClass::InvalidReference, format!("{url} names no host"))
+        })?;
         let mut target = Target {
-            url: reqwest::Url::parse(&url)
-                .map_err(|e| request.fail(ErrorClass::InvalidReference, format!("{url}: {e}")))?,
+            url,
             host: host.to_owned(),
+            origin: first_origin.clone(),
             repository: repository.to_owned(),
             credential: request.credential,
         };
@@ -294,7 +322,7 @@ impl RegistryClient {
                 if let Some(url) = location {
                     redirects += 1;
                     answered_challenge = false;
-                    target = redirected(request, url);
+                    target = redirected(request, url, &first_origin);
                     continue;
                 }
             }
@@ -308,10 +336,7 @@ impl RegistryClient {
                         (Challenge::Bearer { .. }, _) => true,
                     };
                     self.tokens.invalidate(&target.token_key()).await;
-                    self.challenges
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(target.host.clone(), challenge);
+                    self.challenges.insert(target.origin.clone(), challenge);
                     if retry {
                         answered_challenge = true;
                         continue;
@@ -347,7 +372,11 @@ impl RegistryClient {
             })?;
             builder.send().await
         };
-        self.count(host, request.method.as_str(), result.as_ref().ok());
+        self.count(
+            request.host(),
+            request.method.as_str(),
+            result.as_ref().ok(),
+        );
         result.map_err(|e| transport_error(request, &e))
     }
 
@@ -421,13 +450,7 @@ impl RegistryClient {
         request: &Request<'_>,
         target: &Target<'_>,
     ) -> Result<Option<HeaderValue>, ResolveError> {
-        let challenge = self
-            .challenges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&target.host)
-            .cloned();
-        match challenge {
+        match self.challenges.get(&target.origin) {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(target.credential.map(basic)),
             Some(Challenge::Bearer { realm, service }) => self
@@ -472,7 +495,7 @@ impl RegistryClient {
             .map_err(|e| token_error(format!("the registry named no usable URL: {e}")))?;
         let mut builder = self.http.get(realm_url.clone()).query(&query);
         if let Some(credential) = target.credential {
-            if !login_may_go_to(&realm_url, &target.url, &target.host) {
+            if !login_may_go_to(&realm_url, &target.url) {
                 return Err(request.fail(
                     ErrorClass::Unauthorized,
                     format!(
@@ -483,9 +506,23 @@ impl RegistryClient {
             }
             builder = builder.header(AUTHORIZATION, basic(credential));
         }
-        let realm_host = realm_url.host_str().unwrap_or_default().to_owned();
-        let result = builder.send().await;
-        self.count(&realm_host, "GET", result.as_ref().ok());
+        let realm_host = match (realm_url.host_str(), realm_url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (host, None) => host.unwrap_or_default().to_owned(),
+            (None, Some(_)) => String::new(),
+        };
+        // Token servers are treated as politely as registries.
+        let result = {
+            let _permit = self.limiter.acquire(&realm_host).await.map_err(|pause| {
+                token_error(format!(
+                    "{realm_host} is rate limiting; no requests to it for another {pause:.0?}"
+                ))
+            })?;
+            builder.send().await
+        };
+        // Counted under the registry's host: the token server is the
+        // registry's to name, and a metric label must not grow with it.
+        self.count(request.host(), "GET", result.as_ref().ok());
         let response = result.map_err(|e| token_error(crate::describe_error(&e.without_url())))?;
         let status = response.status();
         if !status.is_success() {
@@ -540,24 +577,17 @@ pub fn token_from_answer(body: &[u8]) -> Result<Token, TokenError> {
     })
 }
 
-/// Whether the login for the registry at `registry` (`host[:port]`, reached
-/// at `registry_url`) may go to the token server its challenge names. The
-/// token protocol sends it there, and that may be another host (Docker
-/// Hub's is auth.docker.io): over HTTPS, wherever the registry says; over
-/// plain HTTP, only to the registry's own `host:port`, and only when the
-/// registry is itself spoken to over plain HTTP (`--insecure-registry`) —
-/// anywhere else, anyone on the path would read it.
-fn login_may_go_to(realm: &reqwest::Url, registry_url: &reqwest::Url, registry: &str) -> bool {
+/// Whether the login for the registry reached at `registry_url` may go to
+/// the token server its challenge names. The token protocol sends it there,
+/// and that may be another host (Docker Hub's is auth.docker.io): over
+/// HTTPS, wherever the registry says; over plain HTTP, only to the
+/// registry's own origin (scheme, host and port, default ports explicit),
+/// and only when the registry is itself spoken to over plain HTTP
+/// (`--insecure-registry`) — anywhere else, anyone on the path would read it.
+fn login_may_go_to(realm: &reqwest::Url, registry_url: &reqwest::Url) -> bool {
     match realm.scheme() {
         "https" => true,
-        "http" => {
-            let realm_host = match (realm.host_str(), realm.port()) {
-                (Some(host), Some(port)) => format!("{host}:{port}"),
-                (Some(host), None) => host.to_owned(),
-                (None, _) => return false,
-            };
-            registry_url.scheme() == "http" && realm_host.eq_ignore_ascii_case(registry)
-        }
+        "http" => registry_url.scheme() == "http" && origin(realm) == origin(registry_url),
         _ => false,
     }
 }
@@ -609,8 +639,11 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, applica
 
 /// The target a redirect leads to. The repository is read from the new
 /// URL (`/v2/<name>/manifests/…` or `/blobs/…`), as a mirror may name it
-/// differently; logins stay with the registry they are for.
-fn redirected<'a>(request: &Request<'a>, url: reqwest::Url) -> Target<'a> {
+/// differently; logins stay with the origin they were first sent to
+/// (`first_origin`): not another host or port, and not the same host over
+/// plain HTTP (curl's CVE-2022-27776 is this class of leak).
+fn redirected<'a>(request: &Request<'a>, url: reqwest::Url, first_origin: &str) -> Target<'a> {
+    let origin = origin(&url).unwrap_or_default();
     let host = match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
@@ -627,10 +660,11 @@ fn redirected<'a>(request: &Request<'a>, url: reqwest::Url) -> Target<'a> {
             || request.reference.repository().to_owned(),
             |(name, _)| name.to_owned(),
         );
-    let credential = request.credential.filter(|_| host == request.host());
+    let credential = request.credential.filter(|_| origin == first_origin);
     Target {
         url,
         host,
+        origin,
         repository,
         credential,
     }
@@ -957,59 +991,86 @@ mod tests {
     fn logins_go_to_https_token_servers_or_the_plain_http_registry_itself() {
         let url = |u: &str| reqwest::Url::parse(u).unwrap();
         let hub = url("https://registry-1.docker.io/v2/library/nginx/manifests/1");
-        assert!(login_may_go_to(
-            &url("https://auth.docker.io/token"),
-            &hub,
-            "registry-1.docker.io"
-        ));
-        assert!(!login_may_go_to(
-            &url("http://auth.docker.io/token"),
-            &hub,
-            "registry-1.docker.io"
-        ));
+        assert!(login_may_go_to(&url("https://auth.docker.io/token"), &hub));
+        assert!(!login_may_go_to(&url("http://auth.docker.io/token"), &hub));
         assert!(
-            !login_may_go_to(
-                &url("http://registry-1.docker.io/token"),
-                &hub,
-                "registry-1.docker.io"
-            ),
+            !login_may_go_to(&url("http://registry-1.docker.io/token"), &hub),
             "no downgrade from an HTTPS registry"
+        );
+        assert!(
+            !login_may_go_to(&url("http://registry-1.docker.io:443/token"), &hub),
+            "not even on the HTTPS port"
         );
         let insecure = url("http://127.0.0.1:5000/v2/a/manifests/1");
         assert!(login_may_go_to(
             &url("http://127.0.0.1:5000/token"),
-            &insecure,
-            "127.0.0.1:5000"
+            &insecure
         ));
         assert!(
-            !login_may_go_to(
-                &url("http://127.0.0.1:5001/token"),
-                &insecure,
-                "127.0.0.1:5000"
-            ),
+            !login_may_go_to(&url("http://127.0.0.1:5001/token"), &insecure),
             "another port is another host"
         );
         assert!(!login_may_go_to(
             &url("http://elsewhere.example/token"),
-            &insecure,
-            "127.0.0.1:5000"
+            &insecure
         ));
         assert!(login_may_go_to(
             &url("https://elsewhere.example/token"),
-            &insecure,
-            "127.0.0.1:5000"
+            &insecure
         ));
         let default_port = url("http://registry.local/v2/a/manifests/1");
         assert!(login_may_go_to(
             &url("http://registry.local:80/token"),
-            &default_port,
-            "registry.local"
+            &default_port
         ));
         assert!(!login_may_go_to(
             &url("ftp://127.0.0.1:5000/token"),
-            &insecure,
-            "127.0.0.1:5000"
+            &insecure
         ));
+    }
+
+    #[test]
+    fn origins_make_default_ports_explicit() {
+        let origin = |u: &str| origin(&reqwest::Url::parse(u).unwrap()).unwrap();
+        assert_eq!(origin("https://Reg.example/v2/"), "https://reg.example:443");
+        assert_eq!(
+            origin("https://reg.example:443/v2/"),
+            "https://reg.example:443"
+        );
+        assert_eq!(origin("http://reg.example/v2/"), "http://reg.example:80");
+        assert_ne!(origin("https://reg:5000/"), origin("http://reg:5000/"));
+    }
+
+    #[test]
+    fn logins_follow_redirects_only_to_the_origin_they_were_first_sent_to() {
+        let login = Login {
+            username: "user".into(),
+            password: "secret".into(),
+            source: "test".into(),
+        };
+        let reference: Reference = "reg.example/team/app:1".parse().unwrap();
+        let request = Request {
+            method: Method::GET,
+            reference: &reference,
+            path: "manifests/1".into(),
+            accept: None,
+            credential: Some(&login),
+        };
+        let first = "https://reg.example:443";
+        let follow = |to: &str| {
+            let url = reqwest::Url::parse(to).unwrap();
+            redirected(&request, url, first).credential.is_some()
+        };
+        assert!(follow("https://reg.example/v2/team/app/manifests/1"));
+        assert!(follow("https://reg.example:443/v2/team/app/manifests/1"));
+        for elsewhere in [
+            "http://reg.example/v2/team/app/manifests/1",
+            "http://reg.example:443/v2/team/app/manifests/1",
+            "https://reg.example:8443/v2/team/app/manifests/1",
+            "https://mirror.example/v2/team/app/manifests/1",
+        ] {
+            assert!(!follow(elsewhere), "{elsewhere}");
+        }
     }
 
     #[test]

@@ -19,6 +19,12 @@ use tokio::time::Instant;
 const FIRST_PAUSE: Duration = Duration::from_secs(10);
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 
+/// Hosts remembered before idle ones are forgotten: redirects and token
+/// challenges name hosts, and a registry naming ever-new ones must not
+/// grow the map. An idle host (no request in flight, no pause) loses
+/// nothing by being forgotten but its rate history.
+const MAX_HOSTS: usize = 1_000;
+
 pub(crate) struct HostLimiter {
     concurrency: usize,
     interval: Duration,
@@ -39,6 +45,19 @@ struct HostState {
     pause: Duration,
 }
 
+impl Host {
+    /// Whether forgetting this host would lose something: a request in
+    /// flight holds a permit, a pause or a rate debt is still running.
+    fn is_busy(&self, now: Instant) -> bool {
+        // Permits in flight hold clones of the semaphore.
+        if Arc::strong_count(&self.in_flight) > 1 {
+            return true;
+        }
+        let state = self.state.lock().expect("limiter poisoned");
+        state.paused_until.is_some_and(|until| until > now) || state.next > now
+    }
+}
+
 impl HostLimiter {
     pub(crate) fn new(concurrency: usize, requests_per_second: f64) -> Self {
         HostLimiter {
@@ -51,6 +70,10 @@ impl HostLimiter {
 
     fn host(&self, host: &str) -> Arc<Host> {
         let mut hosts = self.hosts.lock().expect("limiter poisoned");
+        if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) {
+            let now = Instant::now();
+            hosts.retain(|_, h| Arc::strong_count(h) > 1 || h.is_busy(now));
+        }
         hosts
             .entry(host.to_owned())
             .or_insert_with(|| {
@@ -197,5 +220,32 @@ mod tests {
         );
         limiter.answered("busy");
         assert_eq!(limiter.back_off("busy", None), FIRST_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hosts_named_by_redirects_cannot_grow_the_map() {
+        let limiter = HostLimiter::new(10, 1000.0);
+        let held = limiter.acquire("busy").await.unwrap();
+        limiter.back_off("paused", Some(Duration::from_secs(60)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for i in 0..5 * MAX_HOSTS {
+            drop(
+                limiter
+                    .acquire(&format!("mirror-{i}.example"))
+                    .await
+                    .unwrap(),
+            );
+            // Idle once its rate slot has passed.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let hosts = limiter.hosts.lock().unwrap();
+        assert!(hosts.len() <= MAX_HOSTS, "{} hosts kept", hosts.len());
+        assert!(
+            hosts.contains_key("busy"),
+            "a host with a request in flight stays"
+        );
+        assert!(hosts.contains_key("paused"), "a paused host stays");
+        drop(hosts);
+        drop(held);
     }
 }

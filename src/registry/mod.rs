@@ -260,6 +260,11 @@ pub struct ResolverConfig {
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
 /// bounds how long an image nobody references any more is kept.
+/// Most logins tried for one image. The kubelet tries a pod's pull secrets
+/// in order until one works; a pod listing dozens, each refused slowly,
+/// would hold a lookup for all of them. Real pods list one to three.
+pub const MAX_LOGINS_PER_IMAGE: usize = 5;
+
 const METADATA_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// Bounds memory: about 2 KiB per entry for real images, so well under
 /// 100 MB when full; the [`ImageLimits`] bound the rest.
@@ -329,8 +334,21 @@ impl Resolver {
     /// Resolves one image as written in a pod spec, trying `logins`
     /// (the logins that match it, most specific first, as the kubelet
     /// would) until one is accepted; anonymously when there are none.
+    /// The metadata of `image`, trying `logins` in order (at most
+    /// [`MAX_LOGINS_PER_IMAGE`]), then anonymous access. The whole lookup —
+    /// tag, manifests, config, what is attached, the base, with every login
+    /// tried — ends within `--registry-timeout`; what it fetched by then
+    /// stays cached for the next try.
     pub async fn resolve(&self, image: &str, logins: &[&Login]) -> Resolution {
-        let result = self.resolve_uncounted(image, logins).await;
+        let timeout = self.config.timeout;
+        let result = tokio::time::timeout(timeout, self.resolve_uncounted(image, logins))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ResolveError::new(
+                    ErrorClass::Timeout,
+                    format!("{image}: the lookup did not finish within {timeout:?} (--registry-timeout)"),
+                ))
+            });
         if let Err(e) = &result {
             self.telemetry
                 .resolve_failures
@@ -344,7 +362,15 @@ impl Resolver {
         let reference = reference::parse(image)
             .map_err(|e| ResolveError::new(ErrorClass::InvalidReference, e.to_string()))?;
         let mut refused = None;
-        for login in logins {
+        if logins.len() > MAX_LOGINS_PER_IMAGE {
+            debug!(
+                image,
+                logins = logins.len(),
+                tried = MAX_LOGINS_PER_IMAGE,
+                "more logins match the image than are tried"
+            );
+        }
+        for login in logins.iter().take(MAX_LOGINS_PER_IMAGE) {
             match self.resolve_with(&reference, Some(login)).await {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
                     debug!(image, source = %login.source, error = %e, "login refused; trying the next");

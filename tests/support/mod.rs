@@ -24,6 +24,8 @@ pub mod pusher;
 pub mod receiver;
 pub mod referrers_api;
 pub mod registry;
+pub mod slow_registry;
+pub mod tls_front;
 pub mod victoria_metrics;
 pub mod wait;
 
