@@ -44,13 +44,16 @@ pub enum Family {
     Base,
     BaseOutdated,
     BaseCurrentCreated,
+    // Signature verification (src/verify).
+    SignatureVerified,
+    SignatureVerifyFailure,
     // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
     RunningDrift,
     WorkloadLabels,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 14] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -61,6 +64,8 @@ impl Family {
         Family::Base,
         Family::BaseOutdated,
         Family::BaseCurrentCreated,
+        Family::SignatureVerified,
+        Family::SignatureVerifyFailure,
         Family::RunningDrift,
         Family::WorkloadLabels,
     ];
@@ -77,6 +82,8 @@ impl Family {
             Family::Base => "container_image_base",
             Family::BaseOutdated => "container_image_base_outdated",
             Family::BaseCurrentCreated => "container_image_base_current_created",
+            Family::SignatureVerified => "container_image_signature_verified",
+            Family::SignatureVerifyFailure => "container_image_signature_verify_failure",
             Family::RunningDrift => "container_image_running_drift",
             Family::WorkloadLabels => "container_image_workload_labels",
         }
@@ -103,6 +110,12 @@ impl Family {
             }
             Family::BaseCurrentCreated => {
                 "For an outdated base: the created date of the image its tag points at now (about when it moved), as a Unix epoch time."
+            }
+            Family::SignatureVerified => {
+                "1 when a signature of the image verifies under the policy (key or certificate, naming this digest), else 0."
+            }
+            Family::SignatureVerifyFailure => {
+                "1 for each image not verified under a policy, with the reason (see the README for which reason wins)."
             }
             Family::RunningDrift => {
                 "1 for each running container whose pulled digest is no longer what its image reference names."
@@ -137,6 +150,8 @@ impl Family {
             Family::Referrer => &["digest", "kind", "artifact_type"],
             Family::Base => &["digest", "base_name", "base_digest"],
             Family::BaseOutdated | Family::BaseCurrentCreated => &["digest", "base_name"],
+            Family::SignatureVerified => &["digest", "policy"],
+            Family::SignatureVerifyFailure => &["digest", "policy", "reason"],
             Family::RunningDrift => &[
                 "namespace",
                 "name",

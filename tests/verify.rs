@@ -1,0 +1,428 @@
+//! Signature verification against real cosign as the oracle: images on
+//! Debian's `docker-registry`, signed with the real `cosign` 3 in both
+//! formats (Sigstore bundles through the referrers tag schema, legacy
+//! `.sig` tags), and for every image and policy the pusher's
+//! `container_image_signature_verified` equals whether
+//! `cosign verify --key …` succeeds with a key of the policy.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::pusher::{run_once, Pusher};
+use support::{peers, push_image, ImageSpec, Registry};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Runs the real cosign in `dir`; whether it succeeded.
+fn cosign(dir: &Path, args: &[&str]) -> bool {
+    let output = Command::new(peers::peer("cosign"))
+        .args(args)
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", "")
+        .env("HOME", dir)
+        .env("DOCKER_CONFIG", dir)
+        .output()
+        .expect("run cosign");
+    output.status.success()
+}
+
+fn sign(dir: &Path, key: &str, image: &str, legacy: bool) {
+    let mut args = vec![
+        "sign",
+        "--key",
+        key,
+        "--tlog-upload=false",
+        "--use-signing-config=false",
+        "--allow-http-registry",
+        "--yes",
+    ];
+    if legacy {
+        args.push("--new-bundle-format=false");
+    }
+    args.push(image);
+    assert!(cosign(dir, &args), "cosign {args:?} failed");
+}
+
+fn generate_key(dir: &Path, prefix: &str) {
+    assert!(cosign(
+        dir,
+        &["generate-key-pair", "--output-key-prefix", prefix]
+    ));
+}
+
+/// The oracle: whether `cosign verify` accepts `image` with any of `keys`.
+fn cosign_verifies(dir: &Path, keys: &[&str], image: &str) -> bool {
+    keys.iter().any(|key| {
+        cosign(
+            dir,
+            &[
+                "verify",
+                "--key",
+                key,
+                "--insecure-ignore-tlog=true",
+                "--allow-insecure-registry",
+                image,
+            ],
+        )
+    })
+}
+
+/// `metric`'s samples in a text page, as their labels and value.
+fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let labels = labels
+                .split("\",")
+                .filter_map(|pair| {
+                    let (name, value) = pair.split_once("=\"")?;
+                    Some((name.to_owned(), value.trim_end_matches('"').to_owned()))
+                })
+                .collect();
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// (digest, policy) → (verified, reason) from the verification series.
+fn verdicts(text: &str) -> BTreeMap<(String, String), (f64, Option<String>)> {
+    let mut verdicts: BTreeMap<(String, String), (f64, Option<String>)> =
+        samples(text, "container_image_signature_verified")
+            .into_iter()
+            .map(|(l, v)| ((l["digest"].clone(), l["policy"].clone()), (v, None)))
+            .collect();
+    for (labels, _) in samples(text, "container_image_signature_verify_failure") {
+        let key = (labels["digest"].clone(), labels["policy"].clone());
+        verdicts
+            .get_mut(&key)
+            .expect("a failure has a verified series")
+            .1 = Some(labels["reason"].clone());
+    }
+    verdicts
+}
+
+fn write_pods(dir: &Path, images: &[String]) -> String {
+    let pods: Vec<String> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n")
+        })
+        .collect();
+    let path = dir.join("pods.yaml");
+    std::fs::write(&path, pods.join("---\n")).expect("write the manifests");
+    path.to_str().expect("a UTF-8 path").to_owned()
+}
+
+async fn get(registry: &Registry, path: &str) -> Vec<u8> {
+    let response = registry
+        .request(reqwest::Method::GET, path)
+        .header("Accept", format!("{OCI_INDEX}, {OCI_MANIFEST}"))
+        .send()
+        .await
+        .expect("GET from the registry");
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    response.bytes().await.unwrap().to_vec()
+}
+
+fn tag_of(digest: &str) -> String {
+    digest.replace(':', "-")
+}
+
+/// Rewrites the first layer of the manifest tagged `tag` with `change`
+/// applied to its content, keeping the signature annotations: a tampered
+/// signature. Returns the new manifest's digest and size.
+async fn tamper_layer(
+    registry: &Registry,
+    repo: &str,
+    manifest_ref: &str,
+    tag: &str,
+    change: impl Fn(Vec<u8>) -> Vec<u8>,
+) -> (String, usize) {
+    let mut manifest: Value = serde_json::from_slice(
+        &get(registry, &format!("/v2/{repo}/manifests/{manifest_ref}")).await,
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let content = change(get(registry, &format!("/v2/{repo}/blobs/{layer}")).await);
+    let pushed = registry.push_blob(repo, &content).await;
+    manifest["layers"][0]["digest"] = pushed.digest.clone().into();
+    manifest["layers"][0]["size"] = pushed.size.into();
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let digest = registry.push_manifest(repo, tag, OCI_MANIFEST, &body).await;
+    (digest, body.len())
+}
+
+struct Fixture {
+    registry: Registry,
+    dir: tempfile::TempDir,
+    /// name → pinned reference.
+    images: BTreeMap<&'static str, String>,
+}
+
+async fn image(registry: &Registry, repo: &str, tag: &str) -> (String, String) {
+    let pushed = push_image(
+        registry,
+        repo,
+        Some(tag),
+        &ImageSpec::oci("linux", "amd64").layer(format!("{repo}:{tag}").into_bytes()),
+    )
+    .await;
+    let pinned = format!("{}/{repo}@{}", registry.host(), pushed.digest);
+    (pinned, pushed.digest)
+}
+
+/// The cases: signed by the trusted key in either format, by another key,
+/// unsigned, two signatures one trusted, a signature re-tagged onto
+/// another image, tampered payloads in either format, and a rotated key.
+async fn fixture() -> Fixture {
+    let registry = Registry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for prefix in ["ours", "other", "old"] {
+        generate_key(d, prefix);
+    }
+    let mut images = BTreeMap::new();
+    let (bundle, _) = image(&registry, "bundle", "1").await;
+    sign(d, "ours.key", &bundle, false);
+    let (legacy, legacy_digest) = image(&registry, "shared", "legacy").await;
+    sign(d, "ours.key", &legacy, true);
+    let (other, _) = image(&registry, "other", "1").await;
+    sign(d, "other.key", &other, false);
+    sign(d, "other.key", &other, true);
+    let (unsigned, _) = image(&registry, "unsigned", "1").await;
+    let (two, _) = image(&registry, "two", "1").await;
+    // Both bundles: cosign 3 reads `.sig` tags only when an image has no
+    // bundle, where the pusher checks every signature it finds.
+    sign(d, "other.key", &two, false);
+    sign(d, "ours.key", &two, false);
+    // The legacy image's signature, copied onto another image's tag.
+    let (retagged, retagged_digest) = image(&registry, "shared", "retagged").await;
+    let sig = get(
+        &registry,
+        &format!("/v2/shared/manifests/{}.sig", tag_of(&legacy_digest)),
+    )
+    .await;
+    registry
+        .push_manifest(
+            "shared",
+            &format!("{}.sig", tag_of(&retagged_digest)),
+            OCI_MANIFEST,
+            &sig,
+        )
+        .await;
+    // A legacy payload changed after signing (it still names its image).
+    let (tampered, tampered_digest) = image(&registry, "tampered", "1").await;
+    sign(d, "ours.key", &tampered, true);
+    let sig_tag = format!("{}.sig", tag_of(&tampered_digest));
+    tamper_layer(&registry, "tampered", &sig_tag, &sig_tag, |payload| {
+        String::from_utf8(payload)
+            .unwrap()
+            .replace(
+                "\"optional\":null",
+                "\"optional\":{\"by\":\"someone else\"}",
+            )
+            .into_bytes()
+    })
+    .await;
+    // A bundle whose statement changed after signing.
+    let (tampered_bundle, tb_digest) = image(&registry, "tamperedb", "1").await;
+    sign(d, "ours.key", &tampered_bundle, false);
+    let schema_tag = tag_of(&tb_digest);
+    let mut index: Value = serde_json::from_slice(
+        &get(&registry, &format!("/v2/tamperedb/manifests/{schema_tag}")).await,
+    )
+    .unwrap();
+    let entry = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let (new_manifest, size) = tamper_layer(&registry, "tamperedb", &entry, "changed", |bundle| {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut bundle: Value = serde_json::from_slice(&bundle).unwrap();
+        let payload = engine
+            .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap();
+        let changed = String::from_utf8(payload).unwrap().replace(
+            "\"predicate\":{}",
+            "\"predicate\":{\"by\":\"someone else\"}",
+        );
+        bundle["dsseEnvelope"]["payload"] = engine.encode(changed).into();
+        serde_json::to_vec(&bundle).unwrap()
+    })
+    .await;
+    index["manifests"][0]["digest"] = new_manifest.into();
+    index["manifests"][0]["size"] = size.into();
+    registry
+        .push_manifest(
+            "tamperedb",
+            &schema_tag,
+            OCI_INDEX,
+            &serde_json::to_vec(&index).unwrap(),
+        )
+        .await;
+    let (rotated, _) = image(&registry, "rotated", "1").await;
+    sign(d, "old.key", &rotated, false);
+    for (name, pinned) in [
+        ("bundle", bundle),
+        ("legacy", legacy),
+        ("other", other),
+        ("unsigned", unsigned),
+        ("two", two),
+        ("retagged", retagged),
+        ("tampered", tampered),
+        ("tampered_bundle", tampered_bundle),
+        ("rotated", rotated),
+    ] {
+        images.insert(name, pinned);
+    }
+    Fixture {
+        registry,
+        dir,
+        images,
+    }
+}
+
+fn digest_of(pinned: &str) -> String {
+    pinned.rsplit_once('@').unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_agree_with_real_cosign_for_keys_in_both_formats() {
+    let fixture = fixture().await;
+    let d = fixture.dir.path();
+    let host = fixture.registry.host();
+    let images: Vec<String> = fixture.images.values().cloned().collect();
+    let pods = write_pods(d, &images);
+    let ours = d.join("ours.pub");
+    let old = d.join("old.pub");
+    let keys = [
+        format!("ours={}", ours.display()),
+        format!("rotated={}", old.display()),
+        format!("rotated={}", ours.display()),
+    ];
+    let text = run_once(
+        &[
+            "--manifests",
+            &pods,
+            "--once",
+            "--dry-run",
+            "--insecure-registry",
+            &host,
+            "--verify-key",
+            &keys[0],
+            "--verify-key",
+            &keys[1],
+            "--verify-key",
+            &keys[2],
+        ],
+        None,
+    )
+    .await
+    .assert_success()
+    .stdout;
+    let verdicts = verdicts(&text);
+    let policies: [(&str, &[&str]); 2] = [
+        ("ours", &["ours.pub"]),
+        ("rotated", &["old.pub", "ours.pub"]),
+    ];
+    for (name, pinned) in &fixture.images {
+        for (policy, policy_keys) in policies {
+            let oracle = cosign_verifies(d, policy_keys, pinned);
+            let (verified, reason) = verdicts
+                .get(&(digest_of(pinned), policy.to_owned()))
+                .unwrap_or_else(|| panic!("no verdict for {name} under {policy}:\n{text}"))
+                .clone();
+            assert_eq!(
+                verified == 1.0,
+                oracle,
+                "{name} under {policy}: pusher says {verified} ({reason:?}), cosign says {oracle}"
+            );
+        }
+    }
+    let reason = |name: &str| {
+        verdicts[&(digest_of(&fixture.images[name]), "ours".to_owned())]
+            .1
+            .clone()
+    };
+    let expected = [
+        ("bundle", None),
+        ("legacy", None),
+        ("two", None),
+        ("other", Some("wrong_key")),
+        ("unsigned", Some("no_signature")),
+        ("retagged", Some("digest_mismatch")),
+        // A legacy signature names no key: a failed check is a wrong key.
+        ("tampered", Some("wrong_key")),
+        // A bundle names its key by hint: ours, and the check fails.
+        ("tampered_bundle", Some("bad_signature")),
+        ("rotated", Some("wrong_key")),
+    ];
+    for (name, want) in expected {
+        assert_eq!(reason(name).as_deref(), want, "reason for {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_ticks_verify_nothing_again() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate_key(d, "ours");
+    let (signed, _) = image(&registry, "app", "1").await;
+    sign(d, "ours.key", &signed, false);
+    sign(d, "ours.key", &signed, true);
+    let (unsigned, _) = image(&registry, "plain", "1").await;
+    let pods = write_pods(d, &[signed, unsigned]);
+    let key = format!("ours={}", d.join("ours.pub").display());
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            &pods,
+            "--interval",
+            "1s",
+            "--insecure-registry",
+            &host,
+            "--referrers-cache-duration",
+            "1s",
+            "--verify-key",
+            &key,
+        ],
+        &[],
+    )
+    .await;
+    let computed = |text: &str| -> f64 {
+        samples(text, "container_image_pusher_signature_verifications_total")
+            .iter()
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let snapshots = |n: usize| {
+        let pusher = &pusher;
+        async move {
+            pusher
+                .logs_when(Duration::from_secs(30), format!("{n} snapshots"), |logs| {
+                    logs.matches("snapshot taken").count() >= n
+                })
+                .await;
+        }
+    };
+    snapshots(1).await;
+    let cold = computed(&pusher.metrics().await);
+    // Two signature artifacts (the bundle and the `.sig` manifest) under one policy.
+    assert_eq!(cold, 2.0, "{}", pusher.metrics().await);
+    // Several referrer-cache periods later the lists were read again, but
+    // no verdict was computed again.
+    snapshots(5).await;
+    assert_eq!(computed(&pusher.metrics().await), cold);
+}
