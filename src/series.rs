@@ -712,6 +712,13 @@ pub(crate) mod fixtures {
                 &[digest, "cgr.dev/chainguard/static:latest"],
                 1_700_000_000.0,
             ),
+            series(common, Family::SignatureVerified, &[digest, "ours"], 0.0),
+            series(
+                common,
+                Family::SignatureVerifyFailure,
+                &[digest, "ours", "wrong_key"],
+                1.0,
+            ),
             series(
                 common,
                 Family::RunningDrift,

@@ -256,7 +256,13 @@ impl SupplyChain {
             referrers: Some(Arc::new(Referrers {
                 counts: counts.into_iter().collect(),
             })),
-            verification: None,
+            verification: Some(Arc::new(vec![
+                ("ours".to_owned(), Ok(())),
+                (
+                    "vendor".to_owned(),
+                    Err(crate::verify::verdict::Reason::WrongKey),
+                ),
+            ])),
             base: Some(BaseImage {
                 name: "cgr.dev/chainguard/static:latest".into(),
                 digest: Some(format!("sha256:{}", "ab".repeat(32))),
