@@ -145,3 +145,62 @@ fn rsa_verifies(key: &rsa::PublicKey, message: &[u8], signature: &[u8]) -> bool 
                 .is_ok()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn signature(b64: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .unwrap()
+    }
+
+    /// Keys and signatures of `payload` made with the openssl CLI.
+    #[test]
+    fn p384_ed25519_and_rsa_signatures_verify_and_nothing_else_does() {
+        let cases = [
+            (
+                include_str!("testdata/p384.pub"),
+                include_str!("testdata/p384.sig"),
+            ),
+            (
+                include_str!("testdata/ed25519.pub"),
+                include_str!("testdata/ed25519.sig"),
+            ),
+            (
+                include_str!("testdata/rsa.pub"),
+                include_str!("testdata/rsa.sig"),
+            ),
+        ];
+        for (pem, sig) in cases {
+            let key = PublicKey::from_pem(pem.as_bytes()).unwrap();
+            let sig = signature(sig);
+            assert!(key.verifies(b"payload", &sig), "{pem}");
+            assert!(!key.verifies(b"payloaD", &sig), "{pem}");
+            let mut flipped = sig.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            assert!(!key.verifies(b"payload", &flipped), "{pem}");
+        }
+        // A signature of one key does not verify with another.
+        let p384 = PublicKey::from_pem(include_bytes!("testdata/p384.pub")).unwrap();
+        assert!(!p384.verifies(b"payload", &signature(include_str!("testdata/rsa.sig"))));
+    }
+
+    #[test]
+    fn small_rsa_keys_private_keys_and_garbage_are_refused() {
+        assert!(matches!(
+            PublicKey::from_pem(include_bytes!("testdata/rsa1024.pub")),
+            Err(KeyError::RsaSize(1024))
+        ));
+        let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(matches!(
+            PublicKey::from_pem(private.as_bytes()),
+            Err(KeyError::Label(_))
+        ));
+        assert!(PublicKey::from_pem(b"not a key").is_err());
+        assert!(PublicKey::from_pem(&vec![b'A'; MAX_KEY_FILE + 1]).is_err());
+    }
+}
