@@ -670,3 +670,116 @@ async fn certificate_policies_agree_with_real_cosign() {
         Some("wrong_identity")
     );
 }
+
+/// Pushes a `.sig` manifest for `digest` in `repo` with one layer of
+/// `media_type` holding `content`, annotated with a signature.
+async fn push_signature(
+    registry: &Registry,
+    repo: &str,
+    digest: &str,
+    media_type: &str,
+    content: &[u8],
+) {
+    let config = registry.push_blob(repo, b"{}").await;
+    let layer = registry.push_blob(repo, content).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.with_media_type("application/vnd.oci.image.config.v1+json").to_json(),
+        "layers": [{
+            "mediaType": media_type,
+            "digest": layer.digest,
+            "size": layer.size,
+            "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
+        }],
+        "annotations": {"dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1"},
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    registry
+        .push_manifest(
+            repo,
+            &format!("{}.sig", tag_of(digest)),
+            OCI_MANIFEST,
+            &body,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_or_malformed_signatures_cost_only_their_digest() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate_key(d, "ours");
+    let (signed, _) = image(&registry, "signed", "1").await;
+    sign(d, "ours.key", &signed, true);
+    const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+    let (huge, huge_digest) = image(&registry, "huge", "1").await;
+    // Larger than a payload may be: not even fetched.
+    push_signature(
+        &registry,
+        "huge",
+        &huge_digest,
+        SIMPLE_SIGNING,
+        &vec![b' '; 1 << 20],
+    )
+    .await;
+    let (garbage, garbage_digest) = image(&registry, "garbage", "1").await;
+    push_signature(
+        &registry,
+        "garbage",
+        &garbage_digest,
+        SIMPLE_SIGNING,
+        b"\xff\x00 not json",
+    )
+    .await;
+    let (bad_bundle, bad_bundle_digest) = image(&registry, "badbundle", "1").await;
+    push_signature(
+        &registry,
+        "badbundle",
+        &bad_bundle_digest,
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        br#"{"dsseEnvelope":{"payload":"!!","payloadType":"x"}}"#,
+    )
+    .await;
+    let images = [
+        signed.clone(),
+        huge.clone(),
+        garbage.clone(),
+        bad_bundle.clone(),
+    ];
+    let pods = write_pods(d, &images);
+    let key = format!("ours={}", d.join("ours.pub").display());
+    let text = run_once(
+        &[
+            "--manifests",
+            &pods,
+            "--once",
+            "--dry-run",
+            "--insecure-registry",
+            &host,
+            "--verify-key",
+            &key,
+        ],
+        None,
+    )
+    .await
+    .assert_success()
+    .stdout;
+    let verdicts = verdicts(&text);
+    let verdict = |pinned: &str| verdicts[&(digest_of(pinned), "ours".to_owned())].clone();
+    assert_eq!(verdict(&signed), (1.0, None));
+    for pinned in [&huge, &garbage, &bad_bundle] {
+        assert_eq!(
+            verdict(pinned),
+            (0.0, Some("malformed".to_owned())),
+            "{pinned}"
+        );
+    }
+    let big = support::sha256_digest(&vec![b' '; 1 << 20]);
+    assert!(
+        !registry.logs().contains(&format!("/v2/huge/blobs/{big}")),
+        "an oversized payload is not fetched"
+    );
+}
