@@ -127,6 +127,16 @@ pub struct VerificationArgs {
         value_delimiter = ';'
     )]
     pub verify_certificate: Vec<String>,
+
+    /// A YAML file of policies (`policies: [{name, keys: [PATH], certificates:
+    /// [{issuer, subject | subjectRegexp, roots}]}]`), added to the flags'.
+    /// Default: none.
+    #[arg(
+        long = "verify-config",
+        value_name = "FILE",
+        env = "PUSHER_VERIFY_CONFIG"
+    )]
+    pub verify_config: Option<String>,
 }
 
 /// Where workloads are read from.
@@ -673,6 +683,7 @@ impl Config {
                 verify: std::sync::Arc::new(crate::verify::policy::policies(
                     &self.verification.verify_key,
                     &self.verification.verify_certificate,
+                    self.verification.verify_config.as_deref(),
                 )?),
             },
             resolve_concurrency: registry.resolve_concurrency as usize,

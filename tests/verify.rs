@@ -608,8 +608,17 @@ async fn certificate_policies_agree_with_real_cosign() {
     let policies = [
         format!("exact={}", rule("subject=dev@example.com")),
         format!("pattern={}", rule(r"subject-regexp=.*@example\.com")),
-        format!("someone={}", rule("subject=ops@example.com")),
     ];
+    // The third policy comes from a --verify-config file.
+    let config = d.join("verify.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies:\n- name: someone\n  certificates:\n  - issuer: https://issuer.example\n    subject: ops@example.com\n    roots: {}\n",
+            roots.display()
+        ),
+    )
+    .unwrap();
     let pods = write_pods(d, &[trusted.clone(), other_ca.clone(), bundled.clone()]);
     let text = run_once(
         &[
@@ -623,8 +632,8 @@ async fn certificate_policies_agree_with_real_cosign() {
             &policies[0],
             "--verify-certificate",
             &policies[1],
-            "--verify-certificate",
-            &policies[2],
+            "--verify-config",
+            config.to_str().unwrap(),
         ],
         None,
     )

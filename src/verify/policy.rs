@@ -11,6 +11,8 @@ use super::signature::{KeyError, PublicKey, MAX_KEY_FILE};
 
 /// Longest `subject-regexp` accepted.
 const MAX_PATTERN: usize = 1024;
+/// Largest `--verify-config` file read.
+pub const MAX_CONFIG_FILE: usize = 64 * 1024;
 
 /// One named policy: a signature verifies under it when a key of it, or a
 /// certificate that one of its rules trusts, verifies the signature.
@@ -45,6 +47,8 @@ pub enum PolicyError {
     },
     #[error("--verify-certificate {name}: {message}")]
     Certificate { name: String, message: String },
+    #[error("--verify-config {path}: {message}")]
+    Config { path: PathBuf, message: String },
     #[error("roots {path}: {source}")]
     Roots {
         path: PathBuf,
@@ -58,13 +62,7 @@ fn split_name(flag: &'static str, value: &str) -> Result<(String, String), Polic
         flag,
         value: value.to_owned(),
     })?;
-    let valid = (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !valid {
-        return Err(PolicyError::Name(name.chars().take(80).collect()));
-    }
+    check_name(name)?;
     Ok((name.to_owned(), rest.to_owned()))
 }
 
@@ -81,36 +79,72 @@ fn read_bounded(what: &'static str, path: &str, limit: usize) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
-fn certificate_rule(name: &str, rule: &str) -> Result<CertificatePolicy, PolicyError> {
+/// A certificate rule as written, before its roots are read.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RuleSpec {
+    issuer: Option<String>,
+    subject: Option<String>,
+    subject_regexp: Option<String>,
+    roots: Option<String>,
+}
+
+/// `issuer=…,subject=…|subject-regexp=…,roots=…`.
+fn rule_spec(name: &str, rule: &str) -> Result<RuleSpec, PolicyError> {
+    let mut spec = RuleSpec::default();
+    for part in rule.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| PolicyError::Certificate {
+                name: name.to_owned(),
+                message: format!("{part:?} is not key=value"),
+            })?;
+        let slot = match key.trim() {
+            "issuer" => &mut spec.issuer,
+            "subject" => &mut spec.subject,
+            "subject-regexp" => &mut spec.subject_regexp,
+            "roots" => &mut spec.roots,
+            other => {
+                return Err(PolicyError::Certificate {
+                    name: name.to_owned(),
+                    message: format!("unknown key {other:?}"),
+                })
+            }
+        };
+        *slot = Some(value.to_owned());
+    }
+    Ok(spec)
+}
+
+fn certificate_rule(name: &str, spec: RuleSpec) -> Result<CertificatePolicy, PolicyError> {
     let fail = |message: String| PolicyError::Certificate {
         name: name.to_owned(),
         message,
     };
-    let (mut issuer, mut subject, mut roots) = (None, None, None);
-    for part in rule.split(',') {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| fail(format!("{part:?} is not key=value")))?;
-        match key.trim() {
-            "issuer" => issuer = Some(value.to_owned()),
-            "subject" => subject = Some(SubjectMatch::Exact(value.to_owned())),
-            "subject-regexp" => {
-                if value.len() > MAX_PATTERN {
-                    return Err(fail(format!("subject-regexp longer than {MAX_PATTERN}")));
-                }
-                let pattern = regex::RegexBuilder::new(&format!("^(?:{value})$"))
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| fail(format!("subject-regexp: {e}")))?;
-                subject = Some(SubjectMatch::Pattern(pattern));
+    let subject = match (spec.subject, spec.subject_regexp) {
+        (Some(exact), None) => SubjectMatch::Exact(exact),
+        (None, Some(pattern)) => {
+            if pattern.len() > MAX_PATTERN {
+                return Err(fail(format!("subject-regexp longer than {MAX_PATTERN}")));
             }
-            "roots" => roots = Some(value.to_owned()),
-            other => return Err(fail(format!("unknown key {other:?}"))),
+            let pattern = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| fail(format!("subject-regexp: {e}")))?;
+            SubjectMatch::Pattern(pattern)
         }
-    }
-    let issuer = issuer.ok_or_else(|| fail("issuer= is required".into()))?;
-    let subject = subject.ok_or_else(|| fail("subject= or subject-regexp= is required".into()))?;
-    let path = roots.ok_or_else(|| fail("roots= is required".into()))?;
+        _ => {
+            return Err(fail(
+                "one of subject= or subject-regexp= is required".into(),
+            ))
+        }
+    };
+    let issuer = spec
+        .issuer
+        .ok_or_else(|| fail("issuer= is required".into()))?;
+    let path = spec
+        .roots
+        .ok_or_else(|| fail("roots= is required".into()))?;
     let limit = certificate::MAX_CERTIFICATE * certificate::MAX_CHAIN;
     let pem = read_bounded("roots", &path, limit)?;
     let roots = certificate::from_pem(&pem).map_err(|source| PolicyError::Roots {
@@ -124,29 +158,95 @@ fn certificate_rule(name: &str, rule: &str) -> Result<CertificatePolicy, PolicyE
     })
 }
 
-/// The policies the flags describe, in name order.
-pub fn policies(keys: &[String], certificates: &[String]) -> Result<Vec<Policy>, PolicyError> {
-    let mut named: BTreeMap<String, Policy> = BTreeMap::new();
-    fn entry(named: &mut BTreeMap<String, Policy>, name: String) -> &mut Policy {
-        named.entry(name.clone()).or_insert_with(|| Policy {
-            name,
-            keys: Vec::new(),
-            certificates: Vec::new(),
-        })
+/// A `--verify-config` file: the same policies as the flags, in YAML.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    policies: Vec<PolicySpec>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySpec {
+    name: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    certificates: Vec<RuleSpec>,
+}
+
+fn key(path: &str) -> Result<PublicKey, PolicyError> {
+    let pem = read_bounded("public key", path, MAX_KEY_FILE)?;
+    PublicKey::from_pem(&pem).map_err(|source| PolicyError::Key {
+        path: path.into(),
+        source,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), PolicyError> {
+    let valid = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(PolicyError::Name(name.chars().take(80).collect()))
     }
+}
+
+fn entry(named: &mut BTreeMap<String, Policy>, name: String) -> &mut Policy {
+    named.entry(name.clone()).or_insert_with(|| Policy {
+        name,
+        keys: Vec::new(),
+        certificates: Vec::new(),
+    })
+}
+
+/// Adds the policies of a `--verify-config` file.
+fn from_file(named: &mut BTreeMap<String, Policy>, path: &str) -> Result<(), PolicyError> {
+    let text = read_bounded("--verify-config", path, MAX_CONFIG_FILE)?;
+    let fail = |message: String| PolicyError::Config {
+        path: path.into(),
+        message,
+    };
+    let text = std::str::from_utf8(&text).map_err(|_| fail("not UTF-8".into()))?;
+    let file: ConfigFile = serde_saphyr::from_str(text).map_err(|e| fail(e.to_string()))?;
+    for spec in file.policies {
+        check_name(&spec.name)?;
+        for path in &spec.keys {
+            let key = key(path)?;
+            entry(named, spec.name.clone()).keys.push(key);
+        }
+        for rule in spec.certificates {
+            let rule = certificate_rule(&spec.name, rule)?;
+            entry(named, spec.name.clone()).certificates.push(rule);
+        }
+    }
+    Ok(())
+}
+
+/// The policies the flags and the `--verify-config` file describe, in
+/// name order; a name in both gets the keys and rules of both.
+pub fn policies(
+    keys: &[String],
+    certificates: &[String],
+    config: Option<&str>,
+) -> Result<Vec<Policy>, PolicyError> {
+    let mut named: BTreeMap<String, Policy> = BTreeMap::new();
     for value in keys {
         let (name, path) = split_name("--verify-key", value)?;
-        let pem = read_bounded("public key", &path, MAX_KEY_FILE)?;
-        let key = PublicKey::from_pem(&pem).map_err(|source| PolicyError::Key {
-            path: path.into(),
-            source,
-        })?;
+        let key = key(&path)?;
         entry(&mut named, name).keys.push(key);
     }
     for value in certificates {
         let (name, rule) = split_name("--verify-certificate", value)?;
-        let rule = certificate_rule(&name, &rule)?;
+        let rule = certificate_rule(&name, rule_spec(&name, &rule)?)?;
         entry(&mut named, name).certificates.push(rule);
+    }
+    if let Some(path) = config {
+        from_file(&mut named, path)?;
     }
     Ok(named.into_values().collect())
 }
@@ -158,24 +258,51 @@ mod tests {
     #[test]
     fn names_and_rules_are_validated() {
         assert!(matches!(
-            policies(&["nokey".into()], &[]),
+            policies(&["nokey".into()], &[], None),
             Err(PolicyError::NoName { .. })
         ));
         assert!(matches!(
-            policies(&["bad name=/x".into()], &[]),
+            policies(&["bad name=/x".into()], &[], None),
             Err(PolicyError::Name(_))
         ));
         assert!(matches!(
-            policies(&["ours=/nonexistent/cosign.pub".into()], &[]),
+            policies(&["ours=/nonexistent/cosign.pub".into()], &[], None),
             Err(PolicyError::Read { .. })
         ));
-        let missing_roots = policies(&[], &["ours=issuer=https://i,subject=a@b".into()]);
+        let missing_roots = policies(&[], &["ours=issuer=https://i,subject=a@b".into()], None);
         assert!(matches!(
             missing_roots,
             Err(PolicyError::Certificate { .. })
         ));
-        let bad_pattern = policies(&[], &["ours=issuer=i,subject-regexp=(,roots=/x".into()]);
+        let bad_pattern = policies(
+            &[],
+            &["ours=issuer=i,subject-regexp=(,roots=/x".into()],
+            None,
+        );
         assert!(matches!(bad_pattern, Err(PolicyError::Certificate { .. })));
-        assert!(policies(&[], &[]).unwrap().is_empty());
+        assert!(policies(&[], &[], None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_config_file_adds_keys_under_the_flags_names() {
+        let dir = std::env::temp_dir().join(format!("verify-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("p384.pub");
+        std::fs::write(&key, include_str!("testdata/p384.pub")).unwrap();
+        let config = dir.join("verify.yaml");
+        let yaml = format!("policies:\n  - name: ours\n    keys: [{}]\n", key.display());
+        std::fs::write(&config, yaml).unwrap();
+        let flag = format!("ours={}", key.display());
+        let config = config.to_str().unwrap();
+        let policies = policies(&[flag], &[], Some(config)).unwrap();
+        assert_eq!(policies.len(), 1);
+        assert_eq!(policies[0].keys.len(), 2);
+        std::fs::write(dir.join("bad.yaml"), "policies: [{name: ours, keyz: []}]").unwrap();
+        let bad = dir.join("bad.yaml");
+        assert!(matches!(
+            super::policies(&[], &[], bad.to_str()),
+            Err(PolicyError::Config { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
