@@ -19,7 +19,8 @@
 //! `/metrics`, `/healthz` and `/readyz`; [`telemetry`] holds the service's
 //! own metrics and [`readiness`] what `/readyz` answers; [`http`] bounds
 //! what HTTP peers send and [`glob`] matches the filters' patterns in
-//! linear time.
+//! linear time; [`verify`] checks the signatures [`registry`] fetches
+//! against the configured policies (a leaf: bytes in, verdicts out).
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
