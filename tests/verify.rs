@@ -417,14 +417,27 @@ async fn warm_ticks_verify_nothing_again() {
                 .await;
         }
     };
+    // Blob reads by the pusher: signature payloads and bundles (and image
+    // configs, read once as well).
+    let blob_reads = || {
+        registry
+            .logs()
+            .lines()
+            .filter(|l| l.contains("http.request.method=GET") && l.contains("/blobs/sha256:"))
+            .filter(|l| l.contains("container-image-pusher"))
+            .count()
+    };
     snapshots(1).await;
     let cold = computed(&pusher.metrics().await);
     // Two signature artifacts (the bundle and the `.sig` manifest) under one policy.
     assert_eq!(cold, 2.0, "{}", pusher.metrics().await);
+    let cold_reads = blob_reads();
+    assert!(cold_reads >= 2, "the signatures' layers were read");
     // Several referrer-cache periods later the lists were read again, but
-    // no verdict was computed again.
+    // no verdict was computed and no signature fetched again.
     snapshots(5).await;
     assert_eq!(computed(&pusher.metrics().await), cold);
+    assert_eq!(blob_reads(), cold_reads);
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
