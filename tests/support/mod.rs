@@ -23,6 +23,7 @@ pub mod pusher;
 pub mod receiver;
 pub mod referrers_api;
 pub mod registry;
+pub mod signing;
 pub mod victoria_metrics;
 pub mod wait;
 
