@@ -93,6 +93,50 @@ pub struct Config {
     /// Which workload and image metadata becomes series.
     #[command(flatten)]
     pub metadata: MetadataArgs,
+    /// Which signatures count as ours.
+    #[command(flatten)]
+    pub verification: VerificationArgs,
+}
+
+/// Signature verification policies (see the README's "Signature
+/// verification").
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Verification")]
+#[deny(missing_docs)]
+pub struct VerificationArgs {
+    /// A policy NAME=PATH: signatures made with the PEM public key at PATH
+    /// (ECDSA P-256 as cosign writes it, P-384, Ed25519, RSA) verify under
+    /// NAME. Repeatable; several keys under one NAME mean any of them.
+    /// Needs --referrers. Default: none (no verification series).
+    #[arg(
+        long = "verify-key",
+        value_name = "NAME=PATH",
+        env = "PUSHER_VERIFY_KEY",
+        value_delimiter = ';'
+    )]
+    pub verify_key: Vec<String>,
+
+    /// A policy NAME=issuer=URL,subject=NAME|subject-regexp=RE,roots=PATH:
+    /// signatures whose certificate chains to the PEM roots at PATH and
+    /// carries that Fulcio issuer and subject (e-mail or URI) verify under
+    /// NAME. Repeatable. Default: none.
+    #[arg(
+        long = "verify-certificate",
+        value_name = "NAME=RULE",
+        env = "PUSHER_VERIFY_CERTIFICATE",
+        value_delimiter = ';'
+    )]
+    pub verify_certificate: Vec<String>,
+
+    /// A YAML file of policies (`policies: [{name, keys: [PATH], certificates:
+    /// [{issuer, subject | subjectRegexp, roots}]}]`), added to the flags'.
+    /// Default: none.
+    #[arg(
+        long = "verify-config",
+        value_name = "FILE",
+        env = "PUSHER_VERIFY_CONFIG"
+    )]
+    pub verify_config: Option<String>,
 }
 
 /// Where workloads are read from.
@@ -618,6 +662,8 @@ pub enum ConfigError {
     EndpointsFile(#[from] EndpointsFileError),
     #[error("--image-labels or --image-annotations: {0}")]
     ImageFilter(#[from] FilterError),
+    #[error(transparent)]
+    Verification(#[from] crate::verify::policy::PolicyError),
 }
 
 impl Config {
@@ -677,6 +723,11 @@ impl Config {
                 referrers: self.supply_chain.referrers,
                 referrers_cache_duration: self.supply_chain.referrers_cache_duration,
                 image_filter: self.metadata.image_filter()?,
+                verify: std::sync::Arc::new(crate::verify::policy::policies(
+                    &self.verification.verify_key,
+                    &self.verification.verify_certificate,
+                    self.verification.verify_config.as_deref(),
+                )?),
             },
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,

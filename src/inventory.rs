@@ -22,6 +22,8 @@ use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
 use crate::{ownership, running};
 
+mod signatures;
+
 /// Builds snapshots, reusing the label sets of everything that did not
 /// change since the previous one: a workload (same `Arc`, same metadata
 /// `Arc`s) or an image (same cached metadata `Arc`) costs no interning,
@@ -345,6 +347,7 @@ fn image_series(
         push(Family::Created, Box::new([digest.clone()]), created as f64);
     }
     supply_chain_series(strings, image, &digest, &mut push);
+    signatures::verification_series(strings, image, &digest, &mut push);
     series
 }
 

@@ -19,7 +19,8 @@
 //! `/metrics`, `/healthz` and `/readyz`; [`telemetry`] holds the service's
 //! own metrics and [`readiness`] what `/readyz` answers; [`http`] bounds
 //! what HTTP peers send and [`glob`] matches the filters' patterns in
-//! linear time.
+//! linear time; [`verify`] checks the signatures [`registry`] fetches
+//! against the configured policies (a leaf: bytes in, verdicts out).
 #![deny(rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
@@ -43,6 +44,7 @@ pub mod schedule;
 pub mod series;
 pub mod server;
 pub mod telemetry;
+pub mod verify;
 
 /// Makes ring the process-wide TLS crypto provider. Every HTTPS client
 /// (kube, and reqwest for registries and remote write) needs one; calling

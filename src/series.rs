@@ -51,13 +51,16 @@ pub enum Family {
     Base,
     BaseOutdated,
     BaseCurrentCreated,
+    // Signature verification (src/verify).
+    SignatureVerified,
+    SignatureVerifyFailure,
     // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
     RunningDrift,
     WorkloadLabels,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 14] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -68,6 +71,8 @@ impl Family {
         Family::Base,
         Family::BaseOutdated,
         Family::BaseCurrentCreated,
+        Family::SignatureVerified,
+        Family::SignatureVerifyFailure,
         Family::RunningDrift,
         Family::WorkloadLabels,
     ];
@@ -84,6 +89,8 @@ impl Family {
             Family::Base => "container_image_base",
             Family::BaseOutdated => "container_image_base_outdated",
             Family::BaseCurrentCreated => "container_image_base_current_created",
+            Family::SignatureVerified => "container_image_signature_verified",
+            Family::SignatureVerifyFailure => "container_image_signature_verify_failure",
             Family::RunningDrift => "container_image_running_drift",
             Family::WorkloadLabels => "container_image_workload_labels",
         }
@@ -110,6 +117,12 @@ impl Family {
             }
             Family::BaseCurrentCreated => {
                 "For an outdated base: the created date of the image its tag points at now (about when it moved), as a Unix epoch time."
+            }
+            Family::SignatureVerified => {
+                "1 when a signature of the image verifies under the policy (key or certificate, naming this digest), else 0."
+            }
+            Family::SignatureVerifyFailure => {
+                "1 for each image not verified under a policy, with the reason (see the README for which reason wins)."
             }
             Family::RunningDrift => {
                 "1 for each running container whose pulled digest is no longer what its image reference names."
@@ -144,6 +157,8 @@ impl Family {
             Family::Referrer => &["digest", "kind", "artifact_type"],
             Family::Base => &["digest", "base_name", "base_digest"],
             Family::BaseOutdated | Family::BaseCurrentCreated => &["digest", "base_name"],
+            Family::SignatureVerified => &["digest", "policy"],
+            Family::SignatureVerifyFailure => &["digest", "policy", "reason"],
             Family::RunningDrift => &[
                 "namespace",
                 "name",
@@ -813,6 +828,13 @@ pub(crate) mod fixtures {
                 Family::BaseCurrentCreated,
                 &[digest, "cgr.dev/chainguard/static:latest"],
                 1_700_000_000.0,
+            ),
+            series(common, Family::SignatureVerified, &[digest, "ours"], 0.0),
+            series(
+                common,
+                Family::SignatureVerifyFailure,
+                &[digest, "ours", "wrong_key"],
+                1.0,
             ),
             series(
                 common,

@@ -437,6 +437,9 @@ fn variable_queries_parse_and_read_the_inventory() {
             // dashboard is told to use.
             let (series, own_label) = if var["name"] == "owner" {
                 ("container_image_workload_labels", "$owner_label")
+            } else if var["name"] == "policy" {
+                // The verification policies the pusher was given.
+                ("container_image_signature_verified", "policy")
             } else {
                 (
                     "container_image_container_info",

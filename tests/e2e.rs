@@ -230,6 +230,13 @@ async fn serves_metrics_health_and_readiness() {
 #[path = "dashboard_queries/mod.rs"]
 mod dashboard_queries;
 
+/// A cosign public key (P-256) for the verification panels.
+const VERIFY_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEQsUyT3IB4rvLr2nYZo4Y/F3EAs37
+cGGa4eDk9IWNPUV4cRTwGXh+BEUoMluwQ1LTTlwhxe/CsOTwrBWAhI9nLA==
+-----END PUBLIC KEY-----
+";
+
 /// Every panel query of every dashboard returns data from a real push (and,
 /// for the pusher-health panels, from scraping the pusher's own /metrics as
 /// the cluster's Prometheus or agent would).
@@ -263,6 +270,12 @@ async fn every_dashboard_query_returns_data() {
     )
     .await;
     let write_url = prometheus.write_url();
+    // A verification policy feeds the supply-chain dashboard's verification
+    // panels (nothing here is signed with its key: 0 % and "no_signature").
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("ours.pub");
+    std::fs::write(&key, VERIFY_KEY).unwrap();
+    let policy = format!("ours={}", key.display());
     let mut child = support::ChildGuard::spawn(
         "container-image-pusher",
         std::process::Command::new(BIN)
@@ -277,6 +290,8 @@ async fn every_dashboard_query_returns_data() {
                 &format!("127.0.0.1:{port}"),
                 "--workload-labels",
                 "team",
+                "--verify-key",
+                &policy,
             ])
             .args(scenario.pusher_args())
             .env("KUBECONFIG", scenario.kubeconfig())

@@ -308,6 +308,10 @@ fn supply_chain() -> container_image_pusher::registry::SupplyChain {
             outdated: Some(true),
             current_created: Some(1_700_000_000),
         }),
+        verification: Some(Arc::new(vec![(
+            "ours".to_owned(),
+            Err(container_image_pusher::verify::verdict::Reason::WrongKey),
+        )])),
         ..Default::default()
     }
 }

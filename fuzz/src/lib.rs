@@ -23,6 +23,11 @@ use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, M
 use container_image_pusher::registry::referrers::{self, MAX_ARTIFACT_TYPE_LEN};
 use container_image_pusher::registry::Platform;
 use container_image_pusher::telemetry::Telemetry;
+use container_image_pusher::verify::artifact::{self as signature_artifact, Form, SignatureLayer};
+use container_image_pusher::verify::certificate::{self, CertificatePolicy, SubjectMatch};
+use container_image_pusher::verify::policy::Policy;
+use container_image_pusher::verify::signature::PublicKey;
+use container_image_pusher::verify::{bundle, payload};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use sha2::Digest as _;
 
@@ -42,6 +47,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("remote_write_config", remote_write_config),
     ("artifact", artifact),
     ("receiver_refusal", receiver_refusal),
+    ("signature_payload", signature_payload),
+    ("signature_bundle", signature_bundle),
+    ("signature_certificate", signature_certificate),
+    ("signature_key", signature_key),
 ];
 
 /// An image as a pod spec names it.
@@ -332,4 +341,82 @@ pub fn artifact(data: &[u8]) {
         label.bytes().all(|b| b.is_ascii_graphic()),
         "artifact type label {label:?} is not printable ASCII"
     );
+}
+
+/// A cosign P-256 public key: the policy signatures are checked under.
+const COSIGN_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEQsUyT3IB4rvLr2nYZo4Y/F3EAs37
+cGGa4eDk9IWNPUV4cRTwGXh+BEUoMluwQ1LTTlwhxe/CsOTwrBWAhI9nLA==
+-----END PUBLIC KEY-----
+";
+
+fn key_policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| Policy {
+        name: "ours".into(),
+        keys: vec![PublicKey::from_pem(COSIGN_KEY.as_bytes()).expect("a valid key")],
+        certificates: Vec::new(),
+    })
+}
+
+const SUBJECT: &str = "sha256:89031b8208db85de3d48d7b02f5e0e5ccaab00ac3d5e8ba91394f05f7abf0aeb";
+
+/// A signature manifest (its layers) and a simple-signing payload or
+/// in-toto statement, as a registry sends them; checked under a key.
+pub fn signature_payload(data: &[u8]) {
+    let _ = payload::simple_signing_digest(data);
+    let _ = payload::statement_digests(data);
+    if let Ok(layers) = signature_artifact::signature_layers(data) {
+        assert!(layers.len() <= signature_artifact::MAX_LAYERS);
+    }
+    let layer = SignatureLayer {
+        digest: String::new(),
+        size: data.len() as u64,
+        form: Form::SimpleSigning {
+            signature: "MEUCIDBqjwKE/gJ+DQXJsjIvwALfXuwI+SMbSkJBe6wDRAxcAiEAitlW2TK11t3GUFDBs666NeqM+210GBcnHq4BFy573gY=".into(),
+            certificate: None,
+            chain: None,
+        },
+    };
+    let _ = signature_artifact::check(&layer, data, &[SUBJECT], key_policy());
+}
+
+/// A Sigstore bundle, as a registry sends it; checked under a key.
+pub fn signature_bundle(data: &[u8]) {
+    if let Ok(parsed) = bundle::parse(data) {
+        if let bundle::Content::Dsse { signatures, .. } = &parsed.content {
+            assert!(signatures.len() <= bundle::MAX_ENVELOPE_SIGNATURES);
+        }
+    }
+    let layer = SignatureLayer {
+        digest: String::new(),
+        size: data.len() as u64,
+        form: Form::Bundle,
+    };
+    let _ = signature_artifact::check(&layer, data, &[SUBJECT], key_policy());
+}
+
+/// Certificates (PEM, or one DER document), checked as a chain against
+/// themselves as roots.
+pub fn signature_certificate(data: &[u8]) {
+    let parsed =
+        certificate::from_pem(data).or_else(|_| certificate::from_der_list(&[data.to_vec()]));
+    let Ok(chain) = parsed else {
+        return;
+    };
+    assert!(!chain.is_empty() && chain.len() <= certificate::MAX_CHAIN);
+    let policy = CertificatePolicy {
+        issuer: "https://issuer.example".into(),
+        subject: SubjectMatch::Exact("dev@example.com".into()),
+        roots: chain.last().cloned().into_iter().collect(),
+    };
+    let _ = certificate::trusted_key(&policy, &chain);
+}
+
+/// A public key file (PEM, or DER), and a signature checked with it.
+pub fn signature_key(data: &[u8]) {
+    let parsed = PublicKey::from_pem(data).or_else(|_| PublicKey::from_der(data));
+    if let Ok(key) = parsed {
+        let _ = key.verifies(b"payload", data);
+    }
 }

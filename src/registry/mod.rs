@@ -22,6 +22,7 @@ mod limiter;
 pub mod limits;
 pub mod manifest;
 pub mod referrers;
+pub mod signatures;
 mod supply_chain;
 
 use std::collections::{BTreeMap, HashMap};
@@ -256,6 +257,8 @@ pub struct ResolverConfig {
     pub referrers_cache_duration: Duration,
     /// Which of an image's labels and annotations are kept, before the limits.
     pub image_filter: ImageFilter,
+    /// Signature verification policies (`--verify-key`, `--verify-certificate`).
+    pub verify: Arc<Vec<crate::verify::policy::Policy>>,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -320,6 +323,7 @@ impl Resolver {
             config.error_cache_duration,
             METADATA_CAPACITY,
             METADATA_IDLE,
+            signatures::SignatureVerifier::new(config.verify.clone(), &telemetry),
         );
         Ok(Resolver {
             client,

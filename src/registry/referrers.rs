@@ -401,7 +401,8 @@ impl ReferrerLookup {
 
     /// The artifacts attached to the image `pinned` (its digest and
     /// `subjects`, e.g. the chosen platform manifest) plus `included` (the
-    /// attestations in its own index), counted by kind and type. An error
+    /// attestations in its own index), counted by kind and type, and the
+    /// digests of those that are signatures (to verify). An error
     /// when a listing failed: the image then has no referrer series rather
     /// than wrong ones.
     pub(crate) async fn referrers(
@@ -411,7 +412,7 @@ impl ReferrerLookup {
         subjects: &[&str],
         included: &[String],
         credential: Option<&Login>,
-    ) -> Result<Referrers, ResolveError> {
+    ) -> Result<(Referrers, Vec<String>), ResolveError> {
         let mut digests: Vec<String> = included.to_vec();
         for subject in subjects {
             let listed = self.listing(client, pinned, subject, credential).await?;
@@ -424,16 +425,22 @@ impl ReferrerLookup {
             digests.truncate(MAX_ARTIFACTS);
         }
         let mut referrers = Referrers::default();
+        let mut signatures = Vec::new();
         for digest in digests {
             match self.artifact(client, pinned, &digest, credential).await {
-                Ok(artifact) => referrers.add(&artifact),
+                Ok(artifact) => {
+                    referrers.add(&artifact);
+                    if artifact.kinds.contains(&ReferrerKind::Signature) {
+                        signatures.push(digest);
+                    }
+                }
                 // One bad artifact costs only itself.
                 Err(e) => {
                     debug!(image = %pinned, artifact = digest, error = %e, "artifact left out")
                 }
             }
         }
-        Ok(referrers)
+        Ok((referrers, signatures))
     }
 
     /// The digests of the artifacts that refer to `subject`: one listing

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::base::{self, BaseImage};
 use super::referrers::{ReferrerLookup, Referrers};
+use super::signatures::{SignatureVerifier, Verdicts};
 use super::{Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
 use crate::credentials::Login;
 use crate::reference;
@@ -38,11 +39,15 @@ pub struct SupplyChain {
     pub referrers: Option<Arc<Referrers>>,
     /// The base the image declares, and whether it moved.
     pub base: Option<BaseImage>,
+    /// Each verification policy's verdict on the image's signatures; `None`
+    /// without policies, or when they could not be looked up.
+    pub verification: Option<Arc<Verdicts>>,
 }
 
 /// The caches of [`Resolver::with_supply_chain`].
 pub(crate) struct SupplyChainCaches {
     lookup: Option<ReferrerLookup>,
+    verifier: Option<SignatureVerifier>,
     /// (pinned reference, credential) → the metadata with its facts.
     composed: Cache<(String, u64), Composed>,
     /// Images composed before: their dropped labels were counted already.
@@ -80,6 +85,7 @@ impl SupplyChainCaches {
         error_cache_duration: Duration,
         capacity: u64,
         idle: Duration,
+        verifier: Option<SignatureVerifier>,
     ) -> Self {
         let ok = if referrers {
             referrers_cache_duration.min(cache_duration)
@@ -89,6 +95,7 @@ impl SupplyChainCaches {
         SupplyChainCaches {
             lookup: referrers
                 .then(|| ReferrerLookup::new(referrers_cache_duration, error_cache_duration)),
+            verifier: verifier.filter(|_| referrers),
             composed: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(ComposedExpiry {
@@ -144,7 +151,16 @@ impl Resolver {
                             ))
                         });
                     match result {
-                        Ok(referrers) => supply.referrers = Some(Arc::new(referrers)),
+                        Ok((referrers, signatures)) => {
+                            supply.referrers = Some(Arc::new(referrers));
+                            if let Some(verifier) = &caches.verifier {
+                                let verdicts = verifier
+                                    .verify(&self.client, pinned, &subjects, &signatures, credential)
+                                    .await;
+                                failed |= verdicts.is_none();
+                                supply.verification = verdicts.map(Arc::new);
+                            }
+                        }
                         Err(e) => {
                             debug!(image = %pinned, error = %e, "cannot list what is attached to the image");
                             failed = true;
@@ -240,6 +256,13 @@ impl SupplyChain {
             referrers: Some(Arc::new(Referrers {
                 counts: counts.into_iter().collect(),
             })),
+            verification: Some(Arc::new(vec![
+                ("ours".to_owned(), Ok(())),
+                (
+                    "vendor".to_owned(),
+                    Err(crate::verify::verdict::Reason::WrongKey),
+                ),
+            ])),
             base: Some(BaseImage {
                 name: "cgr.dev/chainguard/static:latest".into(),
                 digest: Some(format!("sha256:{}", "ab".repeat(32))),

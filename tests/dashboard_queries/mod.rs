@@ -22,7 +22,8 @@ use serde_json::Value;
 /// What each template variable becomes in [`all_panel_queries`]: every
 /// cluster, namespace and owner (the dashboards only use these inside `=~`
 /// regex matchers), `label_team` as the owner label, the default job, a one-hour look-back, 14 days for the
-/// freshness threshold, and fixed values for Grafana's built-ins.
+/// freshness threshold, `ours` as the verification policy (the end-to-end
+/// test configures it), and fixed values for Grafana's built-ins.
 pub const DEFAULT_VALUES: &[(&str, &str)] = &[
     ("datasource", "prometheus"),
     ("job", "container-image-pusher"),
@@ -32,6 +33,7 @@ pub const DEFAULT_VALUES: &[(&str, &str)] = &[
     ("owner", ".*"),
     ("window", "1h"),
     ("age_days", "14"),
+    ("policy", "ours"),
     ("__range", "1h"),
     ("__range_s", "3600"),
     ("__range_ms", "3600000"),

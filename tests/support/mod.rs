@@ -24,6 +24,7 @@ pub mod pusher;
 pub mod receiver;
 pub mod referrers_api;
 pub mod registry;
+pub mod signing;
 pub mod slow_registry;
 pub mod tls_front;
 pub mod victoria_metrics;

@@ -1,0 +1,1 @@
+vnv2l8+qNEe03jNOimcuFZGMvMBhr0ry2wMFCFnRO4nZOF5YYHazMXsllx17V70tmDOIenaAMxhpCkQhWJuZAw==
