@@ -70,6 +70,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     server::serve(address, shared.clone())
         .await
         .with_context(|| format!("failed to listen on --metrics-address {address}"))?;
+    let address = settings.telemetry_address;
+    server::serve_telemetry(address, shared.clone())
+        .await
+        .with_context(|| format!("failed to listen on --telemetry-address {address}"))?;
     if endpoints.is_empty() && !dry_run {
         info!(
             "no --remote-write-url: serving the inventory on /metrics only, like a scrape exporter"

@@ -425,7 +425,8 @@ pub struct LeaderElectionArgs {
 #[command(next_help_heading = "Server")]
 #[deny(missing_docs)]
 pub struct ServerArgs {
-    /// Address of the local HTTP server for /metrics, /healthz and /readyz.
+    /// Address of the local HTTP server for /metrics (the inventory and the
+    /// service's own metrics), /healthz and /readyz.
     #[arg(
         long,
         value_name = "ADDR",
@@ -433,6 +434,18 @@ pub struct ServerArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_address: SocketAddr,
+
+    /// Address of the health listener: the service's own metrics on
+    /// /metrics (never the inventory), /healthz and /readyz, with
+    /// connections of its own, so probes and health scrapes are answered
+    /// however many clients read the inventory.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PUSHER_TELEMETRY_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub telemetry_address: SocketAddr,
 }
 
 /// What is logged, and how.
@@ -565,6 +578,7 @@ pub struct Settings {
     /// `None` without --leader-election.
     pub leader_election: Option<LeaderSettings>,
     pub metrics_address: SocketAddr,
+    pub telemetry_address: SocketAddr,
 }
 
 /// Flags that clap accepts one by one but that cannot work together.
@@ -658,6 +672,7 @@ impl Config {
             endpoints,
             leader_election,
             metrics_address: self.server.metrics_address,
+            telemetry_address: self.server.telemetry_address,
         })
     }
 
@@ -894,6 +909,7 @@ mod tests {
             [("job", "container-image-pusher")]
         );
         assert_eq!(s.metrics_address.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.telemetry_address.to_string(), "0.0.0.0:8081");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! for what the pusher needs and promises: read-only RBAC, a restricted pod,
 //! its probes, its configuration in one place, and flags the binary accepts.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -18,7 +20,7 @@ use std::sync::OnceLock;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, Namespace, PodSpec, Secret, Service, ServiceAccount,
+    ConfigMap, Container, EnvVar, PodSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
@@ -27,8 +29,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::Resource;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
+use support::manifests::{check_document, kustomize};
 
 const NAMESPACE: &str = "container-image-pusher";
 const NAME: &str = "container-image-pusher";
@@ -153,53 +156,6 @@ impl Render {
     fn config(&self) -> BTreeMap<String, String> {
         self.one::<ConfigMap>().data.unwrap_or_default()
     }
-}
-
-fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("KUBECTL") {
-        return path.into();
-    }
-    let mut candidates = vec![
-        PathBuf::from("/usr/bin/kubectl"),
-        PathBuf::from("/usr/local/bin/kubectl"),
-    ];
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("kubectl")));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-            "kubectl not found (looked at $KUBECTL, /usr/bin/kubectl, /usr/local/bin/kubectl and \
-             $PATH). These tests render deploy/ with `kubectl kustomize`, which needs kubectl \
-             1.27 or newer (Kustomize v5). Install it from the Kubernetes package repository \
-             (https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/: `apt-get install \
-             kubectl` after adding pkgs.k8s.io), or as the `kubectl` package of the Google Cloud \
-             SDK repository, or put any kubectl binary on PATH or in $KUBECTL. Debian's own \
-             `kubernetes-client` package (1.20) is too old for components and `labels`."
-        )
-        })
-}
-
-/// `kubectl kustomize DIR`, split into documents.
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running kubectl kustomize {}: {e}", dir.display()));
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("kustomize prints UTF-8");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("kustomize prints valid YAML"))
-        .filter(|doc| !doc.is_null())
-        .collect()
 }
 
 /// `to` relative to the directory `from` (both absolute): Kustomize refuses
@@ -384,98 +340,6 @@ fn overlays() -> impl Iterator<Item = &'static Render> {
 // ---------------------------------------------------------------------------
 // Strict typing: the round trip through k8s-openapi
 // ---------------------------------------------------------------------------
-
-/// Reads `doc` as `T` and writes it back; any difference is a field that `T`
-/// does not have (a typo, a field at the wrong level) or a value of the
-/// wrong type.
-fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
-    let typed: T =
-        serde_json::from_value(doc.clone()).map_err(|e| format!("does not deserialize: {e}"))?;
-    let back = serde_json::to_value(&typed).expect("k8s-openapi types serialize");
-    match first_difference("", &without_nulls(doc), &back) {
-        None => Ok(()),
-        Some(diff) => Err(diff),
-    }
-}
-
-/// YAML `null` and an absent field mean the same to the API server.
-fn without_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-fn first_difference(path: &str, manifest: &Value, typed: &Value) -> Option<String> {
-    match (manifest, typed) {
-        (Value::Object(m), Value::Object(t)) => {
-            for (key, value) in m {
-                let here = format!("{path}/{key}");
-                match t.get(key) {
-                    None => {
-                        return Some(format!(
-                            "{here}: in the manifest but unknown to the Kubernetes type \
-                             (misspelled, or at the wrong level?)"
-                        ))
-                    }
-                    Some(other) => {
-                        if let Some(diff) = first_difference(&here, value, other) {
-                            return Some(diff);
-                        }
-                    }
-                }
-            }
-            t.keys()
-                .find(|key| !m.contains_key(*key))
-                .map(|key| format!("{path}/{key}: added by the Kubernetes type ({})", t[key]))
-        }
-        (Value::Array(m), Value::Array(t)) if m.len() == t.len() => m
-            .iter()
-            .zip(t)
-            .enumerate()
-            .find_map(|(i, (m, t))| first_difference(&format!("{path}/{i}"), m, t)),
-        (m, t) if m == t => None,
-        (m, t) => Some(format!(
-            "{path}: {m} in the manifest, {t} after the round trip"
-        )),
-    }
-}
-
-/// The type-specific round trip of one rendered document.
-fn check_document(doc: &Value) -> Result<(), String> {
-    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
-    let kind = doc["kind"].as_str().unwrap_or_default();
-    fn is<T: Resource>(api_version: &str, kind: &str) -> bool {
-        api_version == T::API_VERSION && kind == T::KIND
-    }
-    match (api_version, kind) {
-        (a, k) if is::<Namespace>(a, k) => round_trip::<Namespace>(doc),
-        (a, k) if is::<ServiceAccount>(a, k) => round_trip::<ServiceAccount>(doc),
-        (a, k) if is::<ClusterRole>(a, k) => round_trip::<ClusterRole>(doc),
-        (a, k) if is::<ClusterRoleBinding>(a, k) => round_trip::<ClusterRoleBinding>(doc),
-        (a, k) if is::<Role>(a, k) => round_trip::<Role>(doc),
-        (a, k) if is::<RoleBinding>(a, k) => round_trip::<RoleBinding>(doc),
-        (a, k) if is::<Secret>(a, k) => round_trip::<Secret>(doc),
-        (a, k) if is::<ConfigMap>(a, k) => round_trip::<ConfigMap>(doc),
-        (a, k) if is::<Service>(a, k) => round_trip::<Service>(doc),
-        (a, k) if is::<Deployment>(a, k) => round_trip::<Deployment>(doc),
-        (a, k) if is::<CronJob>(a, k) => round_trip::<CronJob>(doc),
-        // No Rust type for the operator's CRD: checked field by field in
-        // `service_monitor_scrapes_only_the_self_metrics`.
-        ("monitoring.coreos.com/v1", "ServiceMonitor") => Ok(()),
-        // Likewise, in `prometheus_rule_carries_the_shipped_rules`.
-        ("monitoring.coreos.com/v1", "PrometheusRule") => Ok(()),
-        _ => Err(format!(
-            "{api_version} {kind} is not a kind this test knows: add it to check_document"
-        )),
-    }
-}
 
 #[test]
 fn every_document_round_trips_through_its_kubernetes_type() {

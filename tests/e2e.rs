@@ -190,6 +190,8 @@ async fn serves_metrics_health_and_readiness() {
             manifests.to_str().unwrap(),
             "--metrics-address",
             &format!("127.0.0.1:{port}"),
+            "--telemetry-address",
+            "127.0.0.1:0",
             "--external-label",
             "cluster=local",
         ]),
@@ -273,6 +275,8 @@ async fn every_dashboard_query_returns_data() {
                 &rejecting.url(),
                 "--metrics-address",
                 &format!("127.0.0.1:{port}"),
+                "--telemetry-address",
+                "127.0.0.1:0",
                 "--workload-labels",
                 "team",
             ])

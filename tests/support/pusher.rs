@@ -72,6 +72,8 @@ pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
 pub struct Pusher {
     pub child: ChildGuard,
     pub base_url: String,
+    /// The health listener (--telemetry-address).
+    pub telemetry_url: String,
 }
 
 impl Pusher {
@@ -83,10 +85,12 @@ impl Pusher {
         install_crypto_provider();
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
+        let telemetry = format!("127.0.0.1:{}", free_port());
         let mut command = Command::new(BIN);
         command
             .args(args)
             .args(["--metrics-address", &address])
+            .args(["--telemetry-address", &telemetry])
             .env("RUST_LOG", "info,container_image_pusher=debug")
             .env_remove("KUBECONFIG");
         for (k, v) in envs {
@@ -98,7 +102,11 @@ impl Pusher {
         {
             panic!("{e}\n{}", child.logs());
         }
-        Pusher { child, base_url }
+        Pusher {
+            child,
+            base_url,
+            telemetry_url: format!("http://{telemetry}"),
+        }
     }
 
     /// Polls an instant query until `pred` holds; panics with the pusher's
