@@ -23,7 +23,8 @@ use k8s_openapi::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use support::manifests::{
-    check_document, documents, helm_lint_strict, helm_template, kustomize, repo, HelmRender,
+    check_document, documents, helm_lint_strict, helm_template, kustomize, relative, repo,
+    HelmRender,
 };
 
 const RELEASE: &str = "pusher";
@@ -876,7 +877,11 @@ fn the_schema_refuses_unknown_keys_and_wrong_types_naming_the_key() {
             "want boolean",
         ),
         (json!({"replicas": "two"}), "/replicas", "want integer"),
-        (json!({"mode": "daemonset"}), "/mode", "daemonset"),
+        (
+            json!({"mode": "daemonset"}),
+            "/mode",
+            "must be one of 'deployment', 'cronjob'",
+        ),
         (
             json!({"interval": "a minute"}),
             "/interval",
@@ -1097,4 +1102,38 @@ fn the_default_install_matches_the_kustomize_deployment_overlay() {
     let kustomized = summary(&kustomize(&repo().join("deploy/overlays/cronjob")));
     assert_eq!(helm.1, kustomized.1, "cronjob RBAC");
     assert_eq!(helm.2, kustomized.2, "cronjob arguments");
+}
+
+/// HA: the chart with two replicas and the Deployment overlay with the
+/// leader-election component create the same kinds (the Lease role and the
+/// disruption budget), rules and arguments.
+#[test]
+fn high_availability_matches_the_leader_election_component() {
+    let tmp = tempfile::Builder::new()
+        .prefix("chart-ha-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let deploy = repo().join("deploy").canonicalize().unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+            relative(&dir, &deploy.join("overlays/deployment")).display(),
+            relative(&dir, &deploy.join("components/leader-election")).display()
+        ),
+    )
+    .unwrap();
+    let kustomized = summary(&kustomize(&dir));
+    let mut helm = summary(&render(json!({"replicas": 2})).render.docs);
+    // The lease is named after the release; kustomize's is fixed.
+    for arg in &mut helm.2 {
+        if arg.starts_with("--lease-name=") {
+            *arg = "--lease-name=container-image-pusher".to_owned();
+        }
+    }
+    assert_eq!(
+        helm, kustomized,
+        "chart with replicas: 2 (left) and the leader-election component (right)"
+    );
 }

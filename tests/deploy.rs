@@ -22,6 +22,8 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, PodSpec, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
 };
@@ -31,7 +33,7 @@ use k8s_openapi::Resource;
 use serde::de::DeserializeOwned;
 
 use serde_json::Value;
-use support::manifests::{check_document, kustomize};
+use support::manifests::{check_document, kustomize, relative};
 
 const NAMESPACE: &str = "container-image-pusher";
 const NAME: &str = "container-image-pusher";
@@ -52,6 +54,9 @@ const PROMETHEUS_RULE: &str = "prometheus-rule";
 /// Adds a role and appended arguments, independent of the others, so it is
 /// rendered once per overlay too.
 const WORKLOAD_KINDS: &str = "workload-kinds";
+/// Adds the Grafana dashboards' ConfigMaps and changes nothing else
+/// (tests/chart.rs checks their contents against dashboards/).
+const DASHBOARDS: &str = "dashboards";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -153,25 +158,21 @@ impl Render {
         self.pusher().1.args.unwrap_or_default()
     }
 
+    /// The configuration ConfigMap (not the dashboards' ones).
     fn config(&self) -> BTreeMap<String, String> {
-        self.one::<ConfigMap>().data.unwrap_or_default()
+        let mut maps: Vec<ConfigMap> = self
+            .all::<ConfigMap>()
+            .into_iter()
+            .filter(|c| {
+                !c.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("grafana_dashboard"))
+            })
+            .collect();
+        assert_eq!(maps.len(), 1, "{}: one configuration ConfigMap", self.name);
+        maps.remove(0).data.unwrap_or_default()
     }
-}
-
-/// `to` relative to the directory `from` (both absolute): Kustomize refuses
-/// absolute paths in `resources` and `components`.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path = PathBuf::new();
-    for _ in common..from.len() {
-        path.push("..");
-    }
-    for part in &to[common..] {
-        path.push(part);
-    }
-    path
 }
 
 /// Renders `overlay` with `components` through a throwaway kustomization
@@ -292,9 +293,11 @@ fn renders() -> &'static [Render] {
                 });
             }
             jobs.push(Job {
-                name: format!("overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE}"),
+                name: format!(
+                    "overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE} + {DASHBOARDS}"
+                ),
                 overlay: Some(overlay),
-                components: vec![SERVICE_MONITOR, PROMETHEUS_RULE],
+                components: vec![SERVICE_MONITOR, PROMETHEUS_RULE, DASHBOARDS],
                 dir: None,
             });
             jobs.push(Job {
@@ -472,8 +475,8 @@ fn pods_run_restricted() {
                     .as_ref()
                     .and_then(|s| s.get("kubernetes.io/arch"))
                     .map(String::as_str),
-                Some("amd64"),
-                "{what}: the image is x86_64 only"
+                None,
+                "{what}: the image is multi-arch: no architecture pinned"
             );
             // The pusher writes nothing to disk: Secrets, read-only, only.
             for volume in spec.volumes.iter().flatten() {
@@ -896,11 +899,26 @@ fn deployment_probes_and_replicas() {
             .find(|p| p.name.as_deref() == Some("metrics"))
             .expect("metrics port");
         assert_eq!(port.container_port, 8080, "{what}");
+        let telemetry = c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("telemetry"))
+            .expect("telemetry port");
+        assert_eq!(telemetry.container_port, 8081, "{what}");
+        assert!(
+            render
+                .args()
+                .contains(&"--telemetry-address=0.0.0.0:8081".to_owned()),
+            "{what}"
+        );
+        // Probes read the health listener, which inventory readers cannot
+        // crowd out.
         let http = |probe: Option<k8s_openapi::api::core::v1::Probe>| {
             let get = probe
                 .and_then(|p| p.http_get)
                 .unwrap_or_else(|| panic!("{what}: probe is not httpGet"));
-            assert_eq!(get.port, IntOrString::String("metrics".into()), "{what}");
+            assert_eq!(get.port, IntOrString::String("telemetry".into()), "{what}");
             get.path.unwrap_or_default()
         };
         assert_eq!(http(c.liveness_probe.clone()), "/healthz", "{what}");
@@ -937,7 +955,16 @@ fn deployment_probes_and_replicas() {
                 Some("metadata.name"),
                 "{what}"
             );
+            // A drain takes one replica at a time, selecting the pusher's pods.
+            let pdb = render.one::<PodDisruptionBudget>().spec.unwrap();
+            assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)), "{what}");
+            let selected = pdb.selector.unwrap().match_labels.unwrap();
+            let labels = pod_template_labels(render);
+            for (k, v) in &selected {
+                assert_eq!(labels.get(k), Some(v), "{what}: PDB selector {k}");
+            }
         } else {
+            assert!(render.all::<PodDisruptionBudget>().is_empty(), "{what}");
             // Two pushers of one cluster would push out-of-order samples.
             assert_eq!(spec.replicas, Some(1), "{what}");
             assert_eq!(strategy.as_deref(), Some("Recreate"), "{what}");
@@ -1141,8 +1168,10 @@ fn secrets_ship_empty() {
     }
 }
 
+/// The annotations point annotation-based scrape jobs at the health port;
+/// the inventory port is there for debugging, behind the NetworkPolicy.
 #[test]
-fn service_exposes_the_metrics_port_for_scraping() {
+fn service_exposes_the_health_port_for_scraping() {
     for render in renders() {
         let what = &render.name;
         let service = render.one::<Service>();
@@ -1154,7 +1183,7 @@ fn service_exposes_the_metrics_port_for_scraping() {
         );
         assert_eq!(
             annotations.get("prometheus.io/port").map(String::as_str),
-            Some("8080"),
+            Some("8081"),
             "{what}"
         );
         assert_eq!(
@@ -1164,13 +1193,30 @@ fn service_exposes_the_metrics_port_for_scraping() {
         );
         let spec = service.spec.unwrap();
         let ports = spec.ports.unwrap();
-        assert_eq!(ports.len(), 1);
-        assert_eq!(ports[0].name.as_deref(), Some("metrics"));
-        assert_eq!(ports[0].port, 8080);
+        let ports: Vec<_> = ports
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port, p.target_port.clone()))
+            .collect();
+        let named = |name: &str| Some(IntOrString::String(name.into()));
         assert_eq!(
-            ports[0].target_port,
-            Some(IntOrString::String("metrics".into()))
+            ports,
+            [
+                ("metrics".to_owned(), 8080, named("metrics")),
+                ("telemetry".to_owned(), 8081, named("telemetry"))
+            ],
+            "{what}"
         );
+        // Nobody reaches the inventory port; everybody the health port.
+        let policy = render.one::<NetworkPolicy>().spec.unwrap();
+        assert_eq!(policy.policy_types, Some(vec!["Ingress".to_owned()]));
+        let ingress = policy.ingress.unwrap_or_default();
+        let open: Vec<_> = ingress
+            .iter()
+            .flat_map(|rule| rule.ports.clone().unwrap_or_default())
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(open, [named("telemetry")], "{what}");
+        assert!(ingress.iter().all(|rule| rule.from.is_none()), "{what}");
         let selector = spec.selector.unwrap();
         if render.overlay.is_some() {
             // The selector must pick the pusher's pods.
@@ -1248,22 +1294,17 @@ fn service_monitor_scrapes_only_the_self_metrics() {
         assert_eq!(endpoints.len(), 1, "{what}");
         let endpoint = &endpoints[0];
         assert_eq!(
-            endpoint["port"], "metrics",
-            "{what}: must name a Service port"
+            endpoint["port"], "telemetry",
+            "{what}: must name the Service's health port"
         );
         assert_eq!(endpoint["path"], "/metrics", "{what}");
-        let known = ["port", "path", "interval", "metricRelabelings"];
+        let known = ["port", "path", "interval"];
         for key in endpoint.as_object().unwrap().keys() {
             assert!(
                 known.contains(&key.as_str()),
                 "{what}: unexpected endpoint field {key}"
             );
         }
-        assert_eq!(
-            endpoint["metricRelabelings"],
-            serde_json::json!([{"sourceLabels": ["__name__"], "regex": "container_image_pusher_.*", "action": "keep"}]),
-            "{what}"
-        );
     }
 }
 

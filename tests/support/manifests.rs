@@ -6,7 +6,7 @@
 //! misplaced field that the API server would reject (or, with client-side
 //! apply, silently drop).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -163,6 +163,22 @@ pub fn check_document(doc: &Value) -> Result<(), String> {
             "{api_version} {kind} is not a kind this test knows: add it to check_document"
         )),
     }
+}
+
+/// `to` relative to the directory `from` (both absolute): Kustomize refuses
+/// absolute paths in `resources` and `components`.
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for part in &to[common..] {
+        path.push(part);
+    }
+    path
 }
 
 /// YAML text of several documents, each as JSON; empty documents dropped.
