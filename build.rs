@@ -20,9 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The git revision for `container_image_pusher_build_info`: the commit
-/// checked out; `unknown` without git or outside a checkout (a source
-/// tarball, a container build without .git).
+/// The git revision for `container_image_pusher_build_info`:
+/// $CONTAINER_IMAGE_PUSHER_REVISION if set, else the commit checked out;
+/// `unknown` without either (a source tarball without git).
 fn revision() {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -32,7 +32,12 @@ fn revision() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
-    let revision = git(&["rev-parse", "--short=12", "HEAD"])
+    // Given from outside where there is no .git (the Dockerfile's REVISION).
+    println!("cargo:rerun-if-env-changed=CONTAINER_IMAGE_PUSHER_REVISION");
+    let revision = std::env::var("CONTAINER_IMAGE_PUSHER_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .filter(|commit| !commit.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=CONTAINER_IMAGE_PUSHER_REVISION={revision}");

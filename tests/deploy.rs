@@ -1542,3 +1542,60 @@ fn flags_by_env(help: &str) -> BTreeMap<String, String> {
     }
     map
 }
+
+/// The Dockerfile builds one image per architecture: its TARGETARCH ->
+/// Rust target mapping covers amd64 and arm64, each a target this rustc
+/// knows, and the build stage cross-compiles from the build platform.
+/// (Actually building aarch64-unknown-linux-musl needs that target's
+/// standard library and a C cross compiler, which this machine lacks; the
+/// image build does it.)
+#[test]
+fn dockerfile_maps_each_architecture_to_a_real_musl_target() {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("read the Dockerfile");
+    assert!(
+        text.contains("FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build"),
+        "the build stage runs on the build platform and cross-compiles"
+    );
+    assert!(text.contains("ARG TARGETARCH"));
+    // `amd64) echo x86_64-unknown-linux-musl ;; \`
+    let mapping: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| {
+            let (arch, rest) = line.trim().split_once(") echo ")?;
+            // The catch-all `*)` refuses other architectures.
+            (arch != "*").then_some(())?;
+            Some((arch, rest.split_whitespace().next()?))
+        })
+        .collect();
+    assert_eq!(
+        mapping.keys().copied().collect::<Vec<_>>(),
+        ["amd64", "arm64"],
+        "{mapping:?}"
+    );
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(rustc)
+        .args(["--print", "target-list"])
+        .output()
+        .expect("run rustc --print target-list");
+    let known: BTreeSet<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for (arch, target) in &mapping {
+        assert!(target.ends_with("-unknown-linux-musl"), "{arch}: {target}");
+        assert!(
+            known.contains(*target),
+            "{arch}: {target} is not a target rustc knows"
+        );
+    }
+    // The cross compiler is installed and named for the arm64 target.
+    for needle in [
+        "gcc-aarch64-linux-gnu",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc",
+        "CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc",
+        r#"cargo build --release --locked --target "$target""#,
+    ] {
+        assert!(text.contains(needle), "the Dockerfile lacks {needle}");
+    }
+}
