@@ -446,6 +446,19 @@ pub struct ServerArgs {
         default_value = "0.0.0.0:8081"
     )]
     pub telemetry_address: SocketAddr,
+
+    /// Push a small set of the service's own health metrics with every
+    /// snapshot to every endpoint (last accepted push per endpoint, pushes,
+    /// snapshot size and duration, stale kinds, leader, resolve failures by
+    /// class, build info), so that its health arrives without a scrape.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "PUSHER_PUSH_SELF_METRICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub push_self_metrics: bool,
 }
 
 /// What is logged, and how.
@@ -652,6 +665,7 @@ impl Config {
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,
             workload_metadata: self.metadata.workload_metadata(),
+            push_self_metrics: self.server.push_self_metrics,
         };
         let leader = &self.leader_election;
         let leader_election = leader.leader_election.then(|| LeaderSettings {

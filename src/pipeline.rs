@@ -23,6 +23,7 @@ use crate::discovery::{
 };
 use crate::inventory::Inventory;
 use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::self_metrics;
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 
@@ -44,6 +45,8 @@ pub struct PipelineSettings {
     pub common_labels: CommonLabels,
     /// The workload labels and annotations exported.
     pub workload_metadata: MetadataAllowlist,
+    /// Add the service's own health to every snapshot (`self_metrics`).
+    pub push_self_metrics: bool,
 }
 
 /// Where workloads come from.
@@ -77,6 +80,8 @@ pub struct Pipeline {
     failures: FailureLog,
     concurrency: usize,
     telemetry: Arc<Telemetry>,
+    /// The labels of the health series, when they are pushed.
+    self_metrics: Option<Arc<CommonLabels>>,
 }
 
 impl Pipeline {
@@ -119,6 +124,9 @@ impl Pipeline {
             }
         };
         let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
+        let self_metrics = settings
+            .push_self_metrics
+            .then(|| Arc::new(settings.common_labels.clone()));
         Ok(Pipeline {
             source,
             client,
@@ -129,6 +137,7 @@ impl Pipeline {
             failures: FailureLog::default(),
             concurrency: settings.resolve_concurrency,
             telemetry,
+            self_metrics,
         })
     }
 
@@ -183,7 +192,7 @@ impl Pipeline {
             unresolved += usize::from(resolution.is_err());
             resolutions.insert(scope, image, resolution);
         }
-        let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
+        let mut snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
         self.telemetry
             .snapshot_duration
             .observe(started.elapsed().as_secs_f64());
@@ -203,6 +212,15 @@ impl Pipeline {
             took = ?started.elapsed(),
             "snapshot taken"
         );
+        if let Some(common) = &self.self_metrics {
+            let health = self_metrics::health_series(
+                &self.telemetry,
+                common,
+                snapshot.series.len(),
+                started.elapsed(),
+            );
+            snapshot.series.extend(health);
+        }
         Ok(snapshot)
     }
 

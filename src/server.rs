@@ -121,7 +121,7 @@ impl Shared {
         // Rendering 100k series takes a while; keep it off the async workers.
         let text = tokio::task::spawn_blocking(move || {
             let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from((shared.render)(&snapshot, &omit))
+            Bytes::from((shared.render)(&inventory_only(&snapshot), &omit))
         })
         .await;
         let text = match text {
@@ -141,6 +141,24 @@ impl Shared {
         TextEncoder::new().encode(&self.telemetry.registry.gather(), &mut out)?;
         Ok(Bytes::from(out))
     }
+}
+
+/// The snapshot without the health series pushed with it: `/metrics`
+/// serves those from the registry, current at every scrape (and a family
+/// twice would make the text invalid).
+fn inventory_only(snapshot: &Arc<Snapshot>) -> std::borrow::Cow<'_, Snapshot> {
+    if !snapshot.series.iter().any(|s| s.family().is_self_metric()) {
+        return std::borrow::Cow::Borrowed(snapshot);
+    }
+    std::borrow::Cow::Owned(Snapshot {
+        series: snapshot
+            .series
+            .iter()
+            .filter(|s| !s.family().is_self_metric())
+            .cloned()
+            .collect(),
+        ..**snapshot
+    })
 }
 
 /// Binds the address and serves `/metrics` (the inventory and the
