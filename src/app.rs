@@ -49,6 +49,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
+        // A run on its own pushes: it is the leader its health reports.
+        telemetry.leader.set(1);
         let snapshot = pipeline.snapshot().await?;
         if !deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
             return Ok(ExitCode::FAILURE);
