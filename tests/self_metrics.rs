@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
 
 use support::fixtures::write_pods;
 use support::pusher::Pusher;
