@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use support::fixtures::write_pods;
 use support::pusher::Pusher;
 use support::receiver::{Receiver, Reply};
