@@ -24,6 +24,7 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
             manifests.to_str().unwrap(),
             "--interval",
             "250ms",
+            "--push-self-metrics=true",
             "--external-label",
             "cluster=c1",
             "--remote-write-url",

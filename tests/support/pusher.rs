@@ -54,6 +54,9 @@ pub async fn run_once(args: &[&str], kubeconfig: Option<&Path>) -> RunOutput {
 /// defaults, e.g. `RUST_LOG=trace`).
 pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
     let mut command = tokio::process::Command::new(BIN);
+    // The health set (--push-self-metrics) would add its series to every
+    // count these tests make; tests/self_metrics.rs turns it back on.
+    command.env(SELF_METRICS_ENV, "false");
     command
         .args(args)
         .env("RUST_LOG", "info,container_image_pusher=debug")
@@ -67,6 +70,10 @@ pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
         .expect("the pusher binary runs");
     RunOutput::from(output)
 }
+
+/// Turns the pushed health set off in the pushers these helpers start
+/// (an argument `--push-self-metrics=true` wins over it).
+pub const SELF_METRICS_ENV: &str = "PUSHER_PUSH_SELF_METRICS";
 
 /// A long-running pusher, killed on drop.
 pub struct Pusher {
@@ -87,6 +94,9 @@ impl Pusher {
         let address = format!("127.0.0.1:{port}");
         let telemetry = format!("127.0.0.1:{}", free_port());
         let mut command = Command::new(BIN);
+        // The health set (--push-self-metrics) would add its series to every
+        // count these tests make; tests/self_metrics.rs turns it back on.
+        command.env(SELF_METRICS_ENV, "false");
         command
             .args(args)
             .args(["--metrics-address", &address])
@@ -220,6 +230,7 @@ impl Pusher {
 pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> RunOutput {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(BIN)
+        .env(SELF_METRICS_ENV, "false")
         .args(args)
         .env("RUST_LOG", "info,container_image_pusher=debug")
         .env_remove("KUBECONFIG")
