@@ -55,6 +55,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
+        // A run on its own pushes: it is the leader its health reports.
+        telemetry.leader.set(1);
         let snapshot = pipeline.snapshot().await?;
         match deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
             Delivered::Failed => return Ok(ExitCode::FAILURE),
@@ -84,6 +86,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     server::serve(address, shared.clone())
         .await
         .with_context(|| format!("failed to listen on --metrics-address {address}"))?;
+    let address = settings.telemetry_address;
+    server::serve_telemetry(address, shared.clone())
+        .await
+        .with_context(|| format!("failed to listen on --telemetry-address {address}"))?;
     if endpoints.is_empty() && !dry_run {
         info!(
             "no --remote-write-url: serving the inventory on /metrics only, like a scrape exporter"

@@ -505,7 +505,8 @@ pub struct LeaderElectionArgs {
 #[command(next_help_heading = "Server")]
 #[deny(missing_docs)]
 pub struct ServerArgs {
-    /// Address of the local HTTP server for /metrics, /healthz and /readyz.
+    /// Address of the local HTTP server for /metrics (the inventory and the
+    /// service's own metrics), /healthz and /readyz.
     #[arg(
         long,
         value_name = "ADDR",
@@ -513,6 +514,31 @@ pub struct ServerArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub metrics_address: SocketAddr,
+
+    /// Address of the health listener: the service's own metrics on
+    /// /metrics (never the inventory), /healthz and /readyz, with
+    /// connections of its own, so probes and health scrapes are answered
+    /// however many clients read the inventory.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "PUSHER_TELEMETRY_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub telemetry_address: SocketAddr,
+
+    /// Push a small set of the service's own health metrics with every
+    /// snapshot to every endpoint (last accepted push per endpoint, pushes,
+    /// snapshot size and duration, stale kinds, leader, resolve failures by
+    /// class, build info), so that its health arrives without a scrape.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "PUSHER_PUSH_SELF_METRICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub push_self_metrics: bool,
 }
 
 /// What is logged, and how.
@@ -645,6 +671,7 @@ pub struct Settings {
     /// `None` without --leader-election.
     pub leader_election: Option<LeaderSettings>,
     pub metrics_address: SocketAddr,
+    pub telemetry_address: SocketAddr,
 }
 
 /// Flags that clap accepts one by one but that cannot work together.
@@ -732,6 +759,7 @@ impl Config {
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,
             workload_metadata: self.metadata.workload_metadata(),
+            push_self_metrics: self.server.push_self_metrics,
         };
         let leader = &self.leader_election;
         let leader_election = leader.leader_election.then(|| LeaderSettings {
@@ -752,6 +780,7 @@ impl Config {
             endpoints,
             leader_election,
             metrics_address: self.server.metrics_address,
+            telemetry_address: self.server.telemetry_address,
         })
     }
 
@@ -996,6 +1025,7 @@ mod tests {
             [("job", "container-image-pusher")]
         );
         assert_eq!(s.metrics_address.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.telemetry_address.to_string(), "0.0.0.0:8081");
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //! [`config`] turns the flags into each stage's settings; [`app`] wires
 //! the stages; [`pipeline`] takes one snapshot through them; [`schedule`]
 //! decides when; [`leader`] which replica pushes; [`server`] serves
-//! `/metrics`, `/healthz` and `/readyz`; [`telemetry`] holds the service's
-//! own metrics and [`readiness`] what `/readyz` answers; [`http`] bounds
+//! `/metrics`, `/healthz` and `/readyz`, and the health listener;
+//! [`telemetry`] holds the service's own metrics, [`self_metrics`] turns
+//! them into series pushed with each snapshot, and [`readiness`] what
+//! `/readyz` answers; [`http`] bounds
 //! what HTTP peers send and [`glob`] matches the filters' patterns in
 //! linear time; [`verify`] checks the signatures [`registry`] fetches
 //! against the configured policies (a leaf: bytes in, verdicts out).
@@ -41,6 +43,7 @@ pub mod registry;
 pub mod remote_write;
 pub mod running;
 pub mod schedule;
+pub mod self_metrics;
 pub mod series;
 pub mod server;
 pub mod telemetry;

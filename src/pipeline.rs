@@ -25,6 +25,7 @@ use crate::discovery::{
 };
 use crate::inventory::Inventory;
 use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::self_metrics;
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 
@@ -46,6 +47,8 @@ pub struct PipelineSettings {
     pub common_labels: CommonLabels,
     /// The workload labels and annotations exported.
     pub workload_metadata: MetadataAllowlist,
+    /// Add the service's own health to every snapshot (`self_metrics`).
+    pub push_self_metrics: bool,
 }
 
 /// Where workloads come from.
@@ -81,6 +84,8 @@ pub struct Pipeline {
     failures: FailureLog,
     concurrency: LookupSlots,
     telemetry: Arc<Telemetry>,
+    /// The labels of the health series, when they are pushed.
+    self_metrics: Option<Arc<CommonLabels>>,
 }
 
 impl Pipeline {
@@ -130,6 +135,9 @@ impl Pipeline {
         let concurrency =
             LookupSlots::new(settings.resolve_concurrency, settings.resolver.registry_rps);
         let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
+        let self_metrics = settings
+            .push_self_metrics
+            .then(|| Arc::new(settings.common_labels.clone()));
         Ok(Pipeline {
             source,
             client,
@@ -140,6 +148,7 @@ impl Pipeline {
             failures: FailureLog::default(),
             concurrency,
             telemetry,
+            self_metrics,
         })
     }
 
@@ -194,7 +203,7 @@ impl Pipeline {
             unresolved += usize::from(resolution.is_err());
             resolutions.insert(scope, image, resolution);
         }
-        let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
+        let mut snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
         self.telemetry
             .snapshot_duration
             .observe(started.elapsed().as_secs_f64());
@@ -214,6 +223,15 @@ impl Pipeline {
             took = ?started.elapsed(),
             "snapshot taken"
         );
+        if let Some(common) = &self.self_metrics {
+            let health = self_metrics::health_series(
+                &self.telemetry,
+                common,
+                snapshot.series.len(),
+                started.elapsed(),
+            );
+            snapshot.series.extend(health);
+        }
         Ok(snapshot)
     }
 

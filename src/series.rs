@@ -57,10 +57,20 @@ pub enum Family {
     // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
     RunningDrift,
     WorkloadLabels,
+    // The pusher's own health (src/self_metrics.rs), pushed with every
+    // snapshot so that it arrives without a scrape.
+    SelfBuildInfo,
+    SelfLastSuccess,
+    SelfPushes,
+    SelfSnapshotSeries,
+    SelfSnapshotDuration,
+    SelfInventoryStale,
+    SelfLeader,
+    SelfResolveFailures,
 }
 
 impl Family {
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 22] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -75,6 +85,14 @@ impl Family {
         Family::SignatureVerifyFailure,
         Family::RunningDrift,
         Family::WorkloadLabels,
+        Family::SelfBuildInfo,
+        Family::SelfLastSuccess,
+        Family::SelfPushes,
+        Family::SelfSnapshotSeries,
+        Family::SelfSnapshotDuration,
+        Family::SelfInventoryStale,
+        Family::SelfLeader,
+        Family::SelfResolveFailures,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +111,14 @@ impl Family {
             Family::SignatureVerifyFailure => "container_image_signature_verify_failure",
             Family::RunningDrift => "container_image_running_drift",
             Family::WorkloadLabels => "container_image_workload_labels",
+            Family::SelfBuildInfo => "container_image_pusher_build_info",
+            Family::SelfLastSuccess => "container_image_pusher_last_success_timestamp_seconds",
+            Family::SelfPushes => "container_image_pusher_pushes_total",
+            Family::SelfSnapshotSeries => "container_image_pusher_snapshot_series",
+            Family::SelfSnapshotDuration => "container_image_pusher_last_snapshot_duration_seconds",
+            Family::SelfInventoryStale => "container_image_pusher_inventory_stale",
+            Family::SelfLeader => "container_image_pusher_leader",
+            Family::SelfResolveFailures => "container_image_pusher_resolve_failures_total",
         }
     }
 
@@ -129,6 +155,22 @@ impl Family {
             }
             Family::WorkloadLabels => {
                 "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
+            }
+            Family::SelfBuildInfo => {
+                "1, labelled with the pusher's version and the git revision it was built from."
+            }
+            Family::SelfLastSuccess => {
+                "When a snapshot was last accepted completely, by endpoint (as of the snapshot)."
+            }
+            Family::SelfPushes => "Remote-write requests by endpoint and outcome (a counter).",
+            Family::SelfSnapshotSeries => "Inventory series in the snapshot.",
+            Family::SelfSnapshotDuration => "Seconds the snapshot took from discovery to series.",
+            Family::SelfInventoryStale => {
+                "1 while a kind cannot be listed or watched and its last known objects are served, by kind."
+            }
+            Family::SelfLeader => "1: the replica that pushed this holds the lease.",
+            Family::SelfResolveFailures => {
+                "Image resolutions that failed, by error class (a counter)."
             }
         }
     }
@@ -170,7 +212,19 @@ impl Family {
             // Plus the workload's label_* and annotation_* (see
             // `LabelSet::with_extra`), which never take these names.
             Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
+            Family::SelfBuildInfo => &["version", "revision"],
+            Family::SelfLastSuccess => &["endpoint"],
+            Family::SelfPushes => &["endpoint", "outcome"],
+            Family::SelfSnapshotSeries | Family::SelfSnapshotDuration | Family::SelfLeader => &[],
+            Family::SelfInventoryStale => &["kind"],
+            Family::SelfResolveFailures => &["class"],
         }
+    }
+
+    /// The pusher's own health rather than the inventory: served from the
+    /// telemetry registry locally, pushed from the snapshot.
+    pub const fn is_self_metric(self) -> bool {
+        (self as usize) >= (Family::SelfBuildInfo as usize)
     }
 
     /// The family's position in [`Family::ALL`].

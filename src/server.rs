@@ -1,16 +1,20 @@
-//! The local HTTP endpoint: `/metrics` (the last snapshot plus the service's
-//! own metrics), `/healthz` and `/readyz`.
+//! The local HTTP endpoints: `/metrics` (the last snapshot plus the
+//! service's own metrics), `/healthz` and `/readyz` on the main listener,
+//! and a health listener with the service's own metrics alone, `/healthz`
+//! and `/readyz`, whose connections the inventory's readers cannot take.
 //!
 //! Anyone who can reach the port is a client, so what a client can make it
 //! hold is bounded: a snapshot is rendered once and its bytes are shared by
 //! every reader (a slow reader costs a reference, not a copy), connections
-//! are limited, headers must arrive within [`HEADER_READ_TIMEOUT`], and a
+//! are limited (idle ones evicted for new ones), headers must arrive within [`HEADER_READ_TIMEOUT`], and a
 //! reader that takes nothing for [`WRITE_STALL_TIMEOUT`] is disconnected.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,20 +24,25 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use prometheus::{Encoder, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::exposition;
 use crate::readiness::FIRST_SNAPSHOT;
 use crate::series::Snapshot;
 use crate::telemetry::Telemetry;
 
-/// Connections served at once; more are closed as soon as they are
-/// accepted. Scrapers, probes and a curious human need a handful.
+/// Connections served at once on the main listener; past it a new
+/// connection evicts an idle one, or is closed at once when all are busy.
+/// Scrapers, probes and a curious human need a handful.
 pub const MAX_CONNECTIONS: usize = 64;
+
+/// Connections served at once on the health listener (--telemetry-address):
+/// the kubelet's probes and a health scrape or two.
+pub const MAX_TELEMETRY_CONNECTIONS: usize = 16;
 
 /// Time a client has to send a request's headers, counted from the
 /// connection's start or the end of the previous response (so it is also
@@ -112,7 +121,7 @@ impl Shared {
         // Rendering 100k series takes a while; keep it off the async workers.
         let text = tokio::task::spawn_blocking(move || {
             let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from((shared.render)(&snapshot, &omit))
+            Bytes::from((shared.render)(&inventory_only(&snapshot), &omit))
         })
         .await;
         let text = match text {
@@ -134,7 +143,26 @@ impl Shared {
     }
 }
 
-/// Binds the address and serves until the process ends.
+/// The snapshot without the health series pushed with it: `/metrics`
+/// serves those from the registry, current at every scrape (and a family
+/// twice would make the text invalid).
+fn inventory_only(snapshot: &Arc<Snapshot>) -> std::borrow::Cow<'_, Snapshot> {
+    if !snapshot.series.iter().any(|s| s.family().is_self_metric()) {
+        return std::borrow::Cow::Borrowed(snapshot);
+    }
+    std::borrow::Cow::Owned(Snapshot {
+        series: snapshot
+            .series
+            .iter()
+            .filter(|s| !s.family().is_self_metric())
+            .cloned()
+            .collect(),
+        ..**snapshot
+    })
+}
+
+/// Binds the address and serves `/metrics` (the inventory and the
+/// service's own metrics), `/healthz` and `/readyz` until the process ends.
 pub async fn serve(
     address: SocketAddr,
     shared: Arc<Shared>,
@@ -146,18 +174,170 @@ pub async fn serve(
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    Ok(tokio::spawn(accept_loop(
-        listener,
-        app,
-        shared.telemetry.clone(),
-    )))
+    let slots = Slots::new(MAX_CONNECTIONS, shared.telemetry.clone());
+    Ok(tokio::spawn(accept_loop(listener, app, slots)))
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, app: Router, telemetry: Arc<Telemetry>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// Binds the health listener and serves the service's own metrics on
+/// `/metrics` (never the inventory), `/healthz` and `/readyz`, with
+/// [`MAX_TELEMETRY_CONNECTIONS`] of its own: however many clients hold the
+/// inventory port, probes and health scrapes are answered here.
+pub async fn serve_telemetry(
+    address: SocketAddr,
+    shared: Arc<Shared>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let app = Router::new()
+        .route("/metrics", get(telemetry_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving the health listener: own /metrics, /healthz and /readyz");
+    let slots = Slots::new(MAX_TELEMETRY_CONNECTIONS, shared.telemetry.clone());
+    Ok(tokio::spawn(accept_loop(listener, app, slots)))
+}
+
+/// The open connections of one listener. When all are taken, a new
+/// connection evicts the oldest one that has no request in progress and has
+/// been read until it had nothing more to say (idle, or still sending its
+/// headers): a client that opens connections and sends nothing cannot keep a
+/// probe or a scrape out. The connection evicted is the oldest of the peer
+/// address holding the most, so a flood that reconnects as fast as it is
+/// evicted churns its own connections; one not yet read is spared. Only
+/// when no connection is evictable is the new one refused.
+struct Slots {
+    limit: usize,
+    telemetry: Arc<Telemetry>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    next_id: u64,
+    /// By id, so the oldest comes first.
+    open: BTreeMap<u64, OpenConnection>,
+}
+
+struct OpenConnection {
+    peer: IpAddr,
+    activity: Arc<Activity>,
+    evict: Arc<Notify>,
+}
+
+/// What a connection is doing, for eviction.
+#[derive(Default)]
+struct Activity {
+    /// Requests dispatched and not yet answered to the last byte.
+    in_progress: AtomicUsize,
+    /// A read found nothing more to read: everything the client sent so
+    /// far has been seen.
+    waited: AtomicBool,
+}
+
+impl Activity {
+    fn evictable(&self) -> bool {
+        self.waited.load(Ordering::Acquire) && self.in_progress.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A connection's place in its [`Slots`], given back when dropped.
+struct Slot {
+    id: u64,
+    slots: Arc<Slots>,
+    activity: Arc<Activity>,
+    evict: Arc<Notify>,
+}
+
+impl Slots {
+    fn new(limit: usize, telemetry: Arc<Telemetry>) -> Arc<Self> {
+        Arc::new(Slots {
+            limit,
+            telemetry,
+            state: Mutex::default(),
+        })
+    }
+
+    /// A slot for a new connection, evicting an idle one if all are taken;
+    /// `None` if every open connection is serving a request.
+    fn acquire(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        // The map stays consistent whatever panicked while holding it.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.open.len() >= self.limit {
+            // The peer holding the most connections gives one up: a flood
+            // from one pod evicts its own connections, not the kubelet's.
+            let mut held = HashMap::<IpAddr, usize>::new();
+            for connection in state.open.values() {
+                *held.entry(connection.peer).or_default() += 1;
+            }
+            let idle = state
+                .open
+                .iter()
+                .filter(|(_, c)| c.activity.evictable())
+                .min_by_key(|(id, c)| (std::cmp::Reverse(held[&c.peer]), **id))
+                .map(|(id, _)| *id)?;
+            let evicted = state.open.remove(&idle).expect("found above");
+            evicted.evict.notify_one();
+            self.telemetry.http_connections_evicted.inc();
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let activity = Arc::new(Activity::default());
+        let evict = Arc::new(Notify::new());
+        state.open.insert(
+            id,
+            OpenConnection {
+                peer,
+                activity: activity.clone(),
+                evict: evict.clone(),
+            },
+        );
+        Some(Slot {
+            id,
+            slots: self.clone(),
+            activity,
+            evict,
+        })
+    }
+
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.open.len()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self
+            .slots
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.open.remove(&self.id);
+    }
+}
+
+/// Counts a request as in progress from its dispatch until its response
+/// body is dropped (sent to the last byte, or abandoned).
+struct InProgress(Arc<Activity>);
+
+impl InProgress {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_progress.fetch_add(1, Ordering::AcqRel);
+        InProgress(activity.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, slots: Arc<Slots>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 // Out of file descriptors, typically: wait for some to close.
                 tracing::debug!(error = %e, "failed to accept a connection");
@@ -165,23 +345,66 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, telemetry: 
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            telemetry.http_connections_refused.inc();
+        let Some(slot) = slots.acquire(peer) else {
+            slots.telemetry.http_connections_refused.inc();
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        let counter = slot.activity.clone();
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let guard = InProgress::start(&counter);
+            let mut app = app.clone();
+            async move {
+                let response = tower_service::Service::call(&mut app, request).await?;
+                // The guard lives as long as the body is being sent.
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::from_stream(body.into_data_stream().map(move |chunk| {
+                        let _ = &guard;
+                        chunk
+                    }))
+                }))
+            }
+        });
         tokio::spawn(async move {
-            let io = TokioIo::new(StallLimit::new(stream, WRITE_STALL_TIMEOUT));
+            let mut io = StallLimit::new(stream, WRITE_STALL_TIMEOUT);
+            io.activity = Some(slot.activity.clone());
+            let io = TokioIo::new(io);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(io, service);
-            if let Err(e) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = slot.evict.notified() => {
+                    // Closes the connection at once if it is between
+                    // requests; a response already under way is finished.
+                    tracing::debug!("closing an idle local HTTP connection for a new one");
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "local HTTP connection ended");
             }
             drop(slot);
         });
+    }
+}
+
+/// The service's own metrics alone, for the health listener.
+async fn telemetry_metrics(State(shared): State<Arc<Shared>>) -> axum::response::Response {
+    match shared.telemetry_text() {
+        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "failed to render the service's own metrics for the health listener");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed to render the service's own metrics; see the log\n",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -235,6 +458,8 @@ struct StallLimit<S> {
     limit: Duration,
     /// Armed while a write waits for the peer.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Told when a read finds nothing more to read.
+    activity: Option<Arc<Activity>>,
 }
 
 impl<S> StallLimit<S> {
@@ -243,6 +468,7 @@ impl<S> StallLimit<S> {
             inner,
             limit,
             stalled: None,
+            activity: None,
         }
     }
 
@@ -276,7 +502,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for StallLimit<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if poll.is_pending() {
+            if let Some(activity) = &self.activity {
+                activity.waited.store(true, Ordering::Release);
+            }
+        }
+        poll
     }
 }
 
@@ -414,6 +646,159 @@ mod tests {
         assert!(
             body.contains("container_image_pusher_"),
             "and the service's own: {body}"
+        );
+    }
+
+    /// `GET path` over a new connection from 127.0.0.2 (the flood comes
+    /// from 127.0.0.1, as a kubelet's probes come from the node and a flood
+    /// from a pod): whether a 200 came back. A connection closed without an
+    /// answer (refused, or evicted) is not one.
+    async fn probe(address: SocketAddr, path: &str) -> bool {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let Ok(mut stream) = socket.connect(address).await else {
+            return false;
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut response = Vec::new();
+        // A bound only so that a hung server fails the test instead of
+        // hanging it; answered probes take milliseconds.
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response));
+        matches!(read.await, Ok(Ok(_))) && response.starts_with(b"HTTP/1.1 200")
+    }
+
+    /// Holds `count` connections that send nothing and reconnect as soon as
+    /// they are closed, like the attack of issue 21 (item 4).
+    fn flood(address: SocketAddr, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..count)
+            .map(|_| {
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+                            let mut buf = [0; 64];
+                            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                        } else {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn free_address() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// 64 idle connections that reconnect at once used to hold every slot,
+    /// so that no /healthz probe was answered and the liveness probe killed
+    /// the pod. Idle connections now give way, on the main listener, and
+    /// the health listener has connections of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probes_are_answered_through_a_flood_of_idle_reconnecting_connections() {
+        let shared = Arc::new(Shared::new(Arc::new(Telemetry::new()), vec![]));
+        let main = free_address();
+        let health = free_address();
+        let listener = tokio::net::TcpListener::bind(main).await.unwrap();
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .with_state(shared.clone());
+        let slots = Slots::new(MAX_CONNECTIONS, shared.telemetry.clone());
+        let server = tokio::spawn(accept_loop(listener, app, slots.clone()));
+        let telemetry_server = serve_telemetry(health, shared.clone()).await.unwrap();
+        let attackers = flood(main, MAX_CONNECTIONS);
+        // Every slot taken by the flood before the first probe.
+        while slots.open() < MAX_CONNECTIONS {
+            tokio::task::yield_now().await;
+        }
+        let mut answered_health = 0;
+        let mut answered_main = 0;
+        for _ in 0..30 {
+            answered_health += usize::from(probe(health, "/healthz").await);
+            answered_main += usize::from(probe(main, "/healthz").await);
+        }
+        for attacker in attackers {
+            attacker.abort();
+        }
+        server.abort();
+        telemetry_server.abort();
+        assert_eq!(answered_health, 30, "probes on the health listener");
+        assert_eq!(
+            answered_main,
+            30,
+            "probes on the main listener ({} refused, {} evicted)",
+            shared.telemetry.http_connections_refused.get(),
+            shared.telemetry.http_connections_evicted.get()
+        );
+        assert!(shared.telemetry.http_connections_evicted.get() >= 30);
+        assert_eq!(shared.telemetry.http_connections_refused.get(), 0);
+    }
+
+    /// A connection in the middle of a request is never evicted: when every
+    /// slot is busy, the new connection is the one refused.
+    /// A connection in the middle of a request is never evicted: when every
+    /// slot is busy, the new connection is the one refused. Of the idle
+    /// ones, the peer with the most connections loses its oldest.
+    #[tokio::test]
+    async fn busy_connections_are_spared_and_the_biggest_peer_gives_way() {
+        let telemetry = Arc::new(Telemetry::new());
+        let slots = Slots::new(3, telemetry.clone());
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let two: IpAddr = "10.0.0.2".parse().unwrap();
+        let lone = slots.acquire(one).unwrap();
+        let first = slots.acquire(two).unwrap();
+        let second = slots.acquire(two).unwrap();
+        assert!(slots.acquire(one).is_none(), "not yet read: spared");
+        for slot in [&lone, &first, &second] {
+            slot.activity.waited.store(true, Ordering::Release);
+        }
+        let busy = [
+            InProgress::start(&lone.activity),
+            InProgress::start(&first.activity),
+            InProgress::start(&second.activity),
+        ];
+        assert!(slots.acquire(one).is_none(), "all busy: refused");
+        drop(busy);
+        let third = slots.acquire(one).expect("evicts an idle one");
+        assert_eq!(telemetry.http_connections_evicted.get(), 1);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), first.evict.notified())
+                .await
+                .is_ok(),
+            "the oldest of the peer with the most was told to close"
+        );
+        drop(first);
+        assert_eq!(slots.open(), 3);
+        drop((lone, second, third));
+        assert_eq!(slots.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_health_listener_serves_only_the_services_own_metrics() {
+        let shared = Arc::new(Shared::new(Arc::new(Telemetry::new()), vec![]));
+        shared.publish(snapshot("p"));
+        let address = free_address();
+        let server = serve_telemetry(address, shared).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains("container_image_pusher_build_info{"),
+            "{response}"
+        );
+        assert!(
+            !response.contains(r#"name="p""#),
+            "no inventory: {response}"
         );
     }
 }

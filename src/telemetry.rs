@@ -3,6 +3,13 @@
 //! endpoints appear without credentials or query strings.
 
 use crate::readiness::Readiness;
+
+/// The version `--version` prints.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision the binary was built from (build.rs), `unknown` when
+/// it was built outside a git checkout.
+pub const REVISION: &str = env!("CONTAINER_IMAGE_PUSHER_REVISION");
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -62,6 +69,8 @@ pub struct Telemetry {
     /// Connections to the local server closed at once because
     /// `server::MAX_CONNECTIONS` were open.
     pub http_connections_refused: prometheus::IntCounter,
+    /// Idle connections to the local server closed to make room for a new one.
+    pub http_connections_evicted: prometheus::IntCounter,
     /// What `/readyz` answers: every part of the service records its failing
     /// conditions here.
     pub readiness: Readiness,
@@ -244,8 +253,29 @@ impl Telemetry {
         registry
             .register(Box::new(http_connections_refused.clone()))
             .expect("metric registered once");
+        let http_connections_evicted = prometheus::IntCounter::new(
+            "container_image_pusher_http_connections_evicted_total",
+            "Idle connections to the local server (no request in progress) closed to make room for a new one.",
+        )
+        .expect("valid counter definition");
+        registry
+            .register(Box::new(http_connections_evicted.clone()))
+            .expect("metric registered once");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "container_image_pusher_build_info",
+                "1, labelled with the version (as --version prints it) and the git revision it was built from.",
+            ),
+            &["version", "revision"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("metric registered once");
+        build_info.with_label_values(&[VERSION, REVISION]).set(1);
         Telemetry {
             http_connections_refused,
+            http_connections_evicted,
             pushes,
             push_duration,
             series_sent,

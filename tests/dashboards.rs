@@ -37,11 +37,14 @@ const DASHBOARDS: &[(&str, &str)] = &[
     ("supply-chain.json", "cip-supply-chain"),
 ];
 
-/// The pushed series and their own labels (besides `job` and `cluster`),
-/// from the one table the pusher builds its series with.
+/// The pushed inventory series and their own labels (besides `job` and
+/// `cluster`), from the one table the pusher builds its series with. The
+/// pusher's own health families, pushed as well, are read like the scraped
+/// self-metrics below (the Pusher health dashboard's job is the scrape's).
 fn inventory() -> Vec<(&'static str, &'static [&'static str])> {
     Family::ALL
         .iter()
+        .filter(|f| !f.is_self_metric())
         .map(|f| (f.name(), f.label_names()))
         .collect()
 }

@@ -10,16 +10,20 @@
 //! for what the pusher needs and promises: read-only RBAC, a restricted pod,
 //! its probes, its configuration in one place, and flags the binary accepts.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, Namespace, PodSpec, Secret, Service, ServiceAccount,
+    ConfigMap, Container, EnvVar, PodSpec, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject,
 };
@@ -27,8 +31,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::Resource;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
+use support::manifests::{check_document, kustomize, relative};
 
 const NAMESPACE: &str = "container-image-pusher";
 const NAME: &str = "container-image-pusher";
@@ -49,6 +54,9 @@ const PROMETHEUS_RULE: &str = "prometheus-rule";
 /// Adds a role and appended arguments, independent of the others, so it is
 /// rendered once per overlay too.
 const WORKLOAD_KINDS: &str = "workload-kinds";
+/// Adds the Grafana dashboards' ConfigMaps and changes nothing else
+/// (tests/chart.rs checks their contents against dashboards/).
+const DASHBOARDS: &str = "dashboards";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -150,72 +158,21 @@ impl Render {
         self.pusher().1.args.unwrap_or_default()
     }
 
+    /// The configuration ConfigMap (not the dashboards' ones).
     fn config(&self) -> BTreeMap<String, String> {
-        self.one::<ConfigMap>().data.unwrap_or_default()
+        let mut maps: Vec<ConfigMap> = self
+            .all::<ConfigMap>()
+            .into_iter()
+            .filter(|c| {
+                !c.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("grafana_dashboard"))
+            })
+            .collect();
+        assert_eq!(maps.len(), 1, "{}: one configuration ConfigMap", self.name);
+        maps.remove(0).data.unwrap_or_default()
     }
-}
-
-fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("KUBECTL") {
-        return path.into();
-    }
-    let mut candidates = vec![
-        PathBuf::from("/usr/bin/kubectl"),
-        PathBuf::from("/usr/local/bin/kubectl"),
-    ];
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("kubectl")));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-            "kubectl not found (looked at $KUBECTL, /usr/bin/kubectl, /usr/local/bin/kubectl and \
-             $PATH). These tests render deploy/ with `kubectl kustomize`, which needs kubectl \
-             1.27 or newer (Kustomize v5). Install it from the Kubernetes package repository \
-             (https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/: `apt-get install \
-             kubectl` after adding pkgs.k8s.io), or as the `kubectl` package of the Google Cloud \
-             SDK repository, or put any kubectl binary on PATH or in $KUBECTL. Debian's own \
-             `kubernetes-client` package (1.20) is too old for components and `labels`."
-        )
-        })
-}
-
-/// `kubectl kustomize DIR`, split into documents.
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running kubectl kustomize {}: {e}", dir.display()));
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("kustomize prints UTF-8");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("kustomize prints valid YAML"))
-        .filter(|doc| !doc.is_null())
-        .collect()
-}
-
-/// `to` relative to the directory `from` (both absolute): Kustomize refuses
-/// absolute paths in `resources` and `components`.
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut path = PathBuf::new();
-    for _ in common..from.len() {
-        path.push("..");
-    }
-    for part in &to[common..] {
-        path.push(part);
-    }
-    path
 }
 
 /// Renders `overlay` with `components` through a throwaway kustomization
@@ -336,9 +293,11 @@ fn renders() -> &'static [Render] {
                 });
             }
             jobs.push(Job {
-                name: format!("overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE}"),
+                name: format!(
+                    "overlays/{overlay} + {SERVICE_MONITOR} + {PROMETHEUS_RULE} + {DASHBOARDS}"
+                ),
                 overlay: Some(overlay),
-                components: vec![SERVICE_MONITOR, PROMETHEUS_RULE],
+                components: vec![SERVICE_MONITOR, PROMETHEUS_RULE, DASHBOARDS],
                 dir: None,
             });
             jobs.push(Job {
@@ -384,98 +343,6 @@ fn overlays() -> impl Iterator<Item = &'static Render> {
 // ---------------------------------------------------------------------------
 // Strict typing: the round trip through k8s-openapi
 // ---------------------------------------------------------------------------
-
-/// Reads `doc` as `T` and writes it back; any difference is a field that `T`
-/// does not have (a typo, a field at the wrong level) or a value of the
-/// wrong type.
-fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
-    let typed: T =
-        serde_json::from_value(doc.clone()).map_err(|e| format!("does not deserialize: {e}"))?;
-    let back = serde_json::to_value(&typed).expect("k8s-openapi types serialize");
-    match first_difference("", &without_nulls(doc), &back) {
-        None => Ok(()),
-        Some(diff) => Err(diff),
-    }
-}
-
-/// YAML `null` and an absent field mean the same to the API server.
-fn without_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-fn first_difference(path: &str, manifest: &Value, typed: &Value) -> Option<String> {
-    match (manifest, typed) {
-        (Value::Object(m), Value::Object(t)) => {
-            for (key, value) in m {
-                let here = format!("{path}/{key}");
-                match t.get(key) {
-                    None => {
-                        return Some(format!(
-                            "{here}: in the manifest but unknown to the Kubernetes type \
-                             (misspelled, or at the wrong level?)"
-                        ))
-                    }
-                    Some(other) => {
-                        if let Some(diff) = first_difference(&here, value, other) {
-                            return Some(diff);
-                        }
-                    }
-                }
-            }
-            t.keys()
-                .find(|key| !m.contains_key(*key))
-                .map(|key| format!("{path}/{key}: added by the Kubernetes type ({})", t[key]))
-        }
-        (Value::Array(m), Value::Array(t)) if m.len() == t.len() => m
-            .iter()
-            .zip(t)
-            .enumerate()
-            .find_map(|(i, (m, t))| first_difference(&format!("{path}/{i}"), m, t)),
-        (m, t) if m == t => None,
-        (m, t) => Some(format!(
-            "{path}: {m} in the manifest, {t} after the round trip"
-        )),
-    }
-}
-
-/// The type-specific round trip of one rendered document.
-fn check_document(doc: &Value) -> Result<(), String> {
-    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
-    let kind = doc["kind"].as_str().unwrap_or_default();
-    fn is<T: Resource>(api_version: &str, kind: &str) -> bool {
-        api_version == T::API_VERSION && kind == T::KIND
-    }
-    match (api_version, kind) {
-        (a, k) if is::<Namespace>(a, k) => round_trip::<Namespace>(doc),
-        (a, k) if is::<ServiceAccount>(a, k) => round_trip::<ServiceAccount>(doc),
-        (a, k) if is::<ClusterRole>(a, k) => round_trip::<ClusterRole>(doc),
-        (a, k) if is::<ClusterRoleBinding>(a, k) => round_trip::<ClusterRoleBinding>(doc),
-        (a, k) if is::<Role>(a, k) => round_trip::<Role>(doc),
-        (a, k) if is::<RoleBinding>(a, k) => round_trip::<RoleBinding>(doc),
-        (a, k) if is::<Secret>(a, k) => round_trip::<Secret>(doc),
-        (a, k) if is::<ConfigMap>(a, k) => round_trip::<ConfigMap>(doc),
-        (a, k) if is::<Service>(a, k) => round_trip::<Service>(doc),
-        (a, k) if is::<Deployment>(a, k) => round_trip::<Deployment>(doc),
-        (a, k) if is::<CronJob>(a, k) => round_trip::<CronJob>(doc),
-        // No Rust type for the operator's CRD: checked field by field in
-        // `service_monitor_scrapes_only_the_self_metrics`.
-        ("monitoring.coreos.com/v1", "ServiceMonitor") => Ok(()),
-        // Likewise, in `prometheus_rule_carries_the_shipped_rules`.
-        ("monitoring.coreos.com/v1", "PrometheusRule") => Ok(()),
-        _ => Err(format!(
-            "{api_version} {kind} is not a kind this test knows: add it to check_document"
-        )),
-    }
-}
 
 #[test]
 fn every_document_round_trips_through_its_kubernetes_type() {
@@ -608,8 +475,8 @@ fn pods_run_restricted() {
                     .as_ref()
                     .and_then(|s| s.get("kubernetes.io/arch"))
                     .map(String::as_str),
-                Some("amd64"),
-                "{what}: the image is x86_64 only"
+                None,
+                "{what}: the image is multi-arch: no architecture pinned"
             );
             // The pusher writes nothing to disk: Secrets, read-only, only.
             for volume in spec.volumes.iter().flatten() {
@@ -1032,11 +899,26 @@ fn deployment_probes_and_replicas() {
             .find(|p| p.name.as_deref() == Some("metrics"))
             .expect("metrics port");
         assert_eq!(port.container_port, 8080, "{what}");
+        let telemetry = c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some("telemetry"))
+            .expect("telemetry port");
+        assert_eq!(telemetry.container_port, 8081, "{what}");
+        assert!(
+            render
+                .args()
+                .contains(&"--telemetry-address=0.0.0.0:8081".to_owned()),
+            "{what}"
+        );
+        // Probes read the health listener, which inventory readers cannot
+        // crowd out.
         let http = |probe: Option<k8s_openapi::api::core::v1::Probe>| {
             let get = probe
                 .and_then(|p| p.http_get)
                 .unwrap_or_else(|| panic!("{what}: probe is not httpGet"));
-            assert_eq!(get.port, IntOrString::String("metrics".into()), "{what}");
+            assert_eq!(get.port, IntOrString::String("telemetry".into()), "{what}");
             get.path.unwrap_or_default()
         };
         assert_eq!(http(c.liveness_probe.clone()), "/healthz", "{what}");
@@ -1073,7 +955,16 @@ fn deployment_probes_and_replicas() {
                 Some("metadata.name"),
                 "{what}"
             );
+            // A drain takes one replica at a time, selecting the pusher's pods.
+            let pdb = render.one::<PodDisruptionBudget>().spec.unwrap();
+            assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)), "{what}");
+            let selected = pdb.selector.unwrap().match_labels.unwrap();
+            let labels = pod_template_labels(render);
+            for (k, v) in &selected {
+                assert_eq!(labels.get(k), Some(v), "{what}: PDB selector {k}");
+            }
         } else {
+            assert!(render.all::<PodDisruptionBudget>().is_empty(), "{what}");
             // Two pushers of one cluster would push out-of-order samples.
             assert_eq!(spec.replicas, Some(1), "{what}");
             assert_eq!(strategy.as_deref(), Some("Recreate"), "{what}");
@@ -1277,8 +1168,10 @@ fn secrets_ship_empty() {
     }
 }
 
+/// The annotations point annotation-based scrape jobs at the health port;
+/// the inventory port is there for debugging, behind the NetworkPolicy.
 #[test]
-fn service_exposes_the_metrics_port_for_scraping() {
+fn service_exposes_the_health_port_for_scraping() {
     for render in renders() {
         let what = &render.name;
         let service = render.one::<Service>();
@@ -1290,7 +1183,7 @@ fn service_exposes_the_metrics_port_for_scraping() {
         );
         assert_eq!(
             annotations.get("prometheus.io/port").map(String::as_str),
-            Some("8080"),
+            Some("8081"),
             "{what}"
         );
         assert_eq!(
@@ -1300,13 +1193,30 @@ fn service_exposes_the_metrics_port_for_scraping() {
         );
         let spec = service.spec.unwrap();
         let ports = spec.ports.unwrap();
-        assert_eq!(ports.len(), 1);
-        assert_eq!(ports[0].name.as_deref(), Some("metrics"));
-        assert_eq!(ports[0].port, 8080);
+        let ports: Vec<_> = ports
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port, p.target_port.clone()))
+            .collect();
+        let named = |name: &str| Some(IntOrString::String(name.into()));
         assert_eq!(
-            ports[0].target_port,
-            Some(IntOrString::String("metrics".into()))
+            ports,
+            [
+                ("metrics".to_owned(), 8080, named("metrics")),
+                ("telemetry".to_owned(), 8081, named("telemetry"))
+            ],
+            "{what}"
         );
+        // Nobody reaches the inventory port; everybody the health port.
+        let policy = render.one::<NetworkPolicy>().spec.unwrap();
+        assert_eq!(policy.policy_types, Some(vec!["Ingress".to_owned()]));
+        let ingress = policy.ingress.unwrap_or_default();
+        let open: Vec<_> = ingress
+            .iter()
+            .flat_map(|rule| rule.ports.clone().unwrap_or_default())
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(open, [named("telemetry")], "{what}");
+        assert!(ingress.iter().all(|rule| rule.from.is_none()), "{what}");
         let selector = spec.selector.unwrap();
         if render.overlay.is_some() {
             // The selector must pick the pusher's pods.
@@ -1384,22 +1294,17 @@ fn service_monitor_scrapes_only_the_self_metrics() {
         assert_eq!(endpoints.len(), 1, "{what}");
         let endpoint = &endpoints[0];
         assert_eq!(
-            endpoint["port"], "metrics",
-            "{what}: must name a Service port"
+            endpoint["port"], "telemetry",
+            "{what}: must name the Service's health port"
         );
         assert_eq!(endpoint["path"], "/metrics", "{what}");
-        let known = ["port", "path", "interval", "metricRelabelings"];
+        let known = ["port", "path", "interval"];
         for key in endpoint.as_object().unwrap().keys() {
             assert!(
                 known.contains(&key.as_str()),
                 "{what}: unexpected endpoint field {key}"
             );
         }
-        assert_eq!(
-            endpoint["metricRelabelings"],
-            serde_json::json!([{"sourceLabels": ["__name__"], "regex": "container_image_pusher_.*", "action": "keep"}]),
-            "{what}"
-        );
     }
 }
 
@@ -1636,4 +1541,61 @@ fn flags_by_env(help: &str) -> BTreeMap<String, String> {
         }
     }
     map
+}
+
+/// The Dockerfile builds one image per architecture: its TARGETARCH ->
+/// Rust target mapping covers amd64 and arm64, each a target this rustc
+/// knows, and the build stage cross-compiles from the build platform.
+/// (Actually building aarch64-unknown-linux-musl needs that target's
+/// standard library and a C cross compiler, which this machine lacks; the
+/// image build does it.)
+#[test]
+fn dockerfile_maps_each_architecture_to_a_real_musl_target() {
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("read the Dockerfile");
+    assert!(
+        text.contains("FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build"),
+        "the build stage runs on the build platform and cross-compiles"
+    );
+    assert!(text.contains("ARG TARGETARCH"));
+    // `amd64) echo x86_64-unknown-linux-musl ;; \`
+    let mapping: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|line| {
+            let (arch, rest) = line.trim().split_once(") echo ")?;
+            // The catch-all `*)` refuses other architectures.
+            (arch != "*").then_some(())?;
+            Some((arch, rest.split_whitespace().next()?))
+        })
+        .collect();
+    assert_eq!(
+        mapping.keys().copied().collect::<Vec<_>>(),
+        ["amd64", "arm64"],
+        "{mapping:?}"
+    );
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(rustc)
+        .args(["--print", "target-list"])
+        .output()
+        .expect("run rustc --print target-list");
+    let known: BTreeSet<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for (arch, target) in &mapping {
+        assert!(target.ends_with("-unknown-linux-musl"), "{arch}: {target}");
+        assert!(
+            known.contains(*target),
+            "{arch}: {target} is not a target rustc knows"
+        );
+    }
+    // The cross compiler is installed and named for the arm64 target.
+    for needle in [
+        "gcc-aarch64-linux-gnu",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc",
+        "CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc",
+        r#"cargo build --release --locked --target "$target""#,
+    ] {
+        assert!(text.contains(needle), "the Dockerfile lacks {needle}");
+    }
 }

@@ -32,6 +32,10 @@ pub(crate) fn pusher_command(options: &Options, env: &Env, metrics_address: &str
             &options.registry_concurrency.to_string(),
         ])
         .args(["--metrics-address", metrics_address])
+        .args(["--telemetry-address", "127.0.0.1:0"])
+        // The inventory alone: the harness checks the series it pushes
+        // against what the cluster holds.
+        .args(["--push-self-metrics=false"])
         .args(["--log-format", "json"]);
     if options.custom_kinds {
         command.args([

@@ -15,6 +15,7 @@
 
 pub mod fixtures;
 pub mod kube_api;
+pub mod manifests;
 pub mod mimir;
 pub mod otlp_receiver;
 pub mod peers;

@@ -54,6 +54,9 @@ pub async fn run_once(args: &[&str], kubeconfig: Option<&Path>) -> RunOutput {
 /// defaults, e.g. `RUST_LOG=trace`).
 pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
     let mut command = tokio::process::Command::new(BIN);
+    // The health set (--push-self-metrics) would add its series to every
+    // count these tests make; tests/self_metrics.rs turns it back on.
+    command.env(SELF_METRICS_ENV, "false");
     command
         .args(args)
         .env("RUST_LOG", "info,container_image_pusher=debug")
@@ -68,10 +71,16 @@ pub async fn run_with_env(args: &[&str], envs: &[(&str, &str)]) -> RunOutput {
     RunOutput::from(output)
 }
 
+/// Turns the pushed health set off in the pushers these helpers start
+/// (an argument `--push-self-metrics=true` wins over it).
+pub const SELF_METRICS_ENV: &str = "PUSHER_PUSH_SELF_METRICS";
+
 /// A long-running pusher, killed on drop.
 pub struct Pusher {
     pub child: ChildGuard,
     pub base_url: String,
+    /// The health listener (--telemetry-address).
+    pub telemetry_url: String,
 }
 
 impl Pusher {
@@ -83,10 +92,15 @@ impl Pusher {
         install_crypto_provider();
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
+        let telemetry = format!("127.0.0.1:{}", free_port());
         let mut command = Command::new(BIN);
+        // The health set (--push-self-metrics) would add its series to every
+        // count these tests make; tests/self_metrics.rs turns it back on.
+        command.env(SELF_METRICS_ENV, "false");
         command
             .args(args)
             .args(["--metrics-address", &address])
+            .args(["--telemetry-address", &telemetry])
             .env("RUST_LOG", "info,container_image_pusher=debug")
             .env_remove("KUBECONFIG");
         for (k, v) in envs {
@@ -98,7 +112,11 @@ impl Pusher {
         {
             panic!("{e}\n{}", child.logs());
         }
-        Pusher { child, base_url }
+        Pusher {
+            child,
+            base_url,
+            telemetry_url: format!("http://{telemetry}"),
+        }
     }
 
     /// Polls an instant query until `pred` holds; panics with the pusher's
@@ -212,6 +230,7 @@ impl Pusher {
 pub async fn run_once_with_stdin(args: &[&str], stdin: &[u8]) -> RunOutput {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(BIN)
+        .env(SELF_METRICS_ENV, "false")
         .args(args)
         .env("RUST_LOG", "info,container_image_pusher=debug")
         .env_remove("KUBECONFIG")
