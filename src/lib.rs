@@ -43,6 +43,7 @@ pub mod schedule;
 pub mod series;
 pub mod server;
 pub mod telemetry;
+pub mod versions;
 
 /// Makes ring the process-wide TLS crypto provider. Every HTTPS client
 /// (kube, and reqwest for registries and remote write) needs one; calling
