@@ -20,6 +20,7 @@ use prometheus::IntCounterVec;
 use crate::discovery::Workload;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, Series, Snapshot};
+use crate::version_series::VersionSeries;
 use crate::{ownership, running};
 
 /// Builds snapshots, reusing the label sets of everything that did not
@@ -42,6 +43,7 @@ pub struct Inventory {
     last_len: usize,
     /// Whether each workload gets a `container_image_workload_labels`.
     workload_labels: bool,
+    versions: VersionSeries,
 }
 
 /// The caches are keyed by `Arc` addresses, which no input chooses: one
@@ -104,6 +106,7 @@ impl Inventory {
             images: HashMap::default(),
             last_len: 0,
             workload_labels: false,
+            versions: VersionSeries::default(),
         }
     }
 
@@ -220,6 +223,10 @@ impl Inventory {
                 value: 1.0,
             });
         }
+        let answers = resolutions.versions();
+        let answers = answers.iter().map(|(image, info)| (*image, None, *info));
+        self.versions
+            .build(&self.common, &mut self.strings, answers, &mut series);
         // Values of workloads and images that left are let go.
         self.strings.prune();
         self.last_len = series.len();
@@ -735,12 +742,20 @@ mod tests {
             true,
         );
         pod.metadata_labels = vec![("label_team".into(), "payments".into())];
-        let snap = build(
-            &[workload("app:1"), workload("private:1"), pod],
-            &resolutions,
-            &common,
-            0,
+        let mut resolutions = Resolutions::from(resolutions);
+        resolutions.insert_versions(
+            crate::credentials::Scope::NONE,
+            "app:1".into(),
+            Arc::new(crate::version_series::example()),
         );
+        let workloads: Vec<Arc<Workload>> = [workload("app:1"), workload("private:1"), pod]
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let dropped = crate::telemetry::Telemetry::new().labels_dropped;
+        let snap = Inventory::new(common.clone(), dropped)
+            .with_workload_labels(true)
+            .build(&workloads, &resolutions, 0);
         let families: HashSet<Family> = snap.series.iter().map(Series::family).collect();
         assert_eq!(families.len(), Family::ALL.len(), "every family is built");
         check_external_labels(&external).unwrap();
@@ -768,6 +783,10 @@ mod tests {
             }
             if series.family() == Family::ContainerInfo && !is_pod {
                 expected.retain(|n| *n != "image_id");
+            }
+            // Version series name a container only when it has overrides.
+            if crate::version_series::FAMILIES.contains(&series.family()) {
+                expected.retain(|n| !["namespace", "name", "container"].contains(n));
             }
             expected.sort_unstable();
             let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();

@@ -22,9 +22,10 @@ use crate::discovery::{
     ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
 };
 use crate::inventory::Inventory;
-use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig, VersionInfo};
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
+use crate::versions::Overrides;
 
 /// How long the first snapshot waits for the first lists of watches.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -168,19 +169,25 @@ impl Pipeline {
         let lookups = self.credentials.lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
-        let results = resolve_all(
+        let (results, versions): (Vec<_>, Vec<_>) = resolve_all(
             &self.resolver,
             &self.credentials,
             lookups.images,
             self.concurrency,
         )
-        .await;
+        .await
+        .into_iter()
+        .map(|(scope, image, resolution, versions)| ((scope, image, resolution), versions))
+        .unzip();
         for note in self.failures.update(&results, Instant::now()) {
             note.log();
         }
         let mut unresolved = 0;
-        for (scope, image, resolution) in results {
+        for ((scope, image, resolution), versions) in results.into_iter().zip(versions) {
             unresolved += usize::from(resolution.is_err());
+            if let Some(versions) = versions {
+                resolutions.insert_versions(scope, image.clone(), versions);
+            }
             resolutions.insert(scope, image, resolution);
         }
         let snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
@@ -391,13 +398,14 @@ impl FailureNote<'_> {
 
 /// Resolves each lookup; a cloud registry's ambient login is tried after
 /// the pull secrets and static logins, as the kubelet's credential
-/// providers come after pull secrets.
+/// providers come after pull secrets. A resolved image's version
+/// freshness is looked up with the same logins (with `--versions`).
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
     concurrency: usize,
-) -> Vec<(Scope, String, Resolution)> {
+) -> Vec<(Scope, String, Resolution, Option<Arc<VersionInfo>>)> {
     futures::stream::iter(lookups)
         .map(|mut lookup| {
             let (resolver, credentials) = (resolver.clone(), credentials.clone());
@@ -407,7 +415,14 @@ async fn resolve_all(
                 }
                 let logins: Vec<&Login> = lookup.logins.iter().collect();
                 let resolution = resolver.resolve(&lookup.image, &logins).await;
-                (lookup.scope, lookup.image, resolution)
+                let versions = match resolution {
+                    Ok(_) => {
+                        let none = Overrides::default();
+                        resolver.versions(&lookup.image, None, &logins, &none).await
+                    }
+                    Err(_) => None,
+                };
+                (lookup.scope, lookup.image, resolution, versions)
             }
         })
         .buffer_unordered(concurrency)

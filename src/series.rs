@@ -47,10 +47,14 @@ pub enum Family {
     // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
     RunningDrift,
     WorkloadLabels,
+    // Version freshness (src/freshness.rs).
+    IsLatestVersion,
+    LatestVersionCreated,
+    VersionsBehind,
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 15] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -63,6 +67,9 @@ impl Family {
         Family::BaseCurrentCreated,
         Family::RunningDrift,
         Family::WorkloadLabels,
+        Family::IsLatestVersion,
+        Family::LatestVersionCreated,
+        Family::VersionsBehind,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +86,9 @@ impl Family {
             Family::BaseCurrentCreated => "container_image_base_current_created",
             Family::RunningDrift => "container_image_running_drift",
             Family::WorkloadLabels => "container_image_workload_labels",
+            Family::IsLatestVersion => "container_image_is_latest_version",
+            Family::LatestVersionCreated => "container_image_latest_version_created",
+            Family::VersionsBehind => "container_image_versions_behind",
         }
     }
 
@@ -109,6 +119,15 @@ impl Family {
             }
             Family::WorkloadLabels => {
                 "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
+            }
+            Family::IsLatestVersion => {
+                "1 when the running tag is the newest comparable release in its repository, else 0 (as version-checker's version_checker_is_latest_version)."
+            }
+            Family::LatestVersionCreated => {
+                "The created date of the newest comparable release, as a Unix epoch time."
+            }
+            Family::VersionsBehind => {
+                "How many newer versions there are: distinct majors, minors within the running major, patches within the running minor."
             }
         }
     }
@@ -148,6 +167,20 @@ impl Family {
             // Plus the workload's label_* and annotation_* (see
             // `LabelSet::with_extra`), which never take these names.
             Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
+            // namespace, name and container only for containers with
+            // version overrides (empty, so absent, otherwise).
+            Family::IsLatestVersion => &[
+                "image",
+                "current_version",
+                "latest_version",
+                "namespace",
+                "name",
+                "container",
+            ],
+            Family::LatestVersionCreated => {
+                &["image", "latest_version", "namespace", "name", "container"]
+            }
+            Family::VersionsBehind => &["image", "level", "namespace", "name", "container"],
         }
     }
 
@@ -715,6 +748,24 @@ pub(crate) mod fixtures {
                 ),
                 value: 1.0,
             },
+            series(
+                common,
+                Family::IsLatestVersion,
+                &["app:1.2.3", "1.2.3", "1.3.0", "", "", ""],
+                0.0,
+            ),
+            series(
+                common,
+                Family::LatestVersionCreated,
+                &["app:1.2.3", "1.3.0", "", "", ""],
+                1_700_000_000.0,
+            ),
+            series(
+                common,
+                Family::VersionsBehind,
+                &["app:1.2.3", "minor", "ns", "d", "c"],
+                1.0,
+            ),
         ];
         all.sort_by_key(Series::family);
         all

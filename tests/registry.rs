@@ -47,6 +47,7 @@ fn resolver_for(
         referrers: false,
         referrers_cache_duration: cache,
         image_filter: Default::default(),
+        versions: None,
     };
     (
         Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),

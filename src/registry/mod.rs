@@ -23,6 +23,7 @@ pub mod limits;
 pub mod manifest;
 pub mod referrers;
 mod supply_chain;
+pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 pub use supply_chain::SupplyChain;
+pub use tags::{VersionInfo, VersionSettings};
 
 use crate::credentials::{Login, Scope};
 use crate::reference;
@@ -185,6 +187,8 @@ pub struct Resolutions {
     /// series are built from them; empty when every workload is in
     /// [`Scope::NONE`].
     workload_scopes: Vec<Scope>,
+    /// Version freshness of each (scope, image) that has an answer.
+    versions: HashMap<(Scope, String), Arc<VersionInfo>>,
 }
 
 impl Resolutions {
@@ -217,6 +221,23 @@ impl Resolutions {
         self.by_scope.get(&scope)?.get(image)
     }
 
+    pub fn insert_versions(&mut self, scope: Scope, image: String, versions: Arc<VersionInfo>) {
+        self.versions.insert((scope, image), versions);
+    }
+
+    /// Every image's version freshness, once per image (the first scope's
+    /// answer when scopes differ), sorted by image.
+    pub fn versions(&self) -> Vec<(&str, &Arc<VersionInfo>)> {
+        let mut all: Vec<_> = self
+            .versions
+            .iter()
+            .map(|((scope, image), v)| (image.as_str(), *scope, v))
+            .collect();
+        all.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.dedup_by(|a, b| a.0 == b.0);
+        all.into_iter().map(|(image, _, v)| (image, v)).collect()
+    }
+
     /// Every (image, resolution) pair, images repeated across scopes.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Resolution)> {
         self.by_scope
@@ -232,6 +253,7 @@ impl From<HashMap<String, Resolution>> for Resolutions {
         Resolutions {
             by_scope: HashMap::from([(Scope::NONE, by_image)]),
             workload_scopes: Vec::new(),
+            versions: HashMap::new(),
         }
     }
 }
@@ -256,6 +278,8 @@ pub struct ResolverConfig {
     pub referrers_cache_duration: Duration,
     /// Which of an image's labels and annotations are kept, before the limits.
     pub image_filter: ImageFilter,
+    /// Version freshness (`--versions`); `None` when off.
+    pub versions: Option<VersionSettings>,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -275,6 +299,7 @@ pub struct Resolver {
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
     supply_chain: supply_chain::SupplyChainCaches,
+    tag_lists: Option<tags::TagLists>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -316,12 +341,17 @@ impl Resolver {
             METADATA_CAPACITY,
             METADATA_IDLE,
         );
+        let tag_lists = config
+            .versions
+            .as_ref()
+            .map(|v| tags::TagLists::new(v.cache_duration, config.error_cache_duration));
         Ok(Resolver {
             client,
             config,
             tags,
             metadata,
             supply_chain,
+            tag_lists,
             telemetry,
         })
     }

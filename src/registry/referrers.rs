@@ -13,7 +13,7 @@
 //! Tags are not probed one by one: one `tags/list` per repository and
 //! cache period says which of them exist for every image of the repository,
 //! and only those are read. A tag list too long to read in
-//! [`MAX_TAG_PAGES`] pages is not trusted to be complete: that repository's
+//! [`MAX_TAG_PAGES`](super::tags::MAX_TAG_PAGES) pages is not trusted to be complete: that repository's
 //! tags are then asked for directly.
 //!
 //! Tools fill the fields differently (cosign's tag-schema entries say
@@ -45,10 +45,6 @@ use crate::reference::check_digest;
 
 /// Pages of one referrers listing or tag list that are read.
 pub const MAX_PAGES: usize = 10;
-/// Pages of a repository's tag list read before it is taken for incomplete.
-pub const MAX_TAG_PAGES: usize = 10;
-/// Tags asked for per page of a tag list.
-const TAG_PAGE_SIZE: usize = 1000;
 /// Artifacts counted per image (its digest, its platform manifest and its
 /// index's attestations together); real images have a handful.
 pub const MAX_ARTIFACTS: usize = 64;
@@ -344,12 +340,6 @@ impl RepositoryTags {
     }
 }
 
-#[derive(Deserialize)]
-struct TagList {
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-}
-
 /// Accept for the referrers API and the tag schema: both serve an index.
 const ACCEPT_INDEX: &str = OCI_INDEX;
 
@@ -589,33 +579,18 @@ impl ReferrerLookup {
             .entry(key)
             .or_insert_with(async {
                 let mut tags = RepositoryTags::default();
-                let mut path = Some(format!("tags/list?n={TAG_PAGE_SIZE}"));
-                for _ in 0..MAX_TAG_PAGES {
-                    let Some(current) = path.take() else {
-                        tags.complete = true;
-                        break;
-                    };
-                    let page = match client.get_page(pinned, current, None, credential).await {
-                        Ok(page) => page,
-                        Err(e) => {
-                            debug!(image = %pinned, error = %e, "no tag list; attachment tags are asked for one by one");
-                            return Arc::new(RepositoryTags::default());
-                        }
-                    };
-                    let Ok(list) = serde_json::from_slice::<TagList>(&page.body) else {
-                        return Arc::new(RepositoryTags::default());
-                    };
-                    for tag in list.tags.unwrap_or_default() {
-                        if is_attachment_tag(&tag) && tags.tags.len() < MAX_KEPT_TAGS {
-                            tags.tags.insert(tag);
-                        } else if tags.tags.len() >= MAX_KEPT_TAGS {
-                            return Arc::new(RepositoryTags::default());
-                        }
+                let listed = super::tags::list(client, pinned, credential, |tag| {
+                    if is_attachment_tag(tag) {
+                        tags.tags.insert(tag.to_owned());
                     }
-                    path = page.next;
-                    if path.is_none() {
-                        tags.complete = true;
-                        break;
+                    tags.tags.len() < MAX_KEPT_TAGS
+                })
+                .await;
+                match listed {
+                    Ok(listed) => tags.complete = listed == super::tags::Listed::Complete,
+                    Err(e) => {
+                        debug!(image = %pinned, error = %e, "no tag list; attachment tags are asked for one by one");
+                        return Arc::new(RepositoryTags::default());
                     }
                 }
                 Arc::new(tags)

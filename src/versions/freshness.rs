@@ -86,6 +86,25 @@ impl Overrides {
         *self == Overrides::default()
     }
 
+    /// The overrides as text, `pin-major=1,match-regex=^1\.`: a cache key,
+    /// empty when there are none.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, pin) in [
+            ("pin-major", self.pin_major),
+            ("pin-minor", self.pin_minor),
+            ("pin-patch", self.pin_patch),
+        ] {
+            if let Some(pin) = pin {
+                parts.push(format!("{name}={pin}"));
+            }
+        }
+        if let Some(regex) = &self.match_regex {
+            parts.push(format!("match-regex={}", regex.as_str()));
+        }
+        parts.join(",")
+    }
+
     fn pins_allow(&self, tag: &Tag) -> bool {
         [self.pin_major, self.pin_minor, self.pin_patch]
             .iter()
