@@ -229,8 +229,10 @@ impl Resolver {
         );
         lists
             .answers
+            // Boxed: a listing and a resolution nest deep, and the
+            // caller's future should not carry them inline.
             .get_with(key, async {
-                self.versions_uncached(image, lookup_in, logins, overrides)
+                Box::pin(self.versions_uncached(image, lookup_in, logins, overrides))
                     .await
                     .map(Arc::new)
             })
@@ -282,7 +284,7 @@ impl Resolver {
         let freshness = crate::versions::freshness(tag, &versions.tags, overrides)?;
         let newest = format!("{repository}:{}", freshness.latest);
         // The newest release's config, through the metadata cache: once per digest.
-        let latest_created = match self.resolve(&newest, logins).await {
+        let latest_created = match Box::pin(self.resolve(&newest, logins)).await {
             Ok(metadata) => metadata.created,
             Err(e) => {
                 debug!(image, newest, error = %e, "the newest release cannot be resolved");
