@@ -36,8 +36,11 @@ pub const LEVELS: [&str; 3] = ["major", "minor", "patch"];
 /// a warm tick only pointer copies.
 #[derive(Default)]
 pub struct VersionSeries {
-    cached: HashMap<(usize, Option<Owner>), (Arc<VersionInfo>, Vec<Series>)>,
+    cached: HashMap<(usize, Option<Owner>), Cached>,
 }
+
+/// An answer and the series built from it.
+type Cached = (Arc<VersionInfo>, Vec<Series>);
 
 impl VersionSeries {
     /// Appends the series of every answer to `out`; answers are given in a

@@ -313,8 +313,11 @@ fn tag_lists(seen: &Mutex<Vec<String>>) -> usize {
 struct Hostile {
     /// Each request's path and query.
     seen: Arc<Mutex<Vec<String>>>,
-    pages: Arc<dyn Fn(&str) -> (Vec<String>, Option<String>) + Send + Sync>,
+    pages: Arc<Pages>,
 }
+
+/// A request's path and query → the page's tags and the `Link` to the next.
+type Pages = dyn Fn(&str) -> (Vec<String>, Option<String>) + Send + Sync;
 
 async fn hostile(State(state): State<Hostile>, uri: Uri) -> impl IntoResponse {
     let path = uri
