@@ -225,6 +225,9 @@ impl Inventory {
         }
         let answers = resolutions.versions();
         let answers = answers.iter().map(|(image, info)| (*image, None, *info));
+        let owned = resolutions.container_versions().iter();
+        let answers = answers
+            .chain(owned.map(|(owner, image, info)| (image.as_str(), Some(owner.clone()), info)));
         self.versions
             .build(&self.common, &mut self.strings, answers, &mut series);
         // Values of workloads and images that left are let go.
@@ -414,6 +417,7 @@ mod tests {
                 image: image.into(),
                 jsonpath: "{.spec.template.spec.containers[0]}".into(),
                 image_id: None,
+                versions: None,
             }],
             pull: Default::default(),
             metadata_labels: Vec::new(),

@@ -19,10 +19,13 @@ use tracing::{info, warn};
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{
-    ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
+    ClusterSource, Container, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
+    Workload,
 };
 use crate::inventory::Inventory;
-use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig, VersionInfo};
+use crate::registry::{
+    ErrorClass, Owner, Resolution, Resolutions, Resolver, ResolverConfig, VersionInfo,
+};
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 use crate::versions::Overrides;
@@ -183,9 +186,21 @@ impl Pipeline {
             note.log();
         }
         let mut unresolved = 0;
+        let (plain, overridden) = overridden_versions(
+            &self.resolver,
+            &self.credentials,
+            &workloads,
+            &resolutions,
+            self.concurrency,
+        )
+        .await;
+        resolutions.set_container_versions(overridden);
         for ((scope, image, resolution), versions) in results.into_iter().zip(versions) {
             unresolved += usize::from(resolution.is_err());
-            if let Some(versions) = versions {
+            let used = plain
+                .as_ref()
+                .is_none_or(|plain| plain.contains(&(scope, image.as_str())));
+            if let Some(versions) = versions.filter(|_| used) {
                 resolutions.insert_versions(scope, image.clone(), versions);
             }
             resolutions.insert(scope, image, resolution);
@@ -394,6 +409,88 @@ impl FailureNote<'_> {
             ),
         }
     }
+}
+
+/// The version freshness of each container whose version-checker
+/// annotations override how it is looked up, looked up with that
+/// container's own logins for the repository it names; and, when any
+/// container has annotations, the (scope, image)s that some container
+/// without them runs (only those get the per-image answer). Opted-out
+/// containers and unusable annotations get no answer.
+async fn overridden_versions<'w>(
+    resolver: &Arc<Resolver>,
+    credentials: &Arc<Credentials>,
+    workloads: &'w [Arc<Workload>],
+    resolutions: &Resolutions,
+    concurrency: usize,
+) -> (
+    Option<HashSet<(Scope, &'w str)>>,
+    Vec<(Owner, String, Arc<VersionInfo>)>,
+) {
+    let annotated = |c: &Container| c.versions.is_some();
+    if !workloads.iter().any(|w| w.containers.iter().any(annotated)) {
+        return (None, Vec::new());
+    }
+    let mut plain = HashSet::new();
+    let mut wanted = Vec::new();
+    for (index, workload) in workloads.iter().enumerate() {
+        let scope = resolutions.workload_scope(index);
+        for container in &workload.containers {
+            let Some(annotations) = &container.versions else {
+                plain.insert((scope, &*container.image));
+                continue;
+            };
+            let Ok(overrides) = &annotations.overrides else {
+                continue;
+            };
+            if !annotations.enabled {
+                continue;
+            }
+            let lookup_in = annotations.override_url.clone();
+            // The logins this workload's pods would use for that repository.
+            let probe = Workload {
+                containers: vec![Container {
+                    image: lookup_in.clone().unwrap_or_else(|| container.image.clone()),
+                    versions: None,
+                    ..container.clone()
+                }],
+                metadata_labels: Vec::new(),
+                ..(**workload).clone()
+            };
+            let logins = credentials
+                .lookups(&[Arc::new(probe)])
+                .images
+                .pop()
+                .map(|l| l.logins)
+                .unwrap_or_default();
+            let owner: Owner = (
+                workload.namespace.clone(),
+                workload.name.clone(),
+                container.name.clone(),
+            );
+            wanted.push((owner, container.image.clone(), lookup_in, logins, overrides));
+        }
+    }
+    let answers = futures::stream::iter(wanted)
+        .map(|(owner, image, lookup_in, mut logins, overrides)| {
+            let (resolver, credentials) = (resolver.clone(), credentials.clone());
+            async move {
+                let repository = lookup_in.as_deref().unwrap_or(&image);
+                if let Some(login) = credentials.cloud_login(repository).await {
+                    logins.push(login);
+                }
+                let logins: Vec<&Login> = logins.iter().collect();
+                let answer = resolver
+                    .versions(&image, lookup_in.as_deref(), &logins, overrides)
+                    .await?;
+                Some((owner, image.to_string(), answer))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    (Some(plain), answers)
 }
 
 /// Resolves each lookup; a cloud registry's ambient login is tried after

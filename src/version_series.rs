@@ -18,9 +18,7 @@ use std::sync::Arc;
 use crate::registry::VersionInfo;
 use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
 
-/// The workload and container a set of series belongs to, for containers
-/// with overrides.
-pub type Owner = (Arc<str>, Arc<str>, Arc<str>);
+pub use crate::registry::Owner;
 
 /// The families built here.
 pub const FAMILIES: [Family; 3] = [

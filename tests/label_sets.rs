@@ -36,6 +36,7 @@ fn snapshot() -> Snapshot {
         image: image.into(),
         jsonpath: format!("{{.spec.containers[{i}]}}").into(),
         image_id: None,
+        versions: None,
     };
     // The Pod runs what app:1 named before it moved: drift.
     let mut drifted = container("c", "app:1", 0);

@@ -168,6 +168,7 @@ pub fn keyring(data: &[u8]) {
             image: image.into(),
             jsonpath: "{.spec.containers[0]}".into(),
             image_id: None,
+            versions: None,
         }],
         pull: PullConfig {
             secrets: vec!["regcred".into()],

@@ -189,7 +189,13 @@ pub struct Resolutions {
     workload_scopes: Vec<Scope>,
     /// Version freshness of each (scope, image) that has an answer.
     versions: HashMap<(Scope, String), Arc<VersionInfo>>,
+    /// Version freshness of containers with version-checker overrides:
+    /// (namespace, workload, container), image, answer.
+    container_versions: Vec<(Owner, String, Arc<VersionInfo>)>,
 }
+
+/// The namespace, workload name and container name of a container.
+pub type Owner = (Arc<str>, Arc<str>, Arc<str>);
 
 impl Resolutions {
     pub fn new() -> Self {
@@ -238,6 +244,17 @@ impl Resolutions {
         all.into_iter().map(|(image, _, v)| (image, v)).collect()
     }
 
+    /// The answers of containers with overrides.
+    pub fn set_container_versions(&mut self, mut answers: Vec<(Owner, String, Arc<VersionInfo>)>) {
+        answers.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.container_versions = answers;
+    }
+
+    /// The answers of containers with overrides, sorted by container.
+    pub fn container_versions(&self) -> &[(Owner, String, Arc<VersionInfo>)] {
+        &self.container_versions
+    }
+
     /// Every (image, resolution) pair, images repeated across scopes.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Resolution)> {
         self.by_scope
@@ -254,6 +271,7 @@ impl From<HashMap<String, Resolution>> for Resolutions {
             by_scope: HashMap::from([(Scope::NONE, by_image)]),
             workload_scopes: Vec::new(),
             versions: HashMap::new(),
+            container_versions: Vec::new(),
         }
     }
 }

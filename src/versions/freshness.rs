@@ -36,7 +36,7 @@ impl PartialEq for Overrides {
 impl Eq for Overrides {}
 
 /// Why an override annotation cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OverrideError {
     #[error("{name}: {value:?} is not a number")]
     NotANumber { name: &'static str, value: String },
@@ -44,6 +44,8 @@ pub enum OverrideError {
     RegexTooLong,
     #[error("match-regex {0:?} does not compile")]
     BadRegex(String),
+    #[error("override-url longer than 512 bytes")]
+    UrlTooLong,
 }
 
 impl Overrides {
