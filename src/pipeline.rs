@@ -480,9 +480,9 @@ async fn overridden_versions<'w>(
                     logins.push(login);
                 }
                 let logins: Vec<&Login> = logins.iter().collect();
-                let answer = resolver
-                    .versions(&image, lookup_in.as_deref(), &logins, overrides)
-                    .await?;
+                let answer =
+                    resolver.versions(&image, lookup_in.as_deref(), &logins, overrides, None);
+                let answer = Box::pin(answer).await?;
                 Some((owner, image.to_string(), answer))
             }
         })
@@ -512,10 +512,13 @@ async fn resolve_all(
                 }
                 let logins: Vec<&Login> = lookup.logins.iter().collect();
                 let resolution = resolver.resolve(&lookup.image, &logins).await;
-                let versions = match resolution {
-                    Ok(_) => {
+                let versions = match &resolution {
+                    Ok(metadata) => {
                         let none = Overrides::default();
-                        resolver.versions(&lookup.image, None, &logins, &none).await
+                        // Boxed: a cold lookup nests a listing and a resolution.
+                        let lookup =
+                            resolver.versions(&lookup.image, None, &logins, &none, Some(metadata));
+                        Box::pin(lookup).await
                     }
                     Err(_) => None,
                 };

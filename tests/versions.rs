@@ -82,7 +82,7 @@ async fn answer(
     image: &str,
     overrides: &Overrides,
 ) -> Option<(String, bool, Behind)> {
-    let info: Arc<VersionInfo> = resolver.versions(image, None, &[], overrides).await?;
+    let info: Arc<VersionInfo> = resolver.versions(image, None, &[], overrides, None).await?;
     let f = &info.freshness;
     Some((f.latest.to_string(), f.is_latest, f.behind))
 }
@@ -141,7 +141,7 @@ async fn real_repositories_tag_sets_give_the_documented_answers() {
         Some(("1.28.0".into(), false, behind(0, 1, 0)))
     );
     let info = resolver
-        .versions(&image("nginx:1.27.3"), None, &[], &none)
+        .versions(&image("nginx:1.27.3"), None, &[], &none, None)
         .await
         .unwrap();
     assert_eq!(info.latest_created, Some(1_732_579_200), "2024-11-26");
@@ -235,14 +235,20 @@ async fn overrides_change_the_answer_as_documented() {
     );
     let release = parse(Some("^release-"), None, None, None);
     let info = resolver
-        .versions(&format!("{host}/app:release-4.0.0"), None, &[], &release)
+        .versions(
+            &format!("{host}/app:release-4.0.0"),
+            None,
+            &[],
+            &release,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(&*info.freshness.latest, "release-5.0.0");
     // override-url: the versions of another repository.
     let mirror = format!("{host}/mirror/app");
     let info = resolver
-        .versions(&image, Some(&mirror), &[], &Overrides::default())
+        .versions(&image, Some(&mirror), &[], &Overrides::default(), None)
         .await
         .unwrap();
     assert_eq!(&*info.freshness.latest, "9.0.0");

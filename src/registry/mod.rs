@@ -317,7 +317,7 @@ pub struct Resolver {
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
     supply_chain: supply_chain::SupplyChainCaches,
-    tag_lists: Option<tags::TagLists>,
+    tag_lists: Arc<tags::TagLists>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -351,6 +351,18 @@ impl Resolver {
             },
             telemetry.clone(),
         )?;
+        // One listing per repository serves the versions and the
+        // attachment tags; trusted for the shorter of their periods.
+        let lists_ok = match (&config.versions, config.referrers) {
+            (Some(v), true) => v.cache_duration.min(config.referrers_cache_duration),
+            (Some(v), false) => v.cache_duration,
+            (None, _) => config.referrers_cache_duration,
+        };
+        let tag_lists = Arc::new(tags::TagLists::new(
+            lists_ok,
+            config.error_cache_duration,
+            referrers::is_attachment_tag,
+        ));
         let supply_chain = supply_chain::SupplyChainCaches::new(
             config.referrers,
             config.referrers_cache_duration,
@@ -358,11 +370,8 @@ impl Resolver {
             config.error_cache_duration,
             METADATA_CAPACITY,
             METADATA_IDLE,
+            tag_lists.clone(),
         );
-        let tag_lists = config
-            .versions
-            .as_ref()
-            .map(|v| tags::TagLists::new(v.cache_duration, config.error_cache_duration));
         Ok(Resolver {
             client,
             config,

@@ -48,8 +48,6 @@ pub const MAX_PAGES: usize = 10;
 /// Artifacts counted per image (its digest, its platform manifest and its
 /// index's attestations together); real images have a handful.
 pub const MAX_ARTIFACTS: usize = 64;
-/// Attachment tags kept per repository.
-const MAX_KEPT_TAGS: usize = 20_000;
 /// Longest `artifact_type` label value; media types are at most 127+1+127.
 pub const MAX_ARTIFACT_TYPE_LEN: usize = 255;
 /// The `artifact_type` of an artifact whose type is not a media type.
@@ -312,7 +310,7 @@ fn cosign_tags(digest: &str) -> Vec<String> {
 }
 
 /// Whether a tag may be an attachment tag: the only ones kept from a tag list.
-fn is_attachment_tag(tag: &str) -> bool {
+pub(crate) fn is_attachment_tag(tag: &str) -> bool {
     let rest = tag
         .strip_prefix("sha256-")
         .or_else(|| tag.strip_prefix("sha512-"));
@@ -353,6 +351,8 @@ pub(crate) struct ReferrerLookup {
     no_api: Cache<String, ()>,
     /// (repository, credential) → its attachment tags, for the cache period.
     repositories: Cache<(String, u64), Arc<RepositoryTags>>,
+    /// The tag lists, shared with the version lookups: one listing serves both.
+    tag_lists: Arc<super::tags::TagLists>,
     /// (repository@subject, credential) → the artifacts attached to it.
     listings: Cache<(String, u64), Listing>,
     /// (repository@artifact, credential) → what it is; content-addressed.
@@ -360,8 +360,13 @@ pub(crate) struct ReferrerLookup {
 }
 
 impl ReferrerLookup {
-    pub(crate) fn new(cache_duration: Duration, error_cache_duration: Duration) -> Self {
+    pub(crate) fn new(
+        cache_duration: Duration,
+        error_cache_duration: Duration,
+        tag_lists: Arc<super::tags::TagLists>,
+    ) -> Self {
         ReferrerLookup {
+            tag_lists,
             no_api: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(cache_duration)
@@ -578,21 +583,18 @@ impl ReferrerLookup {
         self.repositories
             .entry(key)
             .or_insert_with(async {
-                let mut tags = RepositoryTags::default();
-                let listed = super::tags::list(client, pinned, credential, |tag| {
-                    if is_attachment_tag(tag) {
-                        tags.tags.insert(tag.to_owned());
-                    }
-                    tags.tags.len() < MAX_KEPT_TAGS
-                })
-                .await;
-                match listed {
-                    Ok(listed) => tags.complete = listed == super::tags::Listed::Complete,
+                // Boxed: deep inside the supply-chain lookups already.
+                let listing = Box::pin(self.tag_lists.listing(client, pinned, credential)).await;
+                let tags = match listing {
+                    Ok(listing) => RepositoryTags {
+                        complete: listing.attachments_complete,
+                        tags: listing.attachments.clone(),
+                    },
                     Err(e) => {
                         debug!(image = %pinned, error = %e, "no tag list; attachment tags are asked for one by one");
-                        return Arc::new(RepositoryTags::default());
+                        RepositoryTags::default()
                     }
-                }
+                };
                 Arc::new(tags)
             })
             .await

@@ -80,6 +80,7 @@ impl SupplyChainCaches {
         error_cache_duration: Duration,
         capacity: u64,
         idle: Duration,
+        tag_lists: Arc<super::tags::TagLists>,
     ) -> Self {
         let ok = if referrers {
             referrers_cache_duration.min(cache_duration)
@@ -87,8 +88,9 @@ impl SupplyChainCaches {
             cache_duration
         };
         SupplyChainCaches {
-            lookup: referrers
-                .then(|| ReferrerLookup::new(referrers_cache_duration, error_cache_duration)),
+            lookup: referrers.then(|| {
+                ReferrerLookup::new(referrers_cache_duration, error_cache_duration, tag_lists)
+            }),
             composed: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(ComposedExpiry {

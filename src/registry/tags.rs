@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::client::RegistryClient;
-use super::{ErrorClass, ResolveError, Resolver, Ttl};
+use super::{ErrorClass, ImageMetadata, ResolveError, Resolver, Ttl};
 use crate::credentials::Login;
 use crate::glob::Glob;
 use crate::reference;
@@ -93,21 +93,33 @@ pub(crate) async fn list(
     })
 }
 
-/// A repository's version tags, parsed.
+/// What one listing of a repository keeps: its version tags, parsed, and
+/// its attachment tags (cosign's `sha256-….sig`, the referrers tag
+/// schema's), for the supply-chain lookups.
 #[derive(Debug, Default)]
-pub struct RepositoryVersions {
-    pub tags: Box<[Tag]>,
-    /// Whether the whole list was read: an incomplete one may lack the
-    /// newest release, so no version is told from it.
-    pub complete: bool,
+pub struct Listing {
+    pub versions: Box<[Tag]>,
+    /// Whether the whole list was read within [`MAX_VERSION_TAGS`]: an
+    /// incomplete one may lack the newest release, so no version is told
+    /// from it.
+    pub versions_complete: bool,
+    pub attachments: HashSet<String>,
+    /// Whether every attachment tag is known (else they are asked for).
+    pub attachments_complete: bool,
 }
+
+/// Attachment tags kept per repository.
+const MAX_ATTACHMENT_TAGS: usize = 20_000;
 
 type Key = (String, u64);
 
-/// Parsed tag lists, one listing per repository and login per period,
-/// and the answers told from them, so that a warm tick computes nothing.
+/// Tag lists, one listing per repository and login per period, shared by
+/// the version and the supply-chain lookups; and the version answers told
+/// from them, so that a warm tick computes nothing.
 pub(crate) struct TagLists {
-    cache: Cache<Key, Result<Arc<RepositoryVersions>, ResolveError>>,
+    cache: Cache<Key, Result<Arc<Listing>, ResolveError>>,
+    /// Which tags are attachment tags (see `referrers`).
+    attachment: fn(&str) -> bool,
     /// (image, where its versions are looked up, login, overrides) → answer.
     answers: Cache<(String, String, u64, String), Option<Arc<VersionInfo>>>,
 }
@@ -116,23 +128,23 @@ pub(crate) struct TagLists {
 const ANSWER_CAPACITY: u64 = 100_000;
 
 impl TagLists {
-    pub(crate) fn new(ok: Duration, err: Duration) -> Self {
+    pub(crate) fn new(ok: Duration, err: Duration, attachment: fn(&str) -> bool) -> Self {
         TagLists {
             cache: Cache::builder()
                 .max_capacity(MAX_CACHED_TAGS)
-                .weigher(
-                    |_: &Key, v: &Result<Arc<RepositoryVersions>, ResolveError>| {
-                        v.as_ref().map_or(1, |v| {
-                            u32::try_from(v.tags.len()).unwrap_or(u32::MAX).max(1)
-                        })
-                    },
-                )
+                .weigher(|_: &Key, v: &Result<Arc<Listing>, ResolveError>| {
+                    let tags = v
+                        .as_ref()
+                        .map_or(0, |l| l.versions.len() + l.attachments.len());
+                    u32::try_from(tags).unwrap_or(u32::MAX).max(1)
+                })
                 .expire_after(Ttl {
                     ok,
                     err,
                     idle: None,
                 })
                 .build(),
+            attachment,
             answers: Cache::builder()
                 .max_capacity(ANSWER_CAPACITY)
                 .time_to_live(ok)
@@ -140,14 +152,14 @@ impl TagLists {
         }
     }
 
-    /// The version tags of `reference`'s repository, from the cache or
-    /// one listing.
-    pub(crate) async fn versions(
+    /// The listing of `reference`'s repository, from the cache or one
+    /// paged `tags/list`.
+    pub(crate) async fn listing(
         &self,
         client: &RegistryClient,
         reference: &Reference,
         credential: Option<&Login>,
-    ) -> Result<Arc<RepositoryVersions>, ResolveError> {
+    ) -> Result<Arc<Listing>, ResolveError> {
         let key = (
             format!(
                 "{}/{}",
@@ -159,22 +171,40 @@ impl TagLists {
         self.cache
             .entry(key)
             .or_insert_with(async {
-                let mut tags = Vec::new();
-                let listed = list(client, reference, credential, |tag| {
-                    if let Some(tag) = Tag::parse(tag) {
-                        tags.push(tag);
+                let mut versions = Vec::new();
+                let mut attachments = HashSet::new();
+                let (mut versions_complete, mut attachments_complete) = (true, true);
+                let listed = Box::pin(list(client, reference, credential, |tag| {
+                    if (self.attachment)(tag) {
+                        if attachments.len() < MAX_ATTACHMENT_TAGS {
+                            attachments.insert(tag.to_owned());
+                        } else {
+                            attachments_complete = false;
+                        }
+                    } else if let Some(tag) = Tag::parse(tag) {
+                        if versions.len() < MAX_VERSION_TAGS {
+                            versions.push(tag);
+                        } else {
+                            versions_complete = false;
+                        }
                     }
-                    tags.len() <= MAX_VERSION_TAGS
-                })
+                    true
+                }))
                 .await?;
                 if listed == Listed::Incomplete {
-                    debug!(image = %reference, read = tags.len(), "tag list too long or looping; no versions told from it");
-                    tags.clear();
+                    debug!(image = %reference, "tag list too long or looping; read as incomplete");
+                    (versions_complete, attachments_complete) = (false, false);
                 }
-                Ok(Arc::new(RepositoryVersions {
-                    tags: tags.into_boxed_slice(),
-                    complete: listed == Listed::Complete,
-                }))
+                if !versions_complete {
+                    versions.clear();
+                }
+                let listing = Listing {
+                    versions: versions.into_boxed_slice(),
+                    versions_complete,
+                    attachments,
+                    attachments_complete,
+                };
+                Ok(Arc::new(listing))
             })
             .await
             .into_value()
@@ -212,15 +242,19 @@ impl Resolver {
     /// tags of its repository (or of `lookup_in`, version-checker's
     /// `override-url`), tried with `logins` as [`Resolver::resolve`] does.
     /// `None` when versions are off, the repository is filtered out, the
-    /// tag is not a version, or the list cannot be read in full.
+    /// tag is not a version, or the list cannot be read in full. `running`
+    /// is the image's own metadata when known: when it is the newest, its
+    /// `created` is the answer's, with no request.
     pub async fn versions(
         &self,
         image: &str,
         lookup_in: Option<&str>,
         logins: &[&Login],
         overrides: &Overrides,
+        running: Option<&ImageMetadata>,
     ) -> Option<Arc<VersionInfo>> {
-        let lists = self.tag_lists.as_ref()?;
+        self.config.versions.as_ref()?;
+        let lists = &self.tag_lists;
         let key = (
             image.to_owned(),
             lookup_in.unwrap_or_default().to_owned(),
@@ -232,7 +266,7 @@ impl Resolver {
             // Boxed: a listing and a resolution nest deep, and the
             // caller's future should not carry them inline.
             .get_with(key, async {
-                Box::pin(self.versions_uncached(image, lookup_in, logins, overrides))
+                Box::pin(self.versions_uncached(image, lookup_in, logins, overrides, running))
                     .await
                     .map(Arc::new)
             })
@@ -245,8 +279,9 @@ impl Resolver {
         lookup_in: Option<&str>,
         logins: &[&Login],
         overrides: &Overrides,
+        metadata: Option<&ImageMetadata>,
     ) -> Option<VersionInfo> {
-        let (settings, lists) = (self.config.versions.as_ref()?, self.tag_lists.as_ref()?);
+        let (settings, lists) = (self.config.versions.as_ref()?, &self.tag_lists);
         let running = reference::parse(image).ok()?;
         let tag = running.tag()?;
         let listed = match lookup_in {
@@ -259,7 +294,7 @@ impl Resolver {
         }
         let mut result = Err(None);
         for login in logins.iter().map(|l| Some(*l)).chain([None]) {
-            match lists.versions(&self.client, &listed, login).await {
+            match lists.listing(&self.client, &listed, login).await {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
                     result = Err(Some(e));
                 }
@@ -274,14 +309,20 @@ impl Resolver {
             }
         }
         let versions = match result {
-            Ok(versions) if versions.complete => versions,
+            Ok(versions) if versions.versions_complete => versions,
             Ok(_) => return None,
             Err(e) => {
                 debug!(image, repository, error = ?e, "cannot list the repository's tags");
                 return None;
             }
         };
-        let freshness = crate::versions::freshness(tag, &versions.tags, overrides)?;
+        let freshness = crate::versions::freshness(tag, &versions.versions, overrides)?;
+        if let Some(metadata) = metadata.filter(|_| freshness.is_latest && lookup_in.is_none()) {
+            return Some(VersionInfo {
+                freshness,
+                latest_created: metadata.created,
+            });
+        }
         let newest = format!("{repository}:{}", freshness.latest);
         // The newest release's config, through the metadata cache: once per digest.
         let latest_created = match Box::pin(self.resolve(&newest, logins)).await {
