@@ -155,6 +155,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                             strings.get(&format!("{{.spec.template.spec.containers[{}]}}", c - 1))
                         },
                         image_id: None,
+                        versions: None,
                     })
                     .collect(),
                 pull: Default::default(),

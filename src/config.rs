@@ -21,7 +21,9 @@ use crate::discovery::{KindSpec, LabelSelector, Selection};
 use crate::glob::Glob;
 use crate::leader::{self, LeaderSettings};
 use crate::pipeline::{PipelineSettings, SourceSettings};
-use crate::registry::{FilterError, ImageFilter, ImageLimits, KeyFilter, Platform, ResolverConfig};
+use crate::registry::{
+    FilterError, ImageFilter, ImageLimits, KeyFilter, Platform, ResolverConfig, VersionSettings,
+};
 use crate::remote_write::{
     parse_header, parse_url, parse_wait, Auth, EndpointConfig, EndpointError, EndpointsFileError,
     Header, Protocol, PushUrl, RetryPolicy, SecretValueParser, TlsConfig,
@@ -96,6 +98,9 @@ pub struct Config {
     /// Which signatures count as ours.
     #[command(flatten)]
     pub verification: VerificationArgs,
+    /// Whether newer releases of the running tags are looked up.
+    #[command(flatten)]
+    pub versions: VersionArgs,
 }
 
 /// Signature verification policies (see the README's "Signature
@@ -137,6 +142,46 @@ pub struct VerificationArgs {
         env = "PUSHER_VERIFY_CONFIG"
     )]
     pub verify_config: Option<String>,
+}
+
+/// Version freshness: is there a newer release of the running tag?
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Versions")]
+#[deny(missing_docs)]
+pub struct VersionArgs {
+    /// For each image referenced by a tag that is a version, list its
+    /// repository's tags and tell whether a newer comparable release exists
+    /// (container_image_is_latest_version, _latest_version_created,
+    /// _versions_behind); honours version-checker's annotations.
+    #[arg(long, value_name = "BOOL", env = "PUSHER_VERSIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub versions: bool,
+
+    /// How long a repository's tag list is trusted before it is listed
+    /// again (one listing per repository and login per period).
+    #[arg(long, value_name = "DURATION", env = "PUSHER_VERSIONS_CACHE_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub versions_cache_duration: Duration,
+
+    /// Only look up versions in repositories (registry/repository, e.g.
+    /// docker.io/library/*) matching this glob (repeatable). Default: all.
+    #[arg(
+        long = "versions-include",
+        value_name = "GLOB",
+        env = "PUSHER_VERSIONS_INCLUDE",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub versions_include: Vec<Glob>,
+
+    /// Never look up versions in repositories matching this glob
+    /// (repeatable), even when included. Default: none.
+    #[arg(
+        long = "versions-exclude",
+        value_name = "GLOB",
+        env = "PUSHER_VERSIONS_EXCLUDE",
+        value_delimiter = ',',
+        value_parser = Glob::parse
+    )]
+    pub versions_exclude: Vec<Glob>,
 }
 
 /// Where workloads are read from.
@@ -755,6 +800,11 @@ impl Config {
                     &self.verification.verify_certificate,
                     self.verification.verify_config.as_deref(),
                 )?),
+                versions: self.versions.versions.then(|| VersionSettings {
+                    cache_duration: self.versions.versions_cache_duration,
+                    include: self.versions.versions_include.clone(),
+                    exclude: self.versions.versions_exclude.clone(),
+                }),
             },
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,

@@ -20,6 +20,7 @@ use prometheus::IntCounterVec;
 use crate::discovery::Workload;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
+use crate::version_series::VersionSeries;
 use crate::{ownership, running};
 
 mod signatures;
@@ -44,6 +45,7 @@ pub struct Inventory {
     last_len: usize,
     /// Whether each workload gets a `container_image_workload_labels`.
     workload_labels: bool,
+    versions: VersionSeries,
 }
 
 /// The caches are keyed by `Arc` addresses, which no input chooses: one
@@ -109,6 +111,7 @@ impl Inventory {
             images: HashMap::default(),
             last_len: 0,
             workload_labels: false,
+            versions: VersionSeries::default(),
         }
     }
 
@@ -225,6 +228,13 @@ impl Inventory {
                 value: 1.0,
             });
         }
+        let answers = resolutions.versions();
+        let answers = answers.iter().map(|(image, info)| (*image, None, *info));
+        let owned = resolutions.container_versions().iter();
+        let answers = answers
+            .chain(owned.map(|(owner, image, info)| (image.as_str(), Some(owner.clone()), info)));
+        self.versions
+            .build(&self.common, &mut self.strings, answers, &mut series);
         self.count_limit_drops();
         // Values of workloads and images that left are let go.
         self.strings.prune();
@@ -440,6 +450,7 @@ mod tests {
                 image: image.into(),
                 jsonpath: "{.spec.template.spec.containers[0]}".into(),
                 image_id: None,
+                versions: None,
             }],
             pull: Default::default(),
             metadata_labels: Vec::new(),
@@ -768,12 +779,20 @@ mod tests {
             true,
         );
         pod.metadata_labels = vec![("label_team".into(), "payments".into())];
-        let snap = build(
-            &[workload("app:1"), workload("private:1"), pod],
-            &resolutions,
-            &common,
-            0,
+        let mut resolutions = Resolutions::from(resolutions);
+        resolutions.insert_versions(
+            crate::credentials::Scope::NONE,
+            "app:1".into(),
+            Arc::new(crate::version_series::example()),
         );
+        let workloads: Vec<Arc<Workload>> = [workload("app:1"), workload("private:1"), pod]
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let dropped = crate::telemetry::Telemetry::new().labels_dropped;
+        let snap = Inventory::new(common.clone(), dropped)
+            .with_workload_labels(true)
+            .build(&workloads, &resolutions, 0);
         let families: HashSet<Family> = snap.series.iter().map(Series::family).collect();
         let inventory = Family::ALL.iter().filter(|f| !f.is_self_metric());
         assert_eq!(families.len(), inventory.count(), "every family is built");
@@ -802,6 +821,10 @@ mod tests {
             }
             if series.family() == Family::ContainerInfo && !is_pod {
                 expected.retain(|n| *n != "image_id");
+            }
+            // Version series name a container only when it has overrides.
+            if crate::version_series::FAMILIES.contains(&series.family()) {
+                expected.retain(|n| !["namespace", "name", "container"].contains(n));
             }
             expected.sort_unstable();
             let names: Vec<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();

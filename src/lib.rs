@@ -8,7 +8,8 @@
 //! each workload's images resolve with) → [`registry`] (image metadata for
 //! [`reference`]s: digests, labels, size, what is attached, the base) →
 //! [`inventory`] (builds the series, with [`running`] for what pods run and
-//! [`ownership`] for workload labels) → [`series`] (the model: families
+//! [`ownership`] for workload labels, [`version_series`] for version
+//! freshness from [`versions`]) → [`series`] (the model: families
 //! with one table of label names, label sets, snapshots; a leaf) → sinks,
 //! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP) and
 //! [`exposition`] (the text format of `/metrics` and `--dry-run`).
@@ -48,6 +49,8 @@ pub mod series;
 pub mod server;
 pub mod telemetry;
 pub mod verify;
+pub mod version_series;
+pub mod versions;
 
 /// Makes ring the process-wide TLS crypto provider. Every HTTPS client
 /// (kube, and reqwest for registries and remote write) needs one; calling

@@ -21,13 +21,17 @@ use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::files::FileLimits;
 use crate::discovery::watch::WatchOptions;
 use crate::discovery::{
-    ClusterSource, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
+    ClusterSource, Container, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
+    Workload,
 };
 use crate::inventory::Inventory;
-use crate::registry::{ErrorClass, Resolution, Resolutions, Resolver, ResolverConfig};
+use crate::registry::{
+    ErrorClass, Owner, Resolution, Resolutions, Resolver, ResolverConfig, VersionInfo,
+};
 use crate::self_metrics;
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
+use crate::versions::Overrides;
 
 /// How long the first snapshot waits for the first lists of watches.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -188,19 +192,37 @@ impl Pipeline {
         let lookups = self.credentials.lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
-        let results = resolve_all(
+        let (results, versions): (Vec<_>, Vec<_>) = resolve_all(
             &self.resolver,
             &self.credentials,
             lookups.images,
             self.concurrency,
         )
-        .await;
+        .await
+        .into_iter()
+        .map(|(scope, image, resolution, versions)| ((scope, image, resolution), versions))
+        .unzip();
         for note in self.failures.update(&results, Instant::now()) {
             note.log();
         }
         let mut unresolved = 0;
-        for (scope, image, resolution) in results {
+        let (plain, overridden) = overridden_versions(
+            &self.resolver,
+            &self.credentials,
+            &workloads,
+            &resolutions,
+            self.concurrency.total,
+        )
+        .await;
+        resolutions.set_container_versions(overridden);
+        for ((scope, image, resolution), versions) in results.into_iter().zip(versions) {
             unresolved += usize::from(resolution.is_err());
+            let used = plain
+                .as_ref()
+                .is_none_or(|plain| plain.contains(&(scope, image.as_str())));
+            if let Some(versions) = versions.filter(|_| used) {
+                resolutions.insert_versions(scope, image.clone(), versions);
+            }
             resolutions.insert(scope, image, resolution);
         }
         let mut snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
@@ -441,16 +463,100 @@ impl LookupSlots {
     }
 }
 
+/// The version freshness of each container whose version-checker
+/// annotations override how it is looked up, looked up with that
+/// container's own logins for the repository it names; and, when any
+/// container has annotations, the (scope, image)s that some container
+/// without them runs (only those get the per-image answer). Opted-out
+/// containers and unusable annotations get no answer.
+async fn overridden_versions<'w>(
+    resolver: &Arc<Resolver>,
+    credentials: &Arc<Credentials>,
+    workloads: &'w [Arc<Workload>],
+    resolutions: &Resolutions,
+    concurrency: usize,
+) -> (
+    Option<HashSet<(Scope, &'w str)>>,
+    Vec<(Owner, String, Arc<VersionInfo>)>,
+) {
+    let annotated = |c: &Container| c.versions.is_some();
+    if !workloads.iter().any(|w| w.containers.iter().any(annotated)) {
+        return (None, Vec::new());
+    }
+    let mut plain = HashSet::new();
+    let mut wanted = Vec::new();
+    for (index, workload) in workloads.iter().enumerate() {
+        let scope = resolutions.workload_scope(index);
+        for container in &workload.containers {
+            let Some(annotations) = &container.versions else {
+                plain.insert((scope, &*container.image));
+                continue;
+            };
+            let Ok(overrides) = &annotations.overrides else {
+                continue;
+            };
+            if !annotations.enabled {
+                continue;
+            }
+            let lookup_in = annotations.override_url.clone();
+            // The logins this workload's pods would use for that repository.
+            let probe = Workload {
+                containers: vec![Container {
+                    image: lookup_in.clone().unwrap_or_else(|| container.image.clone()),
+                    versions: None,
+                    ..container.clone()
+                }],
+                metadata_labels: Vec::new(),
+                ..(**workload).clone()
+            };
+            let logins = credentials
+                .lookups(&[Arc::new(probe)])
+                .images
+                .pop()
+                .map(|l| l.logins)
+                .unwrap_or_default();
+            let owner: Owner = (
+                workload.namespace.clone(),
+                workload.name.clone(),
+                container.name.clone(),
+            );
+            wanted.push((owner, container.image.clone(), lookup_in, logins, overrides));
+        }
+    }
+    let answers = futures::stream::iter(wanted)
+        .map(|(owner, image, lookup_in, mut logins, overrides)| {
+            let (resolver, credentials) = (resolver.clone(), credentials.clone());
+            async move {
+                let repository = lookup_in.as_deref().unwrap_or(&image);
+                if let Some(login) = credentials.cloud_login(repository).await {
+                    logins.push(login);
+                }
+                let logins: Vec<&Login> = logins.iter().collect();
+                let answer =
+                    resolver.versions(&image, lookup_in.as_deref(), &logins, overrides, None);
+                let answer = Box::pin(answer).await?;
+                Some((owner, image.to_string(), answer))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    (Some(plain), answers)
+}
+
 /// Resolves each lookup; a cloud registry's ambient login is tried after
 /// the pull secrets and static logins, as the kubelet's credential
 /// providers come after pull secrets. A lookup waits for a slot of its
-/// registry host (see [`LookupSlots`]) before it takes one of all.
+/// registry host (see [`LookupSlots`]) before it takes one of all. A
+/// resolved image's version freshness is looked up with the same logins
+/// (with `--versions`).
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
     concurrency: LookupSlots,
-) -> Vec<(Scope, String, Resolution)> {
+) -> Vec<(Scope, String, Resolution, Option<Arc<VersionInfo>>)> {
     let slots = Arc::new(Semaphore::new(concurrency.total));
     let per_host = concurrency.per_host;
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
@@ -473,7 +579,17 @@ async fn resolve_all(
                 }
                 let logins: Vec<&Login> = lookup.logins.iter().collect();
                 let resolution = resolver.resolve(&lookup.image, &logins).await;
-                (lookup.scope, lookup.image, resolution)
+                let versions = match &resolution {
+                    Ok(metadata) => {
+                        let none = Overrides::default();
+                        // Boxed: a cold lookup nests a listing and a resolution.
+                        let lookup =
+                            resolver.versions(&lookup.image, None, &logins, &none, Some(metadata));
+                        Box::pin(lookup).await
+                    }
+                    Err(_) => None,
+                };
+                (lookup.scope, lookup.image, resolution, versions)
             }
         })
         .collect();

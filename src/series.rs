@@ -57,6 +57,10 @@ pub enum Family {
     // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
     RunningDrift,
     WorkloadLabels,
+    // Version freshness (src/version_series.rs).
+    IsLatestVersion,
+    LatestVersionCreated,
+    VersionsBehind,
     // The pusher's own health (src/self_metrics.rs), pushed with every
     // snapshot so that it arrives without a scrape.
     SelfBuildInfo,
@@ -70,7 +74,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 22] = [
+    pub const ALL: [Family; 25] = [
         Family::ContainerInfo,
         Family::Annotation,
         Family::Label,
@@ -85,6 +89,9 @@ impl Family {
         Family::SignatureVerifyFailure,
         Family::RunningDrift,
         Family::WorkloadLabels,
+        Family::IsLatestVersion,
+        Family::LatestVersionCreated,
+        Family::VersionsBehind,
         Family::SelfBuildInfo,
         Family::SelfLastSuccess,
         Family::SelfPushes,
@@ -111,6 +118,9 @@ impl Family {
             Family::SignatureVerifyFailure => "container_image_signature_verify_failure",
             Family::RunningDrift => "container_image_running_drift",
             Family::WorkloadLabels => "container_image_workload_labels",
+            Family::IsLatestVersion => "container_image_is_latest_version",
+            Family::LatestVersionCreated => "container_image_latest_version_created",
+            Family::VersionsBehind => "container_image_versions_behind",
             Family::SelfBuildInfo => "container_image_pusher_build_info",
             Family::SelfLastSuccess => "container_image_pusher_last_success_timestamp_seconds",
             Family::SelfPushes => "container_image_pusher_pushes_total",
@@ -155,6 +165,15 @@ impl Family {
             }
             Family::WorkloadLabels => {
                 "The allowlisted labels and annotations of each workload, as label_* and annotation_* labels."
+            }
+            Family::IsLatestVersion => {
+                "1 when the running tag is the newest comparable release in its repository, else 0 (as version-checker's version_checker_is_latest_version)."
+            }
+            Family::LatestVersionCreated => {
+                "The created date of the newest comparable release, as a Unix epoch time."
+            }
+            Family::VersionsBehind => {
+                "How many newer versions there are: distinct majors, minors within the running major, patches within the running minor."
             }
             Family::SelfBuildInfo => {
                 "1, labelled with the pusher's version and the git revision it was built from."
@@ -212,6 +231,20 @@ impl Family {
             // Plus the workload's label_* and annotation_* (see
             // `LabelSet::with_extra`), which never take these names.
             Family::WorkloadLabels => &["group", "version", "kind", "namespace", "name"],
+            // namespace, name and container only for containers with
+            // version overrides (empty, so absent, otherwise).
+            Family::IsLatestVersion => &[
+                "image",
+                "current_version",
+                "latest_version",
+                "namespace",
+                "name",
+                "container",
+            ],
+            Family::LatestVersionCreated => {
+                &["image", "latest_version", "namespace", "name", "container"]
+            }
+            Family::VersionsBehind => &["image", "level", "namespace", "name", "container"],
             Family::SelfBuildInfo => &["version", "revision"],
             Family::SelfLastSuccess => &["endpoint"],
             Family::SelfPushes => &["endpoint", "outcome"],
@@ -908,6 +941,24 @@ pub(crate) mod fixtures {
                 ),
                 value: 1.0,
             },
+            series(
+                common,
+                Family::IsLatestVersion,
+                &["app:1.2.3", "1.2.3", "1.3.0", "", "", ""],
+                0.0,
+            ),
+            series(
+                common,
+                Family::LatestVersionCreated,
+                &["app:1.2.3", "1.3.0", "", "", ""],
+                1_700_000_000.0,
+            ),
+            series(
+                common,
+                Family::VersionsBehind,
+                &["app:1.2.3", "minor", "ns", "d", "c"],
+                1.0,
+            ),
         ];
         all.sort_by_key(Series::family);
         all

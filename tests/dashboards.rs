@@ -753,7 +753,10 @@ fn queries_read_only_pushed_series_and_their_labels() {
                         ]
                         .iter()
                         .any(|w| on.iter().map(String::as_str).eq(w.iter().copied()));
-                    if group.is_some() && !by_digest && !by_workload {
+                    // Version answers are per image (as resolve errors).
+                    let by_image = on.iter().map(String::as_str).eq(["cluster", "image"])
+                        && group.as_ref().is_some_and(|g| g.is_empty());
+                    if group.is_some() && !by_digest && !by_workload && !by_image {
                         problem(format!(
                             "group_left/right on ({}), not on (cluster, digest) nor on a workload for its owner",
                             on.join(", ")

@@ -36,6 +36,7 @@ fn snapshot() -> Snapshot {
         image: image.into(),
         jsonpath: format!("{{.spec.containers[{i}]}}").into(),
         image_id: None,
+        versions: None,
     };
     // The Pod runs what app:1 named before it moved: drift.
     let mut drifted = container("c", "app:1", 0);
@@ -95,13 +96,32 @@ fn snapshot() -> Snapshot {
         "container-image-pusher",
         &[(CLUSTER.0.into(), CLUSTER.1.into())],
     );
+    let mut resolutions = Resolutions::from(resolutions);
+    // Version answers: the image's, and an annotated container's own.
+    let answer = |latest: &str, is_latest| {
+        Arc::new(container_image_pusher::registry::VersionInfo {
+            freshness: container_image_pusher::versions::Freshness {
+                current: "1".into(),
+                latest: latest.into(),
+                is_latest,
+                behind: container_image_pusher::versions::Behind {
+                    major: u64::from(!is_latest),
+                    minor: 0,
+                    patch: 0,
+                },
+            },
+            latest_created: Some(1_700_000_000),
+        })
+    };
+    resolutions.insert_versions(Default::default(), "app:1".into(), answer("2", false));
+    resolutions.set_container_versions(vec![(
+        ("shop".into(), "api".into(), "api".into()),
+        "app:1".into(),
+        answer("1", true),
+    )]);
     let mut inventory =
         Inventory::new(common, Telemetry::new().labels_dropped).with_workload_labels(true);
-    inventory.build(
-        &workloads,
-        &Resolutions::from(resolutions),
-        1_700_000_000_000,
-    )
+    inventory.build(&workloads, &resolutions, 1_700_000_000_000)
 }
 
 fn common_names() -> Vec<String> {

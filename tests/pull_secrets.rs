@@ -418,6 +418,7 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
                 "--cache-duration",
                 "1s",
                 "--referrers=false",
+                "--versions=false",
             ],
         ]
         .concat(),

@@ -48,6 +48,7 @@ fn resolver_for(
         referrers_cache_duration: cache,
         image_filter: Default::default(),
         verify: Default::default(),
+        versions: None,
     };
     (
         Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),

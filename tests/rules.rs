@@ -127,3 +127,19 @@ fn the_readme_lists_every_alert_of_the_rules_file() {
         "the README copies rules; point at {RULES} instead"
     );
 }
+
+/// The version freshness rules (--versions): version-checker's series and
+/// the major-version alert, in a file of their own.
+const VERSION_RULES: &str = "deploy/rules/container-image-versions.rules.yaml";
+
+#[test]
+fn promtool_checks_and_unit_tests_the_version_rules() {
+    let output = promtool(&["check", "rules", VERSION_RULES]);
+    assert!(output.contains("SUCCESS: 2 rules found"), "{output}");
+    let output = promtool(&[
+        "test",
+        "rules",
+        "tests/rules/container-image-versions.test.yaml",
+    ]);
+    assert!(output.contains("SUCCESS"), "{output}");
+}

@@ -51,6 +51,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signature_bundle", signature_bundle),
     ("signature_certificate", signature_certificate),
     ("signature_key", signature_key),
+    ("tag", tag),
 ];
 
 /// An image as a pod spec names it.
@@ -193,6 +194,7 @@ pub fn keyring(data: &[u8]) {
             image: image.into(),
             jsonpath: "{.spec.containers[0]}".into(),
             image_id: None,
+            versions: None,
         }],
         pull: PullConfig {
             secrets: vec!["regcred".into()],
@@ -418,5 +420,40 @@ pub fn signature_key(data: &[u8]) {
     let parsed = PublicKey::from_pem(data).or_else(|_| PublicKey::from_der(data));
     if let Ok(key) = parsed {
         let _ = key.verifies(b"payload", data);
+    }
+}
+
+/// A registry's tag list, one tag a line; the first line is the running
+/// tag. Each tag parses within its bounds, the order within a flavour is
+/// antisymmetric and transitive, and the answer is one of the tags.
+pub fn tag(data: &[u8]) {
+    use container_image_pusher::versions::{compare, freshness, Overrides, Tag};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.lines();
+    let Some(running) = lines.next() else {
+        return;
+    };
+    let tags: Vec<Tag> = lines.take(256).filter_map(Tag::parse).collect();
+    for tag in &tags {
+        assert!(tag.as_str().len() <= container_image_pusher::versions::tag::MAX_TAG_LENGTH);
+        assert!((1..=4).contains(&tag.release().len()));
+        for other in tags.iter().take(16) {
+            let ab = compare::total_order(tag, other);
+            assert_eq!(ab, compare::total_order(other, tag).reverse());
+            assert_eq!(ab.is_eq(), tag.as_str() == other.as_str());
+            for third in tags.iter().take(16) {
+                let bc = compare::total_order(other, third);
+                if ab.is_lt() && bc.is_lt() {
+                    assert!(compare::total_order(tag, third).is_lt());
+                }
+            }
+        }
+    }
+    if let Some(answer) = freshness(running, &tags, &Overrides::default()) {
+        let listed = tags.iter().any(|t| t.as_str() == &*answer.latest);
+        assert_eq!(answer.is_latest, answer.latest == answer.current || !listed);
+        assert!(answer.is_latest || listed);
     }
 }

@@ -293,6 +293,7 @@ mod tests {
                         image: (*image).into(),
                         jsonpath: "{.spec.template.spec.containers[0]}".into(),
                         image_id: None,
+                        versions: None,
                     })
                     .collect(),
                 pull: PullConfig {

@@ -328,6 +328,7 @@ impl KindSpec {
                         image: strings.get(image),
                         jsonpath: strings.get(&jsonpath),
                         image_id: None,
+                        versions: None,
                     });
                 }
             }

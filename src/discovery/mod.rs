@@ -24,6 +24,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::versions::{OverrideError, Overrides};
+
 pub use cluster::ClusterSource;
 pub use custom::{KindName, KindSpec};
 pub use files::FileSource;
@@ -141,6 +143,70 @@ pub struct Container {
     /// What the runtime pulled for it, from the Pod's status; `None` for
     /// other kinds and for containers that have not been pulled yet.
     pub image_id: Option<ImageId>,
+    /// version-checker's annotations for this container, from the pod
+    /// (template)'s annotations; `None` for the many containers without.
+    pub versions: Option<Arc<VersionAnnotations>>,
+}
+
+/// version-checker's annotations for one container, read where
+/// version-checker reads them: the Pod's annotations (a controller's pod
+/// template's), `<what>.version-checker.io/<container>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionAnnotations {
+    /// `enable.…: "false"` opts the container out.
+    pub enabled: bool,
+    /// `match-regex.…`, `pin-major.…`, `pin-minor.…`, `pin-patch.…`; the
+    /// error when one cannot be used (the container then gets no answer).
+    pub overrides: Result<Overrides, OverrideError>,
+    /// `override-url.…`: the repository whose tags are compared instead.
+    pub override_url: Option<Arc<str>>,
+}
+
+/// The annotation domain version-checker reads.
+const VERSION_CHECKER: &str = ".version-checker.io/";
+/// Longest `override-url` taken: a repository name is at most 255 bytes
+/// plus its registry host.
+const MAX_OVERRIDE_URL_LENGTH: usize = 512;
+
+impl VersionAnnotations {
+    /// The annotations of container `container` among `annotations`;
+    /// `None` when there are none.
+    pub fn read(
+        annotations: &std::collections::BTreeMap<String, String>,
+        container: &str,
+    ) -> Option<VersionAnnotations> {
+        let get = |what: &str| {
+            annotations
+                .get(&format!("{what}{VERSION_CHECKER}{container}"))
+                .map(String::as_str)
+        };
+        let keys = [
+            "enable",
+            "match-regex",
+            "pin-major",
+            "pin-minor",
+            "pin-patch",
+            "override-url",
+        ];
+        if keys.iter().all(|k| get(k).is_none()) {
+            return None;
+        }
+        let url = get("override-url").map(str::trim).filter(|u| !u.is_empty());
+        let overrides = match url {
+            Some(u) if u.len() > MAX_OVERRIDE_URL_LENGTH => Err(OverrideError::UrlTooLong),
+            _ => Overrides::parse(
+                get("match-regex"),
+                get("pin-major"),
+                get("pin-minor"),
+                get("pin-patch"),
+            ),
+        };
+        Some(VersionAnnotations {
+            enabled: get("enable").is_none_or(|v| !v.trim().eq_ignore_ascii_case("false")),
+            overrides,
+            override_url: url.map(Arc::from),
+        })
+    }
 }
 
 /// A container status' `imageID`: the digest reference the runtime pulled
@@ -311,6 +377,8 @@ pub(crate) trait HasPodSpec {
     fn pod_status(&self) -> Option<&PodStatus> {
         None
     }
+    /// The annotations of the Pod (for a controller, of its pod template).
+    fn pod_annotations(&self) -> Option<&std::collections::BTreeMap<String, String>>;
 }
 
 macro_rules! template_kind {
@@ -322,6 +390,15 @@ macro_rules! template_kind {
             }
             fn pod_spec(&self) -> Option<&PodSpec> {
                 self.spec.as_ref()?.template.spec.as_ref()
+            }
+            fn pod_annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+                self.spec
+                    .as_ref()?
+                    .template
+                    .metadata
+                    .as_ref()?
+                    .annotations
+                    .as_ref()
             }
         }
     };
@@ -338,6 +415,9 @@ impl HasPodSpec for Pod {
     }
     fn pod_status(&self) -> Option<&PodStatus> {
         self.status.as_ref()
+    }
+    fn pod_annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.metadata.annotations.as_ref()
     }
 }
 
@@ -361,6 +441,10 @@ impl HasPodSpec for CronJob {
             .template
             .spec
             .as_ref()
+    }
+    fn pod_annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        let job = self.spec.as_ref()?.job_template.spec.as_ref()?;
+        job.template.metadata.as_ref()?.annotations.as_ref()
     }
 }
 
@@ -404,6 +488,7 @@ pub(crate) fn workload_keeping<K: HasPodSpec>(
                     init.len() + spec.containers.len() + ephemeral.len(),
                 ),
                 jsonpath: String::new(),
+                annotations: obj.pod_annotations(),
             };
             extraction.push(
                 "initContainers",
@@ -448,6 +533,8 @@ struct Extraction<'a, 'p> {
     containers: Vec<Container>,
     /// Where each `jsonpath` is written before it is looked up in the pool.
     jsonpath: String,
+    /// The pod (template)'s annotations, for version-checker's.
+    annotations: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 impl Extraction<'_, '_> {
@@ -472,6 +559,10 @@ impl Extraction<'_, '_> {
                 image: self.strings.get(image.as_deref().unwrap_or_default()),
                 jsonpath: self.strings.get(&self.jsonpath),
                 image_id,
+                versions: self
+                    .annotations
+                    .and_then(|a| VersionAnnotations::read(a, name))
+                    .map(Arc::new),
             });
         }
     }
@@ -592,6 +683,75 @@ mod tests {
         );
         assert_eq!(Kind::CronJob.group(), "batch");
         assert_eq!(Kind::Pod.group(), "");
+    }
+
+    #[test]
+    fn version_checker_annotations_are_read_where_version_checker_reads_them() {
+        let annotations = json!({
+            "enable.version-checker.io/off": "false",
+            "match-regex.version-checker.io/api": "^v\\d+\\.\\d+$",
+            "pin-major.version-checker.io/api": "1",
+            "override-url.version-checker.io/api": "mirror.example/team/api",
+            "pin-minor.version-checker.io/bad": "x",
+            "other.example/api": "ignored"
+        });
+        let containers = json!([
+            {"name": "api", "image": "api:v1.2"},
+            {"name": "off", "image": "off:1"},
+            {"name": "bad", "image": "bad:1"},
+            {"name": "plain", "image": "plain:1"}
+        ]);
+        // A Deployment's pod template, not its own metadata.
+        let d: Deployment = from_json(json!({
+            "metadata": {"name": "api", "annotations": {"pin-major.version-checker.io/plain": "2"}},
+            "spec": {"selector": {}, "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"containers": containers}
+            }}
+        }));
+        let w = workload(&d, "default");
+        let api = w.containers[0].versions.as_deref().unwrap();
+        assert!(api.enabled);
+        let overrides = api.overrides.as_ref().unwrap();
+        assert_eq!(overrides.pin_major, Some(1));
+        assert_eq!(overrides.describe(), r"pin-major=1,match-regex=^v\d+\.\d+$");
+        assert_eq!(api.override_url.as_deref(), Some("mirror.example/team/api"));
+        let off = w.containers[1].versions.as_deref().unwrap();
+        assert!(!off.enabled);
+        assert!(w.containers[2]
+            .versions
+            .as_ref()
+            .unwrap()
+            .overrides
+            .is_err());
+        assert_eq!(
+            w.containers[3].versions, None,
+            "the Deployment's own annotations are not read"
+        );
+
+        let c: CronJob = from_json(json!({
+            "metadata": {"name": "nightly"},
+            "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {
+                "metadata": {"annotations": {"pin-minor.version-checker.io/report": "4"}},
+                "spec": {"containers": [{"name": "report", "image": "report:1.4.0"}]}
+            }}}}
+        }));
+        let report = workload(&c, "default").containers[0]
+            .versions
+            .clone()
+            .unwrap();
+        assert_eq!(report.overrides.as_ref().unwrap().pin_minor, Some(4));
+        let pod: Pod = from_json(json!({
+            "metadata": {"name": "p", "annotations": {"enable.version-checker.io/app": "false"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        }));
+        assert!(
+            !workload(&pod, "default").containers[0]
+                .versions
+                .as_ref()
+                .unwrap()
+                .enabled
+        );
     }
 
     #[test]

@@ -367,6 +367,7 @@ mod tests {
                     image: (*image).into(),
                     jsonpath: format!("{{.spec.containers[{i}]}}").into(),
                     image_id: None,
+                    versions: None,
                 })
                 .collect(),
             pull: PullConfig::default(),

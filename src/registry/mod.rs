@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod referrers;
 pub mod signatures;
 mod supply_chain;
+pub mod tags;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 pub use supply_chain::SupplyChain;
+pub use tags::{VersionInfo, VersionSettings};
 
 use crate::credentials::{Login, Scope};
 use crate::reference;
@@ -186,7 +188,15 @@ pub struct Resolutions {
     /// series are built from them; empty when every workload is in
     /// [`Scope::NONE`].
     workload_scopes: Vec<Scope>,
+    /// Version freshness of each (scope, image) that has an answer.
+    versions: HashMap<(Scope, String), Arc<VersionInfo>>,
+    /// Version freshness of containers with version-checker overrides:
+    /// (namespace, workload, container), image, answer.
+    container_versions: Vec<(Owner, String, Arc<VersionInfo>)>,
 }
+
+/// The namespace, workload name and container name of a container.
+pub type Owner = (Arc<str>, Arc<str>, Arc<str>);
 
 impl Resolutions {
     pub fn new() -> Self {
@@ -218,6 +228,34 @@ impl Resolutions {
         self.by_scope.get(&scope)?.get(image)
     }
 
+    pub fn insert_versions(&mut self, scope: Scope, image: String, versions: Arc<VersionInfo>) {
+        self.versions.insert((scope, image), versions);
+    }
+
+    /// Every image's version freshness, once per image (the first scope's
+    /// answer when scopes differ), sorted by image.
+    pub fn versions(&self) -> Vec<(&str, &Arc<VersionInfo>)> {
+        let mut all: Vec<_> = self
+            .versions
+            .iter()
+            .map(|((scope, image), v)| (image.as_str(), *scope, v))
+            .collect();
+        all.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all.dedup_by(|a, b| a.0 == b.0);
+        all.into_iter().map(|(image, _, v)| (image, v)).collect()
+    }
+
+    /// The answers of containers with overrides.
+    pub fn set_container_versions(&mut self, mut answers: Vec<(Owner, String, Arc<VersionInfo>)>) {
+        answers.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.container_versions = answers;
+    }
+
+    /// The answers of containers with overrides, sorted by container.
+    pub fn container_versions(&self) -> &[(Owner, String, Arc<VersionInfo>)] {
+        &self.container_versions
+    }
+
     /// Every (image, resolution) pair, images repeated across scopes.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Resolution)> {
         self.by_scope
@@ -233,6 +271,8 @@ impl From<HashMap<String, Resolution>> for Resolutions {
         Resolutions {
             by_scope: HashMap::from([(Scope::NONE, by_image)]),
             workload_scopes: Vec::new(),
+            versions: HashMap::new(),
+            container_versions: Vec::new(),
         }
     }
 }
@@ -259,6 +299,8 @@ pub struct ResolverConfig {
     pub image_filter: ImageFilter,
     /// Signature verification policies (`--verify-key`, `--verify-certificate`).
     pub verify: Arc<Vec<crate::verify::policy::Policy>>,
+    /// Version freshness (`--versions`); `None` when off.
+    pub versions: Option<VersionSettings>,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -283,6 +325,7 @@ pub struct Resolver {
     tags: Cache<(String, u64), Result<String, ResolveError>>,
     metadata: Cache<(String, u64), Resolution>,
     supply_chain: supply_chain::SupplyChainCaches,
+    tag_lists: Arc<tags::TagLists>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -316,6 +359,18 @@ impl Resolver {
             },
             telemetry.clone(),
         )?;
+        // One listing per repository serves the versions and the
+        // attachment tags; trusted for the shorter of their periods.
+        let lists_ok = match (&config.versions, config.referrers) {
+            (Some(v), true) => v.cache_duration.min(config.referrers_cache_duration),
+            (Some(v), false) => v.cache_duration,
+            (None, _) => config.referrers_cache_duration,
+        };
+        let tag_lists = Arc::new(tags::TagLists::new(
+            lists_ok,
+            config.error_cache_duration,
+            referrers::is_attachment_tag,
+        ));
         let supply_chain = supply_chain::SupplyChainCaches::new(
             config.referrers,
             config.referrers_cache_duration,
@@ -324,6 +379,7 @@ impl Resolver {
             METADATA_CAPACITY,
             METADATA_IDLE,
             signatures::SignatureVerifier::new(config.verify.clone(), &telemetry),
+            tag_lists.clone(),
         );
         Ok(Resolver {
             client,
@@ -331,6 +387,7 @@ impl Resolver {
             tags,
             metadata,
             supply_chain,
+            tag_lists,
             telemetry,
         })
     }

@@ -13,7 +13,7 @@
 //! Tags are not probed one by one: one `tags/list` per repository and
 //! cache period says which of them exist for every image of the repository,
 //! and only those are read. A tag list too long to read in
-//! [`MAX_TAG_PAGES`] pages is not trusted to be complete: that repository's
+//! [`MAX_TAG_PAGES`](super::tags::MAX_TAG_PAGES) pages is not trusted to be complete: that repository's
 //! tags are then asked for directly.
 //!
 //! Tools fill the fields differently (cosign's tag-schema entries say
@@ -45,15 +45,9 @@ use crate::reference::check_digest;
 
 /// Pages of one referrers listing or tag list that are read.
 pub const MAX_PAGES: usize = 10;
-/// Pages of a repository's tag list read before it is taken for incomplete.
-pub const MAX_TAG_PAGES: usize = 10;
-/// Tags asked for per page of a tag list.
-const TAG_PAGE_SIZE: usize = 1000;
 /// Artifacts counted per image (its digest, its platform manifest and its
 /// index's attestations together); real images have a handful.
 pub const MAX_ARTIFACTS: usize = 64;
-/// Attachment tags kept per repository.
-const MAX_KEPT_TAGS: usize = 20_000;
 /// Longest `artifact_type` label value; media types are at most 127+1+127.
 pub const MAX_ARTIFACT_TYPE_LEN: usize = 255;
 /// The `artifact_type` of an artifact whose type is not a media type.
@@ -316,7 +310,7 @@ fn cosign_tags(digest: &str) -> Vec<String> {
 }
 
 /// Whether a tag may be an attachment tag: the only ones kept from a tag list.
-fn is_attachment_tag(tag: &str) -> bool {
+pub(crate) fn is_attachment_tag(tag: &str) -> bool {
     let rest = tag
         .strip_prefix("sha256-")
         .or_else(|| tag.strip_prefix("sha512-"));
@@ -344,12 +338,6 @@ impl RepositoryTags {
     }
 }
 
-#[derive(Deserialize)]
-struct TagList {
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-}
-
 /// Accept for the referrers API and the tag schema: both serve an index.
 const ACCEPT_INDEX: &str = OCI_INDEX;
 
@@ -363,6 +351,8 @@ pub(crate) struct ReferrerLookup {
     no_api: Cache<String, ()>,
     /// (repository, credential) → its attachment tags, for the cache period.
     repositories: Cache<(String, u64), Arc<RepositoryTags>>,
+    /// The tag lists, shared with the version lookups: one listing serves both.
+    tag_lists: Arc<super::tags::TagLists>,
     /// (repository@subject, credential) → the artifacts attached to it.
     listings: Cache<(String, u64), Listing>,
     /// (repository@artifact, credential) → what it is; content-addressed.
@@ -370,8 +360,13 @@ pub(crate) struct ReferrerLookup {
 }
 
 impl ReferrerLookup {
-    pub(crate) fn new(cache_duration: Duration, error_cache_duration: Duration) -> Self {
+    pub(crate) fn new(
+        cache_duration: Duration,
+        error_cache_duration: Duration,
+        tag_lists: Arc<super::tags::TagLists>,
+    ) -> Self {
         ReferrerLookup {
+            tag_lists,
             no_api: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(cache_duration)
@@ -595,36 +590,18 @@ impl ReferrerLookup {
         self.repositories
             .entry(key)
             .or_insert_with(async {
-                let mut tags = RepositoryTags::default();
-                let mut path = Some(format!("tags/list?n={TAG_PAGE_SIZE}"));
-                for _ in 0..MAX_TAG_PAGES {
-                    let Some(current) = path.take() else {
-                        tags.complete = true;
-                        break;
-                    };
-                    let page = match client.get_page(pinned, current, None, credential).await {
-                        Ok(page) => page,
-                        Err(e) => {
-                            debug!(image = %pinned, error = %e, "no tag list; attachment tags are asked for one by one");
-                            return Arc::new(RepositoryTags::default());
-                        }
-                    };
-                    let Ok(list) = serde_json::from_slice::<TagList>(&page.body) else {
-                        return Arc::new(RepositoryTags::default());
-                    };
-                    for tag in list.tags.unwrap_or_default() {
-                        if is_attachment_tag(&tag) && tags.tags.len() < MAX_KEPT_TAGS {
-                            tags.tags.insert(tag);
-                        } else if tags.tags.len() >= MAX_KEPT_TAGS {
-                            return Arc::new(RepositoryTags::default());
-                        }
+                // Boxed: deep inside the supply-chain lookups already.
+                let listing = Box::pin(self.tag_lists.listing(client, pinned, credential)).await;
+                let tags = match listing {
+                    Ok(listing) => RepositoryTags {
+                        complete: listing.attachments_complete,
+                        tags: listing.attachments.clone(),
+                    },
+                    Err(e) => {
+                        debug!(image = %pinned, error = %e, "no tag list; attachment tags are asked for one by one");
+                        RepositoryTags::default()
                     }
-                    path = page.next;
-                    if path.is_none() {
-                        tags.complete = true;
-                        break;
-                    }
-                }
+                };
                 Arc::new(tags)
             })
             .await

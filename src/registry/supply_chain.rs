@@ -86,6 +86,7 @@ impl SupplyChainCaches {
         capacity: u64,
         idle: Duration,
         verifier: Option<SignatureVerifier>,
+        tag_lists: Arc<super::tags::TagLists>,
     ) -> Self {
         let ok = if referrers {
             referrers_cache_duration.min(cache_duration)
@@ -93,8 +94,9 @@ impl SupplyChainCaches {
             cache_duration
         };
         SupplyChainCaches {
-            lookup: referrers
-                .then(|| ReferrerLookup::new(referrers_cache_duration, error_cache_duration)),
+            lookup: referrers.then(|| {
+                ReferrerLookup::new(referrers_cache_duration, error_cache_duration, tag_lists)
+            }),
             verifier: verifier.filter(|_| referrers),
             composed: Cache::builder()
                 .max_capacity(capacity)
