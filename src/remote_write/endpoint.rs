@@ -692,13 +692,19 @@ impl Endpoint {
         }
     }
 
-    /// A receiver's error text fit for a log line: control characters
-    /// (terminal escapes, forged line breaks) replaced, and our own secrets
-    /// blanked out, should it echo a header or credential back.
+    /// A receiver's error text fit for a log line: line breaks and tabs
+    /// made spaces (no forged log lines, and a multi-line message still
+    /// reads as one), other control characters (terminal escapes) replaced,
+    /// and our own secrets blanked out, should it echo a header or
+    /// credential back.
     fn redact(&self, text: String) -> String {
         let mut text: String = text
             .chars()
-            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .map(|c| match c {
+                '\n' | '\r' | '\t' => ' ',
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            })
             .collect();
         // Longest first: a secret inside another (a token inside its
         // `Bearer` value) must not leave the rest of the longer one.
@@ -1072,7 +1078,7 @@ mod setup_tests {
         );
         assert_eq!(
             endpoint.redact("red \u{1b}[31m\r\nforged".into()),
-            "red \u{fffd}[31m\u{fffd}\u{fffd}forged"
+            "red \u{fffd}[31m  forged"
         );
     }
 
