@@ -49,6 +49,7 @@ fn workload(draw: &mut Draw, index: usize) -> Workload {
                 image: Arc::from(format!("reg.example/{}:{index}", draw.text(length))),
                 jsonpath: Arc::from(format!("{{.spec.containers[{c}]}}")),
                 image_id: None,
+                versions: None,
             }
         })
         .collect();

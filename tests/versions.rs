@@ -37,6 +37,7 @@ fn new_resolver(insecure: &[&str]) -> (Resolver, Arc<Telemetry>) {
         referrers: false,
         referrers_cache_duration: hour,
         image_filter: Default::default(),
+        verify: Default::default(),
         versions: Some(VersionSettings {
             cache_duration: hour,
             include: Vec::new(),

@@ -372,12 +372,8 @@ impl Resolver {
             referrers::is_attachment_tag,
         ));
         let supply_chain = supply_chain::SupplyChainCaches::new(
-            config.referrers,
-            config.referrers_cache_duration,
-            config.cache_duration,
-            config.error_cache_duration,
-            METADATA_CAPACITY,
-            METADATA_IDLE,
+            &config,
+            (METADATA_CAPACITY, METADATA_IDLE),
             signatures::SignatureVerifier::new(config.verify.clone(), &telemetry),
             tag_lists.clone(),
         );

@@ -78,16 +78,18 @@ impl moka::Expiry<(String, u64), Composed> for ComposedExpiry {
 }
 
 impl SupplyChainCaches {
+    /// The caches for `config`'s durations, sized as the metadata cache is
+    /// (`capacity` entries, dropped after `idle` unused).
     pub(crate) fn new(
-        referrers: bool,
-        referrers_cache_duration: Duration,
-        cache_duration: Duration,
-        error_cache_duration: Duration,
-        capacity: u64,
-        idle: Duration,
+        config: &super::ResolverConfig,
+        (capacity, idle): (u64, Duration),
         verifier: Option<SignatureVerifier>,
         tag_lists: Arc<super::tags::TagLists>,
     ) -> Self {
+        let referrers = config.referrers;
+        let referrers_cache_duration = config.referrers_cache_duration;
+        let cache_duration = config.cache_duration;
+        let error_cache_duration = config.error_cache_duration;
         let ok = if referrers {
             referrers_cache_duration.min(cache_duration)
         } else {
