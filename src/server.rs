@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -167,15 +167,10 @@ pub async fn serve(
     address: SocketAddr,
     shared: Arc<Shared>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(shared.clone());
+    let app = routes(get(metrics), &shared);
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    let slots = Slots::new(MAX_CONNECTIONS, shared.telemetry.clone());
-    Ok(tokio::spawn(accept_loop(listener, app, slots)))
+    Ok(accept(listener, app, MAX_CONNECTIONS, &shared))
 }
 
 /// Binds the health listener and serves the service's own metrics on
@@ -186,15 +181,30 @@ pub async fn serve_telemetry(
     address: SocketAddr,
     shared: Arc<Shared>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = Router::new()
-        .route("/metrics", get(telemetry_metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(shared.clone());
+    let app = routes(get(telemetry_metrics), &shared);
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "serving the health listener: own /metrics, /healthz and /readyz");
-    let slots = Slots::new(MAX_TELEMETRY_CONNECTIONS, shared.telemetry.clone());
-    Ok(tokio::spawn(accept_loop(listener, app, slots)))
+    Ok(accept(listener, app, MAX_TELEMETRY_CONNECTIONS, &shared))
+}
+
+/// What both listeners answer; only their `/metrics` differs.
+fn routes(metrics: MethodRouter<Arc<Shared>>, shared: &Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", metrics)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(shared.clone())
+}
+
+/// Serves `listener` with at most `connections` open at once.
+fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    connections: usize,
+    shared: &Shared,
+) -> tokio::task::JoinHandle<()> {
+    let slots = Slots::new(connections, shared.telemetry.clone());
+    tokio::spawn(accept_loop(listener, app, slots))
 }
 
 /// The open connections of one listener. When all are taken, a new

@@ -196,6 +196,12 @@ fn variants() -> Vec<Value> {
             "extraEnv": [{"name": "A", "value": "b"}],
             "networkPolicy": {"metricsFrom": [{"podSelector": {"matchLabels": {"app": "scraper"}}}]},
             "externalLabels": {"cluster": "c1", "region": "eu"}}),
+        json!({"versions": {"enabled": false}}),
+        json!({"versions": {"cacheDuration": "30m", "include": ["docker.io/*"], "exclude": ["docker.io/library/busybox"]},
+               "verification": {"files": {"ours.pub": "PEM", "ca.pem": "PEM"},
+                                "keys": [{"name": "ours", "files": ["ours.pub"]}],
+                                "certificates": [{"name": "ci", "issuer": "https://issuer.example",
+                                                  "subjectRegexp": "https://github.com/acme/.*", "rootsFile": "ca.pem"}]}}),
     ]
 }
 
@@ -722,15 +728,27 @@ fn monitor_rules_and_dashboards_render_only_when_enabled() {
         monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
         RELEASE
     );
-    // The rule's spec is the shipped rules file, unchanged.
-    let rules: Value = documents(
-        &std::fs::read_to_string(repo().join("deploy/rules/container-image-pusher.rules.yaml"))
-            .unwrap(),
-    )
-    .remove(0);
+    // The rule's groups are the shipped rules files', unchanged: the
+    // pusher's, then (versions being on by default) the version rules.
+    let groups = |file: &str| {
+        let path = repo().join("deploy/rules").join(file);
+        documents(&std::fs::read_to_string(path).unwrap()).remove(0)["groups"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let pusher = groups("container-image-pusher.rules.yaml");
+    let versions = groups("container-image-versions.rules.yaml");
     assert_eq!(
         on.crd("PrometheusRule").expect("a PrometheusRule")["spec"],
-        rules
+        json!({"groups": [pusher.clone(), versions].concat()})
+    );
+    let unversioned =
+        render(json!({"prometheusRule": {"enabled": true}, "versions": {"enabled": false}}));
+    assert_eq!(
+        unversioned.crd("PrometheusRule").unwrap()["spec"],
+        json!({ "groups": pusher }),
+        "no version rules without version series"
     );
     let dashboards: Vec<ConfigMap> = on
         .all::<ConfigMap>()
@@ -846,16 +864,159 @@ fn dashboard_config_maps_carry_the_repositorys_files_unchanged() {
 }
 
 #[test]
-fn the_rules_copy_is_the_shipped_rules_file() {
-    let shipped =
-        std::fs::read_to_string(repo().join("deploy/rules/container-image-pusher.rules.yaml"))
-            .unwrap();
-    let copy =
-        std::fs::read_to_string(chart_path("files/container-image-pusher.rules.yaml")).unwrap();
-    assert!(
-        copy == shipped,
-        "copy deploy/rules/container-image-pusher.rules.yaml to charts/container-image-pusher/files/"
+fn the_rules_copies_are_the_shipped_rules_files() {
+    for file in [
+        "container-image-pusher.rules.yaml",
+        "container-image-versions.rules.yaml",
+    ] {
+        let shipped = std::fs::read_to_string(repo().join("deploy/rules").join(file)).unwrap();
+        let copy = std::fs::read_to_string(chart_path(&format!("files/{file}"))).unwrap();
+        assert!(
+            copy == shipped,
+            "copy deploy/rules/{file} to charts/container-image-pusher/files/"
+        );
+    }
+}
+
+/// Versions and verification values turn into their flags; the policies'
+/// keys and roots come from a ConfigMap mounted where the flags point, and
+/// the pusher accepts them: rendered against real keys (openssl), it starts
+/// and runs, and refuses to when a policy names a file that is not there.
+#[test]
+fn versions_and_verification_turn_into_their_flags_and_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    openssl(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        "key.pem",
+    ]);
+    openssl(&["ec", "-in", "key.pem", "-pubout", "-out", "ours.pub"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=test CA",
+        "-days",
+        "1",
+    ]);
+    let read = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    let chart = render(json!({
+        "versions": {"cacheDuration": "30m", "exclude": ["docker.io/library/busybox"]},
+        "verification": {
+            "files": {"ours.pub": read("ours.pub"), "ca.pem": read("ca.pem")},
+            "keys": [{"name": "ours", "files": ["ours.pub"]}],
+            "certificates": [{"name": "ci", "issuer": "https://issuer.example",
+                              "subject": "ci@example.com", "rootsFile": "ca.pem"}]}}));
+    let args = chart.args();
+    let mount = "/etc/container-image-pusher/verify";
+    for expected in [
+        "--versions-cache-duration=30m".to_owned(),
+        "--versions-exclude=docker.io/library/busybox".to_owned(),
+        format!("--verify-key=ours={mount}/ours.pub"),
+        format!("--verify-certificate=ci=issuer=https://issuer.example,subject=ci@example.com,roots={mount}/ca.pem"),
+    ] {
+        assert!(args.contains(&expected), "{expected} not in {args:?}");
+    }
+    let (pod, container) = chart.pod();
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "verification")
+        .expect("a verification volume");
+    let map_name = volume.config_map.unwrap().name;
+    assert!(container
+        .volume_mounts
+        .unwrap_or_default()
+        .iter()
+        .any(|m| m.name == "verification" && m.mount_path == mount));
+    let map = chart
+        .named::<ConfigMap>(&map_name)
+        .expect("the chart makes the ConfigMap");
+    let data = map.data.unwrap();
+    assert_eq!(data["ours.pub"], read("ours.pub"));
+    // The files where the pod would see them, and the pusher run with the
+    // chart's policy flags over the example manifests.
+    let mounted = dir.path().join("verify");
+    std::fs::create_dir(&mounted).unwrap();
+    for (name, content) in &data {
+        std::fs::write(mounted.join(name), content).unwrap();
+    }
+    let run = |args: &[String]| {
+        let policies = args
+            .iter()
+            .filter(|a| a.starts_with("--verify-"))
+            .map(|a| a.replace(mount, mounted.to_str().unwrap()));
+        Command::new(env!("CARGO_BIN_EXE_container-image-pusher"))
+            .args(policies)
+            .args([
+                "--manifests",
+                "examples/workloads.yaml",
+                "--once",
+                "--dry-run",
+            ])
+            .args(["--registry-timeout", "2s", "--versions=false"])
+            .current_dir(repo())
+            .env_remove("PUSHER_REMOTE_WRITE_URL")
+            .output()
+            .expect("run the pusher")
+    };
+    let output = run(&args);
+    assert_ne!(
+        output.status.code(),
+        Some(2),
+        "the pusher refuses the chart's policies: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    std::fs::remove_file(mounted.join("ours.pub")).unwrap();
+    assert_eq!(
+        run(&args).status.code(),
+        Some(2),
+        "a missing key file is refused"
+    );
+    // An existing ConfigMap replaces the chart's; no policies, no mount.
+    let existing = render(
+        json!({"verification": {"existingConfigMap": "keys", "keys": [{"name": "ours", "files": ["a.pub"]}]}}),
+    );
+    assert!(existing.named::<ConfigMap>(&map_name).is_none());
+    let (pod, _) = existing.pod();
+    assert!(pod
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "keys")));
+    let (pod, _) = render(json!({})).pod();
+    assert!(!pod
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .any(|v| v.name == "verification"));
+    assert!(render(json!({"versions": {"enabled": false}}))
+        .args()
+        .contains(&"--versions=false".to_owned()));
+    assert!(refused(json!({"verification": {"certificates": [{"name": "ci", "issuer": "x", "rootsFile": "ca.pem"}]}}))
+        .contains("certificates"));
 }
 
 #[test]

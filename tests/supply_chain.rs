@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::pusher::{run_once, Pusher};
 use support::referrers_api::ReferrersApi;
+use support::signing::samples;
 use support::{
     peers, push_artifact, push_attestation, push_image, push_index, Attachment, Format, ImageSpec,
     IndexEntry, Registry,
@@ -25,45 +26,12 @@ const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
 
-/// One sample of the text format: its labels and value.
-#[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// The samples of `family` in a text-format page.
-fn samples(text: &str, family: &str) -> Vec<Sample> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(family)?.strip_prefix('{')?;
-            let (labels, value) = rest.rsplit_once("} ")?;
-            let labels = labels
-                .split("\",")
-                .filter_map(|pair| {
-                    let (name, value) = pair.split_once("=\"")?;
-                    Some((name.to_owned(), value.trim_end_matches('"').to_owned()))
-                })
-                .collect();
-            Some(Sample {
-                labels,
-                value: value.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
 /// `container_image_referrer` of `digest` as (kind, artifact_type) → count.
 fn referrers_of(text: &str, digest: &str) -> BTreeMap<(String, String), f64> {
     samples(text, "container_image_referrer")
         .into_iter()
-        .filter(|s| s.labels.get("digest").map(String::as_str) == Some(digest))
-        .map(|s| {
-            (
-                (s.labels["kind"].clone(), s.labels["artifact_type"].clone()),
-                s.value,
-            )
-        })
+        .filter(|s| s.0.get("digest").map(String::as_str) == Some(digest))
+        .map(|s| ((s.0["kind"].clone(), s.0["artifact_type"].clone()), s.1))
         .collect()
 }
 
@@ -457,8 +425,8 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
     let outdated = |text: &str| {
         samples(text, "container_image_base_outdated")
             .into_iter()
-            .find(|s| s.labels.get("digest") == Some(&app.digest))
-            .map(|s| (s.labels["base_name"].clone(), s.value))
+            .find(|s| s.0.get("digest") == Some(&app.digest))
+            .map(|s| (s.0["base_name"].clone(), s.1))
     };
     let wait_for = |value: f64| {
         let pusher = &pusher;
@@ -476,8 +444,8 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
     let text = wait_for(0.0).await;
     let declared = samples(&text, "container_image_base");
     assert_eq!(declared.len(), 1, "{text}");
-    assert_eq!(declared[0].labels["base_digest"], base.digest);
-    assert_eq!(declared[0].labels["base_name"], base_name);
+    assert_eq!(declared[0].0["base_digest"], base.digest);
+    assert_eq!(declared[0].0["base_name"], base_name);
 
     push_image(
         &registry,
@@ -492,8 +460,8 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
     let moved = samples(&text, "container_image_base_current_created");
     assert_eq!(moved.len(), 1, "{text}");
     assert_eq!(
-        moved[0].value, 1_735_689_600.0,
+        moved[0].1, 1_735_689_600.0,
         "when the base's new image was created"
     );
-    assert_eq!(moved[0].labels["base_name"], base_name);
+    assert_eq!(moved[0].0["base_name"], base_name);
 }

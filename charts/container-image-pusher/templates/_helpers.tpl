@@ -167,7 +167,43 @@ replicationcontroller: {group: "", resource: replicationcontrollers}
 {{- range $v.ownership.imageAnnotations }}
 - {{ printf "--image-annotations=%v" . | quote }}
 {{- end }}
+{{- with $v.versions }}
+{{- if not .enabled }}
+- --versions=false
+{{- else }}
+{{- if .cacheDuration }}
+- {{ printf "--versions-cache-duration=%v" .cacheDuration | quote }}
+{{- end }}
+{{- range .include }}
+- {{ printf "--versions-include=%v" . | quote }}
+{{- end }}
+{{- range .exclude }}
+- {{ printf "--versions-exclude=%v" . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $verify := "/etc/container-image-pusher/verify" }}
+{{- range $v.verification.keys }}
+{{- $policy := .name }}
+{{- range .files }}
+- {{ printf "--verify-key=%s=%s/%s" $policy $verify . | quote }}
+{{- end }}
+{{- end }}
+{{- range $v.verification.certificates }}
+{{- $subject := ternary (printf "subject=%s" (.subject | default "")) (printf "subject-regexp=%s" (.subjectRegexp | default "")) (hasKey . "subject") }}
+- {{ printf "--verify-certificate=%s=issuer=%s,%s,roots=%s/%s" .name .issuer $subject $verify .rootsFile | quote }}
+{{- end }}
 {{- range $v.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end -}}
+
+
+{{/* Whether signature verification has policies, hence files to mount. */}}
+{{- define "cip.verification" -}}
+{{- with .Values.verification }}{{ if or .keys .certificates }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{- define "cip.verificationConfigMap" -}}
+{{- .Values.verification.existingConfigMap | default (printf "%s-verification" (include "cip.fullname" .)) -}}
 {{- end -}}

@@ -133,6 +133,9 @@ spec:
 {{- if or $v.remoteWrite.config.inline $v.remoteWrite.config.existingSecret -}}
 {{- $mounts = append $mounts (dict "name" "remote-write-config" "mountPath" "/etc/container-image-pusher/config" "readOnly" true) -}}
 {{- end -}}
+{{- if include "cip.verification" . -}}
+{{- $mounts = append $mounts (dict "name" "verification" "mountPath" "/etc/container-image-pusher/verify" "readOnly" true) -}}
+{{- end -}}
 {{- with $mounts -}}
 volumeMounts:
   {{- toYaml . | nindent 2 }}
@@ -163,6 +166,9 @@ volumeMounts:
 {{- end -}}
 {{- if or $v.remoteWrite.config.inline $v.remoteWrite.config.existingSecret -}}
 {{- $volumes = append $volumes (dict "name" "remote-write-config" "secret" (dict "secretName" (include "cip.remoteWriteConfigSecret" .) "items" (list (dict "key" $v.remoteWrite.config.key "path" "remote-write.yaml")) "defaultMode" 288)) -}}
+{{- end -}}
+{{- if include "cip.verification" . -}}
+{{- $volumes = append $volumes (dict "name" "verification" "configMap" (dict "name" (include "cip.verificationConfigMap" .))) -}}
 {{- end -}}
 {{- with $volumes -}}
 volumes:
