@@ -739,9 +739,10 @@ fn monitor_rules_and_dashboards_render_only_when_enabled() {
     };
     let pusher = groups("container-image-pusher.rules.yaml");
     let versions = groups("container-image-versions.rules.yaml");
+    let both = [pusher.clone(), versions].concat();
     assert_eq!(
         on.crd("PrometheusRule").expect("a PrometheusRule")["spec"],
-        json!({"groups": [pusher.clone(), versions].concat()})
+        json!({ "groups": both })
     );
     let unversioned =
         render(json!({"prometheusRule": {"enabled": true}, "versions": {"enabled": false}}));
