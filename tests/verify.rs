@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::pusher::{run_once, Pusher};
+use support::pusher::Pusher;
 use support::signing::{
-    cosign_verifies, digest_of, generate_key, get, image, samples, sign, tag_of, verdicts,
+    cosign_verifies, digest_of, dry_run, generate_key, get, image, samples, sign, tag_of, verdicts,
     write_pods, OCI_INDEX, OCI_MANIFEST,
 };
 use support::Registry;
@@ -172,14 +172,10 @@ async fn verdicts_agree_with_real_cosign_for_keys_in_both_formats() {
         format!("rotated={}", old.display()),
         format!("rotated={}", ours.display()),
     ];
-    let text = run_once(
+    let text = dry_run(
+        &pods,
+        &host,
         &[
-            "--manifests",
-            &pods,
-            "--once",
-            "--dry-run",
-            "--insecure-registry",
-            &host,
             "--verify-key",
             &keys[0],
             "--verify-key",
@@ -187,11 +183,8 @@ async fn verdicts_agree_with_real_cosign_for_keys_in_both_formats() {
             "--verify-key",
             &keys[2],
         ],
-        None,
     )
-    .await
-    .assert_success()
-    .stdout;
+    .await;
     let verdicts = verdicts(&text);
     let policies: [(&str, &[&str]); 2] = [
         ("ours", &["ours.pub"]),
@@ -382,22 +375,7 @@ async fn huge_or_malformed_signatures_cost_only_their_digest() {
     ];
     let pods = write_pods(d, &images);
     let key = format!("ours={}", d.join("ours.pub").display());
-    let text = run_once(
-        &[
-            "--manifests",
-            &pods,
-            "--once",
-            "--dry-run",
-            "--insecure-registry",
-            &host,
-            "--verify-key",
-            &key,
-        ],
-        None,
-    )
-    .await
-    .assert_success()
-    .stdout;
+    let text = dry_run(&pods, &host, &["--verify-key", &key]).await;
     let verdicts = verdicts(&text);
     let verdict = |pinned: &str| verdicts[&(digest_of(pinned), "ours".to_owned())].clone();
     assert_eq!(verdict(&signed), (1.0, None));

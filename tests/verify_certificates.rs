@@ -10,8 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::pusher::run_once;
-use support::signing::{cosign, digest_of, image, verdicts, write_pods};
+use support::signing::{cosign, digest_of, dry_run, image, verdicts, write_pods};
 use support::Registry;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -207,14 +206,10 @@ async fn certificate_policies_agree_with_real_cosign() {
     )
     .unwrap();
     let pods = write_pods(d, &[trusted.clone(), other_ca.clone(), bundled.clone()]);
-    let text = run_once(
+    let text = dry_run(
+        &pods,
+        &host,
         &[
-            "--manifests",
-            &pods,
-            "--once",
-            "--dry-run",
-            "--insecure-registry",
-            &host,
             "--verify-certificate",
             &policies[0],
             "--verify-certificate",
@@ -222,11 +217,8 @@ async fn certificate_policies_agree_with_real_cosign() {
             "--verify-config",
             config.to_str().unwrap(),
         ],
-        None,
     )
-    .await
-    .assert_success()
-    .stdout;
+    .await;
     let verdicts = verdicts(&text);
     let oracle_identities = [
         ("exact", ("--certificate-identity", "dev@example.com")),

@@ -64,6 +64,24 @@ pub fn cosign_verifies(dir: &Path, keys: &[&str], image: &str) -> bool {
     })
 }
 
+/// What one `--dry-run` over the `pods` manifest prints, its images on the
+/// plain-HTTP registry at `host`, with the verification flags given.
+pub async fn dry_run(pods: &str, host: &str, policies: &[&str]) -> String {
+    let mut args = vec![
+        "--manifests",
+        pods,
+        "--once",
+        "--dry-run",
+        "--insecure-registry",
+        host,
+    ];
+    args.extend_from_slice(policies);
+    super::pusher::run_once(&args, None)
+        .await
+        .assert_success()
+        .stdout
+}
+
 /// `metric`'s samples in a text page, as their labels and value.
 pub fn samples(text: &str, metric: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     text.lines()
