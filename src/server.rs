@@ -612,12 +612,8 @@ mod tests {
         );
     }
 
-    /// `/metrics` over a real socket: status and body.
-    async fn scrape(shared: Arc<Shared>) -> (u16, String) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        drop(listener);
-        let server = serve(address, shared).await.unwrap();
+    /// The whole HTTP answer to `GET /metrics` at `address`.
+    async fn get_metrics(address: SocketAddr) -> String {
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -625,6 +621,14 @@ mod tests {
             .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    /// `/metrics` over a real socket: status and body.
+    async fn scrape(shared: Arc<Shared>) -> (u16, String) {
+        let address = free_address();
+        let server = serve(address, shared).await.unwrap();
+        let response = get_metrics(address).await;
         server.abort();
         let status = response
             .split(' ')
@@ -793,13 +797,7 @@ mod tests {
         shared.publish(snapshot("p"));
         let address = free_address();
         let server = serve_telemetry(address, shared).await.unwrap();
-        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
+        let response = get_metrics(address).await;
         server.abort();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(
