@@ -285,18 +285,7 @@ async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_prom
         "{logs}"
     );
 
-    let started = Instant::now();
-    let status = pusher
-        .child
-        .terminate(Duration::from_secs(20))
-        .await
-        .expect("exits after SIGTERM");
-    assert!(status.success(), "{status}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "SIGTERM took {:?}",
-        started.elapsed()
-    );
+    pusher.terminate_promptly().await;
     receiver.assert_valid();
 }
 
@@ -382,8 +371,14 @@ async fn slow_metrics_readers_share_one_rendering_and_normal_scrapes_go_on() {
             closed += 1;
         }
     }
+    // At most the limit is served at once; a slow reader whose whole page
+    // is already in its socket's buffers is idle to the server, so it may
+    // be evicted for one of these, which is then served in its place.
     let limit = container_image_pusher::server::MAX_CONNECTIONS;
-    assert!(closed >= 400 - limit, "{closed} of 400 closed");
+    assert!(
+        closed >= 400 - limit - readers.len(),
+        "{closed} of 400 closed"
+    );
     let after = rss_bytes(pusher.child.id());
     assert!(
         after.saturating_sub(before) < 64 << 20,

@@ -84,6 +84,24 @@ pub struct Pusher {
 }
 
 impl Pusher {
+    /// SIGTERMs the pusher and asserts that it exits 0 well inside the
+    /// 25 s grace period (10 s): nothing it waits on may hold the pod.
+    pub async fn terminate_promptly(&mut self) {
+        let started = std::time::Instant::now();
+        let status = self
+            .child
+            .terminate(Duration::from_secs(20))
+            .await
+            .expect("exits after SIGTERM");
+        assert!(status.success(), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGTERM took {:?}:\n{}",
+            started.elapsed(),
+            self.child.logs()
+        );
+    }
+
     /// Starts the pusher in long-running mode with its local server on a
     /// free port, and waits until it answers /healthz.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Pusher {
