@@ -16,8 +16,12 @@
 mod config;
 mod endpoint;
 pub mod otlp;
+mod outcome;
+mod push;
 mod refusal;
+mod retry;
 mod sender;
+mod transport;
 
 pub use refusal::{written, Refusal, MAX_ISOLATING_REQUESTS};
 
@@ -28,7 +32,8 @@ pub use config::{
     EndpointsFileError, FlagError, Header, HeaderError, Protocol, PushUrl, RetryPolicy,
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
-pub use endpoint::{Endpoint, PushError, PushReport, Settled};
+pub use endpoint::Endpoint;
+pub use outcome::{PushError, PushReport, Settled};
 pub use sender::Sender;
 
 use std::borrow::Borrow;

@@ -20,14 +20,7 @@
 //! which marks its 400 as partial too; to a 1.0 request it answers 400 and
 //! stores nothing, or skips invalid series and answers 204.
 
-use std::ops::Range;
-
 use reqwest::header::HeaderMap;
-
-use super::endpoint::{Attempt, Endpoint};
-use super::Buffers;
-use crate::series::Series;
-use crate::telemetry::Telemetry;
 
 /// Most requests sent to find the refused series of one refused request:
 /// one refused series among 2,000 takes about 22.
@@ -109,95 +102,6 @@ pub fn written(headers: &HeaderMap) -> Option<u64> {
         }
     }
     any.then_some(total)
-}
-
-impl Endpoint {
-    /// A batch the receiver stored in part: its series stored and those
-    /// refused, as [`Endpoint::isolate`] finds them (`written`: what a 2.0
-    /// receiver said it wrote).
-    pub(super) async fn split_refused<'a>(
-        &self,
-        batch: &[&'a Series],
-        written: Option<u64>,
-        timestamp_ms: i64,
-        buffers: &mut Buffers,
-        telemetry: &Telemetry,
-        superseded: &(dyn Fn() -> bool + Sync),
-    ) -> (Vec<&'a Series>, Vec<&'a Series>) {
-        // A receiver cannot write more than it was sent.
-        let refused = written.map(|w| {
-            batch
-                .len()
-                .saturating_sub(usize::try_from(w).unwrap_or(usize::MAX))
-        });
-        let offenders = self
-            .isolate(batch, refused, timestamp_ms, buffers, telemetry, superseded)
-            .await;
-        let mut bad = Vec::with_capacity(offenders.len());
-        let mut good = Vec::with_capacity(batch.len());
-        let mut next = offenders.iter().peekable();
-        for (i, series) in batch.iter().enumerate() {
-            if next.next_if_eq(&&i).is_some() {
-                bad.push(*series);
-            } else {
-                good.push(*series);
-            }
-        }
-        (good, bad)
-    }
-
-    /// The positions in `batch` of the series the receiver refuses, found
-    /// by halving: each half answered 2xx holds none, each half refused
-    /// again is halved again. Stops at `refused` found when the receiver
-    /// said how many it wrote, at [`MAX_ISOLATING_REQUESTS`], or at any
-    /// other answer (the series not looked at are taken as stored).
-    pub(super) async fn isolate(
-        &self,
-        batch: &[&Series],
-        refused: Option<usize>,
-        timestamp_ms: i64,
-        buffers: &mut Buffers,
-        telemetry: &Telemetry,
-        superseded: &(dyn Fn() -> bool + Sync),
-    ) -> Vec<usize> {
-        let mut offenders = Vec::new();
-        // Ranges refused as a whole, the whole batch first.
-        let mut refused_ranges: Vec<Range<usize>> = Vec::new();
-        refused_ranges.push(0..batch.len());
-        let mut requests = 0;
-        while let Some(range) = refused_ranges.pop() {
-            if refused.is_some_and(|n| offenders.len() >= n) {
-                break;
-            }
-            if range.len() == 1 {
-                offenders.push(range.start);
-                continue;
-            }
-            let middle = range.start + range.len() / 2;
-            for half in [range.start..middle, middle..range.end] {
-                if requests >= MAX_ISOLATING_REQUESTS {
-                    return offenders;
-                }
-                requests += 1;
-                let (attempt, _) = self
-                    .attempt(
-                        &batch[half.clone()],
-                        timestamp_ms,
-                        buffers,
-                        telemetry,
-                        superseded,
-                    )
-                    .await;
-                match attempt {
-                    Attempt::Accepted => {}
-                    Attempt::Partial { .. } | Attempt::Overlap(_) => refused_ranges.push(half),
-                    _ => return offenders,
-                }
-            }
-        }
-        offenders.sort_unstable();
-        offenders
-    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::endpoint::FailureClass;
+use super::outcome::FailureClass;
 use super::{Endpoint, PushError, PushReport, Settled};
 use crate::series::{LabelSet, Series, Snapshot};
 use crate::telemetry::Telemetry;
@@ -418,34 +418,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
         match result {
             Ok(report) => {
                 refusals.record(&name, &report, held.refused.len());
-                if let Some(LogLine::Recovered { failed, lasted }) = line {
-                    info!(
-                        endpoint = name,
-                        failed_pushes = failed,
-                        lasted = %humantime::format_duration(round(lasted)),
-                        series = report.series,
-                        stale = stale.len(),
-                        "pushing again: the receiver accepted a snapshot"
-                    );
-                } else if first {
-                    // Every tick's success is news only once.
-                    info!(
-                        endpoint = name,
-                        requests = report.requests,
-                        series = report.series,
-                        bytes = report.bytes,
-                        "first push accepted; later ones are logged at debug level"
-                    );
-                }
-                // Every push, for whoever measures them (the scale harness).
-                debug!(
-                    endpoint = name,
-                    requests = report.requests,
-                    series = report.series,
-                    stale = stale.len(),
-                    bytes = report.bytes,
-                    "pushed"
-                );
+                log_accepted(&name, &report, line, stale.len(), first);
                 telemetry.readiness.clear(&condition(&name));
                 first = false;
             }
@@ -463,20 +436,59 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                         .with_label_values(&[&name])
                         .inc();
                 }
-                match line {
-                    Some(LogLine::Started) => {
-                        warn!(endpoint = name, error = %e, "pushes are failing; logging again when this changes or ends, with a summary every 10m")
-                    }
-                    Some(LogLine::Changed { from }) => {
-                        warn!(endpoint = name, error = %e, was = %from, "pushes are now failing differently")
-                    }
-                    Some(LogLine::Summary { failed }) => {
-                        warn!(endpoint = name, failed_pushes = failed, last_error = %e, "pushes still failing (summary of the last 10m)")
-                    }
-                    _ => debug!(endpoint = name, error = %e, "push failed"),
-                }
+                log_failure(&name, &e, line);
             }
         }
+    }
+}
+
+/// What the log says of an accepted push: the end of a run of failures,
+/// the first success, and every push at debug level.
+fn log_accepted(name: &str, report: &PushReport, line: Option<LogLine>, stale: usize, first: bool) {
+    if let Some(LogLine::Recovered { failed, lasted }) = line {
+        info!(
+            endpoint = name,
+            failed_pushes = failed,
+            lasted = %humantime::format_duration(round(lasted)),
+            series = report.series,
+            stale = stale,
+            "pushing again: the receiver accepted a snapshot"
+        );
+    } else if first {
+        // Every tick's success is news only once.
+        info!(
+            endpoint = name,
+            requests = report.requests,
+            series = report.series,
+            bytes = report.bytes,
+            "first push accepted; later ones are logged at debug level"
+        );
+    }
+    // Every push, for whoever measures them (the scale harness).
+    debug!(
+        endpoint = name,
+        requests = report.requests,
+        series = report.series,
+        stale = stale,
+        bytes = report.bytes,
+        "pushed"
+    );
+}
+
+/// What the log says of a failed push: a run of failures' start, change
+/// of kind or summary; every failure at debug level.
+fn log_failure(name: &str, e: &PushError, line: Option<LogLine>) {
+    match line {
+        Some(LogLine::Started) => {
+            warn!(endpoint = name, error = %e, "pushes are failing; logging again when this changes or ends, with a summary every 10m")
+        }
+        Some(LogLine::Changed { from }) => {
+            warn!(endpoint = name, error = %e, was = %from, "pushes are now failing differently")
+        }
+        Some(LogLine::Summary { failed }) => {
+            warn!(endpoint = name, failed_pushes = failed, last_error = %e, "pushes still failing (summary of the last 10m)")
+        }
+        _ => debug!(endpoint = name, error = %e, "push failed"),
     }
 }
 
