@@ -18,7 +18,7 @@ use container_image_pusher::discovery::{
     Container, Kind, KindSpec, PullConfig, Selection, Workload,
 };
 use container_image_pusher::reference;
-use container_image_pusher::registry::client;
+use container_image_pusher::registry::{auth, client};
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
 use container_image_pusher::registry::referrers::{self, MAX_ARTIFACT_TYPE_LEN};
 use container_image_pusher::registry::Platform;
@@ -112,13 +112,13 @@ pub fn challenge(data: &[u8]) {
     let Some(headers) = header(WWW_AUTHENTICATE, data) else {
         return;
     };
-    let _ = client::parse_challenge(&headers);
-    let _ = client::challenge_error(&headers);
+    let _ = auth::parse_challenge(&headers);
+    let _ = auth::challenge_error(&headers);
 }
 
 /// A token server's answer.
 pub fn token(data: &[u8]) {
-    let _ = client::token_from_answer(data);
+    let _ = auth::token_from_answer(data);
 }
 
 /// A registry's or a remote-write receiver's `Retry-After` (both read it

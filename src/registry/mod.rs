@@ -15,6 +15,7 @@
 //! is made, before it is cached: what a registry sends costs the cache no
 //! more than the series it may become.
 
+pub mod auth;
 pub mod base;
 pub mod client;
 pub mod filter;
