@@ -26,7 +26,7 @@ use super::auth::{
     basic, challenge_error, login_may_go_to, origin, parse_challenge, redirected,
     token_from_answer, Challenge, Target, Token, TokenExpiry, MAX_CHALLENGES, MAX_TOKENS,
 };
-use super::limiter::HostLimiter;
+use super::host_limiter::HostLimiter;
 use super::manifest::MAX_DOCUMENT_BYTES;
 use super::{Error, ErrorClass, ResolveError};
 use crate::credentials::Login;

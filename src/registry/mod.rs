@@ -19,8 +19,8 @@ pub mod auth;
 pub mod base;
 pub mod client;
 pub mod filter;
-mod limiter;
-pub mod limits;
+mod host_limiter;
+pub mod image_limits;
 pub mod manifest;
 pub mod referrers;
 pub mod signatures;
@@ -36,7 +36,7 @@ use oci_client::Reference;
 use tracing::debug;
 
 pub use filter::{FilterError, ImageFilter, KeyFilter};
-pub use limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
+pub use image_limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
 pub use supply_chain::SupplyChain;
@@ -96,14 +96,14 @@ impl ImageMetadata {
         limits: &ImageLimits,
     ) -> Self {
         let mut dropped = Dropped::default();
-        let annotations = limits::bound(
+        let annotations = image_limits::bound(
             annotations,
             limits.max_annotations,
             DropReason::TooManyAnnotations,
             limits.max_value_length,
             &mut dropped,
         );
-        let labels = limits::bound(
+        let labels = image_limits::bound(
             labels,
             limits.max_labels,
             DropReason::TooManyLabels,
