@@ -1,4 +1,4 @@
-//! The version freshness series of a snapshot, for the [`inventory`]:
+//! The version freshness series of a snapshot, for the inventory:
 //! `container_image_is_latest_version`, `_latest_version_created` and
 //! `_versions_behind`.
 //!
@@ -9,8 +9,6 @@
 //! sharing an image with different overrides each get their own answer
 //! and the common case stays one set per image (see README, "Coming from
 //! version-checker").
-//!
-//! [`inventory`]: crate::inventory
 
 use std::collections::HashMap;
 use std::sync::Arc;

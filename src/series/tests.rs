@@ -1,0 +1,279 @@
+//! Unit tests of [`super`]: families, label sets, the interner and
+//! snapshots.
+
+use super::*;
+
+fn common(external: &[(&str, &str)]) -> Arc<CommonLabels> {
+    let external: Vec<(String, String)> = external
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    Arc::new(CommonLabels::new("j", &external))
+}
+
+fn values(values: &[&str]) -> Box<[Arc<str>]> {
+    values.iter().map(|v| Arc::from(*v)).collect()
+}
+
+#[test]
+fn labels_are_sorted_unique_and_without_empty_values() {
+    let common = common(&[("cluster", "prod"), ("a_first", "x")]);
+    let labels = LabelSet::new(
+        Family::ContainerInfo,
+        &common,
+        values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", "", ""]),
+    );
+    let pairs: Vec<(&str, &str)> = labels.iter().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("__name__", "container_image_container_info"),
+            ("a_first", "x"),
+            ("cluster", "prod"),
+            ("container", "c"),
+            ("image", "img"),
+            ("job", "j"),
+            ("jsonpath", "{}"),
+            ("kind", "Pod"),
+            ("name", "p"),
+            ("namespace", "ns"),
+            ("version", "v1"),
+        ]
+    );
+    assert_eq!(labels.get("digest"), Some(""));
+    assert_eq!(labels.get("kind"), Some("Pod"));
+    assert_eq!(labels.get("job"), None, "not one of the family's own");
+}
+
+#[test]
+fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
+    let common = common(&[("label_team", "platform")]);
+    let extra = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), Arc::from(*v)))
+            .collect::<Vec<_>>()
+    };
+    let labels = LabelSet::with_extra(
+        Family::WorkloadLabels,
+        &common,
+        values(&["apps", "v1", "Deployment", "ns", "d"]),
+        extra(&[
+            ("label_zone", "eu"),
+            ("annotation_owner", "alice"),
+            ("label_team", "payments"),
+            ("kind", "Forged"),
+            ("label_empty", ""),
+        ]),
+    );
+    let pairs: Vec<(&str, &str)> = labels.iter().collect();
+    assert_eq!(
+        pairs,
+        [
+            ("__name__", "container_image_workload_labels"),
+            ("annotation_owner", "alice"),
+            ("group", "apps"),
+            ("job", "j"),
+            ("kind", "Deployment"),
+            ("label_team", "platform"),
+            ("label_zone", "eu"),
+            ("name", "d"),
+            ("namespace", "ns"),
+            ("version", "v1"),
+        ]
+    );
+    let other = LabelSet::with_extra(
+        Family::WorkloadLabels,
+        &common,
+        values(&["apps", "v1", "Deployment", "ns", "d"]),
+        extra(&[("label_zone", "us")]),
+    );
+    assert_ne!(labels, other);
+    assert_ne!(labels.hash(), other.hash());
+}
+
+#[test]
+fn equal_label_sets_hash_alike_and_different_ones_do_not() {
+    let common = common(&[]);
+    let a = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
+    let again = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
+    let created = LabelSet::new(Family::Created, &common, values(&["sha256:aa"]));
+    let other = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:bb"]));
+    let other_job = LabelSet::new(
+        Family::SizeBytes,
+        &Arc::new(CommonLabels::new("k", &[])),
+        values(&["sha256:aa"]),
+    );
+    assert!(!a.ptr_eq(&again));
+    assert_eq!(a, again);
+    assert_eq!(a.hash(), again.hash());
+    for different in [&created, &other, &other_job] {
+        assert_ne!(&a, different);
+        assert_ne!(a.hash(), different.hash());
+    }
+    // Two values that concatenate alike are still two label sets.
+    let ab = LabelSet::new(Family::ResolveError, &common, values(&["ab", "c"]));
+    let a_bc = LabelSet::new(Family::ResolveError, &common, values(&["a", "bc"]));
+    assert_ne!(ab.hash(), a_bc.hash());
+}
+
+#[test]
+#[should_panic(expected = "one value per label name")]
+fn a_builder_that_disagrees_with_the_table_is_caught() {
+    LabelSet::new(Family::SizeBytes, &common(&[]), values(&["a", "b"]));
+}
+
+#[test]
+fn the_interner_keeps_one_copy_and_lets_unused_values_go() {
+    let mut interner = Interner::default();
+    let a = interner.intern("namespace-1");
+    let b = interner.intern("namespace-1");
+    assert!(Arc::ptr_eq(&a, &b));
+    let gone = interner.intern("pod-that-ends");
+    assert_eq!(interner.len(), 2);
+    drop(gone);
+    interner.prune();
+    assert_eq!(interner.len(), 1);
+    drop((a, b));
+    interner.prune();
+    assert!(interner.is_empty());
+}
+
+#[test]
+fn adopted_values_are_shared_not_kept() {
+    let mut interner = Interner::default();
+    let own = interner.intern("shop");
+    let theirs: Arc<str> = Arc::from("shop");
+    assert!(
+        Arc::ptr_eq(&interner.adopt(&theirs), &own),
+        "an equal value it has"
+    );
+    let image: Arc<str> = Arc::from("nginx:1");
+    assert!(Arc::ptr_eq(&interner.adopt(&image), &image));
+    assert_eq!(interner.len(), 1, "adopted values stay their owner's");
+}
+
+#[test]
+fn stale_markers_are_the_series_with_prometheus_stale_nan() {
+    let labels = LabelSet::new(Family::SizeBytes, &common(&[]), values(&["d"]));
+    let stale = Series::stale(labels.clone());
+    assert!(stale.is_stale());
+    assert_eq!(stale.value.to_bits(), STALE_NAN);
+    assert!(!Series { labels, value: 1.0 }.is_stale());
+}
+
+#[test]
+fn no_family_can_carry_a_label_name_twice() {
+    let external = [("cluster".to_owned(), "a".to_owned())];
+    check_external_labels(&external, "__replica__").unwrap();
+    let common = CommonLabels::new("j", &external);
+    for family in Family::ALL {
+        let mut names: Vec<&str> = vec![NAME_LABEL];
+        names.extend(common.names());
+        names.extend(family.label_names());
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count, "{} repeats a name", family.name());
+        assert_eq!(common.layout(family).len(), count);
+        // No external label can add one of its names again.
+        for name in family.label_names() {
+            let err = check_external_labels(&[(name.to_string(), "x".into())], "__replica__")
+                .unwrap_err();
+            assert!(
+                matches!(&err, ExternalLabelError::FamilyLabel { families, .. } if families.contains(family.name())),
+                "{name}: {err}"
+            );
+        }
+    }
+    for name in [NAME_LABEL, "__anything"] {
+        assert_eq!(
+            check_external_labels(&[(name.into(), "x".into())], "__replica__"),
+            Err(ExternalLabelError::Reserved(name.into()))
+        );
+    }
+    assert_eq!(
+        check_external_labels(&[(JOB_LABEL.into(), "x".into())], "__replica__"),
+        Err(ExternalLabelError::Job(JOB_LABEL.into()))
+    );
+    for name in ["", "1a", "a-b", "a.b", "é"] {
+        assert_eq!(
+            check_external_labels(&[(name.into(), "x".into())], "__replica__"),
+            Err(ExternalLabelError::Invalid(name.into()))
+        );
+    }
+    assert_eq!(
+        check_external_labels(
+            &[("region".into(), "a".into()), ("region".into(), "b".into())],
+            "__replica__"
+        ),
+        Err(ExternalLabelError::Duplicate("region".into()))
+    );
+}
+
+/// Mimir's and Grafana Cloud's HA tracker dedupes on `__replica__`
+/// (or whatever the operator named it): it is an external label.
+#[test]
+fn the_ha_replica_label_is_accepted_though_reserved() {
+    let replica = [("__replica__".to_owned(), "a".to_owned())];
+    assert_eq!(check_external_labels(&replica, "__replica__"), Ok(()));
+    let own = [("__ha__".to_owned(), "a".to_owned())];
+    assert_eq!(check_external_labels(&own, "__ha__"), Ok(()));
+    assert!(check_external_labels(&replica, "__ha__").is_err());
+}
+
+#[test]
+fn label_sets_keep_the_limits_and_count_what_they_cut() {
+    let limits = SeriesLimits {
+        max_label_names: 14,
+        max_value_bytes: 64,
+        max_name_bytes: 32,
+    };
+    let common = Arc::new(
+        CommonLabels::new("j", &[("cluster".into(), "c".into())])
+            .with_limits(limits)
+            .unwrap(),
+    );
+    let long: Arc<str> = Arc::from("x".repeat(100));
+    let values: Vec<Arc<str>> = (0..5).map(|_| long.clone()).collect();
+    let extra: Vec<(Arc<str>, Arc<str>)> = (0..20)
+        .map(|i| (Arc::from(format!("label_{i:02}")), long.clone()))
+        .chain([(
+            Arc::from(format!("label_{}", "n".repeat(40))),
+            Arc::from("v"),
+        )])
+        .collect();
+    let set = LabelSet::with_extra(Family::WorkloadLabels, &common, values.into(), extra);
+    let labels: Vec<(&str, &str)> = set.iter().collect();
+    assert_eq!(labels.len(), 14, "{labels:?}");
+    assert!(labels.iter().all(|(n, v)| n.len() <= 32 && v.len() <= 64));
+    let kept: Vec<&str> = labels
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.starts_with("label_"))
+        .collect();
+    assert_eq!(
+        kept,
+        ["label_00", "label_01", "label_02", "label_03", "label_04", "label_05"],
+        "the first by name"
+    );
+    assert_eq!(set.get("name").unwrap(), format!("{}…", "x".repeat(61)));
+    let drops: Vec<(LimitDrop, u64)> = common.take_drops().collect();
+    assert_eq!(
+        drops,
+        [
+            (LimitDrop::SeriesValueTooLong, 11),
+            (LimitDrop::SeriesNameTooLong, 1),
+            (LimitDrop::SeriesTooManyLabels, 14)
+        ]
+    );
+    assert!(common.take_drops().all(|(_, n)| n == 0), "taken once");
+    // Fixed labels that cannot keep the limits are refused at start.
+    let many: Vec<(String, String)> = (0..3).map(|i| (format!("e{i}"), "v".into())).collect();
+    assert!(matches!(
+        CommonLabels::new("j", &many).with_limits(limits),
+        Err(LimitsError::TooManyLabels { needed: 15, .. })
+    ));
+    let long_job = CommonLabels::new(&"j".repeat(65), &[]).with_limits(limits);
+    assert!(matches!(long_job, Err(LimitsError::ValueTooLong { .. })));
+}
