@@ -18,11 +18,12 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use crate::discovery::Workload;
+use crate::ownership;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
 use crate::version_series::VersionSeries;
-use crate::{ownership, running};
 
+mod running_drift;
 mod signatures;
 
 /// Builds snapshots, reusing the label sets of everything that did not
@@ -171,7 +172,7 @@ impl Inventory {
                 }
                 _ => {
                     let (common, strings) = (&self.common, &mut self.strings);
-                    let mut extra = running::drift_series(common, strings, workload, images);
+                    let mut extra = running_drift::drift_series(common, strings, workload, images);
                     if self.workload_labels {
                         extra.push(ownership::workload_labels(common, strings, workload));
                     }
@@ -314,7 +315,7 @@ fn container_series(
         .iter()
         .zip(images)
         .map(|(container, image)| {
-            let digest = running::info_digest(image.map(|m| &**m), container);
+            let digest = running_drift::info_digest(image.map(|m| &**m), container);
             let values = [
                 group.clone(),
                 version.clone(),
@@ -325,7 +326,7 @@ fn container_series(
                 strings.adopt(&container.jsonpath),
                 strings.adopt(&container.image),
                 strings.intern(digest),
-                match running::image_id(container) {
+                match running_drift::image_id(container) {
                     Some(id) => strings.adopt(id),
                     None => strings.intern(""),
                 },
@@ -435,8 +436,7 @@ pub(crate) fn build_once(
 }
 
 #[cfg(test)]
-#[path = "running_tests.rs"]
-mod running_tests;
+mod running_drift_tests;
 
 #[cfg(test)]
 mod tests;

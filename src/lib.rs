@@ -6,12 +6,14 @@
 //! [`discovery`] (workloads, from the cluster — listed or watched, built-in
 //! and configured kinds — or manifest files) → [`credentials`] (the logins
 //! each workload's images resolve with) → [`registry`] (image metadata for
-//! [`reference`]s: digests, labels, size, what is attached, the base) →
-//! [`inventory`] (builds the series, with [`running`] for what pods run and
-//! [`ownership`] for workload labels, [`version_series`] for version
+//! [`reference`]s: digests, labels, size, what is attached, the base; its
+//! HTTP client apart from its auth policy) →
+//! [`inventory`] (builds the series, with its `running_drift` for what
+//! pods run and [`ownership`] for workload labels, [`version_series`] for version
 //! freshness from [`versions`]) → [`series`] (the model: families
 //! with one table of label names, label sets, snapshots; a leaf) → sinks,
-//! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP) and
+//! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP;
+//! per receiver a transport, a retry-and-pause policy and the push) and
 //! [`exposition`] (the text format of `/metrics` and `--dry-run`).
 //!
 //! [`config`] turns the flags into each stage's settings; [`app`] wires
@@ -42,7 +44,6 @@ pub mod readiness;
 pub mod reference;
 pub mod registry;
 pub mod remote_write;
-pub mod running;
 pub mod schedule;
 pub mod self_metrics;
 pub mod series;

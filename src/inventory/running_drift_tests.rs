@@ -1,6 +1,6 @@
-//! Tests of what pods run ([`crate::running`]) through the series the
-//! inventory builds from them: part of `inventory`'s tests, so `running`
-//! needs nothing of the module that calls it.
+//! Tests of what pods run ([`super::running_drift`]) through the series
+//! the inventory builds from them: part of `inventory`'s tests, so
+//! `running_drift` needs nothing of the module that calls it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
