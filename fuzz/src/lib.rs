@@ -18,10 +18,10 @@ use container_image_pusher::discovery::{
     Container, Kind, KindSpec, PullConfig, Selection, Workload,
 };
 use container_image_pusher::reference;
-use container_image_pusher::registry::{auth, client};
 use container_image_pusher::registry::manifest::{choose_platform, ImageConfig, Manifest};
 use container_image_pusher::registry::referrers::{self, MAX_ARTIFACT_TYPE_LEN};
 use container_image_pusher::registry::Platform;
+use container_image_pusher::registry::{auth, client};
 use container_image_pusher::telemetry::Telemetry;
 use container_image_pusher::verify::artifact::{self as signature_artifact, Form, SignatureLayer};
 use container_image_pusher::verify::certificate::{self, CertificatePolicy, SubjectMatch};

@@ -192,8 +192,6 @@ impl Endpoint {
             .inc_by(report.bytes as u64);
     }
 
-    /// Encodes and sends one batch, again as 1.0 if the receiver does not
-
     /// A batch the receiver stored in part: its series stored and those
     /// refused, as [`Endpoint::isolate`] finds them (`written`: what a 2.0
     /// receiver said it wrote).
