@@ -358,6 +358,7 @@ fn key_policy() -> &'static Policy {
         name: "ours".into(),
         keys: vec![PublicKey::from_pem(COSIGN_KEY.as_bytes()).expect("a valid key")],
         certificates: Vec::new(),
+        attestations: vec![SLSA_PROVENANCE.into()],
     })
 }
 

@@ -25,6 +25,7 @@ const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 
 /// How a layer holds its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,12 @@ pub enum Form {
     },
     /// The layer is a Sigstore bundle.
     Bundle,
+    /// The layer is a bare DSSE envelope (cosign's legacy `.att` tag); any
+    /// certificate and chain are annotations, as for simple signing.
+    Envelope {
+        certificate: Option<String>,
+        chain: Option<String>,
+    },
     /// Something else (a Notary signature, …).
     Other,
 }
@@ -55,7 +62,7 @@ impl SignatureLayer {
     pub fn fits(&self) -> bool {
         match self.form {
             Form::SimpleSigning { .. } => self.size <= MAX_PAYLOAD,
-            Form::Bundle => self.size <= MAX_BUNDLE,
+            Form::Bundle | Form::Envelope { .. } => self.size <= MAX_BUNDLE,
             Form::Other => false,
         }
     }
@@ -100,6 +107,11 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, Reason> 
                     },
                     None => Form::Other,
                 }
+            } else if layer.media_type == DSSE_ENVELOPE {
+                Form::Envelope {
+                    certificate: layer.annotations.remove(CERTIFICATE_ANNOTATION),
+                    chain: layer.annotations.remove(CHAIN_ANNOTATION),
+                }
             } else if layer
                 .media_type
                 .starts_with("application/vnd.dev.sigstore.bundle")
@@ -130,16 +142,7 @@ pub fn check(layer: &SignatureLayer, blob: &[u8], subjects: &[&str], policy: &Po
             let named = payload::simple_signing_digest(blob).map_err(|_| Reason::Malformed)?;
             let signature =
                 bundle::base64(signature, "signature").map_err(|_| Reason::Malformed)?;
-            let certificates = match certificate {
-                Some(leaf) => {
-                    let mut pem = leaf.clone();
-                    pem.push('\n');
-                    pem.push_str(chain.as_deref().unwrap_or_default());
-                    Some(certificate::from_pem(pem.as_bytes()).map_err(|_| Reason::Malformed)?)
-                }
-                None => None,
-            };
-            let signer = Signer::Unnamed(certificates);
+            let signer = Signer::annotated(certificate.as_deref(), chain.as_deref())?;
             signer.verify(policy, blob, &[signature], || {
                 Ok(subjects.contains(&named.as_str()))
             })
@@ -148,7 +151,8 @@ pub fn check(layer: &SignatureLayer, blob: &[u8], subjects: &[&str], policy: &Po
             let bundle = bundle::parse(blob).map_err(|_| Reason::Malformed)?;
             check_bundle(&bundle, subjects, policy)
         }
-        Form::Other => Err(Reason::Unsupported),
+        // An attestation is not a signature of the image.
+        Form::Envelope { .. } | Form::Other => Err(Reason::Unsupported),
     }
 }
 
@@ -161,13 +165,7 @@ fn check_bundle(bundle: &Bundle, subjects: &[&str], policy: &Policy) -> Outcome 
     else {
         return Err(Reason::Unsupported);
     };
-    let signer = match &bundle.material {
-        Material::KeyHint(hint) => Signer::Hint(hint.clone()),
-        Material::Certificates(chain) => Signer::Unnamed(Some(
-            certificate::from_der_list(chain).map_err(|_| Reason::Malformed)?,
-        )),
-        Material::None => Signer::Unnamed(None),
-    };
+    let signer = Signer::of_bundle(bundle)?;
     let message = payload::pae(payload_type, payload);
     signer.verify(policy, &message, signatures, || {
         if payload_type != payload::IN_TOTO_PAYLOAD_TYPE {
@@ -179,7 +177,7 @@ fn check_bundle(bundle: &Bundle, subjects: &[&str], policy: &Policy) -> Outcome 
 }
 
 /// Who a signature says made it.
-enum Signer {
+pub(super) enum Signer {
     /// A key, by its hint (a bundle of `cosign sign --key`).
     Hint(Vec<u8>),
     /// No key named: maybe certificates (leaf first).
@@ -187,10 +185,37 @@ enum Signer {
 }
 
 impl Signer {
+    /// The signer of a bundle, from its verification material.
+    pub(super) fn of_bundle(bundle: &Bundle) -> Result<Signer, Reason> {
+        Ok(match &bundle.material {
+            Material::KeyHint(hint) => Signer::Hint(hint.clone()),
+            Material::Certificates(chain) => Signer::Unnamed(Some(
+                certificate::from_der_list(chain).map_err(|_| Reason::Malformed)?,
+            )),
+            Material::None => Signer::Unnamed(None),
+        })
+    }
+
+    /// The signer of a legacy layer: its certificate and chain
+    /// annotations (PEM), if any.
+    pub(super) fn annotated(
+        certificate: Option<&str>,
+        chain: Option<&str>,
+    ) -> Result<Signer, Reason> {
+        let Some(leaf) = certificate else {
+            return Ok(Signer::Unnamed(None));
+        };
+        let mut pem = leaf.to_owned();
+        pem.push('\n');
+        pem.push_str(chain.unwrap_or_default());
+        let chain = certificate::from_pem(pem.as_bytes()).map_err(|_| Reason::Malformed)?;
+        Ok(Signer::Unnamed(Some(chain)))
+    }
+
     /// Checks `signatures` of `message` under `policy`, then, once the
     /// cryptography holds, whether the payload names a subject
     /// (`names_subject`, which reads the payload only then).
-    fn verify(
+    pub(super) fn verify(
         &self,
         policy: &Policy,
         message: &[u8],

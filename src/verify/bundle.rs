@@ -118,6 +118,28 @@ pub(crate) fn base64(text: &str, what: &'static str) -> Result<Vec<u8>, BundleEr
         .map_err(|_| BundleError::Base64(what))
 }
 
+fn dsse(envelope: RawEnvelope) -> Result<Content, BundleError> {
+    if envelope.signatures.len() > MAX_ENVELOPE_SIGNATURES {
+        return Err(BundleError::TooMany(MAX_ENVELOPE_SIGNATURES, "signatures"));
+    }
+    Ok(Content::Dsse {
+        payload: base64(&envelope.payload, "payload")?,
+        payload_type: envelope.payload_type,
+        signatures: envelope
+            .signatures
+            .iter()
+            .map(|s| base64(&s.sig, "signature"))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Parses a bare DSSE envelope's JSON (a layer of cosign's legacy `.att`
+/// tag), always a [`Content::Dsse`]. The entry point for those untrusted
+/// bytes.
+pub fn envelope(body: &[u8]) -> Result<Content, BundleError> {
+    dsse(serde_json::from_slice(body)?)
+}
+
 /// Parses a bundle's JSON. The entry point for those untrusted bytes.
 pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
     let raw: Raw = serde_json::from_slice(body)?;
@@ -140,20 +162,7 @@ pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
         Material::None
     };
     let content = match (raw.dsse_envelope, raw.message_signature) {
-        (Some(envelope), _) => {
-            if envelope.signatures.len() > MAX_ENVELOPE_SIGNATURES {
-                return Err(BundleError::TooMany(MAX_ENVELOPE_SIGNATURES, "signatures"));
-            }
-            Content::Dsse {
-                payload: base64(&envelope.payload, "payload")?,
-                payload_type: envelope.payload_type,
-                signatures: envelope
-                    .signatures
-                    .iter()
-                    .map(|s| base64(&s.sig, "signature"))
-                    .collect::<Result<_, _>>()?,
-            }
-        }
+        (Some(envelope), _) => dsse(envelope)?,
         (None, Some(_)) => Content::MessageSignature,
         (None, None) => return Err(BundleError::NoContent),
     };

@@ -4,6 +4,7 @@
 //! fetches what is checked here, and no network call is ever made for it.
 
 pub mod artifact;
+pub mod attestation;
 pub mod bundle;
 pub mod certificate;
 pub mod payload;

@@ -11,16 +11,24 @@ use super::signature::{KeyError, PublicKey, MAX_KEY_FILE};
 
 /// Longest `subject-regexp` accepted.
 const MAX_PATTERN: usize = 1024;
+/// Predicate types one policy may ask attestations for.
+pub const MAX_ATTESTATION_TYPES: usize = 8;
+/// Longest predicate type accepted.
+const MAX_PREDICATE_TYPE: usize = 256;
 /// Largest `--verify-config` file read.
 pub const MAX_CONFIG_FILE: usize = 64 * 1024;
 
 /// One named policy: a signature verifies under it when a key of it, or a
-/// certificate that one of its rules trusts, verifies the signature.
+/// certificate that one of its rules trusts, verifies the signature. An
+/// image verifies under it when a signature does and, for each of its
+/// `attestations` (in-toto predicate types), a DSSE attestation of that
+/// type verifies the same way ([`super::attestation`]).
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
     pub keys: Vec<PublicKey>,
     pub certificates: Vec<CertificatePolicy>,
+    pub attestations: Vec<String>,
 }
 
 /// Why the verification flags cannot be used.
@@ -174,6 +182,8 @@ struct PolicySpec {
     keys: Vec<String>,
     #[serde(default)]
     certificates: Vec<RuleSpec>,
+    #[serde(default)]
+    attestations: Vec<String>,
 }
 
 fn key(path: &str) -> Result<PublicKey, PolicyError> {
@@ -201,6 +211,7 @@ fn entry(named: &mut BTreeMap<String, Policy>, name: String) -> &mut Policy {
         name,
         keys: Vec::new(),
         certificates: Vec::new(),
+        attestations: Vec::new(),
     })
 }
 
@@ -222,6 +233,45 @@ fn from_file(named: &mut BTreeMap<String, Policy>, path: &str) -> Result<(), Pol
         for rule in spec.certificates {
             let rule = certificate_rule(&spec.name, rule)?;
             entry(named, spec.name.clone()).certificates.push(rule);
+        }
+        for predicate_type in spec.attestations {
+            let policy = entry(named, spec.name.clone());
+            if !policy.attestations.contains(&predicate_type) {
+                policy.attestations.push(predicate_type);
+            }
+        }
+    }
+    for policy in named.values() {
+        check_attestations(policy).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// A policy asking for attestations has keys or certificates to check them
+/// with, and few predicate types, each a URI-like string.
+fn check_attestations(policy: &Policy) -> Result<(), String> {
+    let name = &policy.name;
+    if policy.attestations.is_empty() {
+        return Ok(());
+    }
+    if policy.keys.is_empty() && policy.certificates.is_empty() {
+        return Err(format!(
+            "policy {name} asks for attestations but has no keys or certificates"
+        ));
+    }
+    if policy.attestations.len() > MAX_ATTESTATION_TYPES {
+        return Err(format!(
+            "policy {name} asks for more than {MAX_ATTESTATION_TYPES} attestation types"
+        ));
+    }
+    for predicate_type in &policy.attestations {
+        let valid = (1..=MAX_PREDICATE_TYPE).contains(&predicate_type.len())
+            && predicate_type.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return Err(format!(
+                "policy {name}: attestation type {:?} is not 1 to {MAX_PREDICATE_TYPE} printable ASCII characters",
+                predicate_type.chars().take(80).collect::<String>()
+            ));
         }
     }
     Ok(())
