@@ -10,4 +10,5 @@ pub mod certificate;
 pub mod payload;
 pub mod policy;
 pub mod signature;
+pub mod tlog;
 pub mod verdict;
