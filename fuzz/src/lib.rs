@@ -360,6 +360,7 @@ fn key_policy() -> &'static Policy {
         keys: vec![PublicKey::from_pem(COSIGN_KEY.as_bytes()).expect("a valid key")],
         certificates: Vec::new(),
         attestations: vec![SLSA_PROVENANCE.into()],
+        transparency_log: None,
     })
 }
 

@@ -64,6 +64,8 @@ pub(crate) struct SignatureVerifier {
     /// (subjects, artifact digest, what it is checked as) → outcomes.
     verdicts: Cache<(String, String, As), Checked>,
     verifications: IntCounterVec,
+    /// Transparency-log proofs checked, for policies with a log's keys.
+    log_proofs: IntCounterVec,
 }
 
 impl SignatureVerifier {
@@ -79,10 +81,20 @@ impl SignatureVerifier {
             &["policy", "result"],
         )
         .expect("valid counter definition");
-        telemetry
-            .registry
-            .register(Box::new(verifications.clone()))
-            .expect("metric registered once");
+        let log_proofs = IntCounterVec::new(
+            prometheus::Opts::new(
+                "container_image_pusher_transparency_log_proofs_total",
+                "Signature layers whose transparency-log proofs were checked under a policy's log keys (cached verdicts are not counted), by policy and result: verified, missing or failed.",
+            ),
+            &["policy", "result"],
+        )
+        .expect("valid counter definition");
+        for counter in [&verifications, &log_proofs] {
+            telemetry
+                .registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+        }
         Some(SignatureVerifier {
             policies,
             verdicts: Cache::builder()
@@ -90,6 +102,7 @@ impl SignatureVerifier {
                 .time_to_idle(VERDICT_IDLE)
                 .build(),
             verifications,
+            log_proofs,
         })
     }
 
@@ -214,6 +227,9 @@ impl SignatureVerifier {
                     .collect()
             })
             .collect();
+        if let (As::Signature, Ok(layers)) = (as_, &fetched) {
+            self.count_log_proofs(layers);
+        }
         for (policy, checks) in self.policies.iter().zip(&outcomes) {
             for outcome in checks {
                 let result = match outcome {
@@ -226,6 +242,21 @@ impl SignatureVerifier {
             }
         }
         Ok(Arc::new(outcomes))
+    }
+
+    /// Counts what the transparency log proves of each signature layer,
+    /// under each policy that has a log's keys.
+    fn count_log_proofs(&self, layers: &[(SignatureLayer, Result<bytes::Bytes, Reason>)]) {
+        for policy in self.policies.iter() {
+            for (layer, blob) in layers {
+                let Ok(blob) = blob else { continue };
+                if let Some(logged) = artifact::logged(layer, blob, policy) {
+                    self.log_proofs
+                        .with_label_values(&[policy.name.as_str(), logged.as_str()])
+                        .inc();
+                }
+            }
+        }
     }
 
     /// The artifact's signature layers with their content, or why the

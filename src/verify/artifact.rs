@@ -12,6 +12,7 @@ use super::certificate::{self, CertificatePolicy};
 use super::payload;
 use super::policy::Policy;
 use super::signature::PublicKey;
+use super::tlog::{self, LogEntry, Logged};
 use super::verdict::{combine, Outcome, Reason};
 
 /// Signature layers read from one artifact.
@@ -143,9 +144,12 @@ pub fn check(layer: &SignatureLayer, blob: &[u8], subjects: &[&str], policy: &Po
             let signature =
                 bundle::base64(signature, "signature").map_err(|_| Reason::Malformed)?;
             let signer = Signer::annotated(certificate.as_deref(), chain.as_deref())?;
-            signer.verify(policy, blob, &[signature], || {
+            let signatures = [signature];
+            signer.verify(policy, blob, &signatures, || {
                 Ok(subjects.contains(&named.as_str()))
-            })
+            })?;
+            // A `.sig` carries at most a signed entry timestamp, not checked.
+            require_log(policy, &[], blob, &signatures)
         }
         Form::Bundle => {
             let bundle = bundle::parse(blob).map_err(|_| Reason::Malformed)?;
@@ -173,7 +177,52 @@ fn check_bundle(bundle: &Bundle, subjects: &[&str], policy: &Policy) -> Outcome 
         }
         let named = payload::statement_digests(payload).map_err(|_| Reason::Malformed)?;
         Ok(named.iter().any(|d| subjects.contains(&d.as_str())))
-    })
+    })?;
+    require_log(policy, &bundle.tlog_entries, payload, signatures)
+}
+
+/// Under a policy that requires its transparency log, whether `entries`
+/// prove the signatures were logged: none is `unsupported` (the policy
+/// demands a proof this signature does not carry), a proof that does not
+/// check is `bad_signature`.
+pub(super) fn require_log(
+    policy: &Policy,
+    entries: &[LogEntry],
+    payload: &[u8],
+    signatures: &[Vec<u8>],
+) -> Outcome {
+    match &policy.transparency_log {
+        Some(log) if log.required => match tlog::check(entries, &log.keys, payload, signatures) {
+            Logged::Verified => Ok(()),
+            Logged::Missing => Err(Reason::Unsupported),
+            Logged::Failed => Err(Reason::BadSignature),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// What the transparency log proves of one layer's signatures under the
+/// policy's log keys, for the report; `None` without a log.
+pub fn logged(layer: &SignatureLayer, blob: &[u8], policy: &Policy) -> Option<Logged> {
+    let log = policy.transparency_log.as_ref()?;
+    let Form::Bundle = layer.form else {
+        return Some(Logged::Missing);
+    };
+    let bundle = bundle::parse(blob).ok()?;
+    let Content::Dsse {
+        payload,
+        signatures,
+        ..
+    } = &bundle.content
+    else {
+        return None;
+    };
+    Some(tlog::check(
+        &bundle.tlog_entries,
+        &log.keys,
+        payload,
+        signatures,
+    ))
 }
 
 /// Who a signature says made it.

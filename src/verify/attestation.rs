@@ -7,7 +7,7 @@
 //! certificates, and its statement names the image in `subject[].digest`;
 //! what each failure is called follows [`super::verdict::Reason`].
 
-use super::artifact::{Form, SignatureLayer, Signer};
+use super::artifact::{self, Form, SignatureLayer, Signer};
 use super::bundle::{self, Content};
 use super::payload;
 use super::policy::Policy;
@@ -27,14 +27,19 @@ pub fn check(
     policy: &Policy,
     predicate_type: &str,
 ) -> Outcome {
-    let (signer, content) = match &layer.form {
+    let (signer, content, entries) = match &layer.form {
         Form::Envelope { certificate, chain } => (
             Signer::annotated(certificate.as_deref(), chain.as_deref())?,
             bundle::envelope(blob).map_err(|_| Reason::Malformed)?,
+            Vec::new(),
         ),
         Form::Bundle => {
             let bundle = bundle::parse(blob).map_err(|_| Reason::Malformed)?;
-            (Signer::of_bundle(&bundle)?, bundle.content)
+            (
+                Signer::of_bundle(&bundle)?,
+                bundle.content,
+                bundle.tlog_entries,
+            )
         }
         Form::SimpleSigning { .. } | Form::Other => return Err(Reason::NoSignature),
     };
@@ -56,7 +61,8 @@ pub fn check(
     let message = payload::pae(&payload_type, &payload);
     signer.verify(policy, &message, &signatures, || {
         Ok(named.iter().any(|d| subjects.contains(&d.as_str())))
-    })
+    })?;
+    artifact::require_log(policy, &entries, &payload, &signatures)
 }
 
 #[cfg(test)]
@@ -79,6 +85,7 @@ mod tests {
             keys: vec![PublicKey::from_pem(key.as_bytes()).unwrap()],
             certificates: Vec::new(),
             attestations: vec![SLSA.into()],
+            transparency_log: None,
         }
     }
 

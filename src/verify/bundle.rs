@@ -1,10 +1,12 @@
 //! Sigstore bundles (v0.1 to v0.3 JSON), as cosign 3 attaches them to an
 //! image: a DSSE envelope (or a message signature) and the verification
 //! material — a public-key hint, a certificate, or an X.509 chain.
-//! Transparency-log entries and timestamps are counted, not checked.
+//! Transparency-log entries are read here and checked in [`super::tlog`].
 
 use base64::Engine as _;
 use serde::Deserialize;
+
+use super::tlog::{self, LogEntry};
 
 /// Signatures read from one DSSE envelope.
 pub const MAX_ENVELOPE_SIGNATURES: usize = 8;
@@ -52,8 +54,9 @@ pub enum Content {
 pub struct Bundle {
     pub material: Material,
     pub content: Content,
-    /// Transparency-log entries the bundle carries (reported, not checked).
-    pub tlog_entries: usize,
+    /// Transparency-log entries the bundle carries, at most
+    /// [`tlog::MAX_ENTRIES`].
+    pub tlog_entries: Vec<LogEntry>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +80,7 @@ struct RawMaterial {
     #[serde(default)]
     x509_certificate_chain: Option<RawChain>,
     #[serde(default)]
-    tlog_entries: Vec<serde::de::IgnoredAny>,
+    tlog_entries: Vec<LogEntry>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +147,9 @@ pub fn envelope(body: &[u8]) -> Result<Content, BundleError> {
 pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
     let raw: Raw = serde_json::from_slice(body)?;
     let material = raw.verification_material;
+    if material.tlog_entries.len() > tlog::MAX_ENTRIES {
+        return Err(BundleError::TooMany(tlog::MAX_ENTRIES, "log entries"));
+    }
     let material_kind = if let Some(certificate) = material.certificate {
         Material::Certificates(vec![base64(&certificate.raw_bytes, "certificate")?])
     } else if let Some(chain) = material.x509_certificate_chain {
@@ -169,7 +175,7 @@ pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
     Ok(Bundle {
         material: material_kind,
         content,
-        tlog_entries: material.tlog_entries.len(),
+        tlog_entries: material.tlog_entries,
     })
 }
 

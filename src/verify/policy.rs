@@ -15,6 +15,8 @@ const MAX_PATTERN: usize = 1024;
 pub const MAX_ATTESTATION_TYPES: usize = 8;
 /// Longest predicate type accepted.
 const MAX_PREDICATE_TYPE: usize = 256;
+/// Keys one transparency log may have (a rotation).
+const MAX_LOG_KEYS: usize = 4;
 /// Largest `--verify-config` file read.
 pub const MAX_CONFIG_FILE: usize = 64 * 1024;
 
@@ -29,6 +31,18 @@ pub struct Policy {
     pub keys: Vec<PublicKey>,
     pub certificates: Vec<CertificatePolicy>,
     pub attestations: Vec<String>,
+    /// A transparency log's keys, to check the proofs bundles carry.
+    pub transparency_log: Option<LogPolicy>,
+}
+
+/// A transparency log (Rekor-style) the proofs of a policy's signatures
+/// are checked against.
+#[derive(Debug, Clone)]
+pub struct LogPolicy {
+    /// The log's public keys (any of them).
+    pub keys: Vec<PublicKey>,
+    /// Whether a signature verifies only with a proof that checks.
+    pub required: bool,
 }
 
 /// Why the verification flags cannot be used.
@@ -184,6 +198,16 @@ struct PolicySpec {
     certificates: Vec<RuleSpec>,
     #[serde(default)]
     attestations: Vec<String>,
+    #[serde(default, rename = "transparencyLog")]
+    transparency_log: Option<LogSpec>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSpec {
+    keys: Vec<String>,
+    #[serde(default)]
+    required: bool,
 }
 
 fn key(path: &str) -> Result<PublicKey, PolicyError> {
@@ -212,6 +236,7 @@ fn entry(named: &mut BTreeMap<String, Policy>, name: String) -> &mut Policy {
         keys: Vec::new(),
         certificates: Vec::new(),
         attestations: Vec::new(),
+        transparency_log: None,
     })
 }
 
@@ -240,6 +265,12 @@ fn from_file(named: &mut BTreeMap<String, Policy>, path: &str) -> Result<(), Pol
                 policy.attestations.push(predicate_type);
             }
         }
+        if let Some(log) = spec.transparency_log {
+            add_log(entry(named, spec.name.clone()), log).map_err(|e| match e {
+                PolicyError::Config { message, .. } => fail(message),
+                other => other,
+            })?;
+        }
     }
     for policy in named.values() {
         check_attestations(policy).map_err(fail)?;
@@ -247,14 +278,46 @@ fn from_file(named: &mut BTreeMap<String, Policy>, path: &str) -> Result<(), Pol
     Ok(())
 }
 
-/// A policy asking for attestations has keys or certificates to check them
-/// with, and few predicate types, each a URI-like string.
+/// Adds a `transparencyLog` to a policy: its keys, and whether it is
+/// required (when any of the file's entries for the policy says so).
+fn add_log(policy: &mut Policy, log: LogSpec) -> Result<(), PolicyError> {
+    if log.keys.is_empty() || log.keys.len() > MAX_LOG_KEYS {
+        return Err(PolicyError::Config {
+            path: PathBuf::new(),
+            message: format!(
+                "policy {}: transparencyLog needs 1 to {MAX_LOG_KEYS} keys",
+                policy.name
+            ),
+        });
+    }
+    let keys = log
+        .keys
+        .iter()
+        .map(|p| key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = policy.transparency_log.get_or_insert(LogPolicy {
+        keys: Vec::new(),
+        required: false,
+    });
+    merged.keys.extend(keys);
+    merged.required |= log.required;
+    Ok(())
+}
+
+/// A policy asking for attestations or a log has keys or certificates to
+/// check signatures with, and few predicate types, each a URI-like string.
 fn check_attestations(policy: &Policy) -> Result<(), String> {
     let name = &policy.name;
+    let unsigned = policy.keys.is_empty() && policy.certificates.is_empty();
+    if unsigned && policy.transparency_log.is_some() {
+        return Err(format!(
+            "policy {name} has a transparencyLog but no keys or certificates"
+        ));
+    }
     if policy.attestations.is_empty() {
         return Ok(());
     }
-    if policy.keys.is_empty() && policy.certificates.is_empty() {
+    if unsigned {
         return Err(format!(
             "policy {name} asks for attestations but has no keys or certificates"
         ));

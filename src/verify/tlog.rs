@@ -272,7 +272,10 @@ fn binds(body: &[u8], payload: &[u8], signatures: &[Vec<u8>]) -> bool {
     };
     let mut strings = Vec::new();
     collect_strings(&body, &mut strings);
-    let payload_hash = hex::encode(Sha256::digest(payload));
+    let payload_hash: String = Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let engine = base64::engine::general_purpose::STANDARD;
     let named = |s: &str| strings.iter().any(|v| *v == s);
     named(&payload_hash)
