@@ -27,7 +27,7 @@ use container_image_pusher::verify::artifact::{self as signature_artifact, Form,
 use container_image_pusher::verify::certificate::{self, CertificatePolicy, SubjectMatch};
 use container_image_pusher::verify::policy::Policy;
 use container_image_pusher::verify::signature::PublicKey;
-use container_image_pusher::verify::{attestation, bundle, payload};
+use container_image_pusher::verify::{attestation, bundle, payload, tlog};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use sha2::Digest as _;
 
@@ -50,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signature_payload", signature_payload),
     ("signature_bundle", signature_bundle),
     ("signature_attestation", signature_attestation),
+    ("transparency_log", transparency_log),
     ("signature_certificate", signature_certificate),
     ("signature_key", signature_key),
     ("tag", tag),
@@ -424,6 +425,17 @@ pub fn signature_attestation(data: &[u8]) {
         };
         let _ = attestation::check(&layer, data, &[SUBJECT], key_policy(), SLSA_PROVENANCE);
     }
+}
+
+/// A transparency-log entry of a bundle (`tlogEntries[]`): its body,
+/// inclusion proof and checkpoint, checked under a key.
+pub fn transparency_log(data: &[u8]) {
+    let Ok(entry) = serde_json::from_slice::<tlog::LogEntry>(data) else {
+        return;
+    };
+    let keys = &key_policy().keys;
+    let _ = tlog::verify_entry(&entry, keys, b"{}", &[b"signature".to_vec()]);
+    let _ = tlog::check(&[entry], keys, b"{}", &[]);
 }
 
 /// Certificates (PEM, or one DER document), checked as a chain against
