@@ -63,6 +63,9 @@ fn add_entry(bundle: &mut Value, log: &TestLog, logged: usize, change: impl Fn(&
     bundle["verificationMaterial"]["tlogEntries"] = Value::Array(vec![entry]);
 }
 
+/// What is done to an image's bundle.
+type Change<'a> = dyn Fn(&mut Value) + 'a;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_proofs_are_required_or_reported_per_policy() {
     let registry = Registry::start().await;
@@ -71,7 +74,7 @@ async fn log_proofs_are_required_or_reported_per_policy() {
     generate_key(d, "ours");
     let log = TestLog::new(7);
     let impostor = TestLog::new(8);
-    let cases: [(&str, Option<&dyn Fn(&mut Value)>); 5] = [
+    let cases: [(&str, Option<&Change>); 5] = [
         ("logged", Some(&|b| add_entry(b, &log, 3, |_| {}))),
         (
             "tampered",

@@ -24,7 +24,7 @@ pub const MAX_CONFIG_FILE: usize = 64 * 1024;
 /// certificate that one of its rules trusts, verifies the signature. An
 /// image verifies under it when a signature does and, for each of its
 /// `attestations` (in-toto predicate types), a DSSE attestation of that
-/// type verifies the same way ([`super::attestation`]).
+/// type verifies the same way (see the attestation module).
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,

@@ -277,7 +277,7 @@ fn binds(body: &[u8], payload: &[u8], signatures: &[Vec<u8>]) -> bool {
         .map(|b| format!("{b:02x}"))
         .collect();
     let engine = base64::engine::general_purpose::STANDARD;
-    let named = |s: &str| strings.iter().any(|v| *v == s);
+    let named = |s: &str| strings.contains(&s);
     named(&payload_hash)
         && signatures.iter().any(|signature| {
             let once = engine.encode(signature);

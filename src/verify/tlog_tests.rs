@@ -127,7 +127,7 @@ fn a_proof_verifies_under_its_log_key_only_for_its_own_entry() {
     let entry = log.entry(&bodies, 4);
     assert_eq!(verify_entry(&entry, &keys, payload, &sigs), Ok(()));
     assert_eq!(
-        check(&[entry.clone()], &keys, payload, &sigs),
+        check(std::slice::from_ref(&entry), &keys, payload, &sigs),
         Logged::Verified
     );
     assert_eq!(check(&[], &keys, payload, &sigs), Logged::Missing);
