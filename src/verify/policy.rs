@@ -410,6 +410,30 @@ mod tests {
         let policies = policies(&[flag], &[], Some(config)).unwrap();
         assert_eq!(policies.len(), 1);
         assert_eq!(policies[0].keys.len(), 2);
+        let with = |extra: &str| {
+            let yaml = format!("policies:\n  - name: ours\n{extra}");
+            std::fs::write(dir.join("extra.yaml"), yaml).unwrap();
+            super::policies(&[], &[], dir.join("extra.yaml").to_str())
+        };
+        let key_line = format!("    keys: [{}]\n", key.display());
+        let log = format!(
+            "    transparencyLog: {{keys: [{}], required: true}}\n",
+            key.display()
+        );
+        let full = with(&format!(
+            "{key_line}    attestations: [https://slsa.dev/provenance/v1]\n{log}"
+        ))
+        .unwrap();
+        assert_eq!(full[0].attestations, ["https://slsa.dev/provenance/v1"]);
+        assert!(full[0]
+            .transparency_log
+            .as_ref()
+            .is_some_and(|l| l.required));
+        // Attestations or a log need keys to check signatures with.
+        assert!(with("    attestations: [https://slsa.dev/provenance/v1]\n").is_err());
+        assert!(with(&log).is_err());
+        assert!(with(&format!("{key_line}    transparencyLog: {{keys: []}}\n")).is_err());
+        assert!(with(&format!("{key_line}    attestations: [\"two words\"]\n")).is_err());
         std::fs::write(dir.join("bad.yaml"), "policies: [{name: ours, keyz: []}]").unwrap();
         let bad = dir.join("bad.yaml");
         assert!(matches!(
