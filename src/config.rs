@@ -134,7 +134,8 @@ pub struct VerificationArgs {
     pub verify_certificate: Vec<String>,
 
     /// A YAML file of policies (`policies: [{name, keys: [PATH], certificates:
-    /// [{issuer, subject | subjectRegexp, roots}]}]`), added to the flags'.
+    /// [{issuer, subject | subjectRegexp, roots}], attestations: [TYPE],
+    /// transparencyLog: {keys: [PATH], required}}]`), added to the flags'.
     /// Default: none.
     #[arg(
         long = "verify-config",

@@ -27,7 +27,7 @@ use container_image_pusher::verify::artifact::{self as signature_artifact, Form,
 use container_image_pusher::verify::certificate::{self, CertificatePolicy, SubjectMatch};
 use container_image_pusher::verify::policy::Policy;
 use container_image_pusher::verify::signature::PublicKey;
-use container_image_pusher::verify::{bundle, payload};
+use container_image_pusher::verify::{attestation, bundle, payload, tlog};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use sha2::Digest as _;
 
@@ -49,6 +49,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("receiver_refusal", receiver_refusal),
     ("signature_payload", signature_payload),
     ("signature_bundle", signature_bundle),
+    ("signature_attestation", signature_attestation),
+    ("transparency_log", transparency_log),
     ("signature_certificate", signature_certificate),
     ("signature_key", signature_key),
     ("tag", tag),
@@ -358,6 +360,8 @@ fn key_policy() -> &'static Policy {
         name: "ours".into(),
         keys: vec![PublicKey::from_pem(COSIGN_KEY.as_bytes()).expect("a valid key")],
         certificates: Vec::new(),
+        attestations: vec![SLSA_PROVENANCE.into()],
+        transparency_log: None,
     })
 }
 
@@ -396,6 +400,42 @@ pub fn signature_bundle(data: &[u8]) {
         form: Form::Bundle,
     };
     let _ = signature_artifact::check(&layer, data, &[SUBJECT], key_policy());
+}
+
+const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+
+/// A DSSE envelope (cosign's legacy `.att` layer) or a Sigstore bundle, as
+/// a registry sends it; checked as an attestation under a key.
+pub fn signature_attestation(data: &[u8]) {
+    if let Ok(bundle::Content::Dsse { signatures, .. }) = bundle::envelope(data) {
+        assert!(signatures.len() <= bundle::MAX_ENVELOPE_SIGNATURES);
+    }
+    let _ = payload::statement(data);
+    for form in [
+        Form::Envelope {
+            certificate: None,
+            chain: None,
+        },
+        Form::Bundle,
+    ] {
+        let layer = SignatureLayer {
+            digest: String::new(),
+            size: data.len() as u64,
+            form,
+        };
+        let _ = attestation::check(&layer, data, &[SUBJECT], key_policy(), SLSA_PROVENANCE);
+    }
+}
+
+/// A transparency-log entry of a bundle (`tlogEntries[]`): its body,
+/// inclusion proof and checkpoint, checked under a key.
+pub fn transparency_log(data: &[u8]) {
+    let Ok(entry) = serde_json::from_slice::<tlog::LogEntry>(data) else {
+        return;
+    };
+    let keys = &key_policy().keys;
+    let _ = tlog::verify_entry(&entry, keys, b"{}", &[b"signature".to_vec()]);
+    let _ = tlog::check(&[entry], keys, b"{}", &[]);
 }
 
 /// Certificates (PEM, or one DER document), checked as a chain against

@@ -407,7 +407,7 @@ impl ReferrerLookup {
         subjects: &[&str],
         included: &[String],
         credential: Option<&Login>,
-    ) -> Result<(Referrers, Vec<String>), ResolveError> {
+    ) -> Result<(Referrers, super::signatures::Attached), ResolveError> {
         let mut digests: Vec<String> = included.to_vec();
         for subject in subjects {
             let listed = self.listing(client, pinned, subject, credential).await?;
@@ -420,13 +420,19 @@ impl ReferrerLookup {
             digests.truncate(MAX_ARTIFACTS);
         }
         let mut referrers = Referrers::default();
-        let mut signatures = Vec::new();
+        let mut attached = super::signatures::Attached::default();
         for digest in digests {
             match self.artifact(client, pinned, &digest, credential).await {
                 Ok(artifact) => {
                     referrers.add(&artifact);
-                    if artifact.kinds.contains(&ReferrerKind::Signature) {
-                        signatures.push(digest);
+                    let kinds = &artifact.kinds;
+                    if kinds.contains(&ReferrerKind::Attestation)
+                        || kinds.contains(&ReferrerKind::Sbom)
+                    {
+                        attached.attestations.push(digest.clone());
+                    }
+                    if kinds.contains(&ReferrerKind::Signature) {
+                        attached.signatures.push(digest);
                     }
                 }
                 // One bad artifact costs only itself.
@@ -435,7 +441,7 @@ impl ReferrerLookup {
                 }
             }
         }
-        Ok((referrers, signatures))
+        Ok((referrers, attached))
     }
 
     /// The digests of the artifacts that refer to `subject`: one listing

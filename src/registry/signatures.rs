@@ -25,6 +25,7 @@ use crate::credentials::Login;
 use crate::reference;
 use crate::telemetry::Telemetry;
 use crate::verify::artifact::{self, SignatureLayer};
+use crate::verify::attestation;
 use crate::verify::policy::Policy;
 use crate::verify::verdict::{combine, Outcome, Reason};
 
@@ -37,12 +38,34 @@ const VERDICT_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// Each policy's verdict for one image, in the policies' order.
 pub type Verdicts = Vec<(String, Outcome)>;
 
+/// The attached artifacts the referrer lookups found that are checked
+/// here, by digest: signatures, and attestations (SBOMs included, which
+/// are attestations of an SPDX or CycloneDX predicate type when signed).
+#[derive(Debug, Default)]
+pub(crate) struct Attached {
+    pub(crate) signatures: Vec<String>,
+    pub(crate) attestations: Vec<String>,
+}
+
+/// One artifact's outcomes: per policy, per check (the signature, or each
+/// of the policy's attestation types).
+type Checked = Arc<Vec<Vec<Outcome>>>;
+
+/// What an artifact is checked as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum As {
+    Signature,
+    Attestation,
+}
+
 /// The policies and the verdicts computed under them.
 pub(crate) struct SignatureVerifier {
     policies: Arc<Vec<Policy>>,
-    /// (subjects, artifact digest) → each policy's outcome.
-    verdicts: Cache<(String, String), Arc<Vec<Outcome>>>,
+    /// (subjects, artifact digest, what it is checked as) → outcomes.
+    verdicts: Cache<(String, String, As), Checked>,
     verifications: IntCounterVec,
+    /// Transparency-log proofs checked, for policies with a log's keys.
+    log_proofs: IntCounterVec,
 }
 
 impl SignatureVerifier {
@@ -58,10 +81,20 @@ impl SignatureVerifier {
             &["policy", "result"],
         )
         .expect("valid counter definition");
-        telemetry
-            .registry
-            .register(Box::new(verifications.clone()))
-            .expect("metric registered once");
+        let log_proofs = IntCounterVec::new(
+            prometheus::Opts::new(
+                "container_image_pusher_transparency_log_proofs_total",
+                "Signature layers whose transparency-log proofs were checked under a policy's log keys (cached verdicts are not counted), by policy and result: verified, missing or failed.",
+            ),
+            &["policy", "result"],
+        )
+        .expect("valid counter definition");
+        for counter in [&verifications, &log_proofs] {
+            telemetry
+                .registry
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+        }
         Some(SignatureVerifier {
             policies,
             verdicts: Cache::builder()
@@ -69,50 +102,54 @@ impl SignatureVerifier {
                 .time_to_idle(VERDICT_IDLE)
                 .build(),
             verifications,
+            log_proofs,
         })
     }
 
-    /// Each policy's verdict for the image `pinned`, whose signatures are
-    /// the artifacts `signatures` and may name any of `subjects`. `None`
-    /// when a registry did not answer and no signature verified.
+    /// Each policy's verdict for the image `pinned`, whose signatures and
+    /// attestations are the artifacts `attached` and may name any of
+    /// `subjects`. `None` when a registry did not answer and the image did
+    /// not verify.
     pub(crate) async fn verify(
         &self,
         client: &RegistryClient,
         pinned: &Reference,
         subjects: &[&str],
-        signatures: &[String],
+        attached: &Attached,
         credential: Option<&Login>,
     ) -> Option<Verdicts> {
-        let mut per_policy: Vec<Vec<Outcome>> = vec![Vec::new(); self.policies.len()];
-        let mut unknown = false;
-        for digest in signatures.iter().take(MAX_SIGNATURES) {
-            let key = (subjects.join(","), digest.clone());
-            let computed = self
-                .verdicts
-                .try_get_with(key, async {
-                    let outcomes = self
-                        .compute(client, pinned, subjects, digest, credential)
-                        .await?;
-                    Ok::<_, ResolveError>(Arc::new(outcomes))
-                })
+        let lookup = Lookup {
+            client,
+            pinned,
+            subjects,
+            credential,
+        };
+        let (signatures, mut unknown) = self
+            .checked(&lookup, &attached.signatures, As::Signature)
+            .await;
+        let wanted = self.policies.iter().any(|p| !p.attestations.is_empty());
+        let attestations = if wanted {
+            let (found, failed) = self
+                .checked(&lookup, &attached.attestations, As::Attestation)
                 .await;
-            match computed {
-                Ok(outcomes) => {
-                    for (all, outcome) in per_policy.iter_mut().zip(outcomes.iter()) {
-                        all.push(*outcome);
-                    }
-                }
-                Err(e) => {
-                    debug!(image = %pinned, signature = digest, error = %e, "signature not verified this time");
-                    unknown = true;
-                }
-            }
-        }
+            unknown |= failed;
+            found
+        } else {
+            Vec::new()
+        };
         let verdicts: Verdicts = self
             .policies
             .iter()
-            .zip(per_policy)
-            .map(|(policy, outcomes)| (policy.name.clone(), combine(outcomes)))
+            .enumerate()
+            .map(|(i, policy)| {
+                let signed = combine(signatures.iter().map(|c| c[i][0]));
+                let attested = (0..policy.attestations.len())
+                    .map(|t| combine(attestations.iter().map(|c| c[i][t])))
+                    .filter_map(Result::err)
+                    .max();
+                let outcome = signed.and(attested.map_or(Ok(()), Err));
+                (policy.name.clone(), outcome)
+            })
             .collect();
         if unknown && verdicts.iter().any(|(_, outcome)| outcome.is_err()) {
             return None;
@@ -120,43 +157,106 @@ impl SignatureVerifier {
         Some(verdicts)
     }
 
-    /// Fetches one signature artifact and checks it under every policy. An
-    /// error only when the registry did not answer (not cached).
+    /// The cached or computed outcomes of the artifacts `digests` checked
+    /// `as_`, and whether a registry did not answer for some.
+    async fn checked(
+        &self,
+        lookup: &Lookup<'_>,
+        digests: &[String],
+        as_: As,
+    ) -> (Vec<Checked>, bool) {
+        let mut found = Vec::new();
+        let mut unknown = false;
+        for digest in digests.iter().take(MAX_SIGNATURES) {
+            let key = (lookup.subjects.join(","), digest.clone(), as_);
+            let computed = self
+                .verdicts
+                .try_get_with(key, self.compute(lookup, digest, as_))
+                .await;
+            match computed {
+                Ok(outcomes) => found.push(outcomes),
+                Err(e) => {
+                    debug!(image = %lookup.pinned, artifact = digest, error = %e, "signature or attestation not verified this time");
+                    unknown = true;
+                }
+            }
+        }
+        (found, unknown)
+    }
+
+    /// Fetches one artifact and checks it under every policy. An error
+    /// only when the registry did not answer (not cached).
     async fn compute(
         &self,
-        client: &RegistryClient,
-        pinned: &Reference,
-        subjects: &[&str],
+        lookup: &Lookup<'_>,
         digest: &str,
-        credential: Option<&Login>,
-    ) -> Result<Vec<Outcome>, ResolveError> {
-        let fetched = self.fetch(client, pinned, digest, credential).await?;
-        let outcomes: Vec<Outcome> = self
+        as_: As,
+    ) -> Result<Checked, ResolveError> {
+        let fetched = self
+            .fetch(lookup.client, lookup.pinned, digest, lookup.credential)
+            .await?;
+        let subjects = lookup.subjects;
+        let outcomes: Vec<Vec<Outcome>> = self
             .policies
             .iter()
-            .map(|policy| match &fetched {
-                Err(reason) => Err(*reason),
-                Ok(layers) => combine(layers.iter().map(|(layer, blob)| match blob {
-                    Ok(blob) => artifact::check(layer, blob, subjects, policy),
-                    Err(reason) => Err(*reason),
-                })),
-            })
-            .map(|outcome| match outcome {
-                // An artifact without a signature layer signs nothing.
-                Err(Reason::NoSignature) => Err(Reason::Malformed),
-                other => other,
+            .map(|policy| {
+                let check = |layer: &SignatureLayer, blob: &[u8], check: usize| match as_ {
+                    As::Signature => artifact::check(layer, blob, subjects, policy),
+                    As::Attestation => {
+                        let wanted = &policy.attestations[check];
+                        attestation::check(layer, blob, subjects, policy, wanted)
+                    }
+                };
+                let checks = match as_ {
+                    As::Signature => 1,
+                    As::Attestation => policy.attestations.len(),
+                };
+                (0..checks)
+                    .map(|i| match &fetched {
+                        Err(reason) => Err(*reason),
+                        Ok(layers) => combine(layers.iter().map(|(layer, blob)| match blob {
+                            Ok(blob) => check(layer, blob, i),
+                            Err(reason) => Err(*reason),
+                        })),
+                    })
+                    .map(|outcome| match (outcome, as_) {
+                        // An artifact without a signature layer signs nothing.
+                        (Err(Reason::NoSignature), As::Signature) => Err(Reason::Malformed),
+                        (other, _) => other,
+                    })
+                    .collect()
             })
             .collect();
-        for (policy, outcome) in self.policies.iter().zip(&outcomes) {
-            let result = match outcome {
-                Ok(()) => "verified",
-                Err(reason) => reason.as_str(),
-            };
-            self.verifications
-                .with_label_values(&[policy.name.as_str(), result])
-                .inc();
+        if let (As::Signature, Ok(layers)) = (as_, &fetched) {
+            self.count_log_proofs(layers);
         }
-        Ok(outcomes)
+        for (policy, checks) in self.policies.iter().zip(&outcomes) {
+            for outcome in checks {
+                let result = match outcome {
+                    Ok(()) => "verified",
+                    Err(reason) => reason.as_str(),
+                };
+                self.verifications
+                    .with_label_values(&[policy.name.as_str(), result])
+                    .inc();
+            }
+        }
+        Ok(Arc::new(outcomes))
+    }
+
+    /// Counts what the transparency log proves of each signature layer,
+    /// under each policy that has a log's keys.
+    fn count_log_proofs(&self, layers: &[(SignatureLayer, Result<bytes::Bytes, Reason>)]) {
+        for policy in self.policies.iter() {
+            for (layer, blob) in layers {
+                let Ok(blob) = blob else { continue };
+                if let Some(logged) = artifact::logged(layer, blob, policy) {
+                    self.log_proofs
+                        .with_label_values(&[policy.name.as_str(), logged.as_str()])
+                        .inc();
+                }
+            }
+        }
     }
 
     /// The artifact's signature layers with their content, or why the
@@ -203,6 +303,14 @@ impl SignatureVerifier {
         }
         Ok(Ok(fetched))
     }
+}
+
+/// Where the artifacts of one image are fetched from.
+struct Lookup<'a> {
+    client: &'a RegistryClient,
+    pinned: &'a Reference,
+    subjects: &'a [&'a str],
+    credential: Option<&'a Login>,
 }
 
 /// Errors that say what the content is (unreadable, absent, too large), as

@@ -155,11 +155,11 @@ impl Resolver {
                             ))
                         });
                     match result {
-                        Ok((referrers, signatures)) => {
+                        Ok((referrers, attached)) => {
                             supply.referrers = Some(Arc::new(referrers));
                             if let Some(verifier) = &caches.verifier {
                                 let verdicts = verifier
-                                    .verify(&self.client, pinned, &subjects, &signatures, credential)
+                                    .verify(&self.client, pinned, &subjects, &attached, credential)
                                     .await;
                                 failed |= verdicts.is_none();
                                 supply.verification = verdicts.map(Arc::new);

@@ -12,6 +12,7 @@ use super::certificate::{self, CertificatePolicy};
 use super::payload;
 use super::policy::Policy;
 use super::signature::PublicKey;
+use super::tlog::{self, LogEntry, Logged};
 use super::verdict::{combine, Outcome, Reason};
 
 /// Signature layers read from one artifact.
@@ -25,6 +26,7 @@ const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 
 /// How a layer holds its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,12 @@ pub enum Form {
     },
     /// The layer is a Sigstore bundle.
     Bundle,
+    /// The layer is a bare DSSE envelope (cosign's legacy `.att` tag); any
+    /// certificate and chain are annotations, as for simple signing.
+    Envelope {
+        certificate: Option<String>,
+        chain: Option<String>,
+    },
     /// Something else (a Notary signature, …).
     Other,
 }
@@ -55,7 +63,7 @@ impl SignatureLayer {
     pub fn fits(&self) -> bool {
         match self.form {
             Form::SimpleSigning { .. } => self.size <= MAX_PAYLOAD,
-            Form::Bundle => self.size <= MAX_BUNDLE,
+            Form::Bundle | Form::Envelope { .. } => self.size <= MAX_BUNDLE,
             Form::Other => false,
         }
     }
@@ -100,6 +108,11 @@ pub fn signature_layers(manifest: &[u8]) -> Result<Vec<SignatureLayer>, Reason> 
                     },
                     None => Form::Other,
                 }
+            } else if layer.media_type == DSSE_ENVELOPE {
+                Form::Envelope {
+                    certificate: layer.annotations.remove(CERTIFICATE_ANNOTATION),
+                    chain: layer.annotations.remove(CHAIN_ANNOTATION),
+                }
             } else if layer
                 .media_type
                 .starts_with("application/vnd.dev.sigstore.bundle")
@@ -130,25 +143,20 @@ pub fn check(layer: &SignatureLayer, blob: &[u8], subjects: &[&str], policy: &Po
             let named = payload::simple_signing_digest(blob).map_err(|_| Reason::Malformed)?;
             let signature =
                 bundle::base64(signature, "signature").map_err(|_| Reason::Malformed)?;
-            let certificates = match certificate {
-                Some(leaf) => {
-                    let mut pem = leaf.clone();
-                    pem.push('\n');
-                    pem.push_str(chain.as_deref().unwrap_or_default());
-                    Some(certificate::from_pem(pem.as_bytes()).map_err(|_| Reason::Malformed)?)
-                }
-                None => None,
-            };
-            let signer = Signer::Unnamed(certificates);
-            signer.verify(policy, blob, &[signature], || {
+            let signer = Signer::annotated(certificate.as_deref(), chain.as_deref())?;
+            let signatures = [signature];
+            signer.verify(policy, blob, &signatures, || {
                 Ok(subjects.contains(&named.as_str()))
-            })
+            })?;
+            // A `.sig` carries at most a signed entry timestamp, not checked.
+            require_log(policy, &[], blob, &signatures)
         }
         Form::Bundle => {
             let bundle = bundle::parse(blob).map_err(|_| Reason::Malformed)?;
             check_bundle(&bundle, subjects, policy)
         }
-        Form::Other => Err(Reason::Unsupported),
+        // An attestation is not a signature of the image.
+        Form::Envelope { .. } | Form::Other => Err(Reason::Unsupported),
     }
 }
 
@@ -161,13 +169,7 @@ fn check_bundle(bundle: &Bundle, subjects: &[&str], policy: &Policy) -> Outcome 
     else {
         return Err(Reason::Unsupported);
     };
-    let signer = match &bundle.material {
-        Material::KeyHint(hint) => Signer::Hint(hint.clone()),
-        Material::Certificates(chain) => Signer::Unnamed(Some(
-            certificate::from_der_list(chain).map_err(|_| Reason::Malformed)?,
-        )),
-        Material::None => Signer::Unnamed(None),
-    };
+    let signer = Signer::of_bundle(bundle)?;
     let message = payload::pae(payload_type, payload);
     signer.verify(policy, &message, signatures, || {
         if payload_type != payload::IN_TOTO_PAYLOAD_TYPE {
@@ -175,11 +177,56 @@ fn check_bundle(bundle: &Bundle, subjects: &[&str], policy: &Policy) -> Outcome 
         }
         let named = payload::statement_digests(payload).map_err(|_| Reason::Malformed)?;
         Ok(named.iter().any(|d| subjects.contains(&d.as_str())))
-    })
+    })?;
+    require_log(policy, &bundle.tlog_entries, payload, signatures)
+}
+
+/// Under a policy that requires its transparency log, whether `entries`
+/// prove the signatures were logged: none is `unsupported` (the policy
+/// demands a proof this signature does not carry), a proof that does not
+/// check is `bad_signature`.
+pub(super) fn require_log(
+    policy: &Policy,
+    entries: &[LogEntry],
+    payload: &[u8],
+    signatures: &[Vec<u8>],
+) -> Outcome {
+    match &policy.transparency_log {
+        Some(log) if log.required => match tlog::check(entries, &log.keys, payload, signatures) {
+            Logged::Verified => Ok(()),
+            Logged::Missing => Err(Reason::Unsupported),
+            Logged::Failed => Err(Reason::BadSignature),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// What the transparency log proves of one layer's signatures under the
+/// policy's log keys, for the report; `None` without a log.
+pub fn logged(layer: &SignatureLayer, blob: &[u8], policy: &Policy) -> Option<Logged> {
+    let log = policy.transparency_log.as_ref()?;
+    let Form::Bundle = layer.form else {
+        return Some(Logged::Missing);
+    };
+    let bundle = bundle::parse(blob).ok()?;
+    let Content::Dsse {
+        payload,
+        signatures,
+        ..
+    } = &bundle.content
+    else {
+        return None;
+    };
+    Some(tlog::check(
+        &bundle.tlog_entries,
+        &log.keys,
+        payload,
+        signatures,
+    ))
 }
 
 /// Who a signature says made it.
-enum Signer {
+pub(super) enum Signer {
     /// A key, by its hint (a bundle of `cosign sign --key`).
     Hint(Vec<u8>),
     /// No key named: maybe certificates (leaf first).
@@ -187,10 +234,37 @@ enum Signer {
 }
 
 impl Signer {
+    /// The signer of a bundle, from its verification material.
+    pub(super) fn of_bundle(bundle: &Bundle) -> Result<Signer, Reason> {
+        Ok(match &bundle.material {
+            Material::KeyHint(hint) => Signer::Hint(hint.clone()),
+            Material::Certificates(chain) => Signer::Unnamed(Some(
+                certificate::from_der_list(chain).map_err(|_| Reason::Malformed)?,
+            )),
+            Material::None => Signer::Unnamed(None),
+        })
+    }
+
+    /// The signer of a legacy layer: its certificate and chain
+    /// annotations (PEM), if any.
+    pub(super) fn annotated(
+        certificate: Option<&str>,
+        chain: Option<&str>,
+    ) -> Result<Signer, Reason> {
+        let Some(leaf) = certificate else {
+            return Ok(Signer::Unnamed(None));
+        };
+        let mut pem = leaf.to_owned();
+        pem.push('\n');
+        pem.push_str(chain.unwrap_or_default());
+        let chain = certificate::from_pem(pem.as_bytes()).map_err(|_| Reason::Malformed)?;
+        Ok(Signer::Unnamed(Some(chain)))
+    }
+
     /// Checks `signatures` of `message` under `policy`, then, once the
     /// cryptography holds, whether the payload names a subject
     /// (`names_subject`, which reads the payload only then).
-    fn verify(
+    pub(super) fn verify(
         &self,
         policy: &Policy,
         message: &[u8],

@@ -1,10 +1,12 @@
 //! Sigstore bundles (v0.1 to v0.3 JSON), as cosign 3 attaches them to an
 //! image: a DSSE envelope (or a message signature) and the verification
 //! material — a public-key hint, a certificate, or an X.509 chain.
-//! Transparency-log entries and timestamps are counted, not checked.
+//! Transparency-log entries are read here and checked in [`super::tlog`].
 
 use base64::Engine as _;
 use serde::Deserialize;
+
+use super::tlog::{self, LogEntry};
 
 /// Signatures read from one DSSE envelope.
 pub const MAX_ENVELOPE_SIGNATURES: usize = 8;
@@ -52,8 +54,9 @@ pub enum Content {
 pub struct Bundle {
     pub material: Material,
     pub content: Content,
-    /// Transparency-log entries the bundle carries (reported, not checked).
-    pub tlog_entries: usize,
+    /// Transparency-log entries the bundle carries, at most
+    /// [`tlog::MAX_ENTRIES`].
+    pub tlog_entries: Vec<LogEntry>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +80,7 @@ struct RawMaterial {
     #[serde(default)]
     x509_certificate_chain: Option<RawChain>,
     #[serde(default)]
-    tlog_entries: Vec<serde::de::IgnoredAny>,
+    tlog_entries: Vec<LogEntry>,
 }
 
 #[derive(Deserialize)]
@@ -118,10 +121,35 @@ pub(crate) fn base64(text: &str, what: &'static str) -> Result<Vec<u8>, BundleEr
         .map_err(|_| BundleError::Base64(what))
 }
 
+fn dsse(envelope: RawEnvelope) -> Result<Content, BundleError> {
+    if envelope.signatures.len() > MAX_ENVELOPE_SIGNATURES {
+        return Err(BundleError::TooMany(MAX_ENVELOPE_SIGNATURES, "signatures"));
+    }
+    Ok(Content::Dsse {
+        payload: base64(&envelope.payload, "payload")?,
+        payload_type: envelope.payload_type,
+        signatures: envelope
+            .signatures
+            .iter()
+            .map(|s| base64(&s.sig, "signature"))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Parses a bare DSSE envelope's JSON (a layer of cosign's legacy `.att`
+/// tag), always a [`Content::Dsse`]. The entry point for those untrusted
+/// bytes.
+pub fn envelope(body: &[u8]) -> Result<Content, BundleError> {
+    dsse(serde_json::from_slice(body)?)
+}
+
 /// Parses a bundle's JSON. The entry point for those untrusted bytes.
 pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
     let raw: Raw = serde_json::from_slice(body)?;
     let material = raw.verification_material;
+    if material.tlog_entries.len() > tlog::MAX_ENTRIES {
+        return Err(BundleError::TooMany(tlog::MAX_ENTRIES, "log entries"));
+    }
     let material_kind = if let Some(certificate) = material.certificate {
         Material::Certificates(vec![base64(&certificate.raw_bytes, "certificate")?])
     } else if let Some(chain) = material.x509_certificate_chain {
@@ -140,27 +168,14 @@ pub fn parse(body: &[u8]) -> Result<Bundle, BundleError> {
         Material::None
     };
     let content = match (raw.dsse_envelope, raw.message_signature) {
-        (Some(envelope), _) => {
-            if envelope.signatures.len() > MAX_ENVELOPE_SIGNATURES {
-                return Err(BundleError::TooMany(MAX_ENVELOPE_SIGNATURES, "signatures"));
-            }
-            Content::Dsse {
-                payload: base64(&envelope.payload, "payload")?,
-                payload_type: envelope.payload_type,
-                signatures: envelope
-                    .signatures
-                    .iter()
-                    .map(|s| base64(&s.sig, "signature"))
-                    .collect::<Result<_, _>>()?,
-            }
-        }
+        (Some(envelope), _) => dsse(envelope)?,
         (None, Some(_)) => Content::MessageSignature,
         (None, None) => return Err(BundleError::NoContent),
     };
     Ok(Bundle {
         material: material_kind,
         content,
-        tlog_entries: material.tlog_entries.len(),
+        tlog_entries: material.tlog_entries,
     })
 }
 

@@ -4,9 +4,11 @@
 //! fetches what is checked here, and no network call is ever made for it.
 
 pub mod artifact;
+pub mod attestation;
 pub mod bundle;
 pub mod certificate;
 pub mod payload;
 pub mod policy;
 pub mod signature;
+pub mod tlog;
 pub mod verdict;

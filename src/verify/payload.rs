@@ -64,12 +64,19 @@ struct Subject {
 /// The digests (`<alg>:<hex>`) an in-toto statement of a cosign signature
 /// names as its subjects.
 pub fn statement_digests(payload: &[u8]) -> Result<Vec<String>, PayloadError> {
-    let statement: Statement = serde_json::from_slice(payload)?;
-    if statement.predicate_type != COSIGN_SIGN_PREDICATE {
+    let (predicate_type, digests) = statement(payload)?;
+    if predicate_type != COSIGN_SIGN_PREDICATE {
         return Err(PayloadError::Predicate(
-            statement.predicate_type.chars().take(100).collect(),
+            predicate_type.chars().take(100).collect(),
         ));
     }
+    Ok(digests)
+}
+
+/// An in-toto statement's predicate type and the digests (`<alg>:<hex>`)
+/// it names as its subjects (at least one).
+pub fn statement(payload: &[u8]) -> Result<(String, Vec<String>), PayloadError> {
+    let statement: Statement = serde_json::from_slice(payload)?;
     let digests: Vec<String> = statement
         .subject
         .iter()
@@ -79,7 +86,7 @@ pub fn statement_digests(payload: &[u8]) -> Result<Vec<String>, PayloadError> {
     if digests.is_empty() {
         return Err(PayloadError::NoDigest);
     }
-    Ok(digests)
+    Ok((statement.predicate_type, digests))
 }
 
 /// DSSE's pre-authentication encoding, what an envelope's signatures sign:

@@ -11,16 +11,38 @@ use super::signature::{KeyError, PublicKey, MAX_KEY_FILE};
 
 /// Longest `subject-regexp` accepted.
 const MAX_PATTERN: usize = 1024;
+/// Predicate types one policy may ask attestations for.
+pub const MAX_ATTESTATION_TYPES: usize = 8;
+/// Longest predicate type accepted.
+const MAX_PREDICATE_TYPE: usize = 256;
+/// Keys one transparency log may have (a rotation).
+const MAX_LOG_KEYS: usize = 4;
 /// Largest `--verify-config` file read.
 pub const MAX_CONFIG_FILE: usize = 64 * 1024;
 
 /// One named policy: a signature verifies under it when a key of it, or a
-/// certificate that one of its rules trusts, verifies the signature.
+/// certificate that one of its rules trusts, verifies the signature. An
+/// image verifies under it when a signature does and, for each of its
+/// `attestations` (in-toto predicate types), a DSSE attestation of that
+/// type verifies the same way (see the attestation module).
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
     pub keys: Vec<PublicKey>,
     pub certificates: Vec<CertificatePolicy>,
+    pub attestations: Vec<String>,
+    /// A transparency log's keys, to check the proofs bundles carry.
+    pub transparency_log: Option<LogPolicy>,
+}
+
+/// A transparency log (Rekor-style) the proofs of a policy's signatures
+/// are checked against.
+#[derive(Debug, Clone)]
+pub struct LogPolicy {
+    /// The log's public keys (any of them).
+    pub keys: Vec<PublicKey>,
+    /// Whether a signature verifies only with a proof that checks.
+    pub required: bool,
 }
 
 /// Why the verification flags cannot be used.
@@ -174,6 +196,18 @@ struct PolicySpec {
     keys: Vec<String>,
     #[serde(default)]
     certificates: Vec<RuleSpec>,
+    #[serde(default)]
+    attestations: Vec<String>,
+    #[serde(default, rename = "transparencyLog")]
+    transparency_log: Option<LogSpec>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSpec {
+    keys: Vec<String>,
+    #[serde(default)]
+    required: bool,
 }
 
 fn key(path: &str) -> Result<PublicKey, PolicyError> {
@@ -201,6 +235,8 @@ fn entry(named: &mut BTreeMap<String, Policy>, name: String) -> &mut Policy {
         name,
         keys: Vec::new(),
         certificates: Vec::new(),
+        attestations: Vec::new(),
+        transparency_log: None,
     })
 }
 
@@ -222,6 +258,83 @@ fn from_file(named: &mut BTreeMap<String, Policy>, path: &str) -> Result<(), Pol
         for rule in spec.certificates {
             let rule = certificate_rule(&spec.name, rule)?;
             entry(named, spec.name.clone()).certificates.push(rule);
+        }
+        for predicate_type in spec.attestations {
+            let policy = entry(named, spec.name.clone());
+            if !policy.attestations.contains(&predicate_type) {
+                policy.attestations.push(predicate_type);
+            }
+        }
+        if let Some(log) = spec.transparency_log {
+            add_log(entry(named, spec.name.clone()), log).map_err(|e| match e {
+                PolicyError::Config { message, .. } => fail(message),
+                other => other,
+            })?;
+        }
+    }
+    for policy in named.values() {
+        check_attestations(policy).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Adds a `transparencyLog` to a policy: its keys, and whether it is
+/// required (when any of the file's entries for the policy says so).
+fn add_log(policy: &mut Policy, log: LogSpec) -> Result<(), PolicyError> {
+    if log.keys.is_empty() || log.keys.len() > MAX_LOG_KEYS {
+        return Err(PolicyError::Config {
+            path: PathBuf::new(),
+            message: format!(
+                "policy {}: transparencyLog needs 1 to {MAX_LOG_KEYS} keys",
+                policy.name
+            ),
+        });
+    }
+    let keys = log
+        .keys
+        .iter()
+        .map(|p| key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = policy.transparency_log.get_or_insert(LogPolicy {
+        keys: Vec::new(),
+        required: false,
+    });
+    merged.keys.extend(keys);
+    merged.required |= log.required;
+    Ok(())
+}
+
+/// A policy asking for attestations or a log has keys or certificates to
+/// check signatures with, and few predicate types, each a URI-like string.
+fn check_attestations(policy: &Policy) -> Result<(), String> {
+    let name = &policy.name;
+    let unsigned = policy.keys.is_empty() && policy.certificates.is_empty();
+    if unsigned && policy.transparency_log.is_some() {
+        return Err(format!(
+            "policy {name} has a transparencyLog but no keys or certificates"
+        ));
+    }
+    if policy.attestations.is_empty() {
+        return Ok(());
+    }
+    if unsigned {
+        return Err(format!(
+            "policy {name} asks for attestations but has no keys or certificates"
+        ));
+    }
+    if policy.attestations.len() > MAX_ATTESTATION_TYPES {
+        return Err(format!(
+            "policy {name} asks for more than {MAX_ATTESTATION_TYPES} attestation types"
+        ));
+    }
+    for predicate_type in &policy.attestations {
+        let valid = (1..=MAX_PREDICATE_TYPE).contains(&predicate_type.len())
+            && predicate_type.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return Err(format!(
+                "policy {name}: attestation type {:?} is not 1 to {MAX_PREDICATE_TYPE} printable ASCII characters",
+                predicate_type.chars().take(80).collect::<String>()
+            ));
         }
     }
     Ok(())
@@ -297,6 +410,30 @@ mod tests {
         let policies = policies(&[flag], &[], Some(config)).unwrap();
         assert_eq!(policies.len(), 1);
         assert_eq!(policies[0].keys.len(), 2);
+        let with = |extra: &str| {
+            let yaml = format!("policies:\n  - name: ours\n{extra}");
+            std::fs::write(dir.join("extra.yaml"), yaml).unwrap();
+            super::policies(&[], &[], dir.join("extra.yaml").to_str())
+        };
+        let key_line = format!("    keys: [{}]\n", key.display());
+        let log = format!(
+            "    transparencyLog: {{keys: [{}], required: true}}\n",
+            key.display()
+        );
+        let full = with(&format!(
+            "{key_line}    attestations: [https://slsa.dev/provenance/v1]\n{log}"
+        ))
+        .unwrap();
+        assert_eq!(full[0].attestations, ["https://slsa.dev/provenance/v1"]);
+        assert!(full[0]
+            .transparency_log
+            .as_ref()
+            .is_some_and(|l| l.required));
+        // Attestations or a log need keys to check signatures with.
+        assert!(with("    attestations: [https://slsa.dev/provenance/v1]\n").is_err());
+        assert!(with(&log).is_err());
+        assert!(with(&format!("{key_line}    transparencyLog: {{keys: []}}\n")).is_err());
+        assert!(with(&format!("{key_line}    attestations: [\"two words\"]\n")).is_err());
         std::fs::write(dir.join("bad.yaml"), "policies: [{name: ours, keyz: []}]").unwrap();
         let bad = dir.join("bad.yaml");
         assert!(matches!(

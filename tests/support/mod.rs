@@ -27,6 +27,7 @@ pub mod referrers_api;
 pub mod registry;
 pub mod signing;
 pub mod slow_registry;
+pub mod tlog;
 pub mod tls_front;
 pub mod victoria_metrics;
 pub mod wait;
