@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::{json, Value};
 use support::fixtures::{containers, object, template};
 use support::kube_api::ARGO_ROLLOUT;
@@ -26,12 +27,18 @@ const TAGS: &[&str] = &["1.27.3", "1.27.5", "1.28.0", "2.0.0", "latest"];
 /// The registry holding [`REPO`] with every tag of [`TAGS`].
 async fn registry() -> Registry {
     let reg = Registry::start().await;
+    push_tags(&reg, REPO, TAGS).await;
+    reg
+}
+
+/// Pushes one image to `repo` of `reg` under every tag of `tags`.
+async fn push_tags(reg: &Registry, repo: &str, tags: &[&str]) {
     let spec = ImageSpec::oci("linux", "amd64").created("2024-05-01T00:00:00Z");
-    let pushed = push_image(&reg, REPO, None, &spec).await;
+    let pushed = push_image(reg, repo, None, &spec).await;
     let body = reg
         .request(
             reqwest::Method::GET,
-            &format!("/v2/{REPO}/manifests/{}", pushed.digest),
+            &format!("/v2/{repo}/manifests/{}", pushed.digest),
         )
         .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
         .send()
@@ -40,10 +47,9 @@ async fn registry() -> Registry {
         .bytes()
         .await
         .expect("a manifest");
-    for tag in TAGS {
-        reg.push_manifest(REPO, tag, OCI_MANIFEST, &body).await;
+    for tag in tags {
+        reg.push_manifest(repo, tag, OCI_MANIFEST, &body).await;
     }
-    reg
 }
 
 /// A pod template's `metadata.annotations` of version-checker's pins.
@@ -263,4 +269,69 @@ async fn version_checker_annotations_of_a_custom_kind_are_honoured() {
         "only the annotated container has a set: {own:?}"
     );
     assert_eq!(own[0].labels["latest_version"], "1.27.5");
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret with a login for `host`.
+fn pull_secret(namespace: &str, name: &str, host: &str, user: &str, password: &str) -> Secret {
+    use base64::Engine as _;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let config = json!({"auths": {host: {"auth": b64(&format!("{user}:{password}"))}}});
+    object(json!({
+        "metadata": {"namespace": namespace, "name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(&config.to_string())},
+    }))
+}
+
+/// `override-url` names a mirror on a registry that wants a login: the
+/// workload whose pods have a pull secret for it gets the mirror's newest
+/// release; the same annotation without the secret gets no answer (never
+/// the image's own repository's).
+#[tokio::test]
+async fn override_url_reads_the_mirror_with_the_pods_own_credentials() {
+    let (api, prometheus, reg) = tokio::join!(KubeApi::start(), Prometheus::start(), registry());
+    let mirror = Registry::start_with_htpasswd("puller", "s3cret").await;
+    push_tags(&mirror, "upstream/app", &["1.27.3", "3.1.0"]).await;
+    let image = format!("{}/{REPO}:1.27.3", reg.host());
+    let url =
+        json!({ "override-url.version-checker.io/app": format!("{}/upstream/app", mirror.host()) });
+    api.apply(&pull_secret(
+        "shop",
+        "mirror",
+        &mirror.host(),
+        "puller",
+        "s3cret",
+    ));
+    let mut web = deployment("shop", "web", &["app"], &image, url.clone());
+    web.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .image_pull_secrets = Some(vec![object(json!({"name": "mirror"}))]);
+    api.apply(&web);
+    api.apply(&deployment("other", "bare", &["app"], &image, url));
+    let mirror_host = mirror.host();
+    push_once(
+        &api,
+        &reg,
+        &prometheus,
+        &["--insecure-registry", &mirror_host],
+    )
+    .await;
+
+    let got = answers(&prometheus, "container_image_is_latest_version", 1).await;
+    let want: Answers = [answer("shop", "", "app", "3.1.0", 0.0)]
+        .into_iter()
+        .collect();
+    // The pushed series name the workload `name`; `pod` is the rule's.
+    let named: Vec<String> = prometheus
+        .query("container_image_is_latest_version")
+        .await
+        .iter()
+        .map(|s| s.labels["name"].clone())
+        .collect();
+    assert_eq!((got, named), (want, vec!["web".to_owned()]));
 }
