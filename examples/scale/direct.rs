@@ -57,6 +57,16 @@ pub(crate) async fn direct_phase(
     progress!(options, "  first push after {first_push_seconds:.1}s");
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
     let cold_registry = env.registry.counts();
+    // With --verify, the verifications of the cold tick: read now, before
+    // the warm-up tick, so the warm window does not pay for the page.
+    let cold_signature_verifications = match env.verify_key {
+        Some(_) => Some(
+            self_metrics(&format!("http://{address}/metrics"))
+                .await
+                .signature_verifications,
+        ),
+        None => None,
+    };
     progress!(
         options,
         "  cold: {} referrer listings, {} tag lists",
@@ -154,6 +164,7 @@ pub(crate) async fn direct_phase(
         steady_rss_bytes: warm_end.rss[0],
         warm_max_rss_bytes: warm_max_rss,
         self_metrics,
+        cold_signature_verifications,
         receiver_container_series,
         distinct_series_per_push,
         warnings: log.warnings,

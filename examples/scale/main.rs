@@ -75,6 +75,7 @@ mod pusher_log;
 mod registry;
 mod report;
 mod results;
+mod signing;
 mod support;
 mod taps;
 
@@ -124,6 +125,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let registry = ScaleRegistry::start(&options.registry_dir).await?;
     let plans: Vec<ImagePlan> = (0..options.images).map(ImagePlan::new).collect();
     let registry_setup = registry.fill(&plans, options).await?;
+    let verify_key = if options.verify {
+        signing::fill(&registry, &plans, options).await?;
+        Some(signing::write_public_key(&registry.dir)?)
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let api = KubeApi::start().await;
@@ -153,6 +160,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         registry,
         dataset: dataset.clone(),
         vmagent,
+        verify_key,
     };
     env.api.write_kubeconfig(kube_dir.path());
 
@@ -178,6 +186,8 @@ struct Env {
     dataset: DatasetStats,
     /// The vmagent binary, if it is measured.
     vmagent: Option<PathBuf>,
+    /// The public key the pusher verifies signatures with (`--verify`).
+    verify_key: Option<PathBuf>,
 }
 
 async fn run_once(options: &Options, env: &Env) -> anyhow::Result<RunResult> {
@@ -269,6 +279,12 @@ struct Cli {
     /// `--workload-kind argo-rollouts --workload-kind openkruise-cloneset`.
     #[arg(long)]
     custom_kinds: bool,
+    /// Sign every image with a generated ECDSA P-256 key (a cosign `.sig`
+    /// per digest) and pass the pusher `--verify-key scale=KEY`, to measure
+    /// what verification costs. Uses its own registry directory
+    /// [default: TARGET_DIR/scale-registry-signed].
+    #[arg(long)]
+    verify: bool,
     /// Extra argument for the pusher, repeatable: `--pusher-arg=--pull-secrets=false`.
     #[arg(long = "pusher-arg", value_name = "ARG", allow_hyphen_values = true)]
     pusher_args: Vec<String>,
@@ -314,9 +330,13 @@ fn main() -> std::process::ExitCode {
     }
     let mut options = Options::new(
         pusher,
-        cli.registry_dir
-            .clone()
-            .unwrap_or_else(|| target.join("scale-registry")),
+        cli.registry_dir.clone().unwrap_or_else(|| {
+            target.join(if cli.verify {
+                "scale-registry-signed"
+            } else {
+                "scale-registry"
+            })
+        }),
     );
     options.containers = cli.containers;
     options.images = cli.images;
@@ -330,6 +350,7 @@ fn main() -> std::process::ExitCode {
     options.vmagent = !cli.skip_alternative && !cli.skip_vmagent;
     options.service_account_per_workload = !cli.shared_service_account;
     options.custom_kinds = cli.custom_kinds;
+    options.verify = cli.verify;
     options.pusher_args = cli.pusher_args.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -44,6 +44,9 @@ pub struct Options {
     /// OpenKruise CloneSets (same containers and images), install their
     /// CRDs, and pass the pusher `--workload-kind` for both presets.
     pub custom_kinds: bool,
+    /// Sign every image (a cosign `.sig` per digest, see `signing`) and pass
+    /// the pusher the key (`--verify-key`), to measure what verification costs.
+    pub verify: bool,
     /// Extra arguments for the pusher (both modes), e.g. `--pull-secrets=false`.
     pub pusher_args: Vec<String>,
     /// Images pushed at once when filling the registry.
@@ -71,6 +74,7 @@ impl Options {
             vmagent: true,
             service_account_per_workload: true,
             custom_kinds: false,
+            verify: false,
             pusher_args: Vec::new(),
             push_concurrency: 32,
             progress: true,

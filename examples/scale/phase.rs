@@ -45,6 +45,11 @@ pub(crate) fn pusher_command(options: &Options, env: &Env, metrics_address: &str
             "openkruise-cloneset",
         ]);
     }
+    if let Some(key) = &env.verify_key {
+        command
+            .arg("--verify-key")
+            .arg(format!("{}={}", super::signing::POLICY, key.display()));
+    }
     command
         .args(&options.pusher_args)
         .env("KUBECONFIG", &env.kubeconfig)
@@ -263,6 +268,8 @@ pub(crate) async fn self_metrics(url: &str) -> SelfMetrics {
             "container_image_pusher_registry_requests_total",
             &["method=\"GET\""],
         ),
+        signature_verifications: super::signing::verifications(&text, &[]),
+        signatures_verified: super::signing::verifications(&text, &["result=\"verified\""]),
     }
 }
 

@@ -124,6 +124,16 @@ pub struct Summary {
     pub api_lists_per_tick: f64,
     pub api_watches_per_tick: f64,
     pub api_other_per_tick: f64,
+    /// Tag listings (`GET /v2/<name>/tags/list`) in the cold tick and per
+    /// warm tick: one per repository, then none.
+    pub cold_tag_lists: f64,
+    pub warm_tag_lists_per_tick: f64,
+    /// With `--verify`: signature verifications computed in the cold tick,
+    /// and after it (warm-up, warm and tag-expiry ticks together).
+    pub cold_signature_verifications: Option<f64>,
+    pub later_signature_verifications: Option<f64>,
+    /// Of all the verifications, those whose result was `verified`.
+    pub signatures_verified: Option<f64>,
     /// Exporter + Prometheus agent.
     pub scrape: Option<ScrapeSummary>,
     /// Exporter + vmagent.
@@ -210,6 +220,24 @@ impl Report {
             api_lists_per_tick: m(&|r| per_tick(&r.direct.warm, r.direct.warm.api.list as f64)),
             api_watches_per_tick: m(&|r| per_tick(&r.direct.warm, r.direct.warm.api.watch as f64)),
             api_other_per_tick: m(&|r| per_tick(&r.direct.warm, r.direct.warm.api.other as f64)),
+            cold_tag_lists: m(&|r| r.direct.cold.registry.tag_lists as f64),
+            warm_tag_lists_per_tick: m(&|r| {
+                per_tick(&r.direct.warm, r.direct.warm.registry.tag_lists as f64)
+            }),
+            cold_signature_verifications: self
+                .options
+                .verify
+                .then(|| m(&|r| r.direct.cold_signature_verifications.unwrap_or(f64::NAN))),
+            later_signature_verifications: self.options.verify.then(|| {
+                m(&|r| {
+                    r.direct.self_metrics.signature_verifications
+                        - r.direct.cold_signature_verifications.unwrap_or(f64::NAN)
+                })
+            }),
+            signatures_verified: self
+                .options
+                .verify
+                .then(|| m(&|r| r.direct.self_metrics.signatures_verified)),
             scrape,
             vmagent,
         }
@@ -310,7 +338,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nService accounts: {}. Pusher flags: `--interval {} --cache-duration {} \
-             --registry-rps {} --registry-concurrency {}{}{}`.",
+             --registry-rps {} --registry-concurrency {}{}{}{}`.",
             if o.service_account_per_workload {
                 "one per Deployment and StatefulSet (their pods use it too), `default` for the rest"
             } else {
@@ -322,6 +350,11 @@ impl Report {
             o.registry_concurrency,
             if o.custom_kinds {
                 " --workload-kind argo-rollouts --workload-kind openkruise-cloneset"
+            } else {
+                ""
+            },
+            if o.verify {
+                " --verify-key scale=KEY (every image signed)"
             } else {
                 ""
             },
@@ -429,6 +462,25 @@ impl Report {
                 )
             ),
         );
+        row(
+            "Tag listings in the cold tick / per warm tick",
+            format!("{:.0} / {:.1}", s.cold_tag_lists, s.warm_tag_lists_per_tick),
+            format!(
+                "one per repository, then none: {}",
+                verdict(s.warm_tag_lists_per_tick == 0.0)
+            ),
+        );
+        if let (Some(cold), Some(later), Some(verified)) = (
+            s.cold_signature_verifications,
+            s.later_signature_verifications,
+            s.signatures_verified,
+        ) {
+            row(
+                "Signature verifications computed in the cold tick / after it",
+                format!("{cold:.0} / {later:.0} ({verified:.0} verified)"),
+                format!("one per image digest, then none: {}", verdict(later == 0.0)),
+            );
+        }
         row(
             "Registry requests when the tag cache expires: HEAD / GET / `GET /v2/`",
             format!(

@@ -91,6 +91,9 @@ pub struct DirectResult {
     pub warm_max_rss_bytes: u64,
     /// From the pusher's own `/metrics`, read once at the end.
     pub self_metrics: SelfMetrics,
+    /// With `--verify`: signature verifications computed by the end of the
+    /// cold tick (`self_metrics` has the total at the end of the run).
+    pub cold_signature_verifications: Option<f64>,
     /// `count(container_image_container_info)` in the receiver at the end.
     pub receiver_container_series: f64,
     /// Distinct label sets in one warm push (0 if none was captured).
@@ -214,6 +217,11 @@ pub struct SelfMetrics {
     pub bytes_sent_total: f64,
     pub registry_requests_head: f64,
     pub registry_requests_get: f64,
+    /// `container_image_pusher_signature_verifications_total`, every
+    /// policy and result (0 without `--verify`).
+    pub signature_verifications: f64,
+    /// Those of them whose result was `verified`.
+    pub signatures_verified: f64,
 }
 
 /// snappy's own cost on the bytes of one push, compressed in-process by

@@ -88,6 +88,35 @@ impl PodSpecPath {
         &self.text
     }
 
+    /// version-checker's annotations of the pod template whose spec this
+    /// path leads to (`.spec.template.spec` → `.spec.template.metadata`),
+    /// as version-checker reads them from the Pod; `None` when there are
+    /// none, so the many objects without pay nothing.
+    fn template_annotations(
+        &self,
+        body: &Value,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let (last, parent) = self.fields.split_last()?;
+        if last != "spec" || parent.is_empty() {
+            return None;
+        }
+        let mut at = body;
+        for field in parent
+            .iter()
+            .map(String::as_str)
+            .chain(["metadata", "annotations"])
+        {
+            at = at.get(field)?;
+        }
+        let annotations: std::collections::BTreeMap<String, String> = at
+            .as_object()?
+            .iter()
+            .filter(|(key, _)| key.contains(super::VERSION_CHECKER))
+            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+            .collect();
+        (!annotations.is_empty()).then_some(annotations)
+    }
+
     /// What the path leads to in `body`; `Ok(None)` when a field on the
     /// way is absent (or null), an error when something on the way is not
     /// an object.
@@ -301,6 +330,7 @@ impl KindSpec {
             let Some(spec) = path.find(body).map_err(invalid)? else {
                 continue;
             };
+            let annotations = path.template_annotations(body);
             for field in ["initContainers", "containers", "ephemeralContainers"] {
                 let entries = match spec.get(field) {
                     None | Some(Value::Null) => continue,
@@ -328,7 +358,10 @@ impl KindSpec {
                         image: strings.get(image),
                         jsonpath: strings.get(&jsonpath),
                         image_id: None,
-                        versions: None,
+                        versions: annotations
+                            .as_ref()
+                            .and_then(|a| super::VersionAnnotations::read(a, container_name))
+                            .map(Arc::new),
                     });
                 }
             }
