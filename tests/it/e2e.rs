@@ -146,11 +146,7 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
         .map(|i| pod_manifest(&format!("p{i}"), &format!("127.0.0.1:1/app:{i}")))
         .collect();
     let manifests = write_manifest(dir.path(), "pods.yaml", &pods);
-    let RunOutput {
-        success: ok,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &[
             "--manifests",
             manifests.to_str().unwrap(),
@@ -162,8 +158,8 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
         ],
         None,
     )
-    .await;
-    assert!(!ok, "exit status must report the rejected batch");
+    .await
+    .expect_failure("exit status must report the rejected batch");
     assert!(
         stderr.contains("400") && stderr.contains("snappy: corrupt input"),
         "{stderr}"

@@ -157,7 +157,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.yaml");
     std::fs::write(&file, &mixed).unwrap();
-    let RunOutput { code, stderr, .. } = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &[
             "--once",
             "--manifests",
@@ -167,13 +167,13 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
         ],
         None,
     )
-    .await;
-    assert_eq!(code, Some(3), "{stderr}");
+    .await
+    .expect_exit(3, "input was skipped");
     assert_eq!(pushed_names(&receiver), names(&["first", "second"]));
     assert_eq!(skip_lines(&stderr).len(), 1, "{stderr}");
 
     let receiver = Receiver::start().await;
-    let RunOutput { code, stderr, .. } = run_once_with_stdin(
+    let RunOutput { stderr, .. } = run_once_with_stdin(
         &[
             "--once",
             "--manifests",
@@ -183,8 +183,8 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
         ],
         &mixed,
     )
-    .await;
-    assert_eq!(code, Some(3), "{stderr}");
+    .await
+    .expect_exit(3, "input was skipped");
     assert_eq!(pushed_names(&receiver), names(&["first", "second"]));
     let skipped = skip_lines(&stderr);
     assert!(
@@ -195,7 +195,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     // Nothing left but the bad file: not a failure to push, still exit 3.
     std::fs::write(&file, NOT_UTF8).unwrap();
     let receiver = Receiver::start().await;
-    let RunOutput { code, stderr, .. } = run_once(
+    run_once(
         &[
             "--once",
             "--manifests",
@@ -205,8 +205,8 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
         ],
         None,
     )
-    .await;
-    assert_eq!(code, Some(3), "{stderr}");
+    .await
+    .expect_exit(3, "input was skipped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,17 +170,12 @@ async fn symlinks_in_a_manifests_directory_lead_nowhere_outside_it() {
     symlink("..2026_12_05", root.join("..data"));
     symlink("..data/mounted.yaml", root.join("mounted.yaml"));
 
-    let RunOutput {
-        code,
-        stdout,
-        stderr,
-        ..
-    } = dry_run_bounded(
+    let RunOutput { stdout, stderr, .. } = dry_run_bounded(
         &["--manifests", root.to_str().unwrap()],
         Duration::from_secs(30),
     )
-    .await;
-    assert_eq!(code, Some(3), "input was skipped:\n{stderr}");
+    .await
+    .expect_exit(3, "input was skipped");
     assert_eq!(printed_names(&stdout), ["good", "mounted"], "{stderr}");
     let skipped = skipped_files(&stderr);
     for (file, reason) in [
@@ -215,12 +210,7 @@ async fn manifests_files_are_read_within_a_per_file_and_a_total_cap() {
     let per_file = (small.len() * 2).to_string();
     let total = (small.len() * 2 + 10).to_string();
 
-    let RunOutput {
-        code,
-        stdout,
-        stderr,
-        ..
-    } = dry_run_bounded(
+    let RunOutput { stdout, stderr, .. } = dry_run_bounded(
         &[
             "--manifests",
             root.to_str().unwrap(),
@@ -231,8 +221,8 @@ async fn manifests_files_are_read_within_a_per_file_and_a_total_cap() {
         ],
         Duration::from_secs(30),
     )
-    .await;
-    assert_eq!(code, Some(3), "input was skipped:\n{stderr}");
+    .await
+    .expect_exit(3, "input was skipped");
     assert_eq!(printed_names(&stdout), ["a", "b"], "{stderr}");
     let skipped = skipped_files(&stderr);
     assert_eq!(skipped.len(), 2, "{skipped:#?}");

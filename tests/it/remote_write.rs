@@ -68,16 +68,9 @@ async fn backoff_grows_and_never_exceeds_the_maximum() {
             "3s",
         ],
     );
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(
-        !ok && code == Some(1),
-        "a snapshot that never landed fails --once: {stderr}"
-    );
+    let RunOutput { stderr, .. } = run_once(&args, None)
+        .await
+        .expect_exit(1, "a snapshot that never landed fails --once");
     assert!(stderr.contains("503"), "{stderr}");
     let at: Vec<Instant> = receiver.received().iter().map(|r| r.at).collect();
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
@@ -120,7 +113,7 @@ async fn a_429_waits_for_retry_after() {
     // With --retry-on-rate-limit=false a 429 is final.
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(429).header("Retry-After", "2")]);
-    let RunOutput { success: ok, .. } = run_once(
+    run_once(
         &once_args(
             &manifests,
             &receiver.url(),
@@ -128,8 +121,8 @@ async fn a_429_waits_for_retry_after() {
         ),
         None,
     )
-    .await;
-    assert!(!ok);
+    .await
+    .expect_failure("a 429 is final");
     assert_eq!(receiver.received().len(), 1);
 }
 
@@ -141,12 +134,9 @@ async fn client_errors_are_tried_exactly_once() {
         let receiver = Receiver::start().await;
         let long_body = format!("rejected: {}", "x".repeat(5000));
         receiver.script([Reply::status(status).body(&long_body)]);
-        let RunOutput {
-            success: ok,
-            stderr,
-            ..
-        } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-        assert!(!ok, "{status}");
+        let RunOutput { stderr, .. } = run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+            .await
+            .expect_failure(&format!("{status}"));
         assert_eq!(receiver.received().len(), 1, "{status} is not retried");
         assert!(
             stderr.contains(&status.to_string()) && stderr.contains("rejected: xxx"),
@@ -450,13 +440,8 @@ async fn basic_auth_headers_and_secrets_stay_out_of_logs() {
             "u",
         ],
     );
-    let RunOutput {
-        success: ok,
-        stdout,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(!ok);
+    let RunOutput { stdout, stderr, .. } =
+        run_once(&args, None).await.expect_failure("the push fails");
     for output in [&stdout, &stderr] {
         assert!(
             !output.contains("s3cr3t") && !output.contains("urlpass"),
@@ -554,13 +539,7 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
         "http://127.0.0.1:1/api/v1/write",
         &["--remote-write-header", "Content-Type: text/plain"],
     );
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(!ok && code == Some(2), "usage error: {stderr}");
+    let RunOutput { stderr, .. } = run_once(&args, None).await.expect_exit(2, "usage error");
     assert!(
         stderr.contains("Content-Type") && stderr.contains("cannot be overridden"),
         "{stderr}"
@@ -572,12 +551,7 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
         "endpoints:\n  - url: http://127.0.0.1:1/api/v1/write\n    headers: {User-Agent: me}\n",
     )
     .unwrap();
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(
+    let RunOutput { stderr, .. } = run_once(
         &[
             "--manifests",
             &manifests,
@@ -587,8 +561,8 @@ async fn reserved_headers_and_bad_endpoint_files_are_refused_at_start() {
         ],
         None,
     )
-    .await;
-    assert!(!ok && code == Some(2), "{stderr}");
+    .await
+    .expect_exit(2, "a usage error");
     assert!(stderr.contains("User-Agent"), "{stderr}");
 }
 
@@ -643,16 +617,9 @@ async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
     );
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(&once_args(&manifests, &receiver.url(), &[]), None).await;
-    assert!(
-        !ok && code == Some(1),
-        "a failed push, not a crash: {stderr}"
-    );
+    let RunOutput { stderr, .. } = run_once(&once_args(&manifests, &receiver.url(), &[]), None)
+        .await
+        .expect_exit(1, "a failed push, not a crash");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.contains("429") && stderr.contains("outlasts the retry window"),
@@ -667,13 +634,7 @@ async fn a_retry_after_beyond_any_clock_fails_once_without_a_panic() {
         &url,
         &["--remote-write-retry-for", "500000000000y"],
     );
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(!ok && code == Some(2), "a usage error: {stderr}");
+    let RunOutput { stderr, .. } = run_once(&args, None).await.expect_exit(2, "a usage error");
     assert!(
         stderr.contains("--remote-write-retry-for") && stderr.contains("1day"),
         "{stderr}"
@@ -1071,13 +1032,9 @@ async fn malformed_remote_write_settings_are_refused_without_echoing_secrets() {
         let mut all = vec!["--manifests", &manifests, "--once"];
         all.extend(args);
         envs.push(("RUST_LOG", "trace"));
-        let RunOutput {
-            success: ok,
-            code,
-            stdout,
-            stderr,
-        } = run_with_env(&all, &envs).await;
-        assert!(!ok && code == Some(2), "{secret}: usage error: {stderr}");
+        let RunOutput { stdout, stderr, .. } = run_with_env(&all, &envs)
+            .await
+            .expect_exit(2, &format!("{secret}: usage error"));
         assert!(
             stderr.contains(named),
             "{secret}: the message names {named}: {stderr}"
@@ -1112,13 +1069,9 @@ async fn credentials_stay_out_of_trace_logs_even_when_the_receiver_echoes_them()
             password.to_str().unwrap(),
         ],
     );
-    let RunOutput {
-        success: ok,
-        code,
-        stdout,
-        stderr,
-    } = run_with_env(&args, &[("RUST_LOG", "trace")]).await;
-    assert!(!ok && code == Some(1), "{stderr}");
+    let RunOutput { stdout, stderr, .. } = run_with_env(&args, &[("RUST_LOG", "trace")])
+        .await
+        .expect_exit(1, "the push fails");
     assert!(stderr.contains("unknown key X-Api-Key=***"), "{stderr}");
     for secret in ["SECRET-KEY-7", "SECRET-PASS-8", "SECRET-URL-9"] {
         assert!(
@@ -1140,13 +1093,7 @@ async fn a_redirect_is_not_followed_with_the_tenant_headers() {
         &url,
         &["--remote-write-header", "X-Scope-OrgID: team-a"],
     );
-    let RunOutput {
-        success: ok,
-        code,
-        stderr,
-        ..
-    } = run_once(&args, None).await;
-    assert!(!ok && code == Some(1), "{stderr}");
+    let RunOutput { stderr, .. } = run_once(&args, None).await.expect_exit(1, "the push fails");
     assert!(stderr.contains("307"), "{stderr}");
     assert_eq!(receiver.received().len(), 1, "a 3xx is final");
     assert!(elsewhere.received().is_empty(), "nothing went elsewhere");

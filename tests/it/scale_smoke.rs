@@ -3,7 +3,10 @@
 //! about timing or cost, only that the measurement worked and that the
 //! pusher's request pattern is what the README promises.
 
-// `examples/scale/main.rs` allows dead code itself (its `main` is unused here).
+// `examples/scale/main.rs` allows dead code itself (its `main` is unused
+// here). The example compiles the support modules it needs from
+// tests/it/support itself, so they are loaded a second time here.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../examples/scale/main.rs"]
 mod scale;
 

@@ -161,12 +161,7 @@ async fn an_external_label_a_family_uses_is_refused_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods_with_images(dir.path(), "pods.yaml", &[("p", "127.0.0.1:1/p:1")]);
     let manifests = manifests.to_str().unwrap();
-    let RunOutput {
-        success: ok,
-        code,
-        stdout,
-        stderr,
-    } = run_once(
+    let RunOutput { stdout, stderr, .. } = run_once(
         &[
             "--manifests",
             manifests,
@@ -177,8 +172,8 @@ async fn an_external_label_a_family_uses_is_refused_at_start_up() {
         ],
         None,
     )
-    .await;
-    assert!(!ok && code == Some(2), "{code:?} {stderr}");
+    .await
+    .expect_exit(2, "a usage error");
     assert!(stdout.is_empty(), "nothing is pushed: {stdout}");
     assert!(
         stderr.contains(r#""class" is a label of container_image_resolve_error"#),

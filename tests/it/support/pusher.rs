@@ -33,6 +33,26 @@ impl RunOutput {
         self
     }
 
+    /// Panics with the pusher's log unless it exited with `code` (1: a run
+    /// that failed, 2: a usage error, 3: input skipped); the output
+    /// otherwise, for more checks. `why` says what the code means here.
+    pub fn expect_exit(self, code: i32, why: &str) -> RunOutput {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{why}: exit code {:?}, expected {code}:\n{}",
+            self.code,
+            self.stderr
+        );
+        self
+    }
+
+    /// Panics with the pusher's log unless it failed (any exit but 0).
+    pub fn expect_failure(self, why: &str) -> RunOutput {
+        assert!(!self.success, "{why}: it succeeded:\n{}", self.stderr);
+        self
+    }
+
     fn from(output: std::process::Output) -> RunOutput {
         RunOutput {
             success: output.status.success(),
