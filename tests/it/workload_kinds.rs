@@ -369,7 +369,12 @@ async fn a_crd_installed_after_start_up_is_picked_up() {
         image(&watched).as_deref() == Some("web:1")
     })
     .await;
-    assert!(api.open_custom_watches(ARGO_ROLLOUT) >= 1);
+    // The list has answered; the watch that follows it may still be on its
+    // way to the server.
+    eventually("the rollouts are watched", || {
+        api.open_custom_watches(ARGO_ROLLOUT) >= 1
+    })
+    .await;
     api.apply_custom(custom_object(ARGO_ROLLOUT, "shop", "web", path, "web:2"));
     eventually("the change is watched", || {
         image(&watched).as_deref() == Some("web:2")
