@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use container_image_pusher::remote_write::otlp::proto::collector::metrics::v1::{
@@ -34,54 +34,42 @@ use prost::Message;
 /// Largest decompressed body accepted: a gzip bomb must not take the test down.
 const MAX_BODY: u64 = 64 << 20;
 
-/// One scripted answer.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+/// The remote-write receiver's scripted answer, with OTLP's bodies.
+pub use super::receiver::Reply;
 
 impl Reply {
     /// 200 with an empty `ExportMetricsServiceResponse`.
     pub fn ok() -> Self {
+        Reply::protobuf(200, ExportMetricsServiceResponse::default().encode_to_vec())
+    }
+
+    fn protobuf(status: u16, body: Vec<u8>) -> Self {
         Reply {
-            status: 200,
-            headers: vec![],
-            body: ExportMetricsServiceResponse::default().encode_to_vec(),
+            status,
+            headers: vec![("content-type".into(), "application/x-protobuf".into())],
+            body,
+            delay: Duration::ZERO,
         }
     }
 
     /// 200 with a partial success.
     pub fn partial(rejected: i64, message: &str) -> Self {
-        Reply {
-            body: ExportMetricsServiceResponse {
-                partial_success: Some(ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected,
-                    error_message: message.into(),
-                }),
-            }
-            .encode_to_vec(),
-            ..Reply::ok()
-        }
+        let response = ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: message.into(),
+            }),
+        };
+        Reply::protobuf(200, response.encode_to_vec())
     }
 
     /// An error status with a `google.rpc.Status` body saying `message`.
     pub fn error(status: u16, message: &str) -> Self {
-        Reply {
-            status,
-            headers: vec![],
-            body: Status {
-                code: 3,
-                message: message.into(),
-            }
-            .encode_to_vec(),
-        }
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
+        let status_body = Status {
+            code: 3,
+            message: message.into(),
+        };
+        Reply::protobuf(status, status_body.encode_to_vec())
     }
 }
 
@@ -224,19 +212,7 @@ async fn handle(
         });
         inner.script.pop_front().unwrap_or_else(Reply::ok)
     };
-    let mut response = (
-        StatusCode::from_u16(reply.status).expect("valid status"),
-        [("content-type", "application/x-protobuf")],
-        reply.body,
-    )
-        .into_response();
-    for (name, value) in reply.headers {
-        response.headers_mut().insert(
-            axum::http::HeaderName::try_from(name).expect("valid header name"),
-            value.parse().expect("valid header value"),
-        );
-    }
-    response
+    super::receiver::respond(reply).await
 }
 
 /// Checks one request; returns what it decoded and what is wrong.

@@ -21,22 +21,24 @@ use container_image_pusher::remote_write::proto::WriteRequest;
 use container_image_pusher::remote_write::proto_v2;
 use prost::Message;
 
-/// One scripted answer.
+/// One scripted answer, of this receiver and of the OTLP one
+/// ([`super::otlp_receiver`] adds its protobuf answers).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
     /// Wait this long before answering (to play a hanging receiver).
     pub delay: Duration,
 }
 
 impl Reply {
+    /// `status` with a text body (empty until [`Reply::body`]).
     pub fn status(status: u16) -> Self {
         Reply {
             status,
-            headers: vec![],
-            body: String::new(),
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: Vec::new(),
             delay: Duration::ZERO,
         }
     }
@@ -47,7 +49,7 @@ impl Reply {
     }
 
     pub fn body(mut self, body: &str) -> Self {
-        self.body = body.into();
+        self.body = body.as_bytes().to_vec();
         self
     }
 
@@ -205,6 +207,11 @@ async fn handle(
             reply
         }
     };
+    respond(reply).await
+}
+
+/// Answers with `reply`, after its delay.
+pub async fn respond(reply: Reply) -> Response {
     // A slow receiver, when the script asks for one: the delay is the
     // peer's behaviour under test, not a wait.
     tokio::time::sleep(reply.delay).await;
