@@ -25,7 +25,7 @@
 #
 # Multi-arch: amd64 and arm64. The build stage runs on the build machine's
 # platform (no emulation) and cross-compiles to the musl target of each
-# TARGETARCH (the mapping below; tests/deploy.rs checks that each names a
+# TARGETARCH (the mapping below; tests/it/deploy.rs checks that each names a
 # target `rustc --print target-list` knows). ring's C and assembly need a C
 # compiler for the target: musl-gcc natively, Debian's gcc-aarch64-linux-gnu
 # across (the musl target links Rust's self-contained musl C runtime, so a

@@ -1,5 +1,5 @@
 """Drives the real Helm engine (helm-python-sdk, Helm 4's Go SDK) for
-tests/chart.rs: reads one JSON request on stdin, prints one JSON answer.
+tests/it/chart.rs: reads one JSON request on stdin, prints one JSON answer.
 
 Request: {"op": "render" | "lint", "chart": PATH, "values": {...},
           "name": RELEASE, "namespace": NAMESPACE}

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Everything runs on loopback, with the peers the integration tests use:
-//! - the Kubernetes API test server (`tests/support/kube_api.rs`), serving a
+//! - the Kubernetes API test server (`tests/it/support/kube_api.rs`), serving a
 //!   generated cluster: Deployments (2–3 containers, some with an init
 //!   container) and their ReplicaSet-owned Pods (with `--custom-kinds`,
 //!   three in ten of them Argo Rollouts and three in ten OpenKruise
@@ -21,7 +21,7 @@
 //! - Debian's `prometheus` 2.42 as the remote-write receiver (and, in agent
 //!   mode, as the scraper of the first alternative);
 //! - `vmagent` from Debian sid's `victoria-metrics` package, fetched by
-//!   `scripts/fetch-test-peers` (`tests/support/peers.rs`), as the scraper
+//!   `scripts/fetch-test-peers` (`tests/it/support/peers.rs`), as the scraper
 //!   of the second;
 //! - the release pusher binary (`target/release/container-image-pusher`,
 //!   built first with `cargo build --release` when run through cargo).
@@ -50,7 +50,7 @@
 //! an agent), `results` and `report` (the numbers and the table), and
 //! `support`, the integration tests' servers it runs on.
 //!
-//! `tests/scale_smoke.rs` includes this file as a module and calls [`run`] at
+//! `tests/it/scale_smoke.rs` includes this file as a module and calls [`run`] at
 //! a small size, so everything but `main` is plain library code.
 
 #![allow(dead_code)]

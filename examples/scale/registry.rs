@@ -21,7 +21,7 @@ use super::support::registry::sha256_digest;
 pub(crate) const MARKER_FILE: &str = "scale-images.json";
 
 /// Debian's docker-registry on a storage directory that outlives the run.
-/// (`tests/support/registry.rs` keeps its storage in a tempdir, so the
+/// (`tests/it/support/registry.rs` keeps its storage in a tempdir, so the
 /// launch is repeated here with the same configuration approach.)
 pub(crate) struct ScaleRegistry {
     pub(crate) host: String,
@@ -185,7 +185,7 @@ impl ScaleRegistry {
     }
 
     /// POST to start an upload, PUT with `?digest=` to finish it, as
-    /// `tests/support/registry.rs` does.
+    /// `tests/it/support/registry.rs` does.
     pub(crate) async fn push_blob(&self, repo: &str, data: &[u8]) -> anyhow::Result<()> {
         let url = format!("http://{}/v2/{repo}/blobs/uploads/", self.host);
         let start = self

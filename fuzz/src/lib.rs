@@ -1,7 +1,7 @@
 //! What each fuzz target does with its input: the bytes go in where a peer,
 //! a tenant or a file would put them, through the same functions the
 //! service calls. Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/`)
-//! and by `tests/fuzz_regressions.rs`, which replays the seeds and every
+//! and by `tests/it/fuzz_regressions.rs`, which replays the seeds and every
 //! input a target once failed on with the stable toolchain.
 
 use std::path::{Path, PathBuf};
