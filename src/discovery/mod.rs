@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod custom;
+mod custom_api;
 pub mod files;
 pub mod ownership;
 pub mod select;
