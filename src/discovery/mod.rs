@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod custom;
 mod custom_api;
 pub mod files;
+mod manifests;
 pub mod ownership;
 pub mod select;
 pub mod strings;
