@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::exposition;
-use crate::leader::LeaderElection;
+use crate::leader::{LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
@@ -55,30 +55,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
-        // A run on its own pushes: it is the leader its health reports.
-        telemetry.leader.set(1);
-        let snapshot = pipeline.snapshot().await?;
-        match deliver(&snapshot, &endpoints, dry_run, &telemetry).await {
-            Delivered::Failed => return Ok(ExitCode::FAILURE),
-            Delivered::Partial => {
-                warn!(
-                    exit_status = EXIT_PARTIAL,
-                    "pushed, but a receiver refused some series (logged above)"
-                );
-                return Ok(ExitCode::from(EXIT_PARTIAL));
-            }
-            Delivered::All => {}
-        }
-        let skipped = pipeline.skipped_input();
-        if skipped > 0 {
-            warn!(
-                skipped,
-                exit_status = EXIT_INPUT_SKIPPED,
-                "pushed, but manifests input was skipped (logged above)"
-            );
-            return Ok(ExitCode::from(EXIT_INPUT_SKIPPED));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return run_once(&mut pipeline, &endpoints, dry_run, &telemetry).await;
     }
 
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
@@ -98,24 +75,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let schedule = settings.schedule;
     info!(%schedule, endpoints = endpoints.len(), "starting");
     let _prefetch = pipeline.spawn_prefetch();
-    let leader = match (settings.leader_election, pipeline.client()) {
-        (Some(election), Some(client)) => {
-            let namespace = election.lease_namespace(client);
-            info!(namespace = %namespace.name, from = namespace.source, "the leader lease's namespace");
-            Some(LeaderElection::start(
-                client.clone(),
-                namespace.name,
-                election.lease_name,
-                election.identity,
-                election.lease_duration,
-                telemetry.clone(),
-            ))
-        }
-        _ => {
-            telemetry.leader.set(1);
-            None
-        }
-    };
+    let leader = start_leader_election(settings.leader_election, pipeline.client(), &telemetry);
     // A replica that becomes leader pushes at once, not at its next tick.
     let mut became_leader = leader.as_ref().map(LeaderElection::changes);
     let senders: Vec<Sender> = endpoints
@@ -162,6 +122,66 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         leader.release().await;
     }
     info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The leader election, when configured and in a cluster; without it this
+/// replica is the leader.
+fn start_leader_election(
+    election: Option<LeaderSettings>,
+    client: Option<&kube::Client>,
+    telemetry: &Arc<Telemetry>,
+) -> Option<LeaderElection> {
+    match (election, client) {
+        (Some(election), Some(client)) => {
+            let namespace = election.lease_namespace(client);
+            info!(namespace = %namespace.name, from = namespace.source, "the leader lease's namespace");
+            Some(LeaderElection::start(
+                client.clone(),
+                namespace.name,
+                election.lease_name,
+                election.identity,
+                election.lease_duration,
+                telemetry.clone(),
+            ))
+        }
+        _ => {
+            telemetry.leader.set(1);
+            None
+        }
+    }
+}
+
+/// `--once`: one snapshot, delivered; the exit status says how it went.
+async fn run_once(
+    pipeline: &mut Pipeline,
+    endpoints: &[Endpoint],
+    dry_run: bool,
+    telemetry: &Telemetry,
+) -> anyhow::Result<ExitCode> {
+    // A run on its own pushes: it is the leader its health reports.
+    telemetry.leader.set(1);
+    let snapshot = pipeline.snapshot().await?;
+    match deliver(&snapshot, endpoints, dry_run, telemetry).await {
+        Delivered::Failed => return Ok(ExitCode::FAILURE),
+        Delivered::Partial => {
+            warn!(
+                exit_status = EXIT_PARTIAL,
+                "pushed, but a receiver refused some series (logged above)"
+            );
+            return Ok(ExitCode::from(EXIT_PARTIAL));
+        }
+        Delivered::All => {}
+    }
+    let skipped = pipeline.skipped_input();
+    if skipped > 0 {
+        warn!(
+            skipped,
+            exit_status = EXIT_INPUT_SKIPPED,
+            "pushed, but manifests input was skipped (logged above)"
+        );
+        return Ok(ExitCode::from(EXIT_INPUT_SKIPPED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,7 +16,13 @@
 //! per receiver a transport, a retry-and-pause policy and the push) and
 //! [`exposition`] (the text format of `/metrics` and `--dry-run`).
 //!
-//! [`config`] turns the flags into each stage's settings; [`app`] wires
+//! Inside [`discovery`]: `cluster` lists, `watch/` keeps kinds current
+//! (store, stream loop, backoff, configured kinds), `custom_api` finds
+//! configured kinds with API discovery for both, `files` collects manifest
+//! files that `walk` lists and `manifests` parses.
+//!
+//! [`config`] (one file per `--help` heading, checked together in its
+//! `settings`) turns the flags into each stage's settings; [`app`] wires
 //! the stages; [`pipeline`] takes one snapshot through them; [`schedule`]
 //! decides when; [`leader`] which replica pushes; [`server`] serves
 //! `/metrics`, `/healthz` and `/readyz`, and the health listener;

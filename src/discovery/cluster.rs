@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use super::custom::{InvalidObject, KindSpec};
+use super::custom_api::custom_workload;
 use super::{
     workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Selection, StringPool,
     Workload,
@@ -92,7 +93,7 @@ impl ClusterSource {
     /// cluster-scoped one when namespaces are given.
     async fn list_custom(&self, spec: &KindSpec) -> Result<Vec<Workload>, DiscoveryError> {
         let kind = spec.kind();
-        let (resource, scope) = match super::watch::discover(&self.client, spec).await {
+        let (resource, scope) = match super::custom_api::discover(&self.client, spec).await {
             Ok(Some(found)) => found,
             Ok(None) => {
                 self.count(kind, "not_installed");
@@ -212,28 +213,6 @@ impl ClusterSource {
         debug!(kind = %kind, objects = workloads.len(), "listed");
         Ok(workloads)
     }
-}
-
-/// Reduces an object of a configured kind, with the labels and annotations
-/// `metadata` allows; objects of a namespaced kind always carry their
-/// namespace, those of a cluster-scoped one none.
-pub(crate) fn custom_workload(
-    spec: &KindSpec,
-    cluster_scoped: bool,
-    object: &DynamicObject,
-    metadata: &MetadataAllowlist,
-    pool: &StringPool,
-) -> Result<Workload, InvalidObject> {
-    let namespace = match (&object.metadata.namespace, cluster_scoped) {
-        (_, true) => "",
-        (Some(namespace), false) => namespace.as_str(),
-        (None, false) => "default",
-    };
-    let name = object.metadata.name.as_deref().unwrap_or_default();
-    let mut strings = pool.lock();
-    let mut workload = spec.workload(namespace, name, &object.data, &mut strings)?;
-    workload.metadata_labels = metadata.keep(&object.metadata, &mut strings);
-    Ok(workload)
 }
 
 /// Follows `continue` tokens until the list is complete, reducing each page

@@ -7,7 +7,9 @@
 
 pub mod cluster;
 pub mod custom;
+mod custom_api;
 pub mod files;
+mod manifests;
 pub mod ownership;
 pub mod select;
 pub mod strings;

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use super::files::SkipReason;
+use super::manifests::SkipReason;
 
 /// Deepest directory nesting walked; a checkout is a few levels deep.
 const MAX_DIR_DEPTH: usize = 32;
