@@ -21,27 +21,7 @@ fn read(path: &str) -> String {
 /// and all, indented under its own header.
 #[test]
 fn the_version_rules_component_is_the_rules_file() {
-    let rules = read(RULES);
-    let component = read(COMPONENT);
-    let groups = &rules[rules
-        .find("\ngroups:\n")
-        .map(|i| i + 1)
-        .expect("the rules file has a top-level `groups:`")..];
-    let header_end = component
-        .find("\nspec:\n")
-        .map(|i| i + "\nspec:\n".len())
-        .expect("the PrometheusRule has a top-level `spec:`");
-    let mut expected = component[..header_end].to_owned();
-    for line in groups.split_inclusive('\n') {
-        if !line.trim().is_empty() {
-            expected.push_str("  ");
-        }
-        expected.push_str(line);
-    }
-    assert!(
-        component == expected,
-        "{COMPONENT} differs from {RULES}; it should read:\n{expected}"
-    );
+    crate::rules::assert_component_holds(COMPONENT, RULES);
 }
 
 /// The Deployment overlay with both rule components: two PrometheusRules

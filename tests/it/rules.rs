@@ -83,8 +83,14 @@ fn promtool_unit_tests_of_the_rules_pass() {
 /// all, indented under its own header.
 #[test]
 fn the_prometheus_rule_component_is_the_rules_file() {
-    let rules = read(RULES);
-    let component = read(PROMETHEUS_RULE);
+    assert_component_holds(PROMETHEUS_RULE, RULES);
+}
+
+/// Fails unless the PrometheusRule at `component` carries the `groups` of
+/// the rules file at `rules` byte for byte, indented under its `spec:`.
+pub(crate) fn assert_component_holds(component_path: &str, rules_path: &str) {
+    let rules = read(rules_path);
+    let component = read(component_path);
     let groups = &rules[rules
         .find("\ngroups:\n")
         .map(|i| i + 1)
@@ -102,7 +108,7 @@ fn the_prometheus_rule_component_is_the_rules_file() {
     }
     assert!(
         component == expected,
-        "{PROMETHEUS_RULE} differs from {RULES}; it should read:\n{expected}"
+        "{component_path} differs from {rules_path}; it should read:\n{expected}"
     );
 }
 
