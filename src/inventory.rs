@@ -18,13 +18,14 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use crate::discovery::Workload;
-use crate::ownership;
 use crate::registry::{DropReason, ImageMetadata, Resolutions};
 use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
 use crate::version_series::VersionSeries;
+use workload_labels::workload_labels;
 
 mod running_drift;
 mod signatures;
+mod workload_labels;
 
 /// Builds snapshots, reusing the label sets of everything that did not
 /// change since the previous one: a workload (same `Arc`, same metadata
@@ -174,7 +175,7 @@ impl Inventory {
                     let (common, strings) = (&self.common, &mut self.strings);
                     let mut extra = running_drift::drift_series(common, strings, workload, images);
                     if self.workload_labels {
-                        extra.push(ownership::workload_labels(common, strings, workload));
+                        extra.push(workload_labels(common, strings, workload));
                     }
                     CachedWorkload {
                         workload: workload.clone(),

@@ -9,7 +9,7 @@
 //! [`reference`]s: digests, labels, size, what is attached, the base; its
 //! HTTP client apart from its auth policy) →
 //! [`inventory`] (builds the series, with its `running_drift` for what
-//! pods run and [`ownership`] for workload labels, [`version_series`] for version
+//! pods run and `workload_labels` for the owners' labels, [`version_series`] for version
 //! freshness from [`versions`]) → [`series`] (the model: families
 //! with one table of label names, label sets, snapshots; a leaf) → sinks,
 //! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP;
@@ -44,7 +44,6 @@ pub mod glob;
 pub mod http;
 pub mod inventory;
 pub mod leader;
-pub mod ownership;
 pub mod pipeline;
 pub mod readiness;
 pub mod reference;

@@ -54,7 +54,8 @@ pub enum Family {
     // Signature verification (src/verify).
     SignatureVerified,
     SignatureVerifyFailure,
-    // What pods run (src/running.rs), and who owns workloads (src/ownership.rs).
+    // What pods run (src/inventory/running_drift.rs), and who owns workloads
+    // (src/inventory/workload_labels.rs).
     RunningDrift,
     WorkloadLabels,
     // Version freshness (src/version_series.rs).

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::discovery::ownership::{Allowlist, MetadataAllowlist};
+use crate::discovery::metadata_allowlist::{Allowlist, MetadataAllowlist};
 use crate::registry::{FilterError, ImageFilter, KeyFilter};
 
 /// Which labels and annotations of workloads and images become series.

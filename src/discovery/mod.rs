@@ -10,7 +10,7 @@ pub mod custom;
 mod custom_api;
 pub mod files;
 mod manifests;
-pub mod ownership;
+pub mod metadata_allowlist;
 pub mod select;
 pub mod strings;
 mod walk;
@@ -31,7 +31,7 @@ use crate::versions::{OverrideError, Overrides};
 pub use cluster::ClusterSource;
 pub use custom::{KindName, KindSpec};
 pub use files::FileSource;
-pub use ownership::MetadataAllowlist;
+pub use metadata_allowlist::MetadataAllowlist;
 pub use select::{LabelSelector, Selection};
 pub use strings::StringPool;
 pub use watch::WatchedCluster;
@@ -116,7 +116,7 @@ pub struct Workload {
     pub pull: PullConfig,
     /// The labels and annotations `--workload-labels` and
     /// `--workload-annotations` allow, as `label_*`/`annotation_*` label
-    /// names and values (see [`ownership`]); empty unless configured.
+    /// names and values (see [`metadata_allowlist`]); empty unless configured.
     pub metadata_labels: Vec<(Arc<str>, Arc<str>)>,
 }
 

@@ -1,7 +1,7 @@
 //! Who owns a workload: `container_image_workload_labels`, one series per
 //! workload carrying the labels and annotations `--workload-labels` and
 //! `--workload-annotations` allow (kept by
-//! [`discovery::ownership`](crate::discovery::ownership) when the object
+//! [`discovery::metadata_allowlist`](crate::discovery::metadata_allowlist) when the object
 //! is read), so alerts and dashboards can route by team:
 //!
 //! ```promql
