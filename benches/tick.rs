@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, StringPool, Workload};
 use container_image_pusher::inventory::Inventory;
+use container_image_pusher::pipeline::Metrics;
 use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::remote_write::Buffers;
 use container_image_pusher::series::CommonLabels;
@@ -35,7 +36,7 @@ fn main() {
 
     // The first tick encodes every label set; later ticks over an unchanged
     // inventory reuse them. Both are reported.
-    let dropped = Telemetry::new().labels_dropped;
+    let dropped = Metrics::new(&Telemetry::new().registry).labels_dropped;
     let mut inventory = Inventory::new(common, dropped);
     let started = Instant::now();
     let first = inventory.build(&workloads, &resolutions, 1_700_000_000_000);

@@ -11,9 +11,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::exposition;
-use crate::leader::{LeaderElection, LeaderSettings};
+use crate::leader::{self, LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
-use crate::remote_write::{Endpoint, Sender};
+use crate::remote_write::{self, Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::series::Snapshot;
 use crate::server::{self, Shared};
@@ -37,6 +37,8 @@ pub const EXIT_PARTIAL: u8 = 4;
 pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     crate::install_crypto_provider();
     let telemetry = Arc::new(Telemetry::new());
+    let leading = leader::Metrics::new(&telemetry.registry);
+    let pushes = remote_write::Metrics::new(&telemetry.registry);
     let omit = settings
         .pipeline
         .common_labels
@@ -55,7 +57,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
-        return run_once(&mut pipeline, &endpoints, dry_run, &telemetry).await;
+        return run_once(&mut pipeline, &endpoints, dry_run, &leading, &pushes).await;
     }
 
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
@@ -75,12 +77,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     let schedule = settings.schedule;
     info!(%schedule, endpoints = endpoints.len(), "starting");
     let _prefetch = pipeline.spawn_prefetch();
-    let leader = start_leader_election(settings.leader_election, pipeline.client(), &telemetry);
+    let leader = start_leader_election(
+        settings.leader_election,
+        pipeline.client(),
+        leading,
+        &telemetry,
+    );
     // A replica that becomes leader pushes at once, not at its next tick.
     let mut became_leader = leader.as_ref().map(LeaderElection::changes);
     let senders: Vec<Sender> = endpoints
         .into_iter()
-        .map(|e| Sender::spawn(e, telemetry.clone()))
+        .map(|e| Sender::spawn(e, pushes.clone(), telemetry.readiness.clone()))
         .collect();
     let mut ticker = Ticker::new(schedule);
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -130,7 +137,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
 fn start_leader_election(
     election: Option<LeaderSettings>,
     client: Option<&kube::Client>,
-    telemetry: &Arc<Telemetry>,
+    metrics: leader::Metrics,
+    telemetry: &Telemetry,
 ) -> Option<LeaderElection> {
     match (election, client) {
         (Some(election), Some(client)) => {
@@ -142,11 +150,12 @@ fn start_leader_election(
                 election.lease_name,
                 election.identity,
                 election.lease_duration,
-                telemetry.clone(),
+                metrics,
+                telemetry.readiness.clone(),
             ))
         }
         _ => {
-            telemetry.leader.set(1);
+            metrics.leader.set(1);
             None
         }
     }
@@ -157,12 +166,13 @@ async fn run_once(
     pipeline: &mut Pipeline,
     endpoints: &[Endpoint],
     dry_run: bool,
-    telemetry: &Telemetry,
+    leading: &leader::Metrics,
+    pushes: &remote_write::Metrics,
 ) -> anyhow::Result<ExitCode> {
     // A run on its own pushes: it is the leader its health reports.
-    telemetry.leader.set(1);
+    leading.leader.set(1);
     let snapshot = pipeline.snapshot().await?;
-    match deliver(&snapshot, endpoints, dry_run, telemetry).await {
+    match deliver(&snapshot, endpoints, dry_run, pushes).await {
         Delivered::Failed => return Ok(ExitCode::FAILURE),
         Delivered::Partial => {
             warn!(
@@ -211,7 +221,7 @@ async fn deliver(
     snapshot: &Snapshot,
     endpoints: &[Endpoint],
     dry_run: bool,
-    telemetry: &Telemetry,
+    metrics: &remote_write::Metrics,
 ) -> Delivered {
     if dry_run {
         print_snapshot(snapshot);
@@ -220,7 +230,7 @@ async fn deliver(
     let never = || false;
     let pushes = endpoints.iter().map(|e| async move {
         // Nothing to remember: a one-shot run marks nothing stale later.
-        e.push(snapshot, &[], telemetry, &never, &|_| false, &mut |_, _| {})
+        e.push(snapshot, &[], metrics, &never, &|_| false, &mut |_, _| {})
             .await
     });
     let results = futures::future::join_all(pushes).await;

@@ -429,7 +429,7 @@ pub(crate) fn build_once(
 ) -> Snapshot {
     let workloads: Vec<Arc<Workload>> = workloads.iter().cloned().map(Arc::new).collect();
     let resolutions = Resolutions::from(resolutions.clone());
-    let dropped = crate::telemetry::Telemetry::new().labels_dropped;
+    let dropped = crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped;
     let owners = workloads.iter().any(|w| !w.metadata_labels.is_empty());
     Inventory::new(common.clone(), dropped)
         .with_workload_labels(owners)

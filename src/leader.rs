@@ -37,11 +37,36 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::telemetry::Telemetry;
+use prometheus::{IntGauge, Registry};
+
+use crate::readiness::Readiness;
+use crate::telemetry::{opts, register};
 
 /// The readiness condition failing while the API refuses this replica the
 /// Lease: a pusher that can never push is not ready.
 pub const READINESS_CONDITION: &str = "leader-election";
+
+/// The leader election's metric.
+#[derive(Clone)]
+pub struct Metrics {
+    /// 1 while this replica holds the leader lease (or leader election is off).
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    /// The leader gauge, registered in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        Metrics {
+            leader: register(
+                registry,
+                IntGauge::with_opts(opts(
+                    "leader",
+                    "1 while this replica pushes (holds the lease, or runs without leader election).",
+                )),
+            ),
+        }
+    }
+}
 
 /// Where a pod's service account namespace is mounted.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -141,7 +166,7 @@ pub struct LeaderElection {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     lease_duration: Duration,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
 }
 
 impl LeaderElection {
@@ -156,13 +181,14 @@ impl LeaderElection {
         lease_name: String,
         identity: String,
         lease_duration: Duration,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
+        readiness: Arc<Readiness>,
     ) -> LeaderElection {
         let status = Arc::new(Status {
             leader: watch::channel(false).0,
             valid_until: Mutex::new(None),
         });
-        telemetry.leader.set(0);
+        metrics.leader.set(0);
         let (shutdown, shutdown_rx) = oneshot::channel();
         info!(lease = %format!("{namespace}/{lease_name}"), identity = %identity, ?lease_duration, "competing for the leader lease");
         let candidate = Candidate {
@@ -173,7 +199,8 @@ impl LeaderElection {
             identity,
             timings: Timings::new(lease_duration),
             status: status.clone(),
-            telemetry: telemetry.clone(),
+            metrics: metrics.clone(),
+            readiness,
             lease: None,
             observed: None,
             renewed: None,
@@ -186,7 +213,7 @@ impl LeaderElection {
             shutdown: Some(shutdown),
             task: Some(tokio::spawn(candidate.run(shutdown_rx))),
             lease_duration,
-            telemetry,
+            metrics,
         }
     }
 
@@ -228,7 +255,7 @@ impl Drop for LeaderElection {
         }
         // Whatever the task was doing, this replica leads no more.
         self.status.set(None);
-        self.telemetry.leader.set(0);
+        self.metrics.leader.set(0);
     }
 }
 
@@ -391,7 +418,8 @@ struct Candidate {
     identity: String,
     timings: Timings,
     status: Arc<Status>,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
     /// The Lease as last read or written (its resourceVersion guards the
     /// next update).
     lease: Option<Lease>,
@@ -658,7 +686,7 @@ impl Candidate {
 
     fn set_leader(&self, valid_until: Option<Instant>) -> bool {
         let changed = self.status.set(valid_until);
-        self.telemetry.leader.set(i64::from(valid_until.is_some()));
+        self.metrics.leader.set(i64::from(valid_until.is_some()));
         changed
     }
 
@@ -720,7 +748,7 @@ impl Candidate {
                      grant get, create and update on leases in namespace {} (or name another with --lease-namespace)",
                     self.namespace
                 );
-                self.telemetry.readiness.fail(
+                self.readiness.fail(
                     READINESS_CONDITION,
                     format!(
                         "not allowed to {verb} the lease {}, so this replica cannot lead: {}",
@@ -756,7 +784,7 @@ impl Candidate {
 
     fn answered(&mut self) {
         self.failures = 0;
-        let allowed_again = self.telemetry.readiness.clear(READINESS_CONDITION);
+        let allowed_again = self.readiness.clear(READINESS_CONDITION);
         if self.problem.take().is_none() {
             return;
         }

@@ -33,6 +33,9 @@ use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
 use crate::versions::Overrides;
 
+mod metrics;
+pub use metrics::Metrics;
+
 /// How long the first snapshot waits for the first lists of watches.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -88,6 +91,7 @@ pub struct Pipeline {
     failures: FailureLog,
     concurrency: LookupSlots,
     telemetry: Arc<Telemetry>,
+    metrics: Metrics,
     /// The labels of the health series, when they are pushed.
     self_metrics: Option<Arc<CommonLabels>>,
 }
@@ -98,24 +102,26 @@ impl Pipeline {
         telemetry: Arc<Telemetry>,
     ) -> anyhow::Result<Self> {
         let credentials = Arc::new(Credentials::new(settings.credentials)?);
+        let sources = crate::discovery::Metrics::new(&telemetry.registry);
         let (source, client) = match settings.source {
             SourceSettings::Cluster { selection, watch } => {
                 let client = kube::Client::try_default().await.context(
                     "no cluster to read workloads from (use --manifests to read files instead)",
                 )?;
-                credentials.watch(client.clone(), &selection.namespaces, telemetry.clone());
+                credentials.watch(client.clone(), &selection.namespaces, sources.clone());
                 let source = match watch {
                     Some(options) => Source::Watched(Arc::new(WatchedCluster::start(
                         client.clone(),
                         selection,
                         options,
-                        telemetry.clone(),
+                        sources,
+                        telemetry.readiness.clone(),
                         settings.workload_metadata.clone(),
                     ))),
                     None => Source::Cluster(ClusterSource::new(
                         client.clone(),
                         selection,
-                        telemetry.clone(),
+                        sources,
                         settings.workload_metadata.clone(),
                     )),
                 };
@@ -129,7 +135,7 @@ impl Pipeline {
                 let files = FileSource::with_limits(
                     paths,
                     selection,
-                    telemetry.clone(),
+                    sources,
                     settings.workload_metadata.clone(),
                     limits,
                 );
@@ -138,7 +144,11 @@ impl Pipeline {
         };
         let concurrency =
             LookupSlots::new(settings.resolve_concurrency, settings.resolver.registry_rps);
-        let resolver = Resolver::new(settings.resolver, telemetry.clone())?;
+        let resolver = Resolver::new(
+            settings.resolver,
+            crate::registry::Metrics::new(&telemetry.registry),
+        )?;
+        let metrics = Metrics::new(&telemetry.registry);
         let self_metrics = settings
             .push_self_metrics
             .then(|| Arc::new(settings.common_labels.clone()));
@@ -147,11 +157,12 @@ impl Pipeline {
             client,
             credentials,
             resolver: Arc::new(resolver),
-            inventory: Inventory::new(settings.common_labels, telemetry.labels_dropped.clone())
+            inventory: Inventory::new(settings.common_labels, metrics.labels_dropped.clone())
                 .with_workload_labels(!settings.workload_metadata.is_empty()),
             failures: FailureLog::default(),
             concurrency,
             telemetry,
+            metrics,
             self_metrics,
         })
     }
@@ -226,16 +237,12 @@ impl Pipeline {
             resolutions.insert(scope, image, resolution);
         }
         let mut snapshot = self.inventory.build(&workloads, &resolutions, timestamp_ms);
-        self.telemetry
-            .snapshot_duration
+        self.metrics
+            .duration
             .observe(started.elapsed().as_secs_f64());
-        self.telemetry
-            .snapshot_containers
-            .set(snapshot.containers as i64);
-        self.telemetry.snapshot_images.set(snapshot.images as i64);
-        self.telemetry
-            .snapshot_series
-            .set(snapshot.series.len() as i64);
+        self.metrics.containers.set(snapshot.containers as i64);
+        self.metrics.images.set(snapshot.images as i64);
+        self.metrics.series.set(snapshot.series.len() as i64);
         info!(
             workloads = workloads.len(),
             containers = snapshot.containers,

@@ -111,24 +111,28 @@ mod tests {
     #[test]
     fn the_health_set_carries_the_telemetry_per_endpoint_and_kind_only() {
         let telemetry = Telemetry::new();
+        let pushes = crate::remote_write::Metrics::new(&telemetry.registry);
+        let discovery = crate::discovery::Metrics::new(&telemetry.registry);
+        let leader = crate::leader::Metrics::new(&telemetry.registry);
+        let resolver = crate::registry::Metrics::new(&telemetry.registry);
         let endpoint = "https://a.example/api/v1/push";
-        telemetry
+        pushes
             .last_success
             .with_label_values(&[endpoint])
             .set(1.7e9);
-        telemetry
+        pushes
             .pushes
             .with_label_values(&[endpoint, "failed"])
             .inc_by(3);
-        telemetry.inventory_stale.with_label_values(&["Pod"]).set(1);
-        telemetry.leader.set(1);
-        telemetry
+        discovery.inventory_stale.with_label_values(&["Pod"]).set(1);
+        leader.leader.set(1);
+        resolver
             .resolve_failures
             .with_label_values(&["not_found"])
             .inc();
         // Per host: never pushed.
-        telemetry
-            .registry_requests
+        resolver
+            .requests
             .with_label_values(&["registry.example", "GET", "200"])
             .inc();
         let common = Arc::new(CommonLabels::new(

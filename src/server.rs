@@ -26,14 +26,14 @@ use axum::routing::{get, MethodRouter};
 use axum::Router;
 use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{Encoder, TextEncoder};
+use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::exposition;
 use crate::readiness::FIRST_SNAPSHOT;
 use crate::series::Snapshot;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{opts, register, Telemetry};
 
 /// Connections served at once on the main listener; past it a new
 /// connection evicts an idle one, or is closed at once when all are busy.
@@ -52,9 +52,43 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a response may wait for the client to take more bytes.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the listeners count.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Connections closed at once because [`MAX_CONNECTIONS`] (or
+    /// [`MAX_TELEMETRY_CONNECTIONS`]) were open and none was idle.
+    pub http_connections_refused: IntCounter,
+    /// Idle connections closed to make room for a new one.
+    pub http_connections_evicted: IntCounter,
+}
+
+impl Metrics {
+    /// The connection counters, registered in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        Metrics {
+            http_connections_refused: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "http_connections_refused_total",
+                    "Connections to /metrics, /healthz and /readyz closed at once because too many were open.",
+                )),
+            ),
+            http_connections_evicted: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "http_connections_evicted_total",
+                    "Idle connections to the local server (no request in progress) closed to make room for a new one.",
+                )),
+            ),
+        }
+    }
+}
+
 /// What the endpoints show; shared with the tick loop that updates it.
 pub struct Shared {
     pub telemetry: Arc<Telemetry>,
+    /// The listeners' connection counters.
+    pub metrics: Metrics,
     snapshot: RwLock<Published>,
     /// The inventory part of `/metrics` for the snapshot of that
     /// generation, rendered by the first scrape after it was published
@@ -75,8 +109,11 @@ struct Published {
 }
 
 impl Shared {
+    /// What the listeners show, their counters registered in `telemetry`
+    /// (so one per process).
     pub fn new(telemetry: Arc<Telemetry>, omit: Vec<String>) -> Self {
         Shared {
+            metrics: Metrics::new(&telemetry.registry),
             telemetry,
             snapshot: RwLock::default(),
             rendered: tokio::sync::Mutex::new(None),
@@ -203,7 +240,7 @@ fn accept(
     connections: usize,
     shared: &Shared,
 ) -> tokio::task::JoinHandle<()> {
-    let slots = Slots::new(connections, shared.telemetry.clone());
+    let slots = Slots::new(connections, shared.metrics.clone());
     tokio::spawn(accept_loop(listener, app, slots))
 }
 
@@ -217,7 +254,7 @@ fn accept(
 /// when no connection is evictable is the new one refused.
 struct Slots {
     limit: usize,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
     state: Mutex<SlotState>,
 }
 
@@ -259,10 +296,10 @@ struct Slot {
 }
 
 impl Slots {
-    fn new(limit: usize, telemetry: Arc<Telemetry>) -> Arc<Self> {
+    fn new(limit: usize, metrics: Metrics) -> Arc<Self> {
         Arc::new(Slots {
             limit,
-            telemetry,
+            metrics,
             state: Mutex::default(),
         })
     }
@@ -287,7 +324,7 @@ impl Slots {
                 .map(|(id, _)| *id)?;
             let evicted = state.open.remove(&idle).expect("found above");
             evicted.evict.notify_one();
-            self.telemetry.http_connections_evicted.inc();
+            self.metrics.http_connections_evicted.inc();
         }
         let id = state.next_id;
         state.next_id += 1;
@@ -356,7 +393,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, slots: Arc<
             }
         };
         let Some(slot) = slots.acquire(peer) else {
-            slots.telemetry.http_connections_refused.inc();
+            slots.metrics.http_connections_refused.inc();
             drop(stream);
             continue;
         };

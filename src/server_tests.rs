@@ -159,7 +159,7 @@ async fn probes_are_answered_through_a_flood_of_idle_reconnecting_connections() 
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(shared.clone());
-    let slots = Slots::new(MAX_CONNECTIONS, shared.telemetry.clone());
+    let slots = Slots::new(MAX_CONNECTIONS, shared.metrics.clone());
     let server = tokio::spawn(accept_loop(listener, app, slots.clone()));
     let telemetry_server = serve_telemetry(health, shared.clone()).await.unwrap();
     let attackers = flood(main, MAX_CONNECTIONS);
@@ -183,11 +183,11 @@ async fn probes_are_answered_through_a_flood_of_idle_reconnecting_connections() 
         answered_main,
         30,
         "probes on the main listener ({} refused, {} evicted)",
-        shared.telemetry.http_connections_refused.get(),
-        shared.telemetry.http_connections_evicted.get()
+        shared.metrics.http_connections_refused.get(),
+        shared.metrics.http_connections_evicted.get()
     );
-    assert!(shared.telemetry.http_connections_evicted.get() >= 30);
-    assert_eq!(shared.telemetry.http_connections_refused.get(), 0);
+    assert!(shared.metrics.http_connections_evicted.get() >= 30);
+    assert_eq!(shared.metrics.http_connections_refused.get(), 0);
 }
 
 /// A connection in the middle of a request is never evicted: when every
@@ -197,8 +197,8 @@ async fn probes_are_answered_through_a_flood_of_idle_reconnecting_connections() 
 /// ones, the peer with the most connections loses its oldest.
 #[tokio::test]
 async fn busy_connections_are_spared_and_the_biggest_peer_gives_way() {
-    let telemetry = Arc::new(Telemetry::new());
-    let slots = Slots::new(3, telemetry.clone());
+    let metrics = Metrics::new(&prometheus::Registry::new());
+    let slots = Slots::new(3, metrics.clone());
     let one: IpAddr = "10.0.0.1".parse().unwrap();
     let two: IpAddr = "10.0.0.2".parse().unwrap();
     let lone = slots.acquire(one).unwrap();
@@ -216,7 +216,7 @@ async fn busy_connections_are_spared_and_the_biggest_peer_gives_way() {
     assert!(slots.acquire(one).is_none(), "all busy: refused");
     drop(busy);
     let third = slots.acquire(one).expect("evicts an idle one");
-    assert_eq!(telemetry.http_connections_evicted.get(), 1);
+    assert_eq!(metrics.http_connections_evicted.get(), 1);
     assert!(
         tokio::time::timeout(Duration::from_secs(5), first.evict.notified())
             .await

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use clap::Parser as _;
@@ -14,6 +14,7 @@ use container_image_pusher::config::Config;
 use container_image_pusher::credentials::pull_secrets::{self, PullSecrets};
 use container_image_pusher::credentials::Keyring;
 use container_image_pusher::discovery::files::FileSource;
+use container_image_pusher::discovery::Metrics;
 use container_image_pusher::discovery::{
     Container, Kind, KindSpec, PullConfig, Selection, Workload,
 };
@@ -224,7 +225,7 @@ pub fn manifests_file(data: &[u8]) {
     let source = FileSource::new(
         vec![file.path.clone()],
         selection,
-        telemetry(),
+        metrics(),
         Default::default(),
     );
     let Ok(found) = runtime().block_on(source.snapshot()) else {
@@ -278,9 +279,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// One service's worth of metrics, shared by every input: a registry per
 /// input would cost more than the parsing under test.
-fn telemetry() -> Arc<Telemetry> {
-    static TELEMETRY: OnceLock<Arc<Telemetry>> = OnceLock::new();
-    TELEMETRY.get_or_init(|| Arc::new(Telemetry::new())).clone()
+fn metrics() -> Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS
+        .get_or_init(|| Metrics::new(&Telemetry::new().registry))
+        .clone()
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -29,8 +29,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 pub use keyring::{DockerConfigError, Keyring};
 pub use pull_secrets::PullSecrets;
 
-use crate::discovery::Workload;
-use crate::telemetry::Telemetry;
+use crate::discovery::{Metrics, Workload};
 use cloud::CloudCredentials;
 
 /// One registry login, and where it came from (for messages: never the
@@ -170,8 +169,8 @@ impl Credentials {
 
     /// Keeps the cluster's pull secrets and service accounts current, in
     /// every namespace or the given ones.
-    pub fn watch(&self, client: kube::Client, namespaces: &[String], telemetry: Arc<Telemetry>) {
-        self.pull_secrets.watch(client, namespaces, telemetry);
+    pub fn watch(&self, client: kube::Client, namespaces: &[String], metrics: Metrics) {
+        self.pull_secrets.watch(client, namespaces, metrics);
     }
 
     /// Waits for the watches' first lists, at most `timeout`.

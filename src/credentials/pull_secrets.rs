@@ -21,9 +21,8 @@ use tracing::{debug, info, warn};
 
 use super::keyring::{DockerConfigError, Keyring, MAX_LOCATION_BYTES};
 use super::{Login, Scope};
-use crate::discovery::Workload;
+use crate::discovery::{Metrics, Workload};
 use crate::reference;
-use crate::telemetry::Telemetry;
 
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
@@ -216,12 +215,7 @@ impl PullSecrets {
 
     /// Keeps secrets (of the two docker config types) and service accounts
     /// current with watchers, in every namespace or the given ones.
-    pub fn watch(
-        self: &Arc<Self>,
-        client: Client,
-        namespaces: &[String],
-        telemetry: Arc<Telemetry>,
-    ) {
+    pub fn watch(self: &Arc<Self>, client: Client, namespaces: &[String], metrics: Metrics) {
         if !self.enabled {
             return;
         }
@@ -238,7 +232,7 @@ impl PullSecrets {
                     api,
                     config,
                     "Secret",
-                    telemetry.clone(),
+                    metrics.clone(),
                     |store, s| store.put_secret(s),
                     |store, s| {
                         if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) {
@@ -252,7 +246,7 @@ impl PullSecrets {
                 api,
                 watcher::Config::default(),
                 "ServiceAccount",
-                telemetry.clone(),
+                metrics.clone(),
                 |store, a| store.put_account(a),
                 |store, a| {
                     if let (Some(ns), Some(name)) = (&a.metadata.namespace, &a.metadata.name) {
@@ -288,7 +282,7 @@ impl PullSecrets {
         api: Api<K>,
         config: watcher::Config,
         kind: &'static str,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
         apply: fn(&PullSecrets, &K),
         delete: fn(&PullSecrets, &K),
     ) where
@@ -326,10 +320,7 @@ impl PullSecrets {
                     Err(e) => {
                         let forbidden = matches!(&e, watcher::Error::InitialListFailed(kube::Error::Api(s)) | watcher::Error::WatchFailed(kube::Error::Api(s)) if s.code == 403);
                         if forbidden {
-                            telemetry
-                                .discovery_errors
-                                .with_label_values(&[kind, "forbidden"])
-                                .inc();
+                            metrics.errors.with_label_values(&[kind, "forbidden"]).inc();
                             if !std::mem::replace(&mut refused, true) {
                                 store.note_refused(kind);
                             }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -15,11 +15,11 @@ use tracing::{debug, warn};
 
 use super::custom::{InvalidObject, KindSpec};
 use super::custom_api::custom_workload;
+use super::metrics::Metrics;
 use super::{
     workload_keeping, DiscoveryError, HasPodSpec, Kind, MetadataAllowlist, Selection, StringPool,
     Workload,
 };
-use crate::telemetry::Telemetry;
 
 /// Objects per LIST page: large enough for few round trips, small enough
 /// that the API server and this process never hold a huge response.
@@ -32,7 +32,7 @@ pub struct ClusterSource {
     selection: Box<Selection>,
     /// Kinds already reported as forbidden, so the warning is logged once.
     forbidden: Mutex<HashSet<Kind>>,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
     /// The workload labels and annotations kept (boxed: `Source` holds
     /// this or a pointer, and is moved around whole).
     metadata: Box<MetadataAllowlist>,
@@ -44,7 +44,7 @@ impl ClusterSource {
     pub fn new(
         client: Client,
         mut selection: Selection,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
         metadata: MetadataAllowlist,
     ) -> Self {
         selection.kinds = KindSpec::normalize(&selection.kinds);
@@ -52,7 +52,7 @@ impl ClusterSource {
             client,
             selection: Box::new(selection),
             forbidden: Mutex::default(),
-            telemetry,
+            metrics,
             metadata: Box::new(metadata),
             strings: Box::default(),
         }
@@ -154,8 +154,8 @@ impl ClusterSource {
     }
 
     fn count(&self, kind: Kind, reason: &str) {
-        self.telemetry
-            .discovery_errors
+        self.metrics
+            .errors
             .with_label_values(&[kind.as_str(), reason])
             .inc();
     }

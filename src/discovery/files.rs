@@ -25,10 +25,10 @@ use super::custom::KindSpec;
 pub use super::manifests::{
     parse_manifests, parse_manifests_keeping, ManifestFile, SkipReason, Skipped,
 };
+use super::metrics::Metrics;
 pub use super::walk::FileLimits;
 use super::walk::{self, Listed, Refused};
 use super::{DiscoveryError, MetadataAllowlist, PullObjects, Selection, StringPool, Workload};
-use crate::telemetry::Telemetry;
 
 /// Reads workloads from files, again at every snapshot, so a directory kept
 /// in sync by GitOps tooling behaves like a cluster.
@@ -46,7 +46,7 @@ struct Inner {
     /// Documents and files skipped in the last snapshot.
     skipped: AtomicUsize,
     limits: FileLimits,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
     /// The workload labels and annotations kept.
     metadata: MetadataAllowlist,
     /// The strings of the files' workloads, one copy each.
@@ -77,17 +77,17 @@ impl FileSource {
     pub fn new(
         paths: Vec<PathBuf>,
         selection: Selection,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
         metadata: MetadataAllowlist,
     ) -> Self {
-        Self::with_limits(paths, selection, telemetry, metadata, FileLimits::default())
+        Self::with_limits(paths, selection, metrics, metadata, FileLimits::default())
     }
 
     /// [`FileSource::new`], reading files within `limits`.
     pub fn with_limits(
         paths: Vec<PathBuf>,
         mut selection: Selection,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
         metadata: MetadataAllowlist,
         limits: FileLimits,
     ) -> Self {
@@ -100,7 +100,7 @@ impl FileSource {
                 files: Mutex::new(HashMap::new()),
                 skipped: AtomicUsize::new(0),
                 limits,
-                telemetry,
+                metrics,
                 metadata,
                 strings: StringPool::default(),
             }),
@@ -184,8 +184,8 @@ impl Inner {
     }
 
     fn count(&self, reason: SkipReason) {
-        self.telemetry
-            .discovery_errors
+        self.metrics
+            .errors
             .with_label_values(&["manifest", reason.as_str()])
             .inc();
     }

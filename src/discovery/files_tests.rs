@@ -270,14 +270,14 @@ async fn directories_are_read_recursively_and_filtered_by_namespace() {
     let all = FileSource::new(
         vec![dir.path().into()],
         Selection::default(),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     );
     assert_eq!(all.snapshot().await.unwrap().workloads.len(), 2);
     let some = FileSource::new(
         vec![dir.path().into()],
         Selection::namespaces(vec!["keep".into()]),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     );
     let got = some.snapshot().await.unwrap().workloads;
@@ -286,7 +286,7 @@ async fn directories_are_read_recursively_and_filtered_by_namespace() {
     let missing = FileSource::new(
         vec![dir.path().join("nope.yaml")],
         Selection::default(),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     );
     let err = missing.snapshot().await.unwrap_err().to_string();
@@ -312,7 +312,7 @@ async fn files_and_kinds_share_strings_and_let_go_of_those_of_files_gone() {
             kinds: vec![KindSpec::parse("argo-rollouts").unwrap()],
             ..Selection::default()
         },
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     );
     let first = files.snapshot().await.unwrap().workloads;
@@ -345,16 +345,16 @@ async fn a_bad_file_is_skipped_counted_and_parsed_again_only_when_changed() {
     std::fs::write(dir.path().join("a.yaml"), pod("a")).unwrap();
     std::fs::write(dir.path().join("b.yaml"), b"\xff\xfe not UTF-8").unwrap();
     std::fs::write(dir.path().join("c.json"), pod("c")).unwrap();
-    let telemetry = Arc::new(Telemetry::new());
+    let metrics = Metrics::new(&prometheus::Registry::new());
     let source = FileSource::new(
         vec![dir.path().into()],
         Selection::default(),
-        telemetry.clone(),
+        metrics.clone(),
         MetadataAllowlist::default(),
     );
     let not_utf8 = || {
-        telemetry
-            .discovery_errors
+        metrics
+            .errors
             .with_label_values(&["manifest", "not_utf8"])
             .get()
     };

@@ -157,7 +157,7 @@ fn unresolved_images_keep_their_info_series_with_an_empty_digest() {
 fn values_of_workloads_that_left_are_let_go() {
     let mut inventory = Inventory::new(
         CommonLabels::new("j", &[]),
-        crate::telemetry::Telemetry::new().labels_dropped,
+        crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped,
     );
     let named = |name: String, image: String| {
         let mut w = workload(&image);
@@ -228,7 +228,7 @@ fn label_values_are_the_workloads_own_strings() {
     )]));
     let snap = Inventory::new(
         CommonLabels::new("j", &[]),
-        crate::telemetry::Telemetry::new().labels_dropped,
+        crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped,
     )
     .with_workload_labels(true)
     .build(&workloads, &resolutions, 0);
@@ -292,7 +292,7 @@ fn no_created_means_no_created_series() {
 fn unchanged_label_sets_are_reused_between_ticks() {
     let mut inventory = Inventory::new(
         CommonLabels::new("j", &[]),
-        crate::telemetry::Telemetry::new().labels_dropped,
+        crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped,
     );
     let workloads = [Arc::new(workload("a:1")), Arc::new(workload("b:1"))];
     let image = metadata("sha256:aa");
@@ -367,7 +367,7 @@ fn every_series_has_its_family_labels_once_and_sorted() {
         .into_iter()
         .map(Arc::new)
         .collect();
-    let dropped = crate::telemetry::Telemetry::new().labels_dropped;
+    let dropped = crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped;
     let snap = Inventory::new(common.clone(), dropped)
         .with_workload_labels(true)
         .build(&workloads, &resolutions, 0);
@@ -446,7 +446,7 @@ fn one_image_adds_a_bounded_number_of_series() {
         .collect();
     let limits = ImageLimits::default();
     let image = bounded(&metadata("sha256:aa"), labels, annotations, &limits);
-    let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
+    let dropped_total = crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped;
     let mut inventory = Inventory::new(CommonLabels::new("j", &[]), dropped_total.clone());
     let workloads = [Arc::new(workload("app:1"))];
     let resolutions = Resolutions::from(HashMap::from([("app:1".to_owned(), Ok(image))]));
@@ -501,7 +501,7 @@ fn one_image_adds_a_bounded_number_of_series() {
 
 #[test]
 fn limits_of_zero_keep_no_labels_and_the_other_series() {
-    let dropped_total = crate::telemetry::Telemetry::new().labels_dropped;
+    let dropped_total = crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped;
     let limits = ImageLimits {
         max_labels: 0,
         max_annotations: 0,

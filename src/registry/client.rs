@@ -11,7 +11,6 @@
 //! counted by its real status, bodies are read with a bound, and content
 //! fetched by digest is verified against it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,11 +27,11 @@ use super::auth::{
 };
 use super::host_limiter::HostLimiter;
 use super::manifest::MAX_DOCUMENT_BYTES;
+use super::metrics::Metrics;
 use super::{Error, ErrorClass, ResolveError};
 use crate::credentials::Login;
 use crate::http::{self, ReadError};
 use crate::reference::{check_digest, DigestError};
-use crate::telemetry::Telemetry;
 
 /// Token answers are small; anything bigger is not a token.
 const MAX_TOKEN_BYTES: usize = 64 * 1024;
@@ -59,7 +58,7 @@ pub(crate) struct RegistryClient {
     /// lifetime; one token request however many lookups need it at once.
     tokens: Cache<(String, String, u64), Token>,
     limiter: HostLimiter,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
 }
 
 /// What a GET by digest fetches.
@@ -94,7 +93,7 @@ impl Request<'_> {
 const MAX_REDIRECTS: usize = 5;
 
 impl RegistryClient {
-    pub(crate) fn new(settings: ClientSettings, telemetry: Arc<Telemetry>) -> Result<Self, Error> {
+    pub(crate) fn new(settings: ClientSettings, metrics: Metrics) -> Result<Self, Error> {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!(
@@ -116,7 +115,7 @@ impl RegistryClient {
                 .expire_after(TokenExpiry)
                 .build(),
             limiter: HostLimiter::new(settings.concurrency, settings.requests_per_second),
-            telemetry,
+            metrics,
         })
     }
 
@@ -320,8 +319,8 @@ impl RegistryClient {
 
     fn count(&self, host: &str, method: &str, response: Option<&reqwest::Response>) {
         let code = response.map_or("transport", |r| status_label(r.status()));
-        self.telemetry
-            .registry_requests
+        self.metrics
+            .requests
             .with_label_values(&[host, method, code])
             .inc();
     }

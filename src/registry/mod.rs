@@ -22,6 +22,7 @@ pub mod filter;
 mod host_limiter;
 pub mod image_limits;
 pub mod manifest;
+mod metrics;
 pub mod referrers;
 pub mod signatures;
 mod supply_chain;
@@ -39,12 +40,12 @@ pub use filter::{FilterError, ImageFilter, KeyFilter};
 pub use image_limits::{DropReason, Dropped, ImageLimits, TRUNCATED};
 pub use manifest::Platform;
 use manifest::{choose_platform, ImageConfig, Manifest, MAX_DOCUMENT_BYTES};
+pub use metrics::Metrics;
 pub use supply_chain::SupplyChain;
 pub use tags::{VersionInfo, VersionSettings};
 
 use crate::credentials::{Login, Scope};
 use crate::reference;
-use crate::telemetry::Telemetry;
 use client::{ClientSettings, Content, RegistryClient};
 
 /// Why a [`Resolver`] cannot be made: a start-up error.
@@ -327,13 +328,13 @@ pub struct Resolver {
     metadata: Cache<(String, u64), Resolution>,
     supply_chain: supply_chain::SupplyChainCaches,
     tag_lists: Arc<tags::TagLists>,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
 }
 
 impl Resolver {
     /// Fails only when its HTTP client cannot be built (TLS set-up): a
     /// start-up error.
-    pub fn new(config: ResolverConfig, telemetry: Arc<Telemetry>) -> Result<Self, Error> {
+    pub fn new(config: ResolverConfig, metrics: Metrics) -> Result<Self, Error> {
         crate::install_crypto_provider();
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
@@ -358,7 +359,7 @@ impl Resolver {
                 concurrency: config.registry_concurrency,
                 requests_per_second: config.registry_rps,
             },
-            telemetry.clone(),
+            metrics.clone(),
         )?;
         // One listing per repository serves the versions and the
         // attachment tags; trusted for the shorter of their periods.
@@ -375,7 +376,7 @@ impl Resolver {
         let supply_chain = supply_chain::SupplyChainCaches::new(
             &config,
             (METADATA_CAPACITY, METADATA_IDLE),
-            signatures::SignatureVerifier::new(config.verify.clone(), &telemetry),
+            signatures::SignatureVerifier::new(config.verify.clone(), &metrics),
             tag_lists.clone(),
         );
         Ok(Resolver {
@@ -385,7 +386,7 @@ impl Resolver {
             metadata,
             supply_chain,
             tag_lists,
-            telemetry,
+            metrics,
         })
     }
 
@@ -408,7 +409,7 @@ impl Resolver {
                 ))
             });
         if let Err(e) = &result {
-            self.telemetry
+            self.metrics
                 .resolve_failures
                 .with_label_values(&[e.class.as_str()])
                 .inc();
@@ -513,7 +514,7 @@ impl Resolver {
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
         let result = if fresh { "miss" } else { "hit" };
-        self.telemetry
+        self.metrics
             .cache_lookups
             .with_label_values(&[cache, result])
             .inc();

@@ -20,10 +20,10 @@ use prometheus::IntCounterVec;
 use tracing::debug;
 
 use super::client::{Content, RegistryClient};
+use super::metrics::Metrics;
 use super::{ErrorClass, ResolveError};
 use crate::credentials::Login;
 use crate::reference;
-use crate::telemetry::Telemetry;
 use crate::verify::artifact::{self, SignatureLayer};
 use crate::verify::attestation;
 use crate::verify::policy::Policy;
@@ -69,32 +69,12 @@ pub(crate) struct SignatureVerifier {
 }
 
 impl SignatureVerifier {
-    pub(crate) fn new(policies: Arc<Vec<Policy>>, telemetry: &Telemetry) -> Option<Self> {
+    pub(crate) fn new(policies: Arc<Vec<Policy>>, metrics: &Metrics) -> Option<Self> {
         if policies.is_empty() {
             return None;
         }
-        let verifications = IntCounterVec::new(
-            prometheus::Opts::new(
-                "container_image_pusher_signature_verifications_total",
-                "Signature verifications computed (cached verdicts are not counted), by policy and result.",
-            ),
-            &["policy", "result"],
-        )
-        .expect("valid counter definition");
-        let log_proofs = IntCounterVec::new(
-            prometheus::Opts::new(
-                "container_image_pusher_transparency_log_proofs_total",
-                "Signature layers whose transparency-log proofs were checked under a policy's log keys (cached verdicts are not counted), by policy and result: verified, missing or failed.",
-            ),
-            &["policy", "result"],
-        )
-        .expect("valid counter definition");
-        for counter in [&verifications, &log_proofs] {
-            telemetry
-                .registry
-                .register(Box::new(counter.clone()))
-                .expect("metric registered once");
-        }
+        let verifications = metrics.signature_verifications.clone();
+        let log_proofs = metrics.log_proofs.clone();
         Some(SignatureVerifier {
             policies,
             verdicts: Cache::builder()

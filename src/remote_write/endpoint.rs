@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use tracing::{debug, info, warn};
 
 use super::config::{display_name, EndpointConfig, Protocol};
+use super::metrics::Metrics;
 use super::otlp::{self, PartialSuccess};
 use super::outcome::{Attempt, Failure, FailureClass, PushError};
 use super::refusal::{self, Refusal};
@@ -22,7 +23,6 @@ use super::retry::{jitter, sleep_unless_superseded, Pause};
 use super::transport::{one_line, Transport, Wire, MAX_OTLP_RESPONSE, SAMPLES_WRITTEN};
 use super::Buffers;
 use crate::series::Series;
-use crate::telemetry::Telemetry;
 
 /// A receiver and how to talk to it.
 pub struct Endpoint {
@@ -70,7 +70,7 @@ impl Endpoint {
         batch: &[&Series],
         timestamp_ms: i64,
         buffers: &mut Buffers,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> (Attempt, usize) {
         loop {
@@ -102,7 +102,7 @@ impl Endpoint {
             };
             let len = compressed.len();
             match self
-                .send(compressed, wire, batch.len(), telemetry, superseded)
+                .send(compressed, wire, batch.len(), metrics, superseded)
                 .await
             {
                 Attempt::FallBack => {
@@ -130,7 +130,7 @@ impl Endpoint {
         body: Vec<u8>,
         wire: Wire,
         points: usize,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> Attempt {
         let retry = &self.config.retry;
@@ -154,7 +154,7 @@ impl Endpoint {
                 }
             };
             let failure = match request.send().await {
-                Ok(response) => match self.answer(response, wire, points, telemetry).await {
+                Ok(response) => match self.answer(response, wire, points, metrics).await {
                     ControlFlow::Break(attempt) => return attempt,
                     ControlFlow::Continue(failure) => failure,
                 },
@@ -199,12 +199,12 @@ impl Endpoint {
         response: reqwest::Response,
         wire: Wire,
         points: usize,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
     ) -> ControlFlow<Attempt, Failure> {
         let v2 = wire == Wire::V2;
         let status = response.status();
         if status.is_success() && wire == Wire::Otlp {
-            self.partial_success(response, points, telemetry).await;
+            self.partial_success(response, points, metrics).await;
             return ControlFlow::Break(Attempt::Accepted);
         }
         if status.is_success() {
@@ -261,12 +261,7 @@ impl Endpoint {
     /// Reads an accepted OTLP request's answer: points the receiver rejected
     /// are counted, and its partial success is logged when it changes (a
     /// receiver that rejects the same points every tick logs once).
-    async fn partial_success(
-        &self,
-        response: reqwest::Response,
-        points: usize,
-        telemetry: &Telemetry,
-    ) {
+    async fn partial_success(&self, response: reqwest::Response, points: usize, metrics: &Metrics) {
         let body = crate::http::read_limited(response, MAX_OTLP_RESPONSE)
             .await
             .unwrap_or_default();
@@ -277,7 +272,7 @@ impl Endpoint {
             p
         });
         if let Some(p) = &partial {
-            telemetry
+            metrics
                 .otlp_rejected_points
                 .with_label_values(&[&self.name])
                 .inc_by(p.rejected_data_points);

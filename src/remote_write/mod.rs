@@ -15,6 +15,7 @@
 
 mod config;
 mod endpoint;
+mod metrics;
 pub mod otlp;
 mod outcome;
 mod push;
@@ -33,6 +34,7 @@ pub use config::{
     SecretValueParser, TlsConfig, LONGEST_WAIT,
 };
 pub use endpoint::Endpoint;
+pub use metrics::Metrics;
 pub use outcome::{PushError, PushReport, Settled};
 pub use sender::Sender;
 

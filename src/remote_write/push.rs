@@ -7,11 +7,11 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::endpoint::Endpoint;
+use super::metrics::Metrics;
 use super::outcome::{Attempt, Failure, FailureClass, PushError, PushReport, Settled};
 use super::refusal::MAX_ISOLATING_REQUESTS;
 use super::Buffers;
 use crate::series::{Series, Snapshot};
-use crate::telemetry::Telemetry;
 
 /// What became of a push's batches so far.
 struct Tally {
@@ -37,7 +37,7 @@ impl Endpoint {
         &self,
         snapshot: &Snapshot,
         extra: &[Series],
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         superseded: &(dyn Fn() -> bool + Sync),
         skip: &(dyn Fn(&Series) -> bool + Sync),
         settled: &mut (dyn FnMut(&[&Series], Settled) + Send),
@@ -60,26 +60,26 @@ impl Endpoint {
                     batch,
                     snapshot.timestamp_ms,
                     &mut buffers,
-                    telemetry,
+                    metrics,
                     superseded,
                 )
                 .await;
             match outcome {
                 (Attempt::Partial { failure, written }, bytes) => {
-                    self.outcome(telemetry, "partial");
+                    self.outcome(metrics, "partial");
                     let (good, bad) = self
                         .split_refused(
                             batch,
                             written,
                             snapshot.timestamp_ms,
                             &mut buffers,
-                            telemetry,
+                            metrics,
                             superseded,
                         )
                         .await;
                     settled(&good, Settled::Accepted);
                     settled(&bad, Settled::Offending);
-                    telemetry
+                    metrics
                         .series_refused
                         .with_label_values(&[&self.name])
                         .inc_by(bad.len() as u64);
@@ -90,21 +90,21 @@ impl Endpoint {
                     report.partial.get_or_insert(failure.reason);
                 }
                 (Attempt::Overlap(failure), _) => {
-                    self.outcome(telemetry, "overlap");
+                    self.outcome(metrics, "overlap");
                     // The receiver holds these series: newer samples of them.
                     settled(batch, Settled::Accepted);
                     report.requests += 1;
                     report.overlap.get_or_insert(failure.reason);
                 }
                 (Attempt::Accepted, bytes) => {
-                    self.outcome(telemetry, "success");
+                    self.outcome(metrics, "success");
                     report.requests += 1;
                     report.series += batch.len();
                     report.bytes += bytes;
                     settled(batch, Settled::Accepted);
                 }
                 (Attempt::Superseded(failure), _) => {
-                    self.outcome(telemetry, "superseded");
+                    self.outcome(metrics, "superseded");
                     return Err(PushError::Superseded {
                         endpoint: self.name.clone(),
                         class: failure.class,
@@ -115,7 +115,7 @@ impl Endpoint {
                     if matches!(failure.class, FailureClass::Refused(_)) {
                         settled(batch, Settled::Refused);
                     }
-                    self.outcome(telemetry, "failed");
+                    self.outcome(metrics, "failed");
                     (failed, dropped) = (failed + 1, dropped + batch.len());
                     first_failure.get_or_insert(failure);
                 }
@@ -128,14 +128,14 @@ impl Endpoint {
             dropped,
             first_failure,
         };
-        self.conclude(telemetry, started, batches.len(), tally)
+        self.conclude(metrics, started, batches.len(), tally)
     }
 
     /// The push's result from what became of its batches, counted in the
     /// endpoint's metrics.
     fn conclude(
         &self,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         started: Instant,
         batches: usize,
         tally: Tally,
@@ -146,15 +146,15 @@ impl Endpoint {
             dropped,
             first_failure,
         } = tally;
-        self.count(telemetry, started, &report);
+        self.count(metrics, started, &report);
         let Some(first) = first_failure else {
-            telemetry
+            metrics
                 .last_success
                 .with_label_values(&[&self.name])
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
             return Ok(report);
         };
-        telemetry
+        metrics
             .series_dropped
             .with_label_values(&[&self.name])
             .inc_by(dropped as u64);
@@ -169,24 +169,24 @@ impl Endpoint {
     }
 
     /// Counts one request's outcome in `container_image_pusher_pushes_total`.
-    fn outcome(&self, telemetry: &Telemetry, outcome: &str) {
-        telemetry
+    fn outcome(&self, metrics: &Metrics, outcome: &str) {
+        metrics
             .pushes
             .with_label_values(&[&self.name, outcome])
             .inc();
     }
 
     /// What one push cost and delivered, in the endpoint's metrics.
-    fn count(&self, telemetry: &Telemetry, started: Instant, report: &PushReport) {
-        telemetry
+    fn count(&self, metrics: &Metrics, started: Instant, report: &PushReport) {
+        metrics
             .push_duration
             .with_label_values(&[&self.name])
             .observe(started.elapsed().as_secs_f64());
-        telemetry
+        metrics
             .series_sent
             .with_label_values(&[&self.name])
             .inc_by(report.series as u64);
-        telemetry
+        metrics
             .bytes_sent
             .with_label_values(&[&self.name])
             .inc_by(report.bytes as u64);
@@ -201,7 +201,7 @@ impl Endpoint {
         written: Option<u64>,
         timestamp_ms: i64,
         buffers: &mut Buffers,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> (Vec<&'a Series>, Vec<&'a Series>) {
         // A receiver cannot write more than it was sent.
@@ -211,7 +211,7 @@ impl Endpoint {
                 .saturating_sub(usize::try_from(w).unwrap_or(usize::MAX))
         });
         let offenders = self
-            .isolate(batch, refused, timestamp_ms, buffers, telemetry, superseded)
+            .isolate(batch, refused, timestamp_ms, buffers, metrics, superseded)
             .await;
         let mut bad = Vec::with_capacity(offenders.len());
         let mut good = Vec::with_capacity(batch.len());
@@ -237,7 +237,7 @@ impl Endpoint {
         refused: Option<usize>,
         timestamp_ms: i64,
         buffers: &mut Buffers,
-        telemetry: &Telemetry,
+        metrics: &Metrics,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> Vec<usize> {
         let mut offenders = Vec::new();
@@ -264,7 +264,7 @@ impl Endpoint {
                         &batch[half.clone()],
                         timestamp_ms,
                         buffers,
-                        telemetry,
+                        metrics,
                         superseded,
                     )
                     .await;

@@ -33,10 +33,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::metrics::Metrics;
 use super::outcome::FailureClass;
 use super::{Endpoint, PushError, PushReport, Settled};
+use crate::readiness::Readiness;
 use crate::series::{LabelSet, Series, Snapshot};
-use crate::telemetry::Telemetry;
 
 /// How often a failure that goes on is summarised in the log.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
@@ -114,36 +115,47 @@ pub struct Sender {
     name: String,
     mailbox: Arc<Mailbox>,
     task: JoinHandle<()>,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
 }
 
 impl Sender {
-    pub fn spawn(endpoint: Endpoint, telemetry: Arc<Telemetry>) -> Sender {
+    /// Starts pushing to `endpoint`; `readiness` fails while its push task
+    /// was restarted and has not pushed since.
+    pub fn spawn(endpoint: Endpoint, metrics: Metrics, readiness: Arc<Readiness>) -> Sender {
         let mailbox = Arc::new(Mailbox::default());
         let name = endpoint.name().to_owned();
         let endpoint = Arc::new(endpoint);
         let start = {
-            let (mailbox, telemetry) = (mailbox.clone(), telemetry.clone());
-            move || tokio::spawn(run(endpoint.clone(), mailbox.clone(), telemetry.clone()))
+            let (mailbox, metrics, readiness) =
+                (mailbox.clone(), metrics.clone(), readiness.clone());
+            move || {
+                tokio::spawn(run(
+                    endpoint.clone(),
+                    mailbox.clone(),
+                    metrics.clone(),
+                    readiness.clone(),
+                ))
+            }
         };
         let task = tokio::spawn(supervise(
             name.clone(),
             mailbox.clone(),
-            telemetry.clone(),
+            metrics.clone(),
+            readiness.clone(),
             start,
         ));
         Sender {
             name,
             mailbox,
             task,
-            telemetry,
+            metrics,
         }
     }
 
     /// Hands over a snapshot; one still waiting is dropped in its favour.
     pub fn send(&self, snapshot: Arc<Snapshot>) {
         if self.mailbox.put(snapshot) {
-            self.telemetry
+            self.metrics
                 .snapshots_superseded
                 .with_label_values(&[&self.name])
                 .inc();
@@ -179,7 +191,8 @@ fn condition(endpoint: &str) -> String {
 async fn supervise(
     name: String,
     mailbox: Arc<Mailbox>,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
     start: impl Fn() -> JoinHandle<()>,
 ) {
     loop {
@@ -201,8 +214,8 @@ async fn supervise(
             endpoint = name,
             why, "the push task ended unexpectedly; restarting it"
         );
-        telemetry.sender_restarts.with_label_values(&[&name]).inc();
-        telemetry.readiness.fail(
+        metrics.sender_restarts.with_label_values(&[&name]).inc();
+        readiness.fail(
             &condition(&name),
             format!("the push task ended ({why}) and was restarted; ready again once a push is accepted"),
         );
@@ -364,7 +377,12 @@ impl Held {
     }
 }
 
-async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Telemetry>) {
+async fn run(
+    endpoint: Arc<Endpoint>,
+    mailbox: Arc<Mailbox>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+) {
     let name = endpoint.name().to_owned();
     let mut held = Held::default();
     let mut log = FailureLog::default();
@@ -385,7 +403,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
                 return;
             }
             if let Some(newer) = mailbox.try_take() {
-                telemetry
+                metrics
                     .snapshots_superseded
                     .with_label_values(&[&name])
                     .inc();
@@ -400,16 +418,9 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
         let skip = move |s: &Series| refused.contains(&s.labels.hash());
         let mut settle = |batch: &[&Series], settled: Settled| held.settle(batch, settled);
         let result = endpoint
-            .push(
-                &snapshot,
-                &stale,
-                &telemetry,
-                &superseded,
-                &skip,
-                &mut settle,
-            )
+            .push(&snapshot, &stale, &metrics, &superseded, &skip, &mut settle)
             .await;
-        telemetry
+        metrics
             .held_series
             .with_label_values(&[&name])
             .set(held.len() as i64);
@@ -419,7 +430,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
             Ok(report) => {
                 refusals.record(&name, &report, held.refused.len());
                 log_accepted(&name, &report, line, stale.len(), first);
-                telemetry.readiness.clear(&condition(&name));
+                readiness.clear(&condition(&name));
                 first = false;
             }
             Err(PushError::Superseded { last, .. }) if mailbox.is_closed() => {
@@ -431,7 +442,7 @@ async fn run(endpoint: Arc<Endpoint>, mailbox: Arc<Mailbox>, telemetry: Arc<Tele
             }
             Err(e) => {
                 if matches!(e, PushError::Superseded { .. }) {
-                    telemetry
+                    metrics
                         .snapshots_superseded
                         .with_label_values(&[&name])
                         .inc();
@@ -683,7 +694,8 @@ mod tests {
     #[tokio::test]
     async fn a_push_task_that_panics_is_restarted_and_fails_readiness() {
         let mailbox = Arc::new(Mailbox::default());
-        let telemetry = Arc::new(Telemetry::new());
+        let metrics = Metrics::new(&prometheus::Registry::new());
+        let readiness = Arc::new(Readiness::default());
         let starts = Arc::new(AtomicUsize::new(0));
         let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel();
         let start = {
@@ -702,7 +714,8 @@ mod tests {
         let supervisor = tokio::spawn(supervise(
             "http://r/push".into(),
             mailbox.clone(),
-            telemetry.clone(),
+            metrics.clone(),
+            readiness.clone(),
             start,
         ));
         let snapshot = |timestamp_ms| {
@@ -723,13 +736,13 @@ mod tests {
         mailbox.put(snapshot(2));
         assert_eq!(pushed_rx.recv().await, Some(2));
         assert_eq!(
-            telemetry
+            metrics
                 .sender_restarts
                 .with_label_values(&["http://r/push"])
                 .get(),
             1
         );
-        let failing = telemetry.readiness.failing();
+        let failing = readiness.failing();
         assert!(
             failing
                 .iter()

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use container_image_pusher::discovery::{Container, ImageId, Kind, Workload};
 use container_image_pusher::exposition;
 use container_image_pusher::inventory::Inventory;
+use container_image_pusher::pipeline::Metrics;
 use container_image_pusher::registry::{
     ErrorClass, ImageMetadata, Resolution, Resolutions, ResolveError,
 };
@@ -119,8 +120,11 @@ fn snapshot() -> Snapshot {
         "app:1".into(),
         answer("1", true),
     )]);
-    let mut inventory =
-        Inventory::new(common, Telemetry::new().labels_dropped).with_workload_labels(true);
+    let mut inventory = Inventory::new(
+        common,
+        Metrics::new(&prometheus::Registry::new()).labels_dropped,
+    )
+    .with_workload_labels(true);
     inventory.build(&workloads, &resolutions, 1_700_000_000_000)
 }
 

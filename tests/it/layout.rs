@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 const MAX_FILE_LINES: usize = 800;
 const MAX_FUNCTION_LINES: usize = 100;
-/// Functions still over the limit, each to be cut by the work that moves
-/// its metrics into the components (issue #23, item 2). The test fails when
-/// one of them is cut and still listed here, so the list only shrinks.
-const LONG_FUNCTIONS_PENDING: &[(&str, &str)] = &[("src/telemetry.rs", "new")];
+/// Functions allowed over the limit while the work that cuts them is under
+/// way (none now). The test fails when one of them is cut and still listed
+/// here, so the list only shrinks.
+const LONG_FUNCTIONS_PENDING: &[(&str, &str)] = &[];
 
 fn source_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

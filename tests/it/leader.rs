@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_image_pusher::leader::LeaderElection;
-use container_image_pusher::telemetry::Telemetry;
+use container_image_pusher::leader::{LeaderElection, Metrics};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -27,24 +26,22 @@ const LEASE: &str = "container-image-pusher";
 
 struct Candidate {
     election: LeaderElection,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
 }
 
 async fn candidate(api: &KubeApi, identity: &str, lease_duration: Duration) -> Candidate {
     support::init_logs();
-    let telemetry = Arc::new(Telemetry::new());
+    let metrics = Metrics::new(&prometheus::Registry::new());
     let election = LeaderElection::start(
         api.kube_client().await,
         NAMESPACE.into(),
         LEASE.into(),
         identity.into(),
         lease_duration,
-        telemetry.clone(),
+        metrics.clone(),
+        Arc::default(),
     );
-    Candidate {
-        election,
-        telemetry,
-    }
+    Candidate { election, metrics }
 }
 
 fn lease(api: &KubeApi) -> Lease {
@@ -138,8 +135,8 @@ async fn one_leader_at_a_time_and_release_hands_over_at_once() {
     // starts out at the current value.)
     assert!(*changes[leader].borrow_and_update());
     assert!(!*changes[follower].borrow_and_update());
-    assert_eq!(both[leader].telemetry.leader.get(), 1);
-    assert_eq!(both[follower].telemetry.leader.get(), 0);
+    assert_eq!(both[leader].metrics.leader.get(), 1);
+    assert_eq!(both[follower].metrics.leader.get(), 0);
 
     // The leader renews, the other waits: no flapping over a lease duration.
     only_leader_for(&both, leader, lease_duration + Duration::from_secs(1)).await;
@@ -148,9 +145,9 @@ async fn one_leader_at_a_time_and_release_hands_over_at_once() {
 
     // Release: the other takes over at its next read, long before expiry.
     let (leader_handle, follower_handle) = if leader == 0 { (a, b) } else { (b, a) };
-    let leader_telemetry = leader_handle.telemetry.clone();
+    let leader_metrics = leader_handle.metrics.clone();
     leader_handle.election.release().await;
-    assert_eq!(leader_telemetry.leader.get(), 0);
+    assert_eq!(leader_metrics.leader.get(), 0);
     let took = sample_until(
         &[&follower_handle],
         "the other takes over",
@@ -163,7 +160,7 @@ async fn one_leader_at_a_time_and_release_hands_over_at_once() {
     assert_eq!(transitions(&api), 1);
     assert!(changes[follower].has_changed().unwrap());
     assert!(*changes[follower].borrow_and_update());
-    assert_eq!(follower_handle.telemetry.leader.get(), 1);
+    assert_eq!(follower_handle.metrics.leader.get(), 1);
 }
 
 #[tokio::test]
@@ -226,7 +223,7 @@ async fn a_leader_whose_lease_was_taken_steps_down_and_the_lease_comes_back_afte
     .await;
     assert!(changes.has_changed().unwrap());
     assert!(!*changes.borrow_and_update());
-    assert_eq!(a.telemetry.leader.get(), 0);
+    assert_eq!(a.metrics.leader.get(), 0);
     assert_eq!(holder(&api).as_deref(), Some("intruder"));
 
     // The intruder never renews: after the lease duration it is taken back.

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use container_image_pusher::registry::Metrics;
 use container_image_pusher::registry::{ErrorClass, Platform, Resolver, ResolverConfig};
-use container_image_pusher::telemetry::Telemetry;
 use support::{
     push_attestation, push_image, push_index, wait_for_async, wait_until_async, Format, ImageSpec,
     IndexEntry, Registry,
@@ -24,7 +24,7 @@ fn resolver(
     cache: Duration,
     platform: &str,
     timeout: Duration,
-) -> (Resolver, Arc<Telemetry>) {
+) -> (Resolver, Metrics) {
     resolver_for(&[insecure], cache, platform, timeout)
 }
 
@@ -33,8 +33,8 @@ fn resolver_for(
     cache: Duration,
     platform: &str,
     timeout: Duration,
-) -> (Resolver, Arc<Telemetry>) {
-    let telemetry = Arc::new(Telemetry::new());
+) -> (Resolver, Metrics) {
+    let metrics = Metrics::new(&prometheus::Registry::new());
     let config = ResolverConfig {
         platform: platform.parse::<Platform>().unwrap(),
         cache_duration: cache,
@@ -51,8 +51,8 @@ fn resolver_for(
         versions: None,
     };
     (
-        Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),
-        telemetry,
+        Resolver::new(config, metrics.clone()).expect("the registry HTTP client builds"),
+        metrics,
     )
 }
 
@@ -94,7 +94,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     )
     .await;
     let host = registry.host();
-    let (resolver, telemetry) = resolver(
+    let (resolver, metrics) = resolver(
         &host,
         Duration::from_secs(2),
         "linux/amd64",
@@ -156,8 +156,8 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
         "no second config GET"
     );
     let requests = |method: &str| {
-        telemetry
-            .registry_requests
+        metrics
+            .requests
             .with_label_values(&[&host, method, "200"])
             .get()
     };
@@ -166,7 +166,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
         (2, 2),
         "counted by host, method and status"
     );
-    let hits = telemetry
+    let hits = metrics
         .cache_lookups
         .with_label_values(&["metadata", "hit"])
         .get();
@@ -177,7 +177,7 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
 async fn failures_are_remembered_for_the_error_cache_duration() {
     let registry = Registry::start().await;
     let host = registry.host();
-    let (resolver, telemetry) = resolver(
+    let (resolver, metrics) = resolver(
         &host,
         Duration::from_secs(1),
         "linux/amd64",
@@ -209,7 +209,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
     );
     assert_eq!(count(&registry, "HEAD", "/v2/apps/missing/manifests/1"), 2);
     assert_eq!(
-        telemetry
+        metrics
             .resolve_failures
             .with_label_values(&["not_found"])
             .get(),
@@ -395,7 +395,7 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
     let host = hostile_registry().await;
     // Long enough for a HEAD and a GET on a loaded machine (2 s was not);
     // the slow registry sleeps far longer.
-    let (resolver, telemetry) = resolver(
+    let (resolver, metrics) = resolver(
         &host,
         Duration::from_secs(60),
         "linux/amd64",
@@ -468,7 +468,7 @@ async fn hostile_registries_yield_classified_errors_not_panics() {
         assert!(err.message.contains(text), "{image}: {err}");
     }
     assert_eq!(
-        telemetry
+        metrics
             .resolve_failures
             .with_label_values(&["bad_format"])
             .get(),
@@ -513,7 +513,7 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
     })
     .await;
     let (calm, calm_requests) = stand_in(|_, _| StatusCode::NOT_FOUND.into_response()).await;
-    let (resolver, telemetry) = resolver_for(
+    let (resolver, metrics) = resolver_for(
         &[&busy, &calm],
         Duration::from_secs(60),
         "linux/amd64",
@@ -576,8 +576,8 @@ async fn a_429_pauses_that_host_for_its_retry_after_and_no_other() {
     assert_eq!(busy_requests.load(SeqCst), 2);
 
     let requests = |code: &str| {
-        telemetry
-            .registry_requests
+        metrics
+            .requests
             .with_label_values(&[busy.as_str(), "HEAD", code])
             .get()
     };

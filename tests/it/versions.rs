@@ -13,17 +13,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
+use container_image_pusher::registry::Metrics;
 use container_image_pusher::registry::{
     Platform, Resolver, ResolverConfig, VersionInfo, VersionSettings,
 };
-use container_image_pusher::telemetry::Telemetry;
 use container_image_pusher::versions::{Behind, Overrides};
 use futures::StreamExt as _;
 use support::registry::{MANIFEST_ACCEPT, OCI_MANIFEST};
 use support::{push_image, ImageSpec, Registry};
 
-fn new_resolver(insecure: &[&str]) -> (Resolver, Arc<Telemetry>) {
-    let telemetry = Arc::new(Telemetry::new());
+fn new_resolver(insecure: &[&str]) -> (Resolver, Metrics) {
+    let metrics = Metrics::new(&prometheus::Registry::new());
     let hour = Duration::from_secs(3600);
     let config = ResolverConfig {
         platform: "linux/amd64".parse::<Platform>().unwrap(),
@@ -44,8 +44,8 @@ fn new_resolver(insecure: &[&str]) -> (Resolver, Arc<Telemetry>) {
             exclude: Vec::new(),
         }),
     };
-    let resolver = Resolver::new(config, telemetry.clone()).expect("the HTTP client builds");
-    (resolver, telemetry)
+    let resolver = Resolver::new(config, metrics.clone()).expect("the HTTP client builds");
+    (resolver, metrics)
 }
 
 /// Pushes one image built at `created` and tags it with every tag of `tags`.
@@ -96,12 +96,12 @@ fn behind(major: u64, minor: u64, patch: u64) -> Behind {
     }
 }
 
-fn requests(telemetry: &Telemetry, host: &str) -> u64 {
+fn requests(metrics: &Metrics, host: &str) -> u64 {
     ["200", "404", "401"]
         .iter()
         .map(|code| {
-            telemetry
-                .registry_requests
+            metrics
+                .requests
                 .with_label_values(&[host, "GET", code])
                 .get()
         })
@@ -134,7 +134,7 @@ async fn real_repositories_tag_sets_give_the_documented_answers() {
     let calendar = owned(&["2024.01.15", "2024.02.01", "20240115", "20240201"]);
     push_tags(&reg, "calendar", "2024-01-01T00:00:00Z", &calendar).await;
 
-    let (resolver, telemetry) = new_resolver(&[&host]);
+    let (resolver, metrics) = new_resolver(&[&host]);
     let none = Overrides::default();
     let image = |repo_tag: &str| format!("{host}/{repo_tag}");
     assert_eq!(
@@ -183,11 +183,11 @@ async fn real_repositories_tag_sets_give_the_documented_answers() {
         Some(("20240201".into(), false, behind(1, 0, 0)))
     );
     // One listing per repository: asked again, nothing is requested.
-    let before = requests(&telemetry, &host);
+    let before = requests(&metrics, &host);
     answer(&resolver, &image("nginx:1.27.3"), &none).await;
     answer(&resolver, &image("nginx:1.27.3-alpine"), &none).await;
     assert_eq!(
-        requests(&telemetry, &host),
+        requests(&metrics, &host),
         before,
         "warm lookups ask nothing"
     );

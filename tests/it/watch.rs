@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use container_image_pusher::discovery::watch::{WatchOptions, WatchedCluster, STALE_INVENTORY};
+use container_image_pusher::discovery::Metrics;
 use container_image_pusher::discovery::{Kind, Selection, Workload};
-use container_image_pusher::telemetry::Telemetry;
+use container_image_pusher::readiness::Readiness;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
@@ -43,7 +44,13 @@ fn daemon_set(namespace: &str, name: &str, image: &str) -> DaemonSet {
     }))
 }
 
-async fn start(api: &KubeApi, namespaces: &[&str]) -> (WatchedCluster, Arc<Telemetry>) {
+/// What the watcher reports besides its snapshots.
+struct Health {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+async fn start(api: &KubeApi, namespaces: &[&str]) -> (WatchedCluster, Arc<Health>) {
     start_with(api, namespaces, OPTIONS).await
 }
 
@@ -58,14 +65,18 @@ async fn start_with(
     api: &KubeApi,
     namespaces: &[&str],
     options: WatchOptions,
-) -> (WatchedCluster, Arc<Telemetry>) {
+) -> (WatchedCluster, Arc<Health>) {
     support::init_logs();
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry = Arc::new(Health {
+        metrics: Metrics::new(&prometheus::Registry::new()),
+        readiness: Arc::default(),
+    });
     let cluster = WatchedCluster::start(
         api.kube_client().await,
         Selection::namespaces(namespaces.iter().map(|ns| ns.to_string()).collect()),
         options,
-        telemetry.clone(),
+        telemetry.metrics.clone(),
+        telemetry.readiness.clone(),
         Default::default(),
     );
     (cluster, telemetry)
@@ -108,8 +119,12 @@ fn image_of(cluster: &WatchedCluster, kind: Kind, name: &str) -> Option<String> 
     Some(workload.containers.last()?.image.to_string())
 }
 
-fn gauge(telemetry: &Telemetry, kind: &str) -> i64 {
-    telemetry.watched_objects.with_label_values(&[kind]).get()
+fn gauge(telemetry: &Health, kind: &str) -> i64 {
+    telemetry
+        .metrics
+        .watched_objects
+        .with_label_values(&[kind])
+        .get()
 }
 
 /// LIST requests (not watches) of one collection path so far.
@@ -404,7 +419,8 @@ async fn an_expired_watch_lists_again_and_forgets_objects_deleted_meanwhile() {
     api.compact();
     eventually("the watcher was refused", || {
         telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&["Pod", "forbidden"])
             .get()
             > 0
@@ -456,7 +472,8 @@ async fn a_forbidden_kind_does_not_hold_back_the_others_and_appears_once_allowed
     assert!(find(&cluster.snapshot(), Kind::DaemonSet, "agent").is_none());
     let refused = || {
         telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&["DaemonSet", "forbidden"])
             .get()
     };
@@ -541,11 +558,15 @@ async fn only_the_given_namespaces_are_watched() {
     assert!(image_of(&cluster, Kind::Pod, "other").is_none());
 }
 
-fn stale(telemetry: &Telemetry, kind: &str) -> i64 {
-    telemetry.inventory_stale.with_label_values(&[kind]).get()
+fn stale(telemetry: &Health, kind: &str) -> i64 {
+    telemetry
+        .metrics
+        .inventory_stale
+        .with_label_values(&[kind])
+        .get()
 }
 
-fn inventory_failing(telemetry: &Telemetry) -> Option<String> {
+fn inventory_failing(telemetry: &Health) -> Option<String> {
     telemetry
         .readiness
         .failing()
@@ -595,7 +616,8 @@ async fn after_a_restart_the_inventory_is_current_as_soon_as_the_server_answers(
     // would have grown to 6.4 s by now.
     eventually("several attempts failed", || {
         telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&["Deployment", "error"])
             .get()
             >= 5
@@ -694,7 +716,8 @@ async fn a_transient_403_keeps_the_last_known_objects() {
     api.wait_for_watch::<DaemonSet>(TIMEOUT).await;
     let refused = || {
         telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&["DaemonSet", "forbidden"])
             .get()
     };
@@ -758,7 +781,8 @@ async fn a_revoked_kind_leaves_the_inventory_after_the_grace_period() {
     );
     assert!(
         telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&["DaemonSet", "forbidden"])
             .get()
             > 0

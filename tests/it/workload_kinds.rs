@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use container_image_pusher::discovery::watch::{WatchOptions, WatchedCluster, STALE_INVENTORY};
+use container_image_pusher::discovery::Metrics;
 use container_image_pusher::discovery::{
     ClusterSource, Kind, KindSpec, LabelSelector, MetadataAllowlist, Selection, Workload,
 };
-use container_image_pusher::telemetry::Telemetry;
+use container_image_pusher::readiness::Readiness;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use serde_json::{json, Value};
@@ -173,7 +174,7 @@ async fn preset_is_listed_and_watched(
     let listed = ClusterSource::new(
         client.clone(),
         kinds(&[preset]),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     )
     .snapshot()
@@ -199,7 +200,8 @@ async fn preset_is_listed_and_watched(
         client,
         kinds(&[preset]),
         OPTIONS,
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
+        Arc::default(),
         MetadataAllowlist::default(),
     );
     eventually("the watches have listed", || watched.is_ready()).await;
@@ -299,7 +301,7 @@ async fn replicasets_are_not_inventoried_unless_asked_for() {
     ClusterSource::new(
         client,
         Selection::default(),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     )
     .snapshot()
@@ -322,31 +324,33 @@ async fn replicasets_are_not_inventoried_unless_asked_for() {
 async fn a_crd_installed_after_start_up_is_picked_up() {
     init_logs();
     let api = KubeApi::start().await;
-    let telemetry = Arc::new(Telemetry::new());
+    let metrics = Metrics::new(&prometheus::Registry::new());
+    let readiness = Arc::new(Readiness::default());
     let watched = WatchedCluster::start(
         api.kube_client().await,
         kinds(&["argo-rollouts"]),
         OPTIONS,
-        telemetry.clone(),
+        metrics.clone(),
+        readiness.clone(),
         MetadataAllowlist::default(),
     );
     eventually("ready without the CRD", || watched.is_ready()).await;
     let not_installed = || {
-        telemetry
-            .discovery_errors
+        metrics
+            .errors
             .with_label_values(&["Rollout", "not_installed"])
             .get()
     };
     assert!(not_installed() >= 1);
     assert_eq!(
-        telemetry
+        metrics
             .inventory_stale
             .with_label_values(&["Rollout"])
             .get(),
         0,
         "a kind not installed is not stale"
     );
-    let failing = telemetry.readiness.failing();
+    let failing = readiness.failing();
     assert!(
         failing
             .iter()
@@ -420,11 +424,11 @@ async fn a_malformed_custom_object_costs_only_itself() {
     let mut bad = custom_object(ARGO_ROLLOUT, "shop", "bad", path, "bad:1");
     bad["spec"]["template"]["spec"]["containers"] = json!("not a list");
     api.apply_custom(bad);
-    let telemetry = Arc::new(Telemetry::new());
+    let metrics = Metrics::new(&prometheus::Registry::new());
     let listed = ClusterSource::new(
         api.kube_client().await,
         kinds(&["argo-rollouts"]),
-        telemetry.clone(),
+        metrics.clone(),
         MetadataAllowlist::default(),
     )
     .snapshot()
@@ -433,8 +437,8 @@ async fn a_malformed_custom_object_costs_only_itself() {
     let names: Vec<&str> = listed.iter().map(|w| &*w.name).collect();
     assert_eq!(names, ["good"]);
     assert_eq!(
-        telemetry
-            .discovery_errors
+        metrics
+            .errors
             .with_label_values(&["Rollout", "invalid_object"])
             .get(),
         1
@@ -467,7 +471,7 @@ async fn the_label_selector_is_applied_server_side() {
     let listed = ClusterSource::new(
         client.clone(),
         selection.clone(),
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
         MetadataAllowlist::default(),
     )
     .snapshot()
@@ -480,7 +484,8 @@ async fn the_label_selector_is_applied_server_side() {
         client,
         selection,
         OPTIONS,
-        Arc::new(Telemetry::new()),
+        Metrics::new(&prometheus::Registry::new()),
+        Arc::default(),
         MetadataAllowlist::default(),
     );
     eventually("listed", || watched.is_ready()).await;

@@ -54,8 +54,9 @@ use kube::Client;
 use tokio::task::JoinHandle;
 
 use crate::discovery::custom::KindSpec;
+use crate::discovery::metrics::Metrics;
 use crate::discovery::{Kind, MetadataAllowlist, Selection, StringPool, Workload};
-use crate::telemetry::Telemetry;
+use crate::readiness::Readiness;
 use custom_kinds::run_custom;
 use stream::{spawn, Spawn};
 
@@ -113,7 +114,8 @@ impl WatchedCluster {
         client: Client,
         mut selection: Selection,
         options: WatchOptions,
-        telemetry: Arc<Telemetry>,
+        metrics: Metrics,
+        readiness: Arc<Readiness>,
         metadata: MetadataAllowlist,
     ) -> WatchedCluster {
         selection.kinds = KindSpec::normalize(&selection.kinds);
@@ -141,7 +143,8 @@ impl WatchedCluster {
             streams: Mutex::new(streams),
             changes,
             options,
-            telemetry,
+            metrics,
+            readiness,
             selection,
             metadata,
             strings: StringPool::default(),
@@ -149,7 +152,7 @@ impl WatchedCluster {
         for kind in &kinds {
             // Every kind is reported, stale or not, from the start.
             shared
-                .telemetry
+                .metrics
                 .inventory_stale
                 .with_label_values(&[kind.as_str()])
                 .set(0);
@@ -225,7 +228,9 @@ struct Shared {
     streams: Mutex<Vec<Stream>>,
     changes: tokio::sync::watch::Sender<u64>,
     options: WatchOptions,
-    telemetry: Arc<Telemetry>,
+    metrics: Metrics,
+    /// Failing while a kind is stale.
+    readiness: Arc<Readiness>,
     /// Filters applied to every object as it arrives.
     selection: Selection,
     /// The workload labels and annotations kept.

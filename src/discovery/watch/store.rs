@@ -249,7 +249,7 @@ impl Shared {
             }
         }
         drop(streams);
-        update_readiness(&self.telemetry.readiness, &reasons);
+        update_readiness(&self.readiness, &reasons);
     }
 
     /// Records that the API server just said something about `kind`.
@@ -258,7 +258,7 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        self.telemetry
+        self.metrics
             .watch_last_heard
             .with_label_values(&[kind.as_str()])
             .set(now);
@@ -272,12 +272,12 @@ impl Shared {
             .filter(|s| s.kind == kind)
             .map(|s| s.objects.len())
             .sum();
-        self.telemetry
+        self.metrics
             .watched_objects
             .with_label_values(&[kind.as_str()])
             .set(objects as i64);
         let stale = streams.iter().any(|s| s.kind == kind && s.stale.is_some());
-        self.telemetry
+        self.metrics
             .inventory_stale
             .with_label_values(&[kind.as_str()])
             .set(i64::from(stale));

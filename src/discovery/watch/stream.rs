@@ -82,8 +82,8 @@ pub(super) struct Reducer<R, F> {
 
 pub(super) fn count(shared: &Shared, kind: Kind, reason: &str) {
     shared
-        .telemetry
-        .discovery_errors
+        .metrics
+        .errors
         .with_label_values(&[kind.as_str(), reason])
         .inc();
 }
@@ -313,8 +313,8 @@ pub(super) fn handle_error(
 ) -> Duration {
     let counter = |reason: &str| {
         shared
-            .telemetry
-            .discovery_errors
+            .metrics
+            .errors
             .with_label_values(&[kind.as_str(), reason])
             .inc();
     };

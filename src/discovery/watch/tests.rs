@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use super::backoff::Backoff;
 use super::backoff::*;
 use super::{ObjectKey, Shared, Stream, WatchOptions, STALE_INVENTORY};
+use crate::discovery::Metrics;
 use crate::discovery::{
     workload_keeping, Kind, MetadataAllowlist, Selection, StringPool, Workload,
 };
-use crate::telemetry::Telemetry;
 
 /// A workload as the extraction makes it, from a Pod or DaemonSet.
 fn w(kind: Kind, ns: &str, name: &str, images: &[&str]) -> Workload {
@@ -60,7 +60,8 @@ fn shared(scopes: &[Option<&str>]) -> Shared {
             max_backoff: Duration::from_secs(30),
             watch_timeout: Duration::from_secs(290),
         },
-        telemetry: Arc::new(Telemetry::new()),
+        metrics: Metrics::new(&prometheus::Registry::new()),
+        readiness: Arc::default(),
         selection: Selection::default(),
         metadata: MetadataAllowlist::default(),
         strings: StringPool::default(),
@@ -95,10 +96,7 @@ fn apply_keeps_the_arc_of_an_unchanged_workload_and_counts_image_changes() {
     s.delete(0, &key("a", "web"));
     assert!(s.lock()[0].objects.is_empty());
     assert_eq!(
-        s.telemetry
-            .watched_objects
-            .with_label_values(&["Pod"])
-            .get(),
+        s.metrics.watched_objects.with_label_values(&["Pod"]).get(),
         0
     );
 }
@@ -210,7 +208,7 @@ fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
     let mut s = shared(&[None]);
     s.apply(3, w(Kind::DaemonSet, "a", "agent", &["agent:1"]));
     let stale = |s: &Shared| {
-        s.telemetry
+        s.metrics
             .inventory_stale
             .with_label_values(&["DaemonSet"])
             .get()
@@ -235,15 +233,14 @@ fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
         "refused past the grace period"
     );
     assert_eq!(
-        s.telemetry
+        s.metrics
             .watched_objects
             .with_label_values(&["DaemonSet"])
             .get(),
         0
     );
     assert!(
-        s.telemetry
-            .readiness
+        s.readiness
             .failing()
             .iter()
             .all(|(c, _)| c != STALE_INVENTORY),
@@ -251,7 +248,7 @@ fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
     );
     s.fail(0, false, "connection refused".into());
     s.expire();
-    let failing = s.telemetry.readiness.failing();
+    let failing = s.readiness.failing();
     assert!(
         failing
             .iter()
@@ -260,7 +257,6 @@ fn a_stale_kind_keeps_its_objects_until_a_refusal_outlasts_the_grace_period() {
     );
     s.replace(0, BTreeMap::new());
     assert!(s
-        .telemetry
         .readiness
         .failing()
         .iter()
