@@ -1,374 +1,21 @@
-//! Leader election through a `coordination.k8s.io/v1` Lease, so that of
-//! several replicas only one pushes while the others keep warm.
-//!
-//! The protocol is client-go's (`tools/leaderelection`), with `get`,
-//! `create` and `update` only — the verbs the deployed Role grants:
-//! - a candidate reads the Lease every retry period; it creates it when
-//!   missing, and takes it over when it has no holder or its holder has not
-//!   renewed it for `leaseDurationSeconds`. Expiry is measured on the
-//!   candidate's own monotonic clock from when it first saw the current
-//!   version of the Lease, so clock skew between nodes does not matter;
-//! - every write is an update carrying the `resourceVersion` that was read,
-//!   so of two candidates writing at once one gets 409 Conflict and loses;
-//! - the leader renews every `lease_duration / 3`, and stops being leader
-//!   (before any candidate may take over) when it has not renewed for
-//!   `2 × lease_duration / 3`;
-//! - [`LeaderElection::release`] clears the holder, so a candidate takes
-//!   over at its next read instead of waiting for the Lease to expire.
-//!
-//! `leaseTransitions` counts changes of holder.
-//!
-//! A request the API refuses (403) is a permission problem, not an outage:
-//! a replica that may not write its Lease can never lead, so it is logged as
-//! such once, fails the [`READINESS_CONDITION`] readiness condition until a
-//! step of the protocol succeeds again, and is retried with a capped
-//! exponential backoff (as is an unreachable API) rather than every retry
-//! period.
+//! The election loop: the background task that reads, takes, renews and
+//! releases the Lease, and says when the API refuses it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
-use kube::Client;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use prometheus::{IntGauge, Registry};
-
+use super::lease_client::{call, now, CallError};
+use super::status::Status;
+use super::timings::Timings;
+use super::{Metrics, READINESS_CONDITION};
 use crate::readiness::Readiness;
-use crate::telemetry::{opts, register};
-
-/// The readiness condition failing while the API refuses this replica the
-/// Lease: a pusher that can never push is not ready.
-pub const READINESS_CONDITION: &str = "leader-election";
-
-/// The leader election's metric.
-#[derive(Clone)]
-pub struct Metrics {
-    /// 1 while this replica holds the leader lease (or leader election is off).
-    pub leader: IntGauge,
-}
-
-impl Metrics {
-    /// The leader gauge, registered in `registry`.
-    pub fn new(registry: &Registry) -> Self {
-        Metrics {
-            leader: register(
-                registry,
-                IntGauge::with_opts(opts(
-                    "leader",
-                    "1 while this replica pushes (holds the lease, or runs without leader election).",
-                )),
-            ),
-        }
-    }
-}
-
-/// Where a pod's service account namespace is mounted.
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
-/// The namespace of the Lease, and where it came from (for the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseNamespace {
-    pub name: String,
-    pub source: &'static str,
-}
-
-/// What this replica competes for the Lease with, from the leader-election
-/// flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderSettings {
-    pub lease_name: String,
-    /// `--lease-namespace`.
-    pub lease_namespace: Option<String>,
-    /// `--pod-namespace` (`$POD_NAMESPACE` from the downward API).
-    pub pod_namespace: Option<String>,
-    /// This replica's name in the Lease.
-    pub identity: String,
-    pub lease_duration: Duration,
-}
-
-impl LeaderSettings {
-    /// The Lease's namespace ([`lease_namespace`]) for this process: its
-    /// flags, its service account mount and its Kubernetes client.
-    pub fn lease_namespace(&self, client: &Client) -> LeaseNamespace {
-        let service_account = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok();
-        lease_namespace(
-            self.lease_namespace.as_deref(),
-            self.pod_namespace.as_deref(),
-            service_account.as_deref(),
-            client.default_namespace(),
-        )
-    }
-}
-
-/// The Lease's namespace in client-go's order: `--lease-namespace`, else
-/// `--pod-namespace` (`$POD_NAMESPACE`), else the in-cluster service
-/// account's namespace, else the namespace of the client's configuration
-/// (the kubeconfig context's, which `kube` makes "default" when the context
-/// names none). Empty values count as absent.
-pub fn lease_namespace(
-    flag: Option<&str>,
-    pod_namespace: Option<&str>,
-    service_account: Option<&str>,
-    client_default: &str,
-) -> LeaseNamespace {
-    [
-        (flag, "--lease-namespace"),
-        (pod_namespace, "--pod-namespace"),
-        (service_account, "the service account"),
-    ]
-    .into_iter()
-    .find_map(|(value, source)| {
-        let name = value.map(str::trim).filter(|n| !n.is_empty())?;
-        Some(LeaseNamespace {
-            name: name.to_owned(),
-            source,
-        })
-    })
-    .unwrap_or_else(|| LeaseNamespace {
-        name: client_default.to_owned(),
-        source: "the kubeconfig context",
-    })
-}
-
-/// This replica's name in the Lease: the pod name where Kubernetes gives
-/// it (`--pod-name`, else `$HOSTNAME`), else one unique on this host.
-pub fn identity(pod_name: Option<&str>, hostname: Option<&str>, pid: u32) -> String {
-    [pod_name, hostname]
-        .into_iter()
-        .flatten()
-        .find(|n| !n.is_empty())
-        .map_or_else(|| format!("container-image-pusher-{pid}"), str::to_owned)
-}
-
-/// [`identity`] of this process: `$HOSTNAME` is what the container runtime
-/// names it when the manifests do not pass the pod's name.
-pub fn identity_of_this_process(pod_name: Option<&str>) -> String {
-    identity(
-        pod_name,
-        std::env::var("HOSTNAME").ok().as_deref(),
-        std::process::id(),
-    )
-}
-
-/// Competes for a Lease; see the module documentation.
-///
-/// Dropping it stops competing without giving the Lease up (as a crash
-/// would: another replica takes over once it expires); call
-/// [`LeaderElection::release`] to hand over at once.
-pub struct LeaderElection {
-    status: Arc<Status>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-    lease_duration: Duration,
-    metrics: Metrics,
-}
-
-impl LeaderElection {
-    /// Starts competing for `namespace/lease_name` as `identity`; returns
-    /// at once. Renews while leader; when the holder stops renewing, another
-    /// candidate takes over within `lease_duration` plus about two retry
-    /// periods (`lease_duration / 7` each). Must be called on a tokio
-    /// runtime.
-    pub fn start(
-        client: Client,
-        namespace: String,
-        lease_name: String,
-        identity: String,
-        lease_duration: Duration,
-        metrics: Metrics,
-        readiness: Arc<Readiness>,
-    ) -> LeaderElection {
-        let status = Arc::new(Status {
-            leader: watch::channel(false).0,
-            valid_until: Mutex::new(None),
-        });
-        metrics.leader.set(0);
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        info!(lease = %format!("{namespace}/{lease_name}"), identity = %identity, ?lease_duration, "competing for the leader lease");
-        let candidate = Candidate {
-            api: Api::namespaced(client, &namespace),
-            path: format!("{namespace}/{lease_name}"),
-            namespace,
-            name: lease_name,
-            identity,
-            timings: Timings::new(lease_duration),
-            status: status.clone(),
-            metrics: metrics.clone(),
-            readiness,
-            lease: None,
-            observed: None,
-            renewed: None,
-            holder_seen: None,
-            problem: None,
-            failures: 0,
-        };
-        LeaderElection {
-            status,
-            shutdown: Some(shutdown),
-            task: Some(tokio::spawn(candidate.run(shutdown_rx))),
-            lease_duration,
-            metrics,
-        }
-    }
-
-    /// Whether this replica holds the Lease now. Turns false on its own
-    /// once renewals have failed for too long, even before the background
-    /// task notices.
-    pub fn is_leader(&self) -> bool {
-        self.status.is_leader()
-    }
-
-    /// Sees every change of leadership (the value is the new
-    /// [`LeaderElection::is_leader`]).
-    pub fn changes(&self) -> watch::Receiver<bool> {
-        self.status.leader.subscribe()
-    }
-
-    /// Gives the Lease up (so another replica takes over at once) and
-    /// stops competing. Waits at most `lease_duration` for the API.
-    pub async fn release(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(self.lease_duration, &mut task)
-                .await
-                .is_err()
-            {
-                warn!("the Kubernetes API did not answer in time; the lease is left to expire");
-                task.abort();
-            }
-        }
-    }
-}
-
-impl Drop for LeaderElection {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-        // Whatever the task was doing, this replica leads no more.
-        self.status.set(None);
-        self.metrics.leader.set(0);
-    }
-}
-
-/// Leadership as the [`LeaderElection`] handle and the task share it.
-struct Status {
-    leader: watch::Sender<bool>,
-    /// While leader: until when the Lease is certainly ours (the start of
-    /// the last successful write plus the renew deadline).
-    valid_until: Mutex<Option<Instant>>,
-}
-
-impl Status {
-    fn is_leader(&self) -> bool {
-        *self.leader.borrow()
-            && self
-                .valid_until()
-                .is_some_and(|until| Instant::now() < until)
-    }
-
-    fn valid_until(&self) -> Option<Instant> {
-        *self
-            .valid_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Leader until `valid_until`, or not leader (`None`); true when that
-    /// changed leadership.
-    fn set(&self, valid_until: Option<Instant>) -> bool {
-        *self
-            .valid_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = valid_until;
-        let leader = valid_until.is_some();
-        self.leader.send_if_modified(|current| {
-            let changed = *current != leader;
-            *current = leader;
-            changed
-        })
-    }
-}
-
-/// The periods derived from the lease duration, in client-go's ratios
-/// (15 s lease, 10 s renew deadline, 2 s retry period).
-#[derive(Debug, Clone, Copy)]
-struct Timings {
-    /// `leaseDurationSeconds` written to the Lease: the duration rounded
-    /// up to whole seconds (at least 1).
-    lease_seconds: i32,
-    /// How long a Lease without `leaseDurationSeconds` lasts.
-    lease_duration: Duration,
-    /// A leader renews this long after its last successful write.
-    renew_interval: Duration,
-    /// A leader that could not renew for this long stops leading. Shorter
-    /// than the lease duration, so it stops before anyone may take over.
-    renew_deadline: Duration,
-    /// How often a candidate reads the Lease, and a failed renewal is retried.
-    retry_period: Duration,
-    /// The longest wait between two attempts of a candidate the API keeps
-    /// refusing or not answering: long enough not to hammer the API (and
-    /// the log) for hours, short enough that a fixed Role is noticed soon.
-    max_backoff: Duration,
-}
-
-impl Timings {
-    fn new(lease_duration: Duration) -> Timings {
-        let lease_duration = lease_duration.max(Duration::from_millis(100));
-        let seconds = lease_duration.as_secs() + u64::from(lease_duration.subsec_nanos() > 0);
-        Timings {
-            lease_seconds: i32::try_from(seconds.max(1)).unwrap_or(i32::MAX),
-            lease_duration,
-            renew_interval: lease_duration / 3,
-            renew_deadline: lease_duration * 2 / 3,
-            retry_period: lease_duration / 7,
-            max_backoff: lease_duration * 2,
-        }
-    }
-
-    /// The wait after `failures` failed steps in a row: the retry period,
-    /// doubled for each failure after the first, at most `max_backoff`.
-    fn backoff(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(16);
-        self.retry_period
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff)
-    }
-}
-
-/// Why a request to the Lease API failed.
-#[derive(Debug, thiserror::Error)]
-enum CallError {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-}
-
-impl CallError {
-    fn status(&self) -> Option<&kube::core::Status> {
-        match self {
-            CallError::Kube(kube::Error::Api(status)) => Some(status),
-            _ => None,
-        }
-    }
-
-    fn is_conflict(&self) -> bool {
-        self.status().is_some_and(|s| s.is_conflict())
-    }
-
-    fn is_forbidden(&self) -> bool {
-        self.status().is_some_and(|s| s.code == 403)
-    }
-}
 
 /// The outcome of one step of the protocol.
 enum Step {
@@ -401,7 +48,7 @@ impl Step {
 
 /// What keeps failing, so each change is logged once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Problem {
+pub(super) enum Problem {
     /// The API refuses this verb on the Lease (RBAC).
     Forbidden { verb: &'static str },
     /// No answer, or an error other than 403.
@@ -409,37 +56,37 @@ enum Problem {
 }
 
 /// The background task's state.
-struct Candidate {
-    api: Api<Lease>,
+pub(super) struct Candidate {
+    pub(super) api: Api<Lease>,
     /// `namespace/name`, as logs show the Lease.
-    path: String,
-    namespace: String,
-    name: String,
-    identity: String,
-    timings: Timings,
-    status: Arc<Status>,
-    metrics: Metrics,
-    readiness: Arc<Readiness>,
+    pub(super) path: String,
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) identity: String,
+    pub(super) timings: Timings,
+    pub(super) status: Arc<Status>,
+    pub(super) metrics: Metrics,
+    pub(super) readiness: Arc<Readiness>,
     /// The Lease as last read or written (its resourceVersion guards the
     /// next update).
-    lease: Option<Lease>,
+    pub(super) lease: Option<Lease>,
     /// The resourceVersion of the Lease as first seen, and when: the
     /// Lease expires `leaseDurationSeconds` after that unless it changes.
-    observed: Option<(String, Instant)>,
+    pub(super) observed: Option<(String, Instant)>,
     /// While leader: when the last successful acquisition or renewal was
     /// sent.
-    renewed: Option<Instant>,
+    pub(super) renewed: Option<Instant>,
     /// The holder last logged, so each change is logged once.
-    holder_seen: Option<Option<String>>,
+    pub(super) holder_seen: Option<Option<String>>,
     /// The problem in progress: logged at warn when it starts or changes,
     /// repeats at debug.
-    problem: Option<Problem>,
+    pub(super) problem: Option<Problem>,
     /// Failed steps since the API last answered, for the backoff.
-    failures: u32,
+    pub(super) failures: u32,
 }
 
 impl Candidate {
-    async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
+    pub(super) async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
         loop {
             let step = if self.renewed.is_some() {
                 self.renew().await
@@ -795,22 +442,3 @@ impl Candidate {
         }
     }
 }
-
-/// Runs one API request with a time limit.
-async fn call<T>(
-    limit: Duration,
-    request: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, CallError> {
-    match tokio::time::timeout(limit, request).await {
-        Ok(result) => result.map_err(CallError::from),
-        Err(_) => Err(CallError::Timeout(limit)),
-    }
-}
-
-fn now() -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::now())
-}
-
-#[cfg(test)]
-#[path = "leader_tests.rs"]
-mod tests;

@@ -1,48 +1,25 @@
-//! The local HTTP endpoints: `/metrics` (the last snapshot plus the
-//! service's own metrics), `/healthz` and `/readyz` on the main listener,
-//! and a health listener with the service's own metrics alone, `/healthz`
-//! and `/readyz`, whose connections the inventory's readers cannot take.
-//!
-//! Anyone who can reach the port is a client, so what a client can make it
-//! hold is bounded: a snapshot is rendered once and its bytes are shared by
-//! every reader (a slow reader costs a reference, not a copy), connections
-//! are limited (idle ones evicted for new ones), headers must arrive within [`HEADER_READ_TIMEOUT`], and a
-//! reader that takes nothing for [`WRITE_STALL_TIMEOUT`] is disconnected.
+//! The listeners' connections and their limits: how many are open at once
+//! (idle ones evicted for new ones), how long headers may take, how long a
+//! reader may take nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, MethodRouter};
+use axum::body::Body;
 use axum::Router;
 use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
+use prometheus::{IntCounter, Registry};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-use crate::exposition;
-use crate::readiness::FIRST_SNAPSHOT;
-use crate::series::Snapshot;
-use crate::telemetry::{opts, register, Telemetry};
-
-/// Connections served at once on the main listener; past it a new
-/// connection evicts an idle one, or is closed at once when all are busy.
-/// Scrapers, probes and a curious human need a handful.
-pub const MAX_CONNECTIONS: usize = 64;
-
-/// Connections served at once on the health listener (--telemetry-address):
-/// the kubelet's probes and a health scrape or two.
-pub const MAX_TELEMETRY_CONNECTIONS: usize = 16;
+use crate::telemetry::{opts, register};
 
 /// Time a client has to send a request's headers, counted from the
 /// connection's start or the end of the previous response (so it is also
@@ -55,8 +32,8 @@ pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the listeners count.
 #[derive(Clone)]
 pub struct Metrics {
-    /// Connections closed at once because [`MAX_CONNECTIONS`] (or
-    /// [`MAX_TELEMETRY_CONNECTIONS`]) were open and none was idle.
+    /// Connections closed at once because [`super::MAX_CONNECTIONS`] (or
+    /// [`super::MAX_TELEMETRY_CONNECTIONS`]) were open and none was idle.
     pub http_connections_refused: IntCounter,
     /// Idle connections closed to make room for a new one.
     pub http_connections_evicted: IntCounter,
@@ -84,163 +61,14 @@ impl Metrics {
     }
 }
 
-/// What the endpoints show; shared with the tick loop that updates it.
-pub struct Shared {
-    pub telemetry: Arc<Telemetry>,
-    /// The listeners' connection counters.
-    pub metrics: Metrics,
-    snapshot: RwLock<Published>,
-    /// The inventory part of `/metrics` for the snapshot of that
-    /// generation, rendered by the first scrape after it was published
-    /// (`None` if rendering it failed: every scrape of it answers 500).
-    rendered: tokio::sync::Mutex<Option<(u64, Option<Bytes>)>>,
-    /// Labels left out of `/metrics` (job and external labels).
-    omit: Vec<String>,
-    /// The snapshot's text: [`exposition::render`], but for a test of
-    /// what a failed rendering answers.
-    render: fn(&Snapshot, &[&str]) -> String,
-}
-
-#[derive(Default)]
-struct Published {
-    /// Counts publications, so a rendering knows which snapshot it shows.
-    generation: u64,
-    snapshot: Arc<Snapshot>,
-}
-
-impl Shared {
-    /// What the listeners show, their counters registered in `telemetry`
-    /// (so one per process).
-    pub fn new(telemetry: Arc<Telemetry>, omit: Vec<String>) -> Self {
-        Shared {
-            metrics: Metrics::new(&telemetry.registry),
-            telemetry,
-            snapshot: RwLock::default(),
-            rendered: tokio::sync::Mutex::new(None),
-            omit,
-            render: exposition::render,
-        }
-    }
-
-    /// Publishes a new snapshot; the first one clears the
-    /// [`FIRST_SNAPSHOT`] readiness condition.
-    pub fn publish(&self, snapshot: Arc<Snapshot>) {
-        {
-            // Replacing an `Arc` cannot leave the value half-written, so a
-            // poisoned lock is used as it is (the project's one policy).
-            let mut published = self
-                .snapshot
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            published.generation += 1;
-            published.snapshot = snapshot;
-        }
-        self.telemetry.readiness.clear(FIRST_SNAPSHOT);
-    }
-
-    /// The current snapshot's series in the text format, rendered once per
-    /// snapshot however many scrapes ask at once; `None` if rendering
-    /// failed (a panic in the encoder), logged once per snapshot.
-    async fn inventory_text(self: &Arc<Self>) -> Option<Bytes> {
-        let (generation, snapshot) = {
-            let published = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
-            (published.generation, published.snapshot.clone())
-        };
-        // Scrapes that arrive during a rendering wait for it, rather than
-        // each rendering (and holding) a copy of their own.
-        let mut rendered = self.rendered.lock().await;
-        if let Some((done, text)) = &*rendered {
-            if *done >= generation {
-                return text.clone();
-            }
-        }
-        let shared = self.clone();
-        // Rendering 100k series takes a while; keep it off the async workers.
-        let text = tokio::task::spawn_blocking(move || {
-            let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from((shared.render)(&inventory_only(&snapshot), &omit))
-        })
-        .await;
-        let text = match text {
-            Ok(text) => Some(text),
-            Err(e) => {
-                tracing::error!(error = %e, "failed to render the snapshot for /metrics; answering 500 until the next snapshot");
-                None
-            }
-        };
-        *rendered = Some((generation, text.clone()));
-        text
-    }
-
-    /// The service's own metrics: small, and current at every scrape.
-    fn telemetry_text(&self) -> Result<Bytes, prometheus::Error> {
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&self.telemetry.registry.gather(), &mut out)?;
-        Ok(Bytes::from(out))
-    }
-}
-
-/// The snapshot without the health series pushed with it: `/metrics`
-/// serves those from the registry, current at every scrape (and a family
-/// twice would make the text invalid).
-fn inventory_only(snapshot: &Arc<Snapshot>) -> std::borrow::Cow<'_, Snapshot> {
-    if !snapshot.series.iter().any(|s| s.family().is_self_metric()) {
-        return std::borrow::Cow::Borrowed(snapshot);
-    }
-    std::borrow::Cow::Owned(Snapshot {
-        series: snapshot
-            .series
-            .iter()
-            .filter(|s| !s.family().is_self_metric())
-            .cloned()
-            .collect(),
-        ..**snapshot
-    })
-}
-
-/// Binds the address and serves `/metrics` (the inventory and the
-/// service's own metrics), `/healthz` and `/readyz` until the process ends.
-pub async fn serve(
-    address: SocketAddr,
-    shared: Arc<Shared>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = routes(get(metrics), &shared);
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    Ok(accept(listener, app, MAX_CONNECTIONS, &shared))
-}
-
-/// Binds the health listener and serves the service's own metrics on
-/// `/metrics` (never the inventory), `/healthz` and `/readyz`, with
-/// [`MAX_TELEMETRY_CONNECTIONS`] of its own: however many clients hold the
-/// inventory port, probes and health scrapes are answered here.
-pub async fn serve_telemetry(
-    address: SocketAddr,
-    shared: Arc<Shared>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let app = routes(get(telemetry_metrics), &shared);
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving the health listener: own /metrics, /healthz and /readyz");
-    Ok(accept(listener, app, MAX_TELEMETRY_CONNECTIONS, &shared))
-}
-
-/// What both listeners answer; only their `/metrics` differs.
-fn routes(metrics: MethodRouter<Arc<Shared>>, shared: &Arc<Shared>) -> Router {
-    Router::new()
-        .route("/metrics", metrics)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(shared.clone())
-}
-
 /// Serves `listener` with at most `connections` open at once.
-fn accept(
+pub(super) fn accept(
     listener: tokio::net::TcpListener,
     app: Router,
     connections: usize,
-    shared: &Shared,
+    metrics: Metrics,
 ) -> tokio::task::JoinHandle<()> {
-    let slots = Slots::new(connections, shared.metrics.clone());
+    let slots = Slots::new(connections, metrics);
     tokio::spawn(accept_loop(listener, app, slots))
 }
 
@@ -440,63 +268,6 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, slots: Arc<
     }
 }
 
-/// The service's own metrics alone, for the health listener.
-async fn telemetry_metrics(State(shared): State<Arc<Shared>>) -> axum::response::Response {
-    match shared.telemetry_text() {
-        Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "failed to render the service's own metrics for the health listener");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed to render the service's own metrics; see the log\n",
-            )
-                .into_response()
-        }
-    }
-}
-
-/// The inventory and the service's own metrics; 500 if the inventory
-/// could not be rendered, rather than a 200 that looks like an empty one.
-async fn metrics(State(shared): State<Arc<Shared>>) -> axum::response::Response {
-    let failed = |what: &str| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to render {what}; see the log\n"),
-        )
-            .into_response()
-    };
-    let Some(inventory) = shared.inventory_text().await else {
-        return failed("the inventory");
-    };
-    let telemetry = match shared.telemetry_text() {
-        Ok(text) => text,
-        Err(e) => {
-            tracing::error!(error = %e, "failed to render the service's own metrics for /metrics");
-            return failed("the service's own metrics");
-        }
-    };
-    // Two chunks, the first shared with every other reader of this snapshot.
-    let chunks = [inventory, telemetry].map(Ok::<_, std::convert::Infallible>);
-    (
-        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        Body::from_stream(futures::stream::iter(chunks)),
-    )
-        .into_response()
-}
-
-/// 200 `ready`, or 503 with one `condition: reason` line per failing condition.
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let failing = shared.telemetry.readiness.failing();
-    if failing.is_empty() {
-        return (StatusCode::OK, "ready\n".to_owned());
-    }
-    let text = failing
-        .iter()
-        .map(|(condition, reason)| format!("{condition}: {reason}\n"))
-        .collect();
-    (StatusCode::SERVICE_UNAVAILABLE, text)
-}
-
 /// A connection whose writes fail once the peer has taken nothing for
 /// `limit`: a reader draining a byte at a time would otherwise hold its
 /// connection (and the response) for hours.
@@ -596,5 +367,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallLimit<S> {
 }
 
 #[cfg(test)]
-#[path = "server_tests.rs"]
+#[path = "connections_tests.rs"]
 mod tests;
