@@ -16,87 +16,19 @@
 //! `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS` and `AWS_ENDPOINT_URL`
 //! override them, unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
 
-use std::path::PathBuf;
+mod aws_credentials;
+mod sigv4;
+
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{HeaderMap, HeaderValue};
-use sha2::{Digest, Sha256};
 
-use super::{
-    display_url, form_encode, hex, parse_url, send, Context, Failure, RegistryHost, TokenCache,
-    TokenLogin,
-};
-
-/// Where AWS credentials come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsCredentialSource {
-    /// Long-lived or session keys given directly.
-    Static(AwsCredentials),
-    /// IRSA: a projected service-account token exchanged with STS.
-    WebIdentity {
-        token_file: PathBuf,
-        role_arn: String,
-        session_name: String,
-    },
-    /// EKS Pod Identity (or ECS): a local credentials endpoint.
-    Container {
-        uri: String,
-        /// Sent as `Authorization`; a file is re-read each time.
-        token: Option<ContainerToken>,
-    },
-    /// Nothing configured: ECR logins fail with a message saying what to set.
-    None,
-}
-
-/// The authorization token of a container credentials endpoint.
-#[derive(Clone, PartialEq, Eq)]
-pub enum ContainerToken {
-    File(PathBuf),
-    Value(String),
-}
-
-impl std::fmt::Debug for ContainerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ContainerToken::File(path) => f.debug_tuple("File").field(path).finish(),
-            ContainerToken::Value(_) => f.write_str("Value(<redacted>)"),
-        }
-    }
-}
-
-impl AwsCredentialSource {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            AwsCredentialSource::Static(_) => "environment",
-            AwsCredentialSource::WebIdentity { .. } => "web identity",
-            AwsCredentialSource::Container { .. } => "container credentials endpoint",
-            AwsCredentialSource::None => "none",
-        }
-    }
-}
-
-/// AWS access keys. `Debug` shows only the access key ID.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AwsCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
+use super::{display_url, parse_url, send, Context, Failure, RegistryHost, TokenCache, TokenLogin};
+use aws_credentials::{assume_role_with_web_identity, container_credentials, secrets_of};
+pub use aws_credentials::{AwsCredentialSource, AwsCredentials, ContainerToken};
+use sigv4::{amz_date, host_header};
+pub use sigv4::{authorization_header, signing_key, SignedRequest};
 
 /// How the ECR provider gets credentials and which endpoints it calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,8 +142,6 @@ pub(crate) struct Ecr {
     tokens: TokenCache<TokenLogin>,
 }
 
-/// AWS credentials fetched without an expiry are trusted this long.
-const DEFAULT_CREDENTIALS_LIFETIME: Duration = Duration::from_secs(3600);
 /// ECR tokens live 12 hours; used when the answer has no `expiresAt`.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -353,27 +283,6 @@ impl Ecr {
     }
 }
 
-fn secrets_of(credentials: &AwsCredentials) -> Vec<&str> {
-    let mut secrets = vec![credentials.secret_access_key.as_str()];
-    secrets.extend(credentials.session_token.as_deref());
-    secrets
-}
-
-/// `Host` as the client will send it: the port only when not the default.
-fn host_header(url: &reqwest::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
-}
-
-fn amz_date(now: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(now)
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string()
-}
-
 fn parse_authorization_token(
     answer: &[u8],
     endpoint: &str,
@@ -409,241 +318,5 @@ fn parse_authorization_token(
     ))
 }
 
-async fn assume_role_with_web_identity(
-    context: &Context,
-    sts: &str,
-    token_file: &std::path::Path,
-    role_arn: &str,
-    session_name: &str,
-) -> Result<(AwsCredentials, SystemTime), Failure> {
-    let url = parse_url(sts, "STS endpoint (AWS_ENDPOINT_URL_STS)")?;
-    let endpoint = display_url(&url);
-    let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-        Failure::Credentials(format!(
-            "cannot read the web identity token file {} (AWS_WEB_IDENTITY_TOKEN_FILE): {e}",
-            token_file.display()
-        ))
-    })?;
-    let token = token.trim();
-    let body = form_encode(&[
-        ("Action", "AssumeRoleWithWebIdentity"),
-        ("Version", "2011-06-15"),
-        ("RoleArn", role_arn),
-        ("RoleSessionName", session_name),
-        ("WebIdentityToken", token),
-    ]);
-    let request = context
-        .http
-        .post(url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(reqwest::header::ACCEPT, "application/xml")
-        .body(body);
-    let answer = send(request, &endpoint, &[token]).await?;
-    let answer = String::from_utf8_lossy(&answer);
-    let field = |name: &str| {
-        xml_element(&answer, name).ok_or_else(|| {
-            Failure::response(
-                &endpoint,
-                format!("no {name} in the AssumeRoleWithWebIdentity answer"),
-            )
-        })
-    };
-    let credentials = AwsCredentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_access_key: field("SecretAccessKey")?,
-        session_token: Some(field("SessionToken")?),
-    };
-    let expires_at = xml_element(&answer, "Expiration")
-        .and_then(|e| parse_time(&e))
-        .unwrap_or(context.now() + DEFAULT_CREDENTIALS_LIFETIME);
-    Ok((credentials, expires_at))
-}
-
-async fn container_credentials(
-    context: &Context,
-    uri: &str,
-    token: Option<&ContainerToken>,
-) -> Result<(AwsCredentials, SystemTime), Failure> {
-    let url = parse_url(
-        uri,
-        "container credentials URI (AWS_CONTAINER_CREDENTIALS_FULL_URI)",
-    )?;
-    let endpoint = display_url(&url);
-    let token = match token {
-        None => None,
-        Some(ContainerToken::Value(value)) => Some(value.trim().to_owned()),
-        Some(ContainerToken::File(path)) => Some(
-            tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| {
-                    Failure::Credentials(format!(
-                        "cannot read the container authorization token file {} \
-                         (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): {e}",
-                        path.display()
-                    ))
-                })?
-                .trim()
-                .to_owned(),
-        ),
-    };
-    // A link-local agent (EKS Pod Identity, ECS): never through a proxy.
-    let mut request = context.direct.get(url);
-    if let Some(token) = &token {
-        let mut value = HeaderValue::from_str(token).map_err(|_| {
-            Failure::Credentials(
-                "the container authorization token is not a valid header value".into(),
-            )
-        })?;
-        value.set_sensitive(true);
-        request = request.header(reqwest::header::AUTHORIZATION, value);
-    }
-    let secrets: Vec<&str> = token.as_deref().into_iter().collect();
-    let answer = send(request, &endpoint, &secrets).await?;
-    let json: serde_json::Value = serde_json::from_slice(&answer)
-        .map_err(|e| Failure::response(&endpoint, format!("not JSON: {e}")))?;
-    let field = |name: &str| {
-        json.get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| Failure::response(&endpoint, format!("no {name} in the answer")))
-    };
-    let credentials = AwsCredentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_access_key: field("SecretAccessKey")?,
-        session_token: json
-            .get("Token")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-    };
-    let expires_at = json
-        .get("Expiration")
-        .and_then(|v| v.as_str())
-        .and_then(parse_time)
-        .unwrap_or(context.now() + DEFAULT_CREDENTIALS_LIFETIME);
-    Ok((credentials, expires_at))
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    chrono::DateTime::parse_from_rfc3339(text.trim())
-        .ok()
-        .map(SystemTime::from)
-}
-
-/// The text of the first `<name>…</name>` element, entities decoded. Enough
-/// for STS answers, which are flat and never use CDATA.
-fn xml_element(xml: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    let text = xml[start..end]
-        .trim()
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&#xA;", "\n")
-        .replace("&amp;", "&");
-    Some(text)
-}
-
-/// A request to sign: headers as sent, names in any case (`host` included).
-pub struct SignedRequest<'a> {
-    pub method: &'a str,
-    /// The URI path, already percent-encoded as sent.
-    pub path: &'a str,
-    /// Query parameters, not encoded.
-    pub query: &'a [(&'a str, &'a str)],
-    pub headers: &'a [(String, String)],
-    pub payload: &'a [u8],
-}
-
-/// The SigV4 `Authorization` header for a request whose headers include
-/// `x-amz-date` (basic ISO 8601, e.g. `20150830T123600Z`). Every header
-/// given is signed.
-pub fn authorization_header(
-    credentials: &AwsCredentials,
-    region: &str,
-    service: &str,
-    request: &SignedRequest<'_>,
-) -> String {
-    let mut headers: Vec<(String, String)> = request
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.to_ascii_lowercase(),
-                value.split_whitespace().collect::<Vec<_>>().join(" "),
-            )
-        })
-        .collect();
-    headers.sort();
-    let amz_date = headers
-        .iter()
-        .find(|(name, _)| name == "x-amz-date")
-        .map(|(_, value)| value.clone())
-        .unwrap_or_default();
-    let date = &amz_date[..amz_date.len().min(8)];
-    let signed_headers = headers
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let mut query: Vec<(String, String)> = request
-        .query
-        .iter()
-        .map(|(k, v)| (super::percent_encode(k), super::percent_encode(v)))
-        .collect();
-    query.sort();
-    let canonical_query = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
-    let path = if request.path.is_empty() {
-        "/"
-    } else {
-        request.path
-    };
-    let canonical_request = format!(
-        "{}\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{}",
-        request.method,
-        hex(&Sha256::digest(request.payload)),
-    );
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let key = signing_key(&credentials.secret_access_key, date, region, service);
-    let signature = hex(&hmac_sha256(&key, string_to_sign.as_bytes()));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-        credentials.access_key_id
-    )
-}
-
-/// `kSigning`: HMAC chain over date, region, service and `aws4_request`.
-pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    let k_region = hmac_sha256(&k_date, region.as_bytes());
-    let k_service = hmac_sha256(&k_region, service.as_bytes());
-    hmac_sha256(&k_service, b"aws4_request")
-}
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
 #[cfg(test)]
-#[path = "ecr_tests.rs"]
 mod tests;
