@@ -24,11 +24,16 @@
 //! [`config`] (one file per `--help` heading, checked together in its
 //! `settings`) turns the flags into each stage's settings; [`app`] wires
 //! the stages; [`pipeline`] takes one snapshot through them; [`schedule`]
-//! decides when; [`leader`] which replica pushes; [`server`] serves
-//! `/metrics`, `/healthz` and `/readyz`, and the health listener;
-//! [`telemetry`] holds the service's own metrics, [`self_metrics`] turns
-//! them into series pushed with each snapshot, and [`readiness`] what
-//! `/readyz` answers; [`http`] bounds
+//! decides when; [`leader`] which replica pushes (the election loop over
+//! its lease client, the status it shares with the handle); [`server`]
+//! serves `/metrics`, `/healthz` and `/readyz`, and the health listener
+//! (connections with their limits, routes, what the endpoints show);
+//! each component defines and registers its own metrics beside its code
+//! (`registry::Metrics`, `discovery::Metrics`, `pipeline::Metrics`,
+//! `remote_write::Metrics`, `leader::Metrics`, `server::Metrics`) into the
+//! registry that [`telemetry`] holds with the build info, [`self_metrics`]
+//! turns some into series pushed with each snapshot, and [`readiness`]
+//! holds what `/readyz` answers; [`http`] bounds
 //! what HTTP peers send and [`glob`] matches the filters' patterns in
 //! linear time; [`verify`] checks the signatures [`registry`] fetches
 //! against the configured policies (a leaf: bytes in, verdicts out).
