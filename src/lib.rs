@@ -39,7 +39,7 @@ pub mod app;
 pub mod config;
 pub mod credentials;
 pub mod discovery;
-pub mod exposition;
+pub mod encode;
 pub mod glob;
 pub mod http;
 pub mod inventory;

@@ -30,7 +30,7 @@ use prometheus::{Encoder, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-use crate::exposition;
+use crate::encode::exposition;
 use crate::readiness::FIRST_SNAPSHOT;
 use crate::series::Snapshot;
 use crate::telemetry::Telemetry;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::endpoint::Endpoint;
 use super::outcome::{Attempt, Failure, FailureClass, PushError, PushReport, Settled};
 use super::refusal::MAX_ISOLATING_REQUESTS;
-use super::Buffers;
+use crate::encode::Buffers;
 use crate::series::{Series, Snapshot};
 use crate::telemetry::Telemetry;
 

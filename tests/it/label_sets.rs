@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use container_image_pusher::discovery::{Container, ImageId, Kind, Workload};
-use container_image_pusher::exposition;
+use container_image_pusher::encode::exposition;
+use container_image_pusher::encode::otlp::{self, SERVICE_NAME};
+use container_image_pusher::encode::remote_write_v1::{encode, proto};
+use container_image_pusher::encode::remote_write_v2::{encode as encode_v2, proto as proto_v2};
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::registry::{
     ErrorClass, ImageMetadata, Resolution, Resolutions, ResolveError,
 };
-use container_image_pusher::remote_write::otlp::{self, SERVICE_NAME};
-use container_image_pusher::remote_write::{encode, encode_v2, proto, proto_v2};
 use container_image_pusher::series::{CommonLabels, Family, Snapshot, JOB_LABEL, NAME_LABEL};
 use container_image_pusher::server::{serve, Shared};
 use container_image_pusher::telemetry::Telemetry;
