@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, StringPool, Workload};
 use container_image_pusher::encode::Buffers;
+use container_image_pusher::image_facts::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::inventory::Inventory;
-use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
 use container_image_pusher::series::CommonLabels;
 use container_image_pusher::telemetry::Telemetry;
 

@@ -42,6 +42,7 @@ pub mod discovery;
 pub mod encode;
 pub mod glob;
 pub mod http;
+pub mod image_facts;
 pub mod inventory;
 pub mod leader;
 pub mod pipeline;

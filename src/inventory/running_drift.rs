@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::discovery::{Container, Workload};
-use crate::registry::ImageMetadata;
+use crate::image_facts::ImageMetadata;
 use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
 
 /// The `digest` of a container's info series: what its reference resolves

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::ImageMetadata;
+use crate::image_facts::ImageMetadata;
 use crate::series::{Family, Interner};
 
 pub(super) fn verification_series(
