@@ -20,7 +20,8 @@ use prometheus::IntCounterVec;
 use crate::discovery::Workload;
 use crate::image_facts::limits::DropReason;
 use crate::image_facts::{ImageMetadata, Resolutions};
-use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, LimitDrop, Series, Snapshot};
 use crate::version_series::VersionSeries;
 use workload_labels::workload_labels;
 

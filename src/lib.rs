@@ -43,6 +43,7 @@ pub mod encode;
 pub mod glob;
 pub mod http;
 pub mod image_facts;
+pub mod interner;
 pub mod inventory;
 pub mod leader;
 pub mod pipeline;

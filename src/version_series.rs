@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::image_facts::VersionInfo;
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, Series};
 
 pub use crate::image_facts::Owner;
 

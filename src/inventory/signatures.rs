@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::image_facts::ImageMetadata;
-use crate::series::{Family, Interner};
+use crate::interner::Interner;
+use crate::series::Family;
 
 pub(super) fn verification_series(
     strings: &mut Interner,

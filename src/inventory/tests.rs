@@ -194,7 +194,8 @@ fn values_of_workloads_that_left_are_let_go() {
 #[test]
 fn label_values_are_the_workloads_own_strings() {
     use crate::discovery::metadata_allowlist::Allowlist;
-    use crate::discovery::{workload_keeping, MetadataAllowlist, StringPool};
+    use crate::discovery::{workload_keeping, MetadataAllowlist};
+    use crate::interner::StringPool;
     // Two Pods reduced as a watched source reduces them, through one
     // pool; they run what app:1 named before it moved (drift) and are
     // owned by a team.
