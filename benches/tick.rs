@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use container_image_pusher::discovery::{Container, Kind, StringPool, Workload};
+use container_image_pusher::discovery::{Container, Kind, Workload};
+use container_image_pusher::encode::Buffers;
+use container_image_pusher::image_facts::{ImageMetadata, Resolution, Resolutions};
+use container_image_pusher::interner::StringPool;
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::pipeline::Metrics;
-use container_image_pusher::registry::{ImageMetadata, Resolution, Resolutions};
-use container_image_pusher::remote_write::Buffers;
 use container_image_pusher::series::CommonLabels;
 use container_image_pusher::telemetry::Telemetry;
 
@@ -144,16 +145,17 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
         .map(|w| {
             Arc::new(Workload {
                 kind: Kind::Deployment,
-                namespace: strings.get(&format!("namespace-{}", w % 200)),
+                namespace: strings.intern(&format!("namespace-{}", w % 200)),
                 name: format!("deployment-{w}").into(),
                 containers: (0..3)
                     .map(|c| Container {
-                        name: strings.get(&format!("container-{c}")),
-                        image: strings.get(&image((w * 3 + c) % images)),
+                        name: strings.intern(&format!("container-{c}")),
+                        image: strings.intern(&image((w * 3 + c) % images)),
                         jsonpath: if c == 0 {
-                            strings.get("{.spec.template.spec.initContainers[0]}")
+                            strings.intern("{.spec.template.spec.initContainers[0]}")
                         } else {
-                            strings.get(&format!("{{.spec.template.spec.containers[{}]}}", c - 1))
+                            strings
+                                .intern(&format!("{{.spec.template.spec.containers[{}]}}", c - 1))
                         },
                         image_id: None,
                         versions: None,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
-use crate::exposition;
+use crate::encode::exposition;
 use crate::leader::{self, LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
 use crate::remote_write::{self, Endpoint, Sender};

@@ -7,7 +7,7 @@
 //! from [`Family::label_names`], the one table.
 //!
 //! What an image adds comes from its registry and was bounded by
-//! [`ImageLimits`](crate::registry::ImageLimits) when its metadata was
+//! [`ImageLimits`](crate::image_facts::limits::ImageLimits) when its metadata was
 //! made; what the limits dropped is counted here, once per image, when its
 //! series are built.
 
@@ -18,8 +18,10 @@ use std::sync::Arc;
 use prometheus::IntCounterVec;
 
 use crate::discovery::Workload;
-use crate::registry::{DropReason, ImageMetadata, Resolutions};
-use crate::series::{CommonLabels, Family, Interner, LabelSet, LimitDrop, Series, Snapshot};
+use crate::image_facts::limits::DropReason;
+use crate::image_facts::{ImageMetadata, Resolutions};
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, LimitDrop, Series, Snapshot};
 use crate::version_series::VersionSeries;
 use workload_labels::workload_labels;
 
@@ -423,7 +425,7 @@ fn supply_chain_series(
 #[cfg(test)]
 pub(crate) fn build_once(
     workloads: &[Workload],
-    resolutions: &HashMap<String, crate::registry::Resolution>,
+    resolutions: &HashMap<String, crate::image_facts::Resolution>,
     common: &CommonLabels,
     timestamp_ms: i64,
 ) -> Snapshot {

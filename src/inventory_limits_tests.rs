@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::discovery::{Container, Kind, Workload};
+use crate::image_facts::limits::ImageLimits;
+use crate::image_facts::{ErrorClass, ImageMetadata, Resolution, ResolveError};
 use crate::inventory::build_once;
-use crate::registry::{ErrorClass, ImageLimits, ImageMetadata, Resolution, ResolveError};
 use crate::series::{CommonLabels, SeriesLimits};
 
 /// xorshift64*: small, seeded, good enough to vary lengths and characters.

@@ -2,19 +2,27 @@
 //! Kubernetes clusters are configured to run, and pushes that inventory to a
 //! Prometheus remote-write receiver.
 //!
-//! Data flows one way, one module per stage:
+//! Data flows one way, one module per stage (`docs/layout.md` is the
+//! whiteboard of this layout, checked against the code by a test):
 //! [`discovery`] (workloads, from the cluster — listed or watched, built-in
 //! and configured kinds — or manifest files) → [`credentials`] (the logins
-//! each workload's images resolve with) → [`registry`] (image metadata for
-//! [`reference`]s: digests, labels, size, what is attached, the base; its
-//! HTTP client apart from its auth policy) →
+//! each workload's images resolve with) → [`registry`] (image references,
+//! [`reference`]s, resolved to [`image_facts`]: digests, labels, size, what
+//! is attached, the base; its HTTP client apart from its auth policy) →
 //! [`inventory`] (builds the series, with its `running_drift` for what
 //! pods run and `workload_labels` for the owners' labels, [`version_series`] for version
 //! freshness from [`versions`]) → [`series`] (the model: families
-//! with one table of label names, label sets, snapshots; a leaf) → sinks,
-//! each an encoder over the model: [`remote_write`] (1.0, 2.0 and OTLP;
-//! per receiver a transport, a retry-and-pause policy and the push) and
-//! [`exposition`] (the text format of `/metrics` and `--dry-run`).
+//! with one table of label names, label sets, snapshots; a leaf) →
+//! [`encode`] (the model in each format: remote write 1.0 and 2.0, OTLP,
+//! the text exposition; over the model only) → sinks: [`remote_write`]
+//! (per receiver a transport, a retry-and-pause policy and the push) and
+//! [`server`] (`/metrics`).
+//!
+//! [`image_facts`] holds what is known about a snapshot's images as plain
+//! data (`ImageMetadata`, the per-snapshot `Resolutions`), so the series
+//! builders read it without the registry client; [`interner`] keeps one
+//! shared copy of each repeated string, for discovery's sources and the
+//! series builders alike.
 //!
 //! Inside [`discovery`]: `cluster` lists, `watch/` keeps kinds current
 //! (store, stream loop, backoff, configured kinds), `custom_api` finds
@@ -44,9 +52,11 @@ pub mod app;
 pub mod config;
 pub mod credentials;
 pub mod discovery;
-pub mod exposition;
+pub mod encode;
 pub mod glob;
 pub mod http;
+pub mod image_facts;
+pub mod interner;
 pub mod inventory;
 pub mod leader;
 pub mod pipeline;

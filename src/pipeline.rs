@@ -24,10 +24,9 @@ use crate::discovery::{
     ClusterSource, Container, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
     Workload,
 };
+use crate::image_facts::{ErrorClass, Owner, Resolution, Resolutions, VersionInfo};
 use crate::inventory::Inventory;
-use crate::registry::{
-    ErrorClass, Owner, Resolution, Resolutions, Resolver, ResolverConfig, VersionInfo,
-};
+use crate::registry::{Resolver, ResolverConfig};
 use crate::self_metrics;
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
@@ -619,7 +618,7 @@ mod tests {
         assert_eq!(slots(1, 0.1), (1, 1));
         assert_eq!(slots(0, 5.0), (1, 1));
     }
-    use crate::registry::{ImageMetadata, ResolveError};
+    use crate::image_facts::{ImageMetadata, ResolveError};
 
     fn failed(scope: u64, image: &str, class: ErrorClass) -> (Scope, String, Resolution) {
         let error = ResolveError {

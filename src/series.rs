@@ -5,7 +5,7 @@
 //! [`Family`], the process-wide [`CommonLabels`] (`job`, the external
 //! labels) and one value per name in [`Family::label_names`], stored as
 //! shared strings: the values of 100k containers repeat (namespaces,
-//! images, digests, container names), so an [`Interner`] keeps one copy of
+//! images, digests, container names), so an interner keeps one copy of
 //! each and a label set costs a few pointers. A label set is built once,
 //! when what it describes first appears or changes, and is shared by `Arc`
 //! from then on, so a warm tick clones pointers and builds nothing.
@@ -737,55 +737,6 @@ pub struct Snapshot {
     pub containers: usize,
     /// Distinct resolved digests.
     pub images: usize,
-}
-
-/// One shared copy of each label value. Values no label set uses any more
-/// are let go by [`Interner::prune`], so churn (pods come and go) does not
-/// make it grow.
-#[derive(Debug, Default)]
-pub struct Interner {
-    strings: HashSet<Arc<str>>,
-}
-
-impl Interner {
-    pub fn intern(&mut self, value: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(value) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(value);
-        self.strings.insert(shared.clone());
-        shared
-    }
-
-    /// A value someone else already shares (a source's copy of a workload's
-    /// namespace, image, …): the interner's own copy when it has one, else
-    /// `value` itself, shared rather than copied.
-    ///
-    /// It is not kept: whoever made it keeps it for as long as it is in
-    /// use, and if the interner held it too, each pruning by use would see
-    /// the other's hold, and values that left would stay in both.
-    pub fn adopt(&mut self, value: &Arc<str>) -> Arc<str> {
-        match self.strings.get(&**value) {
-            Some(own) => own.clone(),
-            None => value.clone(),
-        }
-    }
-
-    /// Forgets the values nothing but the interner holds.
-    pub fn prune(&mut self) {
-        self.strings.retain(|s| Arc::strong_count(s) > 1);
-        if self.strings.capacity() > 2 * self.strings.len() + 64 {
-            self.strings.shrink_to_fit();
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.strings.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
-    }
 }
 
 /// Series and snapshots for the tests of every sink, built straight from

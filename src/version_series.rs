@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::registry::VersionInfo;
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+use crate::image_facts::VersionInfo;
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, Series};
 
-pub use crate::registry::Owner;
+pub use crate::image_facts::Owner;
 
 /// The families built here.
 pub const FAMILIES: [Family; 3] = [

@@ -128,7 +128,9 @@ pub(crate) fn distinct_series(bodies: &[Vec<u8>]) -> usize {
     let mut seen = std::collections::HashSet::new();
     for body in bodies {
         if let Ok(request) =
-            container_image_pusher::remote_write::proto::WriteRequest::decode(body.as_slice())
+            container_image_pusher::encode::remote_write_v1::proto::WriteRequest::decode(
+                body.as_slice(),
+            )
         {
             for series in request.timeseries {
                 let labels: Vec<(String, String)> = series
@@ -145,7 +147,7 @@ pub(crate) fn distinct_series(bodies: &[Vec<u8>]) -> usize {
 
 pub(crate) fn count_series(raw: &[u8]) -> u64 {
     use prost::Message as _;
-    container_image_pusher::remote_write::proto::WriteRequest::decode(raw)
+    container_image_pusher::encode::remote_write_v1::proto::WriteRequest::decode(raw)
         .map_or(0, |r| r.timeseries.len() as u64)
 }
 
@@ -158,7 +160,8 @@ pub(crate) async fn tap_write(
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&body)
         .unwrap_or_default();
-    let decoded = container_image_pusher::remote_write::proto::WriteRequest::decode(&raw[..]).ok();
+    let decoded =
+        container_image_pusher::encode::remote_write_v1::proto::WriteRequest::decode(&raw[..]).ok();
     let mut request = tap.http.post(&tap.upstream).body(body.clone());
     for (name, value) in &headers {
         let name = name.as_str();

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::registry::ImageLimits;
+use crate::image_facts::limits::ImageLimits;
 use crate::series::SeriesLimits;
 
 use super::values::parse_label;

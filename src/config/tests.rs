@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::image_facts::limits::ImageLimits;
 use crate::pipeline::SourceSettings;
-use crate::registry::ImageLimits;
 use crate::remote_write::{EndpointsFileError, Protocol};
 use crate::schedule::Schedule;
 

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
-use super::strings::Strings;
 use super::{Container, Kind, PullConfig, Workload, DEFAULT_SERVICE_ACCOUNT};
+use crate::interner::Interner;
 
 /// The identity of a configured kind; what its series' `group`, `version`
 /// and `kind` labels say.
@@ -318,7 +318,7 @@ impl KindSpec {
         namespace: &str,
         name: &str,
         body: &Value,
-        strings: &mut Strings<'_>,
+        strings: &mut Interner,
     ) -> Result<Workload, InvalidObject> {
         let invalid = |detail: String| InvalidObject {
             detail: format!("{} {namespace}/{name}: {detail}", self.name.kind),
@@ -354,9 +354,9 @@ impl KindSpec {
                     // Writing to a String cannot fail.
                     let _ = write!(jsonpath, "{{{}.{field}[{index}]}}", path.text);
                     containers.push(Container {
-                        name: strings.get(container_name),
-                        image: strings.get(image),
-                        jsonpath: strings.get(&jsonpath),
+                        name: strings.intern(container_name),
+                        image: strings.intern(image),
+                        jsonpath: strings.intern(&jsonpath),
                         image_id: None,
                         versions: annotations
                             .as_ref()
@@ -372,12 +372,12 @@ impl KindSpec {
         }
         Ok(Workload {
             kind: self.kind(),
-            namespace: strings.get(namespace),
+            namespace: strings.intern(namespace),
             name: Arc::from(name),
             containers,
             pull: pull.unwrap_or_else(|| PullConfig {
                 secrets: Vec::new(),
-                service_account: strings.get(DEFAULT_SERVICE_ACCOUNT),
+                service_account: strings.intern(DEFAULT_SERVICE_ACCOUNT),
             }),
             // Filled by the caller, which holds the allowlist.
             metadata_labels: Vec::new(),
@@ -420,7 +420,7 @@ enum PullConfigError {
 /// As [`super::pull_config`] reads a typed pod spec.
 fn pull_config(
     spec: &serde_json::Map<String, Value>,
-    strings: &mut Strings<'_>,
+    strings: &mut Interner,
 ) -> Result<PullConfig, PullConfigError> {
     let account = ["serviceAccountName", "serviceAccount"]
         .iter()
@@ -443,14 +443,14 @@ fn pull_config(
                 .filter(|n| !matches!(n, Ok("")))
                 .collect::<Result<Vec<&str>, _>>()?;
             let mut secrets = Vec::with_capacity(names.len());
-            secrets.extend(names.into_iter().map(|name| strings.get(name)));
+            secrets.extend(names.into_iter().map(|name| strings.intern(name)));
             secrets
         }
         Some(_) => return Err(PullConfigError::NotAList),
     };
     Ok(PullConfig {
         secrets,
-        service_account: strings.get(account.unwrap_or(DEFAULT_SERVICE_ACCOUNT)),
+        service_account: strings.intern(account.unwrap_or(DEFAULT_SERVICE_ACCOUNT)),
     })
 }
 
@@ -465,7 +465,7 @@ pub struct InvalidObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::StringPool;
+    use crate::interner::StringPool;
     use serde_json::json;
 
     fn reduce(spec: &KindSpec, name: &str, body: &Value) -> Result<Workload, InvalidObject> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::strings::Strings;
+use crate::interner::Interner;
 
 /// The allowlist entry that allows every key.
 pub const WILDCARD: &str = "*";
@@ -78,7 +78,7 @@ impl MetadataAllowlist {
     /// The `label_*` and `annotation_*` label names and values of one
     /// object, sorted by name, at most [`MAX_WORKLOAD_LABELS`], taken from
     /// the pool (names, and values such as teams, repeat across workloads).
-    pub fn keep(&self, meta: &ObjectMeta, strings: &mut Strings<'_>) -> Vec<(Arc<str>, Arc<str>)> {
+    pub fn keep(&self, meta: &ObjectMeta, strings: &mut Interner) -> Vec<(Arc<str>, Arc<str>)> {
         if self.is_empty() {
             return Vec::new();
         }
@@ -100,7 +100,7 @@ impl MetadataAllowlist {
         let mut pooled = Vec::with_capacity(kept.len());
         pooled.extend(
             kept.iter()
-                .map(|(name, value)| (strings.get(name), strings.get(value))),
+                .map(|(name, value)| (strings.intern(name), strings.intern(value))),
         );
         pooled
     }
@@ -186,7 +186,7 @@ fn cut(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::StringPool;
+    use crate::interner::StringPool;
 
     fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
         let map = |pairs: &[(&str, &str)]| {

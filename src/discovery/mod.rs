@@ -13,7 +13,6 @@ mod manifests;
 pub mod metadata_allowlist;
 pub mod metrics;
 pub mod select;
-pub mod strings;
 mod walk;
 pub mod watch;
 
@@ -27,6 +26,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::interner::{Interner, StringPool};
 use crate::versions::{OverrideError, Overrides};
 
 pub use cluster::ClusterSource;
@@ -35,7 +35,6 @@ pub use files::FileSource;
 pub use metadata_allowlist::MetadataAllowlist;
 pub use metrics::Metrics;
 pub use select::{LabelSelector, Selection};
-pub use strings::StringPool;
 pub use watch::WatchedCluster;
 
 /// The workload kinds whose containers are inventoried: the built-in
@@ -515,14 +514,14 @@ pub(crate) fn workload_keeping<K: HasPodSpec>(
     };
     Workload {
         kind: K::KIND,
-        namespace: strings.get(meta.namespace.as_deref().unwrap_or(default_namespace)),
+        namespace: strings.intern(meta.namespace.as_deref().unwrap_or(default_namespace)),
         name: Arc::from(meta.name.as_deref().unwrap_or_default()),
         containers,
         pull: match spec {
             Some(spec) => pull_config(spec, &mut strings),
             None => PullConfig {
                 secrets: Vec::new(),
-                service_account: strings.get(DEFAULT_SERVICE_ACCOUNT),
+                service_account: strings.intern(DEFAULT_SERVICE_ACCOUNT),
             },
         },
         metadata_labels: metadata.keep(meta, &mut strings),
@@ -530,10 +529,10 @@ pub(crate) fn workload_keeping<K: HasPodSpec>(
 }
 
 /// The containers of one pod spec, as they are extracted.
-struct Extraction<'a, 'p> {
+struct Extraction<'a> {
     /// Where the pod spec sits, in JSONPath.
     prefix: &'a str,
-    strings: &'a mut strings::Strings<'p>,
+    strings: &'a mut Interner,
     containers: Vec<Container>,
     /// Where each `jsonpath` is written before it is looked up in the pool.
     jsonpath: String,
@@ -541,7 +540,7 @@ struct Extraction<'a, 'p> {
     annotations: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
-impl Extraction<'_, '_> {
+impl Extraction<'_> {
     /// The entries of one list field of the pod spec, with the statuses the
     /// kubelet reports for them.
     fn push<'c>(
@@ -555,13 +554,13 @@ impl Extraction<'_, '_> {
             // Writing to a String cannot fail.
             let _ = write!(self.jsonpath, "{{{}.{field}[{index}]}}", self.prefix);
             let image_id = image_id(statuses, name).map(|(reference, running)| ImageId {
-                reference: self.strings.get(reference),
+                reference: self.strings.intern(reference),
                 running,
             });
             self.containers.push(Container {
-                name: self.strings.get(name),
-                image: self.strings.get(image.as_deref().unwrap_or_default()),
-                jsonpath: self.strings.get(&self.jsonpath),
+                name: self.strings.intern(name),
+                image: self.strings.intern(image.as_deref().unwrap_or_default()),
+                jsonpath: self.strings.intern(&self.jsonpath),
                 image_id,
                 versions: self
                     .annotations
@@ -580,7 +579,7 @@ fn image_id<'s>(statuses: &'s [ContainerStatus], name: &str) -> Option<(&'s str,
     Some((ImageId::pinned(&status.image_id)?, running))
 }
 
-fn pull_config(spec: &PodSpec, strings: &mut strings::Strings<'_>) -> PullConfig {
+fn pull_config(spec: &PodSpec, strings: &mut Interner) -> PullConfig {
     #[allow(deprecated)] // `serviceAccount` is the old spelling; old manifests still use it.
     let account = spec
         .service_account_name
@@ -592,11 +591,11 @@ fn pull_config(spec: &PodSpec, strings: &mut strings::Strings<'_>) -> PullConfig
         secrets
             .iter()
             .filter(|s| !s.name.is_empty())
-            .map(|s| strings.get(&s.name)),
+            .map(|s| strings.intern(&s.name)),
     );
     PullConfig {
         secrets: names,
-        service_account: strings.get(
+        service_account: strings.intern(
             account
                 .filter(|a| !a.is_empty())
                 .unwrap_or(DEFAULT_SERVICE_ACCOUNT),

@@ -12,8 +12,9 @@
 use std::sync::Arc;
 
 use crate::discovery::{Container, Workload};
-use crate::registry::ImageMetadata;
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+use crate::image_facts::ImageMetadata;
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, Series};
 
 /// The `digest` of a container's info series: what its reference resolves
 /// to, else (a Pod whose registry failed) the digest the runtime pulled.

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 use crate::discovery::{workload, ImageId, Kind, Workload};
+use crate::image_facts::{ErrorClass, ImageMetadata, Resolution, ResolveError};
 use crate::inventory::build_once;
-use crate::registry::{ErrorClass, ImageMetadata, Resolution, ResolveError};
 use crate::series::{CommonLabels, Family, Series};
 
 fn digest(c: char) -> String {

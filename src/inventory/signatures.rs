@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::registry::ImageMetadata;
-use crate::series::{Family, Interner};
+use crate::image_facts::ImageMetadata;
+use crate::interner::Interner;
+use crate::series::Family;
 
 pub(super) fn verification_series(
     strings: &mut Interner,

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::discovery::{Container, Kind};
-use crate::registry::{ErrorClass, ImageLimits, ImageMetadata, ResolveError, TRUNCATED};
+use crate::image_facts::limits::{ImageLimits, TRUNCATED};
+use crate::image_facts::{ErrorClass, ImageMetadata, ResolveError};
 use crate::series::fixtures::pairs;
 use crate::series::{check_external_labels, NAME_LABEL};
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 fn build(
     workloads: &[Workload],
-    resolutions: &HashMap<String, crate::registry::Resolution>,
+    resolutions: &HashMap<String, crate::image_facts::Resolution>,
     common: &CommonLabels,
     ts: i64,
 ) -> Snapshot {
@@ -193,7 +194,8 @@ fn values_of_workloads_that_left_are_let_go() {
 #[test]
 fn label_values_are_the_workloads_own_strings() {
     use crate::discovery::metadata_allowlist::Allowlist;
-    use crate::discovery::{workload_keeping, MetadataAllowlist, StringPool};
+    use crate::discovery::{workload_keeping, MetadataAllowlist};
+    use crate::interner::StringPool;
     // Two Pods reduced as a watched source reduces them, through one
     // pool; they run what app:1 named before it moved (drift) and are
     // owned by a team.
@@ -344,7 +346,7 @@ fn every_series_has_its_family_labels_once_and_sorted() {
     });
     let mut image = (*metadata("sha256:aa")).clone();
     Arc::make_mut(&mut image.labels).retain(|_, v| !v.is_empty());
-    image.supply_chain = crate::registry::SupplyChain::example();
+    image.supply_chain = crate::image_facts::supply_chain::SupplyChain::example();
     let resolutions = HashMap::from([
         ("app:1".to_owned(), Ok(Arc::new(image))),
         ("private:1".to_owned(), failed),

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use crate::discovery::Workload;
-use crate::series::{CommonLabels, Family, Interner, LabelSet, Series};
+use crate::interner::Interner;
+use crate::series::{CommonLabels, Family, LabelSet, Series};
 
 /// One workload's `container_image_workload_labels`.
 pub(crate) fn workload_labels(

@@ -13,28 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use super::TRUNCATED;
+use crate::image_facts::limits::TRUNCATED;
+use crate::image_facts::supply_chain::BaseImage;
 use crate::reference::check_digest;
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
-
-/// The base an image declares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseImage {
-    /// As the annotation writes it, e.g. `docker.io/library/alpine:3.20`.
-    pub name: String,
-    /// The base's digest when the image was built; `None` when not declared
-    /// or not a digest.
-    pub digest: Option<String>,
-    /// Whether the base's tag now points elsewhere than `digest`; `None`
-    /// when that cannot be told (no digest, a name without a tag, or the
-    /// base cannot be resolved).
-    pub outdated: Option<bool>,
-    /// When outdated: the `created` time (Unix seconds) of the image the
-    /// base tag points at now, i.e. about when the base moved.
-    pub current_created: Option<i64>,
-}
 
 /// The base `annotations` declare, if any. A name cut by the annotation
 /// limits is not a name, so it is left out.

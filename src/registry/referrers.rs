@@ -40,6 +40,7 @@ use super::client::RegistryClient;
 use super::manifest::{DocumentError, Manifest, OCI_INDEX};
 use super::{ErrorClass, ResolveError, Ttl};
 use crate::credentials::Login;
+use crate::image_facts::supply_chain::{Artifact, ReferrerKind, Referrers};
 use crate::reference;
 use crate::reference::check_digest;
 
@@ -56,52 +57,6 @@ const ARTIFACT_CAPACITY: u64 = 100_000;
 const LISTING_CAPACITY: u64 = 100_000;
 const REPOSITORY_CAPACITY: u64 = 20_000;
 const ARTIFACT_IDLE: Duration = Duration::from_secs(24 * 3600);
-
-/// What an artifact is, as `container_image_referrer{kind}` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReferrerKind {
-    Signature,
-    Sbom,
-    Attestation,
-    Other,
-}
-
-impl ReferrerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReferrerKind::Signature => "signature",
-            ReferrerKind::Sbom => "sbom",
-            ReferrerKind::Attestation => "attestation",
-            ReferrerKind::Other => "other",
-        }
-    }
-}
-
-/// One classified artifact: its type, and every kind it holds (a BuildKit
-/// attestation manifest carries an SBOM and a provenance statement at once).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifact {
-    pub artifact_type: String,
-    pub kinds: Vec<ReferrerKind>,
-}
-
-/// The artifacts attached to one image, counted by kind and type.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Referrers {
-    pub counts: BTreeMap<(ReferrerKind, String), u64>,
-}
-
-impl Referrers {
-    fn add(&mut self, artifact: &Artifact) {
-        for kind in &artifact.kinds {
-            let count = self
-                .counts
-                .entry((*kind, artifact.artifact_type.clone()))
-                .or_default();
-            *count = count.saturating_add(1);
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -23,6 +23,7 @@ use super::client::{Content, RegistryClient};
 use super::metrics::Metrics;
 use super::{ErrorClass, ResolveError};
 use crate::credentials::Login;
+use crate::image_facts::supply_chain::Verdicts;
 use crate::reference;
 use crate::verify::artifact::{self, SignatureLayer};
 use crate::verify::attestation;
@@ -34,9 +35,6 @@ use crate::verify::verdict::{combine, Outcome, Reason};
 pub const MAX_SIGNATURES: usize = 16;
 const VERDICT_CAPACITY: u64 = 200_000;
 const VERDICT_IDLE: Duration = Duration::from_secs(24 * 3600);
-
-/// Each policy's verdict for one image, in the policies' order.
-pub type Verdicts = Vec<(String, Outcome)>;
 
 /// The attached artifacts the referrer lookups found that are checked
 /// here, by digest: signatures, and attestations (SBOMs included, which

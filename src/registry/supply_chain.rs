@@ -19,30 +19,13 @@ use moka::future::Cache;
 use oci_client::Reference;
 use tracing::debug;
 
-use super::base::{self, BaseImage};
-use super::referrers::{ReferrerLookup, Referrers};
-use super::signatures::{SignatureVerifier, Verdicts};
+use super::base;
+use super::referrers::ReferrerLookup;
+use super::signatures::SignatureVerifier;
 use super::{Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
 use crate::credentials::Login;
+use crate::image_facts::supply_chain::BaseImage;
 use crate::reference;
-
-/// The supply-chain part of an image's metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SupplyChain {
-    /// The chosen platform's manifest, for a multi-arch image: what is
-    /// attached to it counts for the image too.
-    pub platform_digest: Option<String>,
-    /// BuildKit attestation manifests in the image's index for that platform.
-    pub index_attestations: Vec<String>,
-    /// What is attached, by kind and type; `None` when not looked up
-    /// (`--referrers=false`) or when the lookup failed.
-    pub referrers: Option<Arc<Referrers>>,
-    /// The base the image declares, and whether it moved.
-    pub base: Option<BaseImage>,
-    /// Each verification policy's verdict on the image's signatures; `None`
-    /// without policies, or when they could not be looked up.
-    pub verification: Option<Arc<Verdicts>>,
-}
 
 /// The caches of [`Resolver::with_supply_chain`].
 pub(crate) struct SupplyChainCaches {
@@ -236,43 +219,5 @@ impl Resolver {
             }
         };
         (Some(true), created)
-    }
-}
-
-#[cfg(test)]
-impl SupplyChain {
-    /// Facts of every kind, for tests of the series built from them.
-    pub(crate) fn example() -> Self {
-        use super::referrers::ReferrerKind;
-        let counts = [
-            (
-                (
-                    ReferrerKind::Signature,
-                    "application/vnd.cncf.notary.signature".to_owned(),
-                ),
-                1,
-            ),
-            ((ReferrerKind::Sbom, "application/spdx+json".to_owned()), 2),
-        ];
-        SupplyChain {
-            platform_digest: None,
-            index_attestations: Vec::new(),
-            referrers: Some(Arc::new(Referrers {
-                counts: counts.into_iter().collect(),
-            })),
-            verification: Some(Arc::new(vec![
-                ("ours".to_owned(), Ok(())),
-                (
-                    "vendor".to_owned(),
-                    Err(crate::verify::verdict::Reason::WrongKey),
-                ),
-            ])),
-            base: Some(BaseImage {
-                name: "cgr.dev/chainguard/static:latest".into(),
-                digest: Some(format!("sha256:{}", "ab".repeat(32))),
-                outdated: Some(true),
-                current_created: Some(1_700_000_000),
-            }),
-        }
     }
 }

@@ -26,8 +26,9 @@ use super::client::RegistryClient;
 use super::{ErrorClass, ImageMetadata, ResolveError, Resolver, Ttl};
 use crate::credentials::Login;
 use crate::glob::Glob;
+use crate::image_facts::VersionInfo;
 use crate::reference;
-use crate::versions::{Freshness, Overrides, Tag};
+use crate::versions::{Overrides, Tag};
 
 /// Tags asked for per page.
 pub const TAG_PAGE_SIZE: usize = 1000;
@@ -227,14 +228,6 @@ impl VersionSettings {
         (self.include.is_empty() || self.include.iter().any(|g| g.matches(repository)))
             && !self.exclude.iter().any(|g| g.matches(repository))
     }
-}
-
-/// What the version series say about one running tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionInfo {
-    pub freshness: Freshness,
-    /// When the newest release was built, from its config.
-    pub latest_created: Option<i64>,
 }
 
 impl Resolver {

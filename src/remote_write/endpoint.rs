@@ -21,7 +21,7 @@ use super::outcome::{Attempt, Failure, FailureClass, PushError};
 use super::refusal::{self, Refusal};
 use super::retry::{jitter, sleep_unless_superseded, Pause};
 use super::transport::{one_line, Transport, Wire, MAX_OTLP_RESPONSE, SAMPLES_WRITTEN};
-use super::Buffers;
+use crate::encode::{self, Buffers};
 use crate::series::Series;
 
 /// A receiver and how to talk to it.
@@ -76,7 +76,7 @@ impl Endpoint {
         loop {
             let wire = self.wire();
             let compressed = match wire {
-                Wire::Otlp => otlp::compress(&otlp::encode(
+                Wire::Otlp => encode::otlp::compress(&encode::otlp::encode(
                     batch,
                     timestamp_ms,
                     &self.config.resource_labels,

@@ -10,7 +10,7 @@ use super::endpoint::Endpoint;
 use super::metrics::Metrics;
 use super::outcome::{Attempt, Failure, FailureClass, PushError, PushReport, Settled};
 use super::refusal::MAX_ISOLATING_REQUESTS;
-use super::Buffers;
+use crate::encode::Buffers;
 use crate::series::{Series, Snapshot};
 
 /// What became of a push's batches so far.

@@ -124,36 +124,6 @@ fn a_builder_that_disagrees_with_the_table_is_caught() {
 }
 
 #[test]
-fn the_interner_keeps_one_copy_and_lets_unused_values_go() {
-    let mut interner = Interner::default();
-    let a = interner.intern("namespace-1");
-    let b = interner.intern("namespace-1");
-    assert!(Arc::ptr_eq(&a, &b));
-    let gone = interner.intern("pod-that-ends");
-    assert_eq!(interner.len(), 2);
-    drop(gone);
-    interner.prune();
-    assert_eq!(interner.len(), 1);
-    drop((a, b));
-    interner.prune();
-    assert!(interner.is_empty());
-}
-
-#[test]
-fn adopted_values_are_shared_not_kept() {
-    let mut interner = Interner::default();
-    let own = interner.intern("shop");
-    let theirs: Arc<str> = Arc::from("shop");
-    assert!(
-        Arc::ptr_eq(&interner.adopt(&theirs), &own),
-        "an equal value it has"
-    );
-    let image: Arc<str> = Arc::from("nginx:1");
-    assert!(Arc::ptr_eq(&interner.adopt(&image), &image));
-    assert_eq!(interner.len(), 1, "adopted values stay their owner's");
-}
-
-#[test]
 fn stale_markers_are_the_series_with_prometheus_stale_nan() {
     let labels = LabelSet::new(Family::SizeBytes, &common(&[]), values(&["d"]));
     let stale = Series::stale(labels.clone());

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use prometheus::{Encoder, TextEncoder};
 
 use super::connections::Metrics;
-use crate::exposition;
+use crate::encode::exposition;
 use crate::readiness::FIRST_SNAPSHOT;
 use crate::series::Snapshot;
 use crate::telemetry::Telemetry;

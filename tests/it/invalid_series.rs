@@ -6,8 +6,11 @@ use crate::support;
 
 use std::time::Duration;
 
-use container_image_pusher::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
-use container_image_pusher::remote_write::{compress, proto_v2};
+use container_image_pusher::encode::compress;
+use container_image_pusher::encode::remote_write_v1::proto::{
+    Label, Sample, TimeSeries, WriteRequest,
+};
+use container_image_pusher::encode::remote_write_v2::proto as proto_v2;
 use prost::Message;
 use support::peers::peer;
 use support::{Prometheus, QueryApi, VictoriaMetrics};

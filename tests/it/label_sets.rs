@@ -10,14 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use container_image_pusher::discovery::{Container, ImageId, Kind, Workload};
-use container_image_pusher::exposition;
-use container_image_pusher::inventory::Inventory;
-use container_image_pusher::pipeline::Metrics;
-use container_image_pusher::registry::{
+use container_image_pusher::encode::exposition;
+use container_image_pusher::encode::otlp::{self, SERVICE_NAME};
+use container_image_pusher::encode::remote_write_v1::{encode, proto};
+use container_image_pusher::encode::remote_write_v2::{encode as encode_v2, proto as proto_v2};
+use container_image_pusher::image_facts::{
     ErrorClass, ImageMetadata, Resolution, Resolutions, ResolveError,
 };
-use container_image_pusher::remote_write::otlp::{self, SERVICE_NAME};
-use container_image_pusher::remote_write::{encode, encode_v2, proto, proto_v2};
+use container_image_pusher::inventory::Inventory;
+use container_image_pusher::pipeline::Metrics;
 use container_image_pusher::series::{CommonLabels, Family, Snapshot, JOB_LABEL, NAME_LABEL};
 use container_image_pusher::server::{serve, Shared};
 use container_image_pusher::telemetry::Telemetry;
@@ -100,7 +101,7 @@ fn snapshot() -> Snapshot {
     let mut resolutions = Resolutions::from(resolutions);
     // Version answers: the image's, and an annotated container's own.
     let answer = |latest: &str, is_latest| {
-        Arc::new(container_image_pusher::registry::VersionInfo {
+        Arc::new(container_image_pusher::image_facts::VersionInfo {
             freshness: container_image_pusher::versions::Freshness {
                 current: "1".into(),
                 latest: latest.into(),
@@ -316,14 +317,14 @@ async fn every_sink_carries_the_same_label_sets() {
 }
 
 /// Facts of every supply-chain family: a signature, an outdated base.
-fn supply_chain() -> container_image_pusher::registry::SupplyChain {
-    use container_image_pusher::registry::base::BaseImage;
-    use container_image_pusher::registry::referrers::{ReferrerKind, Referrers};
+fn supply_chain() -> container_image_pusher::image_facts::supply_chain::SupplyChain {
+    use container_image_pusher::image_facts::supply_chain::BaseImage;
+    use container_image_pusher::image_facts::supply_chain::{ReferrerKind, Referrers};
     let signature = (
         ReferrerKind::Signature,
         "application/vnd.dev.sigstore.bundle.v0.3+json".to_owned(),
     );
-    container_image_pusher::registry::SupplyChain {
+    container_image_pusher::image_facts::supply_chain::SupplyChain {
         referrers: Some(Arc::new(Referrers {
             counts: BTreeMap::from([(signature, 1)]),
         })),

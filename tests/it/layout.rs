@@ -250,3 +250,112 @@ fn no_two_modules_of_one_folder_import_each_other() {
         "modules that import each other: {circles:#?}"
     );
 }
+
+/// The top-level modules of `src/`, each with the other top-level modules
+/// its production code names through `crate::`: a file `name.rs` or a
+/// folder `name/`, without `lib.rs`, `main.rs` and files of unit tests.
+fn top_level_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in fs::read_dir(&src).expect("read src/") {
+        let path = entry.expect("read a src/ entry").path();
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        let is_module = path.is_dir()
+            || (path.extension().is_some_and(|e| e == "rs")
+                && !is_test_file(&path)
+                && name != "lib"
+                && name != "main");
+        if is_module {
+            modules.insert(name, BTreeSet::new());
+        }
+    }
+    let names: BTreeSet<String> = modules.keys().cloned().collect();
+    for path in source_files().iter().filter(|p| !is_test_file(p)) {
+        let Some(top) = module_path(path).first().cloned() else {
+            continue;
+        };
+        let Some(imports) = modules.get_mut(&top) else {
+            continue;
+        };
+        let text = fs::read_to_string(path).expect("read a source file");
+        let production = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (at, _) in production.match_indices("crate::") {
+            let before = production[..at].chars().last();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let rest = &production[at + "crate::".len()..];
+            let group = match rest.strip_prefix('{') {
+                Some(group) => &group[..group.find('}').unwrap_or(group.len())],
+                None => rest,
+            };
+            for item in group.split(',') {
+                let item: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if names.contains(&item) && item != top {
+                    imports.insert(item);
+                }
+                if rest.starts_with('{') {
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    modules
+}
+
+/// The rows of the layout whiteboard: each module (its first column, a
+/// folder written `name/`) with the modules of its last column.
+fn whiteboard() -> BTreeMap<String, BTreeSet<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/layout.md");
+    let text = fs::read_to_string(&path).expect("read docs/layout.md");
+    let mut rows = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+        let (Some(first), Some(last)) = (cells.first(), cells.last()) else {
+            continue;
+        };
+        let module = first.trim().trim_matches('`').trim_end_matches('/');
+        let imports = last
+            .split(',')
+            .map(|m| m.trim().trim_matches('`').to_string())
+            .filter(|m| !m.is_empty() && m != "—")
+            .collect();
+        rows.insert(module.to_string(), imports);
+    }
+    rows
+}
+
+#[test]
+fn the_layout_whiteboard_lists_every_module_and_what_it_imports() {
+    let code = top_level_imports();
+    let board = whiteboard();
+    let missing: Vec<&String> = code.keys().filter(|m| !board.contains_key(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "modules of src/ without a row in docs/layout.md: {missing:?}"
+    );
+    let stale: Vec<&String> = board.keys().filter(|m| !code.contains_key(*m)).collect();
+    assert!(
+        stale.is_empty(),
+        "rows of docs/layout.md that are no module of src/: {stale:?}"
+    );
+    let mut unlisted = Vec::new();
+    for (module, imports) in &code {
+        for import in imports.difference(&board[module]) {
+            unlisted.push(format!("{module} imports {import}"));
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "imports docs/layout.md does not list: {unlisted:#?}"
+    );
+}

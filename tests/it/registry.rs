@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use container_image_pusher::image_facts::ErrorClass;
 use container_image_pusher::registry::Metrics;
-use container_image_pusher::registry::{ErrorClass, Platform, Resolver, ResolverConfig};
+use container_image_pusher::registry::{Platform, Resolver, ResolverConfig};
 use support::{
     push_attestation, push_image, push_index, wait_for_async, wait_until_async, Format, ImageSpec,
     IndexEntry, Registry,

@@ -13,10 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
+use container_image_pusher::image_facts::VersionInfo;
 use container_image_pusher::registry::Metrics;
-use container_image_pusher::registry::{
-    Platform, Resolver, ResolverConfig, VersionInfo, VersionSettings,
-};
+use container_image_pusher::registry::{Platform, Resolver, ResolverConfig, VersionSettings};
 use container_image_pusher::versions::{Behind, Overrides};
 use futures::StreamExt as _;
 use support::registry::{MANIFEST_ACCEPT, OCI_MANIFEST};

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
-use container_image_pusher::remote_write::proto::WriteRequest;
+use container_image_pusher::encode::remote_write_v1::proto::WriteRequest;
 
 use super::fixtures::{unreachable_image, write_manifest};
 use super::receiver::{is_v2, Receiver, Reply, SAMPLES_WRITTEN};

@@ -20,15 +20,15 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use container_image_pusher::remote_write::otlp::proto::collector::metrics::v1::{
+use container_image_pusher::encode::otlp::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use container_image_pusher::remote_write::otlp::proto::common::v1::{any_value, KeyValue};
-use container_image_pusher::remote_write::otlp::proto::metrics::v1::{
+use container_image_pusher::encode::otlp::proto::common::v1::{any_value, KeyValue};
+use container_image_pusher::encode::otlp::proto::metrics::v1::{
     metric, number_data_point, DataPointFlags,
 };
-use container_image_pusher::remote_write::otlp::proto::rpc::Status;
-use container_image_pusher::remote_write::otlp::SERVICE_NAME;
+use container_image_pusher::encode::otlp::proto::rpc::Status;
+use container_image_pusher::encode::otlp::SERVICE_NAME;
 use prost::Message;
 
 /// Largest decompressed body accepted: a gzip bomb must not take the test down.

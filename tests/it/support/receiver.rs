@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use container_image_pusher::remote_write::proto::WriteRequest;
-use container_image_pusher::remote_write::proto_v2;
+use container_image_pusher::encode::remote_write_v1::proto::WriteRequest;
+use container_image_pusher::encode::remote_write_v2::proto as proto_v2;
 use prost::Message;
 
 /// One scripted answer, of this receiver and of the OTLP one
@@ -328,7 +328,7 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> (WriteRequest, Vec<String>) {
 
 /// Decodes a 2.0 request into the 1.0 shape, checking the symbols table.
 fn from_v2(body: &[u8], violations: &mut Vec<String>) -> Result<WriteRequest, prost::DecodeError> {
-    use container_image_pusher::remote_write::proto::{Label, Sample, TimeSeries};
+    use container_image_pusher::encode::remote_write_v1::proto::{Label, Sample, TimeSeries};
     let request = proto_v2::Request::decode(body)?;
     if request.symbols.first().map(String::as_str) != Some("") {
         violations.push("2.0 symbols table does not start with \"\"".into());
