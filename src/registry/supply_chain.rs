@@ -217,7 +217,7 @@ impl Resolver {
         }
         let credential =
             credential.filter(|_| base.resolve_registry() == pinned.resolve_registry());
-        let now = match self.tag_digest(&base, credential).await {
+        let now = match self.tag_digest(&base, credential, false).await {
             Ok(now) => now,
             Err(e) => {
                 debug!(image = %pinned, base = declared.name, error = %e, "cannot resolve the base image");
