@@ -324,6 +324,18 @@ const TAG_CAPACITY: u64 = 200_000;
 /// found the metadata cached already (two tags of one digest) leave behind.
 const FETCHED_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
 
+/// What a lookup waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// Everything: digest, metadata, what is attached, the base, the verdicts.
+    All,
+    /// What the inventory needs (digest and metadata), plus the facts that
+    /// are cached already or were looked up before (a refresh): the first
+    /// snapshot of a cold start pushes that much at once, and the facts
+    /// looked up for the first time are left to a later one.
+    Known,
+}
+
 /// Resolves image references to metadata through a registry client and caches.
 pub struct Resolver {
     client: RegistryClient,
@@ -422,8 +434,22 @@ impl Resolver {
     /// tried — ends within `--registry-timeout`; what it fetched by then
     /// stays cached for the next try.
     pub async fn resolve(&self, image: &str, logins: &[&Login]) -> Resolution {
+        self.resolve_facts(image, logins, Facts::All).await.0
+    }
+
+    /// [`Resolver::resolve`], waiting only for `facts`; and whether facts
+    /// were left out (looked up for the first time: a later call with
+    /// [`Facts::All`] fills them in).
+    pub async fn resolve_facts(
+        &self,
+        image: &str,
+        logins: &[&Login],
+        facts: Facts,
+    ) -> (Resolution, bool) {
         let timeout = self.config.timeout;
-        let result = tokio::time::timeout(timeout, self.resolve_uncounted(image, logins))
+        let left_out = std::sync::atomic::AtomicBool::new(false);
+        let lookup = self.resolve_uncounted(image, logins, facts, &left_out);
+        let result = tokio::time::timeout(timeout, lookup)
             .await
             .unwrap_or_else(|_| {
                 Err(ResolveError::new(
@@ -437,10 +463,16 @@ impl Resolver {
                 .with_label_values(&[e.class.as_str()])
                 .inc();
         }
-        result
+        (result, left_out.into_inner())
     }
 
-    async fn resolve_uncounted(&self, image: &str, logins: &[&Login]) -> Resolution {
+    async fn resolve_uncounted(
+        &self,
+        image: &str,
+        logins: &[&Login],
+        facts: Facts,
+        left_out: &std::sync::atomic::AtomicBool,
+    ) -> Resolution {
         let reference = reference::parse(image)
             .map_err(|e| ResolveError::new(ErrorClass::InvalidReference, e.to_string()))?;
         let mut refused = None;
@@ -453,7 +485,10 @@ impl Resolver {
             );
         }
         for login in logins.iter().take(MAX_LOGINS_PER_IMAGE) {
-            match self.resolve_with(&reference, Some(login)).await {
+            match self
+                .resolve_with(&reference, Some(login), facts, left_out)
+                .await
+            {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
                     debug!(image, source = %login.source, error = %e, "login refused; trying the next");
                     refused = Some(e);
@@ -464,17 +499,33 @@ impl Resolver {
         match refused {
             // Every login was refused: the last refusal says why.
             Some(e) => Err(e),
-            None => self.resolve_with(&reference, None).await,
+            None => self.resolve_with(&reference, None, facts, left_out).await,
         }
     }
 
-    async fn resolve_with(&self, reference: &Reference, credential: Option<&Login>) -> Resolution {
+    async fn resolve_with(
+        &self,
+        reference: &Reference,
+        credential: Option<&Login>,
+        facts: Facts,
+        left_out: &std::sync::atomic::AtomicBool,
+    ) -> Resolution {
         let digest = match reference.digest() {
             Some(digest) => digest.to_owned(),
             None => self.tag_digest(reference, credential, true).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
         let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
+        if facts == Facts::Known {
+            if let Some(known) = self
+                .known_supply_chain(&pinned, &metadata, credential)
+                .await
+            {
+                return Ok(known);
+            }
+            left_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(metadata);
+        }
         Ok(self.with_supply_chain(&pinned, metadata, credential).await)
     }
 
