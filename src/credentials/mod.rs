@@ -324,7 +324,7 @@ mod tests {
             .iter()
             .map(|l| {
                 let users: Vec<&str> = l.logins.iter().map(|l| l.username.as_str()).collect();
-                (l.scope == Scope::NONE, l.image.as_str(), users)
+                (l.scope == Scope::NONE, &*l.image, users)
             })
             .collect();
         found.sort();
