@@ -216,7 +216,10 @@ async fn every_signed_image_verifies_once_in_the_cold_tick() {
     options.containers = 300;
     options.images = 40;
     options.interval = Duration::from_secs(2);
-    options.cache_duration = Duration::from_secs(6);
+    // Long enough that the tags resolved before the first push are still
+    // cached in the warm window, which starts after the first complete
+    // push (verification follows the first push).
+    options.cache_duration = Duration::from_secs(12);
     options.warm_ticks = 1;
     options.alternative = false;
     options.vmagent = false;
