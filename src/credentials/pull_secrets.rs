@@ -30,6 +30,9 @@ const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 
 type Key = (String, String);
 
+/// The pull secrets' names of each service account of one namespace.
+type AccountSecrets = HashMap<String, Arc<[String]>>;
+
 /// Why a docker config Secret gives no logins. Names the secret, never
 /// its content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +68,7 @@ pub struct PullSecrets {
     secrets: RwLock<HashMap<Key, Arc<Keyring>>>,
     /// Namespace → service account → its pull secrets' names: looked up
     /// per workload at every snapshot by `&str`, handed out shared.
-    accounts: RwLock<HashMap<String, HashMap<String, Arc<[String]>>>>,
+    accounts: RwLock<HashMap<String, AccountSecrets>>,
     static_keyring: Keyring,
     /// Missing secrets already warned about, so each is logged once.
     warned: Mutex<HashSet<Key>>,
