@@ -6,7 +6,7 @@
 //! references are resolved as they appear, off the tick path, so a tick
 //! over a warm cache asks no registry anything.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::credentials::{self, Credentials, Login, Lookup, Scope};
 use crate::discovery::files::FileLimits;
@@ -24,9 +24,9 @@ use crate::discovery::{
     ClusterSource, Container, FileSource, MetadataAllowlist, Selection, Source, WatchedCluster,
     Workload,
 };
-use crate::image_facts::{ErrorClass, Owner, Resolution, Resolutions, VersionInfo};
+use crate::image_facts::{Owner, Resolution, Resolutions, VersionInfo};
 use crate::inventory::Inventory;
-use crate::registry::{Resolver, ResolverConfig};
+use crate::registry::{Facts, Resolver, ResolverConfig};
 use crate::self_metrics;
 use crate::series::{CommonLabels, Snapshot};
 use crate::telemetry::Telemetry;
@@ -38,8 +38,9 @@ pub use metrics::Metrics;
 /// How long the first snapshot waits for the first lists of watches.
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How often the log sums up the images that still cannot be resolved.
-const FAILURE_SUMMARY_EVERY: Duration = Duration::from_secs(600);
+mod failures;
+
+use failures::FailureLog;
 
 /// What a [`Pipeline`] is built from.
 #[derive(Debug, Clone)]
@@ -93,7 +94,30 @@ pub struct Pipeline {
     metrics: Metrics,
     /// The labels of the health series, when they are pushed.
     self_metrics: Option<Arc<CommonLabels>>,
+    /// Whether snapshots still push without the facts never looked up.
+    filling: Filling,
 }
+
+/// The facts a cold start leaves out of its first pushes (what is attached
+/// to images, their bases, signature verdicts, version freshness): a
+/// long-running service pushes its first snapshot once the inventory's
+/// digests and metadata are known, and looks those facts up afterwards, in
+/// the background; until they are cached the snapshots go without them
+/// (no series, rather than a wrong one). A run with `--once` waits for all.
+enum Filling {
+    /// Every snapshot waits for every fact.
+    Off,
+    /// No snapshot has left anything out yet.
+    Cold,
+    /// The facts the first snapshot left out are being looked up.
+    Running(JoinHandle<()>),
+    /// Looked up: snapshots wait for every fact from now on.
+    Done,
+}
+
+/// One lookup's answer: its scope and image, the resolution, the version
+/// freshness, and whether facts were left out.
+type Resolved = (Scope, String, Resolution, Option<Arc<VersionInfo>>, bool);
 
 impl Pipeline {
     pub async fn new(
@@ -163,7 +187,48 @@ impl Pipeline {
             telemetry,
             metrics,
             self_metrics,
+            filling: Filling::Off,
         })
+    }
+
+    /// What the next snapshot waits for.
+    fn facts(&mut self) -> Facts {
+        if matches!(&self.filling, Filling::Running(task) if task.is_finished()) {
+            self.filling = Filling::Done;
+        }
+        match self.filling {
+            Filling::Cold | Filling::Running(_) => Facts::Known,
+            Filling::Off | Filling::Done => Facts::All,
+        }
+    }
+
+    /// After a snapshot that waited only for the known facts: looks up the
+    /// ones it left out, in the background, once.
+    fn fill_in(&mut self, lookups: Vec<Lookup>, resolved: &[Resolved]) {
+        if !matches!(self.filling, Filling::Cold) {
+            return;
+        }
+        let left_out: HashSet<(Scope, &str)> = resolved
+            .iter()
+            .filter(|r| r.4)
+            .map(|r| (r.0, r.1.as_str()))
+            .collect();
+        let lookups: Vec<Lookup> = lookups
+            .into_iter()
+            .filter(|l| left_out.contains(&(l.scope, &*l.image)))
+            .collect();
+        if lookups.is_empty() {
+            self.filling = Filling::Done;
+            return;
+        }
+        let (resolver, credentials) = (self.resolver.clone(), self.credentials.clone());
+        let concurrency = self.concurrency;
+        self.filling = Filling::Running(tokio::spawn(async move {
+            let (count, started) = (lookups.len(), Instant::now());
+            info!(count, "looking up what the first snapshot left out: attached artifacts, base images, signatures, versions");
+            resolve_all(&resolver, &credentials, lookups, concurrency, Facts::All).await;
+            info!(count, took = ?started.elapsed(), "looked up what the first snapshot left out; the next snapshot has it");
+        }));
     }
 
     /// Manifest documents and files the last snapshot had to leave out.
@@ -202,16 +267,24 @@ impl Pipeline {
         let lookups = self.credentials.lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
-        let (results, versions): (Vec<_>, Vec<_>) = resolve_all(
+        let facts = self.facts();
+        let later = (facts == Facts::Known).then(|| lookups.images.clone());
+        let resolved = resolve_all(
             &self.resolver,
             &self.credentials,
             lookups.images,
             self.concurrency,
+            facts,
         )
-        .await
-        .into_iter()
-        .map(|(scope, image, resolution, versions)| ((scope, image, resolution), versions))
-        .unzip();
+        .await;
+        let left_out = resolved.iter().filter(|r| r.4).count();
+        if let Some(lookups) = later {
+            self.fill_in(lookups, &resolved);
+        }
+        let (results, versions): (Vec<_>, Vec<_>) = resolved
+            .into_iter()
+            .map(|(scope, image, resolution, versions, _)| ((scope, image, resolution), versions))
+            .unzip();
         for note in self.failures.update(&results, Instant::now()) {
             note.log();
         }
@@ -247,6 +320,7 @@ impl Pipeline {
             containers = snapshot.containers,
             images = snapshot.images,
             unresolved,
+            left_out,
             series = snapshot.series.len(),
             took = ?started.elapsed(),
             "snapshot taken"
@@ -263,9 +337,16 @@ impl Pipeline {
         Ok(snapshot)
     }
 
-    /// With a watch-fed cluster: resolves references as they appear, so the
-    /// registry work is done before the tick that needs it.
-    pub fn spawn_prefetch(&self) -> Option<JoinHandle<()>> {
+    /// The long-running service's background work. Its first snapshots
+    /// push what the inventory needs once known and leave the facts looked
+    /// up for the first time to later ones ([`Filling`]). With a watch-fed
+    /// cluster, references are resolved as they appear, so the registry
+    /// work is done before the tick that needs it: digests and metadata of
+    /// a batch first, then its other facts.
+    pub fn spawn_prefetch(&mut self) -> Option<JoinHandle<()>> {
+        if matches!(self.filling, Filling::Off) {
+            self.filling = Filling::Cold;
+        }
         let Source::Watched(watched) = &self.source else {
             return None;
         };
@@ -277,14 +358,14 @@ impl Pipeline {
         let concurrency = self.concurrency;
         Some(tokio::spawn(async move {
             let mut changes = watched.changes();
-            let mut known: HashSet<(Scope, String)> = HashSet::new();
+            let mut known: HashSet<(Scope, Arc<str>)> = HashSet::new();
             while changes.changed().await.is_ok() {
                 // Events come in bursts (a rollout, the first list): take them together.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 changes.borrow_and_update();
                 let workloads = watched.snapshot();
                 let lookups = credentials.lookups(&workloads).images;
-                let current: HashSet<(Scope, String)> =
+                let current: HashSet<(Scope, Arc<str>)> =
                     lookups.iter().map(|l| (l.scope, l.image.clone())).collect();
                 let fresh: Vec<_> = lookups
                     .into_iter()
@@ -292,157 +373,14 @@ impl Pipeline {
                     .collect();
                 if !fresh.is_empty() {
                     let count = fresh.len();
-                    resolve_all(&resolver, &credentials, fresh, concurrency).await;
+                    let first = fresh.clone();
+                    resolve_all(&resolver, &credentials, first, concurrency, Facts::Known).await;
+                    resolve_all(&resolver, &credentials, fresh, concurrency, Facts::All).await;
                     tracing::debug!(count, "resolved new image references ahead of the tick");
                 }
                 known = current;
             }
         }))
-    }
-}
-
-/// What the log has said about images that cannot be resolved. Failures
-/// are cached and their metrics carry the rest, so a failure is logged
-/// when it starts, when its class changes and when it ends, and all are
-/// summed up every [`FAILURE_SUMMARY_EVERY`] while any lasts. Holds only
-/// the failing images of the last snapshot.
-#[derive(Default)]
-struct FailureLog {
-    /// Class of each failing image, by credential scope.
-    failing: HashMap<Scope, HashMap<String, ErrorClass>>,
-    /// When failures were last summed up, or began; `None` while none fail.
-    last_summary: Option<Instant>,
-}
-
-/// One thing [`FailureLog`] has to say.
-#[derive(Debug, PartialEq)]
-enum FailureNote<'a> {
-    Started {
-        image: &'a str,
-        class: ErrorClass,
-        message: &'a str,
-    },
-    Changed {
-        image: &'a str,
-        previous: ErrorClass,
-        class: ErrorClass,
-        message: &'a str,
-    },
-    Ended {
-        image: &'a str,
-        previous: ErrorClass,
-    },
-    Summary {
-        failing: usize,
-        /// `class=count` pairs, in class order.
-        by_class: String,
-    },
-}
-
-impl FailureLog {
-    /// Compares one snapshot's resolutions with the previous one's; images
-    /// no longer in the inventory are forgotten silently.
-    fn update<'r>(
-        &mut self,
-        results: &'r [(Scope, String, Resolution)],
-        now: Instant,
-    ) -> Vec<FailureNote<'r>> {
-        let mut notes = Vec::new();
-        let mut failing: HashMap<Scope, HashMap<String, ErrorClass>> = HashMap::new();
-        for (scope, image, resolution) in results {
-            let before = self
-                .failing
-                .get(scope)
-                .and_then(|images| images.get(image))
-                .copied();
-            match (resolution, before) {
-                (Ok(_), None) => {}
-                (Ok(_), Some(previous)) => notes.push(FailureNote::Ended { image, previous }),
-                (Err(e), before) => {
-                    match before {
-                        None => notes.push(FailureNote::Started {
-                            image,
-                            class: e.class,
-                            message: &e.message,
-                        }),
-                        Some(previous) if previous != e.class => notes.push(FailureNote::Changed {
-                            image,
-                            previous,
-                            class: e.class,
-                            message: &e.message,
-                        }),
-                        Some(_) => {}
-                    }
-                    failing
-                        .entry(*scope)
-                        .or_default()
-                        .insert(image.clone(), e.class);
-                }
-            }
-        }
-        self.failing = failing;
-        if self.failing.is_empty() {
-            self.last_summary = None;
-        } else {
-            let last = *self.last_summary.get_or_insert(now);
-            if now.saturating_duration_since(last) >= FAILURE_SUMMARY_EVERY {
-                notes.push(self.summary());
-                self.last_summary = Some(now);
-            }
-        }
-        notes
-    }
-
-    fn summary(&self) -> FailureNote<'static> {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for class in self.failing.values().flat_map(HashMap::values) {
-            *counts.entry(class.as_str()).or_default() += 1;
-        }
-        FailureNote::Summary {
-            failing: counts.values().sum(),
-            by_class: counts
-                .iter()
-                .map(|(class, n)| format!("{class}={n}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
-    }
-}
-
-impl FailureNote<'_> {
-    fn log(&self) {
-        match self {
-            FailureNote::Started {
-                image,
-                class,
-                message,
-            } => warn!(
-                image,
-                class = class.as_str(),
-                error = message,
-                "cannot resolve image; its containers get an empty digest (logged again when this changes)"
-            ),
-            FailureNote::Changed {
-                image,
-                previous,
-                class,
-                message,
-            } => warn!(
-                image,
-                class = class.as_str(),
-                previous = previous.as_str(),
-                error = message,
-                "image still cannot be resolved, for another reason"
-            ),
-            FailureNote::Ended { image, previous } => {
-                info!(image, previous = previous.as_str(), "image resolves again")
-            }
-            FailureNote::Summary { failing, by_class } => warn!(
-                failing,
-                by_class = by_class.as_str(),
-                "images still cannot be resolved (see container_image_resolve_error)"
-            ),
-        }
     }
 }
 
@@ -556,13 +494,15 @@ async fn overridden_versions<'w>(
 /// providers come after pull secrets. A lookup waits for a slot of its
 /// registry host (see [`LookupSlots`]) before it takes one of all. A
 /// resolved image's version freshness is looked up with the same logins
-/// (with `--versions`).
+/// (with `--versions`). With [`Facts::Known`], a lookup waits only for the
+/// facts that need no request made for the first time.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
     concurrency: LookupSlots,
-) -> Vec<(Scope, String, Resolution, Option<Arc<VersionInfo>>)> {
+    facts: Facts,
+) -> Vec<Resolved> {
     let slots = Arc::new(Semaphore::new(concurrency.total));
     let per_host = concurrency.per_host;
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
@@ -584,8 +524,14 @@ async fn resolve_all(
                     lookup.logins.push(login);
                 }
                 let logins: Vec<&Login> = lookup.logins.iter().collect();
-                let resolution = resolver.resolve(&lookup.image, &logins).await;
+                let (resolution, mut left_out) =
+                    resolver.resolve_facts(&lookup.image, &logins, facts).await;
                 let versions = match &resolution {
+                    Ok(_) if facts == Facts::Known => {
+                        let known = resolver.known_versions(&lookup.image, &logins).await;
+                        left_out |= known.is_none();
+                        known.flatten()
+                    }
                     Ok(metadata) => {
                         let none = Overrides::default();
                         // Boxed: a cold lookup nests a listing and a resolution.
@@ -595,7 +541,13 @@ async fn resolve_all(
                     }
                     Err(_) => None,
                 };
-                (lookup.scope, lookup.image, resolution, versions)
+                (
+                    lookup.scope,
+                    lookup.image.to_string(),
+                    resolution,
+                    versions,
+                    left_out,
+                )
             }
         })
         .collect();
@@ -617,140 +569,5 @@ mod tests {
         assert_eq!(slots(2, 1000.0), (2, 1));
         assert_eq!(slots(1, 0.1), (1, 1));
         assert_eq!(slots(0, 5.0), (1, 1));
-    }
-    use crate::image_facts::{ImageMetadata, ResolveError};
-
-    fn failed(scope: u64, image: &str, class: ErrorClass) -> (Scope, String, Resolution) {
-        let error = ResolveError {
-            class,
-            message: format!("{image} failed"),
-        };
-        (Scope::for_test(scope), image.to_owned(), Err(error))
-    }
-
-    fn resolved(scope: u64, image: &str) -> (Scope, String, Resolution) {
-        let metadata = ImageMetadata {
-            digest: "sha256:aa".into(),
-            size: 1,
-            created: None,
-            labels: Default::default(),
-            annotations: Default::default(),
-            dropped: Default::default(),
-            supply_chain: Default::default(),
-            platform_digests: Vec::new(),
-        };
-        (
-            Scope::for_test(scope),
-            image.to_owned(),
-            Ok(Arc::new(metadata)),
-        )
-    }
-
-    #[test]
-    fn a_failure_is_logged_when_it_starts_changes_and_ends() {
-        let mut log = FailureLog::default();
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
-        let first = [
-            failed(0, "gone:1", ErrorClass::NotFound),
-            resolved(0, "ok:1"),
-        ];
-        assert_eq!(
-            log.update(&first, at(0)),
-            [FailureNote::Started {
-                image: "gone:1",
-                class: ErrorClass::NotFound,
-                message: "gone:1 failed"
-            }]
-        );
-        for tick in 1..100 {
-            assert_eq!(log.update(&first, at(tick)), [], "tick {tick}");
-        }
-        let changed = [
-            failed(0, "gone:1", ErrorClass::Unauthorized),
-            resolved(0, "ok:1"),
-        ];
-        assert_eq!(
-            log.update(&changed, at(100)),
-            [FailureNote::Changed {
-                image: "gone:1",
-                previous: ErrorClass::NotFound,
-                class: ErrorClass::Unauthorized,
-                message: "gone:1 failed"
-            }]
-        );
-        let back = [resolved(0, "gone:1"), resolved(0, "ok:1")];
-        assert_eq!(
-            log.update(&back, at(101)),
-            [FailureNote::Ended {
-                image: "gone:1",
-                previous: ErrorClass::Unauthorized
-            }]
-        );
-        assert_eq!(log.update(&back, at(102)), []);
-    }
-
-    #[test]
-    fn failures_are_summed_up_while_they_last() {
-        let mut log = FailureLog::default();
-        let start = Instant::now();
-        let failing = [
-            failed(0, "a:1", ErrorClass::NotFound),
-            failed(0, "b:1", ErrorClass::NotFound),
-            failed(7, "a:1", ErrorClass::Unauthorized),
-        ];
-        assert_eq!(log.update(&failing, start).len(), 3);
-        let every = FAILURE_SUMMARY_EVERY;
-        assert_eq!(log.update(&failing, start + every / 2), []);
-        let summary = FailureNote::Summary {
-            failing: 3,
-            by_class: "not_found=2 unauthorized=1".into(),
-        };
-        assert_eq!(log.update(&failing, start + every), [summary]);
-        assert_eq!(log.update(&failing, start + every * 3 / 2), []);
-        assert_eq!(log.update(&failing, start + every * 2).len(), 1);
-        // Nothing failing: no summary, and the next failure starts afresh.
-        assert_eq!(log.update(&[], start + every * 5), []);
-        assert_eq!(log.update(&failing[..1], start + every * 6).len(), 1);
-        assert_eq!(log.update(&failing[..1], start + every * 6 + every / 2), []);
-    }
-
-    #[test]
-    fn images_that_left_the_inventory_are_forgotten() {
-        let mut log = FailureLog::default();
-        let now = Instant::now();
-        let images: Vec<_> = (0..1000)
-            .map(|i| failed(0, &format!("gone:{i}"), ErrorClass::NotFound))
-            .collect();
-        assert_eq!(log.update(&images, now).len(), 1000);
-        let one = [failed(0, "other:1", ErrorClass::NotFound)];
-        assert_eq!(log.update(&one, now).len(), 1);
-        assert_eq!(log.failing.values().map(HashMap::len).sum::<usize>(), 1);
-        // Back in the inventory, still failing: it starts again.
-        assert_eq!(log.update(&images[..1], now).len(), 1);
-    }
-
-    #[test]
-    fn each_credential_scope_is_its_own_failure() {
-        let mut log = FailureLog::default();
-        let now = Instant::now();
-        let both = [
-            failed(1, "private:1", ErrorClass::Unauthorized),
-            resolved(2, "private:1"),
-        ];
-        assert_eq!(log.update(&both, now).len(), 1);
-        assert_eq!(log.update(&both, now), []);
-        let swapped = [
-            resolved(1, "private:1"),
-            failed(2, "private:1", ErrorClass::Unauthorized),
-        ];
-        let notes = log.update(&swapped, now);
-        assert!(
-            matches!(
-                notes[..],
-                [FailureNote::Ended { .. }, FailureNote::Started { .. }]
-            ),
-            "{notes:?}"
-        );
     }
 }

@@ -55,6 +55,21 @@ pub(crate) async fn direct_phase(
     .await?;
     let first_push_seconds = started.elapsed().as_secs_f64();
     progress!(options, "  first push after {first_push_seconds:.1}s");
+    // Attachments, bases, verdicts and versions follow the first push:
+    // the cold tick ends with the first push that has them.
+    wait_log(
+        &mut child,
+        &mut log,
+        first_timeout,
+        "the first complete push",
+        PusherLog::pushed_complete,
+    )
+    .await?;
+    let complete_push_seconds = started.elapsed().as_secs_f64();
+    progress!(
+        options,
+        "  first complete push after {complete_push_seconds:.1}s"
+    );
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
     let cold_registry = env.registry.counts();
     // With --verify, the verifications of the cold tick: read now, before
@@ -112,9 +127,11 @@ pub(crate) async fn direct_phase(
     let bodies = tap.bodies_of_push(log.pushes.last().map_or(0, |p| p.series + p.stale));
     let distinct_series_per_push = distinct_series(&bodies);
 
-    // Every tag's digest expires within [start, first push] + cache: wait
-    // past that, then for two more ticks, the second of which started after it.
-    let expiry_at = started + Duration::from_secs_f64(first_push_seconds) + options.cache_duration;
+    // Every tag's digest expires within [start, first complete push] +
+    // cache: wait past that, then for two more ticks, the second of which
+    // started after it.
+    let expiry_at =
+        started + Duration::from_secs_f64(complete_push_seconds) + options.cache_duration;
     progress!(
         options,
         "  waiting {:.0}s for the tag cache to expire",
@@ -156,6 +173,7 @@ pub(crate) async fn direct_phase(
     let _ = child.terminate(Duration::from_secs(30)).await;
     let result = DirectResult {
         first_push_seconds,
+        complete_push_seconds,
         cold: window(&log, &zero, &cold_end),
         warm_window_overlapped_expiry: warm_end.at >= started + options.cache_duration,
         warm,

@@ -19,6 +19,10 @@ pub(crate) struct SnapshotLine {
     pub(crate) at: f64,
     pub(crate) took: f64,
     pub(crate) series: u64,
+    /// Lookups whose attachments, base, verdicts or versions this snapshot
+    /// left out, to be looked up after the first push (0 from pushers
+    /// that wait for everything).
+    pub(crate) left_out: u64,
 }
 
 pub(crate) struct PushLine {
@@ -30,6 +34,15 @@ pub(crate) struct PushLine {
 }
 
 impl PusherLog {
+    /// Whether a snapshot that left nothing out has been pushed: the first
+    /// complete push. Each tick pushes its snapshot once, in order.
+    pub(crate) fn pushed_complete(&self) -> bool {
+        self.snapshots
+            .iter()
+            .position(|s| s.left_out == 0)
+            .is_some_and(|i| self.pushes.len() > i)
+    }
+
     pub(crate) fn poll(&mut self, child: &ChildGuard) {
         let logs = child.logs();
         let Some(end) = logs.rfind('\n').map(|i| i + 1) else {
@@ -53,6 +66,7 @@ impl PusherLog {
                     at,
                     took: fields["took"].as_str().map_or(0.0, parse_debug_duration),
                     series: number("series"),
+                    left_out: number("left_out"),
                 }),
                 Some("pushed") => self.pushes.push(PushLine {
                     at,

@@ -98,6 +98,7 @@ pub fn median(values: &[f64]) -> f64 {
 pub struct Summary {
     pub runs: usize,
     pub first_push_seconds: f64,
+    pub complete_push_seconds: f64,
     pub cold_cpu_seconds: f64,
     pub warm_cpu_seconds_per_tick: f64,
     pub warm_snapshot_wall_seconds: f64,
@@ -179,6 +180,7 @@ impl Report {
         Summary {
             runs: self.runs.len(),
             first_push_seconds: m(&|r| r.direct.first_push_seconds),
+            complete_push_seconds: m(&|r| r.direct.complete_push_seconds),
             cold_cpu_seconds: m(&|r| r.direct.cold.cpu_seconds),
             warm_cpu_seconds_per_tick: m(&|r| r.direct.warm.cpu_seconds_per_tick),
             warm_snapshot_wall_seconds: m(&|r| r.direct.warm.snapshot_wall_seconds),
@@ -386,9 +388,14 @@ impl Report {
             rows.push([name.to_owned(), value, target]);
         };
         row(
-            "Time to first complete push",
+            "Time to the first push (digests and metadata)",
             secs(s.first_push_seconds),
-            format!("≤ 20 s: {}", verdict(s.first_push_seconds <= 20.0)),
+            String::new(),
+        );
+        row(
+            "Time to first complete push (attachments, bases, verdicts, versions too)",
+            secs(s.complete_push_seconds),
+            format!("≤ 20 s: {}", verdict(s.complete_push_seconds <= 20.0)),
         );
         row(
             "CPU until then (startup + cold tick)",

@@ -74,10 +74,14 @@ pub struct RunResult {
 /// Long-running pusher with a remote-write URL.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DirectResult {
-    /// Process start to the first `pushed` log line.
+    /// Process start to the first `pushed` log line: digests and
+    /// metadata, without what is looked up after the first push.
     pub first_push_seconds: f64,
-    /// Everything up to the end of the first push: startup, first list,
-    /// every image resolved, every label set encoded.
+    /// Process start to the push of the first snapshot that left nothing
+    /// out (the same push as the first with a pusher that waits for all).
+    pub complete_push_seconds: f64,
+    /// Everything up to the end of the first complete push: startup, first
+    /// list, every image resolved, every label set encoded.
     pub cold: Window,
     pub warm: Window,
     /// Ticks around the expiry of the tag cache: every tag is asked again.

@@ -130,10 +130,11 @@ pub struct Lookups {
 }
 
 /// One image to resolve in one scope.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Lookup {
     pub scope: Scope,
-    pub image: String,
+    /// Shared with the workloads' containers: no copy per snapshot.
+    pub image: Arc<str>,
     /// Pull secrets' and static logins, most specific first; the cloud
     /// login is asked for when the image is resolved ([`Credentials::cloud_login`]).
     pub logins: Vec<Login>,
@@ -188,7 +189,7 @@ impl Credentials {
     /// Every (scope, image) of the workloads, with the logins to try.
     pub fn lookups(&self, workloads: &[Arc<Workload>]) -> Lookups {
         let mut keyrings: HashMap<Scope, Keyring> = HashMap::new();
-        let mut by_scope: HashMap<Scope, HashMap<String, Vec<Login>>> = HashMap::new();
+        let mut by_scope: HashMap<Scope, HashMap<Arc<str>, Vec<Login>>> = HashMap::new();
         let mut workload_scopes = Vec::new();
         for (index, workload) in workloads.iter().enumerate() {
             let scope = self.pull_secrets.scope(workload);
@@ -203,7 +204,7 @@ impl Credentials {
             for container in &workload.containers {
                 if !images.contains_key(&*container.image) {
                     images.insert(
-                        container.image.to_string(),
+                        container.image.clone(),
                         pull_secrets::logins(keyring, &container.image),
                     );
                 }
@@ -322,7 +323,7 @@ mod tests {
             .iter()
             .map(|l| {
                 let users: Vec<&str> = l.logins.iter().map(|l| l.username.as_str()).collect();
-                (l.scope == Scope::NONE, l.image.as_str(), users)
+                (l.scope == Scope::NONE, &*l.image, users)
             })
             .collect();
         found.sort();

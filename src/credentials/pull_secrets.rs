@@ -29,6 +29,9 @@ const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
 
 type Key = (String, String);
 
+/// The pull secrets' names of each service account of one namespace.
+type AccountSecrets = HashMap<String, Arc<[String]>>;
+
 /// Why a docker config Secret gives no logins. Names the secret, never
 /// its content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +65,9 @@ pub struct PullSecrets {
     /// False with `--pull-secrets=false`: only the static config applies.
     enabled: bool,
     secrets: RwLock<HashMap<Key, Arc<Keyring>>>,
-    accounts: RwLock<HashMap<Key, Vec<String>>>,
+    /// Namespace → service account → its pull secrets' names: looked up
+    /// per workload at every snapshot by `&str`, handed out shared.
+    accounts: RwLock<HashMap<String, AccountSecrets>>,
     static_keyring: Keyring,
     /// Missing secrets already warned about, so each is logged once.
     warned: Mutex<HashSet<Key>>,
@@ -97,23 +102,19 @@ impl PullSecrets {
             return Scope::NONE;
         }
         let account_secrets = self.account_secrets(workload);
+        let account_secrets: &[String] = account_secrets.as_deref().unwrap_or_default();
         if workload.pull.secrets.is_empty() && account_secrets.is_empty() {
             return Scope::NONE;
         }
-        Scope::of(
-            &workload.namespace,
-            &workload.pull.secrets,
-            &account_secrets,
-        )
+        Scope::of(&workload.namespace, &workload.pull.secrets, account_secrets)
     }
 
     /// The pull secrets of the workload's service account.
-    fn account_secrets(&self, workload: &Workload) -> Vec<String> {
-        let key = (
-            workload.namespace.to_string(),
-            workload.pull.service_account.to_string(),
-        );
-        read(&self.accounts).get(&key).cloned().unwrap_or_default()
+    fn account_secrets(&self, workload: &Workload) -> Option<Arc<[String]>> {
+        read(&self.accounts)
+            .get(&*workload.namespace)?
+            .get(&*workload.pull.service_account)
+            .cloned()
     }
 
     pub fn enabled(&self) -> bool {
@@ -126,6 +127,7 @@ impl PullSecrets {
         if self.enabled {
             let namespace: &str = &workload.namespace;
             let account_secrets = self.account_secrets(workload);
+            let account_secrets: &[String] = account_secrets.as_deref().unwrap_or_default();
             let secrets = read(&self.secrets);
             let pod_secrets = workload.pull.secrets.iter().map(|name| &**name);
             for name in pod_secrets.chain(account_secrets.iter().map(String::as_str)) {
@@ -188,7 +190,10 @@ impl PullSecrets {
             .map(|r| r.name.clone())
             .filter(|n| !n.is_empty())
             .collect();
-        write(&self.accounts).insert((namespace, name), names);
+        write(&self.accounts)
+            .entry(namespace)
+            .or_default()
+            .insert(name, names);
     }
 
     /// Replaces everything with what manifest files hold (they are re-read
@@ -250,7 +255,13 @@ impl PullSecrets {
                 |store, a| store.put_account(a),
                 |store, a| {
                     if let (Some(ns), Some(name)) = (&a.metadata.namespace, &a.metadata.name) {
-                        write(&store.accounts).remove(&(ns.clone(), name.clone()));
+                        let mut accounts = write(&store.accounts);
+                        if let Some(in_namespace) = accounts.get_mut(ns) {
+                            in_namespace.remove(name);
+                            if in_namespace.is_empty() {
+                                accounts.remove(ns);
+                            }
+                        }
                     }
                 },
             );

@@ -51,12 +51,23 @@ struct Inner {
     metadata: MetadataAllowlist,
     /// The strings of the files' workloads, one copy each.
     strings: StringPool,
+    /// The admitted workloads of each file's content (by the address of
+    /// the content, which the entry holds): an unchanged file hands every
+    /// snapshot the same `Arc`s, so what later stages keep per workload
+    /// (credential scopes, series) is reused, not rebuilt.
+    admitted: Mutex<HashMap<usize, Admitted>>,
+}
+
+/// The workloads of one file's content that the selection admits.
+struct Admitted {
+    content: Arc<ManifestFile>,
+    workloads: Vec<Arc<Workload>>,
 }
 
 /// What one reading of the files found.
 #[derive(Debug, Default)]
 pub struct FileSnapshot {
-    pub workloads: Vec<Workload>,
+    pub workloads: Vec<Arc<Workload>>,
     /// Secrets and ServiceAccounts in the files play the cluster's part:
     /// the pipeline hands them to the credentials.
     pub pull_objects: PullObjects,
@@ -103,6 +114,7 @@ impl FileSource {
                 metrics,
                 metadata,
                 strings: StringPool::default(),
+                admitted: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -152,6 +164,7 @@ impl Inner {
             }
         }
         *self.lock_files() = seen;
+        let workloads = self.admitted(&contents);
         // Files gone or changed since the last snapshot: their strings are
         // let go with them.
         drop(known);
@@ -165,17 +178,42 @@ impl Inner {
             .iter()
             .flat_map(|(_, c)| c.accounts.iter().cloned())
             .collect();
-        let namespaces = &self.selection.namespaces;
-        let workloads: Vec<Workload> = contents
-            .iter()
-            .flat_map(|(_, c)| c.workloads.iter())
-            .filter(|w| namespaces.is_empty() || namespaces.iter().any(|n| **n == *w.namespace))
-            .filter_map(|w| self.selection.admit(w.clone()))
-            .collect();
         Ok(FileSnapshot {
             workloads,
             pull_objects: PullObjects { secrets, accounts },
         })
+    }
+
+    /// The admitted workloads of `contents`, the same `Arc`s as the last
+    /// snapshot's for contents it had.
+    fn admitted(&self, contents: &[(String, Arc<ManifestFile>)]) -> Vec<Arc<Workload>> {
+        let mut before =
+            std::mem::take(&mut *self.admitted.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut now = HashMap::with_capacity(contents.len());
+        let mut workloads = Vec::new();
+        let namespaces = &self.selection.namespaces;
+        for (_, content) in contents {
+            let key = Arc::as_ptr(content) as usize;
+            let entry = match before.remove(&key) {
+                Some(entry) if Arc::ptr_eq(&entry.content, content) => entry,
+                _ => Admitted {
+                    content: content.clone(),
+                    workloads: content
+                        .workloads
+                        .iter()
+                        .filter(|w| {
+                            namespaces.is_empty() || namespaces.iter().any(|n| **n == *w.namespace)
+                        })
+                        .filter_map(|w| self.selection.admit(w.clone()))
+                        .map(Arc::new)
+                        .collect(),
+                },
+            };
+            workloads.extend(entry.workloads.iter().cloned());
+            now.insert(key, entry);
+        }
+        *self.admitted.lock().unwrap_or_else(PoisonError::into_inner) = now;
+        workloads
     }
 
     fn lock_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FileState>> {

@@ -327,11 +327,16 @@ async fn files_and_kinds_share_strings_and_let_go_of_those_of_files_gone() {
         &b.containers[0].jsonpath
     ));
     let held = files.inner.strings.len();
+    let a = a.clone();
     drop(first);
 
     std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
     let second = files.snapshot().await.unwrap().workloads;
     assert_eq!(second.len(), 1);
+    assert!(
+        Arc::ptr_eq(&a, &second[0]),
+        "an unchanged file's workload is the same Arc in every snapshot"
+    );
     assert_eq!(
         files.inner.strings.len(),
         held - 2,

@@ -306,7 +306,10 @@ impl Source {
     /// trusted (for example the API server is down during a `--once` list).
     pub async fn snapshot(&self) -> Result<Discovered, DiscoveryError> {
         let (mut workloads, pull_objects) = match self {
-            Source::Cluster(cluster) => (cluster.snapshot().await?, None),
+            Source::Cluster(cluster) => {
+                let listed = cluster.snapshot().await?;
+                (listed.into_iter().map(Arc::new).collect::<Vec<_>>(), None)
+            }
             // Already one per object, sorted, and sharing unchanged Arcs.
             Source::Watched(watched) => {
                 return Ok(Discovered {
@@ -326,7 +329,7 @@ impl Source {
         workloads
             .dedup_by(|a, b| a.kind == b.kind && a.namespace == b.namespace && a.name == b.name);
         Ok(Discovered {
-            workloads: workloads.into_iter().map(Arc::new).collect(),
+            workloads,
             pull_objects,
         })
     }

@@ -1,5 +1,5 @@
-//! The three reads of the OCI distribution API the pusher makes — HEAD of a
-//! manifest, GET of a manifest, GET of a blob — with the registry's auth
+//! The reads of the OCI distribution API the pusher makes — HEAD of a
+//! manifest, GET of a manifest (by tag or digest), GET of a blob, listings — with the registry's auth
 //! challenge answered (Basic, or a Bearer token from its token server).
 //!
 //! References are oci-client's, but the requests are ours: oci-client hides
@@ -146,6 +146,41 @@ impl RegistryClient {
         let response = self.send(&request).await?;
         let body = read(&request, response).await?;
         Ok(format!("sha256:{}", hex(&sha2::Sha256::digest(&body))))
+    }
+
+    /// The digest a tag points at now and the manifest (or index) it names,
+    /// from one GET: what a cold lookup needs, in one request instead of a
+    /// HEAD and a GET by digest. The digest is the registry's
+    /// `Docker-Content-Digest` when the body hashes to it (a registry that
+    /// names another digest than it sends is refused), or the body's own
+    /// sha256 when it names none.
+    pub(crate) async fn manifest_by_tag(
+        &self,
+        reference: &Reference,
+        credential: Option<&Login>,
+    ) -> Result<(String, Bytes), ResolveError> {
+        let tag = reference.tag().unwrap_or("latest");
+        let request = Request {
+            method: Method::GET,
+            reference,
+            path: format!("manifests/{tag}"),
+            accept: Some(ACCEPT_MANIFESTS),
+            credential,
+        };
+        let response = self.send(&request).await?;
+        let named = response
+            .headers()
+            .get("docker-content-digest")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let body = read(&request, response).await?;
+        let digest = match named {
+            Some(named) => {
+                verify(&body, &named).map_err(|e| request.fail(ErrorClass::BadFormat, e))?;
+                named
+            }
+            None => format!("sha256:{}", hex(&sha2::Sha256::digest(&body))),
+        };
+        Ok((digest, body))
     }
 
     /// The manifest (or index) or the blob (an image config) that `digest`

@@ -5,6 +5,9 @@
 //! request):
 //! - reference → digest, for tags only, trusted for `--cache-duration` and
 //!   then refreshed with one HEAD request. Digest-pinned references skip it.
+//!   A tag never resolved before is read with one GET instead, which gives
+//!   its digest and its manifest at once, so a cold lookup does not ask
+//!   for the manifest twice (HEAD by tag, then GET by digest).
 //! - digest → metadata. Content-addressed, so it never goes stale; an entry
 //!   stays while snapshots keep reading it, and the cache is bounded.
 //!
@@ -95,6 +98,22 @@ const METADATA_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// 100 MB when full; the [`ImageLimits`] bound the rest.
 const METADATA_CAPACITY: u64 = 50_000;
 const TAG_CAPACITY: u64 = 200_000;
+/// Manifests read by tag and not yet made into metadata: consumed at once
+/// by the lookup that read them, so this only bounds what lookups that
+/// found the metadata cached already (two tags of one digest) leave behind.
+const FETCHED_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What a lookup waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// Everything: digest, metadata, what is attached, the base, the verdicts.
+    All,
+    /// What the inventory needs (digest and metadata), plus the facts that
+    /// are cached already or were looked up before (a refresh): the first
+    /// snapshot of a cold start pushes that much at once, and the facts
+    /// looked up for the first time are left to a later one.
+    Known,
+}
 
 /// Resolves image references to metadata through a registry client and caches.
 pub struct Resolver {
@@ -103,6 +122,12 @@ pub struct Resolver {
     /// (reference, login id) → digest: a result obtained with one
     /// object's login is never reported for another's.
     tags: Cache<(String, u64), Result<String, ResolveError>>,
+    /// Hashes of the (reference, login id)s whose tag resolved before:
+    /// when their entry in `tags` expires, a HEAD says whether they moved.
+    known_tags: moka::sync::Cache<u64, ()>,
+    /// Manifests read by tag, by (pinned reference, login id), until the
+    /// metadata lookup of the same digest takes them.
+    fetched: moka::sync::Cache<(String, u64), bytes::Bytes>,
     metadata: Cache<(String, u64), Resolution>,
     supply_chain: supply_chain::SupplyChainCaches,
     tag_lists: Arc<tags::TagLists>,
@@ -157,10 +182,21 @@ impl Resolver {
             signatures::SignatureVerifier::new(config.verify.clone(), &metrics),
             tag_lists.clone(),
         );
+        let fetched = moka::sync::Cache::builder()
+            .max_capacity(FETCHED_MANIFEST_BYTES)
+            .weigher(|_, body: &bytes::Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
+            .time_to_live(config.timeout.saturating_mul(2))
+            .build();
+        let known_tags = moka::sync::Cache::builder()
+            .max_capacity(TAG_CAPACITY)
+            .time_to_idle(METADATA_IDLE)
+            .build();
         Ok(Resolver {
             client,
             config,
             tags,
+            known_tags,
+            fetched,
             metadata,
             supply_chain,
             tag_lists,
@@ -177,8 +213,22 @@ impl Resolver {
     /// tried — ends within `--registry-timeout`; what it fetched by then
     /// stays cached for the next try.
     pub async fn resolve(&self, image: &str, logins: &[&Login]) -> Resolution {
+        self.resolve_facts(image, logins, Facts::All).await.0
+    }
+
+    /// [`Resolver::resolve`], waiting only for `facts`; and whether facts
+    /// were left out (looked up for the first time: a later call with
+    /// [`Facts::All`] fills them in).
+    pub async fn resolve_facts(
+        &self,
+        image: &str,
+        logins: &[&Login],
+        facts: Facts,
+    ) -> (Resolution, bool) {
         let timeout = self.config.timeout;
-        let result = tokio::time::timeout(timeout, self.resolve_uncounted(image, logins))
+        let left_out = std::sync::atomic::AtomicBool::new(false);
+        let lookup = self.resolve_uncounted(image, logins, facts, &left_out);
+        let result = tokio::time::timeout(timeout, lookup)
             .await
             .unwrap_or_else(|_| {
                 Err(ResolveError::new(
@@ -192,10 +242,16 @@ impl Resolver {
                 .with_label_values(&[e.class.as_str()])
                 .inc();
         }
-        result
+        (result, left_out.into_inner())
     }
 
-    async fn resolve_uncounted(&self, image: &str, logins: &[&Login]) -> Resolution {
+    async fn resolve_uncounted(
+        &self,
+        image: &str,
+        logins: &[&Login],
+        facts: Facts,
+        left_out: &std::sync::atomic::AtomicBool,
+    ) -> Resolution {
         let reference = reference::parse(image)
             .map_err(|e| ResolveError::new(ErrorClass::InvalidReference, e.to_string()))?;
         let mut refused = None;
@@ -208,7 +264,10 @@ impl Resolver {
             );
         }
         for login in logins.iter().take(MAX_LOGINS_PER_IMAGE) {
-            match self.resolve_with(&reference, Some(login)).await {
+            match self
+                .resolve_with(&reference, Some(login), facts, left_out)
+                .await
+            {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
                     debug!(image, source = %login.source, error = %e, "login refused; trying the next");
                     refused = Some(e);
@@ -219,17 +278,33 @@ impl Resolver {
         match refused {
             // Every login was refused: the last refusal says why.
             Some(e) => Err(e),
-            None => self.resolve_with(&reference, None).await,
+            None => self.resolve_with(&reference, None, facts, left_out).await,
         }
     }
 
-    async fn resolve_with(&self, reference: &Reference, credential: Option<&Login>) -> Resolution {
+    async fn resolve_with(
+        &self,
+        reference: &Reference,
+        credential: Option<&Login>,
+        facts: Facts,
+        left_out: &std::sync::atomic::AtomicBool,
+    ) -> Resolution {
         let digest = match reference.digest() {
             Some(digest) => digest.to_owned(),
-            None => self.tag_digest(reference, credential).await?,
+            None => self.tag_digest(reference, credential, true).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
         let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
+        if facts == Facts::Known {
+            if let Some(known) = self
+                .known_supply_chain(&pinned, &metadata, credential)
+                .await
+            {
+                return Ok(known);
+            }
+            left_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(metadata);
+        }
         Ok(self.with_supply_chain(&pinned, metadata, credential).await)
     }
 
@@ -262,19 +337,34 @@ impl Resolver {
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.
+    /// A tag never resolved before, when its manifest is `wanted` next, is
+    /// read with one GET instead, and the manifest kept for
+    /// [`Resolver::fetch_metadata`].
     async fn tag_digest(
         &self,
         reference: &Reference,
         credential: Option<&Login>,
+        wanted: bool,
     ) -> Result<String, ResolveError> {
-        let key = (reference.whole(), credential.map_or(0, Login::id));
+        let login = credential.map_or(0, Login::id);
+        let key = (reference.whole(), login);
+        let known = known_tag(&key);
+        let cold = wanted && !self.known_tags.contains_key(&known);
         let entry = self
             .tags
             .entry(key)
             .or_insert_with(async {
-                debug!(reference = %reference, "resolving tag");
-                let head = self.client.manifest_digest(reference, credential);
-                match tokio::time::timeout(self.config.timeout, head).await {
+                debug!(reference = %reference, cold, "resolving tag");
+                let read = async {
+                    if !cold {
+                        return self.client.manifest_digest(reference, credential).await;
+                    }
+                    let (digest, body) = self.client.manifest_by_tag(reference, credential).await?;
+                    let pinned = reference::with_digest(reference, &digest);
+                    self.fetched.insert((pinned.whole(), login), body);
+                    Ok(digest)
+                };
+                match tokio::time::timeout(self.config.timeout, read).await {
                     Ok(result) => result,
                     Err(_) => Err(ResolveError::new(
                         ErrorClass::Timeout,
@@ -287,7 +377,11 @@ impl Resolver {
             })
             .await;
         self.count_lookup("reference", entry.is_fresh());
-        entry.into_value()
+        let digest = entry.into_value();
+        if digest.is_ok() {
+            self.known_tags.insert(known, ());
+        }
+        digest
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
@@ -306,10 +400,17 @@ impl Resolver {
         digest: &str,
         credential: Option<&Login>,
     ) -> Result<ImageMetadata, ResolveError> {
-        let body = self
-            .client
-            .fetch(pinned, Content::Manifest, digest, credential)
-            .await?;
+        let read_by_tag = self
+            .fetched
+            .remove(&(pinned.whole(), credential.map_or(0, Login::id)));
+        let body = match read_by_tag {
+            Some(body) => body,
+            None => {
+                self.client
+                    .fetch(pinned, Content::Manifest, digest, credential)
+                    .await?
+            }
+        };
         let mut annotations = BTreeMap::new();
         let mut supply_chain = SupplyChain::default();
         let mut platform_digests = Vec::new();
@@ -391,6 +492,13 @@ impl Resolver {
         metadata.platform_digests = platform_digests;
         Ok(metadata)
     }
+}
+
+/// The key of [`Resolver::known_tags`]: a hash, as a collision costs only a
+/// HEAD and a GET where one GET would do.
+fn known_tag(key: &(String, u64)) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
 }
 
 fn bad_format(reference: &Reference, message: impl std::fmt::Display) -> ResolveError {

@@ -178,6 +178,29 @@ impl Resolver {
             .metadata
     }
 
+    /// What [`Resolver::with_supply_chain`] would hand out without a
+    /// request: the metadata when it has no facts to look up, or the facts
+    /// cached now. `None` otherwise: the metadata goes out without them,
+    /// marked as composed so what its limits dropped is counted once, when
+    /// the series built from it are.
+    pub(super) async fn known_supply_chain(
+        &self,
+        pinned: &Reference,
+        metadata: &Arc<ImageMetadata>,
+        credential: Option<&Login>,
+    ) -> Option<Arc<ImageMetadata>> {
+        let caches = &self.supply_chain;
+        if caches.lookup.is_none() && base::declared(&metadata.annotations).is_none() {
+            return Some(metadata.clone());
+        }
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
+        if let Some(composed) = caches.composed.get(&key).await {
+            return Some(composed.metadata);
+        }
+        caches.seen.insert(key, ()).await;
+        None
+    }
+
     /// Whether the base's tag now points elsewhere than the digest the image
     /// was built on, from the shared tag cache, and if so when the image it
     /// points at now was created. The image's login is used only for a base
@@ -200,7 +223,7 @@ impl Resolver {
         }
         let credential =
             credential.filter(|_| base.resolve_registry() == pinned.resolve_registry());
-        let now = match self.tag_digest(&base, credential).await {
+        let now = match self.tag_digest(&base, credential, false).await {
             Ok(now) => now,
             Err(e) => {
                 debug!(image = %pinned, base = declared.name, error = %e, "cannot resolve the base image");

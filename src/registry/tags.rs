@@ -266,6 +266,25 @@ impl Resolver {
             .await
     }
 
+    /// [`Resolver::versions`] without a request: `Some` when versions are
+    /// off or the answer is cached, `None` when it has to be looked up.
+    pub async fn known_versions(
+        &self,
+        image: &str,
+        logins: &[&Login],
+    ) -> Option<Option<Arc<VersionInfo>>> {
+        if self.config.versions.is_none() {
+            return Some(None);
+        }
+        let key = (
+            image.to_owned(),
+            String::new(),
+            logins.first().map_or(0, |l| l.id()),
+            Overrides::default().describe(),
+        );
+        self.tag_lists.answers.get(&key).await
+    }
+
     async fn versions_uncached(
         &self,
         image: &str,

@@ -96,7 +96,7 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         "container_image_pusher_bytes_sent_total{endpoint=",
         "container_image_pusher_last_success_timestamp_seconds{endpoint=",
         "container_image_pusher_resolve_failures_total{class=\"unavailable\"}",
-        "container_image_pusher_registry_requests_total{code=\"transport\",host=\"127.0.0.1:1\",method=\"HEAD\"}",
+        "container_image_pusher_registry_requests_total{code=\"transport\",host=\"127.0.0.1:1\",method=\"GET\"}",
         "container_image_pusher_cache_lookups_total{cache=\"reference\",result=\"hit\"}",
     ] {
         assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");

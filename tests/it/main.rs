@@ -13,6 +13,7 @@ mod cluster_service;
 mod dashboards;
 mod deploy;
 mod e2e;
+mod first_push;
 mod fuzz_regressions;
 mod hostile_inputs;
 mod hostile_inputs_two;

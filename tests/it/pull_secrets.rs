@@ -435,10 +435,11 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
             .sum()
     };
     // The first fetch, however slow the machine (a fixed 800 ms was not
-    // always enough on a loaded one).
+    // always enough on a loaded one): the manifest by tag (after the 401
+    // that tells how the host wants the login) and the config.
     let before = pusher
         .metrics_when(Duration::from_secs(20), "the image fetched", |text| {
-            requests(text, "GET") >= 2.0
+            requests(text, "GET") >= 3.0
         })
         .await;
     // Two more HEADs: the tag checked again in two later cache periods.
@@ -451,12 +452,17 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
     let two_heads = checking.elapsed();
     assert_eq!(
         requests(&before, "GET"),
-        2.0,
+        3.0,
         "manifest and config, once:\n{before}"
     );
     assert_eq!(
+        requests(&before, "HEAD"),
+        0.0,
+        "no HEAD when cold:\n{before}"
+    );
+    assert_eq!(
         requests(&after, "GET"),
-        2.0,
+        3.0,
         "no GET for an unchanged tag:\n{after}"
     );
     assert!(

@@ -1,0 +1,168 @@
+//! A cold start against Debian's `docker-registry`: what the first
+//! snapshot asks the registry (requests counted from its access log) and
+//! what the first push carries, ordered by events, never by time.
+
+use crate::support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::fixtures::{pod_manifest, write_manifest};
+use support::pusher::Pusher;
+use support::receiver::{Received, Receiver};
+use support::registry::attach_with_tag_schema;
+use support::{push_image, wait_until, Attachment, ImageSpec, Registry};
+
+/// Requests in the registry's access log with this method whose URI
+/// starts with `prefix`.
+fn count(registry: &Registry, method: &str, prefix: &str) -> usize {
+    registry
+        .logs()
+        .lines()
+        .filter(|line| line.contains(&format!("http.request.method={method} ")))
+        .filter_map(|line| line.split(" http.request.uri=").nth(1)?.split(' ').next())
+        .filter(|uri| uri.trim_matches('"').starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn a_cold_snapshot_reads_each_tag_with_one_get_and_no_head() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let mut documents = Vec::new();
+    for i in 0..4 {
+        let spec = ImageSpec::oci("linux", "amd64").label("n", &i.to_string());
+        push_image(&registry, &format!("apps/a{i}"), Some("1"), &spec).await;
+        documents.push(pod_manifest(
+            &format!("p{i}"),
+            &format!("{host}/apps/a{i}:1"),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = write_manifest(dir.path(), "pods.yaml", &documents);
+    let before = registry.logs().lines().count();
+    let output = support::pusher::run_once(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--once",
+            "--insecure-registry",
+            &host,
+            "--referrers=false",
+            "--versions=false",
+            "--dry-run",
+        ],
+        None,
+    )
+    .await
+    .assert_success();
+    assert!(
+        output.stdout.contains(r#"container_image_label{"#),
+        "{}",
+        output.stdout
+    );
+    assert!(before > 0, "the pushes were logged");
+    for i in 0..4 {
+        let repository = format!("/v2/apps/a{i}/");
+        let by_tag = format!("/v2/apps/a{i}/manifests/1");
+        let logs = registry.logs();
+        assert_eq!(count(&registry, "GET", &by_tag), 1, "{logs}");
+        assert_eq!(
+            count(&registry, "HEAD", &format!("{repository}manifests/")),
+            0,
+            "no HEAD on a cold start: {logs}"
+        );
+        assert_eq!(
+            count(&registry, "GET", &format!("{repository}manifests/")),
+            1,
+            "the manifest is not fetched again by digest: {logs}"
+        );
+        assert_eq!(
+            count(&registry, "GET", &format!("{repository}blobs/")),
+            1,
+            "the config"
+        );
+    }
+}
+
+/// Whether a push holds a series of `family`.
+fn holds(push: &Received, family: &str) -> bool {
+    push.series()
+        .iter()
+        .any(|(labels, _)| labels.iter().any(|(n, v)| n == "__name__" && v == family))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
+    let registry = Registry::start().await;
+    let host = registry.host();
+    let spec = ImageSpec::oci("linux", "amd64").created("2024-01-01T00:00:00Z");
+    let running = push_image(&registry, "apps/app", Some("1.0.0"), &spec).await;
+    let newer = ImageSpec::oci("linux", "amd64").created("2024-06-01T00:00:00Z");
+    push_image(&registry, "apps/app", Some("1.1.0"), &newer).await;
+    let sbom = Attachment {
+        artifact_type: Some("application/spdx+json"),
+        layer_media_type: "application/spdx+json",
+        layer_annotations: json!({}),
+    };
+    attach_with_tag_schema(&registry, "apps/app", &running, &[sbom]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let image = format!("{host}/apps/app:1.0.0");
+    let manifests = write_manifest(dir.path(), "pods.yaml", &[pod_manifest("p", &image)]);
+    let receiver = Receiver::start().await;
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--interval",
+            "300ms",
+            "--remote-write-url",
+            &receiver.url(),
+        ],
+        &[],
+    )
+    .await;
+    let filled_in = wait_until(Duration::from_secs(30), || {
+        receiver.received().iter().any(|p| {
+            holds(p, "container_image_referrer") && holds(p, "container_image_versions_behind")
+        })
+    })
+    .await;
+    let pushes = receiver.received();
+    assert!(
+        filled_in,
+        "attachments and versions never pushed; {} pushes\n{}",
+        pushes.len(),
+        pusher.child.logs()
+    );
+    let first = &pushes[0];
+    assert!(
+        first.series().iter().any(|(labels, _)| labels
+            .iter()
+            .any(|(n, v)| n == "digest" && *v == running.digest)),
+        "the first push has the digest: {:?}",
+        first.series()
+    );
+    assert!(holds(first, "container_image_created"), "and the metadata");
+    for later in [
+        "container_image_referrer",
+        "container_image_versions_behind",
+        "container_image_is_latest_version",
+    ] {
+        assert!(
+            !holds(first, later),
+            "the first push waited for {later}: {:?}",
+            first.series()
+        );
+    }
+    assert!(
+        pusher
+            .child
+            .logs()
+            .contains("looking up what the first snapshot left out"),
+        "the pusher says what it left out:\n{}",
+        pusher.child.logs()
+    );
+}
