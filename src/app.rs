@@ -43,6 +43,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         .names()
         .map(str::to_owned)
         .collect();
+    let disk_cache = settings.pipeline.resolver.disk_cache.clone();
     let mut pipeline = Pipeline::new(settings.pipeline, telemetry.clone()).await?;
     let dry_run = settings.dry_run;
     let endpoints = if dry_run {
@@ -55,7 +56,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
-        return run_once(&mut pipeline, &endpoints, dry_run, &telemetry).await;
+        let status = run_once(&mut pipeline, &endpoints, dry_run, &telemetry).await;
+        if let Some(disk_cache) = &disk_cache {
+            disk_cache.save().await;
+        }
+        return status;
     }
 
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
@@ -98,6 +103,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 shared.publish(snapshot.clone());
+                if let Some(disk_cache) = &disk_cache {
+                    disk_cache.save_after_snapshot();
+                }
                 if dry_run {
                     print_snapshot(&snapshot);
                 }
@@ -120,6 +128,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     futures::future::join_all(senders.into_iter().map(|s| s.shutdown(SHUTDOWN_GRACE))).await;
     if let Some(leader) = leader {
         leader.release().await;
+    }
+    if let Some(disk_cache) = &disk_cache {
+        disk_cache.save().await;
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)

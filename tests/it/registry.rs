@@ -49,6 +49,7 @@ fn resolver_for(
         image_filter: Default::default(),
         verify: Default::default(),
         versions: None,
+        disk_cache: None,
     };
     (
         Resolver::new(config, telemetry.clone()).expect("the registry HTTP client builds"),

@@ -43,6 +43,7 @@ fn new_resolver(insecure: &[&str]) -> (Resolver, Arc<Telemetry>) {
             include: Vec::new(),
             exclude: Vec::new(),
         }),
+        disk_cache: None,
     };
     let resolver = Resolver::new(config, telemetry.clone()).expect("the HTTP client builds");
     (resolver, telemetry)
