@@ -12,6 +12,7 @@ mod cloud_credentials;
 mod cluster_service;
 mod dashboards;
 mod deploy;
+mod disk_cache;
 mod e2e;
 mod fuzz_regressions;
 mod hostile_inputs;
