@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::exposition;
 use crate::leader::{LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
+use crate::registry::disk_cache::DiskCache;
 use crate::remote_write::{Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::series::Snapshot;
@@ -57,9 +58,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     if settings.once {
         let status = run_once(&mut pipeline, &endpoints, dry_run, &telemetry).await;
-        if let Some(disk_cache) = &disk_cache {
-            disk_cache.save().await;
-        }
+        save(&disk_cache).await;
         return status;
     }
 
@@ -129,11 +128,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     if let Some(leader) = leader {
         leader.release().await;
     }
-    if let Some(disk_cache) = &disk_cache {
-        disk_cache.save().await;
-    }
+    save(&disk_cache).await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the on-disk cache (`--cache-dir`) before the process ends.
+async fn save(disk_cache: &Option<Arc<DiskCache>>) {
+    if let Some(disk_cache) = disk_cache {
+        disk_cache.save().await;
+    }
 }
 
 /// The leader election, when configured and in a cluster; without it this

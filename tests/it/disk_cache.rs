@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::{json, Value};
+
 use crate::support::fixtures::{pod_manifest, write_manifest};
+use crate::support::manifests::{helm_template, kustomize, repo};
 use crate::support::pusher::{run_once, RunOutput};
 use crate::support::registry::{push_image, push_index, Format, ImageSpec, IndexEntry, Registry};
 
@@ -209,4 +212,95 @@ async fn a_corrupted_truncated_or_oversized_file_is_refused_and_costs_a_cold_sta
             rewritten.stderr
         );
     }
+}
+
+/// The pusher container and the pod's volumes of the one pod template in
+/// `docs` (a Deployment or a CronJob).
+fn pod(docs: &[Value]) -> (Value, Value) {
+    let workload = docs
+        .iter()
+        .find(|d| matches!(d["kind"].as_str(), Some("Deployment" | "CronJob")))
+        .expect("a Deployment or a CronJob");
+    let spec = match workload["kind"].as_str() {
+        Some("CronJob") => &workload["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => &workload["spec"]["template"]["spec"],
+    };
+    let container = spec["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "container-image-pusher")
+        .expect("the pusher container")
+        .clone();
+    (container, spec["volumes"].clone())
+}
+
+/// Where the pusher's `--cache-dir` is mounted and the emptyDir's size
+/// limit; `None` without `--cache-dir`.
+fn cache(docs: &[Value]) -> Option<(String, String)> {
+    let (container, volumes) = pod(docs);
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"], true,
+        "{container}"
+    );
+    let dir = container["args"]
+        .as_array()?
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix("--cache-dir="))?
+        .to_owned();
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == dir.as_str())
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}: {container}"));
+    let volume = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    let limit = volume["emptyDir"]["sizeLimit"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            volume["emptyDir"]["sizeLimit"]
+                .as_u64()
+                .map(|n| n.to_string())
+        })
+        .unwrap_or_else(|| panic!("not a size-limited emptyDir: {volume}"));
+    Some((dir, limit))
+}
+
+#[test]
+fn the_deployment_and_the_chart_mount_a_size_limited_empty_dir_at_the_cache_dir() {
+    let overlays = repo().join("deploy/overlays");
+    let deployment = kustomize(&overlays.join("deployment"));
+    let (dir, limit) = cache(&deployment).expect("--cache-dir in the Deployment");
+    assert_eq!(dir, "/var/cache/container-image-pusher");
+    assert_eq!(
+        limit, "160Mi",
+        "twice the default --cache-dir-max-bytes, and room"
+    );
+    // Each run is a new pod: an emptyDir would always be empty.
+    assert!(cache(&kustomize(&overlays.join("cronjob"))).is_none());
+
+    let chart = repo().join("charts/container-image-pusher");
+    let render = |values: Value| {
+        helm_template(&chart, &values, "pusher", "monitoring")
+            .unwrap_or_else(|e| panic!("{values}: {e}"))
+            .docs
+    };
+    let (dir, limit) = cache(&render(json!({}))).expect("--cache-dir by default");
+    assert_eq!(dir, "/var/cache/container-image-pusher");
+    assert_eq!(limit, (3 * 64 * 1024 * 1024).to_string());
+    let (_, limit) = cache(&render(
+        json!({"registry": {"cache": {"maxBytes": 1048576}}}),
+    ))
+    .unwrap();
+    assert_eq!(limit, (3 * 1048576).to_string());
+    let off = json!({"registry": {"cache": {"enabled": false}}});
+    assert!(cache(&render(off)).is_none());
+    let cronjob = json!({"mode": "cronjob", "cronjob": {"schedule": "0 * * * *"}});
+    assert!(cache(&render(cronjob)).is_none());
 }
