@@ -532,8 +532,8 @@ fn pods_run_restricted() {
                 for mount in c.volume_mounts.iter().flatten() {
                     // The --cache-dir emptyDir is the one place it writes.
                     assert_eq!(
-                        mount.read_only,
-                        Some(mount.name != "cache"),
+                        mount.read_only.unwrap_or(false),
+                        mount.name != "cache",
                         "{container}: {} is writable",
                         mount.name
                     );
