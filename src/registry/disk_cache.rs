@@ -67,6 +67,8 @@ pub struct DiskCache {
     state: Mutex<State>,
     /// A write is in progress: the next one waits for the next snapshot.
     saving: AtomicBool,
+    /// Held while the file is written: one writer of the temporary file.
+    writing: Mutex<()>,
     /// The last write failed and said so: the next failures are quiet.
     warned: AtomicBool,
 }
@@ -106,6 +108,7 @@ impl DiskCache {
             max_bytes,
             state: Mutex::default(),
             saving: AtomicBool::new(false),
+            writing: Mutex::new(()),
             warned: AtomicBool::new(false),
         })
     }
@@ -226,13 +229,17 @@ impl DiskCache {
         });
     }
 
-    /// On shutdown: writes what is not on disk yet, and waits for it.
+    /// On shutdown: waits for a write in progress, then writes what is
+    /// not on disk yet.
     pub async fn save(self: &Arc<Self>) {
-        if !self.lock().dirty {
-            return;
-        }
         let cache = self.clone();
-        let _ = tokio::task::spawn_blocking(move || cache.save_now()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(cache.writing.lock().unwrap_or_else(|e| e.into_inner()));
+            if cache.lock().dirty {
+                cache.save_now();
+            }
+        })
+        .await;
     }
 
     /// Writes the file, logging a failure once until a write succeeds.
@@ -258,6 +265,7 @@ impl DiskCache {
     /// Writes the most recently used images that fit in the bound,
     /// forgets the others, and returns how many were written.
     pub fn write(&self) -> io::Result<usize> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (settings, mut images) = {
             let mut state = self.lock();
             state.clock = state.clock.saturating_add(1);
@@ -448,6 +456,19 @@ mod tests {
         assert!(cache.write().is_err());
         cache.save_now();
         assert!(cache.lock().dirty, "tried again later");
+    }
+
+    #[test]
+    fn concurrent_writes_leave_one_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, _) = reopened(dir.path(), DEFAULT_MAX_BYTES);
+        cache.insert(key("a", 0), image());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| cache.write().unwrap());
+            }
+        });
+        assert_eq!(reopened(dir.path(), DEFAULT_MAX_BYTES).1, 1);
     }
 
     #[test]

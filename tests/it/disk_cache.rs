@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::fixtures::{pod_manifest, write_manifest};
 use crate::support::manifests::{helm_template, kustomize, repo};
-use crate::support::pusher::{run_once, RunOutput};
+use crate::support::pusher::{run_once, Pusher, RunOutput};
 use crate::support::registry::{push_image, push_index, Format, ImageSpec, IndexEntry, Registry};
 
 /// The file's name in `--cache-dir` (`registry::disk_cache::FILE_NAME`).
@@ -151,6 +152,38 @@ async fn a_restarted_pusher_asks_nothing_it_resolved_before_and_pushes_the_same_
         warm.stderr
     );
     assert_eq!(series(&warm), series(&cold));
+}
+
+#[tokio::test]
+async fn a_running_pusher_writes_the_cache_after_its_first_snapshot_and_a_replacement_starts_warm()
+{
+    let setup = setup().await;
+    let cache = tempfile::tempdir().unwrap();
+    let host = setup.registry.host();
+    let mut pusher = Pusher::start(
+        &[
+            "--manifests",
+            setup.manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--referrers=false",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+            "--interval",
+            "1h",
+        ],
+        &[],
+    )
+    .await;
+    pusher
+        .logs_when(Duration::from_secs(30), "the cache written", |logs| {
+            logs.contains("snapshot taken") && logs.contains("disk cache written")
+        })
+        .await;
+    pusher.terminate_promptly().await;
+    let gets = setup.gets();
+    let warm = setup.run(cache.path(), &[]).await;
+    assert_eq!(setup.gets(), gets, "{}", warm.stderr);
 }
 
 #[tokio::test]
