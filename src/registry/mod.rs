@@ -479,8 +479,12 @@ impl Resolver {
             .metadata
             .entry(key)
             .or_insert_with(async {
-                if let Some(metadata) = disk.as_ref().and_then(|(d, key)| d.get(key)) {
-                    return Ok(metadata);
+                if let Some((d, key)) = &disk {
+                    let found = d.get(key);
+                    self.count_lookup("disk", found.is_none());
+                    if let Some(metadata) = found {
+                        return Ok(metadata);
+                    }
                 }
                 let fetch = self.fetch_metadata(pinned, digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)

@@ -160,21 +160,18 @@ async fn a_running_pusher_writes_the_cache_after_its_first_snapshot_and_a_replac
     let setup = setup().await;
     let cache = tempfile::tempdir().unwrap();
     let host = setup.registry.host();
-    let mut pusher = Pusher::start(
-        &[
-            "--manifests",
-            setup.manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--referrers=false",
-            "--cache-dir",
-            cache.path().to_str().unwrap(),
-            "--interval",
-            "1h",
-        ],
-        &[],
-    )
-    .await;
+    let args = [
+        "--manifests",
+        setup.manifests.to_str().unwrap(),
+        "--insecure-registry",
+        &host,
+        "--referrers=false",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--interval",
+        "1h",
+    ];
+    let mut pusher = Pusher::start(&args, &[]).await;
     pusher
         .logs_when(Duration::from_secs(30), "the cache written", |logs| {
             logs.contains("snapshot taken") && logs.contains("disk cache written")
@@ -184,6 +181,16 @@ async fn a_running_pusher_writes_the_cache_after_its_first_snapshot_and_a_replac
     let gets = setup.gets();
     let warm = setup.run(cache.path(), &[]).await;
     assert_eq!(setup.gets(), gets, "{}", warm.stderr);
+    // Its replacement says where the metadata came from.
+    let mut replacement = Pusher::start(&args, &[]).await;
+    let hits = r#"container_image_pusher_cache_lookups_total{cache="disk",result="hit"}"#;
+    replacement
+        .metrics_when(Duration::from_secs(30), "two disk hits", |m| {
+            m.contains(&format!("{hits} 2"))
+        })
+        .await;
+    assert_eq!(setup.gets(), gets);
+    replacement.terminate_promptly().await;
 }
 
 #[tokio::test]
