@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::encode::exposition;
 use crate::leader::{self, LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
+use crate::registry::disk_cache::DiskCache;
 use crate::remote_write::{self, Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::series::Snapshot;
@@ -45,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         .names()
         .map(str::to_owned)
         .collect();
+    let disk_cache = settings.pipeline.resolver.disk_cache.clone();
     let mut pipeline = Pipeline::new(settings.pipeline, telemetry.clone()).await?;
     let dry_run = settings.dry_run;
     let endpoints = if dry_run {
@@ -57,7 +59,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             .collect::<Result<Vec<_>, _>>()?
     };
     if settings.once {
-        return run_once(&mut pipeline, &endpoints, dry_run, &leading, &pushes).await;
+        let status = run_once(&mut pipeline, &endpoints, dry_run, &leading, &pushes).await;
+        save(&disk_cache).await;
+        return status;
     }
 
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
@@ -105,6 +109,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 shared.publish(snapshot.clone());
+                if let Some(disk_cache) = &disk_cache {
+                    disk_cache.save_after_snapshot();
+                }
                 if dry_run {
                     print_snapshot(&snapshot);
                 }
@@ -128,8 +135,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     if let Some(leader) = leader {
         leader.release().await;
     }
+    save(&disk_cache).await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the on-disk cache (`--cache-dir`) before the process ends.
+async fn save(disk_cache: &Option<Arc<DiskCache>>) {
+    if let Some(disk_cache) = disk_cache {
+        disk_cache.save().await;
+    }
 }
 
 /// The leader election, when configured and in a cluster; without it this

@@ -55,6 +55,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signature_certificate", signature_certificate),
     ("signature_key", signature_key),
     ("tag", tag),
+    ("disk_cache", disk_cache),
 ];
 
 /// An image as a pod spec names it.
@@ -498,5 +499,35 @@ pub fn tag(data: &[u8]) {
         let listed = tags.iter().any(|t| t.as_str() == &*answer.latest);
         assert_eq!(answer.is_latest, answer.latest == answer.current || !listed);
         assert!(answer.is_latest || listed);
+    }
+}
+
+/// The on-disk cache's file (`--cache-dir`), damaged or hostile: as is,
+/// and framed under a valid header (so the checksum holds and the records
+/// are reached). Either one refusal, or entries within the image limits
+/// whose metadata writes back and reads again the same.
+pub fn disk_cache(data: &[u8]) {
+    use container_image_pusher::image_facts::limits::ImageLimits;
+    use container_image_pusher::registry::disk_cache::format;
+    const SETTINGS: &str = "0123456789abcdef";
+    let limits = ImageLimits::default();
+    let _ = format::parse(data, SETTINGS, &limits);
+    let framed = format::file(SETTINGS, data);
+    let Ok(entries) = format::parse(&framed, SETTINGS, &limits) else {
+        return;
+    };
+    assert!(entries.len() <= format::MAX_ENTRIES);
+    for entry in entries {
+        let metadata = &entry.metadata;
+        assert!(metadata.labels.len() <= limits.max_labels);
+        assert!(metadata.annotations.len() <= limits.max_annotations);
+        assert!(reference::check_digest(&metadata.digest).is_ok());
+        let line = format::record(&entry.reference, entry.login, entry.used, metadata);
+        if line.len() > format::MAX_RECORD_BYTES {
+            continue;
+        }
+        let again = format::parse(&format::file(SETTINGS, &line), SETTINGS, &limits)
+            .expect("a written record reads back");
+        assert_eq!(&again[0].metadata, metadata);
     }
 }

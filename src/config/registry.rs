@@ -56,6 +56,19 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "DURATION", env = "PUSHER_REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub registry_timeout: Duration,
 
+    /// Directory of an on-disk cache of image metadata by digest (e.g. an
+    /// `emptyDir`), so that a restarted container starts warm: written
+    /// atomically after snapshots (at most every 5 min) and on shutdown; a
+    /// corrupted or foreign file is refused with a warning (a cold start).
+    /// Off when not set.
+    #[arg(long, value_name = "DIR", env = "PUSHER_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+
+    /// Largest --cache-dir file written or read, in bytes: the least
+    /// recently used images are left out to fit; a larger file is not read.
+    #[arg(long, value_name = "BYTES", env = "PUSHER_CACHE_DIR_MAX_BYTES", default_value_t = crate::registry::disk_cache::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub cache_dir_max_bytes: u64,
+
     /// Most images resolved against registries at the same time.
     #[arg(long, value_name = "N", env = "PUSHER_RESOLVE_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub resolve_concurrency: u32,

@@ -119,6 +119,9 @@ impl Config {
                     include: self.versions.versions_include.clone(),
                     exclude: self.versions.versions_exclude.clone(),
                 }),
+                disk_cache: registry.cache_dir.clone().map(|dir| {
+                    crate::registry::disk_cache::DiskCache::new(dir, registry.cache_dir_max_bytes)
+                }),
             },
             resolve_concurrency: registry.resolve_concurrency as usize,
             common_labels,

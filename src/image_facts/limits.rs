@@ -86,6 +86,12 @@ impl Dropped {
         *count = count.saturating_add(1);
     }
 
+    /// Adds counts kept elsewhere (the on-disk cache), saturating.
+    pub fn add_count(&mut self, reason: DropReason, count: u64) {
+        let total = &mut self.0[reason as usize];
+        *total = total.saturating_add(count);
+    }
+
     /// The reasons with a count above zero.
     pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
         DropReason::ALL

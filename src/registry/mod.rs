@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod base;
 pub mod client;
+pub mod disk_cache;
 pub mod filter;
 mod host_limiter;
 pub mod manifest;
@@ -84,6 +85,8 @@ pub struct ResolverConfig {
     pub verify: Arc<Vec<crate::verify::policy::Policy>>,
     /// Version freshness (`--versions`); `None` when off.
     pub versions: Option<VersionSettings>,
+    /// The on-disk metadata cache (`--cache-dir`); `None` when off.
+    pub disk_cache: Option<Arc<disk_cache::DiskCache>>,
 }
 
 /// Digests are immutable, so metadata may stay as long as it is used; this
@@ -139,6 +142,15 @@ impl Resolver {
     /// start-up error.
     pub fn new(config: ResolverConfig, metrics: Metrics) -> Result<Self, Error> {
         crate::install_crypto_provider();
+        if let Some(disk) = &config.disk_cache {
+            let limits = &config.image_limits;
+            let settings = disk_cache::format::settings_fingerprint(
+                &config.platform,
+                &config.image_filter,
+                limits,
+            );
+            disk.load(settings, limits);
+        }
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
             .expire_after(Ttl {
@@ -316,10 +328,18 @@ impl Resolver {
         credential: Option<&Login>,
     ) -> Resolution {
         let key = (pinned.whole(), credential.map_or(0, Login::id));
+        let disk = self.config.disk_cache.as_deref().map(|d| (d, key.clone()));
         let entry = self
             .metadata
             .entry(key)
             .or_insert_with(async {
+                if let Some((d, key)) = &disk {
+                    let found = d.get(key);
+                    self.count_lookup("disk", found.is_none());
+                    if let Some(metadata) = found {
+                        return Ok(metadata);
+                    }
+                }
                 let fetch = self.fetch_metadata(pinned, digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)
                     .await
@@ -329,9 +349,16 @@ impl Resolver {
                             format!("registry did not answer within {:?}", self.config.timeout),
                         ))
                     });
-                result.map(Arc::new)
+                let result = result.map(Arc::new);
+                if let (Some((d, key)), Ok(metadata)) = (&disk, &result) {
+                    d.insert(key.clone(), metadata.clone());
+                }
+                result
             })
             .await;
+        if let (Some((d, key)), false) = (&disk, entry.is_fresh()) {
+            d.touch(key);
+        }
         self.count_lookup("metadata", entry.is_fresh());
         entry.into_value()
     }

@@ -338,6 +338,7 @@ fn defaults_run_one_restricted_deployment_with_health_on_its_own_port() {
             "--log-format=json",
             "--metrics-address=0.0.0.0:8080",
             "--telemetry-address=0.0.0.0:8081",
+            "--cache-dir=/var/cache/container-image-pusher",
         ]
     );
     assert_eq!(

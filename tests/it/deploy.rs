@@ -478,8 +478,14 @@ fn pods_run_restricted() {
                 None,
                 "{what}: the image is multi-arch: no architecture pinned"
             );
-            // The pusher writes nothing to disk: Secrets, read-only, only.
+            // The pusher writes nothing to disk but its --cache-dir, a
+            // size-limited emptyDir: otherwise Secrets, read-only, only.
             for volume in spec.volumes.iter().flatten() {
+                if volume.name == "cache" {
+                    let empty_dir = volume.empty_dir.as_ref();
+                    assert!(empty_dir.is_some_and(|e| e.size_limit.is_some()), "{what}");
+                    continue;
+                }
                 let secret = volume
                     .secret
                     .as_ref()
@@ -524,9 +530,10 @@ fn pods_run_restricted() {
                 assert_eq!(caps.drop, Some(vec!["ALL".to_string()]), "{container}");
                 assert!(caps.add.unwrap_or_default().is_empty(), "{container}");
                 for mount in c.volume_mounts.iter().flatten() {
+                    // The --cache-dir emptyDir is the one place it writes.
                     assert_eq!(
-                        mount.read_only,
-                        Some(true),
+                        mount.read_only.unwrap_or(false),
+                        mount.name != "cache",
                         "{container}: {} is writable",
                         mount.name
                     );
@@ -589,7 +596,7 @@ fn references_resolve_within_each_rendering() {
                 accounts.contains(&account),
                 "{what}: no ServiceAccount {account}"
             );
-            for volume in spec.volumes.iter().flatten() {
+            for volume in spec.volumes.iter().flatten().filter(|v| v.secret.is_some()) {
                 let name = volume
                     .secret
                     .as_ref()

@@ -12,6 +12,7 @@ mod cloud_credentials;
 mod cluster_service;
 mod dashboards;
 mod deploy;
+mod disk_cache;
 mod e2e;
 mod first_push;
 mod fuzz_regressions;

@@ -50,6 +50,7 @@ fn resolver_for(
         image_filter: Default::default(),
         verify: Default::default(),
         versions: None,
+        disk_cache: None,
     };
     (
         Resolver::new(config, metrics.clone()).expect("the registry HTTP client builds"),

@@ -42,6 +42,7 @@ fn new_resolver(insecure: &[&str]) -> (Resolver, Metrics) {
             include: Vec::new(),
             exclude: Vec::new(),
         }),
+        disk_cache: None,
     };
     let resolver = Resolver::new(config, metrics.clone()).expect("the HTTP client builds");
     (resolver, metrics)

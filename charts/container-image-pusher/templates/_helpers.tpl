@@ -133,6 +133,12 @@ replicationcontroller: {group: "", resource: replicationcontrollers}
 {{- if or $v.remoteWrite.config.inline $v.remoteWrite.config.existingSecret }}
 - --remote-write-config=/etc/container-image-pusher/config/remote-write.yaml
 {{- end }}
+{{- if include "cip.cache" . }}
+- --cache-dir=/var/cache/container-image-pusher
+{{- if ne (int64 $v.registry.cache.maxBytes) 67108864 }}
+- {{ printf "--cache-dir-max-bytes=%d" (int64 $v.registry.cache.maxBytes) | quote }}
+{{- end }}
+{{- end }}
 {{- if include "cip.ha" . }}
 - --leader-election
 - {{ printf "--lease-name=%v" (default (include "cip.fullname" .) $v.leaderElection.leaseName) | quote }}
@@ -206,4 +212,9 @@ replicationcontroller: {group: "", resource: replicationcontrollers}
 
 {{- define "cip.verificationConfigMap" -}}
 {{- .Values.verification.existingConfigMap | default (printf "%s-verification" (include "cip.fullname" .)) -}}
+{{- end -}}
+
+{{/* The on-disk cache: a Deployment's containers restart in their pod. */}}
+{{- define "cip.cache" -}}
+{{- if and (eq .Values.mode "deployment") .Values.registry.cache.enabled -}}true{{- end -}}
 {{- end -}}

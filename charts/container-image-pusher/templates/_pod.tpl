@@ -136,6 +136,9 @@ spec:
 {{- if include "cip.verification" . -}}
 {{- $mounts = append $mounts (dict "name" "verification" "mountPath" "/etc/container-image-pusher/verify" "readOnly" true) -}}
 {{- end -}}
+{{- if include "cip.cache" . -}}
+{{- $mounts = append $mounts (dict "name" "cache" "mountPath" "/var/cache/container-image-pusher") -}}
+{{- end -}}
 {{- with $mounts -}}
 volumeMounts:
   {{- toYaml . | nindent 2 }}
@@ -169,6 +172,10 @@ volumeMounts:
 {{- end -}}
 {{- if include "cip.verification" . -}}
 {{- $volumes = append $volumes (dict "name" "verification" "configMap" (dict "name" (include "cip.verificationConfigMap" .))) -}}
+{{- end -}}
+{{- if include "cip.cache" . -}}
+{{- $size := mul 3 (int64 $v.registry.cache.maxBytes) -}}
+{{- $volumes = append $volumes (dict "name" "cache" "emptyDir" (dict "sizeLimit" (printf "%d" $size))) -}}
 {{- end -}}
 {{- with $volumes -}}
 volumes:
