@@ -2,6 +2,7 @@
 //! (`--once`, for a CronJob) or on a schedule (a Deployment).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,6 @@ use crate::config::Settings;
 use crate::encode::exposition;
 use crate::leader::{self, LeaderElection, LeaderSettings};
 use crate::pipeline::Pipeline;
-use crate::registry::disk_cache::DiskCache;
 use crate::remote_write::{self, Endpoint, Sender};
 use crate::schedule::Ticker;
 use crate::series::Snapshot;
@@ -46,7 +46,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         .names()
         .map(str::to_owned)
         .collect();
-    let disk_cache = settings.pipeline.resolver.disk_cache.clone();
     let mut pipeline = Pipeline::new(settings.pipeline, telemetry.clone()).await?;
     let dry_run = settings.dry_run;
     let endpoints = if dry_run {
@@ -60,19 +59,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     };
     if settings.once {
         let status = run_once(&mut pipeline, &endpoints, dry_run, &leading, &pushes).await;
-        save(&disk_cache).await;
+        pipeline.save_cache().await;
         return status;
     }
 
     let shared = Arc::new(Shared::new(telemetry.clone(), omit));
-    let address = settings.metrics_address;
-    server::serve(address, shared.clone())
-        .await
-        .with_context(|| format!("failed to listen on --metrics-address {address}"))?;
-    let address = settings.telemetry_address;
-    server::serve_telemetry(address, shared.clone())
-        .await
-        .with_context(|| format!("failed to listen on --telemetry-address {address}"))?;
+    serve(
+        settings.metrics_address,
+        settings.telemetry_address,
+        &shared,
+    )
+    .await?;
     if endpoints.is_empty() && !dry_run {
         info!(
             "no --remote-write-url: serving the inventory on /metrics only, like a scrape exporter"
@@ -99,6 +96,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = ticker.tick() => {}
             Some(true) = leader_change(&mut became_leader) => info!("now the leader; pushing"),
+            _ = pipeline.filled() => {}
             _ = &mut shutdown => break,
         }
         let snapshot = tokio::select! {
@@ -109,9 +107,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(snapshot) => {
                 let snapshot = Arc::new(snapshot);
                 shared.publish(snapshot.clone());
-                if let Some(disk_cache) = &disk_cache {
-                    disk_cache.save_after_snapshot();
-                }
                 if dry_run {
                     print_snapshot(&snapshot);
                 }
@@ -135,16 +130,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
     if let Some(leader) = leader {
         leader.release().await;
     }
-    save(&disk_cache).await;
+    pipeline.save_cache().await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the on-disk cache (`--cache-dir`) before the process ends.
-async fn save(disk_cache: &Option<Arc<DiskCache>>) {
-    if let Some(disk_cache) = disk_cache {
-        disk_cache.save().await;
-    }
 }
 
 /// The leader election, when configured and in a cluster; without it this
@@ -174,6 +162,21 @@ fn start_leader_election(
             None
         }
     }
+}
+
+/// Serves `/metrics` and the health listener.
+async fn serve(
+    metrics: SocketAddr,
+    telemetry: SocketAddr,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<()> {
+    server::serve(metrics, shared.clone())
+        .await
+        .with_context(|| format!("failed to listen on --metrics-address {metrics}"))?;
+    server::serve_telemetry(telemetry, shared.clone())
+        .await
+        .with_context(|| format!("failed to listen on --telemetry-address {telemetry}"))?;
+    Ok(())
 }
 
 /// `--once`: one snapshot, delivered; the exit status says how it went.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -96,6 +96,8 @@ pub struct Pipeline {
     self_metrics: Option<Arc<CommonLabels>>,
     /// Whether snapshots still push without the facts never looked up.
     filling: Filling,
+    /// Told when what the first snapshot left out has been looked up.
+    filled: Arc<Notify>,
 }
 
 /// The facts a cold start leaves out of its first pushes (what is attached
@@ -188,6 +190,7 @@ impl Pipeline {
             metrics,
             self_metrics,
             filling: Filling::Off,
+            filled: Arc::new(Notify::new()),
         })
     }
 
@@ -222,13 +225,20 @@ impl Pipeline {
             return;
         }
         let (resolver, credentials) = (self.resolver.clone(), self.credentials.clone());
-        let concurrency = self.concurrency;
+        let (concurrency, filled) = (self.concurrency, self.filled.clone());
         self.filling = Filling::Running(tokio::spawn(async move {
             let (count, started) = (lookups.len(), Instant::now());
             info!(count, "looking up what the first snapshot left out: attached artifacts, base images, signatures, versions");
             resolve_all(&resolver, &credentials, lookups, concurrency, Facts::All).await;
-            info!(count, took = ?started.elapsed(), "looked up what the first snapshot left out; the next snapshot has it");
+            info!(count, took = ?started.elapsed(), "looked up what the first snapshot left out; pushing it now");
+            filled.notify_one();
         }));
+    }
+
+    /// Completes once what the first snapshot left out has been looked up,
+    /// so that it is pushed then rather than a whole interval later.
+    pub async fn filled(&self) {
+        self.filled.notified().await;
     }
 
     /// Manifest documents and files the last snapshot had to leave out.
@@ -334,7 +344,18 @@ impl Pipeline {
             );
             snapshot.series.extend(health);
         }
+        if let Some(cache) = self.resolver.disk_cache() {
+            cache.save_after_snapshot();
+        }
         Ok(snapshot)
+    }
+
+    /// Writes what the resolver learnt to `--cache-dir`, after a write in
+    /// progress: `--once` and a shutdown end the process next.
+    pub async fn save_cache(&self) {
+        if let Some(cache) = self.resolver.disk_cache() {
+            cache.save().await;
+        }
     }
 
     /// The long-running service's background work. Its first snapshots

@@ -140,6 +140,11 @@ pub struct Resolver {
 impl Resolver {
     /// Fails only when its HTTP client cannot be built (TLS set-up): a
     /// start-up error.
+    /// The on-disk cache of `--cache-dir`, when there is one.
+    pub fn disk_cache(&self) -> Option<&Arc<disk_cache::DiskCache>> {
+        self.config.disk_cache.as_ref()
+    }
+
     pub fn new(config: ResolverConfig, metrics: Metrics) -> Result<Self, Error> {
         crate::install_crypto_provider();
         if let Some(disk) = &config.disk_cache {
