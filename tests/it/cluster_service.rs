@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use support::fixtures::{self, object};
 use support::pusher::Pusher;
-use support::{wait_until_async, KubeApi, Prometheus};
+use support::{wait_until_async, KubeApi, SharedPrometheus};
 
 fn pod(name: &str, image: &str) -> Pod {
     fixtures::pod("shop", name, image)
@@ -23,7 +23,7 @@ fn deployment(name: &str, image: &str) -> Deployment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_changes_reach_prometheus_with_stale_markers() {
-    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    let (api, prometheus) = tokio::join!(KubeApi::start(), SharedPrometheus::scope());
     api.apply(&pod("stays", "127.0.0.1:1/stays:1"));
     api.apply(&pod("goes", "127.0.0.1:1/goes:1"));
     api.apply(&deployment("web", "127.0.0.1:1/web:1"));
@@ -35,6 +35,8 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
             "300ms",
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
             "--external-label",
             "cluster=watch",
         ],
@@ -256,7 +258,7 @@ async fn wait_for_metric_line(pusher: &Pusher, line: &str) {
 /// one deleted during the outage is gone, the DaemonSet never left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
-    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    let (api, prometheus) = tokio::join!(KubeApi::start(), SharedPrometheus::scope());
     api.apply(&pod("web", "127.0.0.1:1/web:1"));
     api.apply(&deployment("gone", "127.0.0.1:1/gone:1"));
     api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
@@ -271,6 +273,8 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
             "4s",
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
         ],
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
@@ -365,7 +369,7 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
 /// `/metrics` says why and the replica stays ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
-    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    let (api, prometheus) = tokio::join!(KubeApi::start(), SharedPrometheus::scope());
     api.apply(&pod("web", "127.0.0.1:1/web:1"));
     api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
     let dir = tempfile::tempdir().unwrap();
@@ -380,6 +384,8 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
             "2s",
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
         ],
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )

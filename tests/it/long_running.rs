@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use support::fixtures::{write_pods, write_pods_with_images};
 use support::pusher::Pusher;
-use support::{wait_until, Prometheus};
+use support::{wait_until, SharedPrometheus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly() {
-    let prometheus = Prometheus::start().await;
+    let prometheus = SharedPrometheus::scope().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["keep", "remove"]);
     let mut pusher = Pusher::start(
@@ -24,6 +24,8 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
             &prometheus.write_url(),
             "--external-label",
             "cluster=test",
+            "--external-label",
+            &prometheus.external_label(),
         ],
         &[],
     )

@@ -38,6 +38,8 @@ mod running;
 mod scale_smoke;
 mod self_metrics;
 mod series_limits;
+mod shared_peers;
+mod strict_receiver;
 mod supply_chain;
 mod verify;
 mod verify_attestations;

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use support::fixtures::write_pods;
 use support::fixtures::Scenario;
-use support::otlp_receiver::{OtlpReceiver, Reply};
 use support::pusher::{run_once, Pusher, RunOutput};
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Reply};
 use support::{wait_until_async, VictoriaMetrics};
 
 /// VictoriaMetrics' relabeling that turns `service.name` back into `job`,
@@ -84,7 +83,7 @@ async fn wait_for_vm(
 /// counted, and logged once while they stay the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_series_are_flagged_and_partial_successes_counted() {
-    let (vm, receiver) = tokio::join!(VictoriaMetrics::start(), OtlpReceiver::start());
+    let (vm, receiver) = tokio::join!(VictoriaMetrics::start(), Receiver::start_otlp());
     receiver.script([
         Reply::partial(1, "1 point rejected:\nlabel too long"),
         Reply::partial(1, "1 point rejected:\nlabel too long"),
@@ -176,7 +175,7 @@ async fn ended_series_are_flagged_and_partial_successes_counted() {
 /// same series: names, labels (job from `service.name`) and values.
 #[tokio::test]
 async fn otlp_carries_the_same_series_as_remote_write() {
-    let (otlp, remote_write) = tokio::join!(OtlpReceiver::start(), Receiver::start());
+    let (otlp, remote_write) = tokio::join!(Receiver::start_otlp(), Receiver::start());
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a", "b", "c"]);
     run_once(
@@ -287,7 +286,7 @@ async fn status_matrix_on_the_strict_receiver() {
     let runs = cases
         .into_iter()
         .map(|(script, requests, success, log)| async move {
-            let receiver = OtlpReceiver::start().await;
+            let receiver = Receiver::start_otlp().await;
             let first = script[0].status;
             receiver.script(script);
             let RunOutput {

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use support::fixtures::{containers, object, template};
-use support::{push_image, ImageSpec, KubeApi, Prometheus, Registry};
+use support::{push_image, ImageSpec, KubeApi, Registry, SharedPrometheus};
 
 /// The README's example that joins containers to their team.
 fn readme_team_query() -> String {
@@ -35,8 +35,11 @@ fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
     container_image_pusher::install_crypto_provider();
-    let (registry, api, prometheus) =
-        tokio::join!(Registry::start(), KubeApi::start(), Prometheus::start());
+    let (registry, api, prometheus) = tokio::join!(
+        Registry::start(),
+        KubeApi::start(),
+        SharedPrometheus::scope()
+    );
     let reg = registry.host();
     push_image(
         &registry,
@@ -81,6 +84,8 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
             "--once",
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
             "--insecure-registry",
             &reg,
             "--workload-labels",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use support::fixtures::write_pods;
 use support::pusher::{run_once, run_with_env, Pusher, RunOutput};
 use support::receiver::{Receiver, Reply};
-use support::{wait_until, Prometheus};
+use support::{wait_until, SharedPrometheus};
 
 fn pods(dir: &tempfile::TempDir, names: &[&str]) -> String {
     write_pods(dir.path(), "pods.yaml", names)
@@ -374,14 +374,19 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
 
 #[tokio::test]
 async fn remote_write_2_to_prometheus_2_42_falls_back_and_lands() {
-    let prometheus = Prometheus::start().await;
+    let prometheus = SharedPrometheus::scope().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b", "c"]);
     let RunOutput { stderr, .. } = run_once(
         &once_args(
             &manifests,
             &prometheus.write_url(),
-            &["--remote-write-protocol", "2.0"],
+            &[
+                "--remote-write-protocol",
+                "2.0",
+                "--external-label",
+                &prometheus.external_label(),
+            ],
         ),
         None,
     )

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use support::fixtures::{containers, object, template};
 use support::{
-    push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Prometheus, Registry,
+    push_image, push_index, Format, ImageSpec, IndexEntry, KubeApi, Registry, SharedPrometheus,
 };
 
 /// A Pod of one container whose status says it runs `image_id`.
@@ -50,8 +50,11 @@ fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_a_running_digest_the_tag_moved_away_from() {
     container_image_pusher::install_crypto_provider();
-    let (registry, api, prometheus) =
-        tokio::join!(Registry::start(), KubeApi::start(), Prometheus::start());
+    let (registry, api, prometheus) = tokio::join!(
+        Registry::start(),
+        KubeApi::start(),
+        SharedPrometheus::scope()
+    );
     let reg = registry.host();
     let spec = |build: u8| ImageSpec::oci("linux", "amd64").layer(vec![build; 100]);
     let old = push_image(&registry, "apps/app", Some("1"), &spec(1)).await;
@@ -110,6 +113,8 @@ async fn drift_is_a_running_digest_the_tag_moved_away_from() {
         &[
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
             "--insecure-registry",
             &reg,
         ],
@@ -174,7 +179,7 @@ async fn drift_is_a_running_digest_the_tag_moved_away_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_keeps_the_digest_it_pulled_while_its_registry_is_unreachable() {
     container_image_pusher::install_crypto_provider();
-    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    let (api, prometheus) = tokio::join!(KubeApi::start(), SharedPrometheus::scope());
     // Nothing listens there.
     let host = format!("127.0.0.1:{}", support::free_port());
     let image = format!("{host}/apps/app:1");
@@ -190,6 +195,8 @@ async fn a_pod_keeps_the_digest_it_pulled_while_its_registry_is_unreachable() {
         &[
             "--remote-write-url",
             &prometheus.write_url(),
+            "--external-label",
+            &prometheus.external_label(),
             "--insecure-registry",
             &host,
         ],

@@ -8,11 +8,11 @@ use crate::support;
 use support::fixtures::write_pods;
 use support::pusher::Pusher;
 use support::receiver::{Receiver, Reply};
-use support::Prometheus;
+use support::SharedPrometheus;
 
 #[tokio::test]
 async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
-    let prometheus = Prometheus::start().await;
+    let prometheus = SharedPrometheus::scope().await;
     let refusing = Receiver::start().await;
     refusing.set_fallback(Reply::status(400));
     let dir = tempfile::tempdir().unwrap();
@@ -29,6 +29,8 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
             "cluster=c1",
             "--remote-write-url",
             &write_url,
+            "--external-label",
+            &prometheus.external_label(),
             "--remote-write-url",
             &refusing.url(),
         ],
@@ -91,7 +93,7 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
 
 #[tokio::test]
 async fn push_self_metrics_false_pushes_the_inventory_only() {
-    let prometheus = Prometheus::start().await;
+    let prometheus = SharedPrometheus::scope().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
     let write_url = prometheus.write_url();
@@ -104,6 +106,8 @@ async fn push_self_metrics_false_pushes_the_inventory_only() {
             "--push-self-metrics=false",
             "--remote-write-url",
             &write_url,
+            "--external-label",
+            &prometheus.external_label(),
         ],
         &[],
     )

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use support::fixtures::{containers, object, template};
 use support::kube_api::ARGO_ROLLOUT;
 use support::registry::{MANIFEST_ACCEPT, OCI_MANIFEST};
-use support::{push_image, ImageSpec, KubeApi, Prometheus, Registry};
+use support::{push_image, ImageSpec, KubeApi, QueryApi, Registry, SharedPrometheus};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const REPO: &str = "library/app";
@@ -82,15 +82,18 @@ fn deployment(
 }
 
 /// Pushes the API server's cluster once into `prometheus`.
-async fn push_once(api: &KubeApi, reg: &Registry, prometheus: &Prometheus, extra: &[&str]) {
+async fn push_once(api: &KubeApi, reg: &Registry, prometheus: &SharedPrometheus, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let write_url = prometheus.write_url();
+    let scope = prometheus.external_label();
     let host = reg.host();
     let mut args = vec![
         "--once",
         "--remote-write-url",
         &write_url,
+        "--external-label",
+        &scope,
         "--insecure-registry",
         &host,
     ];
@@ -132,7 +135,7 @@ fn readme_query() -> String {
 /// (namespace, workload, container) → (latest_version, value).
 type Answers = BTreeMap<(String, String, String), (String, f64)>;
 
-async fn answers(prometheus: &Prometheus, promql: &str, want: usize) -> Answers {
+async fn answers(prometheus: &QueryApi, promql: &str, want: usize) -> Answers {
     prometheus
         .query_until(promql, |s| s.len() == want, TIMEOUT)
         .await
@@ -166,7 +169,8 @@ fn answer(
 /// answer, and the README's query counts the outdated ones by namespace.
 #[tokio::test]
 async fn containers_sharing_an_image_with_different_overrides_get_their_own_answers() {
-    let (api, prometheus, reg) = tokio::join!(KubeApi::start(), Prometheus::start(), registry());
+    let (api, prometheus, reg) =
+        tokio::join!(KubeApi::start(), SharedPrometheus::scope(), registry());
     let image = format!("{}/{REPO}:1.27.3", reg.host());
     let none = json!({});
     // The annotation names another container: "app" stays unannotated.
@@ -233,7 +237,8 @@ async fn containers_sharing_an_image_with_different_overrides_get_their_own_answ
 /// gets the image's answer.
 #[tokio::test]
 async fn version_checker_annotations_of_a_custom_kind_are_honoured() {
-    let (api, prometheus, reg) = tokio::join!(KubeApi::start(), Prometheus::start(), registry());
+    let (api, prometheus, reg) =
+        tokio::join!(KubeApi::start(), SharedPrometheus::scope(), registry());
     api.install_crd(ARGO_ROLLOUT);
     let image = format!("{}/{REPO}:1.27.3", reg.host());
     let spec = json!({"containers": containers(&[("app", &image), ("plain", &image)])});
@@ -289,7 +294,8 @@ fn pull_secret(namespace: &str, name: &str, host: &str, user: &str, password: &s
 /// the image's own repository's).
 #[tokio::test]
 async fn override_url_reads_the_mirror_with_the_pods_own_credentials() {
-    let (api, prometheus, reg) = tokio::join!(KubeApi::start(), Prometheus::start(), registry());
+    let (api, prometheus, reg) =
+        tokio::join!(KubeApi::start(), SharedPrometheus::scope(), registry());
     let mirror = Registry::start_with_htpasswd("puller", "s3cret").await;
     push_tags(&mirror, "upstream/app", &["1.27.3", "3.1.0"]).await;
     let image = format!("{}/{REPO}:1.27.3", reg.host());

@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use serde_json::{json, Value};
 use support::kube_api::{Crd, ARGO_ROLLOUT, KEDA_SCALED_JOB, KNATIVE_SERVICE, KRUISE_CLONE_SET};
-use support::{KubeApi, Prometheus};
+use support::{KubeApi, SharedPrometheus};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -615,7 +615,7 @@ async fn custom_kinds_and_filters_in_manifests() {
 #[tokio::test]
 async fn filters_end_to_end_into_prometheus() {
     init_logs();
-    let (api, prometheus) = tokio::join!(KubeApi::start(), Prometheus::start());
+    let (api, prometheus) = tokio::join!(KubeApi::start(), SharedPrometheus::scope());
     api.install_crd(ARGO_ROLLOUT);
     let path = ".spec.template.spec";
     let mut rollout = custom_object(ARGO_ROLLOUT, "shop", "web", path, "127.0.0.1:1/web:1");
@@ -637,11 +637,14 @@ async fn filters_end_to_end_into_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let write_url = prometheus.write_url();
+    let scope = prometheus.external_label();
     support::pusher::run_once(
         &[
             "--once",
             "--remote-write-url",
             &write_url,
+            "--external-label",
+            &scope,
             "--workload-kind",
             "argo-rollouts",
             "--selector",

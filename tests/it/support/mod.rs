@@ -1,10 +1,12 @@
 //! Test support shared by the integration tests: an emulated Kubernetes API
 //! server, real Debian `docker-registry` and `prometheus` daemons started
-//! per test on free 127.0.0.1 ports, newer peers from Debian sid (Prometheus
-//! 3, VictoriaMetrics, promtool: `peers`), strict scripted remote-write and
-//! OTLP receivers, the workloads, images and end-to-end scenario tests
-//! build from (`fixtures`), waiting on conditions (`wait`), and helpers to
-//! run the pusher binary itself.
+//! per test on free 127.0.0.1 ports, or one Prometheus shared by the tests
+//! that only push and query, each in a scope of its own (`shared`), newer
+//! peers from Debian sid (Prometheus 3, VictoriaMetrics, promtool:
+//! `peers`), one strict scripted receiver for remote write 1.0/2.0 and OTLP
+//! (`receiver`), the workloads, images and end-to-end scenario tests build
+//! from (`fixtures`), waiting on conditions (`wait`), and helpers to run
+//! the pusher binary itself.
 //!
 //! Every server's `start` sets the process up as its tests need (rustls's
 //! crypto provider for the reqwest and kube clients), so tests do not.
@@ -13,7 +15,6 @@ pub mod fixtures;
 pub mod kube_api;
 pub mod manifests;
 pub mod mimir;
-pub mod otlp_receiver;
 pub mod peers;
 pub mod process;
 pub mod prometheus;
@@ -21,6 +22,7 @@ pub mod pusher;
 pub mod receiver;
 pub mod referrers_api;
 pub mod registry;
+pub mod shared;
 pub mod signing;
 pub mod slow_registry;
 pub mod tlog;
@@ -35,6 +37,7 @@ pub use registry::{
     push_artifact, push_attestation, push_image, push_index, sha256_digest, Attachment, Format,
     ImageSpec, IndexEntry, Registry,
 };
+pub use shared::SharedPrometheus;
 pub use victoria_metrics::VictoriaMetrics;
 pub use wait::{holds_for, wait_for_async, wait_until, wait_until_async};
 

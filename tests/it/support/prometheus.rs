@@ -28,6 +28,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{Expr, VectorSelector};
 use serde_json::Value;
 
 use super::process::{free_port, install_crypto_provider, require_binary, ChildGuard};
@@ -50,6 +52,9 @@ pub struct Prometheus {
 pub struct QueryApi {
     url: String,
     http: reqwest::Client,
+    /// A label (name, value) every selector gets and every answer loses:
+    /// a test's scope of a shared store (`super::shared`).
+    scope: Option<(String, String)>,
 }
 
 /// One element of an instant-vector result.
@@ -160,7 +165,40 @@ impl QueryApi {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("build the query API client");
-        QueryApi { url, http }
+        QueryApi {
+            url,
+            http,
+            scope: None,
+        }
+    }
+
+    /// A client that sees only the series labelled `name="value"`, and
+    /// answers without that label.
+    pub fn scoped(url: String, name: &str, value: &str) -> QueryApi {
+        QueryApi {
+            scope: Some((name.to_owned(), value.to_owned())),
+            ..QueryApi::new(url)
+        }
+    }
+
+    /// `promql` with the scope's matcher on every selector.
+    fn in_scope(&self, promql: &str) -> Result<String, String> {
+        let Some((name, value)) = &self.scope else {
+            return Ok(promql.to_owned());
+        };
+        let mut expr = promql_parser::parser::parse(promql)
+            .map_err(|e| format!("scope the query {promql:?}: {e}"))?;
+        let matcher = Matcher::new(MatchOp::Equal, name, value);
+        add_matcher(&mut expr, &matcher);
+        Ok(expr.to_string())
+    }
+
+    /// `labels` without the scope's label.
+    fn out_of_scope(&self, mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        if let Some((name, _)) = &self.scope {
+            labels.remove(name);
+        }
+        labels
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -182,8 +220,19 @@ impl QueryApi {
 
     /// Like [`Prometheus::query`], but an `Err` instead of a panic.
     pub async fn try_query(&self, promql: &str) -> Result<Vec<Sample>, String> {
-        let data = self.api_post("/api/v1/query", &[("query", promql)]).await?;
-        parse_query_data(&data).map_err(|e| format!("query {promql:?}: {e} in {data}"))
+        let scoped = self.in_scope(promql)?;
+        let data = self
+            .api_post("/api/v1/query", &[("query", &scoped)])
+            .await?;
+        let samples =
+            parse_query_data(&data).map_err(|e| format!("query {scoped:?}: {e} in {data}"))?;
+        Ok(samples
+            .into_iter()
+            .map(|s| Sample {
+                labels: self.out_of_scope(s.labels),
+                value: s.value,
+            })
+            .collect())
     }
 
     /// Re-runs `promql` until `pred` accepts the samples and returns them;
@@ -211,8 +260,9 @@ impl QueryApi {
     /// Prometheus's default time range for this API is all time, so series
     /// written with old timestamps are included.
     pub async fn series(&self, matcher: &str) -> Vec<BTreeMap<String, String>> {
+        let scoped = self.in_scope(matcher).unwrap_or_else(|e| panic!("{e}"));
         let data = match self
-            .api_post("/api/v1/series", &[("match[]", matcher)])
+            .api_post("/api/v1/series", &[("match[]", &scoped)])
             .await
         {
             Ok(data) => data,
@@ -223,7 +273,9 @@ impl QueryApi {
         };
         list.iter()
             .map(|labels| {
-                parse_labels(labels).unwrap_or_else(|e| panic!("series {matcher:?}: {e}"))
+                let labels =
+                    parse_labels(labels).unwrap_or_else(|e| panic!("series {matcher:?}: {e}"));
+                self.out_of_scope(labels)
             })
             .collect()
     }
@@ -253,6 +305,41 @@ impl QueryApi {
             return Err(format!("POST {path} {form:?} answered {status}: {body}"));
         }
         Ok(json["data"].clone())
+    }
+}
+
+/// Adds `matcher` to every selector of `expr` (to each alternative of an
+/// `or` selector).
+fn add_matcher(expr: &mut Expr, matcher: &Matcher) {
+    let select = |selector: &mut VectorSelector| {
+        let matchers = &mut selector.matchers;
+        matchers.matchers.push(matcher.clone());
+        for alternative in &mut matchers.or_matchers {
+            alternative.push(matcher.clone());
+        }
+    };
+    match expr {
+        Expr::Aggregate(a) => {
+            add_matcher(&mut a.expr, matcher);
+            if let Some(param) = &mut a.param {
+                add_matcher(param, matcher);
+            }
+        }
+        Expr::Unary(u) => add_matcher(&mut u.expr, matcher),
+        Expr::Binary(b) => {
+            add_matcher(&mut b.lhs, matcher);
+            add_matcher(&mut b.rhs, matcher);
+        }
+        Expr::Paren(p) => add_matcher(&mut p.expr, matcher),
+        Expr::Subquery(s) => add_matcher(&mut s.expr, matcher),
+        Expr::VectorSelector(v) => select(v),
+        Expr::MatrixSelector(m) => select(&mut m.vs),
+        Expr::Call(c) => {
+            for arg in &mut c.args.args {
+                add_matcher(arg, matcher);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 

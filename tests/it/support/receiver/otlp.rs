@@ -1,25 +1,17 @@
-//! A strict OTLP/HTTP metrics receiver of our own.
-//!
-//! Collectors and backends are lenient (they skip unknown fields, accept
-//! duplicate attribute keys, take any metric kind), so a sloppy sender
-//! still "works" against them. This receiver checks every request against
-//! the OTLP spec and the pusher's mapping — headers, gzip, protobuf with
-//! nothing the message types do not know, unique non-empty attribute keys,
-//! gauges only, one value or the no-recorded-value flag per point — and
-//! answers from a script, so tests can play any receiver behaviour.
+//! The receiver's OTLP/HTTP metrics part. Collectors and backends are
+//! lenient (they skip unknown fields, accept duplicate attribute keys, take
+//! any metric kind); this part checks every request against the OTLP spec
+//! and the pusher's mapping — headers, gzip, protobuf with nothing the
+//! message types do not know, unique non-empty attribute keys, gauges only,
+//! one value or the no-recorded-value flag per point — and adds OTLP's
+//! answers (an `ExportMetricsServiceResponse`, partial success, a
+//! `google.rpc.Status`).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use container_image_pusher::encode::otlp::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -31,11 +23,27 @@ use container_image_pusher::encode::otlp::proto::rpc::Status;
 use container_image_pusher::encode::otlp::SERVICE_NAME;
 use prost::Message;
 
+use super::{Protocol, Received, Reply};
+
 /// Largest decompressed body accepted: a gzip bomb must not take the test down.
 const MAX_BODY: u64 = 64 << 20;
 
-/// The remote-write receiver's scripted answer, with OTLP's bodies.
-pub use super::receiver::Reply;
+/// OTLP/HTTP metrics, protobuf encoded.
+#[derive(Clone, Default)]
+pub struct Otlp;
+
+impl Protocol for Otlp {
+    type Request = ExportMetricsServiceRequest;
+    const PATH: &'static str = "/v1/metrics";
+
+    fn decode(headers: &HeaderMap, body: &[u8]) -> (ExportMetricsServiceRequest, Vec<String>) {
+        check(headers, body)
+    }
+
+    fn default_reply() -> Reply {
+        Reply::ok()
+    }
+}
 
 impl Reply {
     /// 200 with an empty `ExportMetricsServiceResponse`.
@@ -83,15 +91,7 @@ pub struct Point {
     pub time_unix_nano: u64,
 }
 
-/// What arrived, decoded, with every violation found.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub at: Instant,
-    pub request: ExportMetricsServiceRequest,
-    pub violations: Vec<String>,
-}
-
-impl Received {
+impl Received<Otlp> {
     pub fn points(&self) -> Vec<Point> {
         let mut points = Vec::new();
         for rm in &self.request.resource_metrics {
@@ -145,78 +145,8 @@ fn strings(attributes: &[KeyValue]) -> Vec<(String, String)> {
         .collect()
 }
 
-#[derive(Default)]
-struct Inner {
-    script: VecDeque<Reply>,
-    received: Vec<Received>,
-}
-
-/// The receiver; clones share state.
-#[derive(Clone)]
-pub struct OtlpReceiver {
-    addr: SocketAddr,
-    inner: Arc<Mutex<Inner>>,
-}
-
-impl OtlpReceiver {
-    /// Starts on a free loopback port, answering [`Reply::ok`] unless scripted.
-    pub async fn start() -> OtlpReceiver {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new()
-            .route("/{*path}", post(handle))
-            .with_state(inner.clone());
-        let addr = super::process::serve(app).await;
-        OtlpReceiver { addr, inner }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/v1/metrics", self.addr)
-    }
-
-    /// Queues answers for the next requests, in order.
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.inner.lock().unwrap().script.extend(replies);
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.inner.lock().unwrap().received.clone()
-    }
-
-    /// Panics with every violation found in any request so far.
-    pub fn assert_valid(&self) {
-        let violations: Vec<String> = self
-            .received()
-            .iter()
-            .flat_map(|r| r.violations.clone())
-            .collect();
-        assert!(
-            violations.is_empty(),
-            "OTLP violations:\n{}",
-            violations.join("\n")
-        );
-    }
-}
-
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (request, violations) = validate(&headers, &body);
-    let reply = {
-        let mut inner = inner.lock().unwrap();
-        inner.received.push(Received {
-            at: Instant::now(),
-            request,
-            violations,
-        });
-        inner.script.pop_front().unwrap_or_else(Reply::ok)
-    };
-    super::receiver::respond(reply).await
-}
-
 /// Checks one request; returns what it decoded and what is wrong.
-fn validate(headers: &HeaderMap, body: &[u8]) -> (ExportMetricsServiceRequest, Vec<String>) {
+fn check(headers: &HeaderMap, body: &[u8]) -> (ExportMetricsServiceRequest, Vec<String>) {
     let mut violations = Vec::new();
     let header = |name: &str| {
         headers
