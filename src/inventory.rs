@@ -20,8 +20,7 @@ use prometheus::IntCounterVec;
 use crate::discovery::Workload;
 use crate::image_facts::limits::DropReason;
 use crate::image_facts::{ImageMetadata, Resolutions};
-use crate::interner::Interner;
-use crate::series::{CommonLabels, Family, LabelSet, LimitDrop, Series, Snapshot};
+use crate::series::{symbols, CommonLabels, Family, LabelSet, LimitDrop, Series, Snapshot, Text};
 use crate::version_series::VersionSeries;
 use workload_labels::workload_labels;
 
@@ -38,8 +37,6 @@ pub struct Inventory {
     /// `container_image_pusher_labels_dropped_total`, by [`DropReason`]:
     /// counted when an image's series are built, not at every tick.
     dropped: IntCounterVec,
-    /// One copy of each label value the label sets use.
-    strings: Interner,
     /// Keyed by the address of the `Arc<Workload>`; holding the `Arc` keeps
     /// the address from being reused by another workload.
     workloads: HashMap<usize, CachedWorkload, ByAddress>,
@@ -110,7 +107,6 @@ impl Inventory {
         Inventory {
             common: Arc::new(common),
             dropped,
-            strings: Interner::default(),
             workloads: HashMap::default(),
             images: HashMap::default(),
             last_len: 0,
@@ -174,15 +170,15 @@ impl Inventory {
                     c
                 }
                 _ => {
-                    let (common, strings) = (&self.common, &mut self.strings);
-                    let mut extra = running_drift::drift_series(common, strings, workload, images);
+                    let common = &self.common;
+                    let mut extra = running_drift::drift_series(common, workload, images);
                     if self.workload_labels {
-                        extra.push(workload_labels(common, strings, workload));
+                        extra.push(workload_labels(common, workload));
                     }
                     CachedWorkload {
                         workload: workload.clone(),
                         images: images.iter().map(|m| m.cloned()).collect(),
-                        series: container_series(common, strings, workload, images),
+                        series: container_series(common, workload, images),
                         extra,
                     }
                 }
@@ -199,7 +195,7 @@ impl Inventory {
         self.add_resolution_series(resolutions, &mut series);
         self.count_limit_drops();
         // Values of workloads and images that left are let go.
-        self.strings.prune();
+        symbols::table().prune();
         self.last_len = series.len();
         if series.capacity() > series.len() + series.len() / 16 {
             series.shrink_to_fit();
@@ -234,7 +230,7 @@ impl Inventory {
                 Some(c) if Arc::ptr_eq(&c.metadata, image) => c,
                 _ => CachedImage {
                     metadata: image.clone(),
-                    series: image_series(&self.common, &mut self.strings, image, &self.dropped),
+                    series: image_series(&self.common, image, &self.dropped),
                 },
             };
             series.extend(cached.series.iter().cloned());
@@ -256,9 +252,12 @@ impl Inventory {
         failures.sort_unstable();
         failures.dedup();
         for (image, class) in failures {
-            let values = [self.strings.intern(image), self.strings.intern(class)];
             series.push(Series {
-                labels: LabelSet::new(Family::ResolveError, &self.common, Box::new(values)),
+                labels: LabelSet::new(
+                    Family::ResolveError,
+                    &self.common,
+                    &[image.into(), class.into()],
+                ),
                 value: 1.0,
             });
         }
@@ -267,8 +266,7 @@ impl Inventory {
         let owned = resolutions.container_versions().iter();
         let answers = answers
             .chain(owned.map(|(owner, image, info)| (image.as_str(), Some(owner.clone()), info)));
-        self.versions
-            .build(&self.common, &mut self.strings, answers, series);
+        self.versions.build(&self.common, answers, series);
     }
 }
 
@@ -300,42 +298,31 @@ impl Inventory {
 
 fn container_series(
     common: &Arc<CommonLabels>,
-    strings: &mut Interner,
     workload: &Workload,
     images: &[Option<&Arc<ImageMetadata>>],
 ) -> Vec<Series> {
     let kind = workload.kind;
-    let (group, version, kind_name) = (
-        strings.intern(kind.group()),
-        strings.intern(kind.version()),
-        strings.intern(kind.as_str()),
-    );
-    // The workload's own strings are shared with it, not copied.
-    let namespace = strings.adopt(&workload.namespace);
-    let name = strings.adopt(&workload.name);
     workload
         .containers
         .iter()
         .zip(images)
         .map(|(container, image)| {
             let digest = running_drift::info_digest(image.map(|m| &**m), container);
+            // The workload's own strings are shared with it, not copied.
             let values = [
-                group.clone(),
-                version.clone(),
-                kind_name.clone(),
-                namespace.clone(),
-                name.clone(),
-                strings.adopt(&container.name),
-                strings.adopt(&container.jsonpath),
-                strings.adopt(&container.image),
-                strings.intern(digest),
-                match running_drift::image_id(container) {
-                    Some(id) => strings.adopt(id),
-                    None => strings.intern(""),
-                },
+                kind.group().into(),
+                kind.version().into(),
+                kind.as_str().into(),
+                (&workload.namespace).into(),
+                (&workload.name).into(),
+                (&container.name).into(),
+                (&container.jsonpath).into(),
+                (&container.image).into(),
+                digest.into(),
+                running_drift::image_id(container).map_or(Text::Str(""), Text::Shared),
             ];
             Series {
-                labels: LabelSet::new(Family::ContainerInfo, common, Box::new(values)),
+                labels: LabelSet::new(Family::ContainerInfo, common, &values),
                 value: 1.0,
             }
         })
@@ -344,16 +331,15 @@ fn container_series(
 
 fn image_series(
     common: &Arc<CommonLabels>,
-    strings: &mut Interner,
     image: &ImageMetadata,
     dropped: &IntCounterVec,
 ) -> Vec<Series> {
     for (reason, count) in image.dropped.iter() {
         dropped.with_label_values(&[reason.as_str()]).inc_by(count);
     }
-    let digest = strings.intern(&image.digest);
+    let digest = Text::from(&image.digest);
     let mut series = Vec::with_capacity(image.annotations.len() + image.labels.len() + 2);
-    let mut push = |family: Family, values: Box<[Arc<str>]>, value: f64| {
+    let mut push = |family: Family, values: &[Text<'_>], value: f64| {
         series.push(Series {
             labels: LabelSet::new(family, common, values),
             value,
@@ -364,21 +350,17 @@ fn image_series(
         (Family::Label, &*image.labels),
     ] {
         for (key, value) in pairs {
-            // Keys and values repeat across images (OCI keys, base images).
-            let values = [digest.clone(), strings.intern(key), strings.intern(value)];
-            push(family, Box::new(values), 1.0);
+            // Keys and values repeat across images (OCI keys, base images):
+            // the table keeps one copy of each.
+            push(family, &[digest, key.into(), value.into()], 1.0);
         }
     }
-    push(
-        Family::SizeBytes,
-        Box::new([digest.clone()]),
-        image.size as f64,
-    );
+    push(Family::SizeBytes, &[digest], image.size as f64);
     if let Some(created) = image.created {
-        push(Family::Created, Box::new([digest.clone()]), created as f64);
+        push(Family::Created, &[digest], created as f64);
     }
-    supply_chain_series(strings, image, &digest, &mut push);
-    signatures::verification_series(strings, image, &digest, &mut push);
+    supply_chain_series(image, digest, &mut push);
+    signatures::verification_series(image, digest, &mut push);
     series
 }
 
@@ -386,37 +368,31 @@ fn image_series(
 /// `_base_current_created` of one image, from the facts its registry
 /// lookup found (none when it found none).
 fn supply_chain_series(
-    strings: &mut Interner,
     image: &ImageMetadata,
-    digest: &Arc<str>,
-    push: &mut impl FnMut(Family, Box<[Arc<str>]>, f64),
+    digest: Text<'_>,
+    push: &mut impl FnMut(Family, &[Text<'_>], f64),
 ) {
     let facts = &image.supply_chain;
     if let Some(referrers) = &facts.referrers {
         for ((kind, artifact_type), count) in &referrers.counts {
-            let values = [
-                digest.clone(),
-                strings.intern(kind.as_str()),
-                strings.intern(artifact_type),
-            ];
-            push(Family::Referrer, Box::new(values), *count as f64);
+            let values = [digest, kind.as_str().into(), artifact_type.into()];
+            push(Family::Referrer, &values, *count as f64);
         }
     }
     if let Some(base) = &facts.base {
-        let name = strings.intern(&base.name);
-        let base_digest = strings.intern(base.digest.as_deref().unwrap_or_default());
-        let values = [digest.clone(), name.clone(), base_digest];
-        push(Family::Base, Box::new(values), 1.0);
-        let per_base = || Box::new([digest.clone(), name.clone()]);
+        let name = Text::from(&base.name);
+        let base_digest = base.digest.as_deref().unwrap_or_default();
+        push(Family::Base, &[digest, name, base_digest.into()], 1.0);
+        let per_base = [digest, name];
         if let Some(outdated) = base.outdated {
             push(
                 Family::BaseOutdated,
-                per_base(),
+                &per_base,
                 f64::from(u8::from(outdated)),
             );
         }
         if let Some(created) = base.current_created {
-            push(Family::BaseCurrentCreated, per_base(), created as f64);
+            push(Family::BaseCurrentCreated, &per_base, created as f64);
         }
     }
 }

@@ -131,8 +131,9 @@ fn no_series_breaks_the_per_series_limits_whatever_the_input() {
         }
         let snapshot = build_once(&workloads, &resolutions, &common, 1);
         assert!(!snapshot.series.is_empty());
+        let symbols = crate::series::symbols::table().read();
         for series in &snapshot.series {
-            let labels: Vec<(&str, &str)> = series.labels.iter().collect();
+            let labels: Vec<(&str, &str)> = series.labels.iter(&symbols).collect();
             assert!(
                 labels.len() <= limits.max_label_names,
                 "seed {seed}: {} labels > {}",

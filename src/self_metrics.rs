@@ -46,7 +46,7 @@ pub fn health_series(
         labels: LabelSet::new(
             family,
             common,
-            values.iter().map(|v| Arc::<str>::from(*v)).collect(),
+            &values.iter().map(|v| (*v).into()).collect::<Vec<_>>(),
         ),
         value,
     };
@@ -100,13 +100,7 @@ fn read(metrics: &MetricFamily, family: Family) -> Vec<(Vec<String>, f64)> {
 mod tests {
     use super::*;
 
-    fn pairs(series: &Series) -> Vec<(String, String)> {
-        series
-            .labels
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::series::fixtures::pairs;
 
     #[test]
     fn the_health_set_carries_the_telemetry_per_endpoint_and_kind_only() {
@@ -168,7 +162,7 @@ mod tests {
         assert!(
             !series
                 .iter()
-                .any(|s| s.labels.iter().any(|(_, v)| v == "registry.example")),
+                .any(|s| pairs(s).iter().any(|(_, v)| v == "registry.example")),
             "nothing per registry host"
         );
     }

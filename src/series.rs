@@ -3,15 +3,17 @@
 //!
 //! A [`Series`] is a [`LabelSet`] and a value. A label set is its
 //! [`Family`], the process-wide [`CommonLabels`] (`job`, the external
-//! labels) and one value per name in [`Family::label_names`], stored as
-//! shared strings: the values of 100k containers repeat (namespaces,
-//! images, digests, container names), so an interner keeps one copy of
-//! each and a label set costs a few pointers. A label set is built once,
+//! labels) and one value per name in [`Family::label_names`], stored as a
+//! 32-bit id in the process' one table of values ([`symbols`]): the values
+//! of 100k containers repeat (namespaces, images, digests, container
+//! names), so the table keeps one copy of each and a label set costs a few
+//! ids. A label set is built once,
 //! when what it describes first appears or changes, and is shared by `Arc`
 //! from then on, so a warm tick clones pointers and builds nothing.
 //!
 //! Every sink (remote write 1.0 and 2.0, OTLP, the text exposition) is an
-//! encoder over [`LabelSet::iter`]: the labels sorted by name, names
+//! encoder over [`LabelSet::iter`], which reads the values from the table
+//! under one lock per request ([`symbols::Table::read`]): the labels sorted by name, names
 //! unique, empty values dropped — the form Prometheus defines a series
 //! by. No sink reads another's bytes. Each label set also carries a 64-bit
 //! hash of its labels, its identity for whoever has to remember series
@@ -30,8 +32,12 @@
 //! This module depends on no source and no sink.
 
 mod limits;
+pub mod symbols;
 
 pub use limits::{LimitDrop, LimitsError, SeriesLimits, CUT};
+pub use symbols::{Symbols, Text};
+
+use symbols::Symbol;
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -502,9 +508,10 @@ struct LabelSetData {
     /// Of the labels (family, common labels, values): the series' identity.
     hash: u64,
     common: Arc<CommonLabels>,
-    /// One per name of [`Family::label_names`], in that order; "" for a
-    /// label the series does not carry.
-    values: Box<[Arc<str>]>,
+    /// One per name of [`Family::label_names`], in that order, as ids in
+    /// [`symbols::table`], held until the label set is dropped;
+    /// [`symbols::EMPTY`] for a label the series does not carry.
+    values: Box<[Symbol]>,
     /// Labels whose names are not in the table (a workload's `label_*`),
     /// sorted by name; empty for every family but `WorkloadLabels`.
     extra: Box<[(Arc<str>, Arc<str>)]>,
@@ -517,7 +524,7 @@ impl LabelSet {
     /// # Panics
     /// If `values` does not hold one value per label name: a builder that
     /// disagrees with the table is a bug, found by any test of it.
-    pub fn new(family: Family, common: &Arc<CommonLabels>, values: Box<[Arc<str>]>) -> Self {
+    pub fn new(family: Family, common: &Arc<CommonLabels>, values: &[Text<'_>]) -> Self {
         LabelSet::with_extra(family, common, values, Vec::new())
     }
 
@@ -533,7 +540,7 @@ impl LabelSet {
     pub fn with_extra(
         family: Family,
         common: &Arc<CommonLabels>,
-        mut values: Box<[Arc<str>]>,
+        values: &[Text<'_>],
         mut extra: Vec<(Arc<str>, Arc<str>)>,
     ) -> Self {
         assert_eq!(
@@ -543,13 +550,16 @@ impl LabelSet {
             family.name()
         );
         let (limits, drops) = (common.limits, &common.drops);
-        let mut cut = 0;
-        for value in values.iter_mut() {
-            if let Some(shorter) = limits::cut(value, limits.max_value_bytes) {
-                *value = shorter;
-                cut += 1;
-            }
-        }
+        let shorter: Vec<Option<Arc<str>>> = values
+            .iter()
+            .map(|v| limits::cut(v.as_str(), limits.max_value_bytes))
+            .collect();
+        let mut cut = shorter.iter().flatten().count();
+        let values: Vec<Text<'_>> = values
+            .iter()
+            .zip(&shorter)
+            .map(|(value, shorter)| shorter.as_ref().map_or(*value, Text::Shared))
+            .collect();
         if !extra.is_empty() {
             extra.sort_by(|a, b| a.0.cmp(&b.0));
             extra.dedup_by(|a, b| a.0 == b.0);
@@ -582,13 +592,15 @@ impl LabelSet {
         let mut hasher = identity_hasher().build_hasher();
         family.name().hash(&mut hasher);
         common.pairs.hash(&mut hasher);
-        values.hash(&mut hasher);
+        for value in &values {
+            value.as_str().hash(&mut hasher);
+        }
         extra.hash(&mut hasher);
         LabelSet(Arc::new(LabelSetData {
             family,
             hash: hasher.finish(),
             common: common.clone(),
-            values,
+            values: symbols::table().intern(&values),
             extra: extra.into_boxed_slice(),
         }))
     }
@@ -604,21 +616,32 @@ impl LabelSet {
         self.0.hash
     }
 
-    /// The value of one of the family's own labels ("" when absent).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    /// The value of one of the family's own labels ("" when absent), read
+    /// from `symbols` ([`symbols::Table::read`]).
+    pub fn get<'a>(&self, name: &str, symbols: &'a Symbols<'_>) -> Option<&'a str> {
         let position = self
             .family()
             .label_names()
             .iter()
             .position(|n| *n == name)?;
-        Some(&self.0.values[position])
+        Some(symbols.get(self.0.values[position]))
     }
 
     /// Every label, `__name__` and the common labels included, sorted by
     /// name (names are unique), without those whose value is empty: the
-    /// label set as Prometheus defines a series by it.
-    pub fn iter(&self) -> Labels<'_> {
+    /// label set as Prometheus defines a series by it. The values are read
+    /// from `symbols` ([`symbols::Table::read`]).
+    pub fn iter<'a>(&'a self, symbols: &'a Symbols<'_>) -> Labels<'a> {
         Labels {
+            raw: self.raw(),
+            symbols,
+        }
+    }
+
+    /// [`LabelSet::iter`] without reading the table: values as ids where
+    /// they are in it, for an encoder that maps ids to a table of its own.
+    pub fn raw(&self) -> RawLabels<'_> {
+        RawLabels {
             data: &self.0,
             slots: self.0.common.layout(self.0.family).iter().peekable(),
             extra: self.0.extra.iter().peekable(),
@@ -644,42 +667,91 @@ impl PartialEq for LabelSet {
 
 impl Eq for LabelSet {}
 
+impl Drop for LabelSetData {
+    fn drop(&mut self) {
+        symbols::table().release(&self.values);
+    }
+}
+
 impl std::fmt::Debug for LabelSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        let symbols = symbols::table().read();
+        f.debug_map().entries(self.iter(&symbols)).finish()
     }
 }
 
 /// The labels of a [`LabelSet`], in order: see [`LabelSet::iter`].
 pub struct Labels<'a> {
-    data: &'a LabelSetData,
-    slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
-    /// Merged in name order with the slots.
-    extra: std::iter::Peekable<std::slice::Iter<'a, (Arc<str>, Arc<str>)>>,
-}
-
-impl<'a> Labels<'a> {
-    fn label(&self, slot: Slot) -> (&'a str, &'a str) {
-        let data = self.data;
-        match slot {
-            Slot::Name => (NAME_LABEL, data.family.name()),
-            Slot::Common(i) => {
-                let (name, value) = &data.common.pairs[i];
-                (name.as_str(), value.as_str())
-            }
-            Slot::Value(i) => (data.family.label_names()[i], &*data.values[i]),
-        }
-    }
+    raw: RawLabels<'a>,
+    symbols: &'a Symbols<'a>,
 }
 
 impl<'a> Iterator for Labels<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
+        let (name, value) = self.raw.next()?;
+        Some((name, value.text(self.symbols)))
+    }
+}
+
+/// A label's value as [`LabelSet::raw`] gives it: an id in the table of
+/// values, or text the label set holds itself (`__name__`, the common
+/// labels, a workload's extra labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Symbol(Symbol),
+    Text(&'a str),
+}
+
+impl<'a> Value<'a> {
+    /// The text, read from `symbols` if it is an id.
+    pub fn text(self, symbols: &'a Symbols<'_>) -> &'a str {
+        match self {
+            Value::Symbol(id) => symbols.get(id),
+            Value::Text(text) => text,
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        match self {
+            Value::Symbol(id) => id == symbols::EMPTY,
+            Value::Text(text) => text.is_empty(),
+        }
+    }
+}
+
+/// The labels of a [`LabelSet`], in order, their values as ids where they
+/// are in the table: see [`LabelSet::raw`].
+pub struct RawLabels<'a> {
+    data: &'a LabelSetData,
+    slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
+    /// Merged in name order with the slots.
+    extra: std::iter::Peekable<std::slice::Iter<'a, (Arc<str>, Arc<str>)>>,
+}
+
+impl<'a> RawLabels<'a> {
+    fn label(&self, slot: Slot) -> (&'a str, Value<'a>) {
+        let data = self.data;
+        match slot {
+            Slot::Name => (NAME_LABEL, Value::Text(data.family.name())),
+            Slot::Common(i) => {
+                let (name, value) = &data.common.pairs[i];
+                (name.as_str(), Value::Text(value.as_str()))
+            }
+            Slot::Value(i) => (data.family.label_names()[i], Value::Symbol(data.values[i])),
+        }
+    }
+}
+
+impl<'a> Iterator for RawLabels<'a> {
+    type Item = (&'a str, Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             let slot = self.slots.peek().copied().copied();
             let slot = slot.map(|slot| self.label(slot));
-            let extra = self.extra.peek().map(|(n, v)| (&**n, &**v));
+            let extra = self.extra.peek().map(|(n, v)| (&**n, Value::Text(&**v)));
             let label = match (slot, extra) {
                 (Some(s), Some(e)) if e.0 < s.0 => {
                     self.extra.next();

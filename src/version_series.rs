@@ -14,8 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::image_facts::VersionInfo;
-use crate::interner::Interner;
-use crate::series::{CommonLabels, Family, LabelSet, Series};
+use crate::series::{CommonLabels, Family, LabelSet, Series, Text};
 
 pub use crate::image_facts::Owner;
 
@@ -45,7 +44,6 @@ impl VersionSeries {
     pub fn build<'a>(
         &mut self,
         common: &Arc<CommonLabels>,
-        strings: &mut Interner,
         answers: impl IntoIterator<Item = (&'a str, Option<Owner>, &'a Arc<VersionInfo>)>,
         out: &mut Vec<Series>,
     ) {
@@ -55,7 +53,7 @@ impl VersionSeries {
             let entry = match self.cached.remove(&key) {
                 Some(entry) if Arc::ptr_eq(&entry.0, info) => entry,
                 _ => {
-                    let series = series(common, strings, image, key.1.as_ref(), info);
+                    let series = series(common, image, key.1.as_ref(), info);
                     (info.clone(), series)
                 }
             };
@@ -68,40 +66,38 @@ impl VersionSeries {
 
 fn series(
     common: &Arc<CommonLabels>,
-    strings: &mut Interner,
     image: &str,
     owner: Option<&Owner>,
     info: &VersionInfo,
 ) -> Vec<Series> {
-    let image = strings.intern(image);
+    let image = Text::from(image);
     let (current, latest) = (
-        strings.intern(&info.freshness.current),
-        strings.intern(&info.freshness.latest),
+        Text::from(&info.freshness.current),
+        Text::from(&info.freshness.latest),
     );
-    let empty = strings.intern("");
     let [namespace, name, container] = match owner {
-        Some((ns, name, container)) => [ns, name, container].map(|s| strings.adopt(s)),
-        None => [empty.clone(), empty.clone(), empty],
+        Some((ns, name, container)) => [ns, name, container].map(Text::from),
+        None => [Text::Str(""); 3],
     };
     let mut out = Vec::with_capacity(5);
-    let mut push = |family: Family, head: Vec<Arc<str>>, value: f64| {
-        let mut values = head;
-        values.extend([namespace.clone(), name.clone(), container.clone()]);
+    let mut push = |family: Family, head: &[Text<'_>], value: f64| {
+        let mut values = head.to_vec();
+        values.extend([namespace, name, container]);
         out.push(Series {
-            labels: LabelSet::new(family, common, values.into_boxed_slice()),
+            labels: LabelSet::new(family, common, &values),
             value,
         });
     };
     let is_latest = f64::from(u8::from(info.freshness.is_latest));
     push(
         Family::IsLatestVersion,
-        vec![image.clone(), current, latest.clone()],
+        &[image, current, latest],
         is_latest,
     );
     if let Some(created) = info.latest_created {
         push(
             Family::LatestVersionCreated,
-            vec![image.clone(), latest],
+            &[image, latest],
             created as f64,
         );
     }
@@ -110,11 +106,7 @@ fn series(
         .into_iter()
         .zip([behind.major, behind.minor, behind.patch])
     {
-        push(
-            Family::VersionsBehind,
-            vec![image.clone(), strings.intern(level)],
-            count as f64,
-        );
+        push(Family::VersionsBehind, &[image, level.into()], count as f64);
     }
     out
 }
@@ -146,7 +138,6 @@ mod tests {
     #[test]
     fn one_answer_makes_all_three_levels_and_an_owner_only_with_overrides() {
         let common = common("j", &[]);
-        let mut strings = Interner::default();
         let info = Arc::new(example());
         let owner: Owner = ("ns".into(), "web".into(), "app".into());
         let mut out = Vec::new();
@@ -155,7 +146,7 @@ mod tests {
             ("app:1.2.3", None, &info),
             ("app:1.2.3", Some(owner), &info),
         ];
-        series.build(&common, &mut strings, answers.clone(), &mut out);
+        series.build(&common, answers.clone(), &mut out);
         assert_eq!(out.len(), 10);
         let text: Vec<Vec<(String, String)>> = out.iter().map(pairs).collect();
         assert_eq!(
@@ -169,13 +160,12 @@ mod tests {
             ]
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
         );
-        let levels: Vec<(&str, f64)> = out[2..5]
+        let levels: Vec<(&str, f64)> = text[2..5]
             .iter()
-            .map(|s| {
-                (
-                    s.labels.iter().find(|(n, _)| *n == "level").unwrap().1,
-                    s.value,
-                )
+            .zip(&out[2..5])
+            .map(|(labels, s)| {
+                let level = labels.iter().find(|(n, _)| n == "level").unwrap();
+                (level.1.as_str(), s.value)
             })
             .collect();
         assert_eq!(levels, [("major", 1.0), ("minor", 0.0), ("patch", 2.0)]);
@@ -183,7 +173,7 @@ mod tests {
         assert!(text[5].contains(&("namespace".to_owned(), "ns".to_owned())));
         // A warm tick reuses the label sets.
         let mut again = Vec::new();
-        series.build(&common, &mut strings, answers, &mut again);
+        series.build(&common, answers, &mut again);
         assert!(out
             .iter()
             .zip(&again)

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::series::{Family, Series, Snapshot, NAME_LABEL};
+use crate::series::{symbols, Family, Series, Snapshot, NAME_LABEL};
 
 /// The snapshot's series in the text format, grouped by family, each
 /// family with its HELP and TYPE lines. Labels named in `omit` are left
@@ -20,6 +20,7 @@ pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
         estimate += 256;
     }
     let mut out = String::with_capacity(estimate);
+    let symbols = symbols::table().read();
     for (family, series) in Family::ALL.into_iter().zip(by_family) {
         if series.is_empty() {
             continue;
@@ -34,7 +35,7 @@ pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
         for s in series {
             out.push_str(family.name());
             let mut separator = '{';
-            for (name, value) in s.labels.iter() {
+            for (name, value) in s.labels.iter(&symbols) {
                 if name == NAME_LABEL || omit.contains(&name) {
                     continue;
                 }

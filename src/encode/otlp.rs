@@ -20,7 +20,7 @@ use std::io::Write;
 
 use prost::Message;
 
-use crate::series::{Family, Series, JOB_LABEL, NAME_LABEL};
+use crate::series::{symbols, Family, Series, JOB_LABEL, NAME_LABEL};
 
 /// Messages generated from `proto/opentelemetry/` and `proto/google/rpc/`,
 /// nested as their packages are (the generated code refers to its
@@ -92,12 +92,13 @@ pub fn encode<S: Borrow<Series>>(
         .unwrap_or(0)
         .saturating_mul(1_000_000);
     type Points = BTreeMap<Family, Vec<NumberDataPoint>>;
+    let symbols = symbols::table().read();
     let mut resources: BTreeMap<Vec<(&str, &str)>, Points> = BTreeMap::new();
     for s in series {
         let s = s.borrow();
         let mut resource = Vec::new();
         let mut attributes = Vec::new();
-        for (name, value) in s.labels.iter() {
+        for (name, value) in s.labels.iter(&symbols) {
             if name == NAME_LABEL {
                 continue;
             }
@@ -231,11 +232,9 @@ mod tests {
         };
         assert_eq!(gauge.data_points.len(), 3);
         for (point, series) in gauge.data_points.iter().zip(&snap.series) {
-            let want: Vec<(String, String)> = series
-                .labels
-                .iter()
-                .filter(|(n, _)| !["__name__", "job", "cluster"].contains(n))
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            let want: Vec<(String, String)> = crate::series::fixtures::pairs(series)
+                .into_iter()
+                .filter(|(n, _)| !["__name__", "job", "cluster"].contains(&n.as_str()))
                 .collect();
             assert_eq!(attributes(&point.attributes), want);
             assert_eq!(point.time_unix_nano, 1_700_000_000_123_000_000);

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
 use prost::Message;
 
-use crate::series::{Family, Series};
+use crate::series::{symbols, Family, Series};
 
 /// Messages generated from `proto/prometheus/remote.proto` (remote write 1.0).
 #[allow(clippy::all, missing_docs)]
@@ -52,6 +52,7 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
     // guess of 320 bytes a series (a container's) avoids most regrowth.
     buf.reserve(series.len() * 320 + 512);
     let mut families = [false; Family::ALL.len()];
+    let symbols = symbols::table().read();
     // One series' labels, walked once: their lengths come before them.
     let mut labels: Vec<(&str, &str, usize)> = Vec::with_capacity(16);
     for s in series {
@@ -63,7 +64,11 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
         };
         let sample_len = sample.encoded_len();
         labels.clear();
-        labels.extend(s.labels.iter().map(|(n, v)| (n, v, label_len(n, v))));
+        labels.extend(
+            s.labels
+                .iter(&symbols)
+                .map(|(n, v)| (n, v, label_len(n, v))),
+        );
         let labels_len: usize = labels.iter().map(|(_, _, len)| field_len(*len)).sum();
         let body_len = labels_len + field_len(sample_len);
         encode_key(1, WireType::LengthDelimited, buf);

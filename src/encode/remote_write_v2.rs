@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 use prost::Message;
 
-use crate::series::Series;
+use crate::series::symbols::{self, Symbol};
+use crate::series::{Series, Value};
 
 /// Messages generated from `proto/io/prometheus/write/v2/types.proto` (remote write 2.0).
 #[allow(clippy::all, missing_docs)]
@@ -20,33 +21,56 @@ pub mod proto {
 /// table (index 0 is ""), series referring to it, type and help per series.
 pub fn encode<S: Borrow<Series>>(series: &[S], timestamp_ms: i64) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    encode_into(series, timestamp_ms, &mut buf);
+    encode_into(series, timestamp_ms, &mut buf, &mut Vec::new());
     Vec::from(buf)
 }
 
+/// Where each of the process' symbols is in one request's table, by
+/// [`Symbol`]; `NONE` for those it does not have yet. Kept between requests
+/// (the entries a request set are reset after it), so that a request's
+/// table is filled from the process' one by indexing, not hashing.
+pub(super) type SymbolMap = Vec<u32>;
+
+const NONE: u32 = u32::MAX;
+
 /// [`encode`] into `buf`, which is cleared first.
-pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, buf: &mut BytesMut) {
+pub(super) fn encode_into<S: Borrow<Series>>(
+    series: &[S],
+    timestamp_ms: i64,
+    buf: &mut BytesMut,
+    map: &mut SymbolMap,
+) {
     buf.clear();
+    let table = symbols::table().read();
+    if map.len() < table.bound() {
+        map.resize(table.bound(), NONE);
+    }
     let mut symbols: Vec<&str> = vec![""];
-    let mut index: HashMap<&str, u32> = HashMap::from([("", 0)]);
+    // The request's entries that came from the process' table, to reset.
+    let mut mapped: Vec<Symbol> = Vec::new();
+    // Every text given a symbol, each once.
+    let mut by_text: HashMap<&str, u32> = HashMap::from([("", 0)]);
     let mut timeseries = Vec::with_capacity(series.len());
     for s in series {
         let s = s.borrow();
         let mut refs = Vec::with_capacity(24);
-        for text in s
-            .labels
-            .iter()
-            .flat_map(|(name, value)| [name, value])
-            .chain([s.family().help()])
-        {
-            let next = symbols.len() as u32;
-            let i = *index.entry(text).or_insert_with(|| {
-                symbols.push(text);
-                next
-            });
-            refs.push(i);
+        for (name, value) in s.labels.raw() {
+            refs.push(text_ref(name, &mut symbols, &mut by_text));
+            let value_ref = match value {
+                Value::Symbol(id) => {
+                    if map[id as usize] == NONE {
+                        // Once per value and request: the same text as a
+                        // name or help is still one symbol.
+                        map[id as usize] = text_ref(table.get(id), &mut symbols, &mut by_text);
+                        mapped.push(id);
+                    }
+                    map[id as usize]
+                }
+                Value::Text(text) => text_ref(text, &mut symbols, &mut by_text),
+            };
+            refs.push(value_ref);
         }
-        let help_ref = refs.pop().unwrap_or(0);
+        let help_ref = text_ref(s.family().help(), &mut symbols, &mut by_text);
         timeseries.push(proto::TimeSeries {
             labels_refs: refs,
             samples: vec![proto::Sample {
@@ -60,12 +84,28 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
             }),
         });
     }
+    for id in mapped {
+        map[id as usize] = NONE;
+    }
     let request = proto::Request {
         symbols: symbols.into_iter().map(str::to_owned).collect(),
         timeseries,
     };
     buf.reserve(request.encoded_len());
     request.encode_raw(buf);
+}
+
+/// The index of `text` in a request's symbols, added if it is new.
+fn text_ref<'a>(
+    text: &'a str,
+    symbols: &mut Vec<&'a str>,
+    by_text: &mut HashMap<&'a str, u32>,
+) -> u32 {
+    let next = symbols.len() as u32;
+    *by_text.entry(text).or_insert_with(|| {
+        symbols.push(text);
+        next
+    })
 }
 
 #[cfg(test)]

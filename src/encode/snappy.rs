@@ -20,6 +20,8 @@ pub struct Buffers {
     raw: BytesMut,
     compressed: Vec<u8>,
     snappy: snap::raw::Encoder,
+    /// Remote write 2.0's map of the process' symbols to a request's.
+    symbols: remote_write_v2::SymbolMap,
 }
 
 impl Default for Buffers {
@@ -28,6 +30,7 @@ impl Default for Buffers {
             raw: BytesMut::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
+            symbols: Vec::new(),
         }
     }
 }
@@ -49,7 +52,7 @@ impl Buffers {
         series: &[S],
         timestamp_ms: i64,
     ) -> Result<Vec<u8>, snap::Error> {
-        remote_write_v2::encode_into(series, timestamp_ms, &mut self.raw);
+        remote_write_v2::encode_into(series, timestamp_ms, &mut self.raw, &mut self.symbols);
         self.compress()
     }
 

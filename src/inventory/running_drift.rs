@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use crate::discovery::{Container, Workload};
 use crate::image_facts::ImageMetadata;
-use crate::interner::Interner;
 use crate::series::{CommonLabels, Family, LabelSet, Series};
 
 /// The `digest` of a container's info series: what its reference resolves
@@ -41,7 +40,6 @@ pub(crate) fn image_id(container: &Container) -> Option<&Arc<str>> {
 /// drift: nothing says where its tag points now.
 pub(crate) fn drift_series(
     common: &Arc<CommonLabels>,
-    strings: &mut Interner,
     workload: &Workload,
     images: &[Option<&Arc<ImageMetadata>>],
 ) -> Vec<Series> {
@@ -56,15 +54,15 @@ pub(crate) fn drift_series(
                 return None;
             }
             let values = [
-                strings.adopt(&workload.namespace),
-                strings.adopt(&workload.name),
-                strings.adopt(&container.name),
-                strings.adopt(&container.image),
-                strings.intern(&metadata.digest),
-                strings.adopt(&id.reference),
+                (&workload.namespace).into(),
+                (&workload.name).into(),
+                (&container.name).into(),
+                (&container.image).into(),
+                (&metadata.digest).into(),
+                (&id.reference).into(),
             ];
             Some(Series {
-                labels: LabelSet::new(Family::RunningDrift, common, Box::new(values)),
+                labels: LabelSet::new(Family::RunningDrift, common, &values),
                 value: 1.0,
             })
         })

@@ -48,11 +48,7 @@ fn metadata(digest: &str, platforms: &[String]) -> Resolution {
 }
 
 fn labels_of(series: &Series) -> HashMap<String, String> {
-    series
-        .labels
-        .iter()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect()
+    crate::series::fixtures::pairs(series).into_iter().collect()
 }
 
 fn of(

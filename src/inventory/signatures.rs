@@ -2,32 +2,28 @@
 //! image, from the verdicts its registry lookup computed (none without
 //! verification policies, or when the signatures could not be looked up).
 
-use std::sync::Arc;
-
 use crate::image_facts::ImageMetadata;
-use crate::interner::Interner;
-use crate::series::Family;
+use crate::series::{Family, Text};
 
 pub(super) fn verification_series(
-    strings: &mut Interner,
     image: &ImageMetadata,
-    digest: &Arc<str>,
-    push: &mut impl FnMut(Family, Box<[Arc<str>]>, f64),
+    digest: Text<'_>,
+    push: &mut impl FnMut(Family, &[Text<'_>], f64),
 ) {
     let Some(verdicts) = &image.supply_chain.verification else {
         return;
     };
     for (policy, outcome) in verdicts.iter() {
-        let policy = strings.intern(policy);
+        let policy = Text::from(policy);
         let verified = outcome.is_ok();
         push(
             Family::SignatureVerified,
-            Box::new([digest.clone(), policy.clone()]),
+            &[digest, policy],
             f64::from(u8::from(verified)),
         );
         if let Err(reason) = outcome {
-            let values = [digest.clone(), policy, strings.intern(reason.as_str())];
-            push(Family::SignatureVerifyFailure, Box::new(values), 1.0);
+            let values = [digest, policy, reason.as_str().into()];
+            push(Family::SignatureVerifyFailure, &values, 1.0);
         }
     }
 }

@@ -108,10 +108,10 @@ fn one_set_of_image_series_per_digest() {
     let empty = snap
         .series
         .iter()
-        .find(|s| s.family() == Family::Label && s.labels.iter().any(|(_, v)| v == "empty"))
+        .find(|s| s.family() == Family::Label && pairs(s).iter().any(|(_, v)| v == "empty"))
         .unwrap();
     assert!(
-        !empty.labels.iter().any(|(n, _)| n == "value"),
+        !pairs(empty).iter().any(|(n, _)| n == "value"),
         "empty values are dropped"
     );
 }
@@ -168,27 +168,35 @@ fn values_of_workloads_that_left_are_let_go() {
     let steady = [named("steady".into(), "app:1".into())];
     let mut images = HashMap::from([("app:1".to_owned(), Ok(metadata("sha256:aa")))]);
     inventory.build(&steady, &Resolutions::from(images.clone()), 0);
-    let baseline = inventory.strings.len();
+    // The process' one table, which other tests fill at the same time:
+    // only this test's own values are looked for.
+    let digest = |tick: i64, i: i64| format!("sha256:churn-{tick:04}{i:04}");
+    let held = |tick: i64| {
+        (0..20)
+            .filter(|i| symbols::table().contains(&digest(tick, *i)))
+            .count()
+    };
     for tick in 1..50 {
         // Pods come and go, 20 a tick, each running an image of its
-        // own: 20 new digests a tick. (Their names are the workloads'
-        // own strings, which the interner shares but does not keep.)
+        // own: 20 new digests a tick.
         let mut churn = Vec::new();
         let mut resolutions = images.clone();
         for i in 0..20 {
             let image = format!("app-{tick}-{i}:1");
-            let digest = format!("sha256:{tick:04}{i:04}");
+            let digest = digest(tick, i);
             resolutions.insert(image.clone(), Ok(metadata(&digest)));
             churn.push(named(format!("pod-{tick}-{i}"), image));
         }
         churn.push(steady[0].clone());
         let snap = inventory.build(&churn, &Resolutions::from(resolutions), tick);
         assert_eq!(snap.containers, 21);
-        assert_eq!(inventory.strings.len(), baseline + 20, "tick {tick}");
+        assert_eq!(held(tick), 20, "tick {tick}");
+        assert_eq!(held(tick - 1), 0, "the last tick's, let go at tick {tick}");
     }
     images.retain(|image, _| image == "app:1");
     inventory.build(&steady, &Resolutions::from(images), 99);
-    assert_eq!(inventory.strings.len(), baseline);
+    assert_eq!(held(49), 0);
+    assert!(symbols::table().contains("sha256:aa"), "still in use");
 }
 
 #[test]
@@ -206,17 +214,19 @@ fn label_values_are_the_workloads_own_strings() {
     };
     let pod = |name: &str| -> k8s_openapi::api::core::v1::Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "shop", "labels": {"team": "payments"}},
-            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            "metadata": {"name": name, "namespace": "own-shop", "labels": {"team": "own-payments"}},
+            "spec": {"containers": [{"name": "own-app", "image": "own-app:1"}]},
             "status": {"containerStatuses": [{
-                "name": "app", "image": "app:1", "ready": true, "restartCount": 0,
-                "imageID": format!("app@sha256:{}", "b".repeat(64)),
+                "name": "own-app", "image": "own-app:1", "ready": true, "restartCount": 0,
+                "imageID": format!("own-app@sha256:{}", "b".repeat(64)),
                 "state": {"running": {"startedAt": "2024-01-01T00:00:00Z"}}
             }]}
         }))
         .unwrap()
     };
-    let workloads: Vec<Arc<Workload>> = ["a", "b"]
+    // Values no other test uses, so that the process' table has none of
+    // them before (it keeps the first copy it is given).
+    let workloads: Vec<Arc<Workload>> = ["own-a", "own-b"]
         .iter()
         .map(|name| Arc::new(workload_keeping(&pod(name), "default", &allow, &pool)))
         .collect();
@@ -225,7 +235,7 @@ fn label_values_are_the_workloads_own_strings() {
         &workloads[1].namespace
     ));
     let resolutions = Resolutions::from(HashMap::from([(
-        "app:1".to_owned(),
+        "own-app:1".to_owned(),
         Ok(metadata("sha256:aa")),
     )]));
     let snap = Inventory::new(
@@ -235,8 +245,9 @@ fn label_values_are_the_workloads_own_strings() {
     .with_workload_labels(true)
     .build(&workloads, &resolutions, 0);
 
+    let symbols = symbols::table().read();
     let shared = |series: &Series, name: &str, value: &Arc<str>| {
-        let got = series.labels.iter().find(|(n, _)| *n == name).unwrap().1;
+        let got = series.labels.get(name, &symbols).unwrap();
         assert!(
             std::ptr::eq(got.as_ptr(), value.as_ptr()),
             "{name} of {} is a copy",
@@ -245,7 +256,7 @@ fn label_values_are_the_workloads_own_strings() {
     };
     let mut checked = HashSet::new();
     for series in &snap.series {
-        let Some(name) = series.labels.get("name") else {
+        let Some(name) = series.labels.get("name", &symbols) else {
             continue;
         };
         let workload = workloads.iter().find(|w| &*w.name == name).unwrap();
@@ -258,14 +269,15 @@ fn label_values_are_the_workloads_own_strings() {
                 shared(series, "container", &container.name);
                 shared(series, "image", &container.image);
                 shared(series, "image_id", image_id);
-                if series.family() == Family::ContainerInfo {
-                    shared(series, "jsonpath", &container.jsonpath);
-                }
+                // (Not the jsonpath: other tests' Pods have it too.)
             }
             Family::WorkloadLabels => {
                 let (label, team) = &workload.metadata_labels[0];
-                let (got_label, got_team) =
-                    series.labels.iter().find(|(n, _)| *n == &**label).unwrap();
+                let (got_label, got_team) = series
+                    .labels
+                    .iter(&symbols)
+                    .find(|(n, _)| *n == &**label)
+                    .unwrap();
                 assert!(std::ptr::eq(got_label.as_ptr(), label.as_ptr()));
                 assert!(std::ptr::eq(got_team.as_ptr(), team.as_ptr()));
             }
@@ -320,7 +332,12 @@ fn unchanged_label_sets_are_reused_between_ticks() {
     let moved = Resolutions::from(moved);
     let third = inventory.build(&workloads, &moved, 3);
     assert!(!third.series[0].labels.ptr_eq(&second.series[0].labels));
-    assert_eq!(third.series[0].labels.get("digest"), Some("sha256:bb"));
+    let digest = |s: &Series| {
+        s.labels
+            .get("digest", &symbols::table().read())
+            .map(str::to_owned)
+    };
+    assert_eq!(digest(&third.series[0]).as_deref(), Some("sha256:bb"));
     assert!(third.series[1].labels.ptr_eq(&second.series[1].labels));
     // A replaced object (new Arc, as a watch event gives) is rebuilt.
     let replaced = [Arc::new(workload("a:1")), workloads[1].clone()];

@@ -13,29 +13,21 @@
 use std::sync::Arc;
 
 use crate::discovery::Workload;
-use crate::interner::Interner;
 use crate::series::{CommonLabels, Family, LabelSet, Series};
 
 /// One workload's `container_image_workload_labels`.
-pub(crate) fn workload_labels(
-    common: &Arc<CommonLabels>,
-    strings: &mut Interner,
-    workload: &Workload,
-) -> Series {
+pub(crate) fn workload_labels(common: &Arc<CommonLabels>, workload: &Workload) -> Series {
     let values = [
-        strings.intern(workload.kind.group()),
-        strings.intern(workload.kind.version()),
-        strings.intern(workload.kind.as_str()),
-        strings.adopt(&workload.namespace),
-        strings.adopt(&workload.name),
+        workload.kind.group().into(),
+        workload.kind.version().into(),
+        workload.kind.as_str().into(),
+        (&workload.namespace).into(),
+        (&workload.name).into(),
     ];
-    let extra = workload
-        .metadata_labels
-        .iter()
-        .map(|(name, value)| (strings.adopt(name), strings.adopt(value)))
-        .collect();
+    // The source's own strings, shared rather than copied.
+    let extra = workload.metadata_labels.clone();
     Series {
-        labels: LabelSet::with_extra(Family::WorkloadLabels, common, Box::new(values), extra),
+        labels: LabelSet::with_extra(Family::WorkloadLabels, common, &values, extra),
         value: 1.0,
     }
 }
@@ -65,7 +57,6 @@ mod tests {
         let common = Arc::new(CommonLabels::new("j", &[]));
         let got = pairs(&workload_labels(
             &common,
-            &mut Interner::default(),
             &workload(&[("label_team", "payments"), ("annotation_owner", "alice")]),
         ));
         let expected: Vec<(String, String)> = [
@@ -91,7 +82,6 @@ mod tests {
         let common = Arc::new(CommonLabels::new("j", &external));
         let got = pairs(&workload_labels(
             &common,
-            &mut Interner::default(),
             &workload(&[("label_team", "payments")]),
         ));
         let teams: Vec<&(String, String)> = got.iter().filter(|(n, _)| n == "label_team").collect();

@@ -12,9 +12,10 @@ pub(crate) fn common(job: &str, external: &[(&str, &str)]) -> Arc<CommonLabels> 
 
 /// A series' labels as owned (name, value) pairs, in order.
 pub(crate) fn pairs(series: &Series) -> Vec<(String, String)> {
+    let symbols = symbols::table().read();
     series
         .labels
-        .iter()
+        .iter(&symbols)
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()
 }
@@ -26,9 +27,9 @@ pub(crate) fn series(
     values: &[&str],
     value: f64,
 ) -> Series {
-    let values = values.iter().map(|v| Arc::from(*v)).collect();
+    let values: Vec<Text<'_>> = values.iter().map(|v| (*v).into()).collect();
     Series {
-        labels: LabelSet::new(family, common, values),
+        labels: LabelSet::new(family, common, &values),
         value,
     }
 }
@@ -152,10 +153,7 @@ fn supply_chain_and_versions(common: &Arc<CommonLabels>, digest: &str) -> Vec<Se
             labels: LabelSet::with_extra(
                 Family::WorkloadLabels,
                 common,
-                ["apps", "v1", "Deployment", "ns", "d"]
-                    .into_iter()
-                    .map(Arc::from)
-                    .collect(),
+                &["apps", "v1", "Deployment", "ns", "d"].map(Text::from),
                 vec![(Arc::from("label_team"), Arc::from("payments"))],
             ),
             value: 1.0,

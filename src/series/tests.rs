@@ -11,8 +11,31 @@ fn common(external: &[(&str, &str)]) -> Arc<CommonLabels> {
     Arc::new(CommonLabels::new("j", &external))
 }
 
-fn values(values: &[&str]) -> Box<[Arc<str>]> {
-    values.iter().map(|v| Arc::from(*v)).collect()
+fn values<'a>(values: &[&'a str]) -> Vec<Text<'a>> {
+    values.iter().map(|v| Text::from(*v)).collect()
+}
+
+/// The labels as text, read under a lock of the table taken and let go
+/// here (a label set made while this thread holds one would wait forever).
+fn text(labels: &LabelSet) -> Vec<(String, String)> {
+    let symbols = symbols::table().read();
+    labels
+        .iter(&symbols)
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn get(labels: &LabelSet, name: &str) -> Option<String> {
+    labels
+        .get(name, &symbols::table().read())
+        .map(str::to_owned)
 }
 
 #[test]
@@ -21,12 +44,11 @@ fn labels_are_sorted_unique_and_without_empty_values() {
     let labels = LabelSet::new(
         Family::ContainerInfo,
         &common,
-        values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", "", ""]),
+        &values(&["", "v1", "Pod", "ns", "p", "c", "{}", "img", "", ""]),
     );
-    let pairs: Vec<(&str, &str)> = labels.iter().collect();
     assert_eq!(
-        pairs,
-        [
+        text(&labels),
+        owned(&[
             ("__name__", "container_image_container_info"),
             ("a_first", "x"),
             ("cluster", "prod"),
@@ -38,11 +60,11 @@ fn labels_are_sorted_unique_and_without_empty_values() {
             ("name", "p"),
             ("namespace", "ns"),
             ("version", "v1"),
-        ]
+        ])
     );
-    assert_eq!(labels.get("digest"), Some(""));
-    assert_eq!(labels.get("kind"), Some("Pod"));
-    assert_eq!(labels.get("job"), None, "not one of the family's own");
+    assert_eq!(get(&labels, "digest").as_deref(), Some(""));
+    assert_eq!(get(&labels, "kind").as_deref(), Some("Pod"));
+    assert_eq!(get(&labels, "job"), None, "not one of the family's own");
 }
 
 #[test]
@@ -57,7 +79,7 @@ fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
     let labels = LabelSet::with_extra(
         Family::WorkloadLabels,
         &common,
-        values(&["apps", "v1", "Deployment", "ns", "d"]),
+        &values(&["apps", "v1", "Deployment", "ns", "d"]),
         extra(&[
             ("label_zone", "eu"),
             ("annotation_owner", "alice"),
@@ -66,10 +88,9 @@ fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
             ("label_empty", ""),
         ]),
     );
-    let pairs: Vec<(&str, &str)> = labels.iter().collect();
     assert_eq!(
-        pairs,
-        [
+        text(&labels),
+        owned(&[
             ("__name__", "container_image_workload_labels"),
             ("annotation_owner", "alice"),
             ("group", "apps"),
@@ -80,12 +101,12 @@ fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
             ("name", "d"),
             ("namespace", "ns"),
             ("version", "v1"),
-        ]
+        ])
     );
     let other = LabelSet::with_extra(
         Family::WorkloadLabels,
         &common,
-        values(&["apps", "v1", "Deployment", "ns", "d"]),
+        &values(&["apps", "v1", "Deployment", "ns", "d"]),
         extra(&[("label_zone", "us")]),
     );
     assert_ne!(labels, other);
@@ -95,14 +116,14 @@ fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
 #[test]
 fn equal_label_sets_hash_alike_and_different_ones_do_not() {
     let common = common(&[]);
-    let a = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
-    let again = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:aa"]));
-    let created = LabelSet::new(Family::Created, &common, values(&["sha256:aa"]));
-    let other = LabelSet::new(Family::SizeBytes, &common, values(&["sha256:bb"]));
+    let a = LabelSet::new(Family::SizeBytes, &common, &values(&["sha256:aa"]));
+    let again = LabelSet::new(Family::SizeBytes, &common, &values(&["sha256:aa"]));
+    let created = LabelSet::new(Family::Created, &common, &values(&["sha256:aa"]));
+    let other = LabelSet::new(Family::SizeBytes, &common, &values(&["sha256:bb"]));
     let other_job = LabelSet::new(
         Family::SizeBytes,
         &Arc::new(CommonLabels::new("k", &[])),
-        values(&["sha256:aa"]),
+        &values(&["sha256:aa"]),
     );
     assert!(!a.ptr_eq(&again));
     assert_eq!(a, again);
@@ -112,20 +133,20 @@ fn equal_label_sets_hash_alike_and_different_ones_do_not() {
         assert_ne!(a.hash(), different.hash());
     }
     // Two values that concatenate alike are still two label sets.
-    let ab = LabelSet::new(Family::ResolveError, &common, values(&["ab", "c"]));
-    let a_bc = LabelSet::new(Family::ResolveError, &common, values(&["a", "bc"]));
+    let ab = LabelSet::new(Family::ResolveError, &common, &values(&["ab", "c"]));
+    let a_bc = LabelSet::new(Family::ResolveError, &common, &values(&["a", "bc"]));
     assert_ne!(ab.hash(), a_bc.hash());
 }
 
 #[test]
 #[should_panic(expected = "one value per label name")]
 fn a_builder_that_disagrees_with_the_table_is_caught() {
-    LabelSet::new(Family::SizeBytes, &common(&[]), values(&["a", "b"]));
+    LabelSet::new(Family::SizeBytes, &common(&[]), &values(&["a", "b"]));
 }
 
 #[test]
 fn stale_markers_are_the_series_with_prometheus_stale_nan() {
-    let labels = LabelSet::new(Family::SizeBytes, &common(&[]), values(&["d"]));
+    let labels = LabelSet::new(Family::SizeBytes, &common(&[]), &values(&["d"]));
     let stale = Series::stale(labels.clone());
     assert!(stale.is_stale());
     assert_eq!(stale.value.to_bits(), STALE_NAN);
@@ -205,7 +226,7 @@ fn label_sets_keep_the_limits_and_count_what_they_cut() {
             .unwrap(),
     );
     let long: Arc<str> = Arc::from("x".repeat(100));
-    let values: Vec<Arc<str>> = (0..5).map(|_| long.clone()).collect();
+    let values: Vec<Text<'_>> = (0..5).map(|_| Text::from(&long)).collect();
     let extra: Vec<(Arc<str>, Arc<str>)> = (0..20)
         .map(|i| (Arc::from(format!("label_{i:02}")), long.clone()))
         .chain([(
@@ -213,13 +234,13 @@ fn label_sets_keep_the_limits_and_count_what_they_cut() {
             Arc::from("v"),
         )])
         .collect();
-    let set = LabelSet::with_extra(Family::WorkloadLabels, &common, values.into(), extra);
-    let labels: Vec<(&str, &str)> = set.iter().collect();
+    let set = LabelSet::with_extra(Family::WorkloadLabels, &common, &values, extra);
+    let labels = text(&set);
     assert_eq!(labels.len(), 14, "{labels:?}");
     assert!(labels.iter().all(|(n, v)| n.len() <= 32 && v.len() <= 64));
     let kept: Vec<&str> = labels
         .iter()
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.as_str())
         .filter(|n| n.starts_with("label_"))
         .collect();
     assert_eq!(
@@ -227,7 +248,7 @@ fn label_sets_keep_the_limits_and_count_what_they_cut() {
         ["label_00", "label_01", "label_02", "label_03", "label_04", "label_05"],
         "the first by name"
     );
-    assert_eq!(set.get("name").unwrap(), format!("{}…", "x".repeat(61)));
+    assert_eq!(get(&set, "name").unwrap(), format!("{}…", "x".repeat(61)));
     let drops: Vec<(LimitDrop, u64)> = common.take_drops().collect();
     assert_eq!(
         drops,
@@ -246,4 +267,44 @@ fn label_sets_keep_the_limits_and_count_what_they_cut() {
     ));
     let long_job = CommonLabels::new(&"j".repeat(65), &[]).with_limits(limits);
     assert!(matches!(long_job, Err(LimitsError::ValueTooLong { .. })));
+}
+
+/// Ids that pruning frees are taken by later values, but never while a
+/// label set names them: however values come and go, a live series reads
+/// as it was made.
+#[test]
+fn a_pruned_and_reused_symbol_never_renames_a_live_series() {
+    let common = common(&[]);
+    let live: Vec<LabelSet> = (0..100)
+        .map(|i| {
+            let image = format!("live-{i}");
+            LabelSet::new(Family::ResolveError, &common, &values(&[&image, "kept"]))
+        })
+        .collect();
+    let before: Vec<Vec<(String, String)>> = live.iter().map(text).collect();
+    for round in 0..20 {
+        let gone: Vec<LabelSet> = (0..500)
+            .map(|i| {
+                let image = format!("gone-{round}-{i}");
+                LabelSet::new(Family::ResolveError, &common, &values(&[&image, "c"]))
+            })
+            .collect();
+        let freed: HashSet<Symbol> = gone.iter().map(|l| l.0.values[0]).collect();
+        drop(gone);
+        symbols::table().prune();
+        let new: Vec<LabelSet> = (0..500)
+            .map(|i| {
+                let image = format!("new-{round}-{i}");
+                LabelSet::new(Family::ResolveError, &common, &values(&[&image, "c"]))
+            })
+            .collect();
+        assert!(
+            new.iter().any(|l| freed.contains(&l.0.values[0])),
+            "freed ids are taken again (round {round})"
+        );
+        assert_eq!(text(&new[7])[2], ("image".into(), format!("new-{round}-7")));
+        drop(new);
+        symbols::table().prune();
+    }
+    assert_eq!(live.iter().map(text).collect::<Vec<_>>(), before);
 }
