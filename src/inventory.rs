@@ -11,6 +11,7 @@
 //! made; what the limits dropped is counted here, once per image, when its
 //! series are built.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -41,6 +42,10 @@ pub struct Inventory {
     /// the address from being reused by another workload.
     workloads: HashMap<usize, CachedWorkload, ByAddress>,
     images: HashMap<usize, CachedImage, ByAddress>,
+    /// Counts builds: what a build did not see again (its `seen` is older)
+    /// is let go after it, so the caches are updated in place rather than
+    /// copied into new maps at every tick.
+    builds: u64,
     /// Series in the previous snapshot: the next one is sized from it, as
     /// growing a Vec of 100k+ series by doubling wastes a third of it.
     last_len: usize,
@@ -80,6 +85,8 @@ impl Hasher for AddressHasher {
 type ByAddress = BuildHasherDefault<AddressHasher>;
 
 struct CachedWorkload {
+    /// The last build that saw it.
+    seen: u64,
     workload: Arc<Workload>,
     /// The metadata each container's labels were built with (`None` when
     /// unresolved); compared by pointer, so a warm tick allocates nothing.
@@ -91,6 +98,7 @@ struct CachedWorkload {
 }
 
 struct CachedImage {
+    seen: u64,
     metadata: Arc<ImageMetadata>,
     series: Vec<Series>,
 }
@@ -109,6 +117,7 @@ impl Inventory {
             dropped,
             workloads: HashMap::default(),
             images: HashMap::default(),
+            builds: 0,
             last_len: 0,
             workload_labels: false,
             versions: VersionSeries::default(),
@@ -133,6 +142,8 @@ impl Inventory {
     ) -> Snapshot {
         let mut series = Vec::with_capacity(self.last_len + self.last_len / 64);
         let mut containers = 0;
+        self.builds += 1;
+        let build = self.builds;
         // Workloads are numbered as in `resolutions.set_workload_scopes`.
         let metadata = |index: usize, image: &str| {
             resolutions
@@ -148,8 +159,6 @@ impl Inventory {
         // Every container's metadata, in order: looked up once per tick,
         // then also the order in which images get their series.
         let mut used: Vec<Option<&Arc<ImageMetadata>>> = Vec::with_capacity(self.last_len);
-        let mut cached_workloads =
-            HashMap::with_capacity_and_hasher(workloads.len(), ByAddress::default());
         let mut extra = Vec::new();
         for (index, workload) in workloads.iter().enumerate() {
             let key = Arc::as_ptr(workload) as usize;
@@ -161,37 +170,40 @@ impl Inventory {
                     .map(|c| metadata(index, &c.image)),
             );
             let images = &used[start..];
-            let cached = match self.workloads.remove(&key) {
-                Some(c)
-                    if Arc::ptr_eq(&c.workload, workload)
-                        && c.images.len() == images.len()
-                        && c.images.iter().zip(images).all(|(a, b)| same(a, b)) =>
-                {
-                    c
+            let cached = self.workloads.entry(key).or_insert_with(|| CachedWorkload {
+                seen: 0,
+                workload: workload.clone(),
+                images: Vec::new(),
+                series: Vec::new(),
+                extra: Vec::new(),
+            });
+            let unchanged = cached.seen != 0
+                && Arc::ptr_eq(&cached.workload, workload)
+                && cached.images.len() == images.len()
+                && cached.images.iter().zip(images).all(|(a, b)| same(a, b));
+            if !unchanged {
+                let common = &self.common;
+                let mut extra = running_drift::drift_series(common, workload, images);
+                if self.workload_labels {
+                    extra.push(workload_labels(common, workload));
                 }
-                _ => {
-                    let common = &self.common;
-                    let mut extra = running_drift::drift_series(common, workload, images);
-                    if self.workload_labels {
-                        extra.push(workload_labels(common, workload));
-                    }
-                    CachedWorkload {
-                        workload: workload.clone(),
-                        images: images.iter().map(|m| m.cloned()).collect(),
-                        series: container_series(common, workload, images),
-                        extra,
-                    }
-                }
-            };
+                *cached = CachedWorkload {
+                    seen: build,
+                    workload: workload.clone(),
+                    images: images.iter().map(|m| m.cloned()).collect(),
+                    series: container_series(common, workload, images),
+                    extra,
+                };
+            }
+            cached.seen = build;
             containers += workload.containers.len();
             series.extend(cached.series.iter().cloned());
             extra.extend(cached.extra.iter().cloned());
-            cached_workloads.insert(key, cached);
         }
-        self.workloads = cached_workloads;
+        self.workloads.retain(|_, c| c.seen == build);
         series.append(&mut extra);
 
-        let images = self.add_image_series(used, &mut series);
+        let images = self.add_image_series(used, build, &mut series);
         self.add_resolution_series(resolutions, &mut series);
         self.count_limit_drops();
         // Values of workloads and images that left are let go.
@@ -215,29 +227,48 @@ impl Inventory {
     fn add_image_series(
         &mut self,
         used: Vec<Option<&Arc<ImageMetadata>>>,
+        build: u64,
         series: &mut Vec<Series>,
     ) -> usize {
-        let mut seen_metadata = HashSet::with_hasher(ByAddress::default());
-        let mut seen_digests = HashSet::new();
-        let mut cached_images =
-            HashMap::with_capacity_and_hasher(self.images.len(), ByAddress::default());
+        let mut seen_digests = HashSet::with_capacity(self.images.len());
+        let mut images = 0;
         for image in used.into_iter().flatten() {
             let key = Arc::as_ptr(image) as usize;
-            if !seen_metadata.insert(key) || !seen_digests.insert(image.digest.as_str()) {
+            let cached = match self.images.entry(key) {
+                Entry::Occupied(c) if c.get().seen == build => continue,
+                Entry::Occupied(mut c) if Arc::ptr_eq(&c.get().metadata, image) => {
+                    c.get_mut().seen = build;
+                    c.into_mut()
+                }
+                entry => {
+                    // Another metadata of a digest already added is not
+                    // added twice.
+                    if seen_digests.contains(image.digest.as_str()) {
+                        continue;
+                    }
+                    let fresh = CachedImage {
+                        seen: build,
+                        metadata: image.clone(),
+                        series: image_series(&self.common, image, &self.dropped),
+                    };
+                    match entry {
+                        Entry::Occupied(mut c) => {
+                            c.insert(fresh);
+                            c.into_mut()
+                        }
+                        Entry::Vacant(v) => v.insert(fresh),
+                    }
+                }
+            };
+            if !seen_digests.insert(image.digest.as_str()) {
+                // (A digest's other metadata, cached from an earlier build.)
+                cached.seen = 0;
                 continue;
             }
-            let cached = match self.images.remove(&key) {
-                Some(c) if Arc::ptr_eq(&c.metadata, image) => c,
-                _ => CachedImage {
-                    metadata: image.clone(),
-                    series: image_series(&self.common, image, &self.dropped),
-                },
-            };
+            images += 1;
             series.extend(cached.series.iter().cloned());
-            cached_images.insert(key, cached);
         }
-        let images = cached_images.len();
-        self.images = cached_images;
+        self.images.retain(|_, c| c.seen == build);
         images
     }
 

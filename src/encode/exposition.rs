@@ -13,9 +13,15 @@ use crate::series::{symbols, Family, Series, Snapshot, NAME_LABEL};
 /// out: `/metrics` drops `job` and the external labels, which the scraping
 /// Prometheus would otherwise rename to `exported_job` and so on.
 pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
+    render_families(snapshot, omit, |_| true)
+}
+
+/// [`render`] of the families `keep` picks only (without copying the
+/// snapshot's series to leave the others out).
+pub fn render_families(snapshot: &Snapshot, omit: &[&str], keep: fn(Family) -> bool) -> String {
     let mut by_family: Vec<Vec<&Series>> = vec![Vec::new(); Family::ALL.len()];
     let mut estimate = 0;
-    for series in &snapshot.series {
+    for series in snapshot.series.iter().filter(|s| keep(s.family())) {
         by_family[series.family() as usize].push(series);
         estimate += 256;
     }
@@ -53,6 +59,11 @@ pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
             write_value(&mut out, s.value);
             out.push('\n');
         }
+    }
+    // The text is kept (for every scrape of its snapshot): not the spare
+    // room of a guess that was too large, or of a doubling.
+    if out.capacity() > out.len() + out.len() / 8 {
+        out.shrink_to_fit();
     }
     out
 }

@@ -20,8 +20,10 @@ pub struct Shared {
     snapshot: RwLock<Published>,
     /// The inventory part of `/metrics` for the snapshot of that
     /// generation, rendered by the first scrape after it was published
-    /// (`None` if rendering it failed: every scrape of it answers 500).
-    rendered: tokio::sync::Mutex<Option<(u64, Option<Bytes>)>>,
+    /// (`None` if rendering it failed: every scrape of it answers 500), and
+    /// let go when the next one is published: at 100k containers it is
+    /// ~40 MB that a scrape months ago should not keep.
+    pub(super) rendered: tokio::sync::Mutex<Option<(u64, Option<Bytes>)>>,
     /// Labels left out of `/metrics` (job and external labels).
     omit: Vec<String>,
     /// The snapshot's text: [`exposition::render`], but for a test of
@@ -46,7 +48,7 @@ impl Shared {
             snapshot: RwLock::default(),
             rendered: tokio::sync::Mutex::new(None),
             omit,
-            render: exposition::render,
+            render: render_inventory,
         }
     }
 
@@ -62,6 +64,11 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner);
             published.generation += 1;
             published.snapshot = snapshot;
+        }
+        // A rendering in progress stores its text for its own (older)
+        // generation only while no newer one is published; see below.
+        if let Ok(mut rendered) = self.rendered.try_lock() {
+            *rendered = None;
         }
         self.telemetry.readiness.clear(FIRST_SNAPSHOT);
     }
@@ -86,7 +93,7 @@ impl Shared {
         // Rendering 100k series takes a while; keep it off the async workers.
         let text = tokio::task::spawn_blocking(move || {
             let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from((shared.render)(&inventory_only(&snapshot), &omit))
+            Bytes::from((shared.render)(&snapshot, &omit))
         })
         .await;
         let text = match text {
@@ -96,7 +103,14 @@ impl Shared {
                 None
             }
         };
-        *rendered = Some((generation, text.clone()));
+        // Kept for the scrapes of the same snapshot, unless a newer one was
+        // published meanwhile (which could not let go of it).
+        let current = self
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation;
+        *rendered = (current == generation).then(|| (generation, text.clone()));
         text
     }
 
@@ -111,17 +125,6 @@ impl Shared {
 /// The snapshot without the health series pushed with it: `/metrics`
 /// serves those from the registry, current at every scrape (and a family
 /// twice would make the text invalid).
-fn inventory_only(snapshot: &Arc<Snapshot>) -> std::borrow::Cow<'_, Snapshot> {
-    if !snapshot.series.iter().any(|s| s.family().is_self_metric()) {
-        return std::borrow::Cow::Borrowed(snapshot);
-    }
-    std::borrow::Cow::Owned(Snapshot {
-        series: snapshot
-            .series
-            .iter()
-            .filter(|s| !s.family().is_self_metric())
-            .cloned()
-            .collect(),
-        ..**snapshot
-    })
+fn render_inventory(snapshot: &Snapshot, omit: &[&str]) -> String {
+    exposition::render_families(snapshot, omit, |family| !family.is_self_metric())
 }

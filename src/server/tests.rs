@@ -20,6 +20,10 @@ async fn a_snapshot_is_rendered_once_for_every_reader() {
     assert!(first.ends_with(b"} 1\n"), "{first:?}");
     assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, shared");
     shared.publish(snapshot("second"));
+    assert!(
+        shared.rendered.try_lock().unwrap().is_none(),
+        "the text of a replaced snapshot is let go"
+    );
     let second = shared.inventory_text().await.unwrap();
     assert!(
         String::from_utf8_lossy(&second).contains(r#"name="second""#),
