@@ -2,18 +2,18 @@
 //!
 //! At 100k containers most strings are values seen before: a hundred
 //! namespaces, a handful of `jsonpath`s, ~10k images, container names,
-//! service accounts, pull secret names, one `imageID` per image, and the
-//! label values built from them. Each source reduces its objects through a
-//! [`StringPool`] (an [`Interner`] its watchers share), and the series
-//! builder keeps an [`Interner`] of its own for the values it makes, so
-//! equal values are one allocation, shared by every workload that has them
-//! and, downstream, by the series built from them.
+//! service accounts, pull secret names, one `imageID` per image. Each
+//! source reduces its objects through a [`StringPool`] (an [`Interner`] its
+//! watchers share), so equal values are one allocation, shared by every
+//! workload that has them and, downstream, by the series model's table of
+//! label values (`series::symbols`), which keeps a source's string rather
+//! than a copy of it.
 //!
 //! An interner keeps only what is in use: a value nothing but the
 //! interner holds any more is forgotten when it is pruned (the sources
-//! prune when a snapshot or a re-list replaces what they held, the builder
-//! after each snapshot), and at the latest after as many new values as it
-//! held, so churn (pods come and go) cannot grow it.
+//! prune when a snapshot or a re-list replaces what they held), and at the
+//! latest after as many new values as it held, so churn (pods come and go)
+//! cannot grow it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,20 +48,6 @@ impl Interner {
         self.strings.insert(shared.clone());
         self.added += 1;
         shared
-    }
-
-    /// A value someone else already shares (a source's copy of a workload's
-    /// namespace, image, …): the interner's own copy when it has one, else
-    /// `value` itself, shared rather than copied.
-    ///
-    /// It is not kept: whoever made it keeps it for as long as it is in
-    /// use, and if the interner held it too, each pruning by use would see
-    /// the other's hold, and values that left would stay in both.
-    pub fn adopt(&mut self, value: &Arc<str>) -> Arc<str> {
-        match self.strings.get(&**value) {
-            Some(own) => own.clone(),
-            None => value.clone(),
-        }
     }
 
     /// Forgets the values nothing but the interner holds.
@@ -167,19 +153,5 @@ mod tests {
         drop((a, b));
         interner.prune();
         assert!(interner.is_empty());
-    }
-
-    #[test]
-    fn adopted_values_are_shared_not_kept() {
-        let mut interner = Interner::default();
-        let own = interner.intern("shop");
-        let theirs: Arc<str> = Arc::from("shop");
-        assert!(
-            Arc::ptr_eq(&interner.adopt(&theirs), &own),
-            "an equal value it has"
-        );
-        let image: Arc<str> = Arc::from("nginx:1");
-        assert!(Arc::ptr_eq(&interner.adopt(&image), &image));
-        assert_eq!(interner.len(), 1, "adopted values stay their owner's");
     }
 }
