@@ -308,3 +308,10 @@ fn a_pruned_and_reused_symbol_never_renames_a_live_series() {
     }
     assert_eq!(live.iter().map(text).collect::<Vec<_>>(), before);
 }
+
+/// What a label set costs: its allocation (with `Arc`'s two counts) fits
+/// jemalloc's 64-byte size class.
+#[test]
+fn a_label_set_fits_64_bytes() {
+    assert!(std::mem::size_of::<LabelSetData>() + 16 <= 64);
+}
