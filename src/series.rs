@@ -555,16 +555,28 @@ impl LabelSet {
             family.name()
         );
         let (limits, drops) = (common.limits, &common.drops);
-        let shorter: Vec<Option<Arc<str>>> = values
-            .iter()
-            .map(|v| limits::cut(v.as_str(), limits.max_value_bytes))
-            .collect();
+        let too_long = |v: &Text<'_>| v.as_str().len() > limits.max_value_bytes;
+        // Copies only when a value is cut: a cold start makes 160k label sets.
+        let shorter: Vec<Option<Arc<str>>> = match values.iter().any(too_long) {
+            true => values
+                .iter()
+                .map(|v| limits::cut(v.as_str(), limits.max_value_bytes))
+                .collect(),
+            false => Vec::new(),
+        };
         let mut cut = shorter.iter().flatten().count();
-        let values: Vec<Text<'_>> = values
-            .iter()
-            .zip(&shorter)
-            .map(|(value, shorter)| shorter.as_ref().map_or(*value, Text::Shared))
-            .collect();
+        let cut_values: Vec<Text<'_>>;
+        let values = match shorter.is_empty() {
+            true => values,
+            false => {
+                cut_values = values
+                    .iter()
+                    .zip(&shorter)
+                    .map(|(value, shorter)| shorter.as_ref().map_or(*value, Text::Shared))
+                    .collect();
+                &cut_values
+            }
+        };
         if !extra.is_empty() {
             extra.sort_by(|a, b| a.0.cmp(&b.0));
             extra.dedup_by(|a, b| a.0 == b.0);
@@ -597,7 +609,7 @@ impl LabelSet {
         let mut hasher = identity_hasher().build_hasher();
         family.name().hash(&mut hasher);
         common.pairs.hash(&mut hasher);
-        for value in &values {
+        for value in values {
             value.as_str().hash(&mut hasher);
         }
         extra.hash(&mut hasher);
@@ -605,7 +617,7 @@ impl LabelSet {
             family,
             hash: hasher.finish(),
             common: common.clone(),
-            values: symbols::table().intern(&values),
+            values: symbols::table().intern(values),
             extra: (!extra.is_empty()).then(|| Box::new(extra.into_boxed_slice())),
         }))
     }
