@@ -774,7 +774,7 @@ impl<'a> Iterator for RawLabels<'a> {
         loop {
             let slot = self.slots.peek().copied().copied();
             let slot = slot.map(|slot| self.label(slot));
-            let extra = self.extra.peek().map(|(n, v)| (&**n, Value::Text(&**v)));
+            let extra = self.extra.peek().map(|(n, v)| (&**n, Value::Text(v)));
             let label = match (slot, extra) {
                 (Some(s), Some(e)) if e.0 < s.0 => {
                     self.extra.next();
