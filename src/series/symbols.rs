@@ -23,8 +23,10 @@
 //! dropped). A dropped label set takes only the counts, so one dropped
 //! while its thread reads the strings cannot deadlock.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+
+use hashbrown::HashTable;
 
 /// A label value's id in the [`Table`].
 pub type Symbol = u32;
@@ -84,7 +86,11 @@ impl<'a> From<&'a Arc<str>> for Text<'a> {
 struct Strings {
     /// By id; a freed id holds "" until a value takes it again.
     by_id: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, Symbol>,
+    /// The ids by value: 4 bytes an entry (the value is `by_id`'s), where
+    /// a map keyed by the value would take 20 more.
+    index: HashTable<Symbol>,
+    /// Keyed at random: values come from registries and clusters.
+    hasher: RandomState,
     /// Freed ids, taken before the table grows.
     free: Vec<Symbol>,
     /// Values added since the last prune.
@@ -112,11 +118,14 @@ pub struct Table {
 
 impl Default for Table {
     fn default() -> Self {
-        let empty: Arc<str> = Arc::from("");
+        let hasher = RandomState::new();
+        let mut index = HashTable::new();
+        index.insert_unique(hasher.hash_one(""), EMPTY, |_| hasher.hash_one(""));
         Table {
             strings: RwLock::new(Strings {
-                by_id: vec![empty.clone()],
-                index: HashMap::from([(empty, EMPTY)]),
+                by_id: vec![Arc::from("")],
+                index,
+                hasher,
                 free: Vec::new(),
                 added: 0,
                 kept: 0,
@@ -176,8 +185,8 @@ impl Table {
         values
             .iter()
             .map(|text| {
-                let id = match strings.index.get(text.as_str()) {
-                    Some(&id) => id,
+                let id = match strings.find(text.as_str()) {
+                    Some(id) => id,
                     None => {
                         // Pruning after as many additions as the last prune
                         // kept costs O(1) per addition, and keeps the table
@@ -231,7 +240,16 @@ impl Table {
     /// Whether `value` is in the table.
     #[cfg(test)]
     pub(crate) fn contains(&self, value: &str) -> bool {
-        self.read().0.index.contains_key(value)
+        self.read().0.find(value).is_some()
+    }
+}
+
+impl Strings {
+    fn find(&self, value: &str) -> Option<Symbol> {
+        let hash = self.hasher.hash_one(value);
+        self.index
+            .find(hash, |&id| &*self.by_id[id as usize] == value)
+            .copied()
     }
 }
 
@@ -252,18 +270,36 @@ fn add(strings: &mut Strings, counts: &mut Counts, value: Arc<str>) -> Symbol {
             id
         }
     };
-    strings.index.insert(value, id);
+    let Strings {
+        by_id,
+        index,
+        hasher,
+        ..
+    } = strings;
+    index.insert_unique(hasher.hash_one(&*value), id, |&id| {
+        hasher.hash_one(&*by_id[id as usize])
+    });
     id
 }
 
 fn prune(strings: &mut Strings, counts: &mut Counts) {
-    let empty = strings.by_id[EMPTY as usize].clone();
+    let Strings {
+        by_id,
+        index,
+        hasher,
+        free,
+        ..
+    } = strings;
+    let empty = by_id[EMPTY as usize].clone();
     for (id, count) in counts.by_id.iter().enumerate().skip(1) {
-        let value = &mut strings.by_id[id];
+        let value = &mut by_id[id];
         if *count == 0 && !value.is_empty() {
-            strings.index.remove(&**value);
+            let id = id as Symbol;
+            if let Ok(entry) = index.find_entry(hasher.hash_one(&**value), |&x| x == id) {
+                entry.remove();
+            }
             *value = empty.clone();
-            strings.free.push(id as Symbol);
+            free.push(id);
         }
     }
     // The lowest ids first, so that the table's top ends up unused.
@@ -272,7 +308,13 @@ fn prune(strings: &mut Strings, counts: &mut Counts) {
     strings.added = 0;
     strings.kept = strings.index.len();
     if strings.index.capacity() > 2 * strings.index.len() + 64 {
-        strings.index.shrink_to_fit();
+        let Strings {
+            by_id,
+            index,
+            hasher,
+            ..
+        } = strings;
+        index.shrink_to_fit(|&id| hasher.hash_one(&*by_id[id as usize]));
     }
 }
 
