@@ -1,5 +1,8 @@
 //! Remote write 2.0: snapshot series → an `io.prometheus.write.v2.Request`,
-//! every string once in its symbols table.
+//! every string once in its symbols table. A label value is a symbol of
+//! the process' table of values already ([`symbols`]), so the request's
+//! table is filled from it by index (a map kept between requests), and
+//! only names, help texts and the common labels are looked up by text.
 //! Spec: <https://prometheus.io/docs/specs/prw/remote_write_spec_2_0/>.
 
 use std::borrow::Borrow;

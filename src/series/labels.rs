@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::symbols::{self, Symbol, Symbols};
 use super::{LabelSetData, Slot, NAME_LABEL};
 
-/// The labels of a [`LabelSet`], in order: see [`LabelSet::iter`].
+/// The labels of a [`LabelSet`](super::LabelSet), in order: see [`LabelSet::iter`](super::LabelSet::iter).
 pub struct Labels<'a> {
     pub(super) raw: RawLabels<'a>,
     pub(super) symbols: &'a Symbols<'a>,
@@ -22,7 +22,7 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
-/// A label's value as [`LabelSet::raw`] gives it: an id in the table of
+/// A label's value as [`LabelSet::raw`](super::LabelSet::raw) gives it: an id in the table of
 /// values, or text the label set holds itself (`__name__`, the common
 /// labels, a workload's extra labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,8 @@ impl<'a> Value<'a> {
     }
 }
 
-/// The labels of a [`LabelSet`], in order, their values as ids where they
-/// are in the table: see [`LabelSet::raw`].
+/// The labels of a [`LabelSet`](super::LabelSet), in order, their values as ids where they
+/// are in the table: see [`LabelSet::raw`](super::LabelSet::raw).
 pub struct RawLabels<'a> {
     pub(super) data: &'a LabelSetData,
     pub(super) slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
