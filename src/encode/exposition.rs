@@ -26,11 +26,13 @@ pub fn render_families(snapshot: &Snapshot, omit: &[&str], keep: fn(Family) -> b
         estimate += 256;
     }
     let mut out = String::with_capacity(estimate);
-    let symbols = symbols::table().read();
     for (family, series) in Family::ALL.into_iter().zip(by_family) {
         if series.is_empty() {
             continue;
         }
+        // Taken per family, not for the whole text: a label set being made
+        // meanwhile waits for one family at most.
+        let symbols = symbols::table().read();
         out.push_str("# HELP ");
         out.push_str(family.name());
         out.push(' ');
