@@ -175,7 +175,9 @@ impl Inventory {
                 }
                 _ => {
                     let (common, strings) = (&self.common, &mut self.strings);
-                    let mut extra = running_drift::drift_series(common, strings, workload, images);
+                    // A pending image's index entries are not known: no drift yet.
+                    let known: Vec<_> = images.iter().map(|m| m.filter(|m| !m.pending)).collect();
+                    let mut extra = running_drift::drift_series(common, strings, workload, &known);
                     if self.workload_labels {
                         extra.push(workload_labels(common, strings, workload));
                     }
@@ -225,7 +227,8 @@ impl Inventory {
         let mut seen_digests = HashSet::new();
         let mut cached_images =
             HashMap::with_capacity_and_hasher(self.images.len(), ByAddress::default());
-        for image in used.into_iter().flatten() {
+        // A pending image has only its digest: no series of its own yet.
+        for image in used.into_iter().flatten().filter(|m| !m.pending) {
             let key = Arc::as_ptr(image) as usize;
             if !seen_metadata.insert(key) || !seen_digests.insert(image.digest.as_str()) {
                 continue;

@@ -109,6 +109,12 @@ const FETCHED_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
 /// What a lookup waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Facts {
+    /// The digest, and the metadata only when it is cached already (in
+    /// memory or in `--cache-dir`): the first push of a cold start carries
+    /// every container with its digest at the cost of one GET per tag and
+    /// none per digest-pinned reference; the image's own series follow
+    /// once its metadata is looked up ([`ImageMetadata::digest_only`]).
+    Digest,
     /// Everything: digest, metadata, what is attached, the base, the verdicts.
     All,
     /// What the inventory needs (digest and metadata), plus the facts that
@@ -311,8 +317,12 @@ impl Resolver {
             None => self.tag_digest(reference, credential, true).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
+        if facts == Facts::Digest && !self.metadata_cached(&pinned, credential) {
+            left_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Arc::new(ImageMetadata::digest_only(digest)));
+        }
         let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
-        if facts == Facts::Known {
+        if facts != Facts::All {
             if let Some(known) = self
                 .known_supply_chain(&pinned, &metadata, credential)
                 .await
@@ -323,6 +333,14 @@ impl Resolver {
             return Ok(metadata);
         }
         Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+    }
+
+    /// Whether the metadata of an image pinned by digest (or its failure)
+    /// is cached, in memory or on disk: reading it then asks no registry.
+    fn metadata_cached(&self, pinned: &Reference, credential: Option<&Login>) -> bool {
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
+        self.metadata.contains_key(&key)
+            || (self.config.disk_cache.as_deref()).is_some_and(|d| d.get(&key).is_some())
     }
 
     /// The metadata of an image pinned by digest, from the cache or its registry.
