@@ -265,14 +265,21 @@ impl Pipeline {
             .filter(|l| pending.contains(&(l.scope, &*l.image)))
             .cloned()
             .collect();
-        let first = if metadata.is_empty() { STAGE_METADATA } else { STAGE_DIGEST };
+        let first = if metadata.is_empty() {
+            STAGE_METADATA
+        } else {
+            STAGE_DIGEST
+        };
         let stage = Arc::new(AtomicU8::new(first));
         let (resolver, credentials) = (self.resolver.clone(), self.credentials.clone());
         let (concurrency, filled, told) = (self.concurrency, self.filled.clone(), stage.clone());
         let task = tokio::spawn(async move {
             let (count, started) = (metadata.len(), Instant::now());
             if count > 0 {
-                info!(count, "looking up the metadata the first snapshot left out: manifests and configs");
+                info!(
+                    count,
+                    "looking up the metadata the first snapshot left out: manifests and configs"
+                );
                 resolve_all(&resolver, &credentials, metadata, concurrency, Facts::Known).await;
                 info!(count, took = ?started.elapsed(), "looked up the metadata the first snapshot left out; pushing it now");
                 told.store(STAGE_METADATA, Ordering::Release);

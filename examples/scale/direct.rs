@@ -54,7 +54,26 @@ pub(crate) async fn direct_phase(
     )
     .await?;
     let first_push_seconds = started.elapsed().as_secs_f64();
-    progress!(options, "  first push after {first_push_seconds:.1}s");
+    let first_push_registry = env.registry.counts().minus(&zero.registry);
+    progress!(
+        options,
+        "  first push after {first_push_seconds:.1}s ({} registry requests)",
+        first_push_registry.total()
+    );
+    // The images' own series (manifests, configs) follow the digests.
+    wait_log(
+        &mut child,
+        &mut log,
+        first_timeout,
+        "the first push with every image's metadata",
+        PusherLog::pushed_metadata,
+    )
+    .await?;
+    let metadata_push_seconds = started.elapsed().as_secs_f64();
+    progress!(
+        options,
+        "  first push with metadata after {metadata_push_seconds:.1}s"
+    );
     // Attachments, bases, verdicts and versions follow the first push:
     // the cold tick ends with the first push that has them.
     wait_log(
@@ -173,6 +192,8 @@ pub(crate) async fn direct_phase(
     let _ = child.terminate(Duration::from_secs(30)).await;
     let result = DirectResult {
         first_push_seconds,
+        first_push_registry,
+        metadata_push_seconds,
         complete_push_seconds,
         cold: window(&log, &zero, &cold_end),
         warm_window_overlapped_expiry: warm_end.at >= started + options.cache_duration,

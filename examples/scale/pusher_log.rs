@@ -23,6 +23,10 @@ pub(crate) struct SnapshotLine {
     /// left out, to be looked up after the first push (0 from pushers
     /// that wait for everything).
     pub(crate) left_out: u64,
+    /// Lookups whose metadata (manifests, config) this snapshot left out:
+    /// their images have no series of their own yet, only their
+    /// containers' digests (0 from pushers that wait for the metadata).
+    pub(crate) pending: u64,
 }
 
 pub(crate) struct PushLine {
@@ -37,9 +41,19 @@ impl PusherLog {
     /// Whether a snapshot that left nothing out has been pushed: the first
     /// complete push. Each tick pushes its snapshot once, in order.
     pub(crate) fn pushed_complete(&self) -> bool {
+        self.pushed_first(|s| s.left_out == 0)
+    }
+
+    /// Whether a snapshot with every image's metadata has been pushed.
+    pub(crate) fn pushed_metadata(&self) -> bool {
+        self.pushed_first(|s| s.pending == 0)
+    }
+
+    /// Whether the first snapshot that `done` accepts has been pushed.
+    fn pushed_first(&self, done: impl Fn(&SnapshotLine) -> bool) -> bool {
         self.snapshots
             .iter()
-            .position(|s| s.left_out == 0)
+            .position(done)
             .is_some_and(|i| self.pushes.len() > i)
     }
 
@@ -67,6 +81,7 @@ impl PusherLog {
                     took: fields["took"].as_str().map_or(0.0, parse_debug_duration),
                     series: number("series"),
                     left_out: number("left_out"),
+                    pending: number("pending"),
                 }),
                 Some("pushed") => self.pushes.push(PushLine {
                     at,

@@ -246,7 +246,10 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
         first.series()
     );
     assert!(
-        receiver.received().iter().all(|p| !holds(p, "container_image_size_bytes")),
+        receiver
+            .received()
+            .iter()
+            .all(|p| !holds(p, "container_image_size_bytes")),
         "no image series while the config is held"
     );
 
