@@ -57,9 +57,18 @@ pub(crate) async fn direct_phase(
     let first_push_registry = env.registry.counts().minus(&zero.registry);
     progress!(
         options,
-        "  first push after {first_push_seconds:.1}s ({} registry requests)",
+        "  first push after {first_push_seconds:.1}s ({} registry requests by then)",
         first_push_registry.total()
     );
+    if let Some(first) = log.snapshots.first() {
+        progress!(
+            options,
+            "  first snapshot: {:.1}s waiting for the first lists, {:.1}s resolving, {:.1}s in all",
+            first.ready_after,
+            first.resolved_in,
+            first.took
+        );
+    }
     // The images' own series (manifests, configs) follow the digests.
     wait_log(
         &mut child,

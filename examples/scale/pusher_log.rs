@@ -27,6 +27,10 @@ pub(crate) struct SnapshotLine {
     /// their images have no series of their own yet, only their
     /// containers' digests (0 from pushers that wait for the metadata).
     pub(crate) pending: u64,
+    /// Seconds the snapshot waited for the first lists (watch readiness,
+    /// pull secrets), then resolving its images (0 from older pushers).
+    pub(crate) ready_after: f64,
+    pub(crate) resolved_in: f64,
 }
 
 pub(crate) struct PushLine {
@@ -75,13 +79,16 @@ impl PusherLog {
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map_or(0.0, |t| t.timestamp_micros() as f64 / 1e6);
             let number = |key: &str| fields[key].as_u64().unwrap_or(0);
+            let seconds = |key: &str| fields[key].as_str().map_or(0.0, parse_debug_duration);
             match fields["message"].as_str() {
                 Some("snapshot taken") => self.snapshots.push(SnapshotLine {
                     at,
-                    took: fields["took"].as_str().map_or(0.0, parse_debug_duration),
+                    took: seconds("took"),
                     series: number("series"),
                     left_out: number("left_out"),
                     pending: number("pending"),
+                    ready_after: seconds("ready_after"),
+                    resolved_in: seconds("resolved_in"),
                 }),
                 Some("pushed") => self.pushes.push(PushLine {
                     at,
