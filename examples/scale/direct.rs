@@ -98,6 +98,11 @@ pub(crate) async fn direct_phase(
         options,
         "  first complete push after {complete_push_seconds:.1}s"
     );
+    let since_start = |at: f64| at - zero_unix(started);
+    for (message, at, took) in &log.stages {
+        let at = since_start(*at);
+        progress!(options, "  at {at:.1}s, after {took:.1}s: {message}");
+    }
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
     let cold_registry = env.registry.counts();
     // With --verify, the verifications of the cold tick: read now, before
@@ -219,4 +224,12 @@ pub(crate) async fn direct_phase(
         first_warnings: log.first_warnings.clone(),
     };
     Ok((result, bodies))
+}
+
+/// The Unix time (seconds) of `started`, to place the pusher's log lines.
+fn zero_unix(started: Instant) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    now - started.elapsed().as_secs_f64()
 }

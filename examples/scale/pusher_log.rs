@@ -11,6 +11,9 @@ pub(crate) struct PusherLog {
     pub(crate) offset: usize,
     pub(crate) snapshots: Vec<SnapshotLine>,
     pub(crate) pushes: Vec<PushLine>,
+    /// The background stages of a cold start (`looked up …` lines): the
+    /// message, when it was logged and how long the stage took.
+    pub(crate) stages: Vec<(String, f64, f64)>,
     pub(crate) warnings: usize,
     pub(crate) first_warnings: Vec<String>,
 }
@@ -97,6 +100,9 @@ impl PusherLog {
                     stale: number("stale"),
                     bytes: number("bytes"),
                 }),
+                Some(message) if message.starts_with("looked up") => {
+                    self.stages.push((message.to_owned(), at, seconds("took")));
+                }
                 _ => {}
             }
             if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {
