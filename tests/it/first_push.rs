@@ -239,7 +239,7 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
         !info_digests(p).is_empty()
     })
     .await;
-    assert_eq!(info_digests(&first), [registry.digest.clone()]);
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
     assert!(
         !holds(&first, "container_image_size_bytes"),
         "no size before the config is read: {:?}",
@@ -258,7 +258,7 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
         holds(p, "container_image_size_bytes")
     })
     .await;
-    assert_eq!(info_digests(&later), [registry.digest.clone()]);
+    assert_eq!(info_digests(&later), [registry.digest.as_str()]);
     let logs = pusher.child.logs();
     assert!(
         logs.contains("looking up the metadata the first snapshot left out"),
@@ -280,7 +280,7 @@ async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() 
         !info_digests(p).is_empty()
     })
     .await;
-    assert_eq!(info_digests(&first), [registry.digest.clone()]);
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
     assert!(!holds(&first, "container_image_size_bytes"));
 
     registry.release();
