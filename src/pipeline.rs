@@ -134,6 +134,16 @@ const STAGE_ALL: u8 = 2;
 /// The workloads of a snapshot and their credential scopes, in order.
 type Owners = (Vec<Arc<Workload>>, Vec<Scope>);
 
+/// The workloads and scopes whose version-checker overrides are looked
+/// up after the first push; none when no container has annotations.
+fn owners(workloads: &[Arc<Workload>], resolutions: &Resolutions) -> Owners {
+    let annotated = |w: &Arc<Workload>| w.containers.iter().any(|c| c.versions.is_some());
+    match workloads.iter().any(annotated) {
+        true => (workloads.to_vec(), resolutions.workload_scopes().to_vec()),
+        false => (Vec::new(), Vec::new()),
+    }
+}
+
 /// One lookup's answer: its scope and image, the resolution, the version
 /// freshness, and whether facts were left out.
 type Resolved = (Scope, String, Resolution, Option<Arc<VersionInfo>>, bool);
@@ -315,12 +325,11 @@ impl Pipeline {
         self.client.as_ref()
     }
 
-    /// One complete snapshot. Images that fail to resolve are logged and
-    /// keep their container series with an empty digest.
-    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
-        let started = Instant::now();
-        // A first snapshot without the pull secrets would report their
-        // images unauthorized; one before the first lists would be partial.
+    /// Waits (up to [`FIRST_LIST_TIMEOUT`]) for the pull secrets and the
+    /// watches' first lists: a first snapshot without the pull secrets
+    /// would report their images unauthorized; one before the first lists
+    /// would be partial.
+    async fn wait_ready(&self) {
         self.credentials.wait_ready(FIRST_LIST_TIMEOUT).await;
         if let Source::Watched(watched) = &self.source {
             let deadline = Instant::now() + FIRST_LIST_TIMEOUT;
@@ -328,6 +337,13 @@ impl Pipeline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// One complete snapshot. Images that fail to resolve are logged and
+    /// keep their container series with an empty digest.
+    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        let started = Instant::now();
+        self.wait_ready().await;
         let ready_after = started.elapsed();
         let timestamp_ms = chrono::Utc::now().timestamp_millis();
         let discovered = self
@@ -361,12 +377,7 @@ impl Pipeline {
             .filter(|r| r.2.as_ref().is_ok_and(|m| m.pending))
             .count();
         if let Some(lookups) = later {
-            let annotated = |w: &Arc<Workload>| w.containers.iter().any(|c| c.versions.is_some());
-            let owners = match workloads.iter().any(annotated) {
-                true => (workloads.clone(), resolutions.workload_scopes().to_vec()),
-                false => (Vec::new(), Vec::new()),
-            };
-            self.fill_in(lookups, &resolved, owners);
+            self.fill_in(lookups, &resolved, owners(&workloads, &resolutions));
         }
         let (results, versions): (Vec<_>, Vec<_>) = resolved
             .into_iter()
