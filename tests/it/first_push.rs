@@ -289,3 +289,47 @@ async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_checker_overrides_are_looked_up_after_the_first_push() {
+    let registry =
+        SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Everything).await;
+    let host = registry.host();
+    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    // Pinned, so only the override's tag listing could ask the registry
+    // anything before the first push; every request is held, for longer
+    // than the test waits (--registry-timeout).
+    let image = format!("{host}/apps/app:1@{}", registry.digest);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: ns, annotations: {{pin-major.version-checker.io/c: \"1\"}}}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+    );
+    let manifests = write_manifest(dir.path(), "pods.yaml", &[pod]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--registry-timeout",
+            "300s",
+            "--interval",
+            "300ms",
+            "--remote-write-url",
+            &receiver.url(),
+        ],
+        &[],
+    )
+    .await;
+    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
+        !info_digests(p).is_empty()
+    })
+    .await;
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    registry.release();
+    let logs = || pusher.child.logs();
+    let filled = wait_until(Duration::from_secs(30), || {
+        logs().contains("looked up what the first snapshot left out")
+    })
+    .await;
+    assert!(filled, "{}", logs());
+}
