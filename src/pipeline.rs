@@ -278,7 +278,7 @@ impl Pipeline {
                 .replace_from_files(&found.secrets, &found.accounts);
         }
         let workloads = discovered.workloads;
-        let lookups = self.credentials.lookups(&workloads);
+        let lookups = self.credentials.snapshot_lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
         let facts = self.facts();
