@@ -156,7 +156,8 @@ impl Resolver {
                 &config.image_filter,
                 limits,
             );
-            disk.load(settings, limits);
+            let policies = crate::verify::policy::fingerprint(&config.verify);
+            disk.load(settings, policies, limits);
         }
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
@@ -192,7 +193,11 @@ impl Resolver {
         let supply_chain = supply_chain::SupplyChainCaches::new(
             &config,
             (METADATA_CAPACITY, METADATA_IDLE),
-            signatures::SignatureVerifier::new(config.verify.clone(), &metrics),
+            signatures::SignatureVerifier::new(
+                config.verify.clone(),
+                &metrics,
+                config.disk_cache.clone(),
+            ),
             tag_lists.clone(),
         );
         let fetched = moka::sync::Cache::builder()
