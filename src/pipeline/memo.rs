@@ -31,6 +31,8 @@ pub const MAX_REUSE: Duration = Duration::from_secs(3600);
 
 /// (scope, image, the ids of its logins in order).
 type Key = (Scope, Arc<str>, Box<[u64]>);
+/// A [`Key`] without its image.
+type AskedKey = (Scope, Box<[u64]>);
 
 struct Entry {
     resolution: Resolution,
@@ -50,7 +52,7 @@ pub struct Memo {
     sequence: u64,
     snapshot: u64,
     /// The keys of the lookups asked this snapshot, by image.
-    asked: HashMap<Arc<str>, Vec<(Scope, Box<[u64]>)>>,
+    asked: HashMap<Arc<str>, Vec<AskedKey>>,
 }
 
 /// A lookup answered by the resolver, and until when its answer is valid.

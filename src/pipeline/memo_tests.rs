@@ -96,7 +96,7 @@ fn lookups_absent_from_a_snapshot_are_forgotten() {
     let mut memo = Memo::default();
     tick(&mut memo, &[a.clone(), b.clone()], now, long);
     assert_eq!(
-        tick(&mut memo, &[a.clone()], now, long),
+        tick(&mut memo, std::slice::from_ref(&a), now, long),
         Vec::<String>::new()
     );
     assert_eq!((memo.entries.len(), memo.expiries.len()), (1, 1));

@@ -6,7 +6,13 @@
 //! Only immutable facts are kept: metadata fetched by digest, under the
 //! same key as the in-memory metadata cache (digest-pinned reference and
 //! login id), so an image read with one tenant's pull secret is never
-//! answered from disk for another. Tags (mutable) and failures are not.
+//! answered from disk for another; and signature verdicts, by image
+//! digests, artifact digest and login, under the fingerprint of the
+//! verification policies they were computed under (a verdict of other
+//! policies is not loaded). Tags (mutable) and failures are not.
+//!
+//! The file keeps the name of its first format: a file of an older format
+//! is found, refused as a whole with one warning, and replaced.
 //!
 //! Bounded: the file holds at most `--cache-dir-max-bytes`; when the
 //! images do not all fit, the least recently used are left out (and
@@ -39,8 +45,8 @@ use crate::image_facts::limits::ImageLimits;
 use crate::verify::verdict::Outcome;
 use format::{VerdictEntry, VerdictKey};
 
-/// The file's name in `--cache-dir`; the format version is part of it so
-/// that builds of different formats do not overwrite each other's.
+/// The file's name in `--cache-dir` (that of the first format; the
+/// version is in the header).
 pub const FILE_NAME: &str = "image-metadata.v1";
 /// How often the file is written at most while the service runs.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(300);

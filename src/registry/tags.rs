@@ -123,10 +123,13 @@ pub(crate) struct TagLists {
     /// Which tags are attachment tags (see `referrers`).
     attachment: fn(&str) -> bool,
     /// (image, where its versions are looked up, login, overrides) → answer.
-    answers: Cache<(String, String, u64, String), Stamped<Option<Arc<VersionInfo>>>>,
+    answers: Cache<AnswerKey, Stamped<Option<Arc<VersionInfo>>>>,
     /// How long an answer is trusted: its listing's period.
     answer_valid: Duration,
 }
+
+/// (image, where its versions are looked up, login, overrides).
+type AnswerKey = (String, String, u64, String);
 
 /// Answers kept: one per running image and overrides.
 const ANSWER_CAPACITY: u64 = 100_000;
