@@ -462,6 +462,7 @@ fn forget_least_used(entries: &mut HashMap<Key, Slot>, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::verdict::Reason;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -504,6 +505,37 @@ mod tests {
             other_settings.load("t".into(), String::new(), &ImageLimits::default()),
             0
         );
+    }
+
+    #[test]
+    fn verdicts_are_answered_after_a_restart_under_the_same_policies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = "0123456789abcdef0123456789abcdef";
+        let open = |policies: &str| {
+            let cache = DiskCache::new(dir.path().to_owned(), DEFAULT_MAX_BYTES);
+            cache.load("s".into(), policies.into(), &ImageLimits::default());
+            cache
+        };
+        let verdict = |login| VerdictKey {
+            subjects: DIGEST.into(),
+            artifact: DIGEST.into(),
+            attestation: false,
+            login,
+        };
+        let outcomes: Outcomes = Arc::new(vec![vec![Ok(())], vec![Err(Reason::Malformed)]]);
+        let cache = open(policies);
+        cache.insert_verdict(verdict(3), outcomes.clone());
+        cache.write().unwrap();
+        let cache = open(policies);
+        assert_eq!(cache.verdict(&verdict(3)), Some(outcomes.clone()));
+        assert_eq!(cache.verdict(&verdict(4)), None, "another login's verdict");
+        // Another key or root: another fingerprint, nothing reused.
+        let changed = open("ffffffffffffffffffffffffffffffff");
+        assert_eq!(changed.verdict(&verdict(3)), None);
+        // And what it writes holds none of the old policies' verdicts.
+        changed.insert(key("a", 0), image());
+        changed.write().unwrap();
+        assert_eq!(open(policies).verdict(&verdict(3)), None);
     }
 
     #[test]

@@ -440,6 +440,47 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_changes_with_any_key_name_or_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (name, pem) in [
+            ("p384.pub", include_str!("testdata/p384.pub")),
+            ("ed25519.pub", include_str!("testdata/ed25519.pub")),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            paths.push(path.display().to_string());
+        }
+        let of = |keys: &[String], config: Option<&str>| {
+            let config = config.map(|yaml| {
+                let path = dir.path().join("verify.yaml");
+                std::fs::write(&path, yaml).unwrap();
+                path.display().to_string()
+            });
+            fingerprint(&policies(keys, &[], config.as_deref()).unwrap())
+        };
+        let ours = of(&[format!("ours={}", paths[0])], None);
+        assert_eq!(ours, of(&[format!("ours={}", paths[0])], None), "stable");
+        assert_eq!(ours.len(), 32);
+        let others = [
+            of(&[format!("ours={}", paths[1])], None),
+            of(&[format!("theirs={}", paths[0])], None),
+            of(&[format!("ours={}", paths[0]), format!("ours={}", paths[1])], None),
+            of(
+                &[],
+                Some(&format!(
+                    "policies:\n  - name: ours\n    keys: [{}]\n    transparencyLog: {{keys: [{}], required: true}}\n",
+                    paths[0], paths[0]
+                )),
+            ),
+            fingerprint(&[]),
+        ];
+        for other in others {
+            assert_ne!(other, ours);
+        }
+    }
+
+    #[test]
     fn a_config_file_adds_keys_under_the_flags_names() {
         let dir = std::env::temp_dir().join(format!("verify-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
