@@ -40,6 +40,7 @@ pub use metrics::Metrics;
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
 mod failures;
+mod memo;
 
 use failures::FailureLog;
 
@@ -99,6 +100,8 @@ pub struct Pipeline {
     filling: Filling,
     /// Told when what the first snapshot left out has been looked up.
     filled: Arc<Notify>,
+    /// The last answers, reused until a fact they used expires.
+    memo: memo::Memo,
 }
 
 /// The facts a cold start leaves out of its first pushes: a long-running
@@ -221,6 +224,7 @@ impl Pipeline {
             self_metrics,
             filling: Filling::Off,
             filled: Arc::new(Notify::new()),
+            memo: memo::Memo::default(),
         })
     }
 
@@ -356,20 +360,23 @@ impl Pipeline {
                 .replace_from_files(&found.secrets, &found.accounts);
         }
         let workloads = discovered.workloads;
-        let lookups = self.credentials.lookups(&workloads);
+        let lookups = self.credentials.snapshot_lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
         let facts = self.facts();
         let later = (facts == Facts::Digest).then(|| lookups.images.clone());
         let resolving = Instant::now();
-        let resolved = resolve_all(
+        let (reused, asked) = self.memo.split(lookups.images, facts, Instant::now());
+        let counts = (reused.len() as u64, asked.len() as u64);
+        self.resolver.count_memo(counts.0, counts.1);
+        let asked = resolve_all(
             &self.resolver,
             &self.credentials,
-            lookups.images,
+            asked,
             self.concurrency,
             facts,
-        )
-        .await;
+        );
+        let resolved = self.memo.record(reused, asked.await, Instant::now());
         let resolved_in = resolving.elapsed();
         let left_out = resolved.iter().filter(|r| r.4).count();
         let pending = resolved
@@ -629,7 +636,7 @@ async fn resolve_all(
     lookups: Vec<Lookup>,
     concurrency: LookupSlots,
     facts: Facts,
-) -> Vec<Resolved> {
+) -> Vec<memo::Timed> {
     let slots = Arc::new(Semaphore::new(concurrency.total));
     let per_host = concurrency.per_host;
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
@@ -644,7 +651,7 @@ async fn resolve_all(
                 .clone();
             let (resolver, credentials, slots) =
                 (resolver.clone(), credentials.clone(), slots.clone());
-            async move {
+            crate::registry::expiry::valid_until(async move {
                 let _host_slot = host_slots.acquire_owned().await;
                 let _slot = slots.acquire_owned().await;
                 if let Some(login) = credentials.cloud_login(&lookup.image).await {
@@ -675,7 +682,7 @@ async fn resolve_all(
                     versions,
                     left_out,
                 )
-            }
+            })
         })
         .collect();
     lookups.collect().await

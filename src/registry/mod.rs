@@ -22,6 +22,7 @@ pub mod auth;
 pub mod base;
 pub mod client;
 pub mod disk_cache;
+pub mod expiry;
 pub mod filter;
 mod host_limiter;
 pub mod manifest;
@@ -53,6 +54,7 @@ use crate::image_facts::{
 };
 use crate::reference;
 use client::{ClientSettings, Content, RegistryClient};
+use expiry::{AtStamp, Stamped};
 
 /// Why a [`Resolver`] cannot be made: a start-up error.
 #[derive(Debug, thiserror::Error)]
@@ -130,14 +132,14 @@ pub struct Resolver {
     config: ResolverConfig,
     /// (reference, login id) → digest: a result obtained with one
     /// object's login is never reported for another's.
-    tags: Cache<(String, u64), Result<String, ResolveError>>,
+    tags: Cache<(String, u64), Stamped<Result<String, ResolveError>>>,
     /// Hashes of the (reference, login id)s whose tag resolved before:
     /// when their entry in `tags` expires, a HEAD says whether they moved.
     known_tags: moka::sync::Cache<u64, ()>,
     /// Manifests read by tag, by (pinned reference, login id), until the
     /// metadata lookup of the same digest takes them.
     fetched: moka::sync::Cache<(String, u64), bytes::Bytes>,
-    metadata: Cache<(String, u64), Resolution>,
+    metadata: Cache<(String, u64), Stamped<Resolution>>,
     supply_chain: supply_chain::SupplyChainCaches,
     tag_lists: Arc<tags::TagLists>,
     metrics: Metrics,
@@ -160,21 +162,16 @@ impl Resolver {
                 &config.image_filter,
                 limits,
             );
-            disk.load(settings, limits);
+            let policies = crate::verify::policy::fingerprint(&config.verify);
+            disk.load(settings, policies, limits);
         }
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
-            .expire_after(Ttl {
-                ok: config.cache_duration,
-                err: config.error_cache_duration,
-                idle: None,
-            })
+            .expire_after(AtStamp { idle: None })
             .build();
         let metadata = Cache::builder()
             .max_capacity(METADATA_CAPACITY)
-            .expire_after(Ttl {
-                ok: METADATA_IDLE,
-                err: config.error_cache_duration,
+            .expire_after(AtStamp {
                 idle: Some(METADATA_IDLE),
             })
             .build();
@@ -202,7 +199,11 @@ impl Resolver {
         let supply_chain = supply_chain::SupplyChainCaches::new(
             &config,
             (METADATA_CAPACITY, METADATA_IDLE),
-            signatures::SignatureVerifier::new(config.verify.clone(), &metrics),
+            signatures::SignatureVerifier::new(
+                config.verify.clone(),
+                &metrics,
+                config.disk_cache.clone(),
+            ),
             tag_lists.clone(),
         );
         let fetched = moka::sync::Cache::builder()
@@ -360,7 +361,7 @@ impl Resolver {
                     let found = d.get(key);
                     self.count_lookup("disk", found.is_none());
                     if let Some(metadata) = found {
-                        return Ok(metadata);
+                        return Stamped::new(Ok(metadata), None);
                     }
                 }
                 let fetch = self.fetch_metadata(pinned, digest, credential);
@@ -376,14 +377,16 @@ impl Resolver {
                 if let (Some((d, key)), Ok(metadata)) = (&disk, &result) {
                     d.insert(key.clone(), metadata.clone());
                 }
-                result
+                // Metadata by digest never changes; a failure is tried again.
+                let valid = result.is_err().then_some(self.config.error_cache_duration);
+                Stamped::new(result, valid)
             })
             .await;
         if let (Some((d, key)), false) = (&disk, entry.is_fresh()) {
             d.touch(key);
         }
         self.count_lookup("metadata", entry.is_fresh());
-        entry.into_value()
+        entry.into_value().used()
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.
@@ -414,7 +417,7 @@ impl Resolver {
                     self.fetched.insert((pinned.whole(), login), body);
                     Ok(digest)
                 };
-                match tokio::time::timeout(self.config.timeout, read).await {
+                let result = match tokio::time::timeout(self.config.timeout, read).await {
                     Ok(result) => result,
                     Err(_) => Err(ResolveError::new(
                         ErrorClass::Timeout,
@@ -423,15 +426,28 @@ impl Resolver {
                             self.config.timeout
                         ),
                     )),
-                }
+                };
+                let valid = match result {
+                    Ok(_) => self.config.cache_duration,
+                    Err(_) => self.config.error_cache_duration,
+                };
+                Stamped::new(result, Some(valid))
             })
             .await;
         self.count_lookup("reference", entry.is_fresh());
-        let digest = entry.into_value();
+        let digest = entry.into_value().used();
         if digest.is_ok() {
             self.known_tags.insert(known, ());
         }
         digest
+    }
+
+    /// Counts the lookups of a snapshot the pipeline answered from its
+    /// memo (`reused`) and those it asked the resolver (`asked`).
+    pub fn count_memo(&self, reused: u64, asked: u64) {
+        let lookups = &self.metrics.cache_lookups;
+        lookups.with_label_values(&["memo", "hit"]).inc_by(reused);
+        lookups.with_label_values(&["memo", "miss"]).inc_by(asked);
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {
