@@ -343,6 +343,23 @@ impl Pipeline {
         }
     }
 
+    /// Answers a snapshot's lookups: from the memo where the facts of the
+    /// last answer cannot have expired, from the resolver for the rest.
+    async fn resolve(&mut self, lookups: Vec<Lookup>, facts: Facts) -> Vec<Resolved> {
+        let (reused, asked) = self.memo.split(lookups, facts, Instant::now());
+        self.resolver
+            .count_memo(reused.len() as u64, asked.len() as u64);
+        let asked = resolve_all(
+            &self.resolver,
+            &self.credentials,
+            asked,
+            self.concurrency,
+            facts,
+        )
+        .await;
+        self.memo.record(reused, asked, Instant::now())
+    }
+
     /// One complete snapshot. Images that fail to resolve are logged and
     /// keep their container series with an empty digest.
     pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
@@ -366,17 +383,7 @@ impl Pipeline {
         let facts = self.facts();
         let later = (facts == Facts::Digest).then(|| lookups.images.clone());
         let resolving = Instant::now();
-        let (reused, asked) = self.memo.split(lookups.images, facts, Instant::now());
-        let counts = (reused.len() as u64, asked.len() as u64);
-        self.resolver.count_memo(counts.0, counts.1);
-        let asked = resolve_all(
-            &self.resolver,
-            &self.credentials,
-            asked,
-            self.concurrency,
-            facts,
-        );
-        let resolved = self.memo.record(reused, asked.await, Instant::now());
+        let resolved = self.resolve(lookups.images, facts).await;
         let resolved_in = resolving.elapsed();
         let left_out = resolved.iter().filter(|r| r.4).count();
         let pending = resolved
