@@ -514,18 +514,20 @@ impl Report {
                 format!("one per image digest, then none: {}", verdict(later == 0.0)),
             );
         }
-        row(
-            "Registry requests when the tag cache expires: HEAD / GET / `GET /v2/`",
-            format!(
-                "{:.0} / {:.0} / {:.0}",
-                s.expiry_head, s.expiry_get, s.expiry_version_checks
-            ),
-            format!(
-                "one HEAD per tag ({}), none per pinned digest, no GET of a manifest or blob: {}",
-                d.tagged_references,
-                verdict(s.head_per_tagged_reference == 1.0 && s.expiry_get == 0.0)
-            ),
-        );
+        if self.options.expiry {
+            row(
+                "Registry requests when the tag cache expires: HEAD / GET / `GET /v2/`",
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    s.expiry_head, s.expiry_get, s.expiry_version_checks
+                ),
+                format!(
+                    "one HEAD per tag ({}), none per pinned digest, no GET of a manifest or blob: {}",
+                    d.tagged_references,
+                    verdict(s.head_per_tagged_reference == 1.0 && s.expiry_get == 0.0)
+                ),
+            );
+        }
         row(
             "API requests per warm tick: list / watch / other",
             format!(
