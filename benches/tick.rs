@@ -134,6 +134,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                 dropped: Default::default(),
                 supply_chain: Default::default(),
                 platform_digests: Vec::new(),
+                pending: false,
             };
             (image(i), Ok(Arc::new(metadata)))
         })

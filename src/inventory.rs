@@ -183,7 +183,9 @@ impl Inventory {
                 && cached.images.iter().zip(images).all(|(a, b)| same(a, b));
             if !unchanged {
                 let common = &self.common;
-                let mut extra = running_drift::drift_series(common, workload, images);
+                // A pending image's index entries are not known: no drift yet.
+                let known: Vec<_> = images.iter().map(|m| m.filter(|m| !m.pending)).collect();
+                let mut extra = running_drift::drift_series(common, workload, &known);
                 if self.workload_labels {
                     extra.push(workload_labels(common, workload));
                 }
@@ -232,7 +234,8 @@ impl Inventory {
     ) -> usize {
         let mut seen_digests = HashSet::with_capacity(self.images.len());
         let mut images = 0;
-        for image in used.into_iter().flatten() {
+        // A pending image has only its digest: no series of its own yet.
+        for image in used.into_iter().flatten().filter(|m| !m.pending) {
             let key = Arc::as_ptr(image) as usize;
             let cached = match self.images.entry(key) {
                 Entry::Occupied(c) if c.get().seen == build => continue,

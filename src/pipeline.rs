@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ pub use metrics::Metrics;
 const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
 mod failures;
+mod memo;
 
 use failures::FailureLog;
 
@@ -98,23 +100,51 @@ pub struct Pipeline {
     filling: Filling,
     /// Told when what the first snapshot left out has been looked up.
     filled: Arc<Notify>,
+    /// The last answers, reused until a fact they used expires.
+    memo: memo::Memo,
 }
 
-/// The facts a cold start leaves out of its first pushes (what is attached
-/// to images, their bases, signature verdicts, version freshness): a
-/// long-running service pushes its first snapshot once the inventory's
-/// digests and metadata are known, and looks those facts up afterwards, in
-/// the background; until they are cached the snapshots go without them
-/// (no series, rather than a wrong one). A run with `--once` waits for all.
+/// The facts a cold start leaves out of its first pushes: a long-running
+/// service pushes its first snapshot once every container's digest is
+/// known (one GET per tag, nothing for a digest-pinned reference), then
+/// looks up in the background, in two stages, what it left out: the
+/// images' metadata (manifests and configs: their own series), pushed as
+/// soon as it is in; then what is attached to them, their bases, signature
+/// verdicts and version freshness, pushed as soon as that is in. Until a
+/// fact is cached the snapshots go without its series (absent, rather than
+/// wrong). A run with `--once` waits for all.
 enum Filling {
     /// Every snapshot waits for every fact.
     Off,
     /// No snapshot has left anything out yet.
     Cold,
-    /// The facts the first snapshot left out are being looked up.
-    Running(JoinHandle<()>),
+    /// What the first snapshot left out is being looked up; `stage` says
+    /// what snapshots wait for meanwhile ([`STAGE_DIGEST`] …).
+    Running {
+        task: JoinHandle<()>,
+        stage: Arc<AtomicU8>,
+    },
     /// Looked up: snapshots wait for every fact from now on.
     Done,
+}
+
+/// The stages of [`Filling::Running`]: snapshots wait for the digests, then
+/// also for the metadata, then for every fact.
+const STAGE_DIGEST: u8 = 0;
+const STAGE_METADATA: u8 = 1;
+const STAGE_ALL: u8 = 2;
+
+/// The workloads of a snapshot and their credential scopes, in order.
+type Owners = (Vec<Arc<Workload>>, Vec<Scope>);
+
+/// The workloads and scopes whose version-checker overrides are looked
+/// up after the first push; none when no container has annotations.
+fn owners(workloads: &[Arc<Workload>], resolutions: &Resolutions) -> Owners {
+    let annotated = |w: &Arc<Workload>| w.containers.iter().any(|c| c.versions.is_some());
+    match workloads.iter().any(annotated) {
+        true => (workloads.to_vec(), resolutions.workload_scopes().to_vec()),
+        false => (Vec::new(), Vec::new()),
+    }
 }
 
 /// One lookup's answer: its scope and image, the resolution, the version
@@ -167,8 +197,11 @@ impl Pipeline {
                 (Source::Files(files), None)
             }
         };
-        let concurrency =
-            LookupSlots::new(settings.resolve_concurrency, settings.resolver.registry_rps);
+        let concurrency = LookupSlots::new(
+            settings.resolve_concurrency,
+            settings.resolver.registry_concurrency,
+            settings.resolver.registry_rps,
+        );
         let resolver = Resolver::new(
             settings.resolver,
             crate::registry::Metrics::new(&telemetry.registry),
@@ -191,26 +224,43 @@ impl Pipeline {
             self_metrics,
             filling: Filling::Off,
             filled: Arc::new(Notify::new()),
+            memo: memo::Memo::default(),
         })
     }
 
     /// What the next snapshot waits for.
     fn facts(&mut self) -> Facts {
-        if matches!(&self.filling, Filling::Running(task) if task.is_finished()) {
-            self.filling = Filling::Done;
-        }
-        match self.filling {
-            Filling::Cold | Filling::Running(_) => Facts::Known,
-            Filling::Off | Filling::Done => Facts::All,
+        let stage = match &self.filling {
+            Filling::Off | Filling::Done => return Facts::All,
+            Filling::Cold => STAGE_DIGEST,
+            Filling::Running { task, stage } => match stage.load(Ordering::Acquire) {
+                _ if task.is_finished() => STAGE_ALL,
+                stage => stage,
+            },
+        };
+        match stage {
+            STAGE_DIGEST => Facts::Digest,
+            STAGE_METADATA => Facts::Known,
+            _ => {
+                self.filling = Filling::Done;
+                Facts::All
+            }
         }
     }
 
-    /// After a snapshot that waited only for the known facts: looks up the
-    /// ones it left out, in the background, once.
-    fn fill_in(&mut self, lookups: Vec<Lookup>, resolved: &[Resolved]) {
+    /// After a snapshot that waited only for the digests: looks up what it
+    /// left out, in the background, once: the metadata first, then the
+    /// other facts (and the version lookups of containers with
+    /// version-checker overrides), each stage followed by a push.
+    fn fill_in(&mut self, lookups: Vec<Lookup>, resolved: &[Resolved], owners: Owners) {
         if !matches!(self.filling, Filling::Cold) {
             return;
         }
+        let pending: HashSet<(Scope, &str)> = resolved
+            .iter()
+            .filter(|r| r.2.as_ref().is_ok_and(|m| m.pending))
+            .map(|r| (r.0, r.1.as_str()))
+            .collect();
         let left_out: HashSet<(Scope, &str)> = resolved
             .iter()
             .filter(|r| r.4)
@@ -220,19 +270,48 @@ impl Pipeline {
             .into_iter()
             .filter(|l| left_out.contains(&(l.scope, &*l.image)))
             .collect();
-        if lookups.is_empty() {
+        if lookups.is_empty() && owners.0.is_empty() {
             self.filling = Filling::Done;
             return;
         }
+        let metadata: Vec<Lookup> = lookups
+            .iter()
+            .filter(|l| pending.contains(&(l.scope, &*l.image)))
+            .cloned()
+            .collect();
+        let first = if metadata.is_empty() {
+            STAGE_METADATA
+        } else {
+            STAGE_DIGEST
+        };
+        let stage = Arc::new(AtomicU8::new(first));
         let (resolver, credentials) = (self.resolver.clone(), self.credentials.clone());
-        let (concurrency, filled) = (self.concurrency, self.filled.clone());
-        self.filling = Filling::Running(tokio::spawn(async move {
+        let (concurrency, filled, told) = (self.concurrency, self.filled.clone(), stage.clone());
+        let task = tokio::spawn(async move {
+            let (count, started) = (metadata.len(), Instant::now());
+            if count > 0 {
+                info!(
+                    count,
+                    "looking up the metadata the first snapshot left out: manifests and configs"
+                );
+                resolve_all(&resolver, &credentials, metadata, concurrency, Facts::Known).await;
+                info!(count, took = ?started.elapsed(), "looked up the metadata the first snapshot left out; pushing it now");
+                told.store(STAGE_METADATA, Ordering::Release);
+                filled.notify_one();
+            }
             let (count, started) = (lookups.len(), Instant::now());
             info!(count, "looking up what the first snapshot left out: attached artifacts, base images, signatures, versions");
             resolve_all(&resolver, &credentials, lookups, concurrency, Facts::All).await;
+            let (workloads, scopes) = owners;
+            let mut resolutions = Resolutions::new();
+            resolutions.set_workload_scopes(scopes);
+            let (r, c, total) = (&resolver, &credentials, concurrency.total);
+            overridden_versions(r, c, &workloads, &resolutions, total, true).await;
             info!(count, took = ?started.elapsed(), "looked up what the first snapshot left out; pushing it now");
+            told.store(STAGE_ALL, Ordering::Release);
             filled.notify_one();
-        }));
+        });
+        self.filling = Filling::Running { task, stage };
     }
 
     /// Completes once what the first snapshot left out has been looked up,
@@ -250,12 +329,11 @@ impl Pipeline {
         self.client.as_ref()
     }
 
-    /// One complete snapshot. Images that fail to resolve are logged and
-    /// keep their container series with an empty digest.
-    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
-        let started = Instant::now();
-        // A first snapshot without the pull secrets would report their
-        // images unauthorized; one before the first lists would be partial.
+    /// Waits (up to [`FIRST_LIST_TIMEOUT`]) for the pull secrets and the
+    /// watches' first lists: a first snapshot without the pull secrets
+    /// would report their images unauthorized; one before the first lists
+    /// would be partial.
+    async fn wait_ready(&self) {
         self.credentials.wait_ready(FIRST_LIST_TIMEOUT).await;
         if let Source::Watched(watched) = &self.source {
             let deadline = Instant::now() + FIRST_LIST_TIMEOUT;
@@ -263,6 +341,31 @@ impl Pipeline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// Answers a snapshot's lookups: from the memo where the facts of the
+    /// last answer cannot have expired, from the resolver for the rest.
+    async fn resolve(&mut self, lookups: Vec<Lookup>, facts: Facts) -> Vec<Resolved> {
+        let (reused, asked) = self.memo.split(lookups, facts, Instant::now());
+        self.resolver
+            .count_memo(reused.len() as u64, asked.len() as u64);
+        let asked = resolve_all(
+            &self.resolver,
+            &self.credentials,
+            asked,
+            self.concurrency,
+            facts,
+        )
+        .await;
+        self.memo.record(reused, asked, Instant::now())
+    }
+
+    /// One complete snapshot. Images that fail to resolve are logged and
+    /// keep their container series with an empty digest.
+    pub async fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        let started = Instant::now();
+        self.wait_ready().await;
+        let ready_after = started.elapsed();
         let timestamp_ms = chrono::Utc::now().timestamp_millis();
         let discovered = self
             .source
@@ -274,22 +377,21 @@ impl Pipeline {
                 .replace_from_files(&found.secrets, &found.accounts);
         }
         let workloads = discovered.workloads;
-        let lookups = self.credentials.lookups(&workloads);
+        let lookups = self.credentials.snapshot_lookups(&workloads);
         let mut resolutions = Resolutions::new();
         resolutions.set_workload_scopes(lookups.workload_scopes);
         let facts = self.facts();
-        let later = (facts == Facts::Known).then(|| lookups.images.clone());
-        let resolved = resolve_all(
-            &self.resolver,
-            &self.credentials,
-            lookups.images,
-            self.concurrency,
-            facts,
-        )
-        .await;
+        let later = (facts == Facts::Digest).then(|| lookups.images.clone());
+        let resolving = Instant::now();
+        let resolved = self.resolve(lookups.images, facts).await;
+        let resolved_in = resolving.elapsed();
         let left_out = resolved.iter().filter(|r| r.4).count();
+        let pending = resolved
+            .iter()
+            .filter(|r| r.2.as_ref().is_ok_and(|m| m.pending))
+            .count();
         if let Some(lookups) = later {
-            self.fill_in(lookups, &resolved);
+            self.fill_in(lookups, &resolved, owners(&workloads, &resolutions));
         }
         let (results, versions): (Vec<_>, Vec<_>) = resolved
             .into_iter()
@@ -305,6 +407,7 @@ impl Pipeline {
             &workloads,
             &resolutions,
             self.concurrency.total,
+            facts == Facts::All,
         )
         .await;
         resolutions.set_container_versions(overridden);
@@ -331,7 +434,10 @@ impl Pipeline {
             images = snapshot.images,
             unresolved,
             left_out,
+            pending,
             series = snapshot.series.len(),
+            ready_after = ?ready_after,
+            resolved_in = ?resolved_in,
             took = ?started.elapsed(),
             "snapshot taken"
         );
@@ -362,8 +468,8 @@ impl Pipeline {
     /// push what the inventory needs once known and leave the facts looked
     /// up for the first time to later ones ([`Filling`]). With a watch-fed
     /// cluster, references are resolved as they appear, so the registry
-    /// work is done before the tick that needs it: digests and metadata of
-    /// a batch first, then its other facts.
+    /// work is done before the tick that needs it: the digests of a batch
+    /// first, then their metadata, then their other facts.
     pub fn spawn_prefetch(&mut self) -> Option<JoinHandle<()>> {
         if matches!(self.filling, Filling::Off) {
             self.filling = Filling::Cold;
@@ -394,8 +500,10 @@ impl Pipeline {
                     .collect();
                 if !fresh.is_empty() {
                     let count = fresh.len();
-                    let first = fresh.clone();
-                    resolve_all(&resolver, &credentials, first, concurrency, Facts::Known).await;
+                    for facts in [Facts::Digest, Facts::Known] {
+                        let batch = fresh.clone();
+                        resolve_all(&resolver, &credentials, batch, concurrency, facts).await;
+                    }
                     resolve_all(&resolver, &credentials, fresh, concurrency, Facts::All).await;
                     tracing::debug!(count, "resolved new image references ahead of the tick");
                 }
@@ -413,17 +521,22 @@ struct LookupSlots {
 }
 
 impl LookupSlots {
-    /// `total` slots, at most half of them (rounded up) for one host, so
-    /// one tenant's slow registry cannot hold every slot while the others'
-    /// images wait; and for a host no more lookups than half its request
-    /// rate: a lookup makes several requests, and lookups that share a
-    /// host's rate would all run past their deadline together.
-    fn new(total: usize, requests_per_second: f64) -> Self {
+    /// `total` slots; for one host, enough lookups to keep its
+    /// `requests_in_flight` busy (half as many again: a lookup makes its
+    /// requests one after the other, with parsing and the token bucket
+    /// between them), but never more than three quarters of all (rounded
+    /// down, at least one), so one tenant's slow registry cannot hold every
+    /// slot while the others' images wait; and for a host no more lookups
+    /// than half its request rate: lookups that share a host's rate would
+    /// all run past their deadline together.
+    fn new(total: usize, requests_in_flight: usize, requests_per_second: f64) -> Self {
         let total = total.max(1);
+        let fair = total.saturating_sub(total.div_ceil(4)).max(1);
+        let busy = requests_in_flight.saturating_add(requests_in_flight.div_ceil(2));
         let by_rate = (requests_per_second / 2.0).ceil().clamp(1.0, total as f64) as usize;
         LookupSlots {
             total,
-            per_host: total.div_ceil(2).min(by_rate),
+            per_host: busy.clamp(1, fair).min(by_rate),
         }
     }
 }
@@ -433,13 +546,16 @@ impl LookupSlots {
 /// container's own logins for the repository it names; and, when any
 /// container has annotations, the (scope, image)s that some container
 /// without them runs (only those get the per-image answer). Opted-out
-/// containers and unusable annotations get no answer.
+/// containers and unusable annotations get no answer, and none is looked
+/// up unless `look_up` (a version fact: after the first push of a cold
+/// start, [`Filling`]).
 async fn overridden_versions<'w>(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     workloads: &'w [Arc<Workload>],
     resolutions: &Resolutions,
     concurrency: usize,
+    look_up: bool,
 ) -> (
     Option<HashSet<(Scope, &'w str)>>,
     Vec<(Owner, String, Arc<VersionInfo>)>,
@@ -460,7 +576,7 @@ async fn overridden_versions<'w>(
             let Ok(overrides) = &annotations.overrides else {
                 continue;
             };
-            if !annotations.enabled {
+            if !annotations.enabled || !look_up {
                 continue;
             }
             let lookup_in = annotations.override_url.clone();
@@ -485,6 +601,9 @@ async fn overridden_versions<'w>(
                 workload.name.clone(),
                 container.name.clone(),
             );
+            // Owned: a borrowed one would tie the lookups' futures to this
+            // call's lifetimes, and the background stage spawns them.
+            let overrides = overrides.clone();
             wanted.push((owner, container.image.clone(), lookup_in, logins, overrides));
         }
     }
@@ -498,7 +617,7 @@ async fn overridden_versions<'w>(
                 }
                 let logins: Vec<&Login> = logins.iter().collect();
                 let answer =
-                    resolver.versions(&image, lookup_in.as_deref(), &logins, overrides, None);
+                    resolver.versions(&image, lookup_in.as_deref(), &logins, &overrides, None);
                 let answer = Box::pin(answer).await?;
                 Some((owner, image.to_string(), answer))
             }
@@ -515,15 +634,16 @@ async fn overridden_versions<'w>(
 /// providers come after pull secrets. A lookup waits for a slot of its
 /// registry host (see [`LookupSlots`]) before it takes one of all. A
 /// resolved image's version freshness is looked up with the same logins
-/// (with `--versions`). With [`Facts::Known`], a lookup waits only for the
-/// facts that need no request made for the first time.
+/// (with `--versions`). With [`Facts::Known`] (or [`Facts::Digest`]), a
+/// lookup waits only for the metadata (or the digest) and the facts that
+/// need no request made for the first time.
 async fn resolve_all(
     resolver: &Arc<Resolver>,
     credentials: &Arc<Credentials>,
     lookups: Vec<Lookup>,
     concurrency: LookupSlots,
     facts: Facts,
-) -> Vec<Resolved> {
+) -> Vec<memo::Timed> {
     let slots = Arc::new(Semaphore::new(concurrency.total));
     let per_host = concurrency.per_host;
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
@@ -538,7 +658,7 @@ async fn resolve_all(
                 .clone();
             let (resolver, credentials, slots) =
                 (resolver.clone(), credentials.clone(), slots.clone());
-            async move {
+            crate::registry::expiry::valid_until(async move {
                 let _host_slot = host_slots.acquire_owned().await;
                 let _slot = slots.acquire_owned().await;
                 if let Some(login) = credentials.cloud_login(&lookup.image).await {
@@ -548,7 +668,7 @@ async fn resolve_all(
                 let (resolution, mut left_out) =
                     resolver.resolve_facts(&lookup.image, &logins, facts).await;
                 let versions = match &resolution {
-                    Ok(_) if facts == Facts::Known => {
+                    Ok(_) if facts != Facts::All => {
                         let known = resolver.known_versions(&lookup.image, &logins).await;
                         left_out |= known.is_none();
                         known.flatten()
@@ -569,7 +689,7 @@ async fn resolve_all(
                     versions,
                     left_out,
                 )
-            }
+            })
         })
         .collect();
     lookups.collect().await
@@ -580,15 +700,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_host_gets_half_the_lookup_slots_and_no_more_than_its_rate_serves() {
-        let slots = |total, rps| {
-            let s = LookupSlots::new(total, rps);
+    fn a_host_gets_enough_lookups_for_its_requests_but_never_every_slot() {
+        let slots = |total, in_flight, rps| {
+            let s = LookupSlots::new(total, in_flight, rps);
             (s.total, s.per_host)
         };
-        assert_eq!(slots(16, 5.0), (16, 3));
-        assert_eq!(slots(16, 1000.0), (16, 8));
-        assert_eq!(slots(2, 1000.0), (2, 1));
-        assert_eq!(slots(1, 0.1), (1, 1));
-        assert_eq!(slots(0, 5.0), (1, 1));
+        // The harness's settings: 10 requests in flight want 15 lookups,
+        // and three quarters of 16 is 12.
+        assert_eq!(slots(16, 10, 1000.0), (16, 12));
+        assert_eq!(slots(16, 4, 1000.0), (16, 6));
+        assert_eq!(slots(64, 10, 1000.0), (64, 15));
+        // The default rate: no more lookups than half of 5 requests a second.
+        assert_eq!(slots(16, 10, 5.0), (16, 3));
+        // Another host always has a slot left.
+        assert_eq!(slots(2, 10, 1000.0), (2, 1));
+        assert_eq!(slots(4, 10, 1000.0), (4, 3));
+        assert_eq!(slots(1, 10, 0.1), (1, 1));
+        assert_eq!(slots(0, 0, 5.0), (1, 1));
     }
 }

@@ -54,7 +54,35 @@ pub(crate) async fn direct_phase(
     )
     .await?;
     let first_push_seconds = started.elapsed().as_secs_f64();
-    progress!(options, "  first push after {first_push_seconds:.1}s");
+    let first_push_registry = env.registry.counts().minus(&zero.registry);
+    progress!(
+        options,
+        "  first push after {first_push_seconds:.1}s ({} registry requests by then)",
+        first_push_registry.total()
+    );
+    if let Some(first) = log.snapshots.first() {
+        progress!(
+            options,
+            "  first snapshot: {:.1}s waiting for the first lists, {:.1}s resolving, {:.1}s in all",
+            first.ready_after,
+            first.resolved_in,
+            first.took
+        );
+    }
+    // The images' own series (manifests, configs) follow the digests.
+    wait_log(
+        &mut child,
+        &mut log,
+        first_timeout,
+        "the first push with every image's metadata",
+        PusherLog::pushed_metadata,
+    )
+    .await?;
+    let metadata_push_seconds = started.elapsed().as_secs_f64();
+    progress!(
+        options,
+        "  first push with metadata after {metadata_push_seconds:.1}s"
+    );
     // Attachments, bases, verdicts and versions follow the first push:
     // the cold tick ends with the first push that has them.
     wait_log(
@@ -70,6 +98,11 @@ pub(crate) async fn direct_phase(
         options,
         "  first complete push after {complete_push_seconds:.1}s"
     );
+    let since_start = |at: f64| at - zero_unix(started);
+    for (message, at, took) in &log.stages {
+        let at = since_start(*at);
+        progress!(options, "  at {at:.1}s, after {took:.1}s: {message}");
+    }
     let cold_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
     let cold_registry = env.registry.counts();
     // With --verify, the verifications of the cold tick: read now, before
@@ -127,43 +160,22 @@ pub(crate) async fn direct_phase(
     let bodies = tap.bodies_of_push(log.pushes.last().map_or(0, |p| p.series + p.stale));
     let distinct_series_per_push = distinct_series(&bodies);
 
-    // Every tag's digest expires within [start, first complete push] +
-    // cache: wait past that, then for two more ticks, the second of which
-    // started after it.
-    let expiry_at =
-        started + Duration::from_secs_f64(complete_push_seconds) + options.cache_duration;
-    progress!(
-        options,
-        "  waiting {:.0}s for the tag cache to expire",
-        expiry_at
-            .saturating_duration_since(Instant::now())
-            .as_secs_f64()
-    );
-    // A moment on the clock, not an event: waited for while the log is
-    // read and the pusher watched.
-    while Instant::now() < expiry_at {
-        log.poll(&child);
-        child.check_running().map_err(|e| anyhow!(e))?;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let n = log.pushes.len();
-    wait_log(
-        &mut child,
-        &mut log,
-        tick_timeout * 2,
-        "the ticks after the tag cache expired",
-        |log| log.pushes.len() >= n + 2,
-    )
-    .await?;
-    let expiry_end = mark(options, &monitor, &child, &mut log, env, &tap).await;
-    let expiry = window(&log, &warm_end, &expiry_end);
-    progress!(
-        options,
-        "  expiry: {} HEAD + {} GET over {} ticks",
-        expiry.registry.heads(),
-        expiry.registry.gets(),
-        expiry.ticks
-    );
+    let expiry = if options.expiry {
+        expiry_window(
+            options,
+            env,
+            &tap,
+            &monitor,
+            &mut child,
+            &mut log,
+            started,
+            complete_push_seconds,
+            &warm_end,
+        )
+        .await?
+    } else {
+        window(&log, &warm_end, &warm_end)
+    };
     let peak_rss = memory(child.id()).1;
 
     // Only now, with the measurements done, ask the pusher itself.
@@ -173,6 +185,8 @@ pub(crate) async fn direct_phase(
     let _ = child.terminate(Duration::from_secs(30)).await;
     let result = DirectResult {
         first_push_seconds,
+        first_push_registry,
+        metadata_push_seconds,
         complete_push_seconds,
         cold: window(&log, &zero, &cold_end),
         warm_window_overlapped_expiry: warm_end.at >= started + options.cache_duration,
@@ -189,4 +203,66 @@ pub(crate) async fn direct_phase(
         first_warnings: log.first_warnings.clone(),
     };
     Ok((result, bodies))
+}
+
+/// The Unix time (seconds) of `started`, to place the pusher's log lines.
+fn zero_unix(started: Instant) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    now - started.elapsed().as_secs_f64()
+}
+
+/// The ticks around the tag cache's expiry: every tag is asked again.
+#[allow(clippy::too_many_arguments)]
+async fn expiry_window(
+    options: &Options,
+    env: &Env,
+    tap: &WriteTap,
+    monitor: &Monitor,
+    child: &mut ChildGuard,
+    log: &mut PusherLog,
+    started: Instant,
+    complete_push_seconds: f64,
+    warm_end: &Mark,
+) -> anyhow::Result<super::results::Window> {
+    let tick_timeout = options.interval * 4 + Duration::from_secs(120);
+    // Every tag's digest expires within [start, first complete push] +
+    // cache: wait past that, then for two more ticks, the second of which
+    // started after it.
+    let expiry_at =
+        started + Duration::from_secs_f64(complete_push_seconds) + options.cache_duration;
+    progress!(
+        options,
+        "  waiting {:.0}s for the tag cache to expire",
+        expiry_at
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+    );
+    // A moment on the clock, not an event: waited for while the log is
+    // read and the pusher watched.
+    while Instant::now() < expiry_at {
+        log.poll(child);
+        child.check_running().map_err(|e| anyhow!(e))?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = log.pushes.len();
+    wait_log(
+        child,
+        log,
+        tick_timeout * 2,
+        "the ticks after the tag cache expired",
+        |log| log.pushes.len() >= n + 2,
+    )
+    .await?;
+    let expiry_end = mark(options, monitor, child, log, env, tap).await;
+    let expiry = window(log, warm_end, &expiry_end);
+    progress!(
+        options,
+        "  expiry: {} HEAD + {} GET over {} ticks",
+        expiry.registry.heads(),
+        expiry.registry.gets(),
+        expiry.ticks
+    );
+    Ok(expiry)
 }

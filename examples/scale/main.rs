@@ -266,6 +266,11 @@ struct Cli {
     /// Skip both scrape exporter + agent comparisons.
     #[arg(long)]
     skip_alternative: bool,
+    /// Skip the wait for the tag cache to expire and the ticks after it
+    /// (about half of a run at the default cache duration); the table then
+    /// has no refresh figures.
+    #[arg(long)]
+    skip_expiry: bool,
     /// Skip the scrape exporter + vmagent comparison (vmagent comes from
     /// `scripts/fetch-test-peers`).
     #[arg(long)]
@@ -347,6 +352,7 @@ fn main() -> std::process::ExitCode {
     options.registry_rps = cli.registry_rps;
     options.registry_concurrency = cli.registry_concurrency;
     options.alternative = !cli.skip_alternative;
+    options.expiry = !cli.skip_expiry;
     options.vmagent = !cli.skip_alternative && !cli.skip_vmagent;
     options.service_account_per_workload = !cli.shared_service_account;
     options.custom_kinds = cli.custom_kinds;

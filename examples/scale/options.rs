@@ -47,6 +47,8 @@ pub struct Options {
     /// Sign every image (a cosign `.sig` per digest, see `signing`) and pass
     /// the pusher the key (`--verify-key`), to measure what verification costs.
     pub verify: bool,
+    /// Wait for the tag cache to expire and count the refresh requests.
+    pub expiry: bool,
     /// Extra arguments for the pusher (both modes), e.g. `--pull-secrets=false`.
     pub pusher_args: Vec<String>,
     /// Images pushed at once when filling the registry.
@@ -75,6 +77,7 @@ impl Options {
             service_account_per_workload: true,
             custom_kinds: false,
             verify: false,
+            expiry: true,
             pusher_args: Vec::new(),
             push_concurrency: 32,
             progress: true,

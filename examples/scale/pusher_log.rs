@@ -11,6 +11,9 @@ pub(crate) struct PusherLog {
     pub(crate) offset: usize,
     pub(crate) snapshots: Vec<SnapshotLine>,
     pub(crate) pushes: Vec<PushLine>,
+    /// The background stages of a cold start (`looked up …` lines): the
+    /// message, when it was logged and how long the stage took.
+    pub(crate) stages: Vec<(String, f64, f64)>,
     pub(crate) warnings: usize,
     pub(crate) first_warnings: Vec<String>,
 }
@@ -23,6 +26,14 @@ pub(crate) struct SnapshotLine {
     /// left out, to be looked up after the first push (0 from pushers
     /// that wait for everything).
     pub(crate) left_out: u64,
+    /// Lookups whose metadata (manifests, config) this snapshot left out:
+    /// their images have no series of their own yet, only their
+    /// containers' digests (0 from pushers that wait for the metadata).
+    pub(crate) pending: u64,
+    /// Seconds the snapshot waited for the first lists (watch readiness,
+    /// pull secrets), then resolving its images (0 from older pushers).
+    pub(crate) ready_after: f64,
+    pub(crate) resolved_in: f64,
 }
 
 pub(crate) struct PushLine {
@@ -37,9 +48,19 @@ impl PusherLog {
     /// Whether a snapshot that left nothing out has been pushed: the first
     /// complete push. Each tick pushes its snapshot once, in order.
     pub(crate) fn pushed_complete(&self) -> bool {
+        self.pushed_first(|s| s.left_out == 0)
+    }
+
+    /// Whether a snapshot with every image's metadata has been pushed.
+    pub(crate) fn pushed_metadata(&self) -> bool {
+        self.pushed_first(|s| s.pending == 0)
+    }
+
+    /// Whether the first snapshot that `done` accepts has been pushed.
+    fn pushed_first(&self, done: impl Fn(&SnapshotLine) -> bool) -> bool {
         self.snapshots
             .iter()
-            .position(|s| s.left_out == 0)
+            .position(done)
             .is_some_and(|i| self.pushes.len() > i)
     }
 
@@ -61,12 +82,16 @@ impl PusherLog {
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .map_or(0.0, |t| t.timestamp_micros() as f64 / 1e6);
             let number = |key: &str| fields[key].as_u64().unwrap_or(0);
+            let seconds = |key: &str| fields[key].as_str().map_or(0.0, parse_debug_duration);
             match fields["message"].as_str() {
                 Some("snapshot taken") => self.snapshots.push(SnapshotLine {
                     at,
-                    took: fields["took"].as_str().map_or(0.0, parse_debug_duration),
+                    took: seconds("took"),
                     series: number("series"),
                     left_out: number("left_out"),
+                    pending: number("pending"),
+                    ready_after: seconds("ready_after"),
+                    resolved_in: seconds("resolved_in"),
                 }),
                 Some("pushed") => self.pushes.push(PushLine {
                     at,
@@ -75,6 +100,9 @@ impl PusherLog {
                     stale: number("stale"),
                     bytes: number("bytes"),
                 }),
+                Some(message) if message.starts_with("looked up") => {
+                    self.stages.push((message.to_owned(), at, seconds("took")));
+                }
                 _ => {}
             }
             if matches!(entry["level"].as_str(), Some("WARN" | "ERROR")) {

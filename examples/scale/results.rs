@@ -74,9 +74,14 @@ pub struct RunResult {
 /// Long-running pusher with a remote-write URL.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DirectResult {
-    /// Process start to the first `pushed` log line: digests and
-    /// metadata, without what is looked up after the first push.
+    /// Process start to the first `pushed` log line: every container with
+    /// its digest (and, from pushers that wait for it, the metadata).
     pub first_push_seconds: f64,
+    /// Registry requests before the first push.
+    pub first_push_registry: RegistryCounts,
+    /// Process start to the push of the first snapshot with every image's
+    /// metadata (the first push with a pusher that waits for it).
+    pub metadata_push_seconds: f64,
     /// Process start to the push of the first snapshot that left nothing
     /// out (the same push as the first with a pusher that waits for all).
     pub complete_push_seconds: f64,
@@ -153,6 +158,15 @@ impl RegistryCounts {
     }
     pub fn gets(&self) -> u64 {
         self.get_manifests + self.get_blobs
+    }
+    /// Every request, each of which the pusher's `--registry-rps` paces.
+    pub fn total(&self) -> u64 {
+        self.head_manifests
+            + self.gets()
+            + self.get_version_checks
+            + self.referrer_listings
+            + self.tag_lists
+            + self.other
     }
     pub(crate) fn minus(&self, earlier: &RegistryCounts) -> RegistryCounts {
         RegistryCounts {

@@ -505,7 +505,8 @@ pub fn tag(data: &[u8]) {
 /// The on-disk cache's file (`--cache-dir`), damaged or hostile: as is,
 /// and framed under a valid header (so the checksum holds and the records
 /// are reached). Either one refusal, or entries within the image limits
-/// whose metadata writes back and reads again the same.
+/// whose metadata writes back and reads again the same, and signature
+/// verdicts that write back and read again the same.
 pub fn disk_cache(data: &[u8]) {
     use container_image_pusher::image_facts::limits::ImageLimits;
     use container_image_pusher::registry::disk_cache::format;
@@ -513,11 +514,12 @@ pub fn disk_cache(data: &[u8]) {
     let limits = ImageLimits::default();
     let _ = format::parse(data, SETTINGS, &limits);
     let framed = format::file(SETTINGS, data);
-    let Ok(entries) = format::parse(&framed, SETTINGS, &limits) else {
+    let Ok(parsed) = format::parse(&framed, SETTINGS, &limits) else {
         return;
     };
-    assert!(entries.len() <= format::MAX_ENTRIES);
-    for entry in entries {
+    assert!(parsed.images.len() <= format::MAX_ENTRIES);
+    assert!(parsed.verdicts.len() <= format::MAX_VERDICTS);
+    for entry in parsed.images {
         let metadata = &entry.metadata;
         assert!(metadata.labels.len() <= limits.max_labels);
         assert!(metadata.annotations.len() <= limits.max_annotations);
@@ -528,6 +530,13 @@ pub fn disk_cache(data: &[u8]) {
         }
         let again = format::parse(&format::file(SETTINGS, &line), SETTINGS, &limits)
             .expect("a written record reads back");
-        assert_eq!(&again[0].metadata, metadata);
+        assert_eq!(&again.images[0].metadata, metadata);
+    }
+    for verdict in parsed.verdicts {
+        assert!(reference::check_digest(&verdict.key.artifact).is_ok());
+        let line = format::verdict_record(&verdict);
+        let again = format::parse(&format::file(SETTINGS, &line), SETTINGS, &limits)
+            .expect("a written verdict reads back");
+        assert_eq!(again.verdicts, [verdict]);
     }
 }

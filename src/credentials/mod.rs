@@ -121,7 +121,7 @@ pub struct Settings {
 
 /// Every (scope, image) of a snapshot's workloads with the logins to try,
 /// and the scope of each workload.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Lookups {
     /// The scope of each workload, in the order given, up to the last one
     /// not in [`Scope::NONE`] (most clusters: none at all).
@@ -144,6 +144,18 @@ pub struct Lookup {
 pub struct Credentials {
     pull_secrets: Arc<PullSecrets>,
     cloud: CloudCredentials,
+    /// The last snapshot's lookups, reused while its workloads and the
+    /// pull secrets are unchanged.
+    last: std::sync::Mutex<Option<LastLookups>>,
+}
+
+/// Lookups worked out for a snapshot: the workloads as pointers (weak, so
+/// they hold no workload alive, and no other can take their address while
+/// held) and the pull secrets' generation they were worked out under.
+struct LastLookups {
+    workloads: Vec<std::sync::Weak<Workload>>,
+    generation: u64,
+    lookups: Lookups,
 }
 
 impl Credentials {
@@ -165,6 +177,7 @@ impl Credentials {
         Ok(Credentials {
             pull_secrets: Arc::new(PullSecrets::new(settings.pull_secrets, static_keyring)),
             cloud: CloudCredentials::with_settings(settings.cloud)?,
+            last: std::sync::Mutex::default(),
         })
     }
 
@@ -184,6 +197,32 @@ impl Credentials {
     /// so deletions count).
     pub fn replace_from_files(&self, secrets: &[Secret], accounts: &[ServiceAccount]) {
         self.pull_secrets.replace_from_files(secrets, accounts);
+    }
+
+    /// [`Credentials::lookups`] of a snapshot's workloads: the last
+    /// snapshot's answer when it had the same workloads (the same shared
+    /// objects, as the sources hand out for unchanged ones) and the pull
+    /// secrets did not change since, so a warm tick copies nothing.
+    pub fn snapshot_lookups(&self, workloads: &[Arc<Workload>]) -> Lookups {
+        let generation = self.pull_secrets.generation();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let unchanged = last.as_ref().is_some_and(|last| {
+            last.generation == generation
+                && last.workloads.len() == workloads.len()
+                && (last.workloads.iter())
+                    .zip(workloads)
+                    .all(|(was, is)| std::ptr::eq(was.as_ptr(), Arc::as_ptr(is)))
+        });
+        if let (true, Some(last)) = (unchanged, last.as_ref()) {
+            return last.lookups.clone();
+        }
+        let lookups = self.lookups(workloads);
+        *last = Some(LastLookups {
+            workloads: workloads.iter().map(Arc::downgrade).collect(),
+            generation,
+            lookups: lookups.clone(),
+        });
+        lookups
     }
 
     /// Every (scope, image) of the workloads, with the logins to try.
@@ -265,44 +304,94 @@ mod tests {
         assert_eq!(login.id(), login.clone().id());
     }
 
-    #[test]
-    fn each_image_is_looked_up_once_per_scope_with_its_logins() {
-        use crate::discovery::{Container, Kind, PullConfig};
+    fn regcred(password: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": format!(r#"{{"auths": {{"r.example.com": {{"username": "shop", "password": "{password}"}}}}}}"#)}
+        }))
+        .unwrap()
+    }
+
+    fn credentials_with(secret: Secret) -> Credentials {
         let credentials = Credentials::new(Settings {
             pull_secrets: true,
             docker_config: None,
             cloud: cloud::Settings::default(),
         })
         .unwrap();
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"namespace": "shop", "name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": r#"{"auths": {"r.example.com": {"username": "shop", "password": "pw"}}}"#}
-        }))
-        .unwrap();
         credentials.replace_from_files(&[secret], &[]);
-        let workload = |name: &str, secrets: &[&str], images: &[&str]| {
-            Arc::new(Workload {
-                kind: Kind::Deployment,
-                namespace: "shop".into(),
-                name: name.into(),
-                containers: images
-                    .iter()
-                    .map(|image| Container {
-                        name: "c".into(),
-                        image: (*image).into(),
-                        jsonpath: "{.spec.template.spec.containers[0]}".into(),
-                        image_id: None,
-                        versions: None,
-                    })
-                    .collect(),
-                pull: PullConfig {
-                    secrets: secrets.iter().map(|s| (*s).into()).collect(),
-                    service_account: "default".into(),
-                },
-                metadata_labels: Vec::new(),
-            })
+        credentials
+    }
+
+    fn workload(name: &str, secrets: &[&str], images: &[&str]) -> Arc<Workload> {
+        use crate::discovery::{Container, Kind, PullConfig};
+        Arc::new(Workload {
+            kind: Kind::Deployment,
+            namespace: "shop".into(),
+            name: name.into(),
+            containers: images
+                .iter()
+                .map(|image| Container {
+                    name: "c".into(),
+                    image: (*image).into(),
+                    jsonpath: "{.spec.template.spec.containers[0]}".into(),
+                    image_id: None,
+                    versions: None,
+                })
+                .collect(),
+            pull: PullConfig {
+                secrets: secrets.iter().map(|s| (*s).into()).collect(),
+                service_account: "default".into(),
+            },
+            metadata_labels: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_snapshot_of_the_same_workloads_and_secrets_reuses_the_last_lookups() {
+        let credentials = credentials_with(regcred("pw"));
+        let workloads = vec![
+            workload("a", &["regcred"], &["r.example.com/app:1"]),
+            workload("b", &[], &["nginx:1"]),
+        ];
+        let first = credentials.snapshot_lookups(&workloads);
+        assert_eq!(first.images.len(), 2);
+        // A mark on the kept answer tells a reused one from one worked out.
+        let marked = Scope::for_test(99);
+        let mark = || {
+            let mut last = credentials.last.lock().unwrap();
+            last.as_mut().unwrap().lookups.workload_scopes.push(marked);
         };
+        let reused = |lookups: &Lookups| lookups.workload_scopes.last() == Some(&marked);
+        mark();
+        assert!(reused(&credentials.snapshot_lookups(&workloads)));
+        // Files read again unchanged change nothing.
+        credentials.replace_from_files(&[regcred("pw")], &[]);
+        assert!(reused(&credentials.snapshot_lookups(&workloads)));
+        // A workload replaced by an equal one: worked out again.
+        let mut replaced = workloads.clone();
+        replaced[1] = workload("b", &[], &["nginx:1"]);
+        let fresh = credentials.snapshot_lookups(&replaced);
+        assert!(!reused(&fresh));
+        assert_eq!(fresh.images.len(), 2);
+        mark();
+        let again = credentials.snapshot_lookups(&replaced);
+        assert!(reused(&again));
+        // The secret's password changed: new logins for the same workloads.
+        credentials.replace_from_files(&[regcred("new")], &[]);
+        let changed = credentials.snapshot_lookups(&replaced);
+        let password = |lookups: &Lookups| {
+            let secret = lookups.images.iter().find(|l| !l.logins.is_empty());
+            secret.map(|l| l.logins[0].password.clone())
+        };
+        assert_eq!(password(&again).as_deref(), Some("pw"));
+        assert_eq!(password(&changed).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn each_image_is_looked_up_once_per_scope_with_its_logins() {
+        let credentials = credentials_with(regcred("pw"));
         let workloads = [
             workload("public", &[], &["nginx:1"]),
             workload("a", &["regcred"], &["r.example.com/app:1", "nginx:1"]),

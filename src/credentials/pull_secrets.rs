@@ -7,8 +7,10 @@
 //! over by the pipeline), and are kept parsed: only the logins, never whole
 //! objects.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -31,6 +33,34 @@ type Key = (String, String);
 
 /// The pull secrets' names of each service account of one namespace.
 type AccountSecrets = HashMap<String, Arc<[String]>>;
+
+/// A hash of what the pull secrets and service accounts of manifest files
+/// hold that [`PullSecrets`] reads: names, types and data, the accounts'
+/// pull secrets.
+/// Keyed per process, so files cannot be crafted to collide.
+fn files_hash(keys: &RandomState, secrets: &[Secret], accounts: &[ServiceAccount]) -> u64 {
+    let mut hasher = keys.build_hasher();
+    for secret in secrets {
+        let meta = &secret.metadata;
+        (&meta.namespace, &meta.name, &secret.type_).hash(&mut hasher);
+        for (key, value) in secret.data.iter().flatten() {
+            (key, &value.0).hash(&mut hasher);
+        }
+        for (key, value) in secret.string_data.iter().flatten() {
+            (key, value).hash(&mut hasher);
+        }
+    }
+    secrets.len().hash(&mut hasher);
+    for account in accounts {
+        let meta = &account.metadata;
+        (&meta.namespace, &meta.name).hash(&mut hasher);
+        for reference in account.image_pull_secrets.iter().flatten() {
+            reference.name.hash(&mut hasher);
+        }
+    }
+    accounts.len().hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Why a docker config Secret gives no logins. Names the secret, never
 /// its content.
@@ -79,6 +109,13 @@ pub struct PullSecrets {
     /// Watchers the API currently refuses (403): the first refusal is
     /// warned about and the last recovery noted, once for all of them.
     refused: AtomicUsize,
+    /// Bumped at each change of the secrets or accounts: logins worked out
+    /// under one generation hold while it is current.
+    generation: AtomicU64,
+    /// What the manifest files held at the last replacement (a hash):
+    /// files re-read unchanged change nothing.
+    from_files: Mutex<Option<u64>>,
+    hash_keys: RandomState,
 }
 
 impl PullSecrets {
@@ -93,6 +130,9 @@ impl PullSecrets {
             warned_refused: Mutex::default(),
             pending: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            from_files: Mutex::new(None),
+            hash_keys: RandomState::new(),
         }
     }
 
@@ -119,6 +159,15 @@ impl PullSecrets {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Changes at each change of the secrets or service accounts.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every login that may apply to the workload, in the kubelet's order.
@@ -199,6 +248,11 @@ impl PullSecrets {
     /// Replaces everything with what manifest files hold (they are re-read
     /// at every snapshot, so deletions count).
     pub fn replace_from_files(&self, secrets: &[Secret], accounts: &[ServiceAccount]) {
+        let held = files_hash(&self.hash_keys, secrets, accounts);
+        if lock(&self.from_files).replace(held) == Some(held) {
+            return;
+        }
+        self.changed();
         write(&self.secrets).clear();
         write(&self.accounts).clear();
         secrets.iter().for_each(|s| self.put_secret(s));
@@ -321,8 +375,14 @@ impl PullSecrets {
                     store.note_allowed(kind);
                 }
                 match event {
-                    Ok(Event::Apply(obj) | Event::InitApply(obj)) => apply(&store, &obj),
-                    Ok(Event::Delete(obj)) => delete(&store, &obj),
+                    Ok(Event::Apply(obj) | Event::InitApply(obj)) => {
+                        apply(&store, &obj);
+                        store.changed();
+                    }
+                    Ok(Event::Delete(obj)) => {
+                        delete(&store, &obj);
+                        store.changed();
+                    }
                     Ok(Event::Init) => {}
                     Ok(Event::InitDone) => {
                         debug!(kind, "pull-secret cache listed");

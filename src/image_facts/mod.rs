@@ -42,6 +42,12 @@ pub struct ImageMetadata {
     /// [`MAX_PLATFORM_DIGESTS`]): a runtime reports the index digest or the
     /// one of the platform it pulled, and both run what the tag names.
     pub platform_digests: Vec<String>,
+    /// Only the digest is known: the manifest and config are still to be
+    /// looked up (the first push of a cold start). The size, creation time,
+    /// labels and annotations are not known, so the image has no series of
+    /// its own yet (absent, never a size of 0); its containers have their
+    /// info series with the digest.
+    pub pending: bool,
 }
 
 /// Most manifests of one index remembered in [`ImageMetadata::platform_digests`]:
@@ -84,6 +90,22 @@ impl ImageMetadata {
             dropped,
             supply_chain: SupplyChain::default(),
             platform_digests: Vec::new(),
+            pending: false,
+        }
+    }
+
+    /// An image of which only the digest is known yet ([`ImageMetadata::pending`]).
+    pub fn digest_only(digest: String) -> Self {
+        ImageMetadata {
+            pending: true,
+            ..ImageMetadata::bounded(
+                digest,
+                0,
+                None,
+                BTreeMap::new(),
+                BTreeMap::new(),
+                &ImageLimits::default(),
+            )
         }
     }
 
@@ -173,6 +195,11 @@ impl Resolutions {
     /// the workloads.
     pub fn set_workload_scopes(&mut self, scopes: Vec<Scope>) {
         self.workload_scopes = scopes;
+    }
+
+    /// The scope of each workload, in order.
+    pub fn workload_scopes(&self) -> &[Scope] {
+        &self.workload_scopes
     }
 
     /// The scope of the snapshot's `index`th workload.

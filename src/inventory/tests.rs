@@ -52,6 +52,7 @@ fn metadata(digest: &str) -> Arc<ImageMetadata> {
         dropped: Default::default(),
         supply_chain: Default::default(),
         platform_digests: Vec::new(),
+        pending: false,
     })
 }
 

@@ -181,6 +181,7 @@ mod tests {
             dropped: Default::default(),
             supply_chain: Default::default(),
             platform_digests: Vec::new(),
+            pending: false,
         };
         (
             Scope::for_test(scope),

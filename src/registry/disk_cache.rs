@@ -6,7 +6,13 @@
 //! Only immutable facts are kept: metadata fetched by digest, under the
 //! same key as the in-memory metadata cache (digest-pinned reference and
 //! login id), so an image read with one tenant's pull secret is never
-//! answered from disk for another. Tags (mutable) and failures are not.
+//! answered from disk for another; and signature verdicts, by image
+//! digests, artifact digest and login, under the fingerprint of the
+//! verification policies they were computed under (a verdict of other
+//! policies is not loaded). Tags (mutable) and failures are not.
+//!
+//! The file keeps the name of its first format: a file of an older format
+//! is found, refused as a whole with one warning, and replaced.
 //!
 //! Bounded: the file holds at most `--cache-dir-max-bytes`; when the
 //! images do not all fit, the least recently used are left out (and
@@ -36,9 +42,11 @@ use tracing::{debug, info, warn};
 
 use super::ImageMetadata;
 use crate::image_facts::limits::ImageLimits;
+use crate::verify::verdict::Outcome;
+use format::{VerdictEntry, VerdictKey};
 
-/// The file's name in `--cache-dir`; the format version is part of it so
-/// that builds of different formats do not overwrite each other's.
+/// The file's name in `--cache-dir` (that of the first format; the
+/// version is in the header).
 pub const FILE_NAME: &str = "image-metadata.v1";
 /// How often the file is written at most while the service runs.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(300);
@@ -84,6 +92,18 @@ struct State {
     saved_at: Option<Instant>,
     /// Fingerprint of the settings the metadata was made under.
     settings: String,
+    /// Signature verdicts by digest, under the current policies.
+    verdicts: HashMap<VerdictKey, VerdictSlot>,
+    /// Fingerprint of the verification policies.
+    policies: String,
+}
+
+/// Per policy, per check, the outcome of one artifact.
+pub type Outcomes = Arc<Vec<Vec<Outcome>>>;
+
+struct VerdictSlot {
+    outcomes: Outcomes,
+    used: u64,
 }
 
 struct Slot {
@@ -122,11 +142,17 @@ impl DiskCache {
     /// [`format::settings_fingerprint`]), each entry bounded by `limits`;
     /// logs what it loaded or why it refused the file, and returns how many
     /// images it loaded.
-    pub fn load(&self, settings: String, limits: &ImageLimits) -> usize {
-        self.lock().settings = settings.clone();
+    /// Verdicts are loaded when computed under `policies` (a
+    /// `verify::policy::fingerprint`), the others left out.
+    pub fn load(&self, settings: String, policies: String, limits: &ImageLimits) -> usize {
+        {
+            let mut state = self.lock();
+            state.settings = settings.clone();
+            state.policies = policies.clone();
+        }
         let path = self.path();
-        let entries = match self.read(&settings, limits) {
-            Ok(Some(entries)) => entries,
+        let parsed = match self.read(&settings, limits) {
+            Ok(Some(parsed)) => parsed,
             Ok(None) => {
                 info!(path = %path.display(), "no disk cache yet; starting cold");
                 return 0;
@@ -137,8 +163,20 @@ impl DiskCache {
             }
         };
         let mut state = self.lock();
-        let loaded = entries.len();
-        for entry in entries {
+        let loaded = parsed.images.len();
+        for entry in parsed.verdicts {
+            if entry.policies != policies {
+                continue;
+            }
+            state.clock = state.clock.max(entry.used.saturating_add(1));
+            let slot = VerdictSlot {
+                outcomes: Arc::new(entry.outcomes),
+                used: entry.used,
+            };
+            state.verdicts.insert(entry.key, slot);
+        }
+        let verdicts = state.verdicts.len();
+        for entry in parsed.images {
             state.clock = state.clock.max(entry.used.saturating_add(1));
             let slot = Slot {
                 metadata: Arc::new(entry.metadata),
@@ -146,7 +184,7 @@ impl DiskCache {
             };
             state.entries.insert((entry.reference, entry.login), slot);
         }
-        info!(path = %path.display(), images = loaded, "loaded image metadata from the disk cache");
+        info!(path = %path.display(), images = loaded, verdicts, "loaded image metadata from the disk cache");
         loaded
     }
 
@@ -155,7 +193,7 @@ impl DiskCache {
         &self,
         settings: &str,
         limits: &ImageLimits,
-    ) -> Result<Option<Vec<format::Entry>>, LoadError> {
+    ) -> Result<Option<format::Parsed>, LoadError> {
         let file = match File::open(self.path()) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -204,6 +242,33 @@ impl DiskCache {
         state.dirty = true;
         if state.entries.len() > format::MAX_ENTRIES {
             forget_least_used(&mut state.entries, format::MAX_ENTRIES * 9 / 10);
+        }
+    }
+
+    /// The verdict kept under `key`, marked as used now.
+    pub fn verdict(&self, key: &VerdictKey) -> Option<Outcomes> {
+        let mut state = self.lock();
+        let clock = state.clock;
+        let slot = state.verdicts.get_mut(key)?;
+        slot.used = clock;
+        Some(slot.outcomes.clone())
+    }
+
+    /// Remembers a verdict just computed under the current policies.
+    pub fn insert_verdict(&self, key: VerdictKey, outcomes: Outcomes) {
+        let mut state = self.lock();
+        let used = state.clock;
+        state.verdicts.insert(key, VerdictSlot { outcomes, used });
+        state.dirty = true;
+        if state.verdicts.len() > format::MAX_VERDICTS {
+            let keep = format::MAX_VERDICTS * 9 / 10;
+            let mut by_use: Vec<(u64, VerdictKey)> = (state.verdicts.iter())
+                .map(|(k, v)| (v.used, k.clone()))
+                .collect();
+            by_use.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, key) in by_use.into_iter().skip(keep) {
+                state.verdicts.remove(&key);
+            }
         }
     }
 
@@ -266,7 +331,7 @@ impl DiskCache {
     /// forgets the others, and returns how many were written.
     pub fn write(&self) -> io::Result<usize> {
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let (settings, mut images) = {
+        let (settings, mut images, mut verdicts) = {
             let mut state = self.lock();
             state.clock = state.clock.saturating_add(1);
             state.dirty = false;
@@ -276,12 +341,21 @@ impl DiskCache {
                 .iter()
                 .map(|(key, slot)| (key.clone(), slot.used, slot.metadata.clone()))
                 .collect();
-            (state.settings.clone(), images)
+            let verdicts: Vec<VerdictEntry> = (state.verdicts.iter())
+                .map(|(key, slot)| VerdictEntry {
+                    key: key.clone(),
+                    policies: state.policies.clone(),
+                    used: slot.used,
+                    outcomes: slot.outcomes.to_vec(),
+                })
+                .collect();
+            (state.settings.clone(), images, verdicts)
         };
         images.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        verdicts.sort_unstable_by(|a, b| b.used.cmp(&a.used).then_with(|| a.key.cmp(&b.key)));
         std::fs::create_dir_all(&self.dir)?;
         let temporary = self.dir.join(format!(".{FILE_NAME}.tmp"));
-        let omitted = match self.write_file(&temporary, &settings, &images) {
+        let omitted = match self.write_file(&temporary, &settings, &images, &verdicts) {
             Ok(omitted) => omitted,
             Err(e) => {
                 let _ = std::fs::remove_file(&temporary);
@@ -294,6 +368,14 @@ impl DiskCache {
             let _ = dir.sync_all();
         }
         let mut state = self.lock();
+        let (omitted, omitted_verdicts) = omitted;
+        for &index in &omitted_verdicts {
+            let entry = &verdicts[index];
+            let slot = state.verdicts.get(&entry.key);
+            if slot.is_some_and(|slot| slot.used <= entry.used) {
+                state.verdicts.remove(&entry.key);
+            }
+        }
         for &index in &omitted {
             let (key, used, _) = &images[index];
             if state
@@ -309,26 +391,38 @@ impl DiskCache {
 
     /// Writes the header (with a placeholder checksum), then the records
     /// while they fit in the bound, then the real header; returns the
-    /// indexes of the images left out.
+    /// indexes of the images and of the verdicts left out.
     fn write_file(
         &self,
         path: &Path,
         settings: &str,
         images: &[(Key, u64, Arc<ImageMetadata>)],
-    ) -> io::Result<Vec<usize>> {
+        verdicts: &[VerdictEntry],
+    ) -> io::Result<(Vec<usize>, Vec<usize>)> {
         let mut file = io::BufWriter::new(File::create(path)?);
         let placeholder = format::header(settings, &[0; 32]);
         file.write_all(placeholder.as_bytes())?;
         let mut size = placeholder.len() as u64;
         let mut hasher = Sha256::new();
-        let mut omitted = Vec::new();
-        for (index, ((reference, login), used, metadata)) in images.iter().enumerate() {
-            let line = format::record(reference, *login, *used, metadata);
+        let mut omitted = (Vec::new(), Vec::new());
+        let lines = (images.iter())
+            .map(|((reference, login), used, metadata)| {
+                format::record(reference, *login, *used, metadata)
+            })
+            .enumerate()
+            .map(|(index, line)| (index, line, false));
+        let verdict_lines = (verdicts.iter().map(format::verdict_record))
+            .enumerate()
+            .map(|(index, line)| (index, line, true));
+        for (index, line, verdict) in lines.chain(verdict_lines) {
             // A record the reader would refuse (labels full of escapes)
             // is left out rather than costing the whole file.
             let fits = size.saturating_add(line.len() as u64) <= self.max_bytes;
             if line.len() > format::MAX_RECORD_BYTES || !fits {
-                omitted.push(index);
+                match verdict {
+                    false => omitted.0.push(index),
+                    true => omitted.1.push(index),
+                }
                 continue;
             }
             size += line.len() as u64;
@@ -368,6 +462,7 @@ fn forget_least_used(entries: &mut HashMap<Key, Slot>, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::verdict::Reason;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -390,7 +485,7 @@ mod tests {
 
     fn reopened(dir: &Path, max_bytes: u64) -> (Arc<DiskCache>, usize) {
         let cache = DiskCache::new(dir.to_owned(), max_bytes);
-        let loaded = cache.load("s".into(), &ImageLimits::default());
+        let loaded = cache.load("s".into(), String::new(), &ImageLimits::default());
         (cache, loaded)
     }
 
@@ -406,7 +501,41 @@ mod tests {
         assert_eq!(cache.get(&key("a", 7)).as_deref(), Some(&*image()));
         assert!(cache.get(&key("a", 0)).is_none(), "another login's image");
         let other_settings = DiskCache::new(dir.path().to_owned(), DEFAULT_MAX_BYTES);
-        assert_eq!(other_settings.load("t".into(), &ImageLimits::default()), 0);
+        assert_eq!(
+            other_settings.load("t".into(), String::new(), &ImageLimits::default()),
+            0
+        );
+    }
+
+    #[test]
+    fn verdicts_are_answered_after_a_restart_under_the_same_policies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = "0123456789abcdef0123456789abcdef";
+        let open = |policies: &str| {
+            let cache = DiskCache::new(dir.path().to_owned(), DEFAULT_MAX_BYTES);
+            cache.load("s".into(), policies.into(), &ImageLimits::default());
+            cache
+        };
+        let verdict = |login| VerdictKey {
+            subjects: DIGEST.into(),
+            artifact: DIGEST.into(),
+            attestation: false,
+            login,
+        };
+        let outcomes: Outcomes = Arc::new(vec![vec![Ok(())], vec![Err(Reason::Malformed)]]);
+        let cache = open(policies);
+        cache.insert_verdict(verdict(3), outcomes.clone());
+        cache.write().unwrap();
+        let cache = open(policies);
+        assert_eq!(cache.verdict(&verdict(3)), Some(outcomes.clone()));
+        assert_eq!(cache.verdict(&verdict(4)), None, "another login's verdict");
+        // Another key or root: another fingerprint, nothing reused.
+        let changed = open("ffffffffffffffffffffffffffffffff");
+        assert_eq!(changed.verdict(&verdict(3)), None);
+        // And what it writes holds none of the old policies' verdicts.
+        changed.insert(key("a", 0), image());
+        changed.write().unwrap();
+        assert_eq!(open(policies).verdict(&verdict(3)), None);
     }
 
     #[test]
@@ -442,7 +571,10 @@ mod tests {
             matches!(refused, LoadError::TooLarge { limit: 100 }),
             "{refused}"
         );
-        assert_eq!(small.load("s".into(), &ImageLimits::default()), 0);
+        assert_eq!(
+            small.load("s".into(), String::new(), &ImageLimits::default()),
+            0
+        );
     }
 
     #[test]

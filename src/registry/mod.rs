@@ -22,6 +22,7 @@ pub mod auth;
 pub mod base;
 pub mod client;
 pub mod disk_cache;
+pub mod expiry;
 pub mod filter;
 mod host_limiter;
 pub mod manifest;
@@ -53,6 +54,7 @@ use crate::image_facts::{
 };
 use crate::reference;
 use client::{ClientSettings, Content, RegistryClient};
+use expiry::{AtStamp, Stamped};
 
 /// Why a [`Resolver`] cannot be made: a start-up error.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,12 @@ const FETCHED_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
 /// What a lookup waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Facts {
+    /// The digest, and the metadata only when it is cached already (in
+    /// memory or in `--cache-dir`): the first push of a cold start carries
+    /// every container with its digest at the cost of one GET per tag and
+    /// none per digest-pinned reference; the image's own series follow
+    /// once its metadata is looked up ([`ImageMetadata::digest_only`]).
+    Digest,
     /// Everything: digest, metadata, what is attached, the base, the verdicts.
     All,
     /// What the inventory needs (digest and metadata), plus the facts that
@@ -124,14 +132,14 @@ pub struct Resolver {
     config: ResolverConfig,
     /// (reference, login id) → digest: a result obtained with one
     /// object's login is never reported for another's.
-    tags: Cache<(String, u64), Result<String, ResolveError>>,
+    tags: Cache<(String, u64), Stamped<Result<String, ResolveError>>>,
     /// Hashes of the (reference, login id)s whose tag resolved before:
     /// when their entry in `tags` expires, a HEAD says whether they moved.
     known_tags: moka::sync::Cache<u64, ()>,
     /// Manifests read by tag, by (pinned reference, login id), until the
     /// metadata lookup of the same digest takes them.
     fetched: moka::sync::Cache<(String, u64), bytes::Bytes>,
-    metadata: Cache<(String, u64), Resolution>,
+    metadata: Cache<(String, u64), Stamped<Resolution>>,
     supply_chain: supply_chain::SupplyChainCaches,
     tag_lists: Arc<tags::TagLists>,
     metrics: Metrics,
@@ -154,21 +162,16 @@ impl Resolver {
                 &config.image_filter,
                 limits,
             );
-            disk.load(settings, limits);
+            let policies = crate::verify::policy::fingerprint(&config.verify);
+            disk.load(settings, policies, limits);
         }
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
-            .expire_after(Ttl {
-                ok: config.cache_duration,
-                err: config.error_cache_duration,
-                idle: None,
-            })
+            .expire_after(AtStamp { idle: None })
             .build();
         let metadata = Cache::builder()
             .max_capacity(METADATA_CAPACITY)
-            .expire_after(Ttl {
-                ok: METADATA_IDLE,
-                err: config.error_cache_duration,
+            .expire_after(AtStamp {
                 idle: Some(METADATA_IDLE),
             })
             .build();
@@ -196,7 +199,11 @@ impl Resolver {
         let supply_chain = supply_chain::SupplyChainCaches::new(
             &config,
             (METADATA_CAPACITY, METADATA_IDLE),
-            signatures::SignatureVerifier::new(config.verify.clone(), &metrics),
+            signatures::SignatureVerifier::new(
+                config.verify.clone(),
+                &metrics,
+                config.disk_cache.clone(),
+            ),
             tag_lists.clone(),
         );
         let fetched = moka::sync::Cache::builder()
@@ -311,8 +318,12 @@ impl Resolver {
             None => self.tag_digest(reference, credential, true).await?,
         };
         let pinned = reference::with_digest(reference, &digest);
+        if facts == Facts::Digest && !self.metadata_cached(&pinned, credential) {
+            left_out.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Arc::new(ImageMetadata::digest_only(digest)));
+        }
         let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
-        if facts == Facts::Known {
+        if facts != Facts::All {
             if let Some(known) = self
                 .known_supply_chain(&pinned, &metadata, credential)
                 .await
@@ -323,6 +334,14 @@ impl Resolver {
             return Ok(metadata);
         }
         Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+    }
+
+    /// Whether the metadata of an image pinned by digest (or its failure)
+    /// is cached, in memory or on disk: reading it then asks no registry.
+    fn metadata_cached(&self, pinned: &Reference, credential: Option<&Login>) -> bool {
+        let key = (pinned.whole(), credential.map_or(0, Login::id));
+        self.metadata.contains_key(&key)
+            || (self.config.disk_cache.as_deref()).is_some_and(|d| d.get(&key).is_some())
     }
 
     /// The metadata of an image pinned by digest, from the cache or its registry.
@@ -342,7 +361,7 @@ impl Resolver {
                     let found = d.get(key);
                     self.count_lookup("disk", found.is_none());
                     if let Some(metadata) = found {
-                        return Ok(metadata);
+                        return Stamped::new(Ok(metadata), None);
                     }
                 }
                 let fetch = self.fetch_metadata(pinned, digest, credential);
@@ -358,14 +377,16 @@ impl Resolver {
                 if let (Some((d, key)), Ok(metadata)) = (&disk, &result) {
                     d.insert(key.clone(), metadata.clone());
                 }
-                result
+                // Metadata by digest never changes; a failure is tried again.
+                let valid = result.is_err().then_some(self.config.error_cache_duration);
+                Stamped::new(result, valid)
             })
             .await;
         if let (Some((d, key)), false) = (&disk, entry.is_fresh()) {
             d.touch(key);
         }
         self.count_lookup("metadata", entry.is_fresh());
-        entry.into_value()
+        entry.into_value().used()
     }
 
     /// The digest a tag points at now: one HEAD request per cache period.
@@ -396,7 +417,7 @@ impl Resolver {
                     self.fetched.insert((pinned.whole(), login), body);
                     Ok(digest)
                 };
-                match tokio::time::timeout(self.config.timeout, read).await {
+                let result = match tokio::time::timeout(self.config.timeout, read).await {
                     Ok(result) => result,
                     Err(_) => Err(ResolveError::new(
                         ErrorClass::Timeout,
@@ -405,15 +426,28 @@ impl Resolver {
                             self.config.timeout
                         ),
                     )),
-                }
+                };
+                let valid = match result {
+                    Ok(_) => self.config.cache_duration,
+                    Err(_) => self.config.error_cache_duration,
+                };
+                Stamped::new(result, Some(valid))
             })
             .await;
         self.count_lookup("reference", entry.is_fresh());
-        let digest = entry.into_value();
+        let digest = entry.into_value().used();
         if digest.is_ok() {
             self.known_tags.insert(known, ());
         }
         digest
+    }
+
+    /// Counts the lookups of a snapshot the pipeline answered from its
+    /// memo (`reused`) and those it asked the resolver (`asked`).
+    pub fn count_memo(&self, reused: u64, asked: u64) {
+        let lookups = &self.metrics.cache_lookups;
+        lookups.with_label_values(&["memo", "hit"]).inc_by(reused);
+        lookups.with_label_values(&["memo", "miss"]).inc_by(asked);
     }
 
     fn count_lookup(&self, cache: &str, fresh: bool) {

@@ -20,6 +20,8 @@ use prometheus::IntCounterVec;
 use tracing::debug;
 
 use super::client::{Content, RegistryClient};
+use super::disk_cache::format::VerdictKey;
+use super::disk_cache::DiskCache;
 use super::metrics::Metrics;
 use super::{ErrorClass, ResolveError};
 use crate::credentials::Login;
@@ -64,10 +66,16 @@ pub(crate) struct SignatureVerifier {
     verifications: IntCounterVec,
     /// Transparency-log proofs checked, for policies with a log's keys.
     log_proofs: IntCounterVec,
+    /// `--cache-dir`: verdicts by digest outlive the process.
+    disk: Option<Arc<DiskCache>>,
 }
 
 impl SignatureVerifier {
-    pub(crate) fn new(policies: Arc<Vec<Policy>>, metrics: &Metrics) -> Option<Self> {
+    pub(crate) fn new(
+        policies: Arc<Vec<Policy>>,
+        metrics: &Metrics,
+        disk: Option<Arc<DiskCache>>,
+    ) -> Option<Self> {
         if policies.is_empty() {
             return None;
         }
@@ -81,6 +89,7 @@ impl SignatureVerifier {
                 .build(),
             verifications,
             log_proofs,
+            disk,
         })
     }
 
@@ -149,7 +158,7 @@ impl SignatureVerifier {
             let key = (lookup.subjects.join(","), digest.clone(), as_);
             let computed = self
                 .verdicts
-                .try_get_with(key, self.compute(lookup, digest, as_))
+                .try_get_with(key.clone(), self.remembered(lookup, key))
                 .await;
             match computed {
                 Ok(outcomes) => found.push(outcomes),
@@ -160,6 +169,44 @@ impl SignatureVerifier {
             }
         }
         (found, unknown)
+    }
+
+    /// The outcomes of the artifact `key` names: from `--cache-dir` when
+    /// computed there before under the same policies, else computed (and
+    /// kept there).
+    async fn remembered(
+        &self,
+        lookup: &Lookup<'_>,
+        (subjects, digest, as_): (String, String, As),
+    ) -> Result<Checked, ResolveError> {
+        let Some(disk) = &self.disk else {
+            return self.compute(lookup, &digest, as_).await;
+        };
+        let key = VerdictKey {
+            subjects,
+            artifact: digest,
+            attestation: as_ == As::Attestation,
+            login: lookup.credential.map_or(0, Login::id),
+        };
+        if let Some(outcomes) = disk.verdict(&key).filter(|o| self.fits(o, as_)) {
+            return Ok(outcomes);
+        }
+        let outcomes = self.compute(lookup, &key.artifact, as_).await?;
+        disk.insert_verdict(key, outcomes.clone());
+        Ok(outcomes)
+    }
+
+    /// Whether stored outcomes have the shape of these policies' (one
+    /// list per policy, one outcome per check): a file is hostile input.
+    fn fits(&self, outcomes: &[Vec<Outcome>], as_: As) -> bool {
+        outcomes.len() == self.policies.len()
+            && (self.policies.iter().zip(outcomes)).all(|(policy, checks)| {
+                checks.len()
+                    == match as_ {
+                        As::Signature => 1,
+                        As::Attestation => policy.attestations.len(),
+                    }
+            })
     }
 
     /// Fetches one artifact and checks it under every policy. An error

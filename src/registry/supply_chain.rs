@@ -35,28 +35,30 @@ pub(crate) struct SupplyChainCaches {
     composed: Cache<(String, u64), Composed>,
     /// Images composed before: their dropped labels were counted already.
     seen: Cache<(String, u64), ()>,
+    /// How long composed facts are trusted: when looked up, when it failed.
+    ok: Duration,
+    failed: Duration,
 }
 
 #[derive(Clone)]
 struct Composed {
     metadata: Arc<ImageMetadata>,
-    /// The referrer lookup failed: tried again after the error period.
-    failed: bool,
+    /// When it is looked up again: after the referrers period, or the
+    /// error period when the referrer lookup failed.
+    until: Instant,
 }
 
-struct ComposedExpiry {
-    ok: Duration,
-    failed: Duration,
-}
+/// Each composed entry goes at the instant it carries.
+struct ComposedExpiry;
 
 impl moka::Expiry<(String, u64), Composed> for ComposedExpiry {
     fn expire_after_create(
         &self,
         _: &(String, u64),
         value: &Composed,
-        _: Instant,
+        created: Instant,
     ) -> Option<Duration> {
-        Some(if value.failed { self.failed } else { self.ok })
+        Some(value.until.saturating_duration_since(created))
     }
 }
 
@@ -85,15 +87,14 @@ impl SupplyChainCaches {
             verifier: verifier.filter(|_| referrers),
             composed: Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(ComposedExpiry {
-                    ok,
-                    failed: error_cache_duration.min(ok),
-                })
+                .expire_after(ComposedExpiry)
                 .build(),
             seen: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(idle)
                 .build(),
+            ok,
+            failed: error_cache_duration.min(ok),
         }
     }
 }
@@ -112,7 +113,7 @@ impl Resolver {
             return metadata;
         }
         let key = (pinned.whole(), credential.map_or(0, Login::id));
-        caches
+        let composed = caches
             .composed
             .entry(key.clone())
             .or_insert_with(async {
@@ -168,14 +169,16 @@ impl Resolver {
                 } else {
                     caches.seen.insert(key, ()).await;
                 }
+                let valid = if failed { caches.failed } else { caches.ok };
                 Composed {
                     metadata: Arc::new(composed),
-                    failed,
+                    until: Instant::now() + valid,
                 }
             })
             .await
-            .into_value()
-            .metadata
+            .into_value();
+        super::expiry::used(Some(composed.until));
+        composed.metadata
     }
 
     /// What [`Resolver::with_supply_chain`] would hand out without a
@@ -195,6 +198,7 @@ impl Resolver {
         }
         let key = (pinned.whole(), credential.map_or(0, Login::id));
         if let Some(composed) = caches.composed.get(&key).await {
+            super::expiry::used(Some(composed.until));
             return Some(composed.metadata);
         }
         caches.seen.insert(key, ()).await;

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::client::RegistryClient;
+use super::expiry::{AtStamp, Stamped};
 use super::{ErrorClass, ImageMetadata, ResolveError, Resolver, Ttl};
 use crate::credentials::Login;
 use crate::glob::Glob;
@@ -122,8 +123,13 @@ pub(crate) struct TagLists {
     /// Which tags are attachment tags (see `referrers`).
     attachment: fn(&str) -> bool,
     /// (image, where its versions are looked up, login, overrides) → answer.
-    answers: Cache<(String, String, u64, String), Option<Arc<VersionInfo>>>,
+    answers: Cache<AnswerKey, Stamped<Option<Arc<VersionInfo>>>>,
+    /// How long an answer is trusted: its listing's period.
+    answer_valid: Duration,
 }
+
+/// (image, where its versions are looked up, login, overrides).
+type AnswerKey = (String, String, u64, String);
 
 /// Answers kept: one per running image and overrides.
 const ANSWER_CAPACITY: u64 = 100_000;
@@ -148,8 +154,9 @@ impl TagLists {
             attachment,
             answers: Cache::builder()
                 .max_capacity(ANSWER_CAPACITY)
-                .time_to_live(ok)
+                .expire_after(AtStamp { idle: None })
                 .build(),
+            answer_valid: ok,
         }
     }
 
@@ -259,11 +266,14 @@ impl Resolver {
             // Boxed: a listing and a resolution nest deep, and the
             // caller's future should not carry them inline.
             .get_with(key, async {
-                Box::pin(self.versions_uncached(image, lookup_in, logins, overrides, running))
-                    .await
-                    .map(Arc::new)
+                let answer =
+                    Box::pin(self.versions_uncached(image, lookup_in, logins, overrides, running))
+                        .await
+                        .map(Arc::new);
+                Stamped::new(answer, Some(lists.answer_valid))
             })
             .await
+            .used()
     }
 
     /// [`Resolver::versions`] without a request: `Some` when versions are
@@ -282,7 +292,7 @@ impl Resolver {
             logins.first().map_or(0, |l| l.id()),
             Overrides::default().describe(),
         );
-        self.tag_lists.answers.get(&key).await
+        Some(self.tag_lists.answers.get(&key).await?.used())
     }
 
     async fn versions_uncached(

@@ -340,6 +340,49 @@ fn check_attestations(policy: &Policy) -> Result<(), String> {
     Ok(())
 }
 
+/// A fingerprint of everything that decides a verdict under `policies`:
+/// each policy's name, keys, certificate issuers, subjects and roots,
+/// attestation types and transparency log. A verdict stored under one
+/// fingerprint is never reused under another (a changed key or root).
+pub fn fingerprint(policies: &[Policy]) -> String {
+    use der::Encode as _;
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    for policy in policies {
+        field(policy.name.as_bytes());
+        policy.keys.iter().for_each(|k| field(k.hint()));
+        for certificates in &policy.certificates {
+            field(certificates.issuer.as_bytes());
+            match &certificates.subject {
+                SubjectMatch::Exact(subject) => field(subject.as_bytes()),
+                SubjectMatch::Pattern(pattern) => {
+                    field(format!("~{}", pattern.as_str()).as_bytes())
+                }
+            }
+            for root in &certificates.roots {
+                field(&root.to_der().unwrap_or_default());
+            }
+            field(b"/roots");
+        }
+        field(b"/certificates");
+        policy.attestations.iter().for_each(|a| field(a.as_bytes()));
+        field(b"/attestations");
+        if let Some(log) = &policy.transparency_log {
+            field(&[u8::from(log.required)]);
+            log.keys.iter().for_each(|k| field(k.hint()));
+        }
+        field(b"/policy");
+    }
+    hash.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The policies the flags and the `--verify-config` file describe, in
 /// name order; a name in both gets the keys and rules of both.
 pub fn policies(
@@ -394,6 +437,47 @@ mod tests {
         );
         assert!(matches!(bad_pattern, Err(PolicyError::Certificate { .. })));
         assert!(policies(&[], &[], None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_any_key_name_or_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (name, pem) in [
+            ("p384.pub", include_str!("testdata/p384.pub")),
+            ("ed25519.pub", include_str!("testdata/ed25519.pub")),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            paths.push(path.display().to_string());
+        }
+        let of = |keys: &[String], config: Option<&str>| {
+            let config = config.map(|yaml| {
+                let path = dir.path().join("verify.yaml");
+                std::fs::write(&path, yaml).unwrap();
+                path.display().to_string()
+            });
+            fingerprint(&policies(keys, &[], config.as_deref()).unwrap())
+        };
+        let ours = of(&[format!("ours={}", paths[0])], None);
+        assert_eq!(ours, of(&[format!("ours={}", paths[0])], None), "stable");
+        assert_eq!(ours.len(), 32);
+        let others = [
+            of(&[format!("ours={}", paths[1])], None),
+            of(&[format!("theirs={}", paths[0])], None),
+            of(&[format!("ours={}", paths[0]), format!("ours={}", paths[1])], None),
+            of(
+                &[],
+                Some(&format!(
+                    "policies:\n  - name: ours\n    keys: [{}]\n    transparencyLog: {{keys: [{}], required: true}}\n",
+                    paths[0], paths[0]
+                )),
+            ),
+            fingerprint(&[]),
+        ];
+        for other in others {
+            assert_ne!(other, ours);
+        }
     }
 
     #[test]

@@ -344,3 +344,75 @@ fn the_deployment_and_the_chart_mount_a_size_limited_empty_dir_at_the_cache_dir(
     let cronjob = json!({"mode": "cronjob", "cronjob": {"schedule": "0 * * * *"}});
     assert!(cache(&render(cronjob)).is_none());
 }
+
+/// Content-addressed GETs in the registry's access log after its first
+/// `from` lines: (manifests by digest, blobs). Tags, tag lists and what is
+/// attached to an image are mutable, so a restart asks them again.
+fn content_gets(registry: &Registry, from: usize) -> (usize, usize) {
+    let logs = registry.logs();
+    let gets: Vec<&str> = (logs.lines().skip(from))
+        .filter(|line| line.contains("http.request.method=GET "))
+        .collect();
+    let count = |part: &str| gets.iter().filter(|line| line.contains(part)).count();
+    (count("/manifests/sha256:"), count("/blobs/"))
+}
+
+#[tokio::test]
+async fn a_restarted_pusher_reuses_its_signature_verdicts_and_a_changed_key_gets_fresh_ones() {
+    use crate::support::signing::{generate_key, image, sign, verdicts, write_pods};
+    let registry = Registry::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let d = keys.path();
+    generate_key(d, "ours");
+    generate_key(d, "other");
+    let (signed, signed_digest) = image(&registry, "apps/signed", "1").await;
+    sign(d, "ours.key", &signed, false);
+    let (legacy, _) = image(&registry, "apps/legacy", "1").await;
+    sign(d, "ours.key", &legacy, true);
+    let (unsigned, _) = image(&registry, "apps/unsigned", "1").await;
+    let pods = write_pods(d, &[signed, legacy, unsigned]);
+    let cache = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let run = async |key: &str| {
+        let from = registry.logs().lines().count();
+        let policy = format!("p={}", d.join(key).display());
+        let args = [
+            "--manifests",
+            &pods,
+            "--once",
+            "--dry-run",
+            "--insecure-registry",
+            &host,
+            "--verify-key",
+            &policy,
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ];
+        let output = run_once(&args, None).await.assert_success();
+        (verdicts(&output.stdout), content_gets(&registry, from))
+    };
+
+    let (cold, cold_gets) = run("ours.pub").await;
+    assert_eq!(cold.len(), 3, "a verdict per image: {cold:?}");
+    assert_eq!(
+        cold[&(signed_digest.clone(), "p".into())].0,
+        1.0,
+        "{cold:?}"
+    );
+    // Metadata: 3 manifests and 3 configs; the signatures: the bundle's
+    // manifest (classified by the referrer lookup, then verified), the
+    // legacy signature's manifest, and their 2 layers.
+    assert_eq!(cold_gets, (6, 5), "{}", registry.logs());
+
+    let (warm, warm_gets) = run("ours.pub").await;
+    assert_eq!(warm, cold, "the same verdict series");
+    // Only the bundle's manifest, for the referrer lookup (kept in memory):
+    // no signature is fetched or checked again.
+    assert_eq!(warm_gets, (1, 0), "asked again:\n{}", registry.logs());
+
+    // Another key under the same policy name: nothing verified is reused.
+    let (changed, changed_gets) = run("other.pub").await;
+    assert_eq!(changed[&(signed_digest, "p".into())].0, 0.0, "{changed:?}");
+    assert!(changed.values().all(|(verified, _)| *verified == 0.0));
+    assert_eq!(changed_gets, (3, 2), "the signatures fetched again");
+}

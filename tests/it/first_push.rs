@@ -11,6 +11,7 @@ use support::fixtures::{pod_manifest, write_manifest};
 use support::pusher::Pusher;
 use support::receiver::{Received, Receiver};
 use support::registry::attach_with_tag_schema;
+use support::slow_registry::{Hold, Script, SlowRegistry};
 use support::{push_image, wait_until, Attachment, ImageSpec, Registry};
 
 /// Requests in the registry's access log with this method whose URI
@@ -126,7 +127,9 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
     .await;
     let filled_in = wait_until(Duration::from_secs(30), || {
         receiver.received().iter().any(|p| {
-            holds(p, "container_image_referrer") && holds(p, "container_image_versions_behind")
+            holds(p, "container_image_referrer")
+                && holds(p, "container_image_versions_behind")
+                && holds(p, "container_image_created")
         })
     })
     .await;
@@ -145,7 +148,6 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
         "the first push has the digest: {:?}",
         first.series()
     );
-    assert!(holds(first, "container_image_created"), "and the metadata");
     for later in [
         "container_image_referrer",
         "container_image_versions_behind",
@@ -165,4 +167,169 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
         "the pusher says what it left out:\n{}",
         pusher.child.logs()
     );
+}
+
+/// The `digest` label of the `container_image_container_info` series of a
+/// push, one per container.
+fn info_digests(push: &Received) -> Vec<String> {
+    push.series()
+        .iter()
+        .filter(|(labels, _)| {
+            labels
+                .iter()
+                .any(|(n, v)| n == "__name__" && v == "container_image_container_info")
+        })
+        .filter_map(|(labels, _)| {
+            let digest = labels.iter().find(|(n, _)| n == "digest")?;
+            Some(digest.1.to_string())
+        })
+        .collect()
+}
+
+/// A long-running pusher of `image` (one pod), pushing to `receiver`.
+async fn start_pusher(
+    dir: &tempfile::TempDir,
+    image: &str,
+    host: &str,
+    receiver: &Receiver,
+) -> Pusher {
+    let manifests = write_manifest(dir.path(), "pods.yaml", &[pod_manifest("p", image)]);
+    Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            host,
+            "--versions=false",
+            "--interval",
+            "300ms",
+            "--remote-write-url",
+            &receiver.url(),
+        ],
+        &[],
+    )
+    .await
+}
+
+/// Waits for a push that `wanted` accepts; panics with the pusher's log.
+async fn wait_for_push(
+    receiver: &Receiver,
+    pusher: &Pusher,
+    what: &str,
+    wanted: impl Fn(&Received) -> bool,
+) -> Received {
+    let found = wait_until(Duration::from_secs(30), || {
+        receiver.received().iter().any(&wanted)
+    })
+    .await;
+    assert!(found, "no push {what}:\n{}", pusher.child.logs());
+    receiver.received().into_iter().find(wanted).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_push_carries_every_digest_before_any_config_is_served() {
+    let registry = SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Blobs).await;
+    let host = registry.host();
+    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let image = format!("{host}/apps/app:1");
+    let pusher = start_pusher(&dir, &image, &host, &receiver).await;
+
+    // The config blob is held: nothing but the digest can be known.
+    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
+        !info_digests(p).is_empty()
+    })
+    .await;
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    assert!(
+        !holds(&first, "container_image_size_bytes"),
+        "no size before the config is read: {:?}",
+        first.series()
+    );
+    assert!(
+        receiver
+            .received()
+            .iter()
+            .all(|p| !holds(p, "container_image_size_bytes")),
+        "no image series while the config is held"
+    );
+
+    registry.release();
+    let later = wait_for_push(&receiver, &pusher, "with the image's size", |p| {
+        holds(p, "container_image_size_bytes")
+    })
+    .await;
+    assert_eq!(info_digests(&later), [registry.digest.as_str()]);
+    let logs = pusher.child.logs();
+    assert!(
+        logs.contains("looking up the metadata the first snapshot left out"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() {
+    let registry =
+        SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Everything).await;
+    let host = registry.host();
+    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let image = format!("{host}/apps/app@{}", registry.digest);
+    let pusher = start_pusher(&dir, &image, &host, &receiver).await;
+
+    // Every request is held: the first push needed none.
+    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
+        !info_digests(p).is_empty()
+    })
+    .await;
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    assert!(!holds(&first, "container_image_size_bytes"));
+
+    registry.release();
+    wait_for_push(&receiver, &pusher, "with the image's size", |p| {
+        holds(p, "container_image_size_bytes")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_checker_overrides_are_looked_up_after_the_first_push() {
+    let registry =
+        SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Everything).await;
+    let host = registry.host();
+    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    // Pinned, so only the override's tag listing could ask the registry
+    // anything before the first push; every request is held, for longer
+    // than the test waits (--registry-timeout).
+    let image = format!("{host}/apps/app:1@{}", registry.digest);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: ns, annotations: {{pin-major.version-checker.io/c: \"1\"}}}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+    );
+    let manifests = write_manifest(dir.path(), "pods.yaml", &[pod]);
+    let pusher = Pusher::start(
+        &[
+            "--manifests",
+            manifests.to_str().unwrap(),
+            "--insecure-registry",
+            &host,
+            "--registry-timeout",
+            "300s",
+            "--interval",
+            "300ms",
+            "--remote-write-url",
+            &receiver.url(),
+        ],
+        &[],
+    )
+    .await;
+    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
+        !info_digests(p).is_empty()
+    })
+    .await;
+    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    registry.release();
+    let logs = || pusher.child.logs();
+    let filled = wait_until(Duration::from_secs(30), || {
+        logs().contains("looked up what the first snapshot left out")
+    })
+    .await;
+    assert!(filled, "{}", logs());
 }

@@ -85,6 +85,7 @@ fn snapshot() -> Snapshot {
         dropped: Default::default(),
         supply_chain: supply_chain(),
         platform_digests: Vec::new(),
+        pending: false,
     };
     let gone = ResolveError {
         class: ErrorClass::NotFound,

@@ -85,10 +85,11 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         "{history:?}"
     );
 
-    // Self-metrics on /metrics. A tag is a cache hit from its second tick on.
+    // Self-metrics on /metrics. A lookup is answered from the memo of the
+    // last answers from its second tick on.
     let metrics = pusher
-        .metrics_when(Duration::from_secs(10), "a reference cache hit", |m| {
-            m.contains(r#"cache="reference",result="hit""#)
+        .metrics_when(Duration::from_secs(10), "a memo hit", |m| {
+            m.contains(r#"cache="memo",result="hit""#)
         })
         .await;
     for expected in [
@@ -99,7 +100,7 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         "container_image_pusher_last_success_timestamp_seconds{endpoint=",
         "container_image_pusher_resolve_failures_total{class=\"unavailable\"}",
         "container_image_pusher_registry_requests_total{code=\"transport\",host=\"127.0.0.1:1\",method=\"GET\"}",
-        "container_image_pusher_cache_lookups_total{cache=\"reference\",result=\"hit\"}",
+        "container_image_pusher_cache_lookups_total{cache=\"memo\",result=\"hit\"}",
     ] {
         assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
     }

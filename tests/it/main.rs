@@ -47,5 +47,6 @@ mod verify_certificates;
 mod verify_tlog;
 mod version_annotations;
 mod versions;
+mod warm_tick;
 mod watch;
 mod workload_kinds;

@@ -1,10 +1,17 @@
 //! The on-disk cache's file: one header line, then one JSON record per
-//! image, most recently used first.
+//! image, most recently used first, then one per signature verdict.
 //!
 //! ```text
-//! container-image-pusher metadata cache v1 settings=<16 hex> sha256=<64 hex>
+//! container-image-pusher metadata cache v2 settings=<16 hex> sha256=<64 hex>
 //! {"reference":"registry/repo@sha256:…","login":0,"used":7,"digest":"sha256:…",…}
+//! {"verdict":"sha256:…","subjects":"sha256:…","attestation":false,"login":0,"policies":"<32 hex>","used":7,"outcomes":[["verified"]]}
 //! ```
+//!
+//! A verdict (the outcomes of one signature or attestation artifact for
+//! the image digests it may name, under each policy) never changes for a
+//! given policy set, so it is kept under the fingerprint of the policies
+//! (`verify::policy::fingerprint`: names, keys, roots, options); a verdict
+//! of other policies is not loaded.
 //!
 //! The checksum covers every byte after the header line, so a truncated or
 //! corrupted file is refused as a whole; `settings` fingerprints what shapes
@@ -27,9 +34,10 @@ use crate::image_facts::{ImageMetadata, MAX_PLATFORM_DIGESTS};
 use crate::reference;
 use crate::registry::referrers::MAX_ARTIFACTS;
 use crate::registry::{ImageFilter, Platform};
+use crate::verify::verdict::{Outcome, Reason};
 
 /// The format this build writes and reads; any other is refused.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const MAGIC: &str = "container-image-pusher metadata cache";
 /// Longest header line read.
 const MAX_HEADER: usize = 256;
@@ -38,6 +46,12 @@ const MAX_HEADER: usize = 256;
 pub const MAX_RECORD_BYTES: usize = 640 * 1024;
 /// Most records in one file: the in-memory metadata cache's capacity.
 pub const MAX_ENTRIES: usize = 50_000;
+/// Most verdict records in one file.
+pub const MAX_VERDICTS: usize = 100_000;
+/// Most policies, checks per policy and subjects in one verdict record.
+const MAX_VERDICT_WIDTH: usize = 64;
+const MAX_SUBJECTS: usize = 4;
+const VERIFIED: &str = "verified";
 /// Longest reference accepted as a key (a registry name plus a
 /// repository of 255 plus a digest fit well within it).
 const MAX_REFERENCE: usize = 1024;
@@ -55,7 +69,7 @@ pub enum FormatError {
     Checksum,
     #[error("written under other settings (platform, image filter or image limits)")]
     Settings,
-    #[error("more than {MAX_ENTRIES} records")]
+    #[error("more than {MAX_ENTRIES} image or {MAX_VERDICTS} verdict records")]
     TooManyRecords,
     #[error("record {line}: {message}")]
     Record { line: usize, message: String },
@@ -69,6 +83,116 @@ pub struct Entry {
     pub login: u64,
     pub used: u64,
     pub metadata: ImageMetadata,
+}
+
+/// What one signature verdict is kept under: the image digests the
+/// artifact may name (comma-separated), the artifact's digest, whether it
+/// is checked as an attestation, and the login it was read with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VerdictKey {
+    pub subjects: String,
+    pub artifact: String,
+    pub attestation: bool,
+    pub login: u64,
+}
+
+/// One verdict read from the file: per policy, per check, the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictEntry {
+    pub key: VerdictKey,
+    /// The fingerprint of the policies it was computed under.
+    pub policies: String,
+    pub used: u64,
+    pub outcomes: Vec<Vec<Outcome>>,
+}
+
+/// What a file holds.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub images: Vec<Entry>,
+    pub verdicts: Vec<VerdictEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictRecord {
+    verdict: String,
+    subjects: String,
+    attestation: bool,
+    login: u64,
+    policies: String,
+    used: u64,
+    outcomes: Vec<Vec<String>>,
+}
+
+/// One verdict record line (with its newline).
+pub fn verdict_record(entry: &VerdictEntry) -> Vec<u8> {
+    let outcome = |o: &Outcome| match o {
+        Ok(()) => VERIFIED.to_owned(),
+        Err(reason) => reason.as_str().to_owned(),
+    };
+    let out = VerdictRecord {
+        verdict: entry.key.artifact.clone(),
+        subjects: entry.key.subjects.clone(),
+        attestation: entry.key.attestation,
+        login: entry.key.login,
+        policies: entry.policies.clone(),
+        used: entry.used,
+        outcomes: (entry.outcomes.iter())
+            .map(|checks| checks.iter().map(outcome).collect())
+            .collect(),
+    };
+    let mut line = serde_json::to_vec(&out).expect("a record serializes");
+    line.push(b'\n');
+    line
+}
+
+fn parse_verdict(line: &[u8]) -> Result<VerdictEntry, String> {
+    if line.len() > MAX_RECORD_BYTES {
+        return Err(format!("longer than {MAX_RECORD_BYTES} bytes"));
+    }
+    let record: VerdictRecord = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let subjects: Vec<&str> = record.subjects.split(',').collect();
+    if subjects.len() > MAX_SUBJECTS {
+        return Err(format!("more than {MAX_SUBJECTS} subjects"));
+    }
+    for digest in subjects.into_iter().chain([record.verdict.as_str()]) {
+        reference::check_digest(digest).map_err(|e| format!("digest {:?}: {e}", cut(digest)))?;
+    }
+    let fingerprint =
+        record.policies.len() == 32 && record.policies.bytes().all(|b| b.is_ascii_hexdigit());
+    if !fingerprint {
+        return Err(format!(
+            "policies {:?}: not a fingerprint",
+            cut(&record.policies)
+        ));
+    }
+    let too_wide = record.outcomes.len() > MAX_VERDICT_WIDTH
+        || record.outcomes.iter().any(|c| c.len() > MAX_VERDICT_WIDTH);
+    if too_wide {
+        return Err(format!("more than {MAX_VERDICT_WIDTH} policies or checks"));
+    }
+    let outcome = |text: &String| match text.as_str() {
+        VERIFIED => Ok(Ok(())),
+        other => (Reason::ALL.into_iter())
+            .find(|r| r.as_str() == other)
+            .map(Err)
+            .ok_or_else(|| format!("unknown outcome {:?}", cut(other))),
+    };
+    let outcomes = (record.outcomes.iter())
+        .map(|checks| checks.iter().map(outcome).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerdictEntry {
+        key: VerdictKey {
+            subjects: record.subjects,
+            artifact: record.verdict,
+            attestation: record.attestation,
+            login: record.login,
+        },
+        policies: record.policies,
+        used: record.used,
+        outcomes,
+    })
 }
 
 /// What a record holds; written from borrowed metadata.
@@ -162,11 +286,7 @@ pub fn file(settings: &str, records: &[u8]) -> Vec<u8> {
 
 /// The entries of a whole file, or why it is refused; `settings` is the
 /// fingerprint it must have been written under, `limits` bound each entry.
-pub fn parse(
-    bytes: &[u8],
-    settings: &str,
-    limits: &ImageLimits,
-) -> Result<Vec<Entry>, FormatError> {
+pub fn parse(bytes: &[u8], settings: &str, limits: &ImageLimits) -> Result<Parsed, FormatError> {
     let header_end = bytes
         .iter()
         .take(MAX_HEADER)
@@ -197,22 +317,30 @@ pub fn parse(
     if written_under != settings {
         return Err(FormatError::Settings);
     }
-    let mut entries = Vec::new();
+    let mut parsed = Parsed::default();
     for (index, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        if entries.len() == MAX_ENTRIES {
+        let refused = |message| FormatError::Record {
+            line: index + 2,
+            message,
+        };
+        if line.starts_with(b"{\"verdict\":") {
+            if parsed.verdicts.len() == MAX_VERDICTS {
+                return Err(FormatError::TooManyRecords);
+            }
+            parsed.verdicts.push(parse_verdict(line).map_err(refused)?);
+            continue;
+        }
+        if parsed.images.len() == MAX_ENTRIES {
             return Err(FormatError::TooManyRecords);
         }
-        let line_number = index + 2;
-        let entry = parse_record(line, limits).map_err(|message| FormatError::Record {
-            line: line_number,
-            message,
-        })?;
-        entries.push(entry);
+        parsed
+            .images
+            .push(parse_record(line, limits).map_err(refused)?);
     }
-    Ok(entries)
+    Ok(parsed)
 }
 
 /// One record, checked as fresh metadata would be.
@@ -320,7 +448,9 @@ mod tests {
 
     #[test]
     fn what_is_written_reads_back_equal_with_its_keys_and_drop_counts() {
-        let entries = parse(&written(), "abc", &ImageLimits::default()).unwrap();
+        let entries = parse(&written(), "abc", &ImageLimits::default())
+            .unwrap()
+            .images;
         assert_eq!(entries.len(), 2);
         let first = &entries[0];
         assert_eq!(
@@ -330,6 +460,57 @@ mod tests {
         assert_eq!(first.metadata, metadata());
         assert_eq!(first.metadata.dropped.get(DropReason::EmptyKey), 1);
         assert_eq!(entries[1].login, 0);
+    }
+
+    fn verdict() -> VerdictEntry {
+        VerdictEntry {
+            key: VerdictKey {
+                subjects: format!("{DIGEST},{OTHER}"),
+                artifact: OTHER.into(),
+                attestation: true,
+                login: 9,
+            },
+            policies: "0123456789abcdef0123456789abcdef".into(),
+            used: 4,
+            outcomes: vec![vec![Ok(()), Err(Reason::Malformed)], vec![]],
+        }
+    }
+
+    #[test]
+    fn verdicts_read_back_equal_and_hostile_ones_refuse_the_file() {
+        let mut records = record(&reference(), 7, 3, &metadata());
+        records.extend(verdict_record(&verdict()));
+        let parsed = parse(&file("abc", &records), "abc", &ImageLimits::default()).unwrap();
+        assert_eq!((parsed.images.len(), parsed.verdicts), (1, vec![verdict()]));
+        let line = String::from_utf8(verdict_record(&verdict())).unwrap();
+        for hostile in [
+            line.replace("\"malformed\"", "\"fine\""),
+            line.replace(OTHER, "sha256:short"),
+            line.replace("0123456789abcdef\"", "0123456789abcdeg\""),
+            line.replace("\"login\":9", "\"login\":9,\"extra\":1"),
+            line.replace(
+                &format!("\"{DIGEST},"),
+                &format!("\"{DIGEST},{DIGEST},{DIGEST},{DIGEST},"),
+            ),
+        ] {
+            let refused = parse(
+                &file("abc", hostile.as_bytes()),
+                "abc",
+                &ImageLimits::default(),
+            );
+            assert!(
+                matches!(refused, Err(FormatError::Record { line: 2, .. })),
+                "{hostile}: {refused:?}"
+            );
+        }
+        // A file of the first format (no verdicts) is refused as a whole.
+        let old = String::from_utf8(file("abc", &records))
+            .unwrap()
+            .replacen(" v2 ", " v1 ", 1);
+        assert_eq!(
+            parse(old.as_bytes(), "abc", &ImageLimits::default()).unwrap_err(),
+            FormatError::Version("v1".into())
+        );
     }
 
     #[test]
@@ -357,10 +538,10 @@ mod tests {
     fn another_version_or_other_settings_are_refused() {
         let file = String::from_utf8(written())
             .unwrap()
-            .replacen(" v1 ", " v2 ", 1);
+            .replacen(" v2 ", " v3 ", 1);
         assert_eq!(
             parse(file.as_bytes(), "abc", &ImageLimits::default()).unwrap_err(),
-            FormatError::Version("v2".into())
+            FormatError::Version("v3".into())
         );
         assert_eq!(
             parse(&written(), "abd", &ImageLimits::default()).unwrap_err(),
@@ -449,7 +630,9 @@ mod tests {
             "labels": labels,
             "dropped": {"too_many_labels": u64::MAX},
         }));
-        let entries = parse(&with_record(&line), "abc", &ImageLimits::default()).unwrap();
+        let entries = parse(&with_record(&line), "abc", &ImageLimits::default())
+            .unwrap()
+            .images;
         let m = &entries[0].metadata;
         let limits = ImageLimits::default();
         assert_eq!(m.labels.len(), limits.max_labels);

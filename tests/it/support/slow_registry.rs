@@ -5,6 +5,8 @@
 //! tag or digest, its config blob; 404 for anything else, such as the
 //! referrers API). It records when each request arrived, so tests can
 //! assert the order of events across registries instead of durations.
+//! It can also [`Hold`] requests unanswered until [`SlowRegistry::release`],
+//! so tests can show what a pusher does before an answer comes.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -29,8 +31,18 @@ pub enum Script {
     ServeImage,
 }
 
+/// Which requests wait, unanswered, until [`SlowRegistry::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Nothing,
+    /// Blobs (the image's config); manifests are answered.
+    Blobs,
+    Everything,
+}
+
 pub struct SlowRegistry {
     port: u16,
+    released: tokio::sync::watch::Sender<bool>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
     /// The image's manifest digest.
     pub digest: String,
@@ -45,10 +57,19 @@ struct State {
     config: Bytes,
     config_digest: String,
     arrivals: Arc<Mutex<Vec<Instant>>>,
+    hold: Hold,
+    released: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SlowRegistry {
     pub async fn start(script: Script, delay: Duration) -> SlowRegistry {
+        SlowRegistry::holding(script, delay, Hold::Nothing).await
+    }
+
+    /// A registry that answers the requests `hold` names only once
+    /// [`SlowRegistry::release`] is called.
+    pub async fn holding(script: Script, delay: Duration, hold: Hold) -> SlowRegistry {
+        let (release, released) = tokio::sync::watch::channel(false);
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64", "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": []}
@@ -75,6 +96,8 @@ impl SlowRegistry {
             config: config.into(),
             config_digest,
             arrivals: arrivals.clone(),
+            hold,
+            released,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -91,6 +114,7 @@ impl SlowRegistry {
         });
         SlowRegistry {
             port,
+            released: release,
             arrivals,
             digest,
         }
@@ -99,6 +123,11 @@ impl SlowRegistry {
     /// `127.0.0.1:PORT`, the registry part of an image reference.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Answers the held requests, and every later one at once.
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     /// When each request arrived, in order.
@@ -112,9 +141,18 @@ async fn answer(
     state: State,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     state.arrivals.lock().unwrap().push(Instant::now());
+    let path = request.uri().path();
+    let held = match state.hold {
+        Hold::Nothing => false,
+        Hold::Blobs => path.contains("/blobs/"),
+        Hold::Everything => true,
+    };
+    if held {
+        let mut released = state.released.clone();
+        let _ = released.wait_for(|released| *released).await;
+    }
     tokio::time::sleep(state.delay).await;
     let response = Response::builder();
-    let path = request.uri().path();
     let body = |bytes: &Bytes| {
         if request.method() == Method::HEAD {
             Full::new(Bytes::new())
