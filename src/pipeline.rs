@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,10 @@ pub struct Pipeline {
     filling: Filling,
     /// Told when what the first snapshot left out has been looked up.
     filled: Arc<Notify>,
+    /// Set once the first snapshot is taken: until then the prefetch asks
+    /// for digests only, so that the requests the first push waits for do
+    /// not queue behind metadata and signatures at the registry's rate.
+    first_taken: Arc<AtomicBool>,
     /// The last answers, reused until a fact they used expires.
     memo: memo::Memo,
 }
@@ -224,6 +228,7 @@ impl Pipeline {
             self_metrics,
             filling: Filling::Off,
             filled: Arc::new(Notify::new()),
+            first_taken: Arc::new(AtomicBool::new(false)),
             memo: memo::Memo::default(),
         })
     }
@@ -296,6 +301,10 @@ impl Pipeline {
                 );
                 resolve_all(&resolver, &credentials, metadata, concurrency, Facts::Known).await;
                 info!(count, took = ?started.elapsed(), "looked up the metadata the first snapshot left out; pushing it now");
+                // The first snapshot's save had digests only.
+                if let Some(cache) = resolver.disk_cache() {
+                    cache.save_in_background();
+                }
                 told.store(STAGE_METADATA, Ordering::Release);
                 filled.notify_one();
             }
@@ -308,6 +317,9 @@ impl Pipeline {
             let (r, c, total) = (&resolver, &credentials, concurrency.total);
             overridden_versions(r, c, &workloads, &resolutions, total, true).await;
             info!(count, took = ?started.elapsed(), "looked up what the first snapshot left out; pushing it now");
+            if let Some(cache) = resolver.disk_cache() {
+                cache.save_in_background();
+            }
             told.store(STAGE_ALL, Ordering::Release);
             filled.notify_one();
         });
@@ -453,6 +465,7 @@ impl Pipeline {
         if let Some(cache) = self.resolver.disk_cache() {
             cache.save_after_snapshot();
         }
+        self.first_taken.store(true, Ordering::Release);
         Ok(snapshot)
     }
 
@@ -469,7 +482,8 @@ impl Pipeline {
     /// up for the first time to later ones ([`Filling`]). With a watch-fed
     /// cluster, references are resolved as they appear, so the registry
     /// work is done before the tick that needs it: the digests of a batch
-    /// first, then their metadata, then their other facts.
+    /// first, then their metadata, then their other facts — before the
+    /// first snapshot, the digests only (the first push waits for them).
     pub fn spawn_prefetch(&mut self) -> Option<JoinHandle<()>> {
         if matches!(self.filling, Filling::Off) {
             self.filling = Filling::Cold;
@@ -482,7 +496,7 @@ impl Pipeline {
             self.credentials.clone(),
             self.resolver.clone(),
         );
-        let concurrency = self.concurrency;
+        let (concurrency, first_taken) = (self.concurrency, self.first_taken.clone());
         Some(tokio::spawn(async move {
             let mut changes = watched.changes();
             let mut known: HashSet<(Scope, Arc<str>)> = HashSet::new();
@@ -500,11 +514,17 @@ impl Pipeline {
                     .collect();
                 if !fresh.is_empty() {
                     let count = fresh.len();
-                    for facts in [Facts::Digest, Facts::Known] {
+                    // Before the first snapshot the rest is the background
+                    // lookup's, after the first push (`fill_in`).
+                    let stages: &[Facts] = if first_taken.load(Ordering::Acquire) {
+                        &[Facts::Digest, Facts::Known, Facts::All]
+                    } else {
+                        &[Facts::Digest]
+                    };
+                    for &facts in stages {
                         let batch = fresh.clone();
                         resolve_all(&resolver, &credentials, batch, concurrency, facts).await;
                     }
-                    resolve_all(&resolver, &credentials, fresh, concurrency, Facts::All).await;
                     tracing::debug!(count, "resolved new image references ahead of the tick");
                 }
                 known = current;

@@ -284,7 +284,15 @@ impl DiskCache {
                 return;
             }
         }
-        if self.saving.swap(true, Ordering::AcqRel) {
+        self.save_in_background();
+    }
+
+    /// Writes the file in the background if something new was fetched,
+    /// however recent the last write: after the background lookup of what
+    /// a cold start's first snapshot left out, which learns most of what a
+    /// restart would otherwise fetch again.
+    pub fn save_in_background(self: &Arc<Self>) {
+        if !self.lock().dirty || self.saving.swap(true, Ordering::AcqRel) {
             return;
         }
         let cache = self.clone();
