@@ -155,7 +155,7 @@ async fn a_restarted_pusher_asks_nothing_it_resolved_before_and_pushes_the_same_
 }
 
 #[tokio::test]
-async fn a_running_pusher_writes_the_cache_after_its_first_snapshot_and_a_replacement_starts_warm()
+async fn a_running_pusher_writes_the_cache_once_its_metadata_is_in_and_a_killed_one_restarts_warm()
 {
     let setup = setup().await;
     let cache = tempfile::tempdir().unwrap();
@@ -172,12 +172,21 @@ async fn a_running_pusher_writes_the_cache_after_its_first_snapshot_and_a_replac
         "1h",
     ];
     let mut pusher = Pusher::start(&args, &[]).await;
+    // The first snapshot has the digests only; the metadata looked up
+    // after it must reach the file without waiting for the next periodic
+    // write or a shutdown.
     pusher
-        .logs_when(Duration::from_secs(30), "the cache written", |logs| {
-            logs.contains("snapshot taken") && logs.contains("disk cache written")
-        })
+        .logs_when(
+            Duration::from_secs(30),
+            "the cache written after the metadata was looked up",
+            |logs| {
+                logs.find("looked up the metadata the first snapshot left out")
+                    .is_some_and(|at| logs[at..].contains("disk cache written"))
+            },
+        )
         .await;
-    pusher.terminate_promptly().await;
+    // Killed, not stopped: no write at shutdown to rely on.
+    drop(pusher);
     let gets = setup.gets();
     let warm = setup.run(cache.path(), &[]).await;
     assert_eq!(setup.gets(), gets, "{}", warm.stderr);
