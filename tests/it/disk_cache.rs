@@ -171,7 +171,7 @@ async fn a_running_pusher_writes_the_cache_once_its_metadata_is_in_and_a_killed_
         "--interval",
         "1h",
     ];
-    let mut pusher = Pusher::start(&args, &[]).await;
+    let pusher = Pusher::start(&args, &[]).await;
     // The first snapshot has the digests only; the metadata looked up
     // after it must reach the file without waiting for the next periodic
     // write or a shutdown.
