@@ -21,8 +21,9 @@
 //! [`image_facts`] holds what is known about a snapshot's images as plain
 //! data (`ImageMetadata`, the per-snapshot `Resolutions`), so the series
 //! builders read it without the registry client; [`interner`] keeps one
-//! shared copy of each repeated string, for discovery's sources and the
-//! series builders alike.
+//! shared copy of each repeated string of the workloads discovery's
+//! sources hold, and [`series`] names each label value by a 32-bit id in
+//! one table of values that every sink reads.
 //!
 //! Inside [`discovery`]: `cluster` lists, `watch/` keeps kinds current
 //! (store, stream loop, backoff, configured kinds), `custom_api` finds
