@@ -14,18 +14,6 @@ use support::registry::attach_with_tag_schema;
 use support::slow_registry::{Hold, Script, SlowRegistry};
 use support::{push_image, wait_until, Attachment, ImageSpec, Registry};
 
-/// Requests in the registry's access log with this method whose URI
-/// starts with `prefix`.
-fn count(registry: &Registry, method: &str, prefix: &str) -> usize {
-    registry
-        .logs()
-        .lines()
-        .filter(|line| line.contains(&format!("http.request.method={method} ")))
-        .filter_map(|line| line.split(" http.request.uri=").nth(1)?.split(' ').next())
-        .filter(|uri| uri.trim_matches('"').starts_with(prefix))
-        .count()
-}
-
 #[tokio::test]
 async fn a_cold_snapshot_reads_each_tag_with_one_get_and_no_head() {
     let registry = Registry::start().await;
@@ -67,30 +55,23 @@ async fn a_cold_snapshot_reads_each_tag_with_one_get_and_no_head() {
         let repository = format!("/v2/apps/a{i}/");
         let by_tag = format!("/v2/apps/a{i}/manifests/1");
         let logs = registry.logs();
-        assert_eq!(count(&registry, "GET", &by_tag), 1, "{logs}");
+        assert_eq!(registry.requests("GET", &by_tag), 1, "{logs}");
         assert_eq!(
-            count(&registry, "HEAD", &format!("{repository}manifests/")),
+            registry.requests("HEAD", &format!("{repository}manifests/")),
             0,
             "no HEAD on a cold start: {logs}"
         );
         assert_eq!(
-            count(&registry, "GET", &format!("{repository}manifests/")),
+            registry.requests("GET", &format!("{repository}manifests/")),
             1,
             "the manifest is not fetched again by digest: {logs}"
         );
         assert_eq!(
-            count(&registry, "GET", &format!("{repository}blobs/")),
+            registry.requests("GET", &format!("{repository}blobs/")),
             1,
             "the config"
         );
     }
-}
-
-/// Whether a push holds a series of `family`.
-fn holds(push: &Received, family: &str) -> bool {
-    push.series()
-        .iter()
-        .any(|(labels, _)| labels.iter().any(|(n, v)| n == "__name__" && v == family))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,25 +92,16 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
     let image = format!("{host}/apps/app:1.0.0");
     let manifests = write_manifest(dir.path(), "pods.yaml", &[pod_manifest("p", &image)]);
     let receiver = Receiver::start().await;
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "300ms")
+        .registry(&host)
+        .pushing_to(&receiver.url())
+        .start()
+        .await;
     let filled_in = wait_until(Duration::from_secs(30), || {
         receiver.received().iter().any(|p| {
-            holds(p, "container_image_referrer")
-                && holds(p, "container_image_versions_behind")
-                && holds(p, "container_image_created")
+            p.holds("container_image_referrer")
+                && p.holds("container_image_versions_behind")
+                && p.holds("container_image_created")
         })
     })
     .await;
@@ -142,9 +114,7 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
     );
     let first = &pushes[0];
     assert!(
-        first.series().iter().any(|(labels, _)| labels
-            .iter()
-            .any(|(n, v)| n == "digest" && *v == running.digest)),
+        first.holds_label("digest", &running.digest),
         "the first push has the digest: {:?}",
         first.series()
     );
@@ -154,7 +124,7 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
         "container_image_is_latest_version",
     ] {
         assert!(
-            !holds(first, later),
+            !first.holds(later),
             "the first push waited for {later}: {:?}",
             first.series()
         );
@@ -172,18 +142,7 @@ async fn the_first_push_goes_before_attachments_and_versions_are_looked_up() {
 /// The `digest` label of the `container_image_container_info` series of a
 /// push, one per container.
 fn info_digests(push: &Received) -> Vec<String> {
-    push.series()
-        .iter()
-        .filter(|(labels, _)| {
-            labels
-                .iter()
-                .any(|(n, v)| n == "__name__" && v == "container_image_container_info")
-        })
-        .filter_map(|(labels, _)| {
-            let digest = labels.iter().find(|(n, _)| n == "digest")?;
-            Some(digest.1.to_string())
-        })
-        .collect()
+    push.values("container_image_container_info", "digest")
 }
 
 /// A long-running pusher of `image` (one pod), pushing to `receiver`.
@@ -194,21 +153,12 @@ async fn start_pusher(
     receiver: &Receiver,
 ) -> Pusher {
     let manifests = write_manifest(dir.path(), "pods.yaml", &[pod_manifest("p", image)]);
-    Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            host,
-            "--versions=false",
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await
+    Pusher::on_manifests(&manifests, "300ms")
+        .registry(host)
+        .pushing_to(&receiver.url())
+        .args(&["--versions=false"])
+        .start()
+        .await
 }
 
 /// Waits for a push that `wanted` accepts; panics with the pusher's log.
@@ -241,7 +191,7 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
     .await;
     assert_eq!(info_digests(&first), [registry.digest.as_str()]);
     assert!(
-        !holds(&first, "container_image_size_bytes"),
+        !first.holds("container_image_size_bytes"),
         "no size before the config is read: {:?}",
         first.series()
     );
@@ -249,13 +199,13 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
         receiver
             .received()
             .iter()
-            .all(|p| !holds(p, "container_image_size_bytes")),
+            .all(|p| !p.holds("container_image_size_bytes")),
         "no image series while the config is held"
     );
 
     registry.release();
     let later = wait_for_push(&receiver, &pusher, "with the image's size", |p| {
-        holds(p, "container_image_size_bytes")
+        p.holds("container_image_size_bytes")
     })
     .await;
     assert_eq!(info_digests(&later), [registry.digest.as_str()]);
@@ -281,11 +231,11 @@ async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() 
     })
     .await;
     assert_eq!(info_digests(&first), [registry.digest.as_str()]);
-    assert!(!holds(&first, "container_image_size_bytes"));
+    assert!(!first.holds("container_image_size_bytes"));
 
     registry.release();
     wait_for_push(&receiver, &pusher, "with the image's size", |p| {
-        holds(p, "container_image_size_bytes")
+        p.holds("container_image_size_bytes")
     })
     .await;
 }
@@ -304,22 +254,12 @@ async fn version_checker_overrides_are_looked_up_after_the_first_push() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: ns, annotations: {{pin-major.version-checker.io/c: \"1\"}}}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
     );
     let manifests = write_manifest(dir.path(), "pods.yaml", &[pod]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--registry-timeout",
-            "300s",
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "300ms")
+        .registry(&host)
+        .pushing_to(&receiver.url())
+        .args(&["--registry-timeout", "300s"])
+        .start()
+        .await;
     let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
         !info_digests(p).is_empty()
     })

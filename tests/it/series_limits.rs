@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::fixtures::write_pods_with_images;
 use support::pusher::{run_once, Pusher, RunOutput};
-use support::receiver::Receiver;
+use support::receiver::{has, label, Receiver};
 use support::{push_image, ImageSpec, Registry};
 
 /// The value of a `/metrics` sample line `name{labels} value`.
@@ -20,13 +20,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
-fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    labels
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,29 +56,16 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
             ("plain", &format!("{host}/apps/plain:1")),
         ],
     );
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--remote-write-url",
-            &receiver.url(),
-            "--interval",
-            "1h",
-            // The count below is of the image series: no version series.
-            "--versions=false",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "1h")
+        .registry(&host)
+        .pushing_to(&receiver.url())
+        // The count below is of the image series: no version series.
+        .args(&["--versions=false"])
+        .start()
+        .await;
     // The first push leaves base images out; the one after their lookup
     // has everything.
-    let has_base = |r: &support::receiver::Received| {
-        r.series()
-            .iter()
-            .any(|(labels, _)| label(labels, "__name__") == Some("container_image_base"))
-    };
+    let has_base = |r: &support::receiver::Received| r.holds("container_image_base");
     pusher
         .wait_until(Duration::from_secs(30), "a complete push", async || {
             receiver.received().iter().any(has_base)
@@ -104,7 +84,7 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
     let of = |name: &str, digest: &str| -> Vec<&Vec<(String, String)>> {
         series
             .iter()
-            .filter(|l| label(l, "__name__") == Some(name) && label(l, "digest") == Some(digest))
+            .filter(|l| has(l, "__name__", name) && has(l, "digest", digest))
             .collect()
     };
 
@@ -134,7 +114,7 @@ async fn an_image_with_thousands_of_labels_adds_a_bounded_number_of_series() {
     assert_eq!(of("container_image_size_bytes", &plain.digest).len(), 1);
     let info = series
         .iter()
-        .filter(|l| label(l, "__name__") == Some("container_image_container_info"))
+        .filter(|l| has(l, "__name__", "container_image_container_info"))
         .count();
     assert_eq!(info, 2);
     // The plain image declares its base (scratch, with no digest to compare).
@@ -228,23 +208,12 @@ async fn an_unresolvable_image_is_logged_when_it_fails_and_when_it_resolves_agai
         "pods.yaml",
         &[("late", &format!("{host}/apps/late:1"))],
     );
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--interval",
-            "100ms",
-            // Retried at every other tick: each retry fails the same way.
-            "--error-cache-duration",
-            "200ms",
-            "--log-format",
-            "json",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "100ms")
+        .registry(&host)
+        // Retried at every other tick: each retry fails the same way.
+        .args(&["--error-cache-duration", "200ms", "--log-format", "json"])
+        .start()
+        .await;
     // (level, message, class) of each log line.
     let lines = |logs: &str| -> Vec<(String, String, String)> {
         logs.lines()

@@ -12,16 +12,6 @@ use support::pusher::Pusher;
 use support::receiver::Receiver;
 use support::{push_image, wait_until_async, ImageSpec, Registry};
 
-/// Registry requests for the test's repositories in the access log.
-fn requests(registry: &Registry) -> usize {
-    registry
-        .logs()
-        .lines()
-        .filter(|line| line.contains("http.request.uri=") && line.contains("/v2/apps/"))
-        .filter(|line| line.contains("http.request.method="))
-        .count()
-}
-
 /// The memo's hits and misses on the pusher's /metrics.
 async fn memo(pusher: &Pusher) -> (f64, f64) {
     let count = |result: &str| {
@@ -34,11 +24,10 @@ async fn memo(pusher: &Pusher) -> (f64, f64) {
 
 /// Whether the last push carries a series with this `digest` label.
 fn last_push_has(receiver: &Receiver, digest: &str) -> bool {
-    receiver.received().last().is_some_and(|push| {
-        push.series()
-            .iter()
-            .any(|(labels, _)| labels.iter().any(|(n, v)| n == "digest" && v == digest))
-    })
+    let pushes = receiver.received();
+    pushes
+        .last()
+        .is_some_and(|p| p.holds_label("digest", digest))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,24 +45,17 @@ async fn a_warm_tick_asks_no_registry_and_a_moved_tag_shows_after_its_cache_peri
     ];
     let manifests = write_manifest(dir.path(), "pods.yaml", &pods);
     let receiver = Receiver::start().await;
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--insecure-registry",
-            &host,
-            "--interval",
-            "200ms",
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .registry(&host)
+        .pushing_to(&receiver.url())
+        .args(&[
             "--cache-duration",
             "5s",
             "--referrers=false",
             "--versions=false",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     pusher
         .wait_until(Duration::from_secs(30), "a push of the image", async || {
             last_push_has(&receiver, &old.digest)
@@ -92,12 +74,12 @@ async fn a_warm_tick_asks_no_registry_and_a_moved_tag_shows_after_its_cache_peri
             memo(&pusher).await.0 > before.0
         })
         .await;
-        let start = (memo(&pusher).await, requests(&registry));
+        let start = (memo(&pusher).await, registry.requests_under("/v2/apps/"));
         let grew = wait_until_async(Duration::from_secs(10), async || {
             memo(&pusher).await.0 >= start.0 .0 + 4.0
         })
         .await;
-        let end = (requests(&registry), memo(&pusher).await);
+        let end = (registry.requests_under("/v2/apps/"), memo(&pusher).await);
         windows.push((before, start, end));
         settled && grew && end.1 .1 == before.1 && end.0 == start.1
     })

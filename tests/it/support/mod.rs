@@ -5,8 +5,8 @@
 //! peers from Debian sid (Prometheus 3, VictoriaMetrics, promtool:
 //! `peers`), one strict scripted receiver for remote write 1.0/2.0 and OTLP
 //! (`receiver`), the workloads, images and end-to-end scenario tests build
-//! from (`fixtures`), waiting on conditions (`wait`), and helpers to run
-//! the pusher binary itself.
+//! from (`fixtures`), waiting on conditions (`wait`), what a registry was
+//! asked (`registry_log`), and helpers to run the pusher binary itself.
 //!
 //! Every server's `start` sets the process up as its tests need (rustls's
 //! crypto provider for the reqwest and kube clients), so tests do not.
@@ -22,6 +22,7 @@ pub mod pusher;
 pub mod receiver;
 pub mod referrers_api;
 pub mod registry;
+pub mod registry_log;
 pub mod shared;
 pub mod signing;
 pub mod slow_registry;

@@ -301,3 +301,51 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"));
     kib * 1024
 }
+
+/// A long-running pusher on manifests (a file or a folder) to be started,
+/// with the options the tests vary; see [`Pusher::on_manifests`].
+pub struct OnManifests {
+    args: Vec<String>,
+}
+
+impl Pusher {
+    /// A pusher of `manifests` taking a snapshot at every `interval`; add
+    /// what the test needs, then [`OnManifests::start`].
+    pub fn on_manifests(manifests: impl AsRef<Path>, interval: &str) -> OnManifests {
+        let manifests = manifests.as_ref().to_str().expect("a UTF-8 manifests path");
+        OnManifests {
+            args: ["--manifests", manifests, "--interval", interval]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl OnManifests {
+    /// Reads images from the registry at `host` over plain HTTP.
+    pub fn registry(self, host: &str) -> Self {
+        self.args(&["--insecure-registry", host])
+    }
+
+    /// Pushes to the remote-write endpoint `url` too (in the order given).
+    pub fn pushing_to(self, url: &str) -> Self {
+        self.args(&["--remote-write-url", url])
+    }
+
+    /// Any other flags.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// [`Pusher::start`] with these flags and `envs`.
+    pub async fn start_with_env(self, envs: &[(&str, &str)]) -> Pusher {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Pusher::start(&args, envs).await
+    }
+
+    /// [`Pusher::start`] with these flags.
+    pub async fn start(self) -> Pusher {
+        self.start_with_env(&[]).await
+    }
+}

@@ -27,7 +27,7 @@ use axum::routing::post;
 use axum::Router;
 
 pub use otlp::Otlp;
-pub use remote_write::{is_v2, RemoteWrite, SAMPLES_WRITTEN};
+pub use remote_write::{has, is_v2, label, RemoteWrite, SAMPLES_WRITTEN};
 
 /// What a protocol adds to the receiver: where it listens, how a request
 /// is decoded and checked, and how it answers by default.

@@ -73,6 +73,42 @@ impl Received<RemoteWrite> {
             })
             .collect()
     }
+
+    /// Whether the push carries a series of `family`.
+    pub fn holds(&self, family: &str) -> bool {
+        self.holds_label("__name__", family)
+    }
+
+    /// Whether the push carries a series whose label `name` is `value`.
+    pub fn holds_label(&self, name: &str, value: &str) -> bool {
+        self.request
+            .timeseries
+            .iter()
+            .any(|ts| ts.labels.iter().any(|l| l.name == name && l.value == value))
+    }
+
+    /// The `label` of each series of `family` that has it, in the order
+    /// pushed.
+    pub fn values(&self, family: &str, label: &str) -> Vec<String> {
+        self.series()
+            .into_iter()
+            .filter(|(labels, _)| has(labels, "__name__", family))
+            .filter_map(|(labels, _)| Some(self::label(&labels, label)?.to_owned()))
+            .collect()
+    }
+}
+
+/// The value of label `name` in a series' labels.
+pub fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    labels
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether a series' labels have `name` = `value`.
+pub fn has(labels: &[(String, String)], name: &str, value: &str) -> bool {
+    label(labels, name) == Some(value)
 }
 
 pub fn is_v2(headers: &HeaderMap) -> bool {
