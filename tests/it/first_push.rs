@@ -176,20 +176,38 @@ async fn wait_for_push(
     receiver.received().into_iter().find(wanted).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_push_carries_every_digest_before_any_config_is_served() {
-    let registry = SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Blobs).await;
+/// A registry serving one image but holding `hold`, its host, a folder for
+/// the manifests and a receiver.
+async fn held(hold: Hold) -> (SlowRegistry, String, tempfile::TempDir, Receiver) {
+    let registry = SlowRegistry::holding(Script::ServeImage, Duration::ZERO, hold).await;
     let host = registry.host();
-    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
-    let image = format!("{host}/apps/app:1");
-    let pusher = start_pusher(&dir, &image, &host, &receiver).await;
+    (
+        registry,
+        host,
+        tempfile::tempdir().unwrap(),
+        Receiver::start().await,
+    )
+}
 
-    // The config blob is held: nothing but the digest can be known.
-    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
+/// The first push with a container's digest, asserting that it carries the
+/// digest `registry` serves and no other.
+async fn first_push(receiver: &Receiver, pusher: &Pusher, registry: &SlowRegistry) -> Received {
+    let first = wait_for_push(receiver, pusher, "with the digest", |p| {
         !info_digests(p).is_empty()
     })
     .await;
     assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_push_carries_every_digest_before_any_config_is_served() {
+    let (registry, host, dir, receiver) = held(Hold::Blobs).await;
+    let image = format!("{host}/apps/app:1");
+    let pusher = start_pusher(&dir, &image, &host, &receiver).await;
+
+    // The config blob is held: nothing but the digest can be known.
+    let first = first_push(&receiver, &pusher, &registry).await;
     assert!(
         !first.holds("container_image_size_bytes"),
         "no size before the config is read: {:?}",
@@ -218,19 +236,12 @@ async fn the_first_push_carries_every_digest_before_any_config_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() {
-    let registry =
-        SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Everything).await;
-    let host = registry.host();
-    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let (registry, host, dir, receiver) = held(Hold::Everything).await;
     let image = format!("{host}/apps/app@{}", registry.digest);
     let pusher = start_pusher(&dir, &image, &host, &receiver).await;
 
     // Every request is held: the first push needed none.
-    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
-        !info_digests(p).is_empty()
-    })
-    .await;
-    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    let first = first_push(&receiver, &pusher, &registry).await;
     assert!(!first.holds("container_image_size_bytes"));
 
     registry.release();
@@ -242,10 +253,7 @@ async fn a_digest_pinned_image_is_pushed_before_its_registry_answers_anything() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_checker_overrides_are_looked_up_after_the_first_push() {
-    let registry =
-        SlowRegistry::holding(Script::ServeImage, Duration::ZERO, Hold::Everything).await;
-    let host = registry.host();
-    let (dir, receiver) = (tempfile::tempdir().unwrap(), Receiver::start().await);
+    let (registry, host, dir, receiver) = held(Hold::Everything).await;
     // Pinned, so only the override's tag listing could ask the registry
     // anything before the first push; every request is held, for longer
     // than the test waits (--registry-timeout).
@@ -260,11 +268,7 @@ async fn version_checker_overrides_are_looked_up_after_the_first_push() {
         .args(&["--registry-timeout", "300s"])
         .start()
         .await;
-    let first = wait_for_push(&receiver, &pusher, "with the digest", |p| {
-        !info_digests(p).is_empty()
-    })
-    .await;
-    assert_eq!(info_digests(&first), [registry.digest.as_str()]);
+    first_push(&receiver, &pusher, &registry).await;
     registry.release();
     let logs = || pusher.child.logs();
     let filled = wait_until(Duration::from_secs(30), || {

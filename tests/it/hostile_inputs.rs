@@ -49,18 +49,7 @@ fn pushed_names(receiver: &Receiver) -> BTreeSet<String> {
     receiver
         .received()
         .iter()
-        .flat_map(|r| r.series())
-        .filter(|(labels, _)| {
-            labels
-                .iter()
-                .any(|(n, v)| n == "__name__" && v == "container_image_container_info")
-        })
-        .filter_map(|(labels, _)| {
-            labels
-                .into_iter()
-                .find(|(n, _)| n == "name")
-                .map(|(_, v)| v)
-        })
+        .flat_map(|r| r.values("container_image_container_info", "name"))
         .collect()
 }
 
@@ -214,18 +203,10 @@ async fn long_running_skips_bad_files_logs_once_counts_every_tick_and_stops_prom
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     hostile_directory(dir.path(), 2 << 20, 200_000);
-    let mut pusher = Pusher::start(
-        &[
-            "--manifests",
-            dir.path().to_str().unwrap(),
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await;
+    let mut pusher = Pusher::on_manifests(dir.path(), "300ms")
+        .pushing_to(&receiver.url())
+        .start()
+        .await;
     pusher
         .child
         .wait_until_http(
@@ -313,16 +294,7 @@ async fn start_slow_reader(address: &str) -> TcpStream {
 async fn pusher_with_a_large_page(dir: &Path, pods: usize) -> (Pusher, usize) {
     let prefix = "p".repeat(200);
     let manifests = write_many_pods(dir, "many.yaml", &prefix, pods, "127.0.0.1:1/same:1");
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "1h",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "1h").start().await;
     let last = format!("name=\"{prefix}-{}\"", pods - 1);
     let page = pusher
         .metrics_when(Duration::from_secs(120), &last, |page| page.contains(&last))
@@ -410,16 +382,7 @@ async fn slow_metrics_readers_share_one_rendering_and_normal_scrapes_go_on() {
 async fn unfinished_requests_and_idle_connections_are_closed_by_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "1h",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "1h").start().await;
     let address = pusher.base_url.trim_start_matches("http://").to_owned();
     let started = Instant::now();
     let mut connections = Vec::new();

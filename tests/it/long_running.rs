@@ -14,22 +14,16 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
     let prometheus = SharedPrometheus::scope().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["keep", "remove"]);
-    let mut pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &prometheus.write_url(),
+    let mut pusher = Pusher::on_manifests(&manifests, "300ms")
+        .pushing_to(&prometheus.write_url())
+        .args(&[
             "--external-label",
             "cluster=test",
             "--external-label",
             &prometheus.external_label(),
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     pusher
         .wait_for_query(&prometheus, "count(container_image_container_info)", |s| {
             s.first().map(|s| s.value) == Some(2.0)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use support::mimir::{hostile_manifests, Labels, Mimir, MAX_LABEL_NAMES, MAX_VALUE_BYTES};
 use support::pusher::{run_with_env, Pusher};
+use support::receiver::has;
 
 /// Limits above Mimir's: the pusher sends what the stand-in refuses.
 const LAX: [&str; 4] = [
@@ -19,10 +20,7 @@ const LAX: [&str; 4] = [
 
 fn info_of<'a>(series: &'a [(Labels, support::mimir::Stored)], name: &str) -> Option<&'a Labels> {
     series.iter().map(|(labels, _)| labels).find(|labels| {
-        labels
-            .iter()
-            .any(|(n, v)| n == "__name__" && v == "container_image_container_info")
-            && labels.iter().any(|(n, v)| n == "name" && v == name)
+        has(labels, "__name__", "container_image_container_info") && has(labels, "name", name)
     })
 }
 
@@ -73,11 +71,7 @@ async fn with_the_default_limits_mimir_stores_every_series() {
     let wide = stored
         .iter()
         .map(|(l, _)| l)
-        .find(|l| {
-            l.iter()
-                .any(|(n, v)| n == "__name__" && v == "container_image_workload_labels")
-                && l.iter().any(|(n, v)| n == "name" && v == "wide")
-        })
+        .find(|l| has(l, "__name__", "container_image_workload_labels") && has(l, "name", "wide"))
         .expect("the wide Deployment's workload labels");
     assert_eq!(wide.len(), MAX_LABEL_NAMES);
     assert!(wide.iter().any(|(n, _)| n == "label_team_00"));
@@ -158,20 +152,12 @@ async fn a_refusal_of_some_series_is_a_partial_success() {
 }
 
 async fn start_pusher(manifests: &str, url: &str, extra: &[&str]) -> Pusher {
-    let mut args = vec![
-        "--manifests",
-        manifests,
-        "--interval",
-        "1s",
-        "--remote-write-url",
-        url,
-        "--workload-labels",
-        "*",
-        "--external-label",
-        "cluster=c",
-    ];
-    args.extend_from_slice(extra);
-    Pusher::start(&args, &[("NO_COLOR", "1")]).await
+    Pusher::on_manifests(manifests, "1s")
+        .pushing_to(url)
+        .args(&["--workload-labels", "*", "--external-label", "cluster=c"])
+        .args(extra)
+        .start_with_env(&[("NO_COLOR", "1")])
+        .await
 }
 
 /// A self-metric's series of the endpoint at `url` (`extra`: more labels).

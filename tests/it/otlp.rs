@@ -90,22 +90,17 @@ async fn ended_series_are_flagged_and_partial_successes_counted() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["keep", "remove"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "300ms",
+    let pusher = Pusher::on_manifests(&manifests, "300ms")
+        .args(&[
             "--otlp-url",
             &vm.otlp_url(),
             "--otlp-url",
             &receiver.url(),
             "--external-label",
             "cluster=test",
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     wait_for_vm(&pusher, &vm, "container_image_container_info", |n| n == 2).await;
     write_pods(dir.path(), "pods.yaml", &["keep"]);
     wait_for_vm(

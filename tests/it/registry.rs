@@ -58,31 +58,6 @@ fn resolver_for(
     )
 }
 
-/// Requests in the registry's access log with this method and URI (a
-/// prefix when `path` ends with `/`). distribution logs one logfmt line per
-/// request: `http.request.method=HEAD … http.request.uri=/v2/…`.
-fn count(registry: &Registry, method: &str, path: &str) -> usize {
-    registry
-        .logs()
-        .lines()
-        .filter(|line| line.contains(&format!("http.request.method={method} ")))
-        .filter_map(|line| {
-            line.split(" http.request.uri=")
-                .nth(1)?
-                .split(' ')
-                .next()
-                .map(|u| u.trim_matches('"').to_owned())
-        })
-        .filter(|uri| {
-            if path.ends_with('/') {
-                uri.starts_with(path)
-            } else {
-                uri == path
-            }
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     let registry = Registry::start().await;
@@ -114,15 +89,15 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
     // Cold: one GET by tag gives the digest and the manifest, no HEAD.
     let manifest_by_digest = format!("/v2/apps/a/manifests/{}", image.digest);
     assert_eq!(
-        count(&registry, "GET", "/v2/apps/a/manifests/1"),
+        registry.requests("GET", "/v2/apps/a/manifests/1"),
         1,
         "{}",
         registry.logs()
     );
-    assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/"), 0);
-    assert_eq!(count(&registry, "GET", &manifest_by_digest), 0);
+    assert_eq!(registry.requests("HEAD", "/v2/apps/a/manifests/"), 0);
+    assert_eq!(registry.requests("GET", &manifest_by_digest), 0);
     assert_eq!(
-        count(&registry, "GET", "/v2/apps/a/blobs/"),
+        registry.requests("GET", "/v2/apps/a/blobs/"),
         1,
         "config fetched once"
     );
@@ -133,15 +108,15 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
         .await
         .unwrap();
     assert_eq!(pinned.digest, image.digest);
-    assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/"), 0);
-    assert_eq!(count(&registry, "GET", "/v2/apps/a/manifests/"), 1);
+    assert_eq!(registry.requests("HEAD", "/v2/apps/a/manifests/"), 0);
+    assert_eq!(registry.requests("GET", "/v2/apps/a/manifests/"), 1);
 
     // After the cache period: one HEAD, no GET, same answer. Resolved
     // until the tag is checked again (from the cache until then).
     let checked_again = wait_until_async(Duration::from_secs(20), async || {
         let resolved = resolver.resolve(&reference, &[]).await.unwrap();
         assert_eq!(resolved.digest, image.digest);
-        count(&registry, "HEAD", "/v2/apps/a/manifests/1") > 0
+        registry.requests("HEAD", "/v2/apps/a/manifests/1") > 0
     })
     .await;
     assert!(checked_again, "never checked again:\n{}", registry.logs());
@@ -149,14 +124,14 @@ async fn one_request_per_tag_per_cache_period_and_none_for_pinned_digests() {
         cached.elapsed() >= Duration::from_secs(2),
         "checked again within the cache period"
     );
-    assert_eq!(count(&registry, "HEAD", "/v2/apps/a/manifests/1"), 1);
+    assert_eq!(registry.requests("HEAD", "/v2/apps/a/manifests/1"), 1);
     assert_eq!(
-        count(&registry, "GET", "/v2/apps/a/manifests/"),
+        registry.requests("GET", "/v2/apps/a/manifests/"),
         1,
         "no second manifest GET"
     );
     assert_eq!(
-        count(&registry, "GET", "/v2/apps/a/blobs/"),
+        registry.requests("GET", "/v2/apps/a/blobs/"),
         1,
         "no second config GET"
     );
@@ -198,13 +173,13 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
             "the error names the image: {err}"
         );
     }
-    assert_eq!(count(&registry, "GET", "/v2/apps/missing/manifests/1"), 1);
+    assert_eq!(registry.requests("GET", "/v2/apps/missing/manifests/1"), 1);
     // Resolved until the registry is asked again (remembered until then).
     let mut resolves = 3;
     let asked_again = wait_until_async(Duration::from_secs(20), async || {
         resolver.resolve(&missing, &[]).await.unwrap_err();
         resolves += 1;
-        count(&registry, "GET", "/v2/apps/missing/manifests/1") > 1
+        registry.requests("GET", "/v2/apps/missing/manifests/1") > 1
     })
     .await;
     assert!(asked_again, "never asked again:\n{}", registry.logs());
@@ -212,7 +187,7 @@ async fn failures_are_remembered_for_the_error_cache_duration() {
         remembered.elapsed() >= Duration::from_secs(1),
         "asked again within the error cache duration"
     );
-    assert_eq!(count(&registry, "GET", "/v2/apps/missing/manifests/1"), 2);
+    assert_eq!(registry.requests("GET", "/v2/apps/missing/manifests/1"), 2);
     assert_eq!(
         metrics
             .resolve_failures

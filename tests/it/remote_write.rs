@@ -183,20 +183,11 @@ async fn after_an_outage_the_newest_snapshot_lands() {
     receiver.set_fallback(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["old"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-            "--retry-max-backoff",
-            "100ms",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&["--retry-max-backoff", "100ms"])
+        .start()
+        .await;
     let has = |r: &support::receiver::Received, value: &str| {
         r.series()
             .iter()
@@ -283,20 +274,11 @@ async fn a_failing_endpoint_does_not_delay_the_other() {
     hanging.set_fallback(Reply::status(204).delay(Duration::from_secs(60)));
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let _pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "250ms",
-            "--remote-write-url",
-            &hanging.url(),
-            "--remote-write-url",
-            &healthy.url(),
-        ],
-        &[],
-    )
-    .await;
+    let _pusher = Pusher::on_manifests(&manifests, "250ms")
+        .pushing_to(&hanging.url())
+        .pushing_to(&healthy.url())
+        .start()
+        .await;
     assert!(
         wait_until(Duration::from_secs(15), || healthy.received().len() >= 8).await,
         "the healthy endpoint got {} pushes in 15 s",
@@ -315,20 +297,11 @@ async fn remote_write_2_falls_back_on_415_and_stays() {
     receiver.script([Reply::status(415)]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-            "--remote-write-protocol",
-            "2.0",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&["--remote-write-protocol", "2.0"])
+        .start()
+        .await;
     pusher
         .wait_until(Duration::from_secs(15), "3 requests", || async {
             receiver.received().len() >= 3
@@ -480,20 +453,11 @@ async fn a_rotated_bearer_token_is_picked_up() {
     let manifests = pods(&dir, &["a"]);
     let token = dir.path().join("token");
     std::fs::write(&token, "first-token").unwrap();
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-            "--remote-write-bearer-token-file",
-            token.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&["--remote-write-bearer-token-file", token.to_str().unwrap()])
+        .start()
+        .await;
     let tokens = || -> Vec<String> {
         receiver
             .received()
@@ -664,20 +628,11 @@ async fn pause_and_resume(
         .body("slow down")]);
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["old"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-            "--retry-max-pause",
-            max_pause,
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&["--retry-max-pause", max_pause])
+        .start()
+        .await;
     pusher
         .wait_until(Duration::from_secs(15), "a first push", || async {
             !receiver.received().is_empty()
@@ -764,22 +719,16 @@ async fn an_outage_with_churn_does_not_grow_what_is_marked_stale() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a", "b", "c"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&[
             "--retry-max-backoff",
             "100ms",
             "--remote-write-retry-for",
             "1s",
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let held = endpoint_metric("held_series", &receiver);
     // Three containers: an info series and a resolve error each.
     pusher
@@ -860,20 +809,11 @@ async fn stale_markers_refused_for_good_are_not_sent_again() {
     });
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-            "--max-series-per-request",
-            "1",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .args(&["--max-series-per-request", "1"])
+        .start()
+        .await;
     let held = endpoint_metric("held_series", &receiver);
     pusher
         .wait_until(Duration::from_secs(15), "2 series held", || async {
@@ -917,18 +857,10 @@ async fn a_refusing_receiver_is_logged_when_it_starts_and_when_it_ends() {
     receiver.set_fallback(Reply::status(400).body("snappy: corrupt input"));
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "200ms",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&manifests, "200ms")
+        .pushing_to(&receiver.url())
+        .start()
+        .await;
     pusher
         .wait_until(Duration::from_secs(20), "10 refused pushes", || async {
             receiver.received().len() >= 10
@@ -1165,20 +1097,11 @@ async fn a_failing_receiver_does_not_hold_shutdown_in_retries() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = pods(&dir, &["a"]);
     let url = receiver.url();
-    let mut pusher = Pusher::start(
-        &[
-            "--manifests",
-            &manifests,
-            "--interval",
-            "1s",
-            "--remote-write-url",
-            &url,
-            "--remote-write-retry-for",
-            "5m",
-        ],
-        &[("NO_COLOR", "1")],
-    )
-    .await;
+    let mut pusher = Pusher::on_manifests(&manifests, "1s")
+        .pushing_to(&url)
+        .args(&["--remote-write-retry-for", "5m"])
+        .start_with_env(&[("NO_COLOR", "1")])
+        .await;
     pusher
         .wait_until(Duration::from_secs(20), "a retried request", async || {
             receiver.received().len() >= 2

@@ -18,25 +18,18 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a", "b"]);
     let write_url = prometheus.write_url();
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "250ms",
+    let pusher = Pusher::on_manifests(&manifests, "250ms")
+        .pushing_to(&write_url)
+        .pushing_to(&refusing.url())
+        .args(&[
             "--push-self-metrics=true",
             "--external-label",
             "cluster=c1",
-            "--remote-write-url",
-            &write_url,
             "--external-label",
             &prometheus.external_label(),
-            "--remote-write-url",
-            &refusing.url(),
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let api: &support::prometheus::QueryApi = &prometheus;
     pusher
         .wait_for_query(
@@ -97,21 +90,15 @@ async fn push_self_metrics_false_pushes_the_inventory_only() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
     let write_url = prometheus.write_url();
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            manifests.to_str().unwrap(),
-            "--interval",
-            "250ms",
+    let pusher = Pusher::on_manifests(&manifests, "250ms")
+        .pushing_to(&write_url)
+        .args(&[
             "--push-self-metrics=false",
-            "--remote-write-url",
-            &write_url,
             "--external-label",
             &prometheus.external_label(),
-        ],
-        &[],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let api: &support::prometheus::QueryApi = &prometheus;
     pusher
         .wait_for_query(api, "count(container_image_container_info)", |s| {

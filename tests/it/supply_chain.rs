@@ -232,18 +232,10 @@ async fn a_warm_tick_asks_no_registry_about_referrers() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let pods = write_pods(dir.path(), &[&format!("{host}/app:1")]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &pods,
-            "--interval",
-            "1s",
-            "--insecure-registry",
-            &host,
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&pods, "1s")
+        .registry(&host)
+        .start()
+        .await;
     let pusher = &pusher;
     let ticks = |n: usize| async move {
         pusher
@@ -252,7 +244,12 @@ async fn a_warm_tick_asks_no_registry_about_referrers() {
             })
             .await;
     };
-    ticks(1).await;
+    // The first snapshot leaves attachments out; they are looked up after
+    // the first push, in the background.
+    let done = "looked up what the first snapshot left out";
+    pusher
+        .logs_when(Duration::from_secs(30), done, |logs| logs.contains(done))
+        .await;
     let cold = (asked(&proxy, "/referrers/"), asked(&proxy, "/tags/list"));
     assert_eq!(
         cold,
@@ -406,22 +403,11 @@ async fn an_image_on_a_re_pushed_base_tag_becomes_outdated_after_the_cache_perio
     .await;
     let dir = tempfile::tempdir().unwrap();
     let pods = write_pods(dir.path(), &[&format!("{host}/app:1")]);
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &pods,
-            "--interval",
-            "1s",
-            "--insecure-registry",
-            &host,
-            "--cache-duration",
-            "2s",
-            "--referrers-cache-duration",
-            "2s",
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&pods, "1s")
+        .registry(&host)
+        .args(&["--cache-duration", "2s", "--referrers-cache-duration", "2s"])
+        .start()
+        .await;
     let outdated = |text: &str| {
         samples(text, "container_image_base_outdated")
             .into_iter()

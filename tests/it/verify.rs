@@ -240,22 +240,11 @@ async fn warm_ticks_verify_nothing_again() {
     let (unsigned, _) = image(&registry, "plain", "1").await;
     let pods = write_pods(d, &[signed, unsigned]);
     let key = format!("ours={}", d.join("ours.pub").display());
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &pods,
-            "--interval",
-            "1s",
-            "--insecure-registry",
-            &host,
-            "--referrers-cache-duration",
-            "1s",
-            "--verify-key",
-            &key,
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&pods, "1s")
+        .registry(&host)
+        .args(&["--referrers-cache-duration", "1s", "--verify-key", &key])
+        .start()
+        .await;
     let computed = |text: &str| -> f64 {
         samples(text, "container_image_pusher_signature_verifications_total")
             .iter()

@@ -112,20 +112,11 @@ async fn log_proofs_are_required_or_reported_per_policy() {
     let pinned: Vec<String> = images.iter().map(|(_, p)| p.clone()).collect();
     let pods = write_pods(d, &pinned);
     let host = registry.host();
-    let pusher = Pusher::start(
-        &[
-            "--manifests",
-            &pods,
-            "--interval",
-            "1h",
-            "--insecure-registry",
-            &host,
-            "--verify-config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let pusher = Pusher::on_manifests(&pods, "1h")
+        .registry(&host)
+        .args(&["--verify-config", config.to_str().unwrap()])
+        .start()
+        .await;
     let text = pusher
         .metrics_when(Duration::from_secs(60), "every verdict", |page| {
             samples(page, "container_image_signature_verified").len() == 12
