@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use support::pusher::{run_once, Pusher, RunOutput};
+use support::registry::PushedImage;
 use support::{push_image, ImageSpec, KubeApi, Registry};
 
 const USER: &str = "alice";
@@ -76,18 +77,21 @@ fn digest_of(stdout: &str, name: &str) -> Option<String> {
     )
 }
 
+/// A registry that demands the login `USER`/`PASSWORD` (stopped on drop:
+/// keep it), its host, an image pushed there as `private/app:1` (`layer`
+/// gives each test its own digest), and that image's reference.
+async fn private_image(layer: u8) -> (Registry, String, PushedImage, String) {
+    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
+    let spec = ImageSpec::oci("linux", "amd64").layer(vec![layer; 10]);
+    let image = push_image(&registry, "private/app", Some("1"), &spec).await;
+    let host = registry.host();
+    let reference = format!("{host}/private/app:1");
+    (registry, host, image, reference)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_secrets_from_the_cluster_the_kubelet_way() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let host = registry.host();
-    let image = push_image(
-        &registry,
-        "private/app",
-        Some("1"),
-        &ImageSpec::oci("linux", "amd64").layer(vec![1; 10]),
-    )
-    .await;
-    let reference = format!("{host}/private/app:1");
+    let (_registry, host, image, reference) = private_image(1).await;
 
     let api = KubeApi::start().await;
     api.apply(&object::<Secret>(config_json_secret(
@@ -331,16 +335,7 @@ async fn refused_pull_secrets_are_one_warning_and_allowed_again_one_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_period() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let host = registry.host();
-    let image = push_image(
-        &registry,
-        "private/app",
-        Some("1"),
-        &ImageSpec::oci("linux", "amd64").layer(vec![3; 10]),
-    )
-    .await;
-    let reference = format!("{host}/private/app:1");
+    let (_registry, host, image, reference) = private_image(3).await;
     let dir = tempfile::tempdir().unwrap();
 
     // Files as a source: the Secret and ServiceAccount sit next to the workloads.
@@ -478,15 +473,7 @@ async fn secrets_in_manifest_files_and_docker_config_and_one_head_per_cache_peri
 /// and the real login for a private registry, which must still work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_pull_secret_patterns_cost_no_time_and_spare_the_other_logins() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let host = registry.host();
-    let image = push_image(
-        &registry,
-        "private/app",
-        Some("1"),
-        &ImageSpec::oci("linux", "amd64").layer(vec![4; 10]),
-    )
-    .await;
+    let (_registry, host, image, reference) = private_image(4).await;
     let forty_stars = format!("{}z:1", "*".repeat(40));
     let overlong = format!("{}z:1", "*".repeat(2048));
     let config = json!({"auths": {
@@ -504,13 +491,7 @@ async fn hostile_pull_secret_patterns_cost_no_time_and_spare_the_other_logins() 
     let documents = [
         secret,
         pod("shop", "hostile", "localhost:1/x/y:1", &["evil"], None),
-        pod(
-            "shop",
-            "private",
-            &format!("{host}/private/app:1"),
-            &["evil"],
-            None,
-        ),
+        pod("shop", "private", &reference, &["evil"], None),
     ];
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("all.yaml");

@@ -15,6 +15,7 @@ use axum::Router;
 use container_image_pusher::image_facts::ErrorClass;
 use container_image_pusher::registry::Metrics;
 use container_image_pusher::registry::{Platform, Resolver, ResolverConfig};
+use support::receiver::{has, label};
 use support::{
     push_attestation, push_image, push_index, wait_for_async, wait_until_async, Format, ImageSpec,
     IndexEntry, Registry,
@@ -870,9 +871,6 @@ fn pushed<'a>(
     metric: &str,
     labels: &[(&str, &str)],
 ) -> Vec<&'a [(String, String)]> {
-    let has = |set: &[(String, String)], name: &str, value: &str| {
-        set.iter().any(|(n, v)| n == name && v == value)
-    };
     series
         .iter()
         .map(|(set, _)| set.as_slice())
@@ -884,10 +882,14 @@ fn pushed<'a>(
 fn pushed_digest(series: &[(Vec<(String, String)>, f64)], name: &str) -> String {
     let info = pushed(series, "container_image_container_info", &[("name", name)]);
     assert_eq!(info.len(), 1, "one container_info for {name}: {series:?}");
-    info[0]
-        .iter()
-        .find(|(n, _)| n == "digest")
-        .map_or_else(String::new, |(_, v)| v.clone())
+    label(info[0], "digest").unwrap_or_default().to_owned()
+}
+
+/// How many `team` image labels (the tiny image's one label) were pushed
+/// for `digest`.
+fn team_labels(series: &[(Vec<(String, String)>, f64)], digest: &str) -> usize {
+    let team = [("digest", digest), ("key", "team")];
+    pushed(series, "container_image_label", &team).len()
 }
 
 /// A stand-in registry that hands out tokens from its own token server,
@@ -955,15 +957,7 @@ async fn a_token_server_naming_absurd_lifetimes_costs_no_image() {
             "{name}\n{stderr}"
         );
     }
-    assert_eq!(
-        pushed(
-            &series,
-            "container_image_label",
-            &[("digest", &image.manifest_digest), ("key", "team")]
-        )
-        .len(),
-        1
-    );
+    assert_eq!(team_labels(&series, &image.manifest_digest), 1);
 }
 
 /// A registry naming digests of an algorithm nobody can verify: in
@@ -1059,15 +1053,7 @@ async fn digests_of_unknown_algorithms_are_bad_format_and_cost_only_their_image(
         }
     }
     assert_eq!(pushed_digest(&series, "good"), image.manifest_digest);
-    assert_eq!(
-        pushed(
-            &series,
-            "container_image_label",
-            &[("digest", &image.manifest_digest), ("key", "team")]
-        )
-        .len(),
-        1
-    );
+    assert_eq!(team_labels(&series, &image.manifest_digest), 1);
 }
 
 /// A registry whose Bearer challenge names a plain-HTTP token server on
