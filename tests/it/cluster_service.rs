@@ -64,48 +64,41 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
     api.apply(&pod("new", "127.0.0.1:1/new:1"));
     api.apply(&deployment("web", "127.0.0.1:1/web:2"));
     api.delete::<Pod>(Some("shop"), "goes");
+    let moved = r#"container_image_container_info{image="127.0.0.1:1/web:2",kind="Deployment",cluster="watch"}"#;
     pusher
-        .wait_for_query(
+        .wait_for_each(
             &prometheus,
-            r#"container_image_container_info{name="new"}"#,
-            |s| s.len() == 1,
+            &[
+                (r#"container_image_container_info{name="new"}"#, 1),
+                (r#"container_image_container_info{name="goes"}"#, 0),
+                (
+                    r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#,
+                    0,
+                ),
+                (moved, 1),
+            ],
         )
         .await;
-    pusher
-        .wait_for_query(
-            &prometheus,
-            r#"container_image_container_info{name="goes"}"#,
-            |s| s.is_empty(),
-        )
-        .await;
-    pusher
-        .wait_for_query(
-            &prometheus,
-            r#"container_image_container_info{image="127.0.0.1:1/web:1"}"#,
-            |s| s.is_empty(),
-        )
-        .await;
-    pusher.wait_for_query(&prometheus, r#"container_image_container_info{image="127.0.0.1:1/web:2",kind="Deployment",cluster="watch"}"#, |s| s.len() == 1).await;
 
     // A watch that ends resumes; one whose history expired (410) re-lists,
     // and an object deleted meanwhile goes stale.
     api.close_watches();
     api.apply(&pod("after-close", "127.0.0.1:1/a:1"));
     pusher
-        .wait_for_query(
+        .wait_for_series(
             &prometheus,
             r#"container_image_container_info{name="after-close"}"#,
-            |s| s.len() == 1,
+            1,
         )
         .await;
     api.delete::<Pod>(Some("shop"), "after-close");
     api.compact();
     api.close_watches();
     pusher
-        .wait_for_query(
+        .wait_for_series(
             &prometheus,
             r#"container_image_container_info{name="after-close"}"#,
-            |s| s.is_empty(),
+            0,
         )
         .await;
     pusher
@@ -391,9 +384,7 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
     )
     .await;
     let agent = r#"container_image_container_info{kind="DaemonSet"}"#;
-    pusher
-        .wait_for_query(&prometheus, agent, |s| s.len() == 1)
-        .await;
+    pusher.wait_for_series(&prometheus, agent, 1).await;
     api.wait_for_watch::<DaemonSet>(Duration::from_secs(20))
         .await;
 
@@ -404,9 +395,7 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
     )
     .await;
     let refused = Instant::now();
-    pusher
-        .wait_for_query(&prometheus, agent, |s| s.is_empty())
-        .await;
+    pusher.wait_for_series(&prometheus, agent, 0).await;
     assert!(
         refused.elapsed() >= Duration::from_millis(1500),
         "the series ended before the grace period was over"
@@ -437,7 +426,5 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
     );
 
     api.allow::<DaemonSet>();
-    pusher
-        .wait_for_query(&prometheus, agent, |s| s.len() == 1)
-        .await;
+    pusher.wait_for_series(&prometheus, agent, 1).await;
 }

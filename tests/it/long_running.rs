@@ -30,10 +30,10 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
         })
         .await;
     pusher
-        .wait_for_query(
+        .wait_for_series(
             &prometheus,
             r#"container_image_resolve_error{class="unavailable"}"#,
-            |s| s.len() == 2,
+            2,
         )
         .await;
 
@@ -43,31 +43,23 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
     // Prometheus' lookback is 5 minutes: only a stale marker makes the old
     // series vanish from instant queries within seconds.
     pusher
-        .wait_for_query(
+        .wait_for_each(
             &prometheus,
-            r#"container_image_container_info{name="remove"}"#,
-            |s| s.is_empty(),
-        )
-        .await;
-    pusher
-        .wait_for_query(
-            &prometheus,
-            r#"container_image_container_info{image="127.0.0.1:1/keep:1"}"#,
-            |s| s.is_empty(),
-        )
-        .await;
-    pusher
-        .wait_for_query(
-            &prometheus,
-            r#"container_image_container_info{image="127.0.0.1:1/keep:2",cluster="test"}"#,
-            |s| s.len() == 1,
-        )
-        .await;
-    pusher
-        .wait_for_query(
-            &prometheus,
-            r#"container_image_resolve_error{image="127.0.0.1:1/remove:1"}"#,
-            |s| s.is_empty(),
+            &[
+                (r#"container_image_container_info{name="remove"}"#, 0),
+                (
+                    r#"container_image_container_info{image="127.0.0.1:1/keep:1"}"#,
+                    0,
+                ),
+                (
+                    r#"container_image_container_info{image="127.0.0.1:1/keep:2",cluster="test"}"#,
+                    1,
+                ),
+                (
+                    r#"container_image_resolve_error{image="127.0.0.1:1/remove:1"}"#,
+                    0,
+                ),
+            ],
         )
         .await;
     // The data is still there for range queries: staleness ends a series, it does not delete it.

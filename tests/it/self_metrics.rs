@@ -59,13 +59,13 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
         })
         .await;
     pusher
-        .wait_for_query(api, "container_image_pusher_leader == 1", |s| s.len() == 1)
+        .wait_for_series(api, "container_image_pusher_leader == 1", 1)
         .await;
     pusher
-        .wait_for_query(
+        .wait_for_series(
             api,
             "container_image_pusher_last_snapshot_duration_seconds",
-            |s| s.len() == 1,
+            1,
         )
         .await;
     // Nothing per image or registry host: a handful of series in all.

@@ -178,6 +178,20 @@ impl Pusher {
         );
     }
 
+    /// [`Pusher::wait_for_query`] until `promql` returns `n` series (0:
+    /// until it returns none).
+    pub async fn wait_for_series(&self, prometheus: &QueryApi, promql: &str, n: usize) {
+        self.wait_for_query(prometheus, promql, |s| s.len() == n)
+            .await;
+    }
+
+    /// [`Pusher::wait_for_series`] for each `(promql, n)`, in order.
+    pub async fn wait_for_each(&self, prometheus: &QueryApi, expected: &[(&str, usize)]) {
+        for (promql, n) in expected {
+            self.wait_for_series(prometheus, promql, *n).await;
+        }
+    }
+
     /// Polls `condition` until it holds; panics with `what` and the
     /// pusher's log (which tells why) after `timeout`.
     pub async fn wait_until(
