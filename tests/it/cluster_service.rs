@@ -29,20 +29,11 @@ async fn watched_changes_reach_prometheus_with_stale_markers() {
     api.apply(&deployment("web", "127.0.0.1:1/web:1"));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let pusher = Pusher::start(
-        &[
-            "--interval",
-            "300ms",
-            "--remote-write-url",
-            &prometheus.write_url(),
-            "--external-label",
-            &prometheus.external_label(),
-            "--external-label",
-            "cluster=watch",
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+    let pusher = Pusher::on_cluster(&kubeconfig, "300ms")
+        .pushing_to_scope(&prometheus)
+        .args(&["--external-label", "cluster=watch"])
+        .start()
+        .await;
     let ready = reqwest::get(format!("{}/readyz", pusher.base_url))
         .await
         .unwrap();
@@ -138,24 +129,18 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
         let kubeconfig = kubeconfig.clone();
         let url = receiver.url();
         async move {
-            Pusher::start(
-                &[
-                    "--interval",
-                    "300ms",
-                    "--remote-write-url",
-                    &url,
+            Pusher::on_cluster(&kubeconfig, "300ms")
+                .pushing_to(&url)
+                .args(&[
                     "--leader-election",
                     "--lease-duration",
                     "2s",
                     "--lease-namespace",
                     "monitoring",
-                ],
-                &[
-                    ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                    ("POD_NAME", name),
-                ],
-            )
-            .await
+                ])
+                .env("POD_NAME", name)
+                .start()
+                .await
         }
     };
     let mut first = replica("replica-a").await;
@@ -258,20 +243,11 @@ async fn after_an_api_server_restart_the_series_are_current_within_two_ticks() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
     let interval = Duration::from_secs(3);
-    let pusher = Pusher::start(
-        &[
-            "--interval",
-            "3s",
-            "--watch-grace-period",
-            "4s",
-            "--remote-write-url",
-            &prometheus.write_url(),
-            "--external-label",
-            &prometheus.external_label(),
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+    let pusher = Pusher::on_cluster(&kubeconfig, "3s")
+        .pushing_to_scope(&prometheus)
+        .args(&["--watch-grace-period", "4s"])
+        .start()
+        .await;
     let count = "count(container_image_container_info)";
     pusher
         .wait_for_query(&prometheus, count, |s| {
@@ -367,22 +343,11 @@ async fn a_revoked_kind_ends_its_series_after_the_grace_period() {
     api.apply(&daemon_set("agent", "127.0.0.1:1/agent:1"));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let pusher = Pusher::start(
-        &[
-            "--interval",
-            "300ms",
-            "--watch-timeout",
-            "1s",
-            "--watch-grace-period",
-            "2s",
-            "--remote-write-url",
-            &prometheus.write_url(),
-            "--external-label",
-            &prometheus.external_label(),
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+    let pusher = Pusher::on_cluster(&kubeconfig, "300ms")
+        .pushing_to_scope(&prometheus)
+        .args(&["--watch-timeout", "1s", "--watch-grace-period", "2s"])
+        .start()
+        .await;
     let agent = r#"container_image_container_info{kind="DaemonSet"}"#;
     pusher.wait_for_series(&prometheus, agent, 1).await;
     api.wait_for_watch::<DaemonSet>(Duration::from_secs(20))

@@ -432,30 +432,17 @@ async fn start_pusher(api: &KubeApi, receiver: &Receiver, dir: &Path, args: &[&s
         .unwrap(),
     );
     let kubeconfig = kubeconfig_in(api, dir, "container-image-pusher");
-    let url = receiver.url();
-    let mut all = vec![
-        "--interval",
-        "300ms",
-        "--remote-write-url",
-        &url,
-        "--leader-election",
-        "--lease-duration",
-        "1s",
-        "--log-format",
-        "json",
-    ];
-    all.extend_from_slice(args);
-    Pusher::start(
-        &all,
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            // Not in a pod: no namespace from the downward API (an empty
-            // value counts as unset).
-            ("POD_NAMESPACE", ""),
-            ("POD_NAME", "replica-a"),
-        ],
-    )
-    .await
+    Pusher::on_cluster(&kubeconfig, "300ms")
+        .pushing_to(&receiver.url())
+        .args(&["--leader-election", "--lease-duration", "1s"])
+        .args(&["--log-format", "json"])
+        .args(args)
+        // Not in a pod: no namespace from the downward API (an empty value
+        // counts as unset).
+        .env("POD_NAMESPACE", "")
+        .env("POD_NAME", "replica-a")
+        .start()
+        .await
 }
 
 /// Issue 12, item 5: outside a pod the Lease went to `default`, was refused,

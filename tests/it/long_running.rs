@@ -15,13 +15,8 @@ async fn removed_and_changed_series_go_stale_at_once_and_sigterm_exits_cleanly()
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["keep", "remove"]);
     let mut pusher = Pusher::on_manifests(&manifests, "300ms")
-        .pushing_to(&prometheus.write_url())
-        .args(&[
-            "--external-label",
-            "cluster=test",
-            "--external-label",
-            &prometheus.external_label(),
-        ])
+        .pushing_to_scope(&prometheus)
+        .args(&["--external-label", "cluster=test"])
         .start()
         .await;
     pusher

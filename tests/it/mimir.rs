@@ -156,7 +156,8 @@ async fn start_pusher(manifests: &str, url: &str, extra: &[&str]) -> Pusher {
         .pushing_to(url)
         .args(&["--workload-labels", "*", "--external-label", "cluster=c"])
         .args(extra)
-        .start_with_env(&[("NO_COLOR", "1")])
+        .env("NO_COLOR", "1")
+        .start()
         .await
 }
 

@@ -297,11 +297,10 @@ async fn refused_pull_secrets_are_one_warning_and_allowed_again_one_line() {
     api.forbid::<ServiceAccount>();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let pusher = Pusher::start(
-        &["--interval", "300ms", "--namespace", "shop,other"],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+    let pusher = Pusher::on_cluster(&kubeconfig, "300ms")
+        .args(&["--namespace", "shop,other"])
+        .start()
+        .await;
     let requests = || {
         api.requests()
             .iter()

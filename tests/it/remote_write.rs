@@ -1100,7 +1100,8 @@ async fn a_failing_receiver_does_not_hold_shutdown_in_retries() {
     let mut pusher = Pusher::on_manifests(&manifests, "1s")
         .pushing_to(&url)
         .args(&["--remote-write-retry-for", "5m"])
-        .start_with_env(&[("NO_COLOR", "1")])
+        .env("NO_COLOR", "1")
+        .start()
         .await;
     pusher
         .wait_until(Duration::from_secs(20), "a retried request", async || {

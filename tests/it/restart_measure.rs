@@ -26,14 +26,10 @@ async fn restart_to_current() {
         api.apply(&deployment("before"));
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = api.write_kubeconfig(dir.path());
-        let pusher = Pusher::start(
-            &["--interval", "5s"],
-            &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("RUST_LOG", "warn"),
-            ],
-        )
-        .await;
+        let pusher = Pusher::on_cluster(&kubeconfig, "5s")
+            .env("RUST_LOG", "warn")
+            .start()
+            .await;
         pusher
             .metrics_when(Duration::from_secs(60), "before", |m| {
                 m.contains("name=\"before\"")

@@ -17,17 +17,10 @@ async fn the_health_set_lands_where_the_inventory_is_pushed_without_a_scrape() {
     refusing.set_fallback(Reply::status(400));
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a", "b"]);
-    let write_url = prometheus.write_url();
     let pusher = Pusher::on_manifests(&manifests, "250ms")
-        .pushing_to(&write_url)
+        .pushing_to_scope(&prometheus)
         .pushing_to(&refusing.url())
-        .args(&[
-            "--push-self-metrics=true",
-            "--external-label",
-            "cluster=c1",
-            "--external-label",
-            &prometheus.external_label(),
-        ])
+        .args(&["--push-self-metrics=true", "--external-label", "cluster=c1"])
         .start()
         .await;
     let api: &support::prometheus::QueryApi = &prometheus;
@@ -89,14 +82,9 @@ async fn push_self_metrics_false_pushes_the_inventory_only() {
     let prometheus = SharedPrometheus::scope().await;
     let dir = tempfile::tempdir().unwrap();
     let manifests = write_pods(dir.path(), "pods.yaml", &["a"]);
-    let write_url = prometheus.write_url();
     let pusher = Pusher::on_manifests(&manifests, "250ms")
-        .pushing_to(&write_url)
-        .args(&[
-            "--push-self-metrics=false",
-            "--external-label",
-            &prometheus.external_label(),
-        ])
+        .pushing_to_scope(&prometheus)
+        .args(&["--push-self-metrics=false"])
         .start()
         .await;
     let api: &support::prometheus::QueryApi = &prometheus;

@@ -723,18 +723,15 @@ async fn the_service_picks_up_a_late_crd() {
     let api = KubeApi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let pusher = support::pusher::Pusher::start(
-        &[
-            "--interval",
-            "1s",
+    let pusher = support::pusher::Pusher::on_cluster(&kubeconfig, "1s")
+        .args(&[
             "--workload-kind",
             "argo-rollouts",
             "--registry-timeout",
             "1s",
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     pusher
         .wait_until(TIMEOUT, "/readyz to answer 200", async || {
             pusher.readyz().await.0 == 200

@@ -6,13 +6,15 @@
 //! `peers`), one strict scripted receiver for remote write 1.0/2.0 and OTLP
 //! (`receiver`), the workloads, images and end-to-end scenario tests build
 //! from (`fixtures`), waiting on conditions (`wait`), what a registry was
-//! asked (`registry_log`), and helpers to run the pusher binary itself.
+//! asked (`registry_log`), and helpers to run the pusher binary itself
+//! (`pusher`; `launch` starts one with the options a test varies).
 //!
 //! Every server's `start` sets the process up as its tests need (rustls's
 //! crypto provider for the reqwest and kube clients), so tests do not.
 
 pub mod fixtures;
 pub mod kube_api;
+pub mod launch;
 pub mod manifests;
 pub mod mimir;
 pub mod peers;
