@@ -28,10 +28,6 @@ fn readme_team_query() -> String {
         .to_owned()
 }
 
-fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    labels.get(name).map_or("", String::as_str)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
     container_image_pusher::install_crypto_provider();
@@ -111,7 +107,7 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
         .await;
     let api_owner = owners
         .iter()
-        .find(|s| label(&s.labels, "name") == "api")
+        .find(|s| s.label("name") == "api")
         .expect("the api Deployment has its series");
     let names: Vec<&str> = api_owner.labels.keys().map(String::as_str).collect();
     assert_eq!(
@@ -130,21 +126,15 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
         ],
         "only the allowlisted labels and annotations"
     );
-    assert_eq!(
-        label(&api_owner.labels, "annotation_owner"),
-        "alice@example.com"
-    );
-    assert_eq!(
-        label(&api_owner.labels, "label_app_kubernetes_io_part_of"),
-        "shop"
-    );
+    assert_eq!(api_owner.label("annotation_owner"), "alice@example.com");
+    assert_eq!(api_owner.label("label_app_kubernetes_io_part_of"), "shop");
 
     // The README's join: every container, counted by team.
     let by_team: BTreeMap<String, f64> = prometheus
         .query(&readme_team_query())
         .await
         .into_iter()
-        .map(|s| (label(&s.labels, "label_team").to_owned(), s.value))
+        .map(|s| (s.label("label_team").to_owned(), s.value))
         .collect();
     assert_eq!(
         by_team,
@@ -161,7 +151,7 @@ async fn teams_route_containers_and_only_allowed_metadata_is_pushed() {
         .query("container_image_label")
         .await
         .into_iter()
-        .map(|s| label(&s.labels, "key").to_owned())
+        .map(|s| s.label("key").to_owned())
         .collect();
     assert_eq!(keys, ["org.opencontainers.image.source"]);
     assert!(prometheus

@@ -32,19 +32,22 @@ fn running_pod(name: &str, image: &str, image_id: &str) -> Pod {
     }))
 }
 
-async fn push_once(api: &KubeApi, args: &[&str]) -> String {
+/// One push of the cluster `api` serves, into the test's scope of the
+/// shared Prometheus, reading images over plain HTTP from `registry` (a
+/// host); the pusher's log.
+async fn push_once(api: &KubeApi, prometheus: &SharedPrometheus, registry: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.write_kubeconfig(dir.path());
-    let mut all = vec!["--once", "--registry-timeout", "5s"];
-    all.extend_from_slice(args);
-    support::pusher::run_once(&all, Some(&kubeconfig))
+    let (url, scope) = (prometheus.write_url(), prometheus.external_label());
+    let args: [&[&str]; 3] = [
+        &["--once", "--registry-timeout", "5s"],
+        &["--remote-write-url", &url, "--external-label", &scope],
+        &["--insecure-registry", registry],
+    ];
+    support::pusher::run_once(&args.concat(), Some(&kubeconfig))
         .await
         .assert_success()
         .stderr
-}
-
-fn label<'a>(labels: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    labels.get(name).map_or("", String::as_str)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,18 +111,7 @@ async fn drift_is_a_running_digest_the_tag_moved_away_from() {
         "spec": template(json!({"containers": containers(&[("app", &app)])}))
     })));
 
-    push_once(
-        &api,
-        &[
-            "--remote-write-url",
-            &prometheus.write_url(),
-            "--external-label",
-            &prometheus.external_label(),
-            "--insecure-registry",
-            &reg,
-        ],
-    )
-    .await;
+    push_once(&api, &prometheus, &reg).await;
 
     let drift = prometheus
         .query_until(
@@ -129,19 +121,19 @@ async fn drift_is_a_running_digest_the_tag_moved_away_from() {
         )
         .await;
     assert_eq!(drift.len(), 1, "{drift:?}");
-    let labels = &drift[0].labels;
-    assert_eq!(drift[0].value, 1.0);
-    assert_eq!(label(labels, "name"), "old");
-    assert_eq!(label(labels, "namespace"), "shop");
-    assert_eq!(label(labels, "container"), "app");
-    assert_eq!(label(labels, "image"), app);
+    let drifted = &drift[0];
+    assert_eq!(drifted.value, 1.0);
+    assert_eq!(drifted.label("name"), "old");
+    assert_eq!(drifted.label("namespace"), "shop");
+    assert_eq!(drifted.label("container"), "app");
+    assert_eq!(drifted.label("image"), app);
     assert_eq!(
-        label(labels, "digest"),
+        drifted.label("digest"),
         new.digest,
         "what the tag names now"
     );
     assert_eq!(
-        label(labels, "image_id"),
+        drifted.label("image_id"),
         format!("{reg}/apps/app@{}", old.digest),
         "what the pod runs, runtime prefix stripped"
     );
@@ -151,15 +143,15 @@ async fn drift_is_a_running_digest_the_tag_moved_away_from() {
         .await;
     assert_eq!(info.len(), 4, "{info:?}");
     for sample in &info {
-        let name = label(&sample.labels, "name");
+        let name = sample.label("name");
         let expected_digest = if name == "index" || name == "platform" {
             &index.digest
         } else {
             &new.digest
         };
-        assert_eq!(label(&sample.labels, "digest"), expected_digest, "{name}");
+        assert_eq!(sample.label("digest"), expected_digest, "{name}");
         assert!(
-            label(&sample.labels, "image_id").ends_with(match name {
+            sample.label("image_id").ends_with(match name {
                 "old" => &old.digest,
                 "current" => &new.digest,
                 "index" => &index.digest,
@@ -190,18 +182,7 @@ async fn a_pod_keeps_the_digest_it_pulled_while_its_registry_is_unreachable() {
         &format!("docker-pullable://{host}/apps/app@{digest}"),
     ));
 
-    push_once(
-        &api,
-        &[
-            "--remote-write-url",
-            &prometheus.write_url(),
-            "--external-label",
-            &prometheus.external_label(),
-            "--insecure-registry",
-            &host,
-        ],
-    )
-    .await;
+    push_once(&api, &prometheus, &host).await;
 
     let info = prometheus
         .query_until(
@@ -211,19 +192,15 @@ async fn a_pod_keeps_the_digest_it_pulled_while_its_registry_is_unreachable() {
         )
         .await;
     assert_eq!(info.len(), 1, "{info:?}");
-    assert_eq!(
-        label(&info[0].labels, "digest"),
-        digest,
-        "the pulled digest"
-    );
+    assert_eq!(info[0].label("digest"), digest, "the pulled digest");
     let errors = prometheus.query("container_image_resolve_error").await;
     assert_eq!(
         errors.len(),
         1,
         "the registry's failure is still said: {errors:?}"
     );
-    assert_eq!(label(&errors[0].labels, "image"), image);
-    assert_eq!(label(&errors[0].labels, "class"), "unavailable");
+    assert_eq!(errors[0].label("image"), image);
+    assert_eq!(errors[0].label("class"), "unavailable");
     // Nothing says where the tag points now: no drift either way.
     assert!(prometheus
         .query("container_image_running_drift")

@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::{json, Value};
 use support::fixtures::{containers, object, template};
 use support::kube_api::ARGO_ROLLOUT;
-use support::registry::{MANIFEST_ACCEPT, OCI_MANIFEST};
-use support::{push_image, ImageSpec, KubeApi, QueryApi, Registry, SharedPrometheus};
+use support::tags::push_tags;
+use support::{KubeApi, QueryApi, Registry, SharedPrometheus};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const REPO: &str = "library/app";
@@ -27,29 +27,8 @@ const TAGS: &[&str] = &["1.27.3", "1.27.5", "1.28.0", "2.0.0", "latest"];
 /// The registry holding [`REPO`] with every tag of [`TAGS`].
 async fn registry() -> Registry {
     let reg = Registry::start().await;
-    push_tags(&reg, REPO, TAGS).await;
+    push_tags(&reg, REPO, "2024-05-01T00:00:00Z", TAGS).await;
     reg
-}
-
-/// Pushes one image to `repo` of `reg` under every tag of `tags`.
-async fn push_tags(reg: &Registry, repo: &str, tags: &[&str]) {
-    let spec = ImageSpec::oci("linux", "amd64").created("2024-05-01T00:00:00Z");
-    let pushed = push_image(reg, repo, None, &spec).await;
-    let body = reg
-        .request(
-            reqwest::Method::GET,
-            &format!("/v2/{repo}/manifests/{}", pushed.digest),
-        )
-        .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
-        .send()
-        .await
-        .expect("the registry answers")
-        .bytes()
-        .await
-        .expect("a manifest");
-    for tag in tags {
-        reg.push_manifest(repo, tag, OCI_MANIFEST, &body).await;
-    }
 }
 
 /// A pod template's `metadata.annotations` of version-checker's pins.
@@ -297,7 +276,13 @@ async fn override_url_reads_the_mirror_with_the_pods_own_credentials() {
     let (api, prometheus, reg) =
         tokio::join!(KubeApi::start(), SharedPrometheus::scope(), registry());
     let mirror = Registry::start_with_htpasswd("puller", "s3cret").await;
-    push_tags(&mirror, "upstream/app", &["1.27.3", "3.1.0"]).await;
+    push_tags(
+        &mirror,
+        "upstream/app",
+        "2024-05-01T00:00:00Z",
+        &["1.27.3", "3.1.0"],
+    )
+    .await;
     let image = format!("{}/{REPO}:1.27.3", reg.host());
     let url =
         json!({ "override-url.version-checker.io/app": format!("{}/upstream/app", mirror.host()) });

@@ -17,9 +17,8 @@ use container_image_pusher::image_facts::VersionInfo;
 use container_image_pusher::registry::Metrics;
 use container_image_pusher::registry::{Platform, Resolver, ResolverConfig, VersionSettings};
 use container_image_pusher::versions::{Behind, Overrides};
-use futures::StreamExt as _;
-use support::registry::{MANIFEST_ACCEPT, OCI_MANIFEST};
-use support::{push_image, ImageSpec, Registry};
+use support::tags::push_tags;
+use support::Registry;
 
 fn new_resolver(insecure: &[&str]) -> (Resolver, Metrics) {
     let metrics = Metrics::new(&prometheus::Registry::new());
@@ -46,32 +45,6 @@ fn new_resolver(insecure: &[&str]) -> (Resolver, Metrics) {
     };
     let resolver = Resolver::new(config, metrics.clone()).expect("the HTTP client builds");
     (resolver, metrics)
-}
-
-/// Pushes one image built at `created` and tags it with every tag of `tags`.
-async fn push_tags(reg: &Registry, repo: &str, created: &str, tags: &[String]) {
-    let spec = ImageSpec::oci("linux", "amd64").created(created);
-    let pushed = push_image(reg, repo, None, &spec).await;
-    let body = reg
-        .request(
-            reqwest::Method::GET,
-            &format!("/v2/{repo}/manifests/{}", pushed.digest),
-        )
-        .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
-        .send()
-        .await
-        .expect("the registry answers")
-        .bytes()
-        .await
-        .expect("a manifest");
-    futures::stream::iter(tags)
-        .for_each_concurrent(16, |tag| {
-            let body = body.clone();
-            async move {
-                reg.push_manifest(repo, tag, OCI_MANIFEST, &body).await;
-            }
-        })
-        .await;
 }
 
 fn owned(tags: &[&str]) -> Vec<String> {

@@ -6,7 +6,8 @@
 //! `peers`), one strict scripted receiver for remote write 1.0/2.0 and OTLP
 //! (`receiver`), the workloads, images and end-to-end scenario tests build
 //! from (`fixtures`), waiting on conditions (`wait`), what a registry was
-//! asked (`registry_log`), and helpers to run the pusher binary itself
+//! asked (`registry_log`), one image under many tags (`tags`), and helpers
+//! to run the pusher binary itself
 //! (`pusher`; `launch` starts one with the options a test varies).
 //!
 //! Every server's `start` sets the process up as its tests need (rustls's
@@ -28,6 +29,7 @@ pub mod registry_log;
 pub mod shared;
 pub mod signing;
 pub mod slow_registry;
+pub mod tags;
 pub mod tlog;
 pub mod tls_front;
 pub mod victoria_metrics;

@@ -64,6 +64,13 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// The value of label `name` ("" when the series has none).
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
+}
+
 impl Prometheus {
     /// Starts Prometheus with the default flags (including the default 5m
     /// `--query.lookback-delta`).
