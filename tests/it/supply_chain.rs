@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::pusher::{run_once, Pusher};
 use support::referrers_api::ReferrersApi;
-use support::signing::samples;
+use support::signing::{samples, write_pods};
 use support::{
     peers, push_artifact, push_attestation, push_image, push_index, Attachment, Format, ImageSpec,
     IndexEntry, Registry,
@@ -40,20 +40,6 @@ fn expected(pairs: &[(&str, &str, f64)]) -> BTreeMap<(String, String), f64> {
         .iter()
         .map(|(k, t, v)| ((k.to_string(), t.to_string()), *v))
         .collect()
-}
-
-/// A manifests file with one Pod per image.
-fn write_pods(dir: &Path, images: &[&str]) -> String {
-    let pods: Vec<String> = images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| {
-            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n")
-        })
-        .collect();
-    let path = dir.join("pods.yaml");
-    std::fs::write(&path, pods.join("---\n")).expect("write the manifests");
-    path.to_str().expect("a UTF-8 path").to_owned()
 }
 
 /// Runs the pusher once over `images` and returns its stdout (the series).

@@ -14,8 +14,8 @@ use std::path::Path;
 use base64::Engine as _;
 use serde_json::Value;
 use support::signing::{
-    cosign, digest_of, dry_run, generate_key, get, image, sign, tag_of, verdicts, write_pods,
-    OCI_INDEX, OCI_MANIFEST,
+    cosign, cosign_offline, digest_of, dry_run, generate_key, get, image, sign, tag_of, verdicts,
+    write_pods, OCI_INDEX, OCI_MANIFEST,
 };
 use support::Registry;
 
@@ -26,24 +26,10 @@ const CUSTOM: &str = "https://cosign.sigstore.dev/attestation/v1";
 fn attest(dir: &Path, key: &str, predicate_type: &str, image: &str, legacy: bool) {
     let predicate = dir.join("predicate.json");
     std::fs::write(&predicate, r#"{"buildType":"https://example.com/build"}"#).unwrap();
-    let mut args = vec![
-        "attest",
-        "--key",
-        key,
-        "--type",
-        predicate_type,
-        "--predicate",
-        predicate.to_str().unwrap(),
-        "--tlog-upload=false",
-        "--use-signing-config=false",
-        "--allow-http-registry",
-        "--yes",
-    ];
-    if legacy {
-        args.push("--new-bundle-format=false");
-    }
-    args.push(image);
-    assert!(cosign(dir, &args), "cosign {args:?} failed");
+    let predicate = predicate.to_str().unwrap();
+    let attest = ["attest", "--key", key, "--type", predicate_type];
+    let command = [attest.as_slice(), &["--predicate", predicate]].concat();
+    cosign_offline(dir, &command, image, legacy);
 }
 
 /// The oracle: whether `cosign verify-attestation` accepts `image`.

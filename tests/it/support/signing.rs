@@ -24,15 +24,20 @@ pub fn cosign(dir: &Path, args: &[&str]) -> bool {
 }
 
 pub fn sign(dir: &Path, key: &str, image: &str, legacy: bool) {
-    let mut args = vec![
-        "sign",
-        "--key",
-        key,
+    cosign_offline(dir, &["sign", "--key", key], image, legacy);
+}
+
+/// Runs cosign's `command` (its name and flags) on `image` with no
+/// transparency log, against a plain-HTTP registry, in the legacy bundle
+/// format when `legacy`; panics if it fails.
+pub fn cosign_offline(dir: &Path, command: &[&str], image: &str, legacy: bool) {
+    let mut args = command.to_vec();
+    args.extend([
         "--tlog-upload=false",
         "--use-signing-config=false",
         "--allow-http-registry",
         "--yes",
-    ];
+    ]);
     if legacy {
         args.push("--new-bundle-format=false");
     }
@@ -117,11 +122,13 @@ pub fn verdicts(text: &str) -> BTreeMap<(String, String), (f64, Option<String>)>
     verdicts
 }
 
-pub fn write_pods(dir: &Path, images: &[String]) -> String {
+/// A manifests file with one Pod per image; its path.
+pub fn write_pods(dir: &Path, images: &[impl AsRef<str>]) -> String {
     let pods: Vec<String> = images
         .iter()
         .enumerate()
         .map(|(i, image)| {
+            let image = image.as_ref();
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns}}\nspec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n")
         })
         .collect();
