@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -215,6 +216,19 @@ async fn pull_secrets_from_the_cluster_the_kubelet_way() {
     }
 }
 
+/// A cluster of one Pod running `image` with the pull secret `regcred`,
+/// where the pusher may read neither Secrets nor ServiceAccounts; the
+/// folder of its kubeconfig (removed on drop: keep it) and the kubeconfig.
+async fn forbidden_secrets(image: &str) -> (KubeApi, tempfile::TempDir, PathBuf) {
+    let api = KubeApi::start().await;
+    api.apply(&object::<Pod>(pod("shop", "p", image, &["regcred"], None)));
+    api.forbid::<Secret>();
+    api.forbid::<ServiceAccount>();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    (api, dir, kubeconfig)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_rights_on_secrets_images_resolve_anonymously() {
     let registry = Registry::start().await;
@@ -226,18 +240,7 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
         &ImageSpec::oci("linux", "amd64").layer(vec![2; 10]),
     )
     .await;
-    let api = KubeApi::start().await;
-    api.apply(&object::<Pod>(pod(
-        "shop",
-        "p",
-        &format!("{host}/public/app:1"),
-        &["regcred"],
-        None,
-    )));
-    api.forbid::<Secret>();
-    api.forbid::<ServiceAccount>();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = forbidden_secrets(&format!("{host}/public/app:1")).await;
     let started = Instant::now();
     let RunOutput { stdout, stderr, .. } = run_once(
         &["--once", "--dry-run", "--insecure-registry", &host],
@@ -285,18 +288,7 @@ async fn without_rights_on_secrets_images_resolve_anonymously() {
 /// refused and retried: one warning, and one line when they are allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_pull_secrets_are_one_warning_and_allowed_again_one_line() {
-    let api = KubeApi::start().await;
-    api.apply(&object::<Pod>(pod(
-        "shop",
-        "p",
-        "127.0.0.1:1/app:1",
-        &["regcred"],
-        None,
-    )));
-    api.forbid::<Secret>();
-    api.forbid::<ServiceAccount>();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = forbidden_secrets("127.0.0.1:1/app:1").await;
     let pusher = Pusher::on_cluster(&kubeconfig, "300ms")
         .args(&["--namespace", "shop,other"])
         .start()
