@@ -19,7 +19,7 @@ use support::receiver::{Receiver, Reply};
 use support::wait_until_async;
 use support::{KubeApi, Prometheus};
 
-use support::pusher::{run_once, RunOutput, BIN};
+use support::pusher::{once_args, run_once, RunOutput, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_the_cluster_inventory_to_prometheus() {
@@ -147,15 +147,11 @@ async fn once_fails_when_a_batch_is_rejected_but_sends_the_others() {
         .collect();
     let manifests = write_manifest(dir.path(), "pods.yaml", &pods);
     let RunOutput { stderr, .. } = run_once(
-        &[
-            "--manifests",
+        &once_args(
             manifests.to_str().unwrap(),
-            "--once",
-            "--remote-write-url",
             &receiver.url(),
-            "--max-series-per-request",
-            "1",
-        ],
+            &["--max-series-per-request", "1"],
+        ),
         None,
     )
     .await

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::fixtures::{pod_manifest, unreachable_image, write_many_pods, write_pods};
-use support::pusher::{rss_bytes, run_once, run_once_with_stdin, Pusher, RunOutput};
+use support::pusher::{once_args, rss_bytes, run_once, run_once_with_stdin, Pusher, RunOutput};
 use support::receiver::Receiver;
 use support::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,13 +103,7 @@ async fn once_pushes_every_good_document_and_exits_3_when_input_was_skipped() {
     hostile_directory(dir.path(), 2 << 20, 200_000);
     let started = Instant::now();
     let RunOutput { code, stderr, .. } = run_once(
-        &[
-            "--once",
-            "--manifests",
-            dir.path().to_str().unwrap(),
-            "--remote-write-url",
-            &receiver.url(),
-        ],
+        &once_args(dir.path().to_str().unwrap(), &receiver.url(), &[]),
         None,
     )
     .await;
@@ -147,13 +141,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     let file = dir.path().join("mixed.yaml");
     std::fs::write(&file, &mixed).unwrap();
     let RunOutput { stderr, .. } = run_once(
-        &[
-            "--once",
-            "--manifests",
-            file.to_str().unwrap(),
-            "--remote-write-url",
-            &receiver.url(),
-        ],
+        &once_args(file.to_str().unwrap(), &receiver.url(), &[]),
         None,
     )
     .await
@@ -162,18 +150,10 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     assert_eq!(skip_lines(&stderr).len(), 1, "{stderr}");
 
     let receiver = Receiver::start().await;
-    let RunOutput { stderr, .. } = run_once_with_stdin(
-        &[
-            "--once",
-            "--manifests",
-            "-",
-            "--remote-write-url",
-            &receiver.url(),
-        ],
-        &mixed,
-    )
-    .await
-    .expect_exit(3, "input was skipped");
+    let RunOutput { stderr, .. } =
+        run_once_with_stdin(&once_args("-", &receiver.url(), &[]), &mixed)
+            .await
+            .expect_exit(3, "input was skipped");
     assert_eq!(pushed_names(&receiver), names(&["first", "second"]));
     let skipped = skip_lines(&stderr);
     assert!(
@@ -185,13 +165,7 @@ async fn once_with_a_single_bad_file_or_bad_stdin_pushes_the_rest() {
     std::fs::write(&file, NOT_UTF8).unwrap();
     let receiver = Receiver::start().await;
     run_once(
-        &[
-            "--once",
-            "--manifests",
-            file.to_str().unwrap(),
-            "--remote-write-url",
-            &receiver.url(),
-        ],
+        &once_args(file.to_str().unwrap(), &receiver.url(), &[]),
         None,
     )
     .await

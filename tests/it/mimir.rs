@@ -7,7 +7,7 @@ use crate::support;
 use std::time::Duration;
 
 use support::mimir::{hostile_manifests, Labels, Mimir, MAX_LABEL_NAMES, MAX_VALUE_BYTES};
-use support::pusher::{run_with_env, Pusher};
+use support::pusher::{once_args, run_with_env, Pusher};
 use support::receiver::has;
 
 /// Limits above Mimir's: the pusher sends what the stand-in refuses.
@@ -31,17 +31,11 @@ async fn with_the_default_limits_mimir_stores_every_series() {
     let manifests = hostile_manifests(dir.path(), &["a"]);
     let url = mimir.url();
     let out = run_with_env(
-        &[
-            "--manifests",
+        &once_args(
             &manifests,
-            "--once",
-            "--remote-write-url",
             &url,
-            "--workload-labels",
-            "*",
-            "--external-label",
-            "cluster=c",
-        ],
+            &["--workload-labels", "*", "--external-label", "cluster=c"],
+        ),
         &[("NO_COLOR", "1")],
     )
     .await

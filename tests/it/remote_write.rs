@@ -7,7 +7,7 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use support::fixtures::write_pods;
-use support::pusher::{run_once, run_with_env, Pusher, RunOutput};
+use support::pusher::{once_args, run_once, run_with_env, Pusher, RunOutput};
 use support::receiver::{Receiver, Reply};
 use support::{wait_until, SharedPrometheus};
 
@@ -16,19 +16,6 @@ fn pods(dir: &tempfile::TempDir, names: &[&str]) -> String {
         .to_str()
         .unwrap()
         .to_owned()
-}
-
-/// Args for a one-shot push of `manifests` to `url`.
-fn once_args<'a>(manifests: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "--manifests",
-        manifests,
-        "--once",
-        "--remote-write-url",
-        url,
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use crate::support;
 use std::time::Duration;
 
 use support::fixtures::write_pods_with_images;
-use support::pusher::{run_once, Pusher, RunOutput};
+use support::pusher::{once_args, run_once, Pusher, RunOutput};
 use support::receiver::{has, label, Receiver};
 use support::{push_image, ImageSpec, Registry};
 
@@ -288,19 +288,18 @@ async fn series_cut_to_the_limits_land_whole_in_prometheus_3_and_victoria_metric
     let manifests = hostile_manifests(dir.path(), &["a"]);
     let (prometheus_url, victoria_url) = (prometheus.write_url(), victoria.write_url());
     run_once(
-        &[
-            "--manifests",
+        &once_args(
             &manifests,
-            "--once",
-            "--remote-write-url",
             &prometheus_url,
-            "--remote-write-url",
-            &victoria_url,
-            "--workload-labels",
-            "*",
-            "--external-label",
-            "cluster=c",
-        ],
+            &[
+                "--remote-write-url",
+                &victoria_url,
+                "--workload-labels",
+                "*",
+                "--external-label",
+                "cluster=c",
+            ],
+        ),
         None,
     )
     .await

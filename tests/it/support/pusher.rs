@@ -63,6 +63,19 @@ impl RunOutput {
     }
 }
 
+/// Args for a one-shot push of `manifests` to `url`, then `extra`.
+pub fn once_args<'a>(manifests: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--manifests",
+        manifests,
+        "--once",
+        "--remote-write-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs the pusher to completion, with `KUBECONFIG` set to `kubeconfig`.
 pub async fn run_once(args: &[&str], kubeconfig: Option<&Path>) -> RunOutput {
     let kubeconfig = kubeconfig.map(|p| p.to_str().expect("a UTF-8 kubeconfig path"));
