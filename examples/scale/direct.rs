@@ -69,35 +69,23 @@ pub(crate) async fn direct_phase(
             first.took
         );
     }
-    // The images' own series (manifests, configs) follow the digests.
-    wait_log(
-        &mut child,
-        &mut log,
-        first_timeout,
+    // The seconds from the start until the log shows `what`.
+    let mut seconds_until = async |what: &str, done: fn(&PusherLog) -> bool| {
+        wait_log(&mut child, &mut log, first_timeout, what, done).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        progress!(options, "  {what} after {seconds:.1}s");
+        anyhow::Ok(seconds)
+    };
+    // The images' own series (manifests, configs) follow the digests;
+    // attachments, bases, verdicts and versions follow the first push: the
+    // cold tick ends with the first push that has them.
+    let metadata_push_seconds = seconds_until(
         "the first push with every image's metadata",
         PusherLog::pushed_metadata,
     )
     .await?;
-    let metadata_push_seconds = started.elapsed().as_secs_f64();
-    progress!(
-        options,
-        "  first push with metadata after {metadata_push_seconds:.1}s"
-    );
-    // Attachments, bases, verdicts and versions follow the first push:
-    // the cold tick ends with the first push that has them.
-    wait_log(
-        &mut child,
-        &mut log,
-        first_timeout,
-        "the first complete push",
-        PusherLog::pushed_complete,
-    )
-    .await?;
-    let complete_push_seconds = started.elapsed().as_secs_f64();
-    progress!(
-        options,
-        "  first complete push after {complete_push_seconds:.1}s"
-    );
+    let complete_push_seconds =
+        seconds_until("the first complete push", PusherLog::pushed_complete).await?;
     let since_start = |at: f64| at - zero_unix(started);
     for (message, at, took) in &log.stages {
         let at = since_start(*at);

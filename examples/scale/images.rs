@@ -182,17 +182,14 @@ pub(crate) fn platform_image(
     if format == Format::Oci {
         manifest["annotations"] = json!(spec.annotations);
     }
-    let body = serde_json::to_vec_pretty(&manifest).expect("serialize a manifest");
-    let digest = sha256_digest(&body);
-    let size = body.len() as u64;
-    uploads.push(Upload::Blob(config));
-    uploads.push(Upload::Blob(layer));
-    uploads.push(Upload::Manifest {
-        reference: tag.map_or_else(|| digest.clone(), str::to_owned),
-        media_type: format.manifest_media_type(),
-        body,
-    });
-    (digest, size)
+    push_image(
+        config,
+        layer,
+        &manifest,
+        tag,
+        format.manifest_media_type(),
+        uploads,
+    )
 }
 
 /// A BuildKit-style provenance attestation for `subject`.
@@ -227,14 +224,34 @@ pub(crate) fn attestation(
         "config": config_descriptor.to_json(),
         "layers": [layer_json],
     });
-    let body = serde_json::to_vec_pretty(&manifest).expect("serialize a manifest");
+    push_image(
+        config,
+        layer,
+        &manifest,
+        None,
+        registry::OCI_MANIFEST,
+        uploads,
+    )
+}
+
+/// Queues an image's config and layer blobs, then its manifest under `tag`
+/// (by its digest without one); its digest and size.
+fn push_image(
+    config: Vec<u8>,
+    layer: Vec<u8>,
+    manifest: &serde_json::Value,
+    tag: Option<&str>,
+    media_type: &'static str,
+    uploads: &mut Vec<Upload>,
+) -> (String, u64) {
+    let body = serde_json::to_vec_pretty(manifest).expect("serialize a manifest");
     let digest = sha256_digest(&body);
     let size = body.len() as u64;
     uploads.push(Upload::Blob(config));
     uploads.push(Upload::Blob(layer));
     uploads.push(Upload::Manifest {
-        reference: digest.clone(),
-        media_type: registry::OCI_MANIFEST,
+        reference: tag.map_or_else(|| digest.clone(), str::to_owned),
+        media_type,
         body,
     });
     (digest, size)
