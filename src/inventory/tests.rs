@@ -210,12 +210,12 @@ fn label_values_are_the_workloads_own_strings() {
     // owned by a team.
     let pool = StringPool::default();
     let allow = MetadataAllowlist {
-        labels: Allowlist::new(&["team"]),
+        labels: Allowlist::new(&["ownteam"]),
         annotations: Allowlist::default(),
     };
     let pod = |name: &str| -> k8s_openapi::api::core::v1::Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "own-shop", "labels": {"team": "own-payments"}},
+            "metadata": {"name": name, "namespace": "own-shop", "labels": {"ownteam": "own-payments"}},
             "spec": {"containers": [{"name": "own-app", "image": "own-app:1"}]},
             "status": {"containerStatuses": [{
                 "name": "own-app", "image": "own-app:1", "ready": true, "restartCount": 0,
