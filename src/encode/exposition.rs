@@ -329,7 +329,10 @@ mod tests {
         // Families interleaved, as a snapshot's are.
         let mut series = Vec::new();
         for i in 0..2000 {
-            series.push(pod(&common, &format!("p{i}"), "quote\"me\\and\nme"));
+            // Few distinct values: the table of values is the process'
+            // one, and its tests count the ids it frees.
+            let name = format!("p{}", i % 10);
+            series.push(pod(&common, &name, "quote\"me\\and\nme"));
             if i % 100 == 0 {
                 series.extend(every_family(&common));
             }
