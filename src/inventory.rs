@@ -145,10 +145,16 @@ impl Inventory {
         self.builds += 1;
         let build = self.builds;
         // Workloads are numbered as in `resolutions.set_workload_scopes`.
-        let metadata = |index: usize, image: &str| {
-            resolutions
-                .get(resolutions.workload_scope(index), image)
-                .and_then(|r| r.as_ref().ok())
+        // Each (scope, image) is looked up once: 100k containers name ~10k
+        // images, each one `Arc` the sources share, so a lookup by its
+        // address costs a multiply where one by the text hashes it.
+        let mut looked_up =
+            HashMap::with_capacity_and_hasher(self.images.len(), ByAddress::default());
+        let mut metadata = |index: usize, image: &Arc<str>| {
+            let scope = resolutions.workload_scope(index);
+            *looked_up
+                .entry((scope, Arc::as_ptr(image).cast::<u8>() as usize))
+                .or_insert_with(|| resolutions.get(scope, image).and_then(|r| r.as_ref().ok()))
         };
         let same = |a: &Option<Arc<ImageMetadata>>, b: &Option<&Arc<ImageMetadata>>| match (a, b) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),

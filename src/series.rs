@@ -512,17 +512,13 @@ struct LabelSetData {
     common: Arc<CommonLabels>,
     /// One per name of [`Family::label_names`], in that order, as ids in
     /// [`symbols::table`], held until the label set is dropped;
-    /// [`symbols::EMPTY`] for a label the series does not carry.
+    /// [`symbols::EMPTY`] for a label the series does not carry. Then the
+    /// labels whose names are not in the table (a workload's `label_*`;
+    /// none but for `WorkloadLabels`), sorted by name, as a name id and a
+    /// value id each: in the one allocation, and their repeated names and
+    /// values (`label_app`, `label_team`) one copy each in the table.
     values: Box<[Symbol]>,
-    /// Labels whose names are not in the table (a workload's `label_*`),
-    /// sorted by name; empty for every family but `WorkloadLabels`.
-    /// Behind a second pointer, so that the 168k label sets without any
-    /// spend 8 bytes on it rather than 16: the label set then fits
-    /// jemalloc's 64-byte size class, not the 80-byte one.
-    extra: Option<Box<Extra>>,
 }
-
-type Extra = Box<[(Arc<str>, Arc<str>)]>;
 
 impl LabelSet {
     /// The labels of one series of `family`, its values given in the order
@@ -615,12 +611,21 @@ impl LabelSet {
             value.as_str().hash(&mut hasher);
         }
         extra.hash(&mut hasher);
+        let values = match extra.is_empty() {
+            true => symbols::table().intern(values),
+            false => {
+                let pairs = extra
+                    .iter()
+                    .flat_map(|(n, v)| [Text::Shared(n), Text::Shared(v)]);
+                let all: Vec<Text<'_>> = values.iter().copied().chain(pairs).collect();
+                symbols::table().intern(&all)
+            }
+        };
         LabelSet(Arc::new(LabelSetData {
             family,
             hash: hasher.finish(),
             common: common.clone(),
-            values: symbols::table().intern(values),
-            extra: (!extra.is_empty()).then(|| Box::new(extra.into_boxed_slice())),
+            values,
         }))
     }
 
@@ -652,24 +657,21 @@ impl LabelSet {
     /// from `symbols` ([`symbols::Table::read`]).
     pub fn iter<'a>(&'a self, symbols: &'a Symbols<'_>) -> Labels<'a> {
         Labels {
-            raw: self.raw(),
+            raw: self.raw(symbols),
             symbols,
         }
     }
 
-    /// [`LabelSet::iter`] without reading the table: values as ids where
-    /// they are in it, for an encoder that maps ids to a table of its own.
-    pub fn raw(&self) -> RawLabels<'_> {
+    /// [`LabelSet::iter`] without reading the values from the table: as
+    /// ids where they are in it, for an encoder that maps ids to a table
+    /// of its own (the names of extra labels are read from `symbols`).
+    pub fn raw<'a>(&'a self, symbols: &'a Symbols<'_>) -> RawLabels<'a> {
+        let own = self.0.family.label_names().len();
         RawLabels {
             data: &self.0,
             slots: self.0.common.layout(self.0.family).iter().peekable(),
-            extra: self
-                .0
-                .extra
-                .as_deref()
-                .map_or(&[][..], |e| &e[..])
-                .iter()
-                .peekable(),
+            extra: self.0.values[own..].chunks_exact(2).peekable(),
+            symbols,
         }
     }
 
@@ -685,7 +687,6 @@ impl PartialEq for LabelSet {
             || (self.0.hash == other.0.hash
                 && self.0.family == other.0.family
                 && self.0.values == other.0.values
-                && self.0.extra == other.0.extra
                 && self.0.common.pairs == other.0.common.pairs)
     }
 }

@@ -6,7 +6,12 @@
 
 use std::fmt::Write as _;
 
-use crate::series::{symbols, Family, Series, Snapshot, NAME_LABEL};
+use crate::series::{symbols, Family, Series, Snapshot, Symbols, NAME_LABEL};
+
+/// Where [`Chunks`] ends a chunk: after the first line that takes it to
+/// this many bytes. `/metrics` holds a few chunks per scrape whatever the
+/// snapshot's size, instead of its whole text (~60 MB at 100k containers).
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The snapshot's series in the text format, grouped by family, each
 /// family with its HELP and TYPE lines. Labels named in `omit` are left
@@ -19,55 +24,154 @@ pub fn render(snapshot: &Snapshot, omit: &[&str]) -> String {
 /// [`render`] of the families `keep` picks only (without copying the
 /// snapshot's series to leave the others out).
 pub fn render_families(snapshot: &Snapshot, omit: &[&str], keep: fn(Family) -> bool) -> String {
-    let mut by_family: Vec<Vec<&Series>> = vec![Vec::new(); Family::ALL.len()];
-    let mut estimate = 0;
-    for series in snapshot.series.iter().filter(|s| keep(s.family())) {
-        by_family[series.family() as usize].push(series);
-        estimate += 256;
+    let mut cursor = Cursor::new(keep);
+    cursor.fill(snapshot, omit, usize::MAX).unwrap_or_default()
+}
+
+/// [`render_families`] in pieces of about [`CHUNK_BYTES`] (each ends
+/// with a whole line), rendered one at a time as they are asked for: a
+/// reader that takes them slowly holds the snapshot, not its text.
+pub struct Chunks<S> {
+    snapshot: S,
+    omit: Vec<String>,
+    cursor: Cursor,
+    limit: usize,
+}
+
+impl<S: std::ops::Deref<Target = Snapshot>> Chunks<S> {
+    pub fn new(snapshot: S, omit: Vec<String>, keep: fn(Family) -> bool) -> Self {
+        Chunks::with_limit(snapshot, omit, keep, CHUNK_BYTES)
     }
-    let mut out = String::with_capacity(estimate);
-    for (family, series) in Family::ALL.into_iter().zip(by_family) {
-        if series.is_empty() {
+
+    fn with_limit(snapshot: S, omit: Vec<String>, keep: fn(Family) -> bool, limit: usize) -> Self {
+        Chunks {
+            snapshot,
+            omit,
+            cursor: Cursor::new(keep),
+            limit,
+        }
+    }
+}
+
+impl<S: std::ops::Deref<Target = Snapshot>> Iterator for Chunks<S> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        self.cursor.fill(&self.snapshot, &self.omit, self.limit)
+    }
+}
+
+/// How far a rendering has got: the family being written and the next
+/// series to look at.
+struct Cursor {
+    keep: fn(Family) -> bool,
+    /// Each series' family (its [`Family::ALL`] position), or `SKIP` for
+    /// one `keep` leaves out: a byte a series, so that finding a family's
+    /// series again at every chunk does not read every label set.
+    families: Option<Box<[u8]>>,
+    /// The [`Family::ALL`] position being written.
+    family: usize,
+    /// The series position to look from.
+    next: usize,
+    /// Whether the family's HELP and TYPE lines are written.
+    started: bool,
+}
+
+const SKIP: u8 = u8::MAX;
+
+impl Cursor {
+    fn new(keep: fn(Family) -> bool) -> Self {
+        Cursor {
+            keep,
+            families: None,
+            family: 0,
+            next: 0,
+            started: false,
+        }
+    }
+
+    /// The next lines, until they reach `limit` bytes or the text ends;
+    /// `None` once it has ended.
+    fn fill(
+        &mut self,
+        snapshot: &Snapshot,
+        omit: &[impl AsRef<str>],
+        limit: usize,
+    ) -> Option<String> {
+        let keep = self.keep;
+        let families = self.families.get_or_insert_with(|| {
+            let kept = |s: &Series| keep(s.family()).then(|| s.family() as u8);
+            snapshot
+                .series
+                .iter()
+                .map(|s| kept(s).unwrap_or(SKIP))
+                .collect()
+        });
+        let remaining = families.len().saturating_sub(self.next);
+        let mut out = String::with_capacity(limit.min(remaining.saturating_mul(256)));
+        while let Some(&family) = Family::ALL.get(self.family) {
+            // Taken per family and chunk, not for the whole text: a label
+            // set being made meanwhile waits for a chunk at most.
+            let symbols = symbols::table().read();
+            let wanted = self.family as u8;
+            while let Some(offset) = families[self.next..].iter().position(|f| *f == wanted) {
+                let series = &snapshot.series[self.next + offset];
+                self.next += offset + 1;
+                if !self.started {
+                    self.started = true;
+                    write_header(&mut out, family);
+                }
+                write_series(&mut out, family, series, omit, &symbols);
+                if out.len() >= limit {
+                    return Some(out);
+                }
+            }
+            self.family += 1;
+            self.next = 0;
+            self.started = false;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// A family's HELP and TYPE lines.
+fn write_header(out: &mut String, family: Family) {
+    out.push_str("# HELP ");
+    out.push_str(family.name());
+    out.push(' ');
+    escape(out, family.help(), false);
+    out.push_str("\n# TYPE ");
+    out.push_str(family.name());
+    out.push_str(" gauge\n");
+}
+
+/// One series' line.
+fn write_series(
+    out: &mut String,
+    family: Family,
+    series: &Series,
+    omit: &[impl AsRef<str>],
+    symbols: &Symbols<'_>,
+) {
+    out.push_str(family.name());
+    let mut separator = '{';
+    for (name, value) in series.labels.iter(symbols) {
+        if name == NAME_LABEL || omit.iter().any(|o| o.as_ref() == name) {
             continue;
         }
-        // Taken per family, not for the whole text: a label set being made
-        // meanwhile waits for one family at most.
-        let symbols = symbols::table().read();
-        out.push_str("# HELP ");
-        out.push_str(family.name());
-        out.push(' ');
-        escape(&mut out, family.help(), false);
-        out.push_str("\n# TYPE ");
-        out.push_str(family.name());
-        out.push_str(" gauge\n");
-        for s in series {
-            out.push_str(family.name());
-            let mut separator = '{';
-            for (name, value) in s.labels.iter(&symbols) {
-                if name == NAME_LABEL || omit.contains(&name) {
-                    continue;
-                }
-                out.push(separator);
-                out.push_str(name);
-                out.push_str("=\"");
-                escape(&mut out, value, true);
-                out.push('"');
-                separator = ',';
-            }
-            if separator == ',' {
-                out.push('}');
-            }
-            out.push(' ');
-            write_value(&mut out, s.value);
-            out.push('\n');
-        }
+        out.push(separator);
+        out.push_str(name);
+        out.push_str("=\"");
+        escape(out, value, true);
+        out.push('"');
+        separator = ',';
     }
-    // The text is kept (for every scrape of its snapshot): not the spare
-    // room of a guess that was too large, or of a doubling.
-    if out.capacity() > out.len() + out.len() / 8 {
-        out.shrink_to_fit();
+    if separator == ',' {
+        out.push('}');
     }
-    out
+    out.push(' ');
+    write_value(out, series.value);
+    out.push('\n');
 }
 
 /// Backslash and line feed escaped (and, in label values, the double
@@ -214,5 +318,44 @@ mod tests {
                 "a family is one group: {text}"
             );
         }
+    }
+
+    /// `/metrics` streams the text in chunks: whatever their size, they
+    /// are whole lines and add up to the text rendered in one piece
+    /// (which the tests above check byte for byte).
+    #[test]
+    fn chunks_are_whole_lines_adding_up_to_the_text() {
+        let common = common("pusher", &[("cluster", "a")]);
+        // Families interleaved, as a snapshot's are.
+        let mut series = Vec::new();
+        for i in 0..2000 {
+            // Few distinct values: the table of values is the process'
+            // one, and its tests count the ids it frees.
+            let name = format!("p{}", i % 10);
+            series.push(pod(&common, &name, "quote\"me\\and\nme"));
+            if i % 100 == 0 {
+                series.extend(every_family(&common));
+            }
+        }
+        let snap = std::sync::Arc::new(Snapshot {
+            series,
+            ..Default::default()
+        });
+        let inventory = |f: Family| !f.is_self_metric();
+        let whole = render_families(&snap, &["job", "cluster"], inventory);
+        assert!(whole.len() > 4 * CHUNK_BYTES, "{}", whole.len());
+        for limit in [1, 100, 4096, CHUNK_BYTES, usize::MAX] {
+            let omit = vec!["job".to_owned(), "cluster".to_owned()];
+            let chunks: Vec<String> =
+                Chunks::with_limit(snap.clone(), omit, inventory, limit).collect();
+            // Past the limit by one line at most (and its family's HELP
+            // and TYPE lines): none here is 1 KiB.
+            assert!(chunks
+                .iter()
+                .all(|c| c.ends_with('\n') && c.len() < limit.saturating_add(1024)));
+            assert_eq!(chunks.concat(), whole, "chunks of {limit} bytes");
+        }
+        let nothing = Snapshot::default();
+        assert_eq!(Chunks::new(&nothing, vec![], |_| true).count(), 0);
     }
 }

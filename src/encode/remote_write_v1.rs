@@ -7,12 +7,13 @@
 //! byte-identical to what prost would produce for the same `WriteRequest`.
 
 use std::borrow::Borrow;
+use std::ops::Range;
 
 use bytes::BytesMut;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
 use prost::Message;
 
-use crate::series::{symbols, Family, Series};
+use crate::series::{symbols, Family, Series, Value};
 
 /// Messages generated from `proto/prometheus/remote.proto` (remote write 1.0).
 #[allow(clippy::all, missing_docs)]
@@ -53,8 +54,9 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
     buf.reserve(series.len() * 320 + 512);
     let mut families = [false; Family::ALL.len()];
     let symbols = symbols::table().read();
+    let mut constants = Constants::default();
     // One series' labels, walked once: their lengths come before them.
-    let mut labels: Vec<(&str, &str, usize)> = Vec::with_capacity(16);
+    let mut labels: Vec<Part<'_>> = Vec::with_capacity(16);
     for s in series {
         let s = s.borrow();
         families[s.family() as usize] = true;
@@ -64,20 +66,34 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
         };
         let sample_len = sample.encoded_len();
         labels.clear();
-        labels.extend(
-            s.labels
-                .iter(&symbols)
-                .map(|(n, v)| (n, v, label_len(n, v))),
-        );
-        let labels_len: usize = labels.iter().map(|(_, _, len)| field_len(*len)).sum();
+        let mut labels_len = 0;
+        for (name, value) in s.labels.raw(&symbols) {
+            let part = match value {
+                Value::Text(text) => Part::Constant(constants.get(name, text)),
+                Value::Symbol(id) => {
+                    let value = symbols.get(id);
+                    Part::Label(name, value, label_len(name, value))
+                }
+            };
+            labels_len += match &part {
+                Part::Constant(range) => range.len(),
+                Part::Label(_, _, len) => field_len(*len),
+            };
+            labels.push(part);
+        }
         let body_len = labels_len + field_len(sample_len);
         encode_key(1, WireType::LengthDelimited, buf);
         encode_varint(body_len as u64, buf);
-        for (name, value, len) in &labels {
-            encode_key(1, WireType::LengthDelimited, buf);
-            encode_varint(*len as u64, buf);
-            put_bytes(1, name.as_bytes(), buf);
-            put_bytes(2, value.as_bytes(), buf);
+        for part in &labels {
+            match part {
+                Part::Constant(range) => buf.extend_from_slice(&constants.bytes[range.clone()]),
+                Part::Label(name, value, len) => {
+                    encode_key(1, WireType::LengthDelimited, buf);
+                    encode_varint(*len as u64, buf);
+                    put_bytes(1, name.as_bytes(), buf);
+                    put_bytes(2, value.as_bytes(), buf);
+                }
+            }
         }
         message::encode(2, &sample, buf);
     }
@@ -89,6 +105,49 @@ pub(super) fn encode_into<S: Borrow<Series>>(series: &[S], timestamp_ms: i64, bu
             unit: String::new(),
         };
         message::encode(3, &metadata, buf);
+    }
+}
+
+/// One label of a series, to be written once the series' length is known.
+enum Part<'a> {
+    /// A label whose value is in the table: name, value, encoded length.
+    Label(&'a str, &'a str, usize),
+    /// A label every series of a family has, already encoded.
+    Constant(Range<usize>),
+}
+
+/// The labels a request's series share (`__name__`, `job`, the external
+/// labels: those whose values the label sets hold as text), each encoded
+/// once per request as a whole `Label` field and copied into every series.
+#[derive(Default)]
+struct Constants {
+    /// By the address and length of the name and of the value: the text of
+    /// a family's name or of the common labels, alive for the request.
+    found: Vec<([usize; 4], Range<usize>)>,
+    bytes: BytesMut,
+}
+
+impl Constants {
+    /// Where `name="value"` is encoded in [`Constants::bytes`].
+    fn get(&mut self, name: &str, value: &str) -> Range<usize> {
+        let key = [
+            name.as_ptr() as usize,
+            name.len(),
+            value.as_ptr() as usize,
+            value.len(),
+        ];
+        if let Some((_, range)) = self.found.iter().find(|(k, _)| *k == key) {
+            return range.clone();
+        }
+        let start = self.bytes.len();
+        let len = label_len(name, value);
+        encode_key(1, WireType::LengthDelimited, &mut self.bytes);
+        encode_varint(len as u64, &mut self.bytes);
+        put_bytes(1, name.as_bytes(), &mut self.bytes);
+        put_bytes(2, value.as_bytes(), &mut self.bytes);
+        let range = start..self.bytes.len();
+        self.found.push((key, range.clone()));
+        range
     }
 }
 
@@ -137,6 +196,28 @@ mod tests {
             request.encode_to_vec(),
             "byte-identical to prost's own encoding"
         );
+    }
+
+    /// Labels shared by a family's series are encoded once per request
+    /// and copied: every family, two jobs, the bytes still prost's.
+    #[test]
+    fn every_family_and_two_jobs_match_prost() {
+        use crate::series::fixtures::{common, every_family};
+        let mut series = every_family(&common("a", &[("cluster", "x")]));
+        series.extend(every_family(&common("b", &[("cluster", "yy")])));
+        series.extend(every_family(&common("a", &[("cluster", "x")])));
+        let body = encode(&series, 7);
+        let request = proto::WriteRequest::decode(body.as_slice()).unwrap();
+        assert_eq!(request.timeseries.len(), series.len());
+        for (ts, series) in request.timeseries.iter().zip(&series) {
+            let labels: Vec<(String, String)> = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            assert_eq!(labels, pairs(series));
+        }
+        assert_eq!(body, request.encode_to_vec());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(super) fn encode_into<S: Borrow<Series>>(
     for s in series {
         let s = s.borrow();
         let mut refs = Vec::with_capacity(24);
-        for (name, value) in s.labels.raw() {
+        for (name, value) in s.labels.raw(&table) {
             refs.push(text_ref(name, &mut symbols, &mut by_text));
             let value_ref = match value {
                 Value::Symbol(id) => {

@@ -210,12 +210,12 @@ fn label_values_are_the_workloads_own_strings() {
     // owned by a team.
     let pool = StringPool::default();
     let allow = MetadataAllowlist {
-        labels: Allowlist::new(&["team"]),
+        labels: Allowlist::new(&["ownteam"]),
         annotations: Allowlist::default(),
     };
     let pod = |name: &str| -> k8s_openapi::api::core::v1::Pod {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "own-shop", "labels": {"team": "own-payments"}},
+            "metadata": {"name": name, "namespace": "own-shop", "labels": {"ownteam": "own-payments"}},
             "spec": {"containers": [{"name": "own-app", "image": "own-app:1"}]},
             "status": {"containerStatuses": [{
                 "name": "own-app", "image": "own-app:1", "ready": true, "restartCount": 0,
@@ -550,5 +550,56 @@ fn limits_of_zero_keep_no_labels_and_the_other_series() {
     assert_eq!(
         dropped_total.collect()[0].get_metric().len(),
         DropReason::ALL.len() + LimitDrop::ALL.len()
+    );
+}
+
+/// Containers naming one image (one shared `Arc`, as the sources share
+/// it) in different credential scopes each take their own scope's digest:
+/// a build looks each (scope, image) up once, not each image.
+#[test]
+fn one_image_in_two_scopes_takes_each_scopes_digest() {
+    use crate::credentials::Scope;
+    let image: Arc<str> = Arc::from("scoped:1");
+    let workloads: Vec<Arc<Workload>> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let mut w = workload("scoped:1");
+            w.name = name.into();
+            w.containers[0].image = image.clone();
+            Arc::new(w)
+        })
+        .collect();
+    let mut resolutions = Resolutions::default();
+    resolutions.insert(
+        Scope::for_test(1),
+        "scoped:1".into(),
+        Ok(metadata("sha256:11")),
+    );
+    resolutions.insert(
+        Scope::for_test(2),
+        "scoped:1".into(),
+        Ok(metadata("sha256:22")),
+    );
+    resolutions.set_workload_scopes(vec![
+        Scope::for_test(1),
+        Scope::for_test(2),
+        Scope::for_test(1),
+    ]);
+    let dropped = crate::pipeline::Metrics::new(&prometheus::Registry::new()).labels_dropped;
+    let snap =
+        Inventory::new(CommonLabels::new("j", &[]), dropped).build(&workloads, &resolutions, 0);
+    let symbols = symbols::table().read();
+    let digests: Vec<(&str, &str)> = snap
+        .series
+        .iter()
+        .filter(|s| s.family() == Family::ContainerInfo)
+        .map(|s| {
+            let get = |name| s.labels.get(name, &symbols).unwrap();
+            (get("name"), get("digest"))
+        })
+        .collect();
+    assert_eq!(
+        digests,
+        [("a", "sha256:11"), ("b", "sha256:22"), ("c", "sha256:11")]
     );
 }

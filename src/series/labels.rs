@@ -2,8 +2,6 @@
 //! their values as text read from the table of values ([`Labels`]) or as
 //! ids ([`RawLabels`], for an encoder with a table of its own).
 
-use std::sync::Arc;
-
 use super::symbols::{self, Symbol, Symbols};
 use super::{LabelSetData, Slot, NAME_LABEL};
 
@@ -24,7 +22,7 @@ impl<'a> Iterator for Labels<'a> {
 
 /// A label's value as [`LabelSet::raw`](super::LabelSet::raw) gives it: an id in the table of
 /// values, or text the label set holds itself (`__name__`, the common
-/// labels, a workload's extra labels).
+/// labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
     Symbol(Symbol),
@@ -53,8 +51,10 @@ impl<'a> Value<'a> {
 pub struct RawLabels<'a> {
     pub(super) data: &'a LabelSetData,
     pub(super) slots: std::iter::Peekable<std::slice::Iter<'a, Slot>>,
-    /// Merged in name order with the slots.
-    pub(super) extra: std::iter::Peekable<std::slice::Iter<'a, (Arc<str>, Arc<str>)>>,
+    /// Name and value ids, merged in name order with the slots.
+    pub(super) extra: std::iter::Peekable<std::slice::ChunksExact<'a, Symbol>>,
+    /// Where the extra labels' names are read.
+    pub(super) symbols: &'a Symbols<'a>,
 }
 
 impl<'a> RawLabels<'a> {
@@ -78,7 +78,11 @@ impl<'a> Iterator for RawLabels<'a> {
         loop {
             let slot = self.slots.peek().copied().copied();
             let slot = slot.map(|slot| self.label(slot));
-            let extra = self.extra.peek().map(|(n, v)| (&**n, Value::Text(v)));
+            let symbols = self.symbols;
+            let extra = self
+                .extra
+                .peek()
+                .map(|pair| (symbols.get(pair[0]), Value::Symbol(pair[1])));
             let label = match (slot, extra) {
                 (Some(s), Some(e)) if e.0 < s.0 => {
                     self.extra.next();

@@ -113,6 +113,34 @@ fn extra_labels_merge_in_name_order_and_never_repeat_a_name() {
     assert_ne!(labels.hash(), other.hash());
 }
 
+/// A workload's extra labels are ids in the table like the other values:
+/// two workloads' copies of a name or value are one string, and a label
+/// set with extra labels is one allocation (plus its ids).
+#[test]
+fn extra_labels_are_ids_in_the_table_one_copy_each() {
+    let common = common(&[]);
+    let make = || {
+        let extra = vec![(
+            Arc::from("label_extra_ids_test"),
+            Arc::from("value-extra-ids-test"),
+        )];
+        let own = values(&["apps", "v1", "Deployment", "ns", "d"]);
+        LabelSet::with_extra(Family::WorkloadLabels, &common, &own, extra)
+    };
+    let (a, b) = (make(), make());
+    let symbols = symbols::table().read();
+    fn find<'a>(set: &'a LabelSet, symbols: &'a Symbols<'_>) -> (&'a str, &'a str) {
+        set.iter(symbols)
+            .find(|(n, _)| *n == "label_extra_ids_test")
+            .unwrap()
+    }
+    let ((a_name, a_value), (b_name, b_value)) = (find(&a, &symbols), find(&b, &symbols));
+    assert_eq!(a_value, "value-extra-ids-test");
+    assert!(std::ptr::eq(a_name, b_name) && std::ptr::eq(a_value, b_value));
+    let raw = a.raw(&symbols).find(|(n, _)| *n == "label_extra_ids_test");
+    assert!(matches!(raw, Some((_, Value::Symbol(_)))), "{raw:?}");
+}
+
 #[test]
 fn equal_label_sets_hash_alike_and_different_ones_do_not() {
     let common = common(&[]);

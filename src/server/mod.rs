@@ -4,8 +4,11 @@
 //! and `/readyz`, whose connections the inventory's readers cannot take.
 //!
 //! Anyone who can reach the port is a client, so what a client can make it
-//! hold is bounded: a snapshot is rendered once and its bytes are shared by
-//! every reader (a slow reader costs a reference, not a copy), connections
+//! hold is bounded: a scrape renders the snapshot in chunks of
+//! [`exposition::CHUNK_BYTES`](crate::encode::exposition::CHUNK_BYTES), each
+//! when its reader has taken the ones before (a slow reader holds the
+//! snapshot and a few chunks, not its text; one that goes away stops its
+//! rendering), connections
 //! are limited (idle ones evicted for new ones), headers must arrive within [`HEADER_READ_TIMEOUT`], and a
 //! reader that takes nothing for [`WRITE_STALL_TIMEOUT`] is disconnected.
 

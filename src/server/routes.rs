@@ -48,7 +48,7 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> axum::response
         )
             .into_response()
     };
-    let Some(inventory) = shared.inventory_text().await else {
+    let Some(inventory) = shared.inventory_chunks().await else {
         return failed("the inventory");
     };
     let telemetry = match shared.telemetry_text() {
@@ -58,11 +58,10 @@ pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> axum::response
             return failed("the service's own metrics");
         }
     };
-    // Two chunks, the first shared with every other reader of this snapshot.
-    let chunks = [inventory, telemetry].map(Ok::<_, std::convert::Infallible>);
+    let telemetry = futures::stream::once(async { Ok(telemetry) });
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        Body::from_stream(futures::stream::iter(chunks)),
+        Body::from_stream(futures::StreamExt::chain(inventory, telemetry)),
     )
         .into_response()
 }

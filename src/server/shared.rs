@@ -1,10 +1,13 @@
-//! What the endpoints show: the last snapshot, rendered once for every
-//! reader, and the service's own metrics, current at every scrape.
+//! What the endpoints show: the last snapshot, rendered for each reader
+//! in chunks as it takes them, and the service's own metrics, current at
+//! every scrape.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::body::Bytes;
+use futures::Stream;
 use prometheus::{Encoder, TextEncoder};
+use tokio::task::JoinError;
 
 use super::connections::Metrics;
 use crate::encode::exposition;
@@ -12,28 +15,29 @@ use crate::readiness::FIRST_SNAPSHOT;
 use crate::series::Snapshot;
 use crate::telemetry::Telemetry;
 
+/// The inventory part of `/metrics` in pieces, rendered as they are taken.
+pub(super) type InventoryChunks = Box<dyn Iterator<Item = Bytes> + Send>;
+
 /// What the endpoints show; shared with the tick loop that updates it.
 pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// The listeners' connection counters.
     pub metrics: Metrics,
     snapshot: RwLock<Published>,
-    /// The inventory part of `/metrics` for the snapshot of that
-    /// generation, rendered by the first scrape after it was published
-    /// (`None` if rendering it failed: every scrape of it answers 500), and
-    /// let go when the next one is published: at 100k containers it is
-    /// ~40 MB that a scrape months ago should not keep.
-    pub(super) rendered: tokio::sync::Mutex<Option<(u64, Option<Bytes>)>>,
+    /// The generation whose rendering failed (a panic in the encoder):
+    /// every scrape of it answers 500 at once, and it is logged once.
+    failed: Mutex<Option<u64>>,
     /// Labels left out of `/metrics` (job and external labels).
     omit: Vec<String>,
-    /// The snapshot's text: [`exposition::render`], but for a test of
-    /// what a failed rendering answers.
-    pub(super) render: fn(&Snapshot, &[&str]) -> String,
+    /// The snapshot's text: [`render_inventory`], but for the tests of a
+    /// failed rendering and of how many chunks a scrape holds.
+    pub(super) render: fn(Arc<Snapshot>, Vec<String>) -> InventoryChunks,
 }
 
 #[derive(Default)]
 struct Published {
-    /// Counts publications, so a rendering knows which snapshot it shows.
+    /// Counts publications, so a failed rendering knows which snapshot
+    /// it was of.
     generation: u64,
     snapshot: Arc<Snapshot>,
 }
@@ -46,7 +50,7 @@ impl Shared {
             metrics: Metrics::new(&telemetry.registry),
             telemetry,
             snapshot: RwLock::default(),
-            rendered: tokio::sync::Mutex::new(None),
+            failed: Mutex::new(None),
             omit,
             render: render_inventory,
         }
@@ -65,53 +69,62 @@ impl Shared {
             published.generation += 1;
             published.snapshot = snapshot;
         }
-        // A rendering in progress stores its text for its own (older)
-        // generation only while no newer one is published; see below.
-        if let Ok(mut rendered) = self.rendered.try_lock() {
-            *rendered = None;
-        }
         self.telemetry.readiness.clear(FIRST_SNAPSHOT);
     }
 
-    /// The current snapshot's series in the text format, rendered once per
-    /// snapshot however many scrapes ask at once; `None` if rendering
-    /// failed (a panic in the encoder), logged once per snapshot.
-    pub(super) async fn inventory_text(self: &Arc<Self>) -> Option<Bytes> {
+    /// The current snapshot's series in the text format, as a stream of
+    /// chunks each rendered when the reader has taken the one before (so
+    /// a slow reader holds the snapshot and a few chunks, and one that
+    /// goes away stops the rendering); `None` if rendering it failed. The
+    /// first chunk is rendered before this returns, so that a failing
+    /// encoder answers 500 rather than a 200 that looks like an empty
+    /// inventory.
+    pub(super) async fn inventory_chunks(
+        self: &Arc<Self>,
+    ) -> Option<impl Stream<Item = Result<Bytes, JoinError>> + Send + 'static> {
         let (generation, snapshot) = {
             let published = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
             (published.generation, published.snapshot.clone())
         };
-        // Scrapes that arrive during a rendering wait for it, rather than
-        // each rendering (and holding) a copy of their own.
-        let mut rendered = self.rendered.lock().await;
-        if let Some((done, text)) = &*rendered {
-            if *done >= generation {
-                return text.clone();
-            }
+        if *self.failed.lock().unwrap_or_else(PoisonError::into_inner) == Some(generation) {
+            return None;
         }
-        let shared = self.clone();
-        // Rendering 100k series takes a while; keep it off the async workers.
-        let text = tokio::task::spawn_blocking(move || {
-            let omit: Vec<&str> = shared.omit.iter().map(String::as_str).collect();
-            Bytes::from((shared.render)(&snapshot, &omit))
-        })
-        .await;
-        let text = match text {
-            Ok(text) => Some(text),
+        let chunks = (self.render)(snapshot, self.omit.clone());
+        let (first, chunks) = match next_chunk(chunks).await {
+            Ok(next) => next,
             Err(e) => {
-                tracing::error!(error = %e, "failed to render the snapshot for /metrics; answering 500 until the next snapshot");
-                None
+                self.failed(generation, &e);
+                return None;
             }
         };
-        // Kept for the scrapes of the same snapshot, unless a newer one was
-        // published meanwhile (which could not let go of it).
-        let current = self
-            .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .generation;
-        *rendered = (current == generation).then(|| (generation, text.clone()));
-        text
+        let shared = self.clone();
+        let rest = futures::stream::unfold(first.is_some().then_some(chunks), move |chunks| {
+            let shared = shared.clone();
+            async move {
+                match next_chunk(chunks?).await {
+                    Ok((Some(chunk), chunks)) => Some((Ok(chunk), Some(chunks))),
+                    Ok((None, _)) => None,
+                    Err(e) => {
+                        // The reader sees the body cut short, not an end.
+                        shared.failed(generation, &e);
+                        Some((Err(e), None))
+                    }
+                }
+            }
+        });
+        Some(futures::StreamExt::chain(
+            futures::stream::iter(first.map(Ok)),
+            rest,
+        ))
+    }
+
+    /// Remembers that `generation` cannot be rendered.
+    fn failed(&self, generation: u64, error: &JoinError) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if *failed != Some(generation) {
+            tracing::error!(error = %error, "failed to render the snapshot for /metrics; answering 500 until the next snapshot");
+            *failed = Some(generation);
+        }
     }
 
     /// The service's own metrics: small, and current at every scrape.
@@ -122,9 +135,18 @@ impl Shared {
     }
 }
 
+/// The next chunk, rendered off the async workers (with the chunks, to
+/// take the one after); an error if the encoder panicked.
+async fn next_chunk(
+    mut chunks: InventoryChunks,
+) -> Result<(Option<Bytes>, InventoryChunks), JoinError> {
+    tokio::task::spawn_blocking(move || (chunks.next(), chunks)).await
+}
+
 /// The snapshot without the health series pushed with it: `/metrics`
 /// serves those from the registry, current at every scrape (and a family
 /// twice would make the text invalid).
-fn render_inventory(snapshot: &Snapshot, omit: &[&str]) -> String {
-    exposition::render_families(snapshot, omit, |family| !family.is_self_metric())
+fn render_inventory(snapshot: Arc<Snapshot>, omit: Vec<String>) -> InventoryChunks {
+    let chunks = exposition::Chunks::new(snapshot, omit, |family| !family.is_self_metric());
+    Box::new(chunks.map(Bytes::from))
 }
