@@ -277,14 +277,15 @@ async fn pusher_with_a_large_page(dir: &Path, pods: usize) -> (Pusher, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_metrics_readers_share_one_rendering_and_normal_scrapes_go_on() {
+async fn slow_metrics_readers_hold_a_few_chunks_each_and_normal_scrapes_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let (pusher, page) = pusher_with_a_large_page(dir.path(), 6000).await;
     assert!(page > 3 << 19, "page of {page} bytes");
     let address = pusher.base_url.trim_start_matches("http://").to_owned();
     let before = rss_bytes(pusher.child.id());
 
-    // Each reader used to get its own rendering: 50 × the page.
+    // A reader holding the whole page would cost 50 × the page; a
+    // streamed reader holds a few 64 KiB chunks.
     let mut readers = Vec::new();
     for _ in 0..50 {
         readers.push(start_slow_reader(&address).await);
