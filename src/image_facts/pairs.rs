@@ -44,6 +44,14 @@ impl Pairs {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The pairs as a map, for tests that change them.
+    #[cfg(test)]
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        (self.iter())
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
 }
 
 impl From<BTreeMap<String, String>> for Pairs {
@@ -70,6 +78,16 @@ impl<'a> IntoIterator for &'a Pairs {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(n, v)| (n, v))
+    }
+}
+
+/// The value of a name the pairs hold, as a map's index is.
+impl std::ops::Index<&str> for Pairs {
+    type Output = str;
+
+    fn index(&self, name: &str) -> &str {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no pair named {name:?}"))
     }
 }
 
@@ -104,7 +122,10 @@ mod tests {
     #[test]
     fn pairs_are_read_by_name_in_name_order_and_serialize_as_a_map() {
         let p = pairs(&[("b", "2"), ("a", "1"), ("c", "")]);
-        assert_eq!((p.get("a"), p.get("c"), p.get("d")), (Some("1"), Some(""), None));
+        assert_eq!(
+            (p.get("a"), p.get("c"), p.get("d")),
+            (Some("1"), Some(""), None)
+        );
         let names: Vec<&str> = p.iter().map(|(n, _)| &**n).collect();
         assert_eq!(names, ["a", "b", "c"]);
         let json = serde_json::to_string(&p).unwrap();

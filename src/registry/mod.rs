@@ -643,7 +643,7 @@ mod tests {
             &limits,
         );
         assert_eq!(metadata.labels.len(), limits.max_labels);
-        assert!(metadata.labels.contains_key("label.00000"));
+        assert!(metadata.labels.get("label.00000").is_some());
         assert_eq!(metadata.annotations.len(), limits.max_annotations);
         assert_eq!(
             metadata.dropped.get(DropReason::TooManyLabels),
