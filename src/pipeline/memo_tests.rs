@@ -136,7 +136,10 @@ fn a_changed_login_or_scope_is_asked_and_incomplete_answers_are_not_kept() {
             .collect(),
         ..lookup(2, "a", None)
     };
-    assert_eq!(tick(&mut memo, &[two.clone()], now, long), ["a"]);
+    assert_eq!(
+        tick(&mut memo, std::slice::from_ref(&two), now, long),
+        ["a"]
+    );
     assert!(tick(&mut memo, &[two], now, long).is_empty());
     // An answer that left facts out is asked again at the next snapshot.
     let l = lookup(3, "d", None);
