@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use container_image_pusher::discovery::{Container, Kind, Workload};
 use container_image_pusher::encode::Buffers;
-use container_image_pusher::image_facts::{ImageMetadata, Resolution, Resolutions};
+use container_image_pusher::image_facts::{ImageMetadata, Pairs, Resolution, Resolutions};
 use container_image_pusher::interner::StringPool;
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::pipeline::Metrics;
@@ -116,7 +116,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                 digest: format!("sha256:{:064x}", i),
                 size: 20_000_000 + i as u64,
                 created: Some(1_700_000_000 + i as i64),
-                labels: Arc::new(BTreeMap::from([
+                labels: Pairs::from(BTreeMap::from([
                     (
                         "org.opencontainers.image.source".into(),
                         format!("https://github.com/example/service-{i}"),
@@ -127,7 +127,7 @@ fn fixture(containers: usize, images: usize) -> (Vec<Arc<Workload>>, HashMap<Str
                     ),
                     ("dev.chainguard.package.main".into(), "static".into()),
                 ])),
-                annotations: Arc::new(BTreeMap::from([(
+                annotations: Pairs::from(BTreeMap::from([(
                     "org.opencontainers.image.base.name".into(),
                     "cgr.dev/chainguard/static:latest".into(),
                 )])),

@@ -386,8 +386,8 @@ fn image_series(
         });
     };
     for (family, pairs) in [
-        (Family::Annotation, &*image.annotations),
-        (Family::Label, &*image.labels),
+        (Family::Annotation, &image.annotations),
+        (Family::Label, &image.labels),
     ] {
         for (key, value) in pairs {
             // Keys and values repeat across images (OCI keys, base images):

@@ -6,9 +6,11 @@
 //! `registry` fills it in; the series builders (`inventory`,
 //! `version_series`) read it without knowing the registry client. It imports no stage that
 //! reads it: only the credential [`Scope`] it keys by, the freshness of
-//! [`versions`](crate::versions) and the verdicts of [`verify`](crate::verify).
+//! [`versions`](crate::versions), the verdicts of [`verify`](crate::verify)
+//! and the [`interner`](crate::interner) its [`pairs`] share strings through.
 
 pub mod limits;
+pub mod pairs;
 pub mod supply_chain;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use crate::credentials::Scope;
 use crate::versions::Freshness;
 use limits::{DropReason, Dropped, ImageLimits};
+pub use pairs::Pairs;
 use supply_chain::SupplyChain;
 
 /// What the series say about one image.
@@ -30,10 +33,10 @@ pub struct ImageMetadata {
     pub created: Option<i64>,
     /// The config's labels, within [`ImageLimits`]. Shared: the metadata
     /// is copied with fresh supply-chain facts once per period.
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Pairs,
     /// Index, then index entry, then manifest annotations (later wins),
     /// within [`ImageLimits`].
-    pub annotations: Arc<BTreeMap<String, String>>,
+    pub annotations: Pairs,
     /// What the limits left out or cut of the image's labels and annotations.
     pub dropped: Dropped,
     /// What is attached to the image and the base it was built on.
@@ -85,8 +88,8 @@ impl ImageMetadata {
             digest,
             size,
             created,
-            labels: Arc::new(labels),
-            annotations: Arc::new(annotations),
+            labels: labels.into(),
+            annotations: annotations.into(),
             dropped,
             supply_chain: SupplyChain::default(),
             platform_digests: Vec::new(),

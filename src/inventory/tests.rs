@@ -4,7 +4,7 @@
 use super::*;
 use crate::discovery::{Container, Kind};
 use crate::image_facts::limits::{ImageLimits, TRUNCATED};
-use crate::image_facts::{ErrorClass, ImageMetadata, ResolveError};
+use crate::image_facts::{ErrorClass, ImageMetadata, Pairs, ResolveError};
 use crate::series::fixtures::pairs;
 use crate::series::{check_external_labels, NAME_LABEL};
 use std::collections::BTreeMap;
@@ -41,11 +41,11 @@ fn metadata(digest: &str) -> Arc<ImageMetadata> {
         digest: digest.into(),
         size: 1234,
         created: Some(1_700_000_000),
-        labels: Arc::new(BTreeMap::from([
+        labels: Pairs::from(BTreeMap::from([
             ("dev.chainguard.package.main".into(), "static".into()),
             ("empty".into(), String::new()),
         ])),
-        annotations: Arc::new(BTreeMap::from([(
+        annotations: Pairs::from(BTreeMap::from([(
             "org.opencontainers.image.base.name".into(),
             "cgr.dev/chainguard/static".into(),
         )])),
@@ -363,7 +363,9 @@ fn every_series_has_its_family_labels_once_and_sorted() {
         message: "no".into(),
     });
     let mut image = (*metadata("sha256:aa")).clone();
-    Arc::make_mut(&mut image.labels).retain(|_, v| !v.is_empty());
+    let mut labels = image.labels.to_map();
+    labels.retain(|_, v| !v.is_empty());
+    image.labels = labels.into();
     image.supply_chain = crate::image_facts::supply_chain::SupplyChain::example();
     let resolutions = HashMap::from([
         ("app:1".to_owned(), Ok(Arc::new(image))),
@@ -530,8 +532,8 @@ fn limits_of_zero_keep_no_labels_and_the_other_series() {
     let image = metadata("sha256:aa");
     let image = bounded(
         &image,
-        (*image.labels).clone(),
-        (*image.annotations).clone(),
+        image.labels.to_map(),
+        image.annotations.to_map(),
         &limits,
     );
     let mut inventory = Inventory::new(CommonLabels::new("j", &[]), dropped_total.clone());

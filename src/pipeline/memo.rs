@@ -7,10 +7,13 @@
 //! cached failure, what is attached, a version answer), exact rather than
 //! guessed from now, and at most [`MAX_REUSE`]. Entries are kept in the
 //! order they expire, so a tick finds the expired ones without walking the
-//! others. The key holds the ids of the lookup's logins: a changed pull
-//! secret is another key, so it is asked. Lookups absent from a snapshot
-//! are forgotten, so the memo holds no more than the current lookups.
-//! The pod's cloud login is not in the key: it is asked for per lookup by
+//! others. An entry holds the ids of the lookup's logins: a changed pull
+//! secret does not match them, so it is asked. An unchanged lookup is
+//! found by what it holds already (its scope and shared image) and its
+//! logins compared in place, so a warm tick builds no key. Lookups absent
+//! from a snapshot are forgotten, so the memo holds no more than the
+//! current lookups.
+//! The pod's cloud login is not among those ids: it is asked for per lookup by
 //! the resolver's caller, and what it can read expires with the facts.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,12 +32,14 @@ use super::Resolved;
 /// well within their idle periods.
 pub const MAX_REUSE: Duration = Duration::from_secs(3600);
 
-/// (scope, image, the ids of its logins in order).
-type Key = (Scope, Arc<str>, Box<[u64]>);
-/// A [`Key`] without its image.
+/// (scope, image).
+type Key = (Scope, Arc<str>);
+/// A lookup asked: its scope and the ids of its logins in order.
 type AskedKey = (Scope, Box<[u64]>);
 
 struct Entry {
+    /// The ids of the logins the answer was obtained with, in order.
+    logins: Box<[u64]>,
     resolution: Resolution,
     versions: Option<Arc<VersionInfo>>,
     /// Its place in [`Memo::expiries`].
@@ -77,18 +82,22 @@ impl Memo {
         let mut reused = Vec::new();
         let mut asked = Vec::new();
         for lookup in lookups {
-            let logins: Box<[u64]> = lookup.logins.iter().map(Login::id).collect();
-            let key = (lookup.scope, lookup.image, logins);
+            let key = (lookup.scope, lookup.image);
+            let logins = || lookup.logins.iter().map(Login::id);
             match self.entries.get_mut(&key) {
-                Some(entry) => {
+                // Answered with other logins (a pull secret changed): asked,
+                // and forgotten below as not seen.
+                Some(entry) if entry.logins.iter().copied().eq(logins()) => {
                     entry.seen = self.snapshot;
                     let answer = (entry.resolution.clone(), entry.versions.clone());
+                    // The pipeline's answers own their image (`Resolutions`
+                    // keys by `String`): the one copy left per lookup.
                     reused.push((key.0, key.1.to_string(), answer.0, answer.1, false));
                 }
-                None => {
-                    let (scope, image, logins) = key;
+                _ => {
+                    let (scope, image) = key;
                     let keys = self.asked.entry(image.clone()).or_default();
-                    keys.push((scope, logins));
+                    keys.push((scope, logins().collect()));
                     asked.push(Lookup {
                         scope,
                         image,
@@ -119,18 +128,11 @@ impl Memo {
                 .and_then(|keys| keys.iter().position(|(s, _)| s == scope));
             if let (Some(keys), Some(position), false) = (keys, position, *left_out) {
                 let (scope, logins) = keys.swap_remove(position);
-                let image = self
-                    .asked
-                    .get_key_value(image.as_str())
-                    .map(|(k, _)| k.clone());
+                let until = until.map_or(now + MAX_REUSE, |u| u.min(now + MAX_REUSE));
+                let answer = (resolution.clone(), versions.clone());
+                let image = (self.asked.get_key_value(image.as_str())).map(|(k, _)| k.clone());
                 if let Some(image) = image {
-                    let until = until.map_or(now + MAX_REUSE, |u| u.min(now + MAX_REUSE));
-                    self.insert(
-                        (scope, image, logins),
-                        resolution.clone(),
-                        versions.clone(),
-                        until,
-                    );
+                    self.insert((scope, image), logins, answer, until);
                 }
             }
             all.push(resolved);
@@ -142,14 +144,15 @@ impl Memo {
     fn insert(
         &mut self,
         key: Key,
-        resolution: Resolution,
-        versions: Option<Arc<VersionInfo>>,
+        logins: Box<[u64]>,
+        (resolution, versions): (Resolution, Option<Arc<VersionInfo>>),
         until: Instant,
     ) {
         self.sequence += 1;
         let expires = (until, self.sequence);
         self.expiries.insert(expires, key.clone());
         let entry = Entry {
+            logins,
             resolution,
             versions,
             expires,

@@ -117,11 +117,30 @@ fn a_changed_login_or_scope_is_asked_and_incomplete_answers_are_not_kept() {
         tick(&mut memo, &[lookup(1, "a", Some("new"))], now, long),
         ["a"]
     );
+    assert!(tick(&mut memo, &[lookup(1, "a", Some("new"))], now, long).is_empty());
+    // Back to the old one: its answer was forgotten with the change.
+    assert_eq!(
+        tick(&mut memo, &[lookup(1, "a", Some("old"))], now, long),
+        ["a"]
+    );
     assert_eq!(
         tick(&mut memo, &[lookup(2, "a", Some("new"))], now, long),
         ["a"]
     );
-    assert_eq!(memo.entries.len(), 1);
+    assert_eq!((memo.entries.len(), memo.expiries.len()), (1, 1));
+    // More logins than the answer was obtained with, the same first one.
+    let two = Lookup {
+        logins: [lookup(2, "a", Some("new")), lookup(2, "a", Some("other"))]
+            .into_iter()
+            .flat_map(|l| l.logins)
+            .collect(),
+        ..lookup(2, "a", None)
+    };
+    assert_eq!(
+        tick(&mut memo, std::slice::from_ref(&two), now, long),
+        ["a"]
+    );
+    assert!(tick(&mut memo, &[two], now, long).is_empty());
     // An answer that left facts out is asked again at the next snapshot.
     let l = lookup(3, "d", None);
     let (reused, asked) = memo.split(vec![l.clone()], Facts::All, now);

@@ -11,10 +11,9 @@
 //! metadata is cached by digest like any image's) for its `created` time:
 //! about when the base moved.
 
-use std::collections::BTreeMap;
-
 use crate::image_facts::limits::TRUNCATED;
 use crate::image_facts::supply_chain::BaseImage;
+use crate::image_facts::Pairs;
 use crate::reference::check_digest;
 
 pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -22,7 +21,7 @@ pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
 /// The base `annotations` declare, if any. A name cut by the annotation
 /// limits is not a name, so it is left out.
-pub fn declared(annotations: &BTreeMap<String, String>) -> Option<BaseImage> {
+pub fn declared(annotations: &Pairs) -> Option<BaseImage> {
     let name = annotations.get(BASE_NAME)?.trim();
     if name.is_empty() || name.ends_with(TRUNCATED) {
         return None;
@@ -44,11 +43,11 @@ pub fn declared(annotations: &BTreeMap<String, String>) -> Option<BaseImage> {
 mod tests {
     use super::*;
 
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
+    fn annotations(pairs: &[(&str, &str)]) -> Pairs {
+        let map: std::collections::BTreeMap<String, String> = (pairs.iter())
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect();
+        map.into()
     }
 
     #[test]

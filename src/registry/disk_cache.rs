@@ -53,8 +53,9 @@ pub const SAVE_INTERVAL: Duration = Duration::from_secs(300);
 /// Default of `--cache-dir-max-bytes`: about 25k real images.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The in-memory metadata cache's key: digest-pinned reference, login id.
-pub type Key = (String, u64);
+/// The in-memory metadata cache's key: digest-pinned reference, login id;
+/// the reference the resolver's caches share (see [`DiskCache::share_keys`]).
+pub type Key = (Arc<str>, u64);
 
 /// Why the file was not loaded; logged once.
 #[derive(Debug, thiserror::Error)]
@@ -182,10 +183,29 @@ impl DiskCache {
                 metadata: Arc::new(entry.metadata),
                 used: entry.used,
             };
-            state.entries.insert((entry.reference, entry.login), slot);
+            state
+                .entries
+                .insert((entry.reference.into(), entry.login), slot);
         }
         info!(path = %path.display(), images = loaded, verdicts, "loaded image metadata from the disk cache");
         loaded
+    }
+
+    /// Makes the loaded images' keys the shared copies `intern` gives (the
+    /// resolver's), so an image's reference is one allocation however many
+    /// caches hold it.
+    pub fn share_keys(&self, intern: impl Fn(&str) -> Arc<str>) {
+        let mut state = self.lock();
+        let entries = std::mem::take(&mut state.entries);
+        state.entries = (entries.into_iter())
+            .map(|((reference, login), slot)| ((intern(&reference), login), slot))
+            .collect();
+    }
+
+    /// The keys of the images held.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        self.lock().entries.keys().cloned().collect()
     }
 
     /// The file's entries; `None` when there is no file yet.
@@ -475,7 +495,7 @@ mod tests {
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn key(name: &str, login: u64) -> Key {
-        (format!("registry.example/{name}@{DIGEST}"), login)
+        (format!("registry.example/{name}@{DIGEST}").into(), login)
     }
 
     fn image() -> Arc<ImageMetadata> {

@@ -14,6 +14,9 @@
 //! Failures are cached too, for `--error-cache-duration`, so one broken image
 //! does not hammer its registry at every tick.
 //!
+//! Every cache keys by a reference string and a login id; the strings are
+//! shared ([`keys`]), each formatted once per lookup.
+//!
 //! Labels and annotations are bounded by [`ImageLimits`] when the metadata
 //! is made, before it is cached: what a registry sends costs the cache no
 //! more than the series it may become.
@@ -25,6 +28,7 @@ pub mod disk_cache;
 pub mod expiry;
 pub mod filter;
 mod host_limiter;
+mod keys;
 pub mod manifest;
 mod metrics;
 pub mod referrers;
@@ -55,6 +59,7 @@ use crate::image_facts::{
 use crate::reference;
 use client::{ClientSettings, Content, RegistryClient};
 use expiry::{AtStamp, Stamped};
+use keys::{Key, Keys};
 
 /// Why a [`Resolver`] cannot be made: a start-up error.
 #[derive(Debug, thiserror::Error)]
@@ -132,16 +137,18 @@ pub struct Resolver {
     config: ResolverConfig,
     /// (reference, login id) → digest: a result obtained with one
     /// object's login is never reported for another's.
-    tags: Cache<(String, u64), Stamped<Result<String, ResolveError>>>,
+    tags: Cache<Key, Stamped<Result<String, ResolveError>>>,
     /// Hashes of the (reference, login id)s whose tag resolved before:
     /// when their entry in `tags` expires, a HEAD says whether they moved.
     known_tags: moka::sync::Cache<u64, ()>,
     /// Manifests read by tag, by (pinned reference, login id), until the
     /// metadata lookup of the same digest takes them.
-    fetched: moka::sync::Cache<(String, u64), bytes::Bytes>,
-    metadata: Cache<(String, u64), Stamped<Resolution>>,
+    fetched: moka::sync::Cache<Key, bytes::Bytes>,
+    metadata: Cache<Key, Stamped<Resolution>>,
     supply_chain: supply_chain::SupplyChainCaches,
     tag_lists: Arc<tags::TagLists>,
+    /// The strings every cache's keys share.
+    keys: Arc<Keys>,
     metrics: Metrics,
 }
 
@@ -155,6 +162,7 @@ impl Resolver {
 
     pub fn new(config: ResolverConfig, metrics: Metrics) -> Result<Self, Error> {
         crate::install_crypto_provider();
+        let keys = Arc::new(Keys::default());
         if let Some(disk) = &config.disk_cache {
             let limits = &config.image_limits;
             let settings = disk_cache::format::settings_fingerprint(
@@ -164,6 +172,7 @@ impl Resolver {
             );
             let policies = crate::verify::policy::fingerprint(&config.verify);
             disk.load(settings, policies, limits);
+            disk.share_keys(|reference| keys.of(reference));
         }
         let tags = Cache::builder()
             .max_capacity(TAG_CAPACITY)
@@ -195,6 +204,7 @@ impl Resolver {
             lists_ok,
             config.error_cache_duration,
             referrers::is_attachment_tag,
+            keys.clone(),
         ));
         let supply_chain = supply_chain::SupplyChainCaches::new(
             &config,
@@ -205,6 +215,7 @@ impl Resolver {
                 config.disk_cache.clone(),
             ),
             tag_lists.clone(),
+            keys.clone(),
         );
         let fetched = moka::sync::Cache::builder()
             .max_capacity(FETCHED_MANIFEST_BYTES)
@@ -224,6 +235,7 @@ impl Resolver {
             metadata,
             supply_chain,
             tag_lists,
+            keys,
             metrics,
         })
     }
@@ -278,6 +290,8 @@ impl Resolver {
     ) -> Resolution {
         let reference = reference::parse(image)
             .map_err(|e| ResolveError::new(ErrorClass::InvalidReference, e.to_string()))?;
+        // Formatted once per lookup; every login's keys share it.
+        let written = self.keys.of(&reference);
         let mut refused = None;
         if logins.len() > MAX_LOGINS_PER_IMAGE {
             debug!(
@@ -289,7 +303,7 @@ impl Resolver {
         }
         for login in logins.iter().take(MAX_LOGINS_PER_IMAGE) {
             match self
-                .resolve_with(&reference, Some(login), facts, left_out)
+                .resolve_with((&reference, &written), Some(login), facts, left_out)
                 .await
             {
                 Err(e) if matches!(e.class, ErrorClass::Unauthorized | ErrorClass::Forbidden) => {
@@ -302,60 +316,66 @@ impl Resolver {
         match refused {
             // Every login was refused: the last refusal says why.
             Some(e) => Err(e),
-            None => self.resolve_with(&reference, None, facts, left_out).await,
+            None => {
+                self.resolve_with((&reference, &written), None, facts, left_out)
+                    .await
+            }
         }
     }
 
+    /// `reference` (and `written`, its shared string) with one login.
     async fn resolve_with(
         &self,
-        reference: &Reference,
+        (reference, written): (&Reference, &Arc<str>),
         credential: Option<&Login>,
         facts: Facts,
         left_out: &std::sync::atomic::AtomicBool,
     ) -> Resolution {
+        let login = keys::login(credential);
         let digest = match reference.digest() {
             Some(digest) => digest.to_owned(),
-            None => self.tag_digest(reference, credential, true).await?,
+            None => {
+                let key = (written.clone(), login);
+                self.tag_digest(reference, key, credential, true).await?
+            }
         };
         let pinned = reference::with_digest(reference, &digest);
-        if facts == Facts::Digest && !self.metadata_cached(&pinned, credential) {
+        let key = (self.keys.of(&pinned), login);
+        let pinned = (&pinned, &key);
+        if facts == Facts::Digest && !self.metadata_cached(&key) {
             left_out.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Arc::new(ImageMetadata::digest_only(digest)));
         }
-        let metadata = self.cached_metadata(&pinned, &digest, credential).await?;
+        let metadata = self.cached_metadata(pinned, &digest, credential).await?;
         if facts != Facts::All {
-            if let Some(known) = self
-                .known_supply_chain(&pinned, &metadata, credential)
-                .await
-            {
+            if let Some(known) = self.known_supply_chain(&key, &metadata).await {
                 return Ok(known);
             }
             left_out.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(metadata);
         }
-        Ok(self.with_supply_chain(&pinned, metadata, credential).await)
+        Ok(self.with_supply_chain(pinned, metadata, credential).await)
     }
 
     /// Whether the metadata of an image pinned by digest (or its failure)
     /// is cached, in memory or on disk: reading it then asks no registry.
-    fn metadata_cached(&self, pinned: &Reference, credential: Option<&Login>) -> bool {
-        let key = (pinned.whole(), credential.map_or(0, Login::id));
-        self.metadata.contains_key(&key)
-            || (self.config.disk_cache.as_deref()).is_some_and(|d| d.get(&key).is_some())
+    fn metadata_cached(&self, key: &Key) -> bool {
+        self.metadata.contains_key(key)
+            || (self.config.disk_cache.as_deref()).is_some_and(|d| d.get(key).is_some())
     }
 
-    /// The metadata of an image pinned by digest, from the cache or its registry.
+    /// The metadata of an image pinned by digest (and its key), from the
+    /// cache or its registry.
     async fn cached_metadata(
         &self,
-        pinned: &Reference,
+        (pinned, key): (&Reference, &Key),
         digest: &str,
         credential: Option<&Login>,
     ) -> Resolution {
-        let key = (pinned.whole(), credential.map_or(0, Login::id));
         let disk = self.config.disk_cache.as_deref().map(|d| (d, key.clone()));
         let entry = self
             .metadata
-            .entry(key)
+            .entry(key.clone())
             .or_insert_with(async {
                 if let Some((d, key)) = &disk {
                     let found = d.get(key);
@@ -364,7 +384,7 @@ impl Resolver {
                         return Stamped::new(Ok(metadata), None);
                     }
                 }
-                let fetch = self.fetch_metadata(pinned, digest, credential);
+                let fetch = self.fetch_metadata((pinned, key), digest, credential);
                 let result = tokio::time::timeout(self.config.timeout, fetch)
                     .await
                     .unwrap_or_else(|_| {
@@ -392,15 +412,16 @@ impl Resolver {
     /// The digest a tag points at now: one HEAD request per cache period.
     /// A tag never resolved before, when its manifest is `wanted` next, is
     /// read with one GET instead, and the manifest kept for
-    /// [`Resolver::fetch_metadata`].
+    /// [`Resolver::fetch_metadata`]. `key` is the reference's, with
+    /// `credential`'s id.
     async fn tag_digest(
         &self,
         reference: &Reference,
+        key: Key,
         credential: Option<&Login>,
         wanted: bool,
     ) -> Result<String, ResolveError> {
-        let login = credential.map_or(0, Login::id);
-        let key = (reference.whole(), login);
+        let login = key.1;
         let known = known_tag(&key);
         let cold = wanted && !self.known_tags.contains_key(&known);
         let entry = self
@@ -414,7 +435,7 @@ impl Resolver {
                     }
                     let (digest, body) = self.client.manifest_by_tag(reference, credential).await?;
                     let pinned = reference::with_digest(reference, &digest);
-                    self.fetched.insert((pinned.whole(), login), body);
+                    self.fetched.insert((self.keys.of(&pinned), login), body);
                     Ok(digest)
                 };
                 let result = match tokio::time::timeout(self.config.timeout, read).await {
@@ -462,13 +483,11 @@ impl Resolver {
     /// and the config of an image pinned by digest.
     async fn fetch_metadata(
         &self,
-        pinned: &Reference,
+        (pinned, key): (&Reference, &Key),
         digest: &str,
         credential: Option<&Login>,
     ) -> Result<ImageMetadata, ResolveError> {
-        let read_by_tag = self
-            .fetched
-            .remove(&(pinned.whole(), credential.map_or(0, Login::id)));
+        let read_by_tag = self.fetched.remove(key);
         let body = match read_by_tag {
             Some(body) => body,
             None => {
@@ -562,7 +581,7 @@ impl Resolver {
 
 /// The key of [`Resolver::known_tags`]: a hash, as a collision costs only a
 /// HEAD and a GET where one GET would do.
-fn known_tag(key: &(String, u64)) -> u64 {
+fn known_tag(key: &Key) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
 }
@@ -624,7 +643,7 @@ mod tests {
             &limits,
         );
         assert_eq!(metadata.labels.len(), limits.max_labels);
-        assert!(metadata.labels.contains_key("label.00000"));
+        assert!(metadata.labels.get("label.00000").is_some());
         assert_eq!(metadata.annotations.len(), limits.max_annotations);
         assert_eq!(
             metadata.dropped.get(DropReason::TooManyLabels),

@@ -37,6 +37,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::client::RegistryClient;
+use super::keys::{Key, Keys};
 use super::manifest::{DocumentError, Manifest, OCI_INDEX};
 use super::{ErrorClass, ResolveError, Ttl};
 use crate::credentials::Login;
@@ -305,13 +306,15 @@ pub(crate) struct ReferrerLookup {
     /// Hosts that answered the referrers API with 404: they have none.
     no_api: Cache<String, ()>,
     /// (repository, credential) → its attachment tags, for the cache period.
-    repositories: Cache<(String, u64), Arc<RepositoryTags>>,
+    repositories: Cache<Key, Arc<RepositoryTags>>,
     /// The tag lists, shared with the version lookups: one listing serves both.
     tag_lists: Arc<super::tags::TagLists>,
     /// (repository@subject, credential) → the artifacts attached to it.
-    listings: Cache<(String, u64), Listing>,
+    listings: Cache<Key, Listing>,
     /// (repository@artifact, credential) → what it is; content-addressed.
-    artifacts: Cache<(String, u64), Result<Arc<Artifact>, ResolveError>>,
+    artifacts: Cache<Key, Result<Arc<Artifact>, ResolveError>>,
+    /// The strings the keys share with the resolver's.
+    keys: Arc<Keys>,
 }
 
 impl ReferrerLookup {
@@ -319,9 +322,11 @@ impl ReferrerLookup {
         cache_duration: Duration,
         error_cache_duration: Duration,
         tag_lists: Arc<super::tags::TagLists>,
+        keys: Arc<Keys>,
     ) -> Self {
         ReferrerLookup {
             tag_lists,
+            keys,
             no_api: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(cache_duration)
@@ -408,13 +413,13 @@ impl ReferrerLookup {
         subject: &str,
         credential: Option<&Login>,
     ) -> Listing {
-        let key = (
-            format!(
+        let key = self.keys.key(
+            format_args!(
                 "{}/{}@{subject}",
                 pinned.resolve_registry(),
                 pinned.repository()
             ),
-            credential.map_or(0, Login::id),
+            credential,
         );
         self.listings
             .entry(key)
@@ -544,9 +549,9 @@ impl ReferrerLookup {
         pinned: &Reference,
         credential: Option<&Login>,
     ) -> Arc<RepositoryTags> {
-        let key = (
-            format!("{}/{}", pinned.resolve_registry(), pinned.repository()),
-            credential.map_or(0, Login::id),
+        let key = self.keys.key(
+            format_args!("{}/{}", pinned.resolve_registry(), pinned.repository()),
+            credential,
         );
         self.repositories
             .entry(key)
@@ -569,19 +574,14 @@ impl ReferrerLookup {
             .into_value()
     }
 
-    fn artifact_key(
-        &self,
-        pinned: &Reference,
-        digest: &str,
-        credential: Option<&Login>,
-    ) -> (String, u64) {
-        (
-            format!(
+    fn artifact_key(&self, pinned: &Reference, digest: &str, credential: Option<&Login>) -> Key {
+        self.keys.key(
+            format_args!(
                 "{}/{}@{digest}",
                 pinned.resolve_registry(),
                 pinned.repository()
             ),
-            credential.map_or(0, Login::id),
+            credential,
         )
     }
 

@@ -20,6 +20,7 @@ use oci_client::Reference;
 use tracing::debug;
 
 use super::base;
+use super::keys::{Key, Keys};
 use super::referrers::ReferrerLookup;
 use super::signatures::SignatureVerifier;
 use super::{Dropped, ErrorClass, ImageMetadata, ResolveError, Resolver};
@@ -32,9 +33,9 @@ pub(crate) struct SupplyChainCaches {
     lookup: Option<ReferrerLookup>,
     verifier: Option<SignatureVerifier>,
     /// (pinned reference, credential) → the metadata with its facts.
-    composed: Cache<(String, u64), Composed>,
+    composed: Cache<Key, Composed>,
     /// Images composed before: their dropped labels were counted already.
-    seen: Cache<(String, u64), ()>,
+    seen: Cache<Key, ()>,
     /// How long composed facts are trusted: when looked up, when it failed.
     ok: Duration,
     failed: Duration,
@@ -51,13 +52,8 @@ struct Composed {
 /// Each composed entry goes at the instant it carries.
 struct ComposedExpiry;
 
-impl moka::Expiry<(String, u64), Composed> for ComposedExpiry {
-    fn expire_after_create(
-        &self,
-        _: &(String, u64),
-        value: &Composed,
-        created: Instant,
-    ) -> Option<Duration> {
+impl moka::Expiry<Key, Composed> for ComposedExpiry {
+    fn expire_after_create(&self, _: &Key, value: &Composed, created: Instant) -> Option<Duration> {
         Some(value.until.saturating_duration_since(created))
     }
 }
@@ -70,6 +66,7 @@ impl SupplyChainCaches {
         (capacity, idle): (u64, Duration),
         verifier: Option<SignatureVerifier>,
         tag_lists: Arc<super::tags::TagLists>,
+        keys: Arc<Keys>,
     ) -> Self {
         let referrers = config.referrers;
         let referrers_cache_duration = config.referrers_cache_duration;
@@ -82,7 +79,12 @@ impl SupplyChainCaches {
         };
         SupplyChainCaches {
             lookup: referrers.then(|| {
-                ReferrerLookup::new(referrers_cache_duration, error_cache_duration, tag_lists)
+                ReferrerLookup::new(
+                    referrers_cache_duration,
+                    error_cache_duration,
+                    tag_lists,
+                    keys,
+                )
             }),
             verifier: verifier.filter(|_| referrers),
             composed: Cache::builder()
@@ -99,12 +101,25 @@ impl SupplyChainCaches {
     }
 }
 
+impl SupplyChainCaches {
+    /// The keys of the composed images, and of those seen.
+    #[cfg(test)]
+    pub(super) fn keys(&self) -> (Vec<Key>, Vec<Key>) {
+        let composed = self.composed.iter().map(|(k, _)| (*k).clone()).collect();
+        (
+            composed,
+            self.seen.iter().map(|(k, _)| (*k).clone()).collect(),
+        )
+    }
+}
+
 impl Resolver {
     /// `metadata` with its supply-chain facts, from a cache refreshed once
     /// per period. Images with nothing to look up are handed out as they are.
+    /// `key` is `pinned`'s, with `credential`'s id.
     pub(super) async fn with_supply_chain(
         &self,
-        pinned: &Reference,
+        (pinned, key): (&Reference, &Key),
         metadata: Arc<ImageMetadata>,
         credential: Option<&Login>,
     ) -> Arc<ImageMetadata> {
@@ -112,7 +127,6 @@ impl Resolver {
         if caches.lookup.is_none() && base::declared(&metadata.annotations).is_none() {
             return metadata;
         }
-        let key = (pinned.whole(), credential.map_or(0, Login::id));
         let composed = caches
             .composed
             .entry(key.clone())
@@ -164,10 +178,10 @@ impl Resolver {
                 composed.supply_chain = supply;
                 // What the limits dropped is counted once per image, when its
                 // series are first built, not at every refresh of its facts.
-                if caches.seen.contains_key(&key) {
+                if caches.seen.contains_key(key) {
                     composed.dropped = Dropped::default();
                 } else {
-                    caches.seen.insert(key, ()).await;
+                    caches.seen.insert(key.clone(), ()).await;
                 }
                 let valid = if failed { caches.failed } else { caches.ok };
                 Composed {
@@ -188,20 +202,18 @@ impl Resolver {
     /// the series built from it are.
     pub(super) async fn known_supply_chain(
         &self,
-        pinned: &Reference,
+        key: &Key,
         metadata: &Arc<ImageMetadata>,
-        credential: Option<&Login>,
     ) -> Option<Arc<ImageMetadata>> {
         let caches = &self.supply_chain;
         if caches.lookup.is_none() && base::declared(&metadata.annotations).is_none() {
             return Some(metadata.clone());
         }
-        let key = (pinned.whole(), credential.map_or(0, Login::id));
-        if let Some(composed) = caches.composed.get(&key).await {
+        if let Some(composed) = caches.composed.get(key).await {
             super::expiry::used(Some(composed.until));
             return Some(composed.metadata);
         }
-        caches.seen.insert(key, ()).await;
+        caches.seen.insert(key.clone(), ()).await;
         None
     }
 
@@ -227,7 +239,8 @@ impl Resolver {
         }
         let credential =
             credential.filter(|_| base.resolve_registry() == pinned.resolve_registry());
-        let now = match self.tag_digest(&base, credential, false).await {
+        let key = self.keys.key(&base, credential);
+        let now = match self.tag_digest(&base, key, credential, false).await {
             Ok(now) => now,
             Err(e) => {
                 debug!(image = %pinned, base = declared.name, error = %e, "cannot resolve the base image");
@@ -238,7 +251,11 @@ impl Resolver {
             return (Some(false), None);
         }
         let current = reference::with_digest(&base, &now);
-        let created = match self.cached_metadata(&current, &now, credential).await {
+        let key = self.keys.key(&current, credential);
+        let created = match self
+            .cached_metadata((&current, &key), &now, credential)
+            .await
+        {
             Ok(metadata) => metadata.created,
             Err(e) => {
                 debug!(image = %pinned, base = %current, error = %e, "cannot read the base image's current version");

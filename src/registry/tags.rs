@@ -24,6 +24,7 @@ use tracing::debug;
 
 use super::client::RegistryClient;
 use super::expiry::{AtStamp, Stamped};
+use super::keys::{Key, Keys};
 use super::{ErrorClass, ImageMetadata, ResolveError, Resolver, Ttl};
 use crate::credentials::Login;
 use crate::glob::Glob;
@@ -113,8 +114,6 @@ pub struct Listing {
 /// Attachment tags kept per repository.
 const MAX_ATTACHMENT_TAGS: usize = 20_000;
 
-type Key = (String, u64);
-
 /// Tag lists, one listing per repository and login per period, shared by
 /// the version and the supply-chain lookups; and the version answers told
 /// from them, so that a warm tick computes nothing.
@@ -126,16 +125,23 @@ pub(crate) struct TagLists {
     answers: Cache<AnswerKey, Stamped<Option<Arc<VersionInfo>>>>,
     /// How long an answer is trusted: its listing's period.
     answer_valid: Duration,
+    /// The strings the keys share with the resolver's.
+    keys: Arc<Keys>,
 }
 
 /// (image, where its versions are looked up, login, overrides).
-type AnswerKey = (String, String, u64, String);
+type AnswerKey = (Arc<str>, Arc<str>, u64, String);
 
 /// Answers kept: one per running image and overrides.
 const ANSWER_CAPACITY: u64 = 100_000;
 
 impl TagLists {
-    pub(crate) fn new(ok: Duration, err: Duration, attachment: fn(&str) -> bool) -> Self {
+    pub(crate) fn new(
+        ok: Duration,
+        err: Duration,
+        attachment: fn(&str) -> bool,
+        keys: Arc<Keys>,
+    ) -> Self {
         TagLists {
             cache: Cache::builder()
                 .max_capacity(MAX_CACHED_TAGS)
@@ -157,6 +163,7 @@ impl TagLists {
                 .expire_after(AtStamp { idle: None })
                 .build(),
             answer_valid: ok,
+            keys,
         }
     }
 
@@ -168,13 +175,13 @@ impl TagLists {
         reference: &Reference,
         credential: Option<&Login>,
     ) -> Result<Arc<Listing>, ResolveError> {
-        let key = (
-            format!(
+        let key = self.keys.key(
+            format_args!(
                 "{}/{}",
                 reference.resolve_registry(),
                 reference.repository()
             ),
-            credential.map_or(0, Login::id),
+            credential,
         );
         self.cache
             .entry(key)
@@ -256,8 +263,8 @@ impl Resolver {
         self.config.versions.as_ref()?;
         let lists = &self.tag_lists;
         let key = (
-            image.to_owned(),
-            lookup_in.unwrap_or_default().to_owned(),
+            lists.keys.of(image),
+            lists.keys.of(lookup_in.unwrap_or_default()),
             logins.first().map_or(0, |l| l.id()),
             overrides.describe(),
         );
@@ -286,9 +293,10 @@ impl Resolver {
         if self.config.versions.is_none() {
             return Some(None);
         }
+        let keys = &self.tag_lists.keys;
         let key = (
-            image.to_owned(),
-            String::new(),
+            keys.of(image),
+            keys.of(""),
             logins.first().map_or(0, |l| l.id()),
             Overrides::default().describe(),
         );

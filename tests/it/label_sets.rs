@@ -15,7 +15,7 @@ use container_image_pusher::encode::otlp::{self, SERVICE_NAME};
 use container_image_pusher::encode::remote_write_v1::{encode, proto};
 use container_image_pusher::encode::remote_write_v2::{encode as encode_v2, proto as proto_v2};
 use container_image_pusher::image_facts::{
-    ErrorClass, ImageMetadata, Resolution, Resolutions, ResolveError,
+    ErrorClass, ImageMetadata, Pairs, Resolution, Resolutions, ResolveError,
 };
 use container_image_pusher::inventory::Inventory;
 use container_image_pusher::pipeline::Metrics;
@@ -69,7 +69,7 @@ fn snapshot() -> Snapshot {
         digest: "sha256:aa".into(),
         size: 123_456_789,
         created: Some(1_700_000_000),
-        labels: Arc::new(BTreeMap::from([
+        labels: Pairs::from(BTreeMap::from([
             (
                 "org.opencontainers.image.source".into(),
                 "https://example.com/app".into(),
@@ -78,7 +78,7 @@ fn snapshot() -> Snapshot {
             ("empty".into(), String::new()),
             ("unicode".into(), "ünïcødé ✓".into()),
         ])),
-        annotations: Arc::new(BTreeMap::from([(
+        annotations: Pairs::from(BTreeMap::from([(
             "org.opencontainers.image.base.name".into(),
             "cgr.dev/chainguard/static:latest".into(),
         )])),

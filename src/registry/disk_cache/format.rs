@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::image_facts::limits::{DropReason, ImageLimits};
 use crate::image_facts::supply_chain::SupplyChain;
-use crate::image_facts::{ImageMetadata, MAX_PLATFORM_DIGESTS};
+use crate::image_facts::{ImageMetadata, Pairs, MAX_PLATFORM_DIGESTS};
 use crate::reference;
 use crate::registry::referrers::MAX_ARTIFACTS;
 use crate::registry::{ImageFilter, Platform};
@@ -204,8 +204,8 @@ struct RecordOut<'a> {
     digest: &'a str,
     size: u64,
     created: Option<i64>,
-    labels: &'a BTreeMap<String, String>,
-    annotations: &'a BTreeMap<String, String>,
+    labels: &'a Pairs,
+    annotations: &'a Pairs,
     dropped: BTreeMap<&'static str, u64>,
     platform_digest: Option<&'a str>,
     index_attestations: &'a [String],
@@ -638,8 +638,8 @@ mod tests {
         assert_eq!(m.labels.len(), limits.max_labels);
         assert!(m
             .labels
-            .values()
-            .all(|v| v.len() <= limits.max_value_length));
+            .iter()
+            .all(|(_, v)| v.len() <= limits.max_value_length));
         assert_eq!(m.dropped.get(DropReason::TooManyLabels), u64::MAX);
     }
 }
