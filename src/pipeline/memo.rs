@@ -52,6 +52,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Memo {
     entries: HashMap<Key, Entry>,
+    /// The answers that expired this snapshot, until their lookups are
+    /// answered again: an equal answer keeps the old one's `Arc`s.
+    expired: HashMap<Key, Answer>,
     /// (expiry, sequence) → key: the entries in the order they expire.
     expiries: BTreeMap<(Instant, u64), Key>,
     sequence: u64,
@@ -62,6 +65,9 @@ pub struct Memo {
 
 /// A lookup answered by the resolver, and until when its answer is valid.
 pub type Timed = (Resolved, Option<Instant>);
+
+/// What an entry answers.
+type Answer = (Resolution, Option<Arc<VersionInfo>>);
 
 impl Memo {
     /// Splits a snapshot's lookups into the answers reused (valid at `now`)
@@ -74,6 +80,7 @@ impl Memo {
         now: Instant,
     ) -> (Vec<Resolved>, Vec<Lookup>) {
         self.asked.clear();
+        self.expired.clear();
         if facts != Facts::All {
             return (Vec::new(), lookups);
         }
@@ -120,7 +127,8 @@ impl Memo {
     ) -> Vec<Resolved> {
         let mut all = reused;
         all.reserve(asked.len());
-        for (resolved, until) in asked {
+        for (mut resolved, until) in asked {
+            self.keep_if_equal(&mut resolved);
             let (scope, image, resolution, versions, left_out) = &resolved;
             let keys = self.asked.get_mut(image.as_str());
             let position = keys
@@ -138,7 +146,32 @@ impl Memo {
             all.push(resolved);
         }
         self.asked.clear();
+        self.expired.clear();
         all
+    }
+
+    /// Gives an expired lookup's new answer the old answer's `Arc`s when
+    /// they say the same: a tag whose cache period ended, asked again and
+    /// still at its digest, then leaves its containers' label sets (the
+    /// inventory and the version series compare answers by address) and
+    /// the sender's held set as they are, instead of making them again.
+    fn keep_if_equal(&mut self, resolved: &mut Resolved) {
+        let (scope, image, resolution, versions, _) = resolved;
+        let Some((image, _)) = self.asked.get_key_value(image.as_str()) else {
+            return;
+        };
+        let Some((old_resolution, old_versions)) = self.expired.remove(&(*scope, image.clone()))
+        else {
+            return;
+        };
+        if let (Ok(old), Ok(new)) = (&old_resolution, &*resolution) {
+            if old == new {
+                *resolution = old_resolution;
+            }
+        }
+        if old_versions == *versions {
+            *versions = old_versions;
+        }
     }
 
     fn insert(
@@ -171,7 +204,9 @@ impl Memo {
                 break;
             }
             let key = entry.remove();
-            self.entries.remove(&key);
+            if let Some(entry) = self.entries.remove(&key) {
+                self.expired.insert(key, (entry.resolution, entry.versions));
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::image_facts::{ErrorClass, ResolveError};
+use crate::image_facts::{ErrorClass, ImageMetadata, ResolveError};
 
 fn lookup(scope: u64, image: &str, password: Option<&str>) -> Lookup {
     Lookup {
@@ -152,4 +152,43 @@ fn a_changed_login_or_scope_is_asked_and_incomplete_answers_are_not_kept() {
     // And a snapshot that waits only for the known facts asks everything.
     let (reused, asked) = memo.split(vec![l], Facts::Known, now);
     assert_eq!((reused.len(), asked.len()), (0, 1));
+}
+
+#[test]
+fn an_expired_lookup_answered_the_same_again_keeps_its_old_answer() {
+    let start = Instant::now();
+    let a = [lookup(1, "a", None)];
+    let metadata = |digest: &str| Arc::new(ImageMetadata::digest_only(digest.to_owned()));
+    let mut memo = Memo::default();
+    // Each tick asks `a` and answers `answer`, valid for half a second.
+    let mut tick = |now: Instant, answer: &Arc<ImageMetadata>| {
+        let (reused, asked) = memo.split(a.to_vec(), Facts::All, now);
+        assert!(reused.is_empty() && asked.len() == 1, "a is asked again");
+        let resolved = (a[0].scope, "a".to_owned(), Ok(answer.clone()), None, false);
+        let until = Some(now + Duration::from_millis(500));
+        let all = memo.record(reused, vec![(resolved, until)], now);
+        all[0].2.clone().expect("an answer")
+    };
+    let first = metadata("sha256:1");
+    assert!(Arc::ptr_eq(&tick(start, &first), &first));
+    // Asked again after its expiry, the same answer in a new Arc: the old
+    // one is kept, so nothing downstream is made again.
+    let same = metadata("sha256:1");
+    let kept = tick(start + Duration::from_secs(1), &same);
+    assert!(
+        Arc::ptr_eq(&kept, &first),
+        "the equal answer keeps the old Arc"
+    );
+    // A different answer is taken as it is.
+    let moved = metadata("sha256:2");
+    let taken = tick(start + Duration::from_secs(2), &moved);
+    assert!(
+        Arc::ptr_eq(&taken, &moved),
+        "a changed answer is the new one"
+    );
+    // And the entry holds what was returned: reused while valid.
+    let now = start + Duration::from_millis(2200);
+    let (reused, asked) = memo.split(a.to_vec(), Facts::All, now);
+    assert!(asked.is_empty());
+    assert!(Arc::ptr_eq(reused[0].2.as_ref().unwrap(), &moved));
 }
