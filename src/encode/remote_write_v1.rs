@@ -161,6 +161,13 @@ mod tests {
         three_pods("job")
     }
 
+    /// A decoded series' labels, as (name, value) pairs in order.
+    fn decoded(ts: &proto::TimeSeries) -> Vec<(String, String)> {
+        (ts.labels.iter())
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
+    }
+
     #[test]
     fn decodes_to_what_was_encoded_and_matches_prost() {
         let snap = snapshot();
@@ -168,12 +175,7 @@ mod tests {
         let request = proto::WriteRequest::decode(body.as_slice()).expect("valid protobuf");
         assert_eq!(request.timeseries.len(), 3);
         for (ts, series) in request.timeseries.iter().zip(&snap.series) {
-            let labels: Vec<(String, String)> = ts
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            assert_eq!(labels, pairs(series));
+            assert_eq!(decoded(ts), pairs(series));
             assert_eq!(
                 ts.samples,
                 [proto::Sample {
@@ -210,12 +212,7 @@ mod tests {
         let request = proto::WriteRequest::decode(body.as_slice()).unwrap();
         assert_eq!(request.timeseries.len(), series.len());
         for (ts, series) in request.timeseries.iter().zip(&series) {
-            let labels: Vec<(String, String)> = ts
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            assert_eq!(labels, pairs(series));
+            assert_eq!(decoded(ts), pairs(series));
         }
         assert_eq!(body, request.encode_to_vec());
     }
