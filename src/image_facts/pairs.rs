@@ -81,16 +81,6 @@ impl<'a> IntoIterator for &'a Pairs {
     }
 }
 
-/// The value of a name the pairs hold, as a map's index is.
-impl std::ops::Index<&str> for Pairs {
-    type Output = str;
-
-    fn index(&self, name: &str) -> &str {
-        self.get(name)
-            .unwrap_or_else(|| panic!("no pair named {name:?}"))
-    }
-}
-
 impl fmt::Debug for Pairs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
